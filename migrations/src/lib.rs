@@ -1,0 +1,17 @@
+//! The schema of certification-service, one set of migrations for PostgreSQL and SQLite.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261123_000001_create_persons_and_certifications;
+
+/// Every migration, in the order they apply.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(
+            m20261123_000001_create_persons_and_certifications::Migration,
+        )]
+    }
+}

@@ -1,0 +1,224 @@
+//! Configuration: command-line flags with environment fallbacks, validated into [`Settings`]
+//! before anything starts. Secrets are never printed: clap hides their environment values and
+//! [`Secret`] redacts its `Debug`.
+
+use std::{fmt, net::SocketAddr, time::Duration};
+
+use clap::{Args, Parser, Subcommand, builder::BoolishValueParser};
+
+use crate::{
+    domain::{CiIndexKey, IndexKeyError},
+    portone::PortoneSettings,
+    service::Policy,
+    store::StoreSettings,
+};
+
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/certification-service.db?mode=rwc";
+
+/// The fixed CI index key of `serve --sandbox`: development only, never for real CIs.
+const SANDBOX_CI_INDEX_KEY: &str = "Y2VydGlmaWNhdGlvbi1zZXJ2aWNlIHNhbmRib3ggZGV2ZWxvcG1lbnQga2V5IQ==";
+
+/// A string that must never reach a log: its `Debug` and `Display` redact.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(raw: impl Into<String>) -> Self {
+        Self(raw.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "certification-service",
+    version,
+    about = "PortOne phone identity verification, as a gRPC service"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Serve CertificationService over gRPC (applies pending migrations first unless told not to).
+    Serve(ServeArgs),
+    /// Apply pending database migrations and exit.
+    Migrate(DatabaseArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DatabaseArgs {
+    /// postgres://… in production; the default is an embedded SQLite file under ./data.
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, hide_env_values = true)]
+    pub database_url: String,
+    #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 10)]
+    pub database_max_connections: u32,
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    #[arg(long, env = "GRPC_LISTEN_ADDR", default_value = "0.0.0.0:50051")]
+    pub grpc_listen_addr: SocketAddr,
+    /// redis://, or rediss:// for TLS; unset keeps the PortOne token in process.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+    #[arg(long, env = "PORTONE_BASE_URL", default_value = "https://api.iamport.kr")]
+    pub portone_base_url: String,
+    #[arg(long, env = "PORTONE_IMP_KEY", hide_env_values = true)]
+    pub portone_imp_key: Option<String>,
+    #[arg(long, env = "PORTONE_IMP_SECRET", hide_env_values = true)]
+    pub portone_imp_secret: Option<String>,
+    /// One HTTP attempt at PortOne, e.g. 5s.
+    #[arg(long, env = "PORTONE_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub portone_timeout: Duration,
+    /// Attempts for an idempotent PortOne call on 5xx, timeouts and connection errors.
+    #[arg(long, env = "PORTONE_MAX_ATTEMPTS", default_value_t = 3)]
+    pub portone_max_attempts: u32,
+    /// Base64 HMAC key (at least 32 bytes) for the CI/DI lookup hashes. Required unless --sandbox.
+    #[arg(long, env = "CI_INDEX_KEY", hide_env_values = true)]
+    pub ci_index_key: Option<String>,
+    /// Minimum full age (만 나이) when a request does not say.
+    #[arg(long, env = "MIN_AGE", default_value_t = 14)]
+    pub min_age: u32,
+    /// Fail Verify with UNDERAGE below the minimum age, instead of only reporting it.
+    #[arg(long, env = "REJECT_UNDERAGE", default_value = "false", value_parser = BoolishValueParser::new())]
+    pub reject_underage: bool,
+    /// How old a certification may be when verified, e.g. 30m.
+    #[arg(long, env = "CERTIFICATION_MAX_AGE", default_value = "30m", value_parser = humantime::parse_duration)]
+    pub certification_max_age: Duration,
+    /// Upper bound of one call when the caller sets no deadline, e.g. 15s.
+    #[arg(long, env = "REQUEST_TIMEOUT", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub request_timeout: Duration,
+    /// Do not apply pending migrations at start (run `migrate` separately).
+    #[arg(long, env = "SKIP_MIGRATIONS", default_value = "false", value_parser = BoolishValueParser::new())]
+    pub skip_migrations: bool,
+    /// Run the built-in PortOne sandbox in process and use it: development only.
+    #[arg(long)]
+    pub sandbox: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(
+        "PortOne credentials missing: set PORTONE_IMP_KEY and PORTONE_IMP_SECRET (or --portone-imp-key/--portone-imp-secret), or run `serve --sandbox` for development"
+    )]
+    MissingPortoneCredentials,
+    #[error(
+        "CI_INDEX_KEY missing: set it to a base64 key of at least 32 bytes (e.g. `openssl rand -base64 32`), or run `serve --sandbox` for development"
+    )]
+    MissingIndexKey,
+    #[error(transparent)]
+    IndexKey(#[from] IndexKeyError),
+    #[error("PORTONE_BASE_URL must be an http:// or https:// URL")]
+    BaseUrl,
+    #[error("{0}")]
+    OutOfRange(&'static str),
+}
+
+/// Everything the server needs, validated.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub grpc_listen_addr: SocketAddr,
+    pub store: StoreSettings,
+    pub redis_url: Option<Secret>,
+    pub portone: PortoneSettings,
+    pub ci_index_key: CiIndexKey,
+    pub policy: Policy,
+    pub request_timeout: Duration,
+    pub migrate_on_start: bool,
+    /// How often readiness re-checks the database.
+    pub readiness_interval: Duration,
+}
+
+impl DatabaseArgs {
+    pub fn store_settings(&self) -> StoreSettings {
+        StoreSettings {
+            database_url: self.database_url.clone(),
+            max_connections: self.database_max_connections.max(1),
+            acquire_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl ServeArgs {
+    /// Validates the flags. `sandbox_base_url` is the in-process sandbox's address with
+    /// `--sandbox`, whose fixed credentials and development key then apply.
+    pub fn into_settings(self, sandbox_base_url: Option<String>) -> Result<Settings, ConfigError> {
+        let (base_url, imp_key, imp_secret) = match sandbox_base_url {
+            Some(url) => (
+                url,
+                crate::sandbox::SANDBOX_IMP_KEY.to_owned(),
+                crate::sandbox::SANDBOX_IMP_SECRET.to_owned(),
+            ),
+            None => match (self.portone_imp_key, self.portone_imp_secret) {
+                (Some(key), Some(secret)) if !key.is_empty() && !secret.is_empty() => {
+                    (self.portone_base_url, key, secret)
+                }
+                _ => return Err(ConfigError::MissingPortoneCredentials),
+            },
+        };
+        let base_url = base_url.trim_end_matches('/').to_owned();
+        if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+            return Err(ConfigError::BaseUrl);
+        }
+        let ci_index_key = match (self.ci_index_key, self.sandbox) {
+            (Some(encoded), _) => CiIndexKey::from_base64(&encoded)?,
+            (None, true) => {
+                tracing::warn!(
+                    "--sandbox: using the fixed development CI_INDEX_KEY; never use it for real data"
+                );
+                CiIndexKey::from_base64(SANDBOX_CI_INDEX_KEY)?
+            }
+            (None, false) => return Err(ConfigError::MissingIndexKey),
+        };
+        if self.min_age > crate::domain::MinAge::MAX {
+            return Err(ConfigError::OutOfRange("MIN_AGE must be between 0 and 150"));
+        }
+        if !(1..=10).contains(&self.portone_max_attempts) {
+            return Err(ConfigError::OutOfRange(
+                "PORTONE_MAX_ATTEMPTS must be between 1 and 10",
+            ));
+        }
+        if self.portone_timeout.is_zero() || self.request_timeout.is_zero() {
+            return Err(ConfigError::OutOfRange(
+                "PORTONE_TIMEOUT and REQUEST_TIMEOUT must be positive",
+            ));
+        }
+        Ok(Settings {
+            grpc_listen_addr: self.grpc_listen_addr,
+            store: self.database.store_settings(),
+            redis_url: self.redis_url.filter(|url| !url.is_empty()).map(Secret::new),
+            portone: PortoneSettings {
+                base_url,
+                imp_key,
+                imp_secret: Secret::new(imp_secret),
+                request_timeout: self.portone_timeout,
+                connect_timeout: Duration::from_secs(3).min(self.portone_timeout),
+                max_attempts: self.portone_max_attempts,
+                token_margin: Duration::from_secs(60),
+            },
+            ci_index_key,
+            policy: Policy {
+                min_age: self.min_age,
+                reject_underage: self.reject_underage,
+                max_certification_age: self.certification_max_age,
+            },
+            request_timeout: self.request_timeout,
+            migrate_on_start: !self.skip_migrations,
+            readiness_interval: Duration::from_secs(5),
+        })
+    }
+}

@@ -1,0 +1,42 @@
+//! The domain: what a certification says and the rules we apply to it. Pure: no tonic, no
+//! sea_orm, no I/O, so every rule here is unit-testable and shared by every transport.
+
+mod age;
+mod identity;
+mod index_key;
+mod input;
+
+pub use age::{AgeCheck, full_age, today_in_seoul};
+pub use identity::{Carrier, Ci, Di, Gender, Identity, PersonName, Phone};
+pub use index_key::{CiIndexKey, IndexKeyError, PersonIndex};
+pub use input::{AccountId, FieldViolation, ImpUid, MerchantUid, MinAge};
+
+use chrono::{DateTime, Utc};
+
+/// Which identity provider and API a certification came from: the stored certification is keyed
+/// by (provider, id) so PortOne V2 identity verifications can join without reshaping the store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Provider {
+    PortoneV1,
+}
+
+impl Provider {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provider::PortoneV1 => "portone_v1",
+        }
+    }
+}
+
+/// A certification as the provider reports it, before any of our checks. Only `id`, `provider`
+/// and `certified` are always known: a record exists at PortOne before the person finishes.
+#[derive(Clone, Debug)]
+pub struct ProviderCertification {
+    pub provider: Provider,
+    pub id: String,
+    pub merchant_uid: Option<String>,
+    pub pg_provider: String,
+    pub certified: bool,
+    pub certified_at: Option<DateTime<Utc>>,
+    pub identity: Option<Identity>,
+}

@@ -1,0 +1,37 @@
+//! Every way a call can fail, as the service sees it. Mapped to gRPC status in one place:
+//! `grpc::status`.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::{
+    domain::{AgeCheck, FieldViolation},
+    portone::PortoneError,
+    store::{BindConflict, StoreError},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("invalid argument: {0}")]
+    InvalidArgument(#[from] FieldViolation),
+    #[error("the person has not completed this certification")]
+    NotCertified,
+    #[error("certified at {certified_at}, longer ago than the allowed {}s", max_age.as_secs())]
+    CertificationExpired {
+        certified_at: DateTime<Utc>,
+        max_age: Duration,
+    },
+    #[error("merchant_uid does not match the certification's")]
+    MerchantMismatch,
+    #[error("age {} is under the minimum age {}", .0.age, .0.min_age)]
+    Underage(AgeCheck),
+    #[error("binding refused: {0:?}")]
+    Conflict(BindConflict),
+    #[error(transparent)]
+    Upstream(#[from] PortoneError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the caller's deadline passed")]
+    DeadlineExceeded,
+}

@@ -1,0 +1,142 @@
+//! The one mapping from [`ServiceError`] to gRPC status. Exhaustive on purpose: a new error
+//! variant does not compile until someone decides its code and reason. Internal causes are
+//! logged here, where they are classified; callers get a clean message and a reason.
+
+use std::collections::HashMap;
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use super::ERROR_DOMAIN;
+use crate::{error::ServiceError, portone::PortoneError, store::BindConflict, store::StoreError};
+
+impl From<ServiceError> for Status {
+    fn from(error: ServiceError) -> Self {
+        let message = error.to_string();
+        match error {
+            ServiceError::InvalidArgument(violation) => {
+                let mut details =
+                    ErrorDetails::with_error_info(violation.reason, ERROR_DOMAIN, HashMap::new());
+                details.add_bad_request_violation(violation.field, violation.description);
+                Status::with_error_details(Code::InvalidArgument, message, details)
+            }
+            ServiceError::NotCertified => reasoned(Code::FailedPrecondition, "NOT_CERTIFIED", message, []),
+            ServiceError::CertificationExpired {
+                certified_at,
+                max_age,
+            } => reasoned(
+                Code::FailedPrecondition,
+                "CERTIFICATION_EXPIRED",
+                message,
+                [
+                    ("certified_at", certified_at.to_rfc3339()),
+                    ("max_age_seconds", max_age.as_secs().to_string()),
+                ],
+            ),
+            ServiceError::MerchantMismatch => {
+                reasoned(Code::FailedPrecondition, "MERCHANT_MISMATCH", message, [])
+            }
+            ServiceError::Underage(check) => reasoned(
+                Code::FailedPrecondition,
+                "UNDERAGE",
+                message,
+                [
+                    ("age", check.age.to_string()),
+                    ("min_age", check.min_age.to_string()),
+                ],
+            ),
+            ServiceError::Conflict(conflict) => {
+                let (reason, text) = match conflict {
+                    BindConflict::AlreadyRegistered => {
+                        ("ALREADY_REGISTERED", "this person already holds another account")
+                    }
+                    BindConflict::CertificationReused => (
+                        "CERTIFICATION_REUSED",
+                        "this certification was already used by another account",
+                    ),
+                    BindConflict::AccountHasIdentity => (
+                        "ACCOUNT_HAS_IDENTITY",
+                        "this account already holds another person",
+                    ),
+                };
+                reasoned(Code::AlreadyExists, reason, text.to_owned(), [])
+            }
+            ServiceError::Upstream(upstream) => upstream_status(upstream),
+            ServiceError::Store(StoreError::Unavailable(cause)) => {
+                tracing::warn!(%cause, "database unavailable");
+                reasoned(
+                    Code::Unavailable,
+                    "STORE_UNAVAILABLE",
+                    "database unavailable, retry later".into(),
+                    [],
+                )
+            }
+            ServiceError::Store(StoreError::Failure(cause)) => {
+                tracing::error!(%cause, "database failure");
+                reasoned(
+                    Code::Internal,
+                    "STORE_FAILURE",
+                    "internal storage error".into(),
+                    [],
+                )
+            }
+            ServiceError::DeadlineExceeded => {
+                reasoned(Code::DeadlineExceeded, "DEADLINE_EXCEEDED", message, [])
+            }
+        }
+    }
+}
+
+fn upstream_status(error: PortoneError) -> Status {
+    let message = error.to_string();
+    match error {
+        PortoneError::NotFound => reasoned(
+            Code::NotFound,
+            "CERTIFICATION_NOT_FOUND",
+            "no such certification at PortOne for our merchant account".into(),
+            [],
+        ),
+        PortoneError::Unavailable(cause) => {
+            tracing::warn!(%cause, "portone unavailable");
+            reasoned(
+                Code::Unavailable,
+                "UPSTREAM_UNAVAILABLE",
+                "PortOne unavailable, retry later".into(),
+                [],
+            )
+        }
+        PortoneError::CredentialsRejected => reasoned(
+            Code::Unavailable,
+            "UPSTREAM_AUTH_FAILED",
+            "PortOne refused this service's credentials".into(),
+            [],
+        ),
+        PortoneError::Malformed(cause) => {
+            tracing::error!(%cause, "portone answer malformed");
+            reasoned(
+                Code::Internal,
+                "UPSTREAM_MALFORMED",
+                "PortOne answered with an unusable body".into(),
+                [],
+            )
+        }
+        PortoneError::DeadlineExceeded => reasoned(Code::DeadlineExceeded, "DEADLINE_EXCEEDED", message, []),
+    }
+}
+
+fn reasoned<const N: usize>(
+    code: Code,
+    reason: &str,
+    message: String,
+    metadata: [(&str, String); N],
+) -> Status {
+    let metadata: HashMap<String, String> = metadata
+        .into_iter()
+        .map(|(key, value)| (key.to_owned(), value))
+        .collect();
+    Status::with_error_details(
+        code,
+        message,
+        ErrorDetails::with_error_info(reason, ERROR_DOMAIN, metadata),
+    )
+}

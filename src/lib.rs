@@ -1,0 +1,10 @@
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod grpc;
+pub mod portone;
+pub mod sandbox;
+pub mod service;
+pub mod startup;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,25 @@
+use std::process::ExitCode;
+
+use certification_service::{
+    config::{Cli, Command},
+    startup, telemetry,
+};
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init();
+    let outcome = match cli.command {
+        Command::Serve(args) => startup::serve(args).await,
+        Command::Migrate(args) => startup::migrate(args).await,
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            eprintln!("certification-service: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

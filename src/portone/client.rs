@@ -1,0 +1,283 @@
+//! The PortOne V1 REST client: getToken, certification lookups, bounded retries.
+
+use std::time::Duration;
+
+use rand::Rng;
+use reqwest::{RequestBuilder, StatusCode};
+use serde::de::DeserializeOwned;
+use tokio::time::{Instant, sleep_until, timeout};
+
+use super::{
+    AccessToken, BoxFuture, CertificationProvider, PortoneError, TokenCache,
+    model::{CertificationBody, Envelope, TokenGrant},
+};
+use crate::{
+    config::Secret,
+    domain::{ImpUid, ProviderCertification},
+};
+
+#[derive(Clone, Debug)]
+pub struct PortoneSettings {
+    /// `https://api.iamport.kr`, or the sandbox. No trailing slash.
+    pub base_url: String,
+    pub imp_key: String,
+    pub imp_secret: Secret,
+    /// One HTTP attempt's limit; the caller's deadline may cut it shorter.
+    pub request_timeout: Duration,
+    pub connect_timeout: Duration,
+    /// Attempts for one idempotent call (getToken, lookup) on 5xx, timeouts, connection errors.
+    pub max_attempts: u32,
+    /// A token is used until this long before PortOne's expiry; PortOne extends a token asked
+    /// for in its last minute, so a minute keeps us clear of expiry in flight.
+    pub token_margin: Duration,
+}
+
+/// PortOne answers are small; a larger body is a fault, not something to buffer.
+const MAX_BODY_BYTES: usize = 1 << 20;
+
+pub struct PortoneClient {
+    http: reqwest::Client,
+    settings: PortoneSettings,
+    tokens: TokenCache,
+}
+
+/// How one HTTP exchange ended, before it becomes a [`PortoneError`].
+enum Exchange {
+    Answered(StatusCode, Vec<u8>),
+    /// Worth another attempt: connection error, timeout, 5xx, 429.
+    Transient(String),
+}
+
+/// A lookup that PortOne refused for its token: the one case handled by a fresh token.
+enum Lookup {
+    Done(Result<ProviderCertification, PortoneError>),
+    Unauthorized,
+}
+
+impl PortoneClient {
+    pub fn new(settings: PortoneSettings, tokens: TokenCache) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(settings.connect_timeout)
+            .user_agent(concat!("certification-service/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Self {
+            http,
+            settings,
+            tokens,
+        })
+    }
+
+    pub fn token_cache(&self) -> &TokenCache {
+        &self.tokens
+    }
+
+    /// A valid access token: cached, or fetched once for every concurrent caller in this process.
+    pub async fn access_token(&self, deadline: Instant) -> Result<AccessToken, PortoneError> {
+        if let Some(token) = self.tokens.get().await {
+            return Ok(token);
+        }
+        let _refilling = tokio::time::timeout_at(deadline, self.tokens.refill_lock().lock())
+            .await
+            .map_err(|_| PortoneError::DeadlineExceeded)?;
+        if let Some(token) = self.tokens.get().await {
+            return Ok(token);
+        }
+        let grant = self.fetch_token(deadline).await?;
+        let token = AccessToken::new(grant.access_token);
+        // Lifetime by PortOne's own clock (`expired_at - now`), never ours.
+        let lifetime = Duration::from_secs(grant.expired_at.saturating_sub(grant.now).max(0).unsigned_abs());
+        self.tokens
+            .put(&token, lifetime.saturating_sub(self.settings.token_margin))
+            .await;
+        Ok(token)
+    }
+
+    async fn fetch_token(&self, deadline: Instant) -> Result<TokenGrant, PortoneError> {
+        let url = format!("{}/users/getToken", self.settings.base_url);
+        let body = serde_json::json!({
+            "imp_key": self.settings.imp_key,
+            "imp_secret": self.settings.imp_secret.expose(),
+        });
+        let (status, bytes) = self
+            .send_with_retries(|| self.http.post(&url).json(&body), deadline)
+            .await?;
+        if status == StatusCode::UNAUTHORIZED {
+            tracing::error!(
+                "portone refused getToken: PORTONE_IMP_KEY / PORTONE_IMP_SECRET are wrong or revoked"
+            );
+            return Err(PortoneError::CredentialsRejected);
+        }
+        decode(status, &bytes)
+    }
+
+    async fn lookup_once(&self, imp_uid: &ImpUid, token: &AccessToken, deadline: Instant) -> Lookup {
+        // ImpUid admits only "imp_" and digits: nothing in it can change the path.
+        let url = format!("{}/certifications/{}", self.settings.base_url, imp_uid.as_str());
+        let exchange = self
+            .send_with_retries(
+                || self.http.get(&url).header("Authorization", token.expose()),
+                deadline,
+            )
+            .await;
+        let (status, bytes) = match exchange {
+            Ok(answer) => answer,
+            Err(error) => return Lookup::Done(Err(error)),
+        };
+        if status == StatusCode::UNAUTHORIZED {
+            return Lookup::Unauthorized;
+        }
+        Lookup::Done(
+            decode::<CertificationBody>(status, &bytes).and_then(|body| body.into_domain(imp_uid.as_str())),
+        )
+    }
+
+    /// Sends an idempotent request, retrying transient failures with jittered exponential
+    /// backoff, never past the caller's deadline.
+    async fn send_with_retries(
+        &self,
+        request: impl Fn() -> RequestBuilder,
+        deadline: Instant,
+    ) -> Result<(StatusCode, Vec<u8>), PortoneError> {
+        let mut last_failure = String::new();
+        for attempt in 1..=self.settings.max_attempts.max(1) {
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(PortoneError::DeadlineExceeded);
+            }
+            let attempt_limit = self.settings.request_timeout.min(deadline - now);
+            let exchange = match timeout(attempt_limit, exchange(request())).await {
+                Ok(exchange) => exchange,
+                Err(_) if Instant::now() >= deadline => return Err(PortoneError::DeadlineExceeded),
+                Err(_) => Exchange::Transient("timed out".into()),
+            };
+            match exchange {
+                Exchange::Answered(status, body) => return Ok((status, body)),
+                Exchange::Transient(failure) => {
+                    tracing::warn!(attempt, failure = %failure, "portone call failed");
+                    last_failure = failure;
+                }
+            }
+            if attempt < self.settings.max_attempts {
+                let backoff = Duration::from_millis(100 * 2u64.pow(attempt - 1));
+                let jittered = backoff.mul_f64(rand::rng().random_range(0.5..1.0));
+                let wake = Instant::now() + jittered;
+                if wake >= deadline {
+                    return Err(PortoneError::DeadlineExceeded);
+                }
+                sleep_until(wake).await;
+            }
+        }
+        Err(PortoneError::Unavailable(last_failure))
+    }
+}
+
+impl CertificationProvider for PortoneClient {
+    fn lookup<'a>(
+        &'a self,
+        imp_uid: &'a ImpUid,
+        deadline: Instant,
+    ) -> BoxFuture<'a, Result<ProviderCertification, PortoneError>> {
+        Box::pin(async move {
+            let token = self.access_token(deadline).await?;
+            match self.lookup_once(imp_uid, &token, deadline).await {
+                Lookup::Done(result) => return result,
+                // Expired or revoked under us (early expiry, another replica's refresh):
+                // drop it and try once with a fresh one; the caller never sees this.
+                Lookup::Unauthorized => self.tokens.invalidate(&token).await,
+            }
+            let fresh = self.access_token(deadline).await?;
+            match self.lookup_once(imp_uid, &fresh, deadline).await {
+                Lookup::Done(result) => result,
+                Lookup::Unauthorized => {
+                    self.tokens.invalidate(&fresh).await;
+                    tracing::error!(
+                        "portone rejected a freshly issued access token; check PORTONE_IMP_KEY / PORTONE_IMP_SECRET"
+                    );
+                    Err(PortoneError::CredentialsRejected)
+                }
+            }
+        })
+    }
+}
+
+async fn exchange(request: RequestBuilder) -> Exchange {
+    let mut response = match request.send().await {
+        Ok(response) => response,
+        Err(error) => return Exchange::Transient(describe(&error)),
+    };
+    let status = response.status();
+    if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+        return Exchange::Transient(format!("http {}", status.as_u16()));
+    }
+    let mut body = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > MAX_BODY_BYTES {
+                    return Exchange::Answered(StatusCode::PAYLOAD_TOO_LARGE, Vec::new());
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Exchange::Answered(status, body),
+            Err(error) => return Exchange::Transient(describe(&error)),
+        }
+    }
+}
+
+/// A reqwest error without its URL: the URL is harmless today, but errors travel far.
+fn describe(error: &reqwest::Error) -> String {
+    let kind = if error.is_timeout() {
+        "timeout"
+    } else if error.is_connect() {
+        "connection failed"
+    } else if error.is_body() || error.is_decode() {
+        "body interrupted"
+    } else {
+        "request failed"
+    };
+    kind.to_string()
+}
+
+/// Checks the HTTP status and the envelope's `code`, then decodes `response`.
+fn decode<T: DeserializeOwned>(status: StatusCode, body: &[u8]) -> Result<T, PortoneError> {
+    match status {
+        StatusCode::OK => {}
+        StatusCode::NOT_FOUND => return Err(PortoneError::NotFound),
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            return Err(PortoneError::Malformed("answer larger than 1 MiB".into()));
+        }
+        other => {
+            return Err(PortoneError::Unavailable(format!(
+                "unexpected http {}",
+                other.as_u16()
+            )));
+        }
+    }
+    let envelope: Envelope<T> = serde_json::from_slice(body).map_err(|error| {
+        PortoneError::Malformed(format!(
+            "{} at line {} column {}",
+            classify(&error),
+            error.line(),
+            error.column()
+        ))
+    })?;
+    if envelope.code != 0 {
+        return Err(PortoneError::Unavailable(format!(
+            "portone answered code {}",
+            envelope.code
+        )));
+    }
+    envelope
+        .response
+        .ok_or_else(|| PortoneError::Malformed("code 0 without a response".into()))
+}
+
+/// serde_json's messages can quote the input; keep only the category.
+fn classify(error: &serde_json::Error) -> &'static str {
+    match error.classify() {
+        serde_json::error::Category::Io => "io error",
+        serde_json::error::Category::Syntax => "invalid json",
+        serde_json::error::Category::Data => "unexpected json shape",
+        serde_json::error::Category::Eof => "truncated json",
+    }
+}

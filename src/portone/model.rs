@@ -1,0 +1,196 @@
+//! PortOne V1's JSON, and its translation into the domain. Unknown fields are ignored and every
+//! field the OpenAPI does not mark required is optional: PortOne adds fields and values freely,
+//! and KG Inicis answers with null gender and DI and without phone and carrier.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Deserialize;
+
+use super::PortoneError;
+use crate::domain::{Carrier, Ci, Di, Gender, Identity, PersonName, Phone, Provider, ProviderCertification};
+
+/// `{code, message, response}`: every PortOne V1 answer. `code` 0 is success; errors may arrive
+/// with HTTP 200 and a non-zero code, so both must be checked.
+#[derive(Deserialize)]
+pub(super) struct Envelope<T> {
+    pub code: i64,
+    pub response: Option<T>,
+}
+
+#[derive(Deserialize)]
+pub(super) struct TokenGrant {
+    pub access_token: String,
+    /// PortOne's clock at issue, so expiry is computed without trusting ours.
+    pub now: i64,
+    pub expired_at: i64,
+}
+
+#[derive(Deserialize)]
+pub(super) struct CertificationBody {
+    imp_uid: String,
+    merchant_uid: Option<String>,
+    pg_provider: Option<String>,
+    name: Option<String>,
+    gender: Option<String>,
+    birthday: Option<String>,
+    foreigner: Option<bool>,
+    foreigner_v2: Option<bool>,
+    phone: Option<String>,
+    carrier: Option<String>,
+    certified: Option<bool>,
+    certified_at: Option<i64>,
+    unique_key: Option<String>,
+    unique_in_site: Option<String>,
+}
+
+impl CertificationBody {
+    pub(super) fn into_domain(self, requested: &str) -> Result<ProviderCertification, PortoneError> {
+        if self.imp_uid != requested {
+            return Err(PortoneError::Malformed("answer is for another imp_uid".into()));
+        }
+        let certified = self.certified.unwrap_or(false);
+        let certified_at = match self.certified_at {
+            Some(seconds) if seconds > 0 => Some(
+                DateTime::<Utc>::from_timestamp(seconds, 0)
+                    .ok_or_else(|| PortoneError::Malformed("certified_at out of range".into()))?,
+            ),
+            _ => None,
+        };
+        let identity = if certified {
+            if certified_at.is_none() {
+                return Err(PortoneError::Malformed(
+                    "certified record lacks certified_at".into(),
+                ));
+            }
+            Some(self.identity()?)
+        } else {
+            None
+        };
+        Ok(ProviderCertification {
+            provider: Provider::PortoneV1,
+            id: self.imp_uid,
+            merchant_uid: self.merchant_uid.filter(|uid| !uid.is_empty()),
+            pg_provider: self.pg_provider.unwrap_or_default(),
+            certified,
+            certified_at,
+            identity,
+        })
+    }
+
+    fn identity(&self) -> Result<Identity, PortoneError> {
+        let missing = |field: &str| PortoneError::Malformed(format!("certified record lacks {field}"));
+        let name = self
+            .name
+            .as_deref()
+            .and_then(PersonName::new)
+            .ok_or_else(|| missing("name"))?;
+        let birthday = self.birthday.as_deref().ok_or_else(|| missing("birthday"))?;
+        let birth_date = NaiveDate::parse_from_str(birthday, "%Y-%m-%d")
+            .map_err(|_| PortoneError::Malformed("birthday is not YYYY-MM-DD".into()))?;
+        let unique_key = self.unique_key.as_deref().ok_or_else(|| missing("unique_key"))?;
+        let ci = Ci::parse(unique_key)
+            .map_err(|_| PortoneError::Malformed("unique_key is not a base64 identifier".into()))?;
+        let gender = match self.gender.as_deref() {
+            Some("male") => Gender::Male,
+            Some("female") => Gender::Female,
+            // null (KG Inicis) and values PortOne may add later.
+            _ => Gender::Unspecified,
+        };
+        // Digits only by PortOne's contract; strip anything else rather than fail the person.
+        let phone = self
+            .phone
+            .as_deref()
+            .map(|raw| raw.chars().filter(char::is_ascii_digit).collect::<String>())
+            .and_then(|digits| Phone::new(&digits));
+        Ok(Identity {
+            name,
+            gender,
+            birth_date,
+            carrier: phone
+                .as_ref()
+                .and(self.carrier.clone())
+                .filter(|code| !code.is_empty())
+                .map(Carrier),
+            phone,
+            // foreigner_v2 is null when not contracted; then the legacy flag (false) stands.
+            foreigner: self.foreigner_v2.or(self.foreigner).unwrap_or(false),
+            ci,
+            di: self.unique_in_site.as_deref().and_then(Di::parse),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> Result<ProviderCertification, PortoneError> {
+        let envelope: Envelope<CertificationBody> =
+            serde_json::from_str(json).map_err(|error| PortoneError::Malformed(error.to_string()))?;
+        envelope
+            .response
+            .expect("response")
+            .into_domain("imp_123456789012")
+    }
+
+    const DANAL: &str = r#"{"code":0,"message":null,"response":{"imp_uid":"imp_123456789012",
+        "merchant_uid":"signup-8f2c","pg_tid":"x","pg_provider":"danal","name":"홍길동","gender":"male",
+        "birthday":"1993-07-08","birth":742057200,"foreigner":false,"foreigner_v2":null,
+        "phone":"01012345678","carrier":"SKT","certified":true,"certified_at":1795459469,
+        "unique_key":"QUJD==","unique_in_site":"REVG","origin":"about:blank","added_later":{"x":1}}}"#;
+
+    #[test]
+    fn a_danal_answer_with_unknown_fields_parses() {
+        let certification = parse(DANAL).unwrap();
+        let identity = certification.identity.unwrap();
+        assert!(certification.certified);
+        assert_eq!(certification.merchant_uid.as_deref(), Some("signup-8f2c"));
+        assert_eq!(identity.gender, Gender::Male);
+        assert_eq!(identity.phone.unwrap().expose(), "01012345678");
+        assert_eq!(identity.carrier, Some(Carrier("SKT".into())));
+        assert_eq!(identity.di.unwrap().expose(), "REVG");
+    }
+
+    #[test]
+    fn an_inicis_answer_with_nulls_and_no_phone_parses() {
+        let json = r#"{"code":0,"message":null,"response":{"imp_uid":"imp_123456789012",
+            "pg_provider":"inicis_unified","name":"강서준","gender":null,"birthday":"1995-05-05",
+            "foreigner":false,"foreigner_v2":null,"certified":true,"certified_at":1795459469,
+            "unique_key":"QUJD==","unique_in_site":null}}"#;
+        let identity = parse(json).unwrap().identity.unwrap();
+        assert_eq!(identity.gender, Gender::Unspecified);
+        assert!(identity.phone.is_none() && identity.carrier.is_none() && identity.di.is_none());
+    }
+
+    #[test]
+    fn an_uncertified_record_needs_no_identity_fields() {
+        let json = r#"{"code":0,"message":null,"response":{"imp_uid":"imp_123456789012",
+            "pg_provider":"danal","foreigner":false,"certified":false,"certified_at":0,
+            "name":null,"unique_key":null}}"#;
+        let certification = parse(json).unwrap();
+        assert!(!certification.certified && certification.identity.is_none());
+    }
+
+    #[test]
+    fn broken_certified_records_are_malformed_not_panics() {
+        for broken in [
+            DANAL.replace(r#""birthday":"1993-07-08""#, r#""birthday":"07/08/1993""#),
+            DANAL.replace(r#""unique_key":"QUJD==""#, r#""unique_key":null"#),
+            DANAL.replace(r#""name":"홍길동""#, r#""name":"  ""#),
+            DANAL.replace(r#""certified_at":1795459469"#, r#""certified_at":0"#),
+            DANAL.replace(r#""certified":true"#, r#""certified":"yes""#),
+            DANAL.replace(
+                r#""imp_uid":"imp_123456789012""#,
+                r#""imp_uid":"imp_999999999999""#,
+            ),
+            DANAL.replace(
+                r#""certified_at":1795459469"#,
+                r#""certified_at":99999999999999999"#,
+            ),
+        ] {
+            assert!(
+                matches!(parse(&broken), Err(PortoneError::Malformed(_))),
+                "{broken}"
+            );
+        }
+    }
+}

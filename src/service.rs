@@ -1,0 +1,209 @@
+//! The use cases: verify a certification (and bind its person), and check for a duplicate.
+//! Transport-free: the gRPC layer parses requests into commands and maps results back.
+
+use std::{sync::Arc, time::Duration};
+
+use chrono::{DateTime, Utc};
+use tokio::time::Instant;
+
+use crate::{
+    domain::{
+        AccountId, AgeCheck, Ci, CiIndexKey, Identity, ImpUid, MerchantUid, MinAge, Provider,
+        ProviderCertification, full_age, today_in_seoul,
+    },
+    error::ServiceError,
+    portone::{CertificationProvider, PortoneError},
+    store::{BindOutcome, Holder, Recorded, SeenCertification, Store},
+};
+
+/// The checks every Verify applies.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    /// Minimum full age, unless a request overrides it.
+    pub min_age: u32,
+    /// Fail the call with UNDERAGE instead of only reporting `satisfied: false`.
+    pub reject_underage: bool,
+    /// How old `certified_at` may be: a certification is proof of a moment, not a standing fact.
+    pub max_certification_age: Duration,
+}
+
+/// A parsed Verify request.
+#[derive(Debug)]
+pub struct VerifyCommand {
+    pub imp_uid: ImpUid,
+    pub account: Option<AccountId>,
+    pub merchant_uid: Option<MerchantUid>,
+    pub min_age: Option<MinAge>,
+}
+
+/// Which person CheckDuplicate asks about.
+#[derive(Debug)]
+pub enum DuplicateKey {
+    ImpUid(ImpUid),
+    Ci(Ci),
+}
+
+/// The certification's own facts, as reported back to the caller.
+#[derive(Clone, Debug)]
+pub struct CertificationFacts {
+    pub imp_uid: String,
+    pub merchant_uid: Option<String>,
+    pub pg_provider: String,
+    pub certified_at: DateTime<Utc>,
+}
+
+/// A Verify that passed every check.
+#[derive(Debug)]
+pub struct Verified {
+    pub identity: Identity,
+    pub certification: CertificationFacts,
+    pub age: AgeCheck,
+    /// Who held the person before this call.
+    pub holder_before: Option<Holder>,
+    /// Whether the requested account holds the person after this call.
+    pub bound: bool,
+}
+
+pub struct IdentityService {
+    provider: Arc<dyn CertificationProvider>,
+    store: Store,
+    index_key: CiIndexKey,
+    policy: Policy,
+}
+
+impl IdentityService {
+    pub fn new(
+        provider: Arc<dyn CertificationProvider>,
+        store: Store,
+        index_key: CiIndexKey,
+        policy: Policy,
+    ) -> Self {
+        Self {
+            provider,
+            store,
+            index_key,
+            policy,
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(imp_uid = %command.imp_uid, binds = command.account.is_some()))]
+    pub async fn verify(&self, command: VerifyCommand, deadline: Instant) -> Result<Verified, ServiceError> {
+        let found = self.provider.lookup(&command.imp_uid, deadline).await?;
+        let (identity, certified_at) = certified_parts(&found)?;
+        let recorded = self.record(&found, &identity, certified_at).await?;
+
+        let now = Utc::now();
+        let max_age = self.policy.max_certification_age;
+        let age_of_certification = (now - certified_at).to_std().unwrap_or_default();
+        if age_of_certification > max_age {
+            return Err(ServiceError::CertificationExpired {
+                certified_at,
+                max_age,
+            });
+        }
+        if let Some(expected) = &command.merchant_uid
+            && found.merchant_uid.as_deref() != Some(expected.as_str())
+        {
+            return Err(ServiceError::MerchantMismatch);
+        }
+        let age = full_age(identity.birth_date, today_in_seoul(now))
+            .ok_or_else(|| PortoneError::Malformed("birthday is after today in Asia/Seoul".into()))?;
+        let age_check = AgeCheck {
+            age,
+            min_age: command.min_age.map_or(self.policy.min_age, MinAge::get),
+        };
+        if self.policy.reject_underage && !age_check.satisfied() {
+            return Err(ServiceError::Underage(age_check));
+        }
+
+        let bound = match &command.account {
+            None => false,
+            Some(account) => match self
+                .store
+                .bind(found.provider, &found.id, recorded.person_id, account)
+                .await?
+            {
+                BindOutcome::Bound { .. } => true,
+                BindOutcome::Conflict(conflict) => return Err(ServiceError::Conflict(conflict)),
+            },
+        };
+        tracing::info!(
+            bound,
+            age_satisfied = age_check.satisfied(),
+            "certification verified"
+        );
+        Ok(Verified {
+            certification: CertificationFacts {
+                imp_uid: found.id,
+                merchant_uid: found.merchant_uid,
+                pg_provider: found.pg_provider,
+                certified_at,
+            },
+            identity,
+            age: age_check,
+            holder_before: recorded.holder,
+            bound,
+        })
+    }
+
+    /// Who holds the person, if anyone. By imp_uid, our own record answers when we have seen
+    /// the certification; otherwise PortOne does (and we record what it says). No freshness or
+    /// merchant check here: the question is about the person, not about this signup.
+    #[tracing::instrument(skip_all, fields(by = key_kind(&key)))]
+    pub async fn check_duplicate(
+        &self,
+        key: DuplicateKey,
+        deadline: Instant,
+    ) -> Result<Option<Holder>, ServiceError> {
+        match key {
+            DuplicateKey::Ci(ci) => Ok(self.store.holder_by_ci(&self.index_key.ci_index(&ci)).await?),
+            DuplicateKey::ImpUid(imp_uid) => {
+                if let Some(holder) = self
+                    .store
+                    .holder_by_certification(Provider::PortoneV1, imp_uid.as_str())
+                    .await?
+                {
+                    return Ok(holder);
+                }
+                let found = self.provider.lookup(&imp_uid, deadline).await?;
+                let (identity, certified_at) = certified_parts(&found)?;
+                Ok(self.record(&found, &identity, certified_at).await?.holder)
+            }
+        }
+    }
+
+    async fn record(
+        &self,
+        found: &ProviderCertification,
+        identity: &Identity,
+        certified_at: DateTime<Utc>,
+    ) -> Result<Recorded, ServiceError> {
+        let ci_index = self.index_key.ci_index(&identity.ci);
+        let di_index = identity.di.as_ref().map(|di| self.index_key.di_index(di));
+        Ok(self
+            .store
+            .record(SeenCertification {
+                provider: found.provider,
+                id: &found.id,
+                ci_index: &ci_index,
+                di_index: di_index.as_ref(),
+                certified_at,
+            })
+            .await?)
+    }
+}
+
+/// The identity and time of a certified certification; NOT_CERTIFIED otherwise.
+fn certified_parts(found: &ProviderCertification) -> Result<(Identity, DateTime<Utc>), ServiceError> {
+    match (&found.identity, found.certified_at) {
+        (Some(identity), Some(certified_at)) if found.certified => Ok((identity.clone(), certified_at)),
+        _ => Err(ServiceError::NotCertified),
+    }
+}
+
+fn key_kind(key: &DuplicateKey) -> &'static str {
+    match key {
+        DuplicateKey::ImpUid(_) => "imp_uid",
+        DuplicateKey::Ci(_) => "ci",
+    }
+}

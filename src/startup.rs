@@ -1,0 +1,266 @@
+//! Builds the server on a listener it is handed (tests pass port 0) and runs it until a
+//! shutdown future resolves; `serve` and `migrate` wire the binary to it.
+
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+use tonic_health::{
+    ServingStatus,
+    pb::health_server::HealthServer,
+    server::{HealthReporter, HealthService},
+};
+
+use crate::{
+    config::{DatabaseArgs, ServeArgs, Settings},
+    grpc::{
+        CertificationGrpc,
+        proto::{self, certification_service_server::CertificationServiceServer},
+    },
+    portone::{PortoneClient, TokenCache},
+    sandbox::{Sandbox, SandboxConfig},
+    service::IdentityService,
+    store::Store,
+};
+
+/// The fully qualified name health reports readiness under.
+pub const SERVICE_NAME: &str = "certification.v1.CertificationService";
+
+/// Requests are a few short strings; anything near this is hostile.
+const MAX_REQUEST_BYTES: usize = 64 * 1024;
+
+/// The server, bound and wired, not yet serving.
+pub struct Application {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    store: Store,
+    grpc: CertificationGrpc,
+    health: HealthReporter,
+    settings: Settings,
+}
+
+/// rustls needs one process-wide crypto provider; ring is the only one compiled in.
+pub fn install_crypto_provider() {
+    // Err means a provider is already installed, which is all we need.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+impl Application {
+    pub async fn build(settings: Settings, listener: TcpListener) -> anyhow::Result<Self> {
+        install_crypto_provider();
+        let local_addr = listener.local_addr().context("reading the bound address")?;
+        let store = Store::connect(&settings.store)
+            .await
+            .context("preparing the database pool")?;
+        let tokens = match &settings.redis_url {
+            Some(url) => TokenCache::redis(redis_connection(url.expose())?, &settings.portone.imp_key),
+            None => TokenCache::in_process(),
+        };
+        let portone =
+            PortoneClient::new(settings.portone.clone(), tokens).context("building the PortOne client")?;
+        let service = IdentityService::new(
+            Arc::new(portone),
+            store.clone(),
+            settings.ci_index_key.clone(),
+            settings.policy.clone(),
+        );
+        let grpc = CertificationGrpc::new(Arc::new(service), settings.request_timeout);
+
+        let health = HealthReporter::new();
+        // tonic-health starts "" as SERVING; nothing is ready until the database answers.
+        health.set_service_status("", ServingStatus::NotServing).await;
+        health
+            .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
+            .await;
+        Ok(Self {
+            listener,
+            local_addr,
+            store,
+            grpc,
+            health,
+            settings,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn store(&self) -> Store {
+        self.store.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then closes the database pool.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+        let reflection_v1 = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .context("building reflection v1")?;
+        // grpcurl 1.8, Postman and grpcui still speak only v1alpha.
+        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()
+            .context("building reflection v1alpha")?;
+
+        let (stop_readiness, stopped) = watch::channel(false);
+        let readiness = spawn_readiness(
+            self.store.clone(),
+            self.health.clone(),
+            self.settings.migrate_on_start,
+            self.settings.readiness_interval,
+            stopped,
+        );
+        let health = self.health.clone();
+        let shutdown = async move {
+            shutdown.await;
+            tracing::info!("shutting down");
+            health.set_service_status("", ServingStatus::NotServing).await;
+            health
+                .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
+                .await;
+        };
+
+        tracing::info!(address = %self.local_addr, "serving gRPC");
+        let served = Server::builder()
+            .add_service(HealthServer::new(HealthService::from_health_reporter(
+                self.health.clone(),
+            )))
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(
+                CertificationServiceServer::new(self.grpc).max_decoding_message_size(MAX_REQUEST_BYTES),
+            )
+            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), shutdown)
+            .await;
+        let _ = stop_readiness.send(true);
+        let _ = readiness.await;
+        self.store.close().await;
+        served.context("gRPC server failed")
+    }
+}
+
+/// Applies migrations (when asked) once the database answers, then keeps the named service's
+/// health in step with the database. "" turns SERVING once and stays: it answers "is the
+/// process alive", the named service "can it serve now".
+fn spawn_readiness(
+    store: Store,
+    health: HealthReporter,
+    migrate: bool,
+    interval: Duration,
+    mut stopped: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut migrated = !migrate;
+        let mut ready = false;
+        loop {
+            if !migrated {
+                match store.migrate().await {
+                    Ok(()) => {
+                        tracing::info!("database migrations applied");
+                        migrated = true;
+                    }
+                    Err(error) => tracing::warn!(%error, "migrations not applied yet"),
+                }
+            }
+            let now_ready = migrated && store.ping().await.is_ok();
+            if now_ready != ready {
+                let status = if now_ready {
+                    ServingStatus::Serving
+                } else {
+                    ServingStatus::NotServing
+                };
+                if now_ready {
+                    tracing::info!("database answers; serving");
+                    health.set_service_status("", ServingStatus::Serving).await;
+                } else {
+                    tracing::warn!("database unreachable; reporting NOT_SERVING");
+                }
+                health.set_service_status(SERVICE_NAME, status).await;
+                ready = now_ready;
+            }
+            // Retry quickly until first ready, then poll at the configured pace.
+            let pause = if ready {
+                interval
+            } else {
+                interval.min(Duration::from_millis(250))
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = stopped.changed() => return,
+            }
+        }
+    })
+}
+
+/// A lazy, self-reconnecting Redis connection with bounded timeouts: a slow or absent Redis
+/// costs a request at most these, then the in-process cache answers.
+fn redis_connection(url: &str) -> anyhow::Result<redis::aio::ConnectionManager> {
+    let client = redis::Client::open(url).context("REDIS_URL is not a valid redis:// or rediss:// URL")?;
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_millis(500)))
+        .set_response_timeout(Some(Duration::from_millis(500)))
+        .set_number_of_retries(1)
+        .set_max_delay(Duration::from_secs(2));
+    redis::aio::ConnectionManager::new_lazy_with_config(client, config)
+        .context("preparing the Redis connection")
+}
+
+/// `serve`: the sandbox first when asked, then settings, listener and server until a signal.
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    install_crypto_provider();
+    let sandbox = if args.sandbox {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .context("binding the sandbox")?;
+        let sandbox = Sandbox::start(listener, SandboxConfig::default()).await?;
+        tracing::warn!(
+            portone_base_url = %sandbox.base_url(),
+            "--sandbox: answering with the built-in PortOne sandbox; development only"
+        );
+        Some(sandbox)
+    } else {
+        None
+    };
+    let settings = args.into_settings(sandbox.as_ref().map(Sandbox::base_url))?;
+    let listener = TcpListener::bind(settings.grpc_listen_addr)
+        .await
+        .with_context(|| format!("binding {}", settings.grpc_listen_addr))?;
+    let application = Application::build(settings, listener).await?;
+    application.run_until_stopped(shutdown_signal()).await
+}
+
+/// `migrate`: apply pending migrations and exit.
+pub async fn migrate(args: DatabaseArgs) -> anyhow::Result<()> {
+    install_crypto_provider();
+    let store = Store::connect(&args.store_settings()).await?;
+    store.migrate().await.context("applying migrations")?;
+    tracing::info!("migrations applied");
+    store.close().await;
+    Ok(())
+}
+
+/// SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the server");
+                let _ = interrupt.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}

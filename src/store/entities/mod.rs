@@ -1,0 +1,4 @@
+//! SeaORM entities for the tables `certification-migrations` creates.
+
+pub mod certification;
+pub mod person;

@@ -1,0 +1,357 @@
+//! Persistence: persons and certifications, on PostgreSQL in production and SQLite embedded.
+//!
+//! Races are decided by the database: unique constraints and conditional updates inside one
+//! transaction, never a read followed by a write.
+
+mod entities;
+
+use std::{path::Path, time::Duration};
+
+use certification_migrations::{Migrator, MigratorTrait};
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ActiveValue::Set,
+    ColumnTrait, Condition, ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr,
+    EntityTrait, QueryFilter, RuntimeErr, SqlErr, TransactionTrait,
+    sea_query::{Expr, Func, OnConflict},
+    sqlx,
+};
+
+use self::entities::{certification, person};
+use crate::domain::{AccountId, PersonIndex, Provider};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached or has no free connection: worth retrying.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// A query failed for another reason: a bug or a schema out of step.
+    #[error("database failure: {0}")]
+    Failure(String),
+}
+
+/// Who holds a person.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Holder {
+    pub account_id: AccountId,
+    pub bound_at: DateTime<Utc>,
+}
+
+/// A certified certification as we record it: only keyed hashes of CI and DI.
+pub struct SeenCertification<'a> {
+    pub provider: Provider,
+    pub id: &'a str,
+    pub ci_index: &'a PersonIndex,
+    pub di_index: Option<&'a PersonIndex>,
+    pub certified_at: DateTime<Utc>,
+}
+
+/// What [`Store::record`] learned: the person's row and who held them before this call.
+pub struct Recorded {
+    pub person_id: i64,
+    pub holder: Option<Holder>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BindConflict {
+    /// Another account holds this person.
+    AlreadyRegistered,
+    /// Another account already used this certification.
+    CertificationReused,
+    /// This account already holds another person.
+    AccountHasIdentity,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BindOutcome {
+    /// The account holds the person (now, or already since `bound_at`: binds are idempotent).
+    Bound {
+        bound_at: DateTime<Utc>,
+    },
+    Conflict(BindConflict),
+}
+
+#[derive(Clone)]
+pub struct Store {
+    db: DatabaseConnection,
+}
+
+#[derive(Clone, Debug)]
+pub struct StoreSettings {
+    pub database_url: String,
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+}
+
+impl Store {
+    /// Prepares the pool without touching the database, so the server can start and report
+    /// NOT_SERVING until the database answers.
+    pub async fn connect(settings: &StoreSettings) -> Result<Self, StoreError> {
+        if let Some(path) = sqlite_file(&settings.database_url) {
+            if let Some(parent) = Path::new(path).parent().filter(|dir| !dir.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent).map_err(|error| {
+                    StoreError::Failure(format!("cannot create {}: {error}", parent.display()))
+                })?;
+            }
+        }
+        let mut options = ConnectOptions::new(settings.database_url.clone());
+        options
+            .max_connections(settings.max_connections)
+            .min_connections(0)
+            .connect_timeout(settings.acquire_timeout)
+            .acquire_timeout(settings.acquire_timeout)
+            .connect_lazy(true)
+            // Statements carry bound values, and bound values here are personal data.
+            .sqlx_logging(false)
+            .map_sqlx_sqlite_opts(|sqlite| {
+                sqlite
+                    .create_if_missing(true)
+                    .foreign_keys(true)
+                    // WAL lets readers run beside the one writer; the busy timeout makes
+                    // concurrent writers queue instead of failing with SQLITE_BUSY.
+                    .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+                    .busy_timeout(Duration::from_secs(10))
+            });
+        let db = Database::connect(options).await.map_err(classify)?;
+        Ok(Self { db })
+    }
+
+    pub fn backend(&self) -> DbBackend {
+        self.db.get_database_backend()
+    }
+
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        Migrator::up(&self.db, None).await.map_err(classify)
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.db.ping().await.map_err(classify)
+    }
+
+    pub async fn close(self) {
+        if let Err(error) = self.db.close().await {
+            tracing::warn!(%error, "closing the database pool failed");
+        }
+    }
+
+    /// Records a certified certification and its person (created on first sight), and returns
+    /// who held the person before this call.
+    pub async fn record(&self, seen: SeenCertification<'_>) -> Result<Recorded, StoreError> {
+        let now = Utc::now();
+        let txn = self.db.begin().await.map_err(classify)?;
+        // A write first: on SQLite that takes the write lock up front, so two such
+        // transactions queue on the busy timeout instead of deadlocking on a lock upgrade.
+        let inserted = person::Entity::insert(person::ActiveModel {
+            ci_hash: Set(seen.ci_index.0.clone()),
+            di_hash: Set(seen.di_index.map(|index| index.0.clone())),
+            account_id: Set(None),
+            bound_at: Set(None),
+            created_at: Set(now),
+            updated_at: Set(now),
+            ..Default::default()
+        })
+        .on_conflict(OnConflict::column(person::Column::CiHash).do_nothing().to_owned())
+        .exec_without_returning(&txn)
+        .await;
+        match inserted {
+            Ok(_) | Err(DbErr::RecordNotInserted) => {}
+            Err(error) => return Err(classify(error)),
+        }
+        let person = person::Entity::find()
+            .filter(person::Column::CiHash.eq(seen.ci_index.0.as_str()))
+            .one(&txn)
+            .await
+            .map_err(classify)?
+            .ok_or_else(|| StoreError::Failure("person vanished inside its transaction".into()))?;
+        let upserted = certification::Entity::insert(certification::ActiveModel {
+            provider: Set(seen.provider.as_str().to_owned()),
+            provider_id: Set(seen.id.to_owned()),
+            person_id: Set(person.id),
+            certified_at: Set(seen.certified_at),
+            first_seen_at: Set(now),
+            last_seen_at: Set(now),
+            consumed_by: Set(None),
+            consumed_at: Set(None),
+            ..Default::default()
+        })
+        .on_conflict(
+            OnConflict::columns([certification::Column::Provider, certification::Column::ProviderId])
+                .update_column(certification::Column::LastSeenAt)
+                .to_owned(),
+        )
+        .exec_without_returning(&txn)
+        .await;
+        match upserted {
+            Ok(_) | Err(DbErr::RecordNotInserted) => {}
+            Err(error) => return Err(classify(error)),
+        }
+        txn.commit().await.map_err(classify)?;
+        Ok(Recorded {
+            person_id: person.id,
+            holder: holder_of(&person),
+        })
+    }
+
+    /// Binds the person to `account` and marks the certification consumed by it, in one
+    /// transaction decided by conditional updates and the unique index on `account_id`.
+    pub async fn bind(
+        &self,
+        provider: Provider,
+        certification_id: &str,
+        person_id: i64,
+        account: &AccountId,
+    ) -> Result<BindOutcome, StoreError> {
+        let now = Utc::now();
+        let txn = self.db.begin().await.map_err(classify)?;
+
+        // Consume the certification unless another account already did (write first: see record).
+        let consumed = certification::Entity::update_many()
+            .col_expr(certification::Column::ConsumedBy, Expr::value(account.as_str()))
+            .col_expr(
+                certification::Column::ConsumedAt,
+                Func::coalesce([
+                    Expr::col(certification::Column::ConsumedAt).into(),
+                    Expr::value(now),
+                ])
+                .into(),
+            )
+            .filter(certification::Column::Provider.eq(provider.as_str()))
+            .filter(certification::Column::ProviderId.eq(certification_id))
+            .filter(
+                Condition::any()
+                    .add(certification::Column::ConsumedBy.is_null())
+                    .add(certification::Column::ConsumedBy.eq(account.as_str())),
+            )
+            .exec(&txn)
+            .await
+            .map_err(classify)?;
+        if consumed.rows_affected == 0 {
+            return Ok(BindOutcome::Conflict(BindConflict::CertificationReused));
+        }
+
+        // Take the person if nobody holds them. The unique index on account_id refuses an
+        // account that already holds someone else, even against a concurrent bind.
+        let claimed = person::Entity::update_many()
+            .col_expr(person::Column::AccountId, Expr::value(account.as_str()))
+            .col_expr(person::Column::BoundAt, Expr::value(now))
+            .col_expr(person::Column::UpdatedAt, Expr::value(now))
+            .filter(person::Column::Id.eq(person_id))
+            .filter(person::Column::AccountId.is_null())
+            .exec(&txn)
+            .await;
+        let claimed = match claimed {
+            Ok(result) => result,
+            Err(error) if matches!(error.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+                return Ok(BindOutcome::Conflict(BindConflict::AccountHasIdentity));
+            }
+            Err(error) => return Err(classify(error)),
+        };
+        if claimed.rows_affected == 1 {
+            txn.commit().await.map_err(classify)?;
+            return Ok(BindOutcome::Bound { bound_at: now });
+        }
+
+        // Somebody holds the person: this same account (a retry) or another one.
+        let person = person::Entity::find_by_id(person_id)
+            .one(&txn)
+            .await
+            .map_err(classify)?
+            .ok_or_else(|| StoreError::Failure("person vanished inside its transaction".into()))?;
+        match holder_of(&person) {
+            Some(holder) if &holder.account_id == account => {
+                txn.commit().await.map_err(classify)?;
+                Ok(BindOutcome::Bound {
+                    bound_at: holder.bound_at,
+                })
+            }
+            _ => Ok(BindOutcome::Conflict(BindConflict::AlreadyRegistered)),
+        }
+    }
+
+    /// Who holds the person with this CI index, if anyone.
+    pub async fn holder_by_ci(&self, ci_index: &PersonIndex) -> Result<Option<Holder>, StoreError> {
+        let person = person::Entity::find()
+            .filter(person::Column::CiHash.eq(ci_index.0.as_str()))
+            .one(&self.db)
+            .await
+            .map_err(classify)?;
+        Ok(person.as_ref().and_then(holder_of))
+    }
+
+    /// `None` when we have never seen this certification; otherwise who holds its person.
+    pub async fn holder_by_certification(
+        &self,
+        provider: Provider,
+        certification_id: &str,
+    ) -> Result<Option<Option<Holder>>, StoreError> {
+        let Some(seen) = certification::Entity::find()
+            .filter(certification::Column::Provider.eq(provider.as_str()))
+            .filter(certification::Column::ProviderId.eq(certification_id))
+            .one(&self.db)
+            .await
+            .map_err(classify)?
+        else {
+            return Ok(None);
+        };
+        let person = person::Entity::find_by_id(seen.person_id)
+            .one(&self.db)
+            .await
+            .map_err(classify)?;
+        Ok(Some(person.as_ref().and_then(holder_of)))
+    }
+
+    /// Runs raw SQL: for tests and benchmarks that inspect the tables directly.
+    pub fn connection(&self) -> &impl ConnectionTrait {
+        &self.db
+    }
+}
+
+fn holder_of(person: &person::Model) -> Option<Holder> {
+    match (&person.account_id, person.bound_at) {
+        (Some(account_id), Some(bound_at)) => Some(Holder {
+            account_id: AccountId::from_trusted(account_id.clone()),
+            bound_at,
+        }),
+        _ => None,
+    }
+}
+
+/// The file behind a `sqlite:` URL, so its directory can be created on first start.
+fn sqlite_file(url: &str) -> Option<&str> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next()?;
+    (!path.is_empty() && path != ":memory:").then_some(path)
+}
+
+/// Sorts database errors into "try again later" and "something is wrong". Messages from the
+/// driver name constraints and columns, never bound values.
+fn classify(error: DbErr) -> StoreError {
+    let unavailable = match &error {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
+        DbErr::Exec(RuntimeErr::SqlxError(inner)) | DbErr::Query(RuntimeErr::SqlxError(inner)) => matches!(
+            inner.as_ref(),
+            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_)
+        ),
+        _ => false,
+    };
+    if unavailable {
+        StoreError::Unavailable(error.to_string())
+    } else {
+        StoreError::Failure(error.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sqlite_file;
+
+    #[test]
+    fn sqlite_urls_name_their_file() {
+        assert_eq!(sqlite_file("sqlite://data/cs.db?mode=rwc"), Some("data/cs.db"));
+        assert_eq!(sqlite_file("sqlite:cs.db"), Some("cs.db"));
+        assert_eq!(sqlite_file("sqlite::memory:"), None);
+        assert_eq!(sqlite_file("postgres://root@localhost/test"), None);
+    }
+}
