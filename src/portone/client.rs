@@ -48,10 +48,10 @@ enum Exchange {
     Transient(String),
 }
 
-/// A lookup that PortOne refused for its token: the one case handled by a fresh token.
-enum Lookup {
-    Done(Result<ProviderCertification, PortoneError>),
+/// Why one lookup failed: PortOne refusing the token is the one case a fresh token handles.
+enum LookupFailure {
     Unauthorized,
+    Failed(PortoneError),
 }
 
 impl PortoneClient {
@@ -110,7 +110,12 @@ impl PortoneClient {
         decode(status, &bytes)
     }
 
-    async fn lookup_once(&self, imp_uid: &ImpUid, token: &AccessToken, deadline: Instant) -> Lookup {
+    async fn lookup_once(
+        &self,
+        imp_uid: &ImpUid,
+        token: &AccessToken,
+        deadline: Instant,
+    ) -> Result<ProviderCertification, LookupFailure> {
         // ImpUid admits only "imp_" and digits: nothing in it can change the path.
         let url = format!("{}/certifications/{}", self.settings.base_url, imp_uid.as_str());
         let exchange = self
@@ -119,16 +124,13 @@ impl PortoneClient {
                 deadline,
             )
             .await;
-        let (status, bytes) = match exchange {
-            Ok(answer) => answer,
-            Err(error) => return Lookup::Done(Err(error)),
-        };
+        let (status, bytes) = exchange.map_err(LookupFailure::Failed)?;
         if status == StatusCode::UNAUTHORIZED {
-            return Lookup::Unauthorized;
+            return Err(LookupFailure::Unauthorized);
         }
-        Lookup::Done(
-            decode::<CertificationBody>(status, &bytes).and_then(|body| body.into_domain(imp_uid.as_str())),
-        )
+        decode::<CertificationBody>(status, &bytes)
+            .and_then(|body| body.into_domain(imp_uid.as_str()))
+            .map_err(LookupFailure::Failed)
     }
 
     /// Sends an idempotent request, retrying transient failures with jittered exponential
@@ -180,15 +182,17 @@ impl CertificationProvider for PortoneClient {
         Box::pin(async move {
             let token = self.access_token(deadline).await?;
             match self.lookup_once(imp_uid, &token, deadline).await {
-                Lookup::Done(result) => return result,
+                Ok(found) => return Ok(found),
+                Err(LookupFailure::Failed(error)) => return Err(error),
                 // Expired or revoked under us (early expiry, another replica's refresh):
                 // drop it and try once with a fresh one; the caller never sees this.
-                Lookup::Unauthorized => self.tokens.invalidate(&token).await,
+                Err(LookupFailure::Unauthorized) => self.tokens.invalidate(&token).await,
             }
             let fresh = self.access_token(deadline).await?;
             match self.lookup_once(imp_uid, &fresh, deadline).await {
-                Lookup::Done(result) => result,
-                Lookup::Unauthorized => {
+                Ok(found) => Ok(found),
+                Err(LookupFailure::Failed(error)) => Err(error),
+                Err(LookupFailure::Unauthorized) => {
                     self.tokens.invalidate(&fresh).await;
                     tracing::error!(
                         "portone rejected a freshly issued access token; check PORTONE_IMP_KEY / PORTONE_IMP_SECRET"

@@ -87,12 +87,12 @@ impl Store {
     /// Prepares the pool without touching the database, so the server can start and report
     /// NOT_SERVING until the database answers.
     pub async fn connect(settings: &StoreSettings) -> Result<Self, StoreError> {
-        if let Some(path) = sqlite_file(&settings.database_url) {
-            if let Some(parent) = Path::new(path).parent().filter(|dir| !dir.as_os_str().is_empty()) {
-                std::fs::create_dir_all(parent).map_err(|error| {
-                    StoreError::Failure(format!("cannot create {}: {error}", parent.display()))
-                })?;
-            }
+        if let Some(path) = sqlite_file(&settings.database_url)
+            && let Some(parent) = Path::new(path).parent().filter(|dir| !dir.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(parent).map_err(|error| {
+                StoreError::Failure(format!("cannot create {}: {error}", parent.display()))
+            })?;
         }
         let mut options = ConnectOptions::new(settings.database_url.clone());
         options
@@ -209,11 +209,7 @@ impl Store {
             .col_expr(certification::Column::ConsumedBy, Expr::value(account.as_str()))
             .col_expr(
                 certification::Column::ConsumedAt,
-                Func::coalesce([
-                    Expr::col(certification::Column::ConsumedAt).into(),
-                    Expr::value(now),
-                ])
-                .into(),
+                Func::coalesce([Expr::col(certification::Column::ConsumedAt), Expr::value(now)]).into(),
             )
             .filter(certification::Column::Provider.eq(provider.as_str()))
             .filter(certification::Column::ProviderId.eq(certification_id))

@@ -1,0 +1,274 @@
+//! `spawn_app()`: the real server on port 0 with its own sandbox and its own database (a fresh
+//! SQLite file, or a fresh PostgreSQL database when DATABASE_URL points at PostgreSQL), and
+//! Redis when REDIS_URL is set.
+
+use std::{net::SocketAddr, time::Duration};
+
+use base64::{Engine, engine::general_purpose::STANDARD};
+use certification_service::{
+    config::{Secret, Settings},
+    domain::CiIndexKey,
+    grpc::proto::{
+        CheckDuplicateRequest, VerifyRequest, certification_service_client::CertificationServiceClient,
+        check_duplicate_request::Key,
+    },
+    portone::PortoneSettings,
+    sandbox::{Sandbox, SandboxConfig, SandboxHandle},
+    service::Policy,
+    startup::{Application, SERVICE_NAME, install_crypto_provider},
+    store::{Store, StoreSettings},
+};
+use sea_orm::{ConnectionTrait, Database};
+use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+use tonic::{Code, Status, transport::Channel};
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+use tonic_types::StatusExt;
+
+pub const TEST_INDEX_KEY: [u8; 32] = [42; 32];
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: CertificationServiceClient<Channel>,
+    pub health: HealthClient<Channel>,
+    pub sandbox: SandboxHandle,
+    pub store: Store,
+    pub settings: Settings,
+    _sandbox: Sandbox,
+    _sqlite_dir: Option<tempfile::TempDir>,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+}
+
+/// Which backends this run uses, from the environment `.ci/run` sets.
+pub fn postgres_url() -> Option<String> {
+    std::env::var("DATABASE_URL")
+        .ok()
+        .filter(|url| url.starts_with("postgres"))
+}
+
+pub fn redis_url() -> Option<String> {
+    std::env::var("REDIS_URL").ok().filter(|url| !url.is_empty())
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Starts everything; `adjust` may change the settings before the server is built.
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
+    let (settings, sandbox, sqlite_dir) = test_settings().await;
+    spawn_app_on(settings, sandbox, sqlite_dir, adjust, true).await
+}
+
+/// Like [`spawn_app_with`] but returns without waiting for SERVING.
+pub async fn spawn_app_unready(adjust: impl FnOnce(&mut Settings)) -> TestApp {
+    let (settings, sandbox, sqlite_dir) = test_settings().await;
+    spawn_app_on(settings, sandbox, sqlite_dir, adjust, false).await
+}
+
+async fn test_settings() -> (Settings, Sandbox, Option<tempfile::TempDir>) {
+    install_crypto_provider();
+    // A unique key per test: the Redis token key is namespaced by it, so tests never share a token.
+    let sandbox_config = SandboxConfig {
+        imp_key: format!("test_key_{}", uuid::Uuid::new_v4().simple()),
+        ..SandboxConfig::default()
+    };
+    let sandbox_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sandbox = Sandbox::start(sandbox_listener, sandbox_config.clone())
+        .await
+        .unwrap();
+    let (database_url, sqlite_dir) = match postgres_url() {
+        Some(admin_url) => (fresh_postgres_database(&admin_url).await, None),
+        None => {
+            let dir = tempfile::tempdir().unwrap();
+            let url = format!("sqlite://{}/test.db?mode=rwc", dir.path().display());
+            (url, Some(dir))
+        }
+    };
+    let settings = Settings {
+        grpc_listen_addr: "127.0.0.1:0".parse().unwrap(),
+        store: StoreSettings {
+            database_url,
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(5),
+        },
+        redis_url: redis_url().map(Secret::new),
+        portone: PortoneSettings {
+            base_url: sandbox.base_url(),
+            imp_key: sandbox_config.imp_key,
+            imp_secret: Secret::new(sandbox_config.imp_secret),
+            request_timeout: Duration::from_secs(2),
+            connect_timeout: Duration::from_secs(1),
+            max_attempts: 3,
+            token_margin: Duration::from_secs(60),
+        },
+        ci_index_key: CiIndexKey::from_base64(&STANDARD.encode(TEST_INDEX_KEY)).unwrap(),
+        policy: Policy {
+            min_age: 14,
+            reject_underage: false,
+            max_certification_age: Duration::from_secs(30 * 60),
+        },
+        request_timeout: Duration::from_secs(10),
+        migrate_on_start: true,
+        readiness_interval: Duration::from_millis(200),
+    };
+    (settings, sandbox, sqlite_dir)
+}
+
+async fn spawn_app_on(
+    mut settings: Settings,
+    sandbox: Sandbox,
+    sqlite_dir: Option<tempfile::TempDir>,
+    adjust: impl FnOnce(&mut Settings),
+    wait_ready: bool,
+) -> TestApp {
+    adjust(&mut settings);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let application = Application::build(settings.clone(), listener).await.unwrap();
+    let addr = application.local_addr();
+    let store = application.store();
+    let (shutdown, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(application.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect_lazy();
+    let app = TestApp {
+        addr,
+        client: CertificationServiceClient::new(channel.clone()),
+        health: HealthClient::new(channel),
+        sandbox: sandbox.handle(),
+        store,
+        settings,
+        _sandbox: sandbox,
+        _sqlite_dir: sqlite_dir,
+        shutdown: Some(shutdown),
+        server: Some(server),
+    };
+    if wait_ready {
+        app.wait_for_health(SERVICE_NAME, ServingStatus::Serving).await;
+    }
+    app
+}
+
+/// A database of its own for one test, created next to the one DATABASE_URL names.
+async fn fresh_postgres_database(admin_url: &str) -> String {
+    let name = format!("cs_test_{}", uuid::Uuid::new_v4().simple());
+    let admin = Database::connect(admin_url)
+        .await
+        .expect("DATABASE_URL must reach PostgreSQL");
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+        .await
+        .unwrap();
+    admin.close().await.unwrap();
+    let (base, query) = match admin_url.split_once('?') {
+        Some((base, query)) => (base, format!("?{query}")),
+        None => (admin_url, String::new()),
+    };
+    let server = base.rsplit_once('/').map_or(base, |(server, _database)| server);
+    format!("{server}/{name}{query}")
+}
+
+impl TestApp {
+    pub async fn verify(
+        &self,
+        imp_uid: &str,
+    ) -> Result<tonic::Response<certification_service::grpc::proto::VerifyResponse>, Status> {
+        self.client.clone().verify(verify_request(imp_uid)).await
+    }
+
+    pub async fn bind(
+        &self,
+        imp_uid: &str,
+        account: &str,
+    ) -> Result<certification_service::grpc::proto::VerifyResponse, Status> {
+        let request = VerifyRequest {
+            account_id: account.to_owned(),
+            ..verify_request(imp_uid)
+        };
+        self.client
+            .clone()
+            .verify(request)
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    pub async fn check_duplicate(
+        &self,
+        key: Key,
+    ) -> Result<certification_service::grpc::proto::CheckDuplicateResponse, Status> {
+        self.client
+            .clone()
+            .check_duplicate(CheckDuplicateRequest { key: Some(key) })
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    pub async fn health_of(&self, service: &str) -> Result<ServingStatus, Status> {
+        let response = self
+            .health
+            .clone()
+            .check(HealthCheckRequest {
+                service: service.to_owned(),
+            })
+            .await?;
+        Ok(response.into_inner().status())
+    }
+
+    pub async fn wait_for_health(&self, service: &str, wanted: ServingStatus) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            if self.health_of(service).await.ok() == Some(wanted) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{service:?} never reached {wanted:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Stops the server and waits for it to return.
+    pub async fn stop(mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.unwrap().unwrap();
+        }
+    }
+}
+
+pub fn verify_request(imp_uid: &str) -> VerifyRequest {
+    VerifyRequest {
+        imp_uid: imp_uid.to_owned(),
+        ..VerifyRequest::default()
+    }
+}
+
+/// Asserts the gRPC code and the ErrorInfo reason of a failed call.
+#[track_caller]
+pub fn assert_status<T: std::fmt::Debug>(result: Result<T, Status>, code: Code, reason: &str) -> Status {
+    let status = result.expect_err("the call should have failed");
+    assert_eq!(status.code(), code, "{status:?}");
+    let details = status.get_error_details();
+    let info = details
+        .error_info()
+        .unwrap_or_else(|| panic!("no ErrorInfo in {status:?}"));
+    assert_eq!(info.reason, reason, "{status:?}");
+    assert_eq!(info.domain, "certification.v1");
+    status
+}

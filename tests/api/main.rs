@@ -1,0 +1,9 @@
+mod binding;
+mod check_duplicate;
+mod checks;
+mod cli;
+mod helpers;
+mod input;
+mod lookup;
+mod server;
+mod token;

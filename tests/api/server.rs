@@ -1,0 +1,146 @@
+//! The server around the service: health, reflection, readiness.
+
+use certification_service::{sandbox::identities::ADULT, startup::SERVICE_NAME, store::StoreSettings};
+use tonic::{Code, transport::Channel};
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_reflection::pb::{v1, v1alpha};
+
+use crate::helpers::{assert_status, spawn_app, spawn_app_unready};
+
+#[tokio::test]
+async fn health_reports_serving_once_the_database_answers() {
+    let app = spawn_app().await;
+    assert_eq!(app.health_of("").await.unwrap(), ServingStatus::Serving);
+    assert_eq!(app.health_of(SERVICE_NAME).await.unwrap(), ServingStatus::Serving);
+    // And it stops cleanly when told to.
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn without_a_database_health_is_not_serving_and_calls_are_unavailable() {
+    let app = spawn_app_unready(|settings| {
+        // Nothing listens on port 1.
+        settings.store = StoreSettings {
+            database_url: "postgres://root@127.0.0.1:1/test".into(),
+            max_connections: 2,
+            acquire_timeout: std::time::Duration::from_millis(300),
+        };
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(
+        app.health_of(SERVICE_NAME).await.unwrap(),
+        ServingStatus::NotServing
+    );
+    assert_eq!(app.health_of("").await.unwrap(), ServingStatus::NotServing);
+    assert_status(app.verify(ADULT).await, Code::Unavailable, "STORE_UNAVAILABLE");
+}
+
+async fn listed_services_v1(channel: Channel) -> Vec<String> {
+    use v1::{
+        server_reflection_client::ServerReflectionClient, server_reflection_request::MessageRequest,
+        server_reflection_response::MessageResponse,
+    };
+    let request = v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = ServerReflectionClient::new(channel)
+        .server_reflection_info(futures::stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    match responses
+        .message()
+        .await
+        .unwrap()
+        .unwrap()
+        .message_response
+        .unwrap()
+    {
+        MessageResponse::ListServicesResponse(list) => {
+            list.service.into_iter().map(|service| service.name).collect()
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+async fn listed_services_v1alpha(channel: Channel) -> Vec<String> {
+    use v1alpha::{
+        server_reflection_client::ServerReflectionClient, server_reflection_request::MessageRequest,
+        server_reflection_response::MessageResponse,
+    };
+    let request = v1alpha::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = ServerReflectionClient::new(channel)
+        .server_reflection_info(futures::stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    match responses
+        .message()
+        .await
+        .unwrap()
+        .unwrap()
+        .message_response
+        .unwrap()
+    {
+        MessageResponse::ListServicesResponse(list) => {
+            list.service.into_iter().map(|service| service.name).collect()
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn reflection_lists_the_services_over_v1_and_v1alpha() {
+    let app = spawn_app().await;
+    let channel = Channel::from_shared(format!("http://{}", app.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    for services in [
+        listed_services_v1(channel.clone()).await,
+        listed_services_v1alpha(channel).await,
+    ] {
+        assert!(services.contains(&SERVICE_NAME.to_owned()), "{services:?}");
+        assert!(
+            services.contains(&"grpc.health.v1.Health".to_owned()),
+            "{services:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn reflection_carries_the_protos_comments_for_describe() {
+    use prost::Message;
+    let descriptors =
+        prost_types::FileDescriptorSet::decode(certification_service::grpc::proto::FILE_DESCRIPTOR_SET)
+            .unwrap();
+    let file = descriptors
+        .file
+        .iter()
+        .find(|file| file.package() == "certification.v1")
+        .unwrap();
+    let comments: String = file
+        .source_code_info
+        .as_ref()
+        .unwrap()
+        .location
+        .iter()
+        .map(|location| location.leading_comments())
+        .collect();
+    assert!(
+        comments.contains("Required. PortOne's certification id"),
+        "{comments}"
+    );
+    assert!(
+        descriptors
+            .file
+            .iter()
+            .any(|file| file.name() == "google/protobuf/timestamp.proto")
+    );
+}

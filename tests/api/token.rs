@@ -1,0 +1,130 @@
+//! The PortOne access token: fetched once, cached (in process or in Redis), renewed on 401.
+
+use certification_service::sandbox::identities::{ADULT, ADULT_SECOND_CERTIFICATION};
+use std::time::Duration;
+
+use redis::AsyncCommands;
+
+use crate::helpers::{redis_url, spawn_app, spawn_app_with};
+
+#[tokio::test]
+async fn concurrent_cold_verifies_make_one_get_token_call() {
+    let app = spawn_app().await;
+    let calls = (0..30).map(|index| {
+        let app = &app;
+        async move {
+            app.verify(if index % 2 == 0 {
+                ADULT
+            } else {
+                ADULT_SECOND_CERTIFICATION
+            })
+            .await
+        }
+    });
+    for result in futures::future::join_all(calls).await {
+        result.unwrap();
+    }
+    let stats = app.sandbox.stats();
+    assert_eq!(stats.get_token_calls, 1, "{stats:?}");
+    assert_eq!(stats.certification_lookups, 30);
+}
+
+#[tokio::test]
+async fn a_token_expired_early_is_replaced_without_the_caller_noticing() {
+    let app = spawn_app().await;
+    app.verify(ADULT).await.unwrap();
+    app.sandbox.expire_tokens();
+    app.verify(ADULT).await.unwrap();
+    app.verify(ADULT).await.unwrap();
+    let stats = app.sandbox.stats();
+    assert_eq!(stats.unauthorized, 1, "{stats:?}");
+    assert_eq!(stats.tokens_issued, 2, "{stats:?}");
+    assert_eq!(stats.get_token_calls, 2, "{stats:?}");
+}
+
+#[tokio::test]
+async fn token_lifetime_is_counted_on_portones_clock_not_ours() {
+    // The skewed sandbox also stamps certified_at an hour back: widen the freshness window.
+    let app =
+        spawn_app_with(|settings| settings.policy.max_certification_age = Duration::from_secs(3 * 3600))
+            .await;
+    // PortOne's clock an hour behind ours: expired_at is in our past, but the token has 30
+    // minutes to live. Trusting our own clock would fetch a token for every request.
+    app.sandbox.set_clock_skew(-3600);
+    app.verify(ADULT).await.unwrap();
+    app.verify(ADULT).await.unwrap();
+    app.verify(ADULT).await.unwrap();
+    assert_eq!(app.sandbox.stats().get_token_calls, 1);
+}
+
+#[tokio::test]
+async fn the_token_is_shared_through_redis_under_a_key_without_secrets() {
+    let Some(url) = redis_url() else {
+        eprintln!("skipped: REDIS_URL is not set (the PostgreSQL + Redis run covers this)");
+        return;
+    };
+    let app = spawn_app().await;
+    app.verify(ADULT).await.unwrap();
+    let key = format!(
+        "certification-service:portone-v1:token:{}",
+        &hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+            app.settings.portone.imp_key.as_bytes()
+        ))[..32]
+    );
+    let mut redis = redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let token: Option<String> = redis.get(&key).await.unwrap();
+    let ttl: i64 = redis.ttl(&key).await.unwrap();
+    assert_eq!(
+        token.as_deref().map(str::len),
+        Some(40),
+        "the sandbox's token is stored"
+    );
+    assert!(
+        (28 * 60..=29 * 60).contains(&ttl),
+        "30 minutes less the margin, got {ttl}"
+    );
+    assert!(!key.contains(&app.settings.portone.imp_key));
+
+    // A second replica sharing Redis and the sandbox takes the token from Redis.
+    let before = app.sandbox.stats().get_token_calls;
+    let settings = app.settings.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let replica = certification_service::startup::Application::build(settings, listener)
+        .await
+        .unwrap();
+    let addr = replica.local_addr();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(replica.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect_lazy();
+    let mut client =
+        certification_service::grpc::proto::certification_service_client::CertificationServiceClient::new(
+            channel,
+        );
+    client
+        .verify(crate::helpers::verify_request(ADULT_SECOND_CERTIFICATION))
+        .await
+        .unwrap();
+    assert_eq!(app.sandbox.stats().get_token_calls, before);
+
+    // A 401 clears the shared token only while it is still the one rejected.
+    app.sandbox.expire_tokens();
+    client
+        .verify(crate::helpers::verify_request(ADULT))
+        .await
+        .unwrap();
+    let fresh: Option<String> = redis.get(&key).await.unwrap();
+    assert!(
+        fresh.is_some() && fresh != token,
+        "the fresh token replaced the rejected one"
+    );
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}
