@@ -94,15 +94,11 @@ impl Application {
 
     /// Serves until `shutdown` resolves, then closes the database pool.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
-        let reflection_v1 = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        let reflection_v1 = reflection_builder()
             .build_v1()
             .context("building reflection v1")?;
         // grpcurl 1.8, Postman and grpcui still speak only v1alpha.
-        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        let reflection_v1alpha = reflection_builder()
             .build_v1alpha()
             .context("building reflection v1alpha")?;
 
@@ -141,6 +137,15 @@ impl Application {
         self.store.close().await;
         served.context("gRPC server failed")
     }
+}
+
+/// Our services plus google.rpc's error details, so grpcurl prints an error's ErrorInfo and
+/// BadRequest decoded instead of as raw bytes.
+fn reflection_builder() -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
 }
 
 /// Applies migrations (when asked) once the database answers, then keeps the named service's

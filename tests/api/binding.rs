@@ -236,6 +236,19 @@ async fn what_is_stored_holds_no_ci_di_name_or_phone_in_the_clear() {
             ("portone_v1".into(), ADULT_SECOND_CERTIFICATION.into(), None),
         ]
     );
+    // Seen again: last_seen_at moves, first_seen_at stays.
+    app.verify(ADULT_SECOND_CERTIFICATION).await.unwrap();
+    let seen = db
+        .query_one_raw(Statement::from_string(
+            backend,
+            format!("SELECT first_seen_at, last_seen_at FROM certifications WHERE provider_id = '{ADULT_SECOND_CERTIFICATION}'"),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    let first: chrono::DateTime<Utc> = seen.try_get("", "first_seen_at").unwrap();
+    let last: chrono::DateTime<Utc> = seen.try_get("", "last_seen_at").unwrap();
+    assert!(last > first, "{first} {last}");
     // Every text column of both tables, concatenated: none of the personal values appear.
     let everything = format!("{persons:?}{certifications:?}");
     for secret in [ci.as_str(), di.as_str(), "홍길동", "01012345678"] {

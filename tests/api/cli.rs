@@ -58,28 +58,100 @@ fn serve_without_an_index_key_refuses_and_never_prints_the_secret() {
 fn migrate_creates_the_schema_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     let database = dir.path().join("nested/dir/cs.db");
-    let output = service()
-        .args([
-            "migrate",
-            "--database-url",
-            &format!("sqlite://{}?mode=rwc", database.display()),
-        ])
-        .output()
+    let url = format!("sqlite://{}?mode=rwc", database.display());
+    // The second run finds nothing pending: a no-op, not an error.
+    for run in ["first", "second"] {
+        let output = service()
+            .args(["migrate", "--database-url", &url])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{run}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(database.exists());
+    }
+}
+
+/// README's run command, for real: `serve --sandbox` on the embedded defaults answers Verify,
+/// then SIGTERM stops it with exit code 0.
+#[test]
+fn serve_with_the_sandbox_answers_verify_and_stops_on_sigterm() {
+    use std::io::{BufRead, BufReader};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = service()
+        .args(["serve", "--sandbox", "--grpc-listen-addr", "127.0.0.1:0"])
+        .env("RUST_LOG", "info")
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
+    // The server logs the address it bound: the only way to learn port 0's choice.
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let address = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|line| {
+            line.contains("serving gRPC")
+                .then(|| line.split("address=").nth(1).map(|rest| rest.trim().to_owned()))
+                .flatten()
+        })
+        .expect("the server logs its address");
+    // Keep draining stdout so the child never blocks on a full pipe.
+    let drain = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let channel = tonic::transport::Channel::from_shared(format!("http://{address}"))
+            .unwrap()
+            .connect_lazy();
+        let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let request = tonic_health::pb::HealthCheckRequest {
+                service: certification_service::startup::SERVICE_NAME.into(),
+            };
+            if let Ok(response) = health.check(request).await
+                && response.into_inner().status == 1
+            {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "never SERVING");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let mut client =
+            certification_service::grpc::proto::certification_service_client::CertificationServiceClient::new(
+                channel,
+            );
+        let response = client
+            .verify(crate::helpers::verify_request(
+                certification_service::sandbox::identities::ADULT,
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(response.age_check.unwrap().satisfied);
+    });
     assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+        dir.path().join("data/certification-service.db").exists(),
+        "the SQLite default under ./data"
     );
-    assert!(database.exists());
-    // Applying again is a no-op, not an error.
-    let again = service()
-        .args([
-            "migrate",
-            "--database-url",
-            &format!("sqlite://{}?mode=rwc", database.display()),
-        ])
-        .output()
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
         .unwrap();
-    assert!(again.status.success());
+    assert!(killed.success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let logged = drain.join().unwrap().join("\n");
+    for personal in [
+        "홍길동",
+        "01012345678",
+        &certification_service::sandbox::identities::ci_for("hong"),
+    ] {
+        assert!(!logged.contains(personal), "personal data in the logs");
+    }
 }

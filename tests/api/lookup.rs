@@ -148,3 +148,15 @@ async fn latency_at_portone_is_waited_for_within_the_deadline() {
         "getToken and lookup each wait"
     );
 }
+
+#[tokio::test]
+async fn a_portone_that_refuses_connections_is_unavailable_after_retries() {
+    // Bind and drop: nothing listens on this port any more.
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let app = spawn_app_with(|settings| settings.portone.base_url = format!("http://{closed}")).await;
+    assert_status(app.verify(ADULT).await, Code::Unavailable, "UPSTREAM_UNAVAILABLE");
+}

@@ -36,62 +36,38 @@ async fn without_a_database_health_is_not_serving_and_calls_are_unavailable() {
     assert_status(app.verify(ADULT).await, Code::Unavailable, "STORE_UNAVAILABLE");
 }
 
-async fn listed_services_v1(channel: Channel) -> Vec<String> {
-    use v1::{
-        server_reflection_client::ServerReflectionClient, server_reflection_request::MessageRequest,
-        server_reflection_response::MessageResponse,
-    };
-    let request = v1::ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
-    let mut responses = ServerReflectionClient::new(channel)
-        .server_reflection_info(futures::stream::iter([request]))
-        .await
-        .unwrap()
-        .into_inner();
-    match responses
-        .message()
-        .await
-        .unwrap()
-        .unwrap()
-        .message_response
-        .unwrap()
-    {
-        MessageResponse::ListServicesResponse(list) => {
-            list.service.into_iter().map(|service| service.name).collect()
+/// ListServices over one reflection version: v1 and v1alpha share their shape, not their types.
+macro_rules! listed_services {
+    ($version:ident, $channel:expr) => {{
+        use $version::{
+            server_reflection_client::ServerReflectionClient, server_reflection_request::MessageRequest,
+            server_reflection_response::MessageResponse,
+        };
+        let request = $version::ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut responses = ServerReflectionClient::new($channel)
+            .server_reflection_info(futures::stream::iter([request]))
+            .await
+            .unwrap()
+            .into_inner();
+        match responses
+            .message()
+            .await
+            .unwrap()
+            .unwrap()
+            .message_response
+            .unwrap()
+        {
+            MessageResponse::ListServicesResponse(list) => list
+                .service
+                .into_iter()
+                .map(|service| service.name)
+                .collect::<Vec<_>>(),
+            other => panic!("{other:?}"),
         }
-        other => panic!("{other:?}"),
-    }
-}
-
-async fn listed_services_v1alpha(channel: Channel) -> Vec<String> {
-    use v1alpha::{
-        server_reflection_client::ServerReflectionClient, server_reflection_request::MessageRequest,
-        server_reflection_response::MessageResponse,
-    };
-    let request = v1alpha::ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
-    let mut responses = ServerReflectionClient::new(channel)
-        .server_reflection_info(futures::stream::iter([request]))
-        .await
-        .unwrap()
-        .into_inner();
-    match responses
-        .message()
-        .await
-        .unwrap()
-        .unwrap()
-        .message_response
-        .unwrap()
-    {
-        MessageResponse::ListServicesResponse(list) => {
-            list.service.into_iter().map(|service| service.name).collect()
-        }
-        other => panic!("{other:?}"),
-    }
+    }};
 }
 
 #[tokio::test]
@@ -103,8 +79,8 @@ async fn reflection_lists_the_services_over_v1_and_v1alpha() {
         .await
         .unwrap();
     for services in [
-        listed_services_v1(channel.clone()).await,
-        listed_services_v1alpha(channel).await,
+        listed_services!(v1, channel.clone()),
+        listed_services!(v1alpha, channel),
     ] {
         assert!(services.contains(&SERVICE_NAME.to_owned()), "{services:?}");
         assert!(
