@@ -1,6 +1,8 @@
 //! Logging. Bound SQL values, HTTP bodies and headers are personal data or credentials here,
 //! so the libraries that could print them are capped whatever RUST_LOG asks for.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
 /// Appended after RUST_LOG: later directives for the same target win.
@@ -29,7 +31,9 @@ pub fn init() {
             .with(fmt::layer().json().with_current_span(true))
             .try_init()
     } else {
-        registry.with(fmt::layer()).try_init()
+        // Colour codes only for a person at a terminal: piped logs are read by programs.
+        let ansi = std::io::stdout().is_terminal();
+        registry.with(fmt::layer().with_ansi(ansi)).try_init()
     };
     // A second init (tests) keeps the first subscriber.
     drop(installed);

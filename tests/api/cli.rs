@@ -88,19 +88,33 @@ fn serve_with_the_sandbox_answers_verify_and_stops_on_sigterm() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // The server logs the address it bound: the only way to learn port 0's choice.
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let address = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .find_map(|line| {
-            line.contains("serving gRPC")
-                .then(|| line.split("address=").nth(1).map(|rest| rest.trim().to_owned()))
-                .flatten()
-        })
-        .expect("the server logs its address");
-    // Keep draining stdout so the child never blocks on a full pipe.
-    let drain = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+    // The server logs the address it bound: the only way to learn port 0's choice. A reader
+    // thread forwards every line, so a missing line fails the test instead of hanging it.
+    let stdout = child.stdout.take().unwrap();
+    let (lines_sender, lines_receiver) = std::sync::mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines_sender.send(line);
+        }
+    });
+    let mut logged = Vec::new();
+    let address = loop {
+        let line = lines_receiver
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .map_err(|_| {
+                let _ = child.kill();
+                format!("no \"serving gRPC\" line; logged: {logged:?}")
+            })
+            .unwrap();
+        let found = line
+            .contains("serving gRPC")
+            .then(|| line.split("address=").nth(1).map(|rest| rest.trim().to_owned()))
+            .flatten();
+        logged.push(line);
+        if let Some(address) = found {
+            break address;
+        }
+    };
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
@@ -144,9 +158,21 @@ fn serve_with_the_sandbox_answers_verify_and_stops_on_sigterm() {
         .status()
         .unwrap();
     assert!(killed.success());
-    let status = child.wait().unwrap();
+    let stop_deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > stop_deadline {
+            let _ = child.kill();
+            panic!("still running 30 s after SIGTERM");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
     assert!(status.success(), "{status:?}");
-    let logged = drain.join().unwrap().join("\n");
+    reader.join().unwrap();
+    logged.extend(lines_receiver.try_iter());
+    let logged = logged.join("\n");
     for personal in [
         "홍길동",
         "01012345678",
