@@ -18,6 +18,12 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/certification-service.db?m
 /// The fixed CI index key of `serve --sandbox`: development only, never for real CIs.
 const SANDBOX_CI_INDEX_KEY: &str = "Y2VydGlmaWNhdGlvbi1zZXJ2aWNlIHNhbmRib3ggZGV2ZWxvcG1lbnQga2V5IQ==";
 
+/// A token is used until 30 s before PortOne's expiry, and refreshed in the background once it
+/// has less than 25 s of that left: 55 s before expiry, inside the last minute in which PortOne
+/// extends a token instead of returning the same expiry.
+pub const TOKEN_MARGIN: Duration = Duration::from_secs(30);
+pub const TOKEN_REFRESH_AHEAD: Duration = Duration::from_secs(25);
+
 /// A string that must never reach a log: its `Debug` and `Display` redact.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -77,6 +83,12 @@ pub struct ServeArgs {
     /// redis://, or rediss:// for TLS; unset keeps the PortOne token in process.
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
+    /// Bound on every Redis call; past it the in-process token copy answers, e.g. 250ms.
+    #[arg(long, env = "REDIS_TIMEOUT", default_value = "250ms", value_parser = humantime::parse_duration)]
+    pub redis_timeout: Duration,
+    /// Longest time one replica holds the fleet-wide getToken lock, e.g. 3s.
+    #[arg(long, env = "TOKEN_LOCK_TTL", default_value = "3s", value_parser = humantime::parse_duration)]
+    pub token_lock_ttl: Duration,
     #[arg(long, env = "PORTONE_BASE_URL", default_value = "https://api.iamport.kr")]
     pub portone_base_url: String,
     #[arg(long, env = "PORTONE_IMP_KEY", hide_env_values = true)]
@@ -136,6 +148,7 @@ pub struct Settings {
     pub grpc_listen_addr: SocketAddr,
     pub store: StoreSettings,
     pub redis_url: Option<Secret>,
+    pub redis_timeout: Duration,
     pub portone: PortoneSettings,
     pub ci_index_key: CiIndexKey,
     pub policy: Policy,
@@ -194,6 +207,11 @@ impl ServeArgs {
                 "PORTONE_MAX_ATTEMPTS must be between 1 and 10",
             ));
         }
+        if self.redis_timeout.is_zero() || self.token_lock_ttl.is_zero() {
+            return Err(ConfigError::OutOfRange(
+                "REDIS_TIMEOUT and TOKEN_LOCK_TTL must be positive",
+            ));
+        }
         if self.portone_timeout.is_zero() || self.request_timeout.is_zero() {
             return Err(ConfigError::OutOfRange(
                 "PORTONE_TIMEOUT and REQUEST_TIMEOUT must be positive",
@@ -203,6 +221,7 @@ impl ServeArgs {
             grpc_listen_addr: self.grpc_listen_addr,
             store: self.database.store_settings(),
             redis_url: self.redis_url.filter(|url| !url.is_empty()).map(Secret::new),
+            redis_timeout: self.redis_timeout,
             portone: PortoneSettings {
                 base_url,
                 imp_key,
@@ -210,7 +229,9 @@ impl ServeArgs {
                 request_timeout: self.portone_timeout,
                 connect_timeout: Duration::from_secs(3).min(self.portone_timeout),
                 max_attempts: self.portone_max_attempts,
-                token_margin: Duration::from_secs(60),
+                token_margin: TOKEN_MARGIN,
+                token_refresh_ahead: TOKEN_REFRESH_AHEAD,
+                token_lock_ttl: self.token_lock_ttl,
             },
             ci_index_key,
             policy: Policy {

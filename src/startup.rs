@@ -36,6 +36,7 @@ pub struct Application {
     listener: TcpListener,
     local_addr: SocketAddr,
     store: Store,
+    portone: PortoneClient,
     grpc: CertificationGrpc,
     health: HealthReporter,
     settings: Settings,
@@ -55,13 +56,17 @@ impl Application {
             .await
             .context("preparing the database pool")?;
         let tokens = match &settings.redis_url {
-            Some(url) => TokenCache::redis(redis_connection(url.expose())?, &settings.portone.imp_key),
+            Some(url) => TokenCache::redis(
+                redis_connection(url.expose(), settings.redis_timeout)?,
+                &settings.portone.imp_key,
+                settings.redis_timeout,
+            ),
             None => TokenCache::in_process(),
         };
         let portone =
             PortoneClient::new(settings.portone.clone(), tokens).context("building the PortOne client")?;
         let service = IdentityService::new(
-            Arc::new(portone),
+            Arc::new(portone.clone()),
             store.clone(),
             settings.ci_index_key.clone(),
             settings.policy.clone(),
@@ -78,6 +83,7 @@ impl Application {
             listener,
             local_addr,
             store,
+            portone,
             grpc,
             health,
             settings,
@@ -90,6 +96,11 @@ impl Application {
 
     pub fn store(&self) -> Store {
         self.store.clone()
+    }
+
+    /// The PortOne client, for its token cache's counters.
+    pub fn portone(&self) -> PortoneClient {
+        self.portone.clone()
     }
 
     /// Serves until `shutdown` resolves, then closes the database pool.
@@ -203,11 +214,11 @@ fn spawn_readiness(
 
 /// A lazy, self-reconnecting Redis connection with bounded timeouts: a slow or absent Redis
 /// costs a request at most these, then the in-process cache answers.
-fn redis_connection(url: &str) -> anyhow::Result<redis::aio::ConnectionManager> {
+fn redis_connection(url: &str, timeout: Duration) -> anyhow::Result<redis::aio::ConnectionManager> {
     let client = redis::Client::open(url).context("REDIS_URL is not a valid redis:// or rediss:// URL")?;
     let config = redis::aio::ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(Duration::from_millis(500)))
-        .set_response_timeout(Some(Duration::from_millis(500)))
+        .set_connection_timeout(Some(timeout))
+        .set_response_timeout(Some(timeout))
         .set_number_of_retries(1)
         .set_max_delay(Duration::from_secs(2));
     redis::aio::ConnectionManager::new_lazy_with_config(client, config)

@@ -1,6 +1,12 @@
 //! The PortOne V1 REST client: getToken, certification lookups, bounded retries.
 
-use std::time::Duration;
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use rand::Rng;
 use reqwest::{RequestBuilder, StatusCode};
@@ -10,6 +16,7 @@ use tokio::time::{Instant, sleep_until, timeout};
 use super::{
     AccessToken, BoxFuture, CertificationProvider, PortoneError, TokenCache,
     model::{CertificationBody, Envelope, TokenGrant},
+    token::{LockAttempt, SharedToken, UsableToken},
 };
 use crate::{
     config::Secret,
@@ -27,18 +34,39 @@ pub struct PortoneSettings {
     pub connect_timeout: Duration,
     /// Attempts for one idempotent call (getToken, lookup) on 5xx, timeouts, connection errors.
     pub max_attempts: u32,
-    /// A token is used until this long before PortOne's expiry; PortOne extends a token asked
-    /// for in its last minute, so a minute keeps us clear of expiry in flight.
+    /// A token is used until this long before PortOne's expiry, so none expires in flight.
     pub token_margin: Duration,
+    /// A token with less usable time than this is refreshed in the background. PortOne extends
+    /// a token only when asked in its last minute, so `token_margin + token_refresh_ahead`
+    /// must stay under 60 s or the refresh gets the same expiry back.
+    pub token_refresh_ahead: Duration,
+    /// How long the fleet-wide getToken lock is held at most: a replica that dies holding it
+    /// delays the others by no more than this.
+    pub token_lock_ttl: Duration,
 }
 
 /// PortOne answers are small; a larger body is a fault, not something to buffer.
 const MAX_BODY_BYTES: usize = 1 << 20;
 
+/// Replicas waiting for another's getToken poll Redis at this pace, doubling up to the cap.
+const LOCK_POLL_START: Duration = Duration::from_millis(10);
+const LOCK_POLL_CAP: Duration = Duration::from_millis(100);
+/// A refresh ahead that did not extend the token (clock differences) is retried this much later.
+const REFRESH_RETRY_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Cheap to clone: background refreshes hold a clone of the same client.
+#[derive(Clone)]
 pub struct PortoneClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     http: reqwest::Client,
     settings: PortoneSettings,
     tokens: TokenCache,
+    /// One refresh ahead at a time in this process.
+    refreshing: AtomicBool,
+    last_refresh: Mutex<Option<Instant>>,
 }
 
 /// How one HTTP exchange ended, before it becomes a [`PortoneError`].
@@ -61,45 +89,155 @@ impl PortoneClient {
             .user_agent(concat!("certification-service/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(Self {
-            http,
-            settings,
-            tokens,
+            inner: Arc::new(Inner {
+                http,
+                settings,
+                tokens,
+                refreshing: AtomicBool::new(false),
+                last_refresh: Mutex::new(None),
+            }),
         })
     }
 
     pub fn token_cache(&self) -> &TokenCache {
-        &self.tokens
+        &self.inner.tokens
     }
 
-    /// A valid access token: cached, or fetched once for every concurrent caller in this process.
+    /// A valid access token: from memory, from Redis, or fetched once for the whole fleet (one
+    /// replica holds the lock and calls getToken, the others wait for its token in Redis).
     pub async fn access_token(&self, deadline: Instant) -> Result<AccessToken, PortoneError> {
-        if let Some(token) = self.tokens.get().await {
-            return Ok(token);
+        let tokens = &self.inner.tokens;
+        if let Some(usable) = tokens.local() {
+            self.after_hit(&usable);
+            return Ok(usable.token);
         }
-        let _refilling = tokio::time::timeout_at(deadline, self.tokens.refill_lock().lock())
+        let _refilling = tokio::time::timeout_at(deadline, tokens.refill_lock().lock())
             .await
             .map_err(|_| PortoneError::DeadlineExceeded)?;
-        if let Some(token) = self.tokens.get().await {
-            return Ok(token);
+        if let Some(usable) = tokens.local() {
+            return Ok(usable.token);
         }
+        let mut poll = LOCK_POLL_START;
+        loop {
+            match tokens.shared().await {
+                SharedToken::Found(usable) => {
+                    self.after_hit(&usable);
+                    return Ok(usable.token);
+                }
+                // No Redis, or Redis failing: this process's single flight is all there is.
+                SharedToken::Unavailable => return self.fetch_and_store(deadline).await,
+                SharedToken::Missing => {}
+            }
+            match tokens.try_lock(self.inner.settings.token_lock_ttl).await {
+                LockAttempt::Acquired(owner) => {
+                    // The previous holder stores its token before releasing: look once more.
+                    let result = match tokens.shared().await {
+                        SharedToken::Found(usable) => Ok(usable.token),
+                        _ => self.fetch_and_store(deadline).await,
+                    };
+                    tokens.unlock(owner).await;
+                    return result;
+                }
+                LockAttempt::Unavailable => return self.fetch_and_store(deadline).await,
+                LockAttempt::HeldElsewhere => {}
+            }
+            let wake = Instant::now() + poll;
+            if wake >= deadline {
+                return Err(PortoneError::DeadlineExceeded);
+            }
+            sleep_until(wake).await;
+            poll = (poll * 2).min(LOCK_POLL_CAP);
+        }
+    }
+
+    /// Housekeeping a cache hit may start in the background: refresh ahead of expiry, and
+    /// giving Redis our token back after an outage.
+    fn after_hit(&self, usable: &UsableToken) {
+        let inner = &self.inner;
+        if usable.remaining < inner.settings.token_refresh_ahead && self.claim_refresh() {
+            let client = self.clone();
+            tokio::spawn(async move {
+                client.refresh_ahead().await;
+                client.inner.refreshing.store(false, Ordering::Release);
+            });
+        }
+        if inner.tokens.recovery_probe_due() {
+            let client = self.clone();
+            tokio::spawn(async move { client.inner.tokens.write_back().await });
+        }
+    }
+
+    /// True for the one caller that may start a refresh now.
+    fn claim_refresh(&self) -> bool {
+        let inner = &self.inner;
+        let mut last = inner
+            .last_refresh
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let now = Instant::now();
+        if last.is_some_and(|at| now - at < REFRESH_RETRY_INTERVAL) {
+            return false;
+        }
+        if inner.refreshing.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        *last = Some(now);
+        true
+    }
+
+    /// Asks PortOne for the token in its last minute, which extends it, so no request waits
+    /// on getToken at the turn of a token. One replica does it: the one that gets the lock.
+    async fn refresh_ahead(&self) {
+        let inner = &self.inner;
+        let tokens = &inner.tokens;
+        let deadline = Instant::now() + inner.settings.token_lock_ttl;
+        if let SharedToken::Found(usable) = tokens.shared().await
+            && usable.remaining >= inner.settings.token_refresh_ahead
+        {
+            // Another replica refreshed already; its token is now our in-process copy too.
+            return;
+        }
+        let refreshed = match tokens.try_lock(inner.settings.token_lock_ttl).await {
+            LockAttempt::HeldElsewhere => return,
+            LockAttempt::Acquired(owner) => {
+                let refreshed = self.fetch_and_store(deadline).await;
+                tokens.unlock(owner).await;
+                refreshed
+            }
+            LockAttempt::Unavailable => self.fetch_and_store(deadline).await,
+        };
+        match refreshed {
+            Ok(_) => {
+                let usable_for = tokens.local().map(|usable| usable.remaining.as_secs());
+                tracing::debug!(usable_for_seconds = ?usable_for, "portone token refreshed ahead of expiry");
+            }
+            Err(error) => tracing::warn!(%error, "refreshing the portone token ahead of expiry failed"),
+        }
+    }
+
+    /// getToken, then the token into both cache levels for its usable lifetime.
+    async fn fetch_and_store(&self, deadline: Instant) -> Result<AccessToken, PortoneError> {
+        let inner = &self.inner;
+        inner.tokens.count_fetch();
         let grant = self.fetch_token(deadline).await?;
         let token = AccessToken::new(grant.access_token);
         // Lifetime by PortOne's own clock (`expired_at - now`), never ours.
         let lifetime = Duration::from_secs(grant.expired_at.saturating_sub(grant.now).max(0).unsigned_abs());
-        self.tokens
-            .put(&token, lifetime.saturating_sub(self.settings.token_margin))
+        inner
+            .tokens
+            .put(&token, lifetime.saturating_sub(inner.settings.token_margin))
             .await;
         Ok(token)
     }
 
     async fn fetch_token(&self, deadline: Instant) -> Result<TokenGrant, PortoneError> {
-        let url = format!("{}/users/getToken", self.settings.base_url);
+        let url = format!("{}/users/getToken", self.inner.settings.base_url);
         let body = serde_json::json!({
-            "imp_key": self.settings.imp_key,
-            "imp_secret": self.settings.imp_secret.expose(),
+            "imp_key": self.inner.settings.imp_key,
+            "imp_secret": self.inner.settings.imp_secret.expose(),
         });
         let (status, bytes) = self
-            .send_with_retries(|| self.http.post(&url).json(&body), deadline)
+            .send_with_retries(|| self.inner.http.post(&url).json(&body), deadline)
             .await?;
         if status == StatusCode::UNAUTHORIZED {
             tracing::error!(
@@ -117,10 +255,14 @@ impl PortoneClient {
         deadline: Instant,
     ) -> Result<ProviderCertification, LookupFailure> {
         // ImpUid admits only "imp_" and digits: nothing in it can change the path.
-        let url = format!("{}/certifications/{}", self.settings.base_url, imp_uid.as_str());
+        let url = format!(
+            "{}/certifications/{}",
+            self.inner.settings.base_url,
+            imp_uid.as_str()
+        );
         let exchange = self
             .send_with_retries(
-                || self.http.get(&url).header("Authorization", token.expose()),
+                || self.inner.http.get(&url).header("Authorization", token.expose()),
                 deadline,
             )
             .await;
@@ -141,12 +283,12 @@ impl PortoneClient {
         deadline: Instant,
     ) -> Result<(StatusCode, Vec<u8>), PortoneError> {
         let mut last_failure = String::new();
-        for attempt in 1..=self.settings.max_attempts.max(1) {
+        for attempt in 1..=self.inner.settings.max_attempts.max(1) {
             let now = Instant::now();
             if now >= deadline {
                 return Err(PortoneError::DeadlineExceeded);
             }
-            let attempt_limit = self.settings.request_timeout.min(deadline - now);
+            let attempt_limit = self.inner.settings.request_timeout.min(deadline - now);
             let exchange = match timeout(attempt_limit, exchange(request())).await {
                 Ok(exchange) => exchange,
                 Err(_) if Instant::now() >= deadline => return Err(PortoneError::DeadlineExceeded),
@@ -159,7 +301,7 @@ impl PortoneClient {
                     last_failure = failure;
                 }
             }
-            if attempt < self.settings.max_attempts {
+            if attempt < self.inner.settings.max_attempts {
                 let backoff = Duration::from_millis(100 * 2u64.pow(attempt - 1));
                 let jittered = backoff.mul_f64(rand::rng().random_range(0.5..1.0));
                 let wake = Instant::now() + jittered;
@@ -186,14 +328,14 @@ impl CertificationProvider for PortoneClient {
                 Err(LookupFailure::Failed(error)) => return Err(error),
                 // Expired or revoked under us (early expiry, another replica's refresh):
                 // drop it and try once with a fresh one; the caller never sees this.
-                Err(LookupFailure::Unauthorized) => self.tokens.invalidate(&token).await,
+                Err(LookupFailure::Unauthorized) => self.inner.tokens.invalidate(&token).await,
             }
             let fresh = self.access_token(deadline).await?;
             match self.lookup_once(imp_uid, &fresh, deadline).await {
                 Ok(found) => Ok(found),
                 Err(LookupFailure::Failed(error)) => Err(error),
                 Err(LookupFailure::Unauthorized) => {
-                    self.tokens.invalidate(&fresh).await;
+                    self.inner.tokens.invalidate(&fresh).await;
                     tracing::error!(
                         "portone rejected a freshly issued access token; check PORTONE_IMP_KEY / PORTONE_IMP_SECRET"
                     );

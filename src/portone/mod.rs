@@ -12,7 +12,7 @@ use std::{future::Future, pin::Pin};
 use tokio::time::Instant;
 
 pub use client::{PortoneClient, PortoneSettings};
-pub use token::{AccessToken, TokenCache};
+pub use token::{AccessToken, TokenCache, TokenCacheStats};
 
 use crate::domain::{ImpUid, ProviderCertification};
 

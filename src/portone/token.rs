@@ -1,17 +1,21 @@
 //! The PortOne access token cache: in-process, or in Redis shared by every replica with an
-//! in-process copy in front. Redis is an optimisation, never a dependency: any Redis failure is
-//! a cache miss, answered by PortOne and the in-process copy.
+//! in-process copy in front. Redis is an optimisation, never a dependency: any Redis failure or
+//! slow answer is a miss, answered by PortOne and the in-process copy.
+//!
+//! The fleet-wide single flight lives here as primitives (a short lock with an owner and an
+//! expiry); `client.rs` composes them with getToken.
 
 use std::{
     fmt,
+    future::Future,
     sync::{
         Mutex,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
 };
 
-use redis::{AsyncCommands, aio::ConnectionManager};
+use redis::aio::ConnectionManager;
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
@@ -35,9 +39,59 @@ impl fmt::Debug for AccessToken {
     }
 }
 
+/// A token with how long it remains usable (PortOne's expiry less our margin).
+#[derive(Clone, Debug)]
+pub(super) struct UsableToken {
+    pub token: AccessToken,
+    pub remaining: Duration,
+}
+
 struct CachedToken {
     token: AccessToken,
     valid_until: Instant,
+}
+
+/// What Redis said about the shared token.
+pub(super) enum SharedToken {
+    Found(UsableToken),
+    Missing,
+    /// Redis failed or was too slow: carry on without it.
+    Unavailable,
+}
+
+/// The outcome of asking for the fleet-wide getToken lock.
+pub(super) enum LockAttempt {
+    /// Ours until released or until it expires; the owner id makes the release safe.
+    Acquired(LockOwner),
+    /// Another replica is fetching: wait for its token to appear.
+    HeldElsewhere,
+    Unavailable,
+}
+
+pub(super) struct LockOwner(String);
+
+/// Counters for benchmarks and operators: how the token was found, and what it cost.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TokenCacheStats {
+    /// Answered from the in-process copy.
+    pub local_hits: u64,
+    /// Answered by Redis (another replica's fetch, or ours after a restart).
+    pub redis_hits: u64,
+    /// getToken calls this replica made.
+    pub fetches: u64,
+    /// Redis commands sent (a pipeline or a script counts once: it is one round trip).
+    pub redis_round_trips: u64,
+    /// Redis calls that failed or timed out.
+    pub redis_failures: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    local_hits: AtomicU64,
+    redis_hits: AtomicU64,
+    fetches: AtomicU64,
+    redis_round_trips: AtomicU64,
+    redis_failures: AtomicU64,
 }
 
 struct RedisTokens {
@@ -45,20 +99,28 @@ struct RedisTokens {
     /// Namespaced by a hash of imp_key: two merchants' tokens never mix, and the key name
     /// carries no secret.
     key: String,
+    lock_key: String,
+    /// Every Redis call is cut at this: a slow Redis must not slow a signup down.
+    timeout: Duration,
     /// Set while Redis fails, so an outage is logged once, not once per request.
     degraded: AtomicBool,
+    /// When a degraded replica last tried Redis again, so recovery probes stay rare.
+    last_probe: Mutex<Option<Instant>>,
 }
 
 pub struct TokenCache {
     local: Mutex<Option<CachedToken>>,
     redis: Option<RedisTokens>,
     /// Held while fetching a fresh token, so concurrent cold requests in one process make one
-    /// getToken call and the rest find its result.
+    /// getToken call (or one wait on another replica's) and the rest find its result.
     refill: tokio::sync::Mutex<()>,
+    /// Identifies this process as a lock owner; a random part per acquisition is added.
+    instance: String,
+    counters: Counters,
 }
 
-/// Deletes the shared token only if it is still the one that was rejected, so a late 401 for
-/// an old token never throws away the fresh token another replica just stored.
+/// Deletes a key only if it still holds the given value: a late 401 for an old token never
+/// throws away the fresh token another replica stored, and a lock is released only by its owner.
 const COMPARE_AND_DELETE: &str = r#"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
@@ -66,22 +128,32 @@ end
 return 0
 "#;
 
+/// How often a degraded replica tries Redis again while it serves from memory.
+const RECOVERY_PROBE_INTERVAL: Duration = Duration::from_secs(1);
+
 impl TokenCache {
     pub fn in_process() -> Self {
         Self {
             local: Mutex::new(None),
             redis: None,
             refill: tokio::sync::Mutex::new(()),
+            instance: uuid::Uuid::new_v4().simple().to_string(),
+            counters: Counters::default(),
         }
     }
 
-    pub fn redis(connection: ConnectionManager, imp_key: &str) -> Self {
+    /// `timeout` bounds every Redis call.
+    pub fn redis(connection: ConnectionManager, imp_key: &str, timeout: Duration) -> Self {
         let key_hash = hex::encode(Sha256::digest(imp_key.as_bytes()));
+        let key = format!("certification-service:portone-v1:token:{}", &key_hash[..32]);
         Self {
             redis: Some(RedisTokens {
                 connection,
-                key: format!("certification-service:portone-v1:token:{}", &key_hash[..32]),
+                lock_key: format!("{key}:lock"),
+                key,
+                timeout,
                 degraded: AtomicBool::new(false),
+                last_probe: Mutex::new(None),
             }),
             ..Self::in_process()
         }
@@ -92,43 +164,142 @@ impl TokenCache {
         self.redis.as_ref().map(|redis| redis.key.as_str())
     }
 
+    /// The Redis key of the fleet-wide getToken lock, when Redis is in use.
+    pub fn redis_lock_key(&self) -> Option<&str> {
+        self.redis.as_ref().map(|redis| redis.lock_key.as_str())
+    }
+
+    pub fn uses_redis(&self) -> bool {
+        self.redis.is_some()
+    }
+
+    /// True while Redis is failing and the in-process copy carries the load.
+    pub fn is_degraded(&self) -> bool {
+        self.redis
+            .as_ref()
+            .is_some_and(|redis| redis.degraded.load(Ordering::Relaxed))
+    }
+
+    pub fn stats(&self) -> TokenCacheStats {
+        let counters = &self.counters;
+        TokenCacheStats {
+            local_hits: counters.local_hits.load(Ordering::Relaxed),
+            redis_hits: counters.redis_hits.load(Ordering::Relaxed),
+            fetches: counters.fetches.load(Ordering::Relaxed),
+            redis_round_trips: counters.redis_round_trips.load(Ordering::Relaxed),
+            redis_failures: counters.redis_failures.load(Ordering::Relaxed),
+        }
+    }
+
     pub(super) fn refill_lock(&self) -> &tokio::sync::Mutex<()> {
         &self.refill
     }
 
-    /// A token still valid by its own expiry (less our margin), from memory or Redis.
-    pub(super) async fn get(&self) -> Option<AccessToken> {
-        if let Some(token) = self.get_local() {
-            return Some(token);
+    pub(super) fn count_fetch(&self) {
+        self.counters.fetches.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The in-process copy, if still usable: no Redis round trip.
+    pub(super) fn local(&self) -> Option<UsableToken> {
+        let local = self.local.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let now = Instant::now();
+        let found = local
+            .as_ref()
+            .filter(|cached| cached.valid_until > now)
+            .map(|cached| UsableToken {
+                token: cached.token.clone(),
+                remaining: cached.valid_until - now,
+            });
+        if found.is_some() {
+            self.counters.local_hits.fetch_add(1, Ordering::Relaxed);
         }
-        let redis = self.redis.as_ref()?;
+        found
+    }
+
+    /// The token Redis holds, copied into memory when found. Without Redis: `Unavailable`.
+    pub(super) async fn shared(&self) -> SharedToken {
+        let Some(redis) = &self.redis else {
+            return SharedToken::Unavailable;
+        };
         let mut connection = redis.connection.clone();
-        let answer: redis::RedisResult<(Option<String>, i64)> = redis::pipe()
-            .get(&redis.key)
-            .pttl(&redis.key)
-            .query_async(&mut connection)
+        let answer = self
+            .call(async move {
+                redis::pipe()
+                    .get(&redis.key)
+                    .pttl(&redis.key)
+                    .query_async::<(Option<String>, i64)>(&mut connection)
+                    .await
+            })
             .await;
-        match self.note_redis(answer) {
+        match answer {
             Some((Some(raw), remaining_ms)) if remaining_ms > 0 => {
-                let token = AccessToken::new(raw);
                 // Bounded by the token's own expiry as Redis counts it: no clock of ours involved.
-                self.put_local(&token, Duration::from_millis(remaining_ms.unsigned_abs()));
-                Some(token)
+                let remaining = Duration::from_millis(remaining_ms.unsigned_abs());
+                let token = AccessToken::new(raw);
+                self.put_local(&token, remaining);
+                self.counters.redis_hits.fetch_add(1, Ordering::Relaxed);
+                SharedToken::Found(UsableToken { token, remaining })
             }
-            _ => None,
+            Some(_) => SharedToken::Missing,
+            None => SharedToken::Unavailable,
         }
     }
 
+    /// Asks for the fleet-wide lock on getToken, held at most `ttl` so a replica that dies
+    /// holding it stalls the others no longer than that.
+    pub(super) async fn try_lock(&self, ttl: Duration) -> LockAttempt {
+        let Some(redis) = &self.redis else {
+            return LockAttempt::Unavailable;
+        };
+        let owner = format!("{}:{}", self.instance, uuid::Uuid::new_v4().simple());
+        let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let mut connection = redis.connection.clone();
+        let owner_value = owner.clone();
+        let answer = self
+            .call(async move {
+                redis::cmd("SET")
+                    .arg(&redis.lock_key)
+                    .arg(&owner_value)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(millis)
+                    .query_async::<Option<String>>(&mut connection)
+                    .await
+            })
+            .await;
+        match answer {
+            Some(Some(_ok)) => LockAttempt::Acquired(LockOwner(owner)),
+            Some(None) => LockAttempt::HeldElsewhere,
+            None => LockAttempt::Unavailable,
+        }
+    }
+
+    /// Releases the lock if it is still ours; an expired lock someone else took stays theirs.
+    pub(super) async fn unlock(&self, owner: LockOwner) {
+        if let Some(redis) = &self.redis {
+            self.compare_and_delete(&redis.lock_key, &owner.0).await;
+        }
+    }
+
+    /// Stores a fresh token here and, when in use, in Redis for the other replicas.
     pub(super) async fn put(&self, token: &AccessToken, valid_for: Duration) {
         if valid_for.is_zero() {
             return;
         }
         self.put_local(token, valid_for);
         if let Some(redis) = &self.redis {
-            let mut connection = redis.connection.clone();
             let millis = u64::try_from(valid_for.as_millis()).unwrap_or(u64::MAX);
-            let stored: redis::RedisResult<()> = connection.pset_ex(&redis.key, token.expose(), millis).await;
-            self.note_redis(stored);
+            let mut connection = redis.connection.clone();
+            self.call(async move {
+                redis::cmd("SET")
+                    .arg(&redis.key)
+                    .arg(token.expose())
+                    .arg("PX")
+                    .arg(millis)
+                    .query_async::<()>(&mut connection)
+                    .await
+            })
+            .await;
         }
     }
 
@@ -141,22 +312,66 @@ impl TokenCache {
             }
         }
         if let Some(redis) = &self.redis {
-            let mut connection = redis.connection.clone();
-            let deleted: redis::RedisResult<i64> = redis::Script::new(COMPARE_AND_DELETE)
-                .key(&redis.key)
-                .arg(token.expose())
-                .invoke_async(&mut connection)
-                .await;
-            self.note_redis(deleted);
+            self.compare_and_delete(&redis.key, token.expose()).await;
         }
     }
 
-    fn get_local(&self) -> Option<AccessToken> {
+    /// While degraded, at most once a second: whether to try Redis again from a warm request.
+    pub(super) fn recovery_probe_due(&self) -> bool {
+        let Some(redis) = &self.redis else {
+            return false;
+        };
+        if !redis.degraded.load(Ordering::Relaxed) {
+            return false;
+        }
+        let mut last_probe = redis
+            .last_probe
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let now = Instant::now();
+        if last_probe.is_some_and(|last| now - last < RECOVERY_PROBE_INTERVAL) {
+            return false;
+        }
+        *last_probe = Some(now);
+        true
+    }
+
+    /// After an outage Redis may have come back empty: give it our in-process token unless it
+    /// already holds one (`NX`), so cold replicas find it again. Success ends the degraded period.
+    pub(super) async fn write_back(&self) {
+        let Some(redis) = &self.redis else {
+            return;
+        };
+        let Some(usable) = self.peek_local() else {
+            return;
+        };
+        let millis = u64::try_from(usable.remaining.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let mut connection = redis.connection.clone();
+        self.call(async move {
+            redis::cmd("SET")
+                .arg(&redis.key)
+                .arg(usable.token.expose())
+                .arg("NX")
+                .arg("PX")
+                .arg(millis)
+                .query_async::<Option<String>>(&mut connection)
+                .await
+        })
+        .await;
+    }
+
+    fn peek_local(&self) -> Option<UsableToken> {
         let local = self.local.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let now = Instant::now();
         local
             .as_ref()
-            .filter(|cached| cached.valid_until > Instant::now())
-            .map(|cached| cached.token.clone())
+            .filter(|cached| cached.valid_until > now)
+            .map(|cached| UsableToken {
+                token: cached.token.clone(),
+                remaining: cached.valid_until - now,
+            })
     }
 
     fn put_local(&self, token: &AccessToken, valid_for: Duration) {
@@ -167,25 +382,44 @@ impl TokenCache {
         });
     }
 
-    /// Turns a Redis failure into a miss, logging the start and end of an outage once each.
-    fn note_redis<T>(&self, result: redis::RedisResult<T>) -> Option<T> {
+    async fn compare_and_delete(&self, key: &str, expected: &str) {
+        let Some(redis) = &self.redis else {
+            return;
+        };
+        let mut connection = redis.connection.clone();
+        self.call(async move {
+            redis::Script::new(COMPARE_AND_DELETE)
+                .key(key)
+                .arg(expected)
+                .invoke_async::<i64>(&mut connection)
+                .await
+        })
+        .await;
+    }
+
+    /// One Redis round trip, cut at the configured timeout. A failure is `None`: the start and
+    /// the end of an outage are logged once each, never per request.
+    async fn call<T>(&self, request: impl Future<Output = redis::RedisResult<T>>) -> Option<T> {
         let redis = self.redis.as_ref()?;
-        match result {
-            Ok(value) => {
+        self.counters.redis_round_trips.fetch_add(1, Ordering::Relaxed);
+        let failure = match tokio::time::timeout(redis.timeout, request).await {
+            Ok(Ok(value)) => {
                 if redis.degraded.swap(false, Ordering::Relaxed) {
                     tracing::info!("redis answers again; the shared token cache is back in use");
                 }
-                Some(value)
+                return Some(value);
             }
-            Err(error) => {
-                if !redis.degraded.swap(true, Ordering::Relaxed) {
-                    tracing::warn!(
-                        error_kind = ?error.kind(),
-                        "redis unavailable; token cache degraded to in-process"
-                    );
-                }
-                None
-            }
+            Ok(Err(error)) => format!("{:?}", error.kind()),
+            Err(_) => "timed out".to_owned(),
+        };
+        self.counters.redis_failures.fetch_add(1, Ordering::Relaxed);
+        if !redis.degraded.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                failure = %failure,
+                degraded = true,
+                "redis unavailable; token cache degraded to in-process"
+            );
         }
+        None
     }
 }

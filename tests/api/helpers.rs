@@ -2,7 +2,7 @@
 //! SQLite file, or a fresh PostgreSQL database when DATABASE_URL points at PostgreSQL), and
 //! Redis when REDIS_URL is set.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use base64::{Engine, engine::general_purpose::STANDARD};
 use certification_service::{
@@ -12,7 +12,7 @@ use certification_service::{
         CheckDuplicateRequest, VerifyRequest, certification_service_client::CertificationServiceClient,
         check_duplicate_request::Key,
     },
-    portone::PortoneSettings,
+    portone::{PortoneClient, PortoneSettings, TokenCacheStats},
     sandbox::{Sandbox, SandboxConfig, SandboxHandle},
     service::Policy,
     startup::{Application, SERVICE_NAME, install_crypto_provider},
@@ -34,9 +34,10 @@ pub struct TestApp {
     pub health: HealthClient<Channel>,
     pub sandbox: SandboxHandle,
     pub store: Store,
+    pub portone: PortoneClient,
     pub settings: Settings,
-    _sandbox: Sandbox,
-    _sqlite_dir: Option<tempfile::TempDir>,
+    _sandbox: Arc<Sandbox>,
+    _sqlite_dir: Option<Arc<tempfile::TempDir>>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -66,23 +67,74 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts everything; `adjust` may change the settings before the server is built.
 pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
-    let (settings, sandbox, sqlite_dir) = test_settings().await;
+    let (settings, sandbox, sqlite_dir) = test_settings(|_| {}).await;
     spawn_app_on(settings, sandbox, sqlite_dir, adjust, true).await
 }
 
 /// Like [`spawn_app_with`] but returns without waiting for SERVING.
 pub async fn spawn_app_unready(adjust: impl FnOnce(&mut Settings)) -> TestApp {
-    let (settings, sandbox, sqlite_dir) = test_settings().await;
+    let (settings, sandbox, sqlite_dir) = test_settings(|_| {}).await;
     spawn_app_on(settings, sandbox, sqlite_dir, adjust, false).await
 }
 
-async fn test_settings() -> (Settings, Sandbox, Option<tempfile::TempDir>) {
+/// Replicas of the service as production runs them: one PortOne (sandbox), one database, and
+/// the Redis at `redis_url` shared by all (or none).
+pub struct Fleet {
+    pub replicas: Vec<TestApp>,
+    pub sandbox: SandboxHandle,
+}
+
+pub async fn spawn_fleet(
+    replicas: usize,
+    redis_url: Option<&str>,
+    adjust_sandbox: impl FnOnce(&mut SandboxConfig),
+    adjust: impl Fn(&mut Settings),
+) -> Fleet {
+    let (mut settings, sandbox, sqlite_dir) = test_settings(adjust_sandbox).await;
+    settings.redis_url = redis_url.map(Secret::new);
+    let sandbox = Arc::new(sandbox);
+    let sqlite_dir = sqlite_dir.map(Arc::new);
+    let mut apps = Vec::with_capacity(replicas);
+    for _ in 0..replicas {
+        apps.push(
+            spawn_app_on(
+                settings.clone(),
+                sandbox.clone(),
+                sqlite_dir.clone(),
+                &adjust,
+                true,
+            )
+            .await,
+        );
+    }
+    Fleet {
+        sandbox: sandbox.handle(),
+        replicas: apps,
+    }
+}
+
+impl Fleet {
+    /// `count` Verify calls at once, spread round-robin over the replicas.
+    pub async fn verify_burst(&self, count: usize, imp_uid: &str) -> Vec<Result<(), Status>> {
+        let calls = (0..count).map(|index| {
+            let replica = &self.replicas[index % self.replicas.len()];
+            async move { replica.verify(imp_uid).await.map(drop) }
+        });
+        futures::future::join_all(calls).await
+    }
+}
+
+/// The settings every test starts from. The sandbox gets a unique key per test: the Redis
+/// token key is namespaced by it, so tests never share a token.
+pub async fn test_settings(
+    adjust_sandbox: impl FnOnce(&mut SandboxConfig),
+) -> (Settings, Sandbox, Option<tempfile::TempDir>) {
     install_crypto_provider();
-    // A unique key per test: the Redis token key is namespaced by it, so tests never share a token.
-    let sandbox_config = SandboxConfig {
+    let mut sandbox_config = SandboxConfig {
         imp_key: format!("test_key_{}", uuid::Uuid::new_v4().simple()),
         ..SandboxConfig::default()
     };
+    adjust_sandbox(&mut sandbox_config);
     let sandbox_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let sandbox = Sandbox::start(sandbox_listener, sandbox_config.clone())
         .await
@@ -103,6 +155,7 @@ async fn test_settings() -> (Settings, Sandbox, Option<tempfile::TempDir>) {
             acquire_timeout: Duration::from_secs(5),
         },
         redis_url: redis_url().map(Secret::new),
+        redis_timeout: Duration::from_millis(250),
         portone: PortoneSettings {
             base_url: sandbox.base_url(),
             imp_key: sandbox_config.imp_key,
@@ -110,7 +163,9 @@ async fn test_settings() -> (Settings, Sandbox, Option<tempfile::TempDir>) {
             request_timeout: Duration::from_secs(2),
             connect_timeout: Duration::from_secs(1),
             max_attempts: 3,
-            token_margin: Duration::from_secs(60),
+            token_margin: certification_service::config::TOKEN_MARGIN,
+            token_refresh_ahead: certification_service::config::TOKEN_REFRESH_AHEAD,
+            token_lock_ttl: Duration::from_secs(3),
         },
         ci_index_key: CiIndexKey::from_base64(&STANDARD.encode(TEST_INDEX_KEY)).unwrap(),
         policy: Policy {
@@ -127,16 +182,18 @@ async fn test_settings() -> (Settings, Sandbox, Option<tempfile::TempDir>) {
 
 async fn spawn_app_on(
     mut settings: Settings,
-    sandbox: Sandbox,
-    sqlite_dir: Option<tempfile::TempDir>,
+    sandbox: impl Into<Arc<Sandbox>>,
+    sqlite_dir: Option<impl Into<Arc<tempfile::TempDir>>>,
     adjust: impl FnOnce(&mut Settings),
     wait_ready: bool,
 ) -> TestApp {
     adjust(&mut settings);
+    let sandbox = sandbox.into();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let application = Application::build(settings.clone(), listener).await.unwrap();
     let addr = application.local_addr();
     let store = application.store();
+    let portone = application.portone();
     let (shutdown, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(application.run_until_stopped(async {
         let _ = stopped.await;
@@ -150,9 +207,10 @@ async fn spawn_app_on(
         health: HealthClient::new(channel),
         sandbox: sandbox.handle(),
         store,
+        portone,
         settings,
         _sandbox: sandbox,
-        _sqlite_dir: sqlite_dir,
+        _sqlite_dir: sqlite_dir.map(Into::into),
         shutdown: Some(shutdown),
         server: Some(server),
     };
@@ -182,6 +240,14 @@ async fn fresh_postgres_database(admin_url: &str) -> String {
 }
 
 impl TestApp {
+    pub fn token_stats(&self) -> TokenCacheStats {
+        self.portone.token_cache().stats()
+    }
+
+    pub fn token_cache_degraded(&self) -> bool {
+        self.portone.token_cache().is_degraded()
+    }
+
     pub async fn verify(
         &self,
         imp_uid: &str,

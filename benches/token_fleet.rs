@@ -1,0 +1,305 @@
+//! What the fleet-wide token cache saves: N concurrent Verify calls spread over M replicas that
+//! share one Redis and one PortOne sandbox answering at a set latency, cold (no token anywhere)
+//! and warm. Prints getToken calls, Redis round trips per Verify and Verify latency.
+//!
+//! `cargo bench --bench token_fleet -- [--replicas 1,3] [--calls 150] [--latency-ms 50] [--rounds 3]`
+//! Needs `redis-server` on PATH (a private one is started on a free port). DATABASE_URL may
+//! name a PostgreSQL database; otherwise a temporary SQLite file is shared by the replicas.
+
+#[path = "../tests/api/processes.rs"]
+#[allow(dead_code)]
+mod processes;
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use base64::{Engine, engine::general_purpose::STANDARD};
+use certification_service::{
+    config::{Secret, Settings, TOKEN_MARGIN, TOKEN_REFRESH_AHEAD},
+    domain::CiIndexKey,
+    grpc::proto::{VerifyRequest, certification_service_client::CertificationServiceClient},
+    portone::{PortoneClient, PortoneSettings},
+    sandbox::{Sandbox, SandboxConfig, identities::ADULT},
+    service::Policy,
+    startup::{Application, SERVICE_NAME, install_crypto_provider},
+    store::StoreSettings,
+};
+use processes::RedisServer;
+use tokio::{net::TcpListener, sync::oneshot};
+use tonic::transport::Channel;
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+
+struct Options {
+    replicas: Vec<usize>,
+    calls: usize,
+    latency: Duration,
+    rounds: usize,
+}
+
+fn options() -> Options {
+    let mut options = Options {
+        replicas: vec![1, 3],
+        calls: 150,
+        latency: Duration::from_millis(50),
+        rounds: 3,
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut index = 0;
+    while index < args.len() {
+        let value = args.get(index + 1).cloned().unwrap_or_default();
+        match args[index].as_str() {
+            "--replicas" => {
+                options.replicas = value
+                    .split(',')
+                    .map(|count| count.parse().expect("--replicas 1,3"))
+                    .collect();
+            }
+            "--calls" => options.calls = value.parse().expect("--calls N"),
+            "--latency-ms" => options.latency = Duration::from_millis(value.parse().expect("--latency-ms N")),
+            "--rounds" => options.rounds = value.parse().expect("--rounds N"),
+            // `cargo bench` passes --bench; anything else is a mistake worth stopping for.
+            "--bench" => {
+                index += 1;
+                continue;
+            }
+            other => panic!("unknown option {other}"),
+        }
+        index += 2;
+    }
+    options
+}
+
+struct Replica {
+    client: CertificationServiceClient<Channel>,
+    portone: PortoneClient,
+    _stop: oneshot::Sender<()>,
+}
+
+struct Phase {
+    get_token_calls: u64,
+    redis_round_trips: u64,
+    redis_commands_seen_by_server: u64,
+    latencies: Vec<Duration>,
+}
+
+fn main() {
+    let options = options();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(run(options));
+}
+
+async fn run(options: Options) {
+    install_crypto_provider();
+    println!(
+        "token_fleet: {} concurrent Verify per phase, sandbox latency {} ms, {} rounds, {}",
+        options.calls,
+        options.latency.as_millis(),
+        options.rounds,
+        if std::env::var("DATABASE_URL").is_ok_and(|url| url.starts_with("postgres")) {
+            "PostgreSQL"
+        } else {
+            "SQLite"
+        }
+    );
+    println!(
+        "{:>8} {:>5} {:>5} {:>10} {:>12} {:>14} {:>9} {:>9} {:>9}",
+        "replicas", "round", "phase", "getToken", "redis rt/op", "redis cmd/op", "p50 ms", "p99 ms", "max ms"
+    );
+    for &replicas in &options.replicas {
+        for round in 1..=options.rounds {
+            let redis = RedisServer::start();
+            let mut observer = redis.connection().await;
+            let (sandbox, fleet, _data) = start_fleet(replicas, &redis, options.latency).await;
+            for phase in ["cold", "warm"] {
+                let measured = measure(&sandbox, &fleet, &mut observer, options.calls).await;
+                let calls = options.calls as f64;
+                println!(
+                    "{:>8} {:>5} {:>5} {:>10} {:>12.2} {:>14.2} {:>9.1} {:>9.1} {:>9.1}",
+                    replicas,
+                    round,
+                    phase,
+                    measured.get_token_calls,
+                    measured.redis_round_trips as f64 / calls,
+                    measured.redis_commands_seen_by_server as f64 / calls,
+                    percentile(&measured.latencies, 0.50),
+                    percentile(&measured.latencies, 0.99),
+                    percentile(&measured.latencies, 1.0),
+                );
+            }
+        }
+    }
+}
+
+async fn start_fleet(
+    replicas: usize,
+    redis: &RedisServer,
+    latency: Duration,
+) -> (Sandbox, Vec<Replica>, Option<tempfile::TempDir>) {
+    let config = SandboxConfig {
+        imp_key: format!("bench_{}", uuid::Uuid::new_v4().simple()),
+        ..SandboxConfig::default()
+    };
+    let sandbox = Sandbox::start(TcpListener::bind("127.0.0.1:0").await.unwrap(), config.clone())
+        .await
+        .unwrap();
+    sandbox.handle().set_latency(latency);
+    let (database_url, data) = match std::env::var("DATABASE_URL") {
+        Ok(url) if url.starts_with("postgres") => (url, None),
+        _ => {
+            let dir = tempfile::tempdir().unwrap();
+            (
+                format!("sqlite://{}/bench.db?mode=rwc", dir.path().display()),
+                Some(dir),
+            )
+        }
+    };
+    let settings = Settings {
+        grpc_listen_addr: "127.0.0.1:0".parse().unwrap(),
+        store: StoreSettings {
+            database_url,
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(10),
+        },
+        redis_url: Some(Secret::new(redis.url())),
+        redis_timeout: Duration::from_millis(250),
+        portone: PortoneSettings {
+            base_url: sandbox.base_url(),
+            imp_key: config.imp_key,
+            imp_secret: Secret::new(config.imp_secret),
+            request_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(1),
+            max_attempts: 3,
+            token_margin: TOKEN_MARGIN,
+            token_refresh_ahead: TOKEN_REFRESH_AHEAD,
+            token_lock_ttl: Duration::from_secs(3),
+        },
+        ci_index_key: CiIndexKey::from_base64(&STANDARD.encode([7u8; 32])).unwrap(),
+        policy: Policy {
+            min_age: 14,
+            reject_underage: false,
+            max_certification_age: Duration::from_secs(1800),
+        },
+        request_timeout: Duration::from_secs(30),
+        migrate_on_start: true,
+        readiness_interval: Duration::from_millis(100),
+    };
+    let mut fleet = Vec::new();
+    for _ in 0..replicas {
+        let application =
+            Application::build(settings.clone(), TcpListener::bind("127.0.0.1:0").await.unwrap())
+                .await
+                .unwrap();
+        let address = application.local_addr();
+        let portone = application.portone();
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(application.run_until_stopped(async {
+            let _ = stopped.await;
+        }));
+        let channel = Channel::from_shared(format!("http://{address}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let channel_for_health = channel.clone();
+        let client = CertificationServiceClient::new(channel);
+        wait_ready(channel_for_health).await;
+        fleet.push(Replica {
+            client,
+            portone,
+            _stop: stop,
+        });
+    }
+    (sandbox, fleet, data)
+}
+
+/// Until health says SERVING (migrations done, database answering); no token is fetched.
+async fn wait_ready(channel: Channel) {
+    let mut health = HealthClient::new(channel);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let request = HealthCheckRequest {
+            service: SERVICE_NAME.into(),
+        };
+        if let Ok(answer) = health.check(request).await
+            && answer.into_inner().status() == ServingStatus::Serving
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "replica never became ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn measure(
+    sandbox: &Sandbox,
+    fleet: &[Replica],
+    redis: &mut redis::aio::MultiplexedConnection,
+    calls: usize,
+) -> Phase {
+    let handle = sandbox.handle();
+    handle.reset_stats();
+    let round_trips_before: u64 = fleet
+        .iter()
+        .map(|replica| replica.portone.token_cache().stats().redis_round_trips)
+        .sum();
+    let commands_before = redis_commands(redis).await;
+    let start_line = Arc::new(tokio::sync::Barrier::new(calls));
+    let tasks: Vec<_> = (0..calls)
+        .map(|index| {
+            let mut client = fleet[index % fleet.len()].client.clone();
+            let start_line = start_line.clone();
+            tokio::spawn(async move {
+                let request = VerifyRequest {
+                    imp_uid: ADULT.into(),
+                    ..VerifyRequest::default()
+                };
+                start_line.wait().await;
+                let started = Instant::now();
+                client.verify(request).await.expect("Verify failed");
+                started.elapsed()
+            })
+        })
+        .collect();
+    let mut latencies = Vec::with_capacity(calls);
+    for task in tasks {
+        latencies.push(task.await.unwrap());
+    }
+    let round_trips_after: u64 = fleet
+        .iter()
+        .map(|replica| replica.portone.token_cache().stats().redis_round_trips)
+        .sum();
+    // INFO itself is one command; leave it out.
+    let commands_seen = redis_commands(redis).await.saturating_sub(commands_before + 1);
+    latencies.sort();
+    Phase {
+        get_token_calls: handle.stats().get_token_calls,
+        redis_round_trips: round_trips_after - round_trips_before,
+        redis_commands_seen_by_server: commands_seen,
+        latencies,
+    }
+}
+
+/// Commands Redis itself counted: a check on our own counter.
+async fn redis_commands(connection: &mut redis::aio::MultiplexedConnection) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("stats")
+        .query_async(connection)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|line| line.strip_prefix("total_commands_processed:"))
+        .and_then(|count| count.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn percentile(sorted: &[Duration], quantile: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((sorted.len() as f64 * quantile).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1].as_secs_f64() * 1000.0
+}
