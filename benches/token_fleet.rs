@@ -166,6 +166,7 @@ async fn start_fleet(
         },
         redis_url: Some(Secret::new(redis.url())),
         redis_timeout: Duration::from_millis(250),
+        redis_ca_file: None,
         portone: PortoneSettings {
             base_url: sandbox.base_url(),
             imp_key: config.imp_key,

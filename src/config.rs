@@ -2,7 +2,7 @@
 //! before anything starts. Secrets are never printed: clap hides their environment values and
 //! [`Secret`] redacts its `Debug`.
 
-use std::{fmt, net::SocketAddr, time::Duration};
+use std::{fmt, net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand, builder::BoolishValueParser};
 
@@ -83,6 +83,10 @@ pub struct ServeArgs {
     /// redis://, or rediss:// for TLS; unset keeps the PortOne token in process.
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
+    /// PEM file of the CA that signed the Redis server's certificate, for `rediss://` with a
+    /// private CA; unset: the public web PKI roots.
+    #[arg(long, env = "REDIS_CA_FILE")]
+    pub redis_ca_file: Option<PathBuf>,
     /// Bound on every Redis call; past it the in-process token copy answers, e.g. 250ms.
     #[arg(long, env = "REDIS_TIMEOUT", default_value = "250ms", value_parser = humantime::parse_duration)]
     pub redis_timeout: Duration,
@@ -149,6 +153,7 @@ pub struct Settings {
     pub store: StoreSettings,
     pub redis_url: Option<Secret>,
     pub redis_timeout: Duration,
+    pub redis_ca_file: Option<PathBuf>,
     pub portone: PortoneSettings,
     pub ci_index_key: CiIndexKey,
     pub policy: Policy,
@@ -222,6 +227,7 @@ impl ServeArgs {
             store: self.database.store_settings(),
             redis_url: self.redis_url.filter(|url| !url.is_empty()).map(Secret::new),
             redis_timeout: self.redis_timeout,
+            redis_ca_file: self.redis_ca_file,
             portone: PortoneSettings {
                 base_url,
                 imp_key,

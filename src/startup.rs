@@ -57,7 +57,11 @@ impl Application {
             .context("preparing the database pool")?;
         let tokens = match &settings.redis_url {
             Some(url) => TokenCache::redis(
-                redis_connection(url.expose(), settings.redis_timeout)?,
+                redis_connection(
+                    url.expose(),
+                    settings.redis_ca_file.as_deref(),
+                    settings.redis_timeout,
+                )?,
                 &settings.portone.imp_key,
                 settings.redis_timeout,
             ),
@@ -214,8 +218,24 @@ fn spawn_readiness(
 
 /// A lazy, self-reconnecting Redis connection with bounded timeouts: a slow or absent Redis
 /// costs a request at most these, then the in-process cache answers.
-fn redis_connection(url: &str, timeout: Duration) -> anyhow::Result<redis::aio::ConnectionManager> {
-    let client = redis::Client::open(url).context("REDIS_URL is not a valid redis:// or rediss:// URL")?;
+fn redis_connection(
+    url: &str,
+    ca_file: Option<&std::path::Path>,
+    timeout: Duration,
+) -> anyhow::Result<redis::aio::ConnectionManager> {
+    let client = match ca_file {
+        Some(path) => {
+            let root_cert =
+                std::fs::read(path).with_context(|| format!("reading REDIS_CA_FILE {}", path.display()))?;
+            let certificates = redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(root_cert),
+            };
+            redis::Client::build_with_tls(url, certificates)
+        }
+        None => redis::Client::open(url),
+    }
+    .context("REDIS_URL is not a valid redis:// or rediss:// URL (or REDIS_CA_FILE is not a PEM CA)")?;
     let config = redis::aio::ConnectionManagerConfig::new()
         .set_connection_timeout(Some(timeout))
         .set_response_timeout(Some(timeout))

@@ -313,3 +313,81 @@ async fn a_late_401_for_an_old_token_never_deletes_the_fresh_one() {
     assert_eq!(stats.get_token_calls, 2, "{stats:?}");
     assert_eq!(stats.unauthorized, 2, "{stats:?}");
 }
+
+#[tokio::test]
+async fn rediss_with_a_private_ca_and_a_password_shares_the_token() {
+    let redis = RedisServer::start_tls("tls-redis-pass");
+    let ca_file = redis.tls().unwrap().ca_file();
+    let fleet = spawn_fleet(
+        2,
+        Some(&redis.url()),
+        |_| {},
+        |settings| {
+            settings.redis_ca_file = Some(ca_file.clone());
+        },
+    )
+    .await;
+    assert_all_ok(&fleet.verify_burst(10, ADULT).await);
+    let key = token_key(&fleet.replicas[0].settings.portone.imp_key);
+    let stored: Option<String> = redis.connection().await.get(&key).await.unwrap();
+    assert!(stored.is_some(), "the token went over TLS into Redis");
+    assert_eq!(fleet.sandbox.stats().get_token_calls, 1);
+    assert!(
+        fleet
+            .replicas
+            .iter()
+            .all(|replica| !replica.token_cache_degraded())
+    );
+}
+
+#[tokio::test]
+async fn no_token_or_secret_reaches_the_logs_even_at_debug_level() {
+    let mut redis = RedisServer::start_with_password(Some("redis-pass-never-logged"));
+    let fleet = spawn_fleet(1, Some(&redis.url()), |_| {}, |_| {}).await;
+    let portone = &fleet.replicas[0].settings.portone;
+    let data = tempfile::tempdir().unwrap();
+    let database_url = format!("sqlite://{}/logs.db?mode=rwc", data.path().display());
+    let index_key = STANDARD.encode(TEST_INDEX_KEY);
+    let redis_url = redis.url();
+    let service = ServiceProcess::start(&[
+        ("PORTONE_BASE_URL", &portone.base_url),
+        ("PORTONE_IMP_KEY", &portone.imp_key),
+        ("PORTONE_IMP_SECRET", portone.imp_secret.expose()),
+        ("CI_INDEX_KEY", &index_key),
+        ("DATABASE_URL", &database_url),
+        ("REDIS_URL", &redis_url),
+        ("RUST_LOG", "debug"),
+    ]);
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", service.address))
+        .unwrap()
+        .connect_lazy();
+    let mut client = CertificationServiceClient::new(channel);
+    let key = token_key(&portone.imp_key);
+    let mut connection = redis.connection().await;
+    let mut tokens = Vec::new();
+    // A token fetched, one replaced after a 401, and an outage of Redis: every path that
+    // handles the token.
+    client.verify(verify_request(ADULT)).await.unwrap();
+    tokens.push(connection.get::<_, String>(&key).await.unwrap());
+    fleet.sandbox.expire_tokens();
+    client.verify(verify_request(ADULT)).await.unwrap();
+    tokens.push(connection.get::<_, String>(&key).await.unwrap());
+    redis.kill();
+    fleet.sandbox.expire_tokens();
+    client.verify(verify_request(ADULT)).await.unwrap();
+
+    let logs = service.logs();
+    assert!(logs.contains("redis unavailable"), "the outage is logged: {logs}");
+    assert_ne!(tokens[0], tokens[1]);
+    for token in &tokens {
+        assert!(!logs.contains(token.as_str()), "a token in the logs");
+    }
+    assert!(
+        !logs.contains(portone.imp_secret.expose()),
+        "the imp_secret in the logs"
+    );
+    assert!(
+        !logs.contains("redis-pass-never-logged"),
+        "the Redis password in the logs"
+    );
+}

@@ -156,6 +156,7 @@ pub async fn test_settings(
         },
         redis_url: redis_url().map(Secret::new),
         redis_timeout: Duration::from_millis(250),
+        redis_ca_file: None,
         portone: PortoneSettings {
             base_url: sandbox.base_url(),
             imp_key: sandbox_config.imp_key,

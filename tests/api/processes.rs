@@ -4,7 +4,7 @@ use std::{
     io::{BufRead, BufReader},
     net::TcpListener,
     process::{Child, Command, Stdio},
-    sync::mpsc,
+    sync::{Arc, Mutex, mpsc},
     time::{Duration, Instant},
 };
 
@@ -13,7 +13,42 @@ use std::{
 pub struct RedisServer {
     port: u16,
     password: Option<String>,
+    tls: Option<RedisTls>,
     child: Option<Child>,
+}
+
+/// A private CA and a server certificate for `localhost`, written where redis-server reads them.
+pub struct RedisTls {
+    dir: tempfile::TempDir,
+    pub ca_pem: String,
+}
+
+impl RedisTls {
+    pub fn generate() -> Self {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_key = KeyPair::generate().unwrap();
+        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca_params, ca_key);
+        let server_key = KeyPair::generate().unwrap();
+        let server_cert = CertificateParams::new(vec!["localhost".to_owned()])
+            .unwrap()
+            .signed_by(&server_key, &issuer)
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ca.pem"), ca_cert.pem()).unwrap();
+        std::fs::write(dir.path().join("server.pem"), server_cert.pem()).unwrap();
+        std::fs::write(dir.path().join("server.key"), server_key.serialize_pem()).unwrap();
+        Self {
+            dir,
+            ca_pem: ca_cert.pem(),
+        }
+    }
+
+    pub fn ca_file(&self) -> std::path::PathBuf {
+        self.dir.path().join("ca.pem")
+    }
 }
 
 impl RedisServer {
@@ -26,16 +61,37 @@ impl RedisServer {
         let mut server = Self {
             port,
             password: password.map(str::to_owned),
+            tls: None,
             child: None,
         };
         server.restart();
         server
     }
 
+    /// TLS only (`rediss://localhost:…`), with a password, certificates from a private CA.
+    pub fn start_tls(password: &str) -> Self {
+        let mut server = Self {
+            port: free_port(),
+            password: Some(password.to_owned()),
+            tls: Some(RedisTls::generate()),
+            child: None,
+        };
+        server.restart();
+        server
+    }
+
+    pub fn tls(&self) -> Option<&RedisTls> {
+        self.tls.as_ref()
+    }
+
     pub fn url(&self) -> String {
+        let (scheme, host) = match self.tls {
+            Some(_) => ("rediss", "localhost"),
+            None => ("redis", "127.0.0.1"),
+        };
         match &self.password {
-            Some(password) => format!("redis://:{password}@127.0.0.1:{}", self.port),
-            None => format!("redis://127.0.0.1:{}", self.port),
+            Some(password) => format!("{scheme}://:{password}@{host}:{}", self.port),
+            None => format!("{scheme}://{host}:{}", self.port),
         }
     }
 
@@ -51,9 +107,21 @@ impl RedisServer {
     pub fn restart(&mut self) {
         self.kill();
         let mut command = Command::new("redis-server");
+        let port = self.port.to_string();
+        match &self.tls {
+            Some(tls) => {
+                let file = |name: &str| tls.dir.path().join(name).display().to_string();
+                command.args(["--port", "0", "--tls-port", &port]);
+                command.args(["--tls-cert-file", &file("server.pem")]);
+                command.args(["--tls-key-file", &file("server.key")]);
+                command.args(["--tls-ca-cert-file", &file("ca.pem")]);
+                command.args(["--tls-auth-clients", "no"]);
+            }
+            None => {
+                command.args(["--port", &port]);
+            }
+        }
         command.args([
-            "--port",
-            &self.port.to_string(),
             "--bind",
             "127.0.0.1",
             "--save",
@@ -80,11 +148,17 @@ impl RedisServer {
     }
 
     pub async fn connection(&self) -> redis::aio::MultiplexedConnection {
-        redis::Client::open(self.url())
-            .unwrap()
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap()
+        let client = match &self.tls {
+            Some(tls) => redis::Client::build_with_tls(
+                self.url(),
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(tls.ca_pem.clone().into_bytes()),
+                },
+            ),
+            None => redis::Client::open(self.url()),
+        };
+        client.unwrap().get_multiplexed_async_connection().await.unwrap()
     }
 }
 
@@ -107,6 +181,7 @@ pub fn free_port() -> u16 {
 pub struct ServiceProcess {
     child: Child,
     pub address: String,
+    logged: Arc<Mutex<Vec<String>>>,
 }
 
 impl ServiceProcess {
@@ -133,20 +208,38 @@ impl ServiceProcess {
                 }
             }
         });
+        let logged = Arc::new(Mutex::new(Vec::new()));
         let address = loop {
             let Ok(line) = lines.recv_timeout(Duration::from_secs(30)) else {
                 let _ = child.kill();
                 panic!("the service never logged \"serving gRPC\"");
             };
-            if line.contains("serving gRPC")
-                && let Some(address) = line.split("address=").nth(1)
-            {
-                break address.trim().to_owned();
+            let address = line
+                .contains("serving gRPC")
+                .then(|| line.split("address=").nth(1).map(|rest| rest.trim().to_owned()))
+                .flatten();
+            logged.lock().unwrap().push(line);
+            if let Some(address) = address {
+                break address;
             }
         };
-        // Keep draining so the child never blocks on a full pipe.
-        std::thread::spawn(move || for _line in lines {});
-        Self { child, address }
+        // Keep draining so the child never blocks on a full pipe, and keep every line.
+        let keeper = logged.clone();
+        std::thread::spawn(move || {
+            for line in lines {
+                keeper.lock().unwrap().push(line);
+            }
+        });
+        Self {
+            child,
+            address,
+            logged,
+        }
+    }
+
+    /// Every line logged so far.
+    pub fn logs(&self) -> String {
+        self.logged.lock().unwrap().join("\n")
     }
 
     /// SIGKILL: the process dies holding whatever it held.
