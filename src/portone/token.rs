@@ -201,15 +201,7 @@ impl TokenCache {
 
     /// The in-process copy, if still usable: no Redis round trip.
     pub(super) fn local(&self) -> Option<UsableToken> {
-        let local = self.local.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let now = Instant::now();
-        let found = local
-            .as_ref()
-            .filter(|cached| cached.valid_until > now)
-            .map(|cached| UsableToken {
-                token: cached.token.clone(),
-                remaining: cached.valid_until - now,
-            });
+        let found = self.peek_local();
         if found.is_some() {
             self.counters.local_hits.fetch_add(1, Ordering::Relaxed);
         }
@@ -362,6 +354,7 @@ impl TokenCache {
         .await;
     }
 
+    /// The in-process copy without counting a hit.
     fn peek_local(&self) -> Option<UsableToken> {
         let local = self.local.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let now = Instant::now();

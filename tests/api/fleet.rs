@@ -13,7 +13,7 @@ use redis::AsyncCommands;
 use tonic_health::pb::health_check_response::ServingStatus;
 
 use crate::{
-    helpers::{TEST_INDEX_KEY, spawn_fleet, verify_request},
+    helpers::{Fleet, TEST_INDEX_KEY, spawn_fleet, verify_request},
     processes::{RedisServer, ServiceProcess},
 };
 
@@ -33,6 +33,43 @@ fn assert_all_ok(results: &[Result<(), tonic::Status>]) {
         failures.len(),
         failures.first()
     );
+}
+
+/// Ten calls over the fleet: one getToken, the token in Redis, no replica degraded.
+async fn assert_token_shared_through(redis: &RedisServer, fleet: &Fleet) {
+    assert_all_ok(&fleet.verify_burst(10, ADULT).await);
+    let key = token_key(&fleet.replicas[0].settings.portone.imp_key);
+    let stored: Option<String> = redis.connection().await.get(&key).await.unwrap();
+    assert!(stored.is_some(), "the token is in Redis");
+    assert_eq!(fleet.sandbox.stats().get_token_calls, 1);
+    assert!(
+        fleet
+            .replicas
+            .iter()
+            .all(|replica| !replica.token_cache_degraded())
+    );
+}
+
+/// `serve` as a separate process on the fleet's PortOne and `redis_url`, its own SQLite file.
+fn start_service_process(
+    fleet: &Fleet,
+    redis_url: &str,
+    data: &tempfile::TempDir,
+    extra: &[(&str, &str)],
+) -> ServiceProcess {
+    let portone = &fleet.replicas[0].settings.portone;
+    let database_url = format!("sqlite://{}/service.db?mode=rwc", data.path().display());
+    let index_key = STANDARD.encode(TEST_INDEX_KEY);
+    let mut env = vec![
+        ("PORTONE_BASE_URL", portone.base_url.as_str()),
+        ("PORTONE_IMP_KEY", portone.imp_key.as_str()),
+        ("PORTONE_IMP_SECRET", portone.imp_secret.expose()),
+        ("CI_INDEX_KEY", index_key.as_str()),
+        ("DATABASE_URL", database_url.as_str()),
+        ("REDIS_URL", redis_url),
+    ];
+    env.extend_from_slice(extra);
+    ServiceProcess::start(&env)
 }
 
 #[tokio::test]
@@ -189,18 +226,7 @@ async fn a_replica_killed_holding_the_lock_delays_the_others_only_until_it_expir
     let survivor = &fleet.replicas[0];
     let portone = &survivor.settings.portone;
     let data = tempfile::tempdir().unwrap();
-    let database_url = format!("sqlite://{}/doomed.db?mode=rwc", data.path().display());
-    let index_key = STANDARD.encode(TEST_INDEX_KEY);
-    let redis_url = redis.url();
-    let mut doomed = ServiceProcess::start(&[
-        ("PORTONE_BASE_URL", &portone.base_url),
-        ("PORTONE_IMP_KEY", &portone.imp_key),
-        ("PORTONE_IMP_SECRET", portone.imp_secret.expose()),
-        ("CI_INDEX_KEY", &index_key),
-        ("DATABASE_URL", &database_url),
-        ("REDIS_URL", &redis_url),
-        ("TOKEN_LOCK_TTL", "2s"),
-    ]);
+    let mut doomed = start_service_process(&fleet, &redis.url(), &data, &[("TOKEN_LOCK_TTL", "2s")]);
 
     // The doomed replica takes the lock, and its getToken never comes back.
     fleet
@@ -243,17 +269,7 @@ async fn a_replica_killed_holding_the_lock_delays_the_others_only_until_it_expir
 async fn a_password_in_the_redis_url_is_used_and_the_token_is_shared() {
     let redis = RedisServer::start_with_password(Some("s3cret-redis-pass"));
     let fleet = spawn_fleet(2, Some(&redis.url()), |_| {}, |_| {}).await;
-    assert_all_ok(&fleet.verify_burst(10, ADULT).await);
-    let key = token_key(&fleet.replicas[0].settings.portone.imp_key);
-    let stored: Option<String> = redis.connection().await.get(&key).await.unwrap();
-    assert!(stored.is_some());
-    assert_eq!(fleet.sandbox.stats().get_token_calls, 1);
-    assert!(
-        fleet
-            .replicas
-            .iter()
-            .all(|replica| !replica.token_cache_degraded())
-    );
+    assert_token_shared_through(&redis, &fleet).await;
 }
 
 #[tokio::test]
@@ -327,17 +343,7 @@ async fn rediss_with_a_private_ca_and_a_password_shares_the_token() {
         },
     )
     .await;
-    assert_all_ok(&fleet.verify_burst(10, ADULT).await);
-    let key = token_key(&fleet.replicas[0].settings.portone.imp_key);
-    let stored: Option<String> = redis.connection().await.get(&key).await.unwrap();
-    assert!(stored.is_some(), "the token went over TLS into Redis");
-    assert_eq!(fleet.sandbox.stats().get_token_calls, 1);
-    assert!(
-        fleet
-            .replicas
-            .iter()
-            .all(|replica| !replica.token_cache_degraded())
-    );
+    assert_token_shared_through(&redis, &fleet).await;
 }
 
 #[tokio::test]
@@ -346,18 +352,7 @@ async fn no_token_or_secret_reaches_the_logs_even_at_debug_level() {
     let fleet = spawn_fleet(1, Some(&redis.url()), |_| {}, |_| {}).await;
     let portone = &fleet.replicas[0].settings.portone;
     let data = tempfile::tempdir().unwrap();
-    let database_url = format!("sqlite://{}/logs.db?mode=rwc", data.path().display());
-    let index_key = STANDARD.encode(TEST_INDEX_KEY);
-    let redis_url = redis.url();
-    let service = ServiceProcess::start(&[
-        ("PORTONE_BASE_URL", &portone.base_url),
-        ("PORTONE_IMP_KEY", &portone.imp_key),
-        ("PORTONE_IMP_SECRET", portone.imp_secret.expose()),
-        ("CI_INDEX_KEY", &index_key),
-        ("DATABASE_URL", &database_url),
-        ("REDIS_URL", &redis_url),
-        ("RUST_LOG", "debug"),
-    ]);
+    let service = start_service_process(&fleet, &redis.url(), &data, &[("RUST_LOG", "debug")]);
     let channel = tonic::transport::Channel::from_shared(format!("http://{}", service.address))
         .unwrap()
         .connect_lazy();
