@@ -19,9 +19,12 @@ use base64::{Engine, engine::general_purpose::STANDARD};
 use certification_service::{
     config::{Secret, Settings, TOKEN_MARGIN, TOKEN_REFRESH_AHEAD},
     domain::CiIndexKey,
-    grpc::proto::{VerifyRequest, certification_service_client::CertificationServiceClient},
+    grpc::proto::{
+        CheckDuplicateRequest, VerifyRequest, certification_service_client::CertificationServiceClient,
+        check_duplicate_request::Key,
+    },
     portone::{PortoneClient, PortoneSettings},
-    sandbox::{Sandbox, SandboxConfig, identities::ADULT},
+    sandbox::{Sandbox, SandboxConfig, identities::CertificationRecord},
     service::Policy,
     startup::{Application, SERVICE_NAME, install_crypto_provider},
     store::StoreSettings,
@@ -114,8 +117,11 @@ async fn run(options: Options) {
             let redis = RedisServer::start();
             let mut observer = redis.connection().await;
             let (sandbox, fleet, _data) = start_fleet(replicas, &redis, options.latency).await;
-            for phase in ["cold", "warm"] {
-                let measured = measure(&sandbox, &fleet, &mut observer, options.calls).await;
+            warm_database_pools(&fleet, options.calls).await;
+            for (phase_index, phase) in ["cold", "warm"].into_iter().enumerate() {
+                // Every signup brings its own imp_uid (and person): no row shared between calls.
+                let imp_uids = insert_certifications(&sandbox, round * 10 + phase_index, options.calls);
+                let measured = measure(&sandbox, &fleet, &mut observer, &imp_uids).await;
                 let calls = options.calls as f64;
                 println!(
                     "{:>8} {:>5} {:>5} {:>10} {:>12.2} {:>14.2} {:>9.1} {:>9.1} {:>9.1}",
@@ -235,12 +241,49 @@ async fn wait_ready(channel: Channel) {
     }
 }
 
+/// Opens the database connections the measured calls will use (a lookup by CI never reaches
+/// PortOne), so "cold" measures the token, not connection set-up.
+async fn warm_database_pools(fleet: &[Replica], calls: usize) {
+    let lookups = (0..calls).map(|index| {
+        let mut client = fleet[index % fleet.len()].client.clone();
+        async move {
+            let request = CheckDuplicateRequest {
+                key: Some(Key::Ci(certification_service::sandbox::identities::ci_for(
+                    "warm-up",
+                ))),
+            };
+            client
+                .check_duplicate(request)
+                .await
+                .expect("CheckDuplicate failed");
+        }
+    });
+    futures::future::join_all(lookups).await;
+}
+
+fn insert_certifications(sandbox: &Sandbox, batch: usize, count: usize) -> Vec<String> {
+    let handle = sandbox.handle();
+    let now = chrono::Utc::now().timestamp();
+    let birthday = chrono::NaiveDate::from_ymd_opt(1990, 1, 1).unwrap();
+    (0..count)
+        .map(|index| {
+            let imp_uid = format!("imp_9{batch:03}{index:08}");
+            let person = format!("bench-{batch}-{index}");
+            handle.insert_certification(CertificationRecord::certified(
+                &imp_uid, &person, "벤치", birthday, now,
+            ));
+            imp_uid
+        })
+        .collect()
+}
+
 async fn measure(
     sandbox: &Sandbox,
     fleet: &[Replica],
     redis: &mut redis::aio::MultiplexedConnection,
-    calls: usize,
+    imp_uids: &[String],
 ) -> Phase {
+    let calls = imp_uids.len();
     let handle = sandbox.handle();
     handle.reset_stats();
     let round_trips_before: u64 = fleet
@@ -253,11 +296,11 @@ async fn measure(
         .map(|index| {
             let mut client = fleet[index % fleet.len()].client.clone();
             let start_line = start_line.clone();
+            let request = VerifyRequest {
+                imp_uid: imp_uids[index].clone(),
+                ..VerifyRequest::default()
+            };
             tokio::spawn(async move {
-                let request = VerifyRequest {
-                    imp_uid: ADULT.into(),
-                    ..VerifyRequest::default()
-                };
                 start_line.wait().await;
                 let started = Instant::now();
                 client.verify(request).await.expect("Verify failed");

@@ -145,7 +145,7 @@ impl Application {
             .add_service(
                 CertificationServiceServer::new(self.grpc).max_decoding_message_size(MAX_REQUEST_BYTES),
             )
-            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), shutdown)
+            .serve_with_incoming_shutdown(accept_without_nagle(self.listener), shutdown)
             .await;
         let _ = stop_readiness.send(true);
         let _ = readiness.await;
@@ -213,6 +213,20 @@ fn spawn_readiness(
                 _ = stopped.changed() => return,
             }
         }
+    })
+}
+
+/// tonic's own `tcp_nodelay` does not apply to `serve_with_incoming`; without it a small answer
+/// can sit ~40 ms waiting for the client's delayed ACK.
+fn accept_without_nagle(
+    listener: TcpListener,
+) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use tokio_stream::StreamExt;
+    TcpListenerStream::new(listener).map(|accepted| {
+        accepted.inspect(|stream| {
+            // Only latency is at stake: a socket that refuses the option still serves.
+            let _ = stream.set_nodelay(true);
+        })
     })
 }
 

@@ -50,7 +50,7 @@ const MAX_BODY_BYTES: usize = 1 << 20;
 
 /// Replicas waiting for another's getToken poll Redis at this pace, doubling up to the cap.
 const LOCK_POLL_START: Duration = Duration::from_millis(10);
-const LOCK_POLL_CAP: Duration = Duration::from_millis(100);
+const LOCK_POLL_CAP: Duration = Duration::from_millis(25);
 /// A refresh ahead that did not extend the token (clock differences) is retried this much later.
 const REFRESH_RETRY_INTERVAL: Duration = Duration::from_secs(1);
 
