@@ -244,24 +244,9 @@ impl TokenCache {
             return LockAttempt::Unavailable;
         };
         let owner = format!("{}:{}", self.instance, uuid::Uuid::new_v4().simple());
-        let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-        let mut connection = redis.connection.clone();
-        let owner_value = owner.clone();
-        let answer = self
-            .call(async move {
-                redis::cmd("SET")
-                    .arg(&redis.lock_key)
-                    .arg(&owner_value)
-                    .arg("NX")
-                    .arg("PX")
-                    .arg(millis)
-                    .query_async::<Option<String>>(&mut connection)
-                    .await
-            })
-            .await;
-        match answer {
-            Some(Some(_ok)) => LockAttempt::Acquired(LockOwner(owner)),
-            Some(None) => LockAttempt::HeldElsewhere,
+        match self.set_if_absent(&redis.lock_key, &owner, ttl).await {
+            Some(true) => LockAttempt::Acquired(LockOwner(owner)),
+            Some(false) => LockAttempt::HeldElsewhere,
             None => LockAttempt::Unavailable,
         }
     }
@@ -337,21 +322,29 @@ impl TokenCache {
         let Some(usable) = self.peek_local() else {
             return;
         };
-        let millis = u64::try_from(usable.remaining.as_millis())
-            .unwrap_or(u64::MAX)
-            .max(1);
+        self.set_if_absent(&redis.key, usable.token.expose(), usable.remaining)
+            .await;
+    }
+
+    /// `SET key value NX PX ttl`: `Some(true)` if set, `Some(false)` if the key existed, `None`
+    /// if Redis did not answer.
+    async fn set_if_absent(&self, key: &str, value: &str, ttl: Duration) -> Option<bool> {
+        let redis = self.redis.as_ref()?;
+        let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         let mut connection = redis.connection.clone();
-        self.call(async move {
-            redis::cmd("SET")
-                .arg(&redis.key)
-                .arg(usable.token.expose())
-                .arg("NX")
-                .arg("PX")
-                .arg(millis)
-                .query_async::<Option<String>>(&mut connection)
-                .await
-        })
-        .await;
+        let answer = self
+            .call(async move {
+                redis::cmd("SET")
+                    .arg(key)
+                    .arg(value)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(millis)
+                    .query_async::<Option<String>>(&mut connection)
+                    .await
+            })
+            .await?;
+        Some(answer.is_some())
     }
 
     /// The in-process copy without counting a hit.
