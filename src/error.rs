@@ -34,4 +34,7 @@ pub enum ServiceError {
     Store(#[from] StoreError),
     #[error("the caller's deadline passed")]
     DeadlineExceeded,
+    /// Before the first successful migration and database check: the schema may not exist yet.
+    #[error("not ready: the database is not prepared yet")]
+    NotReady,
 }

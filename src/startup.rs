@@ -1,7 +1,15 @@
 //! Builds the server on a listener it is handed (tests pass port 0) and runs it until a
 //! shutdown future resolves; `serve` and `migrate` wire the binary to it.
 
-use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    future::Future,
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use anyhow::Context;
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
@@ -121,6 +129,7 @@ impl Application {
         let readiness = spawn_readiness(
             self.store.clone(),
             self.health.clone(),
+            self.grpc.ready_flag(),
             self.settings.migrate_on_start,
             self.settings.readiness_interval,
             stopped,
@@ -169,6 +178,7 @@ fn reflection_builder() -> tonic_reflection::server::Builder<'static> {
 fn spawn_readiness(
     store: Store,
     health: HealthReporter,
+    accepting: Arc<AtomicBool>,
     migrate: bool,
     interval: Duration,
     mut stopped: watch::Receiver<bool>,
@@ -194,6 +204,7 @@ fn spawn_readiness(
                     ServingStatus::NotServing
                 };
                 if now_ready {
+                    accepting.store(true, Ordering::Release);
                     tracing::info!("database answers; serving");
                     health.set_service_status("", ServingStatus::Serving).await;
                 } else {

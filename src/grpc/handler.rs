@@ -1,6 +1,12 @@
 //! CertificationService handlers: parse, run within the deadline, convert.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use tokio::time::timeout_at;
 use tonic::{Request, Response, Status};
@@ -16,6 +22,9 @@ pub struct CertificationGrpc {
     service: Arc<IdentityService>,
     /// Bounds a call whose caller set no deadline.
     default_timeout: Duration,
+    /// Set once migrations are applied and the database has answered; calls before that would
+    /// meet a schema that may not exist yet.
+    ready: Arc<AtomicBool>,
 }
 
 impl CertificationGrpc {
@@ -23,6 +32,20 @@ impl CertificationGrpc {
         Self {
             service,
             default_timeout,
+            ready: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// The flag readiness sets once the database is prepared.
+    pub fn ready_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.ready)
+    }
+
+    fn ensure_ready(&self) -> Result<(), ServiceError> {
+        if self.ready.load(Ordering::Acquire) {
+            Ok(())
+        } else {
+            Err(ServiceError::NotReady)
         }
     }
 }
@@ -35,6 +58,7 @@ impl CertificationService for CertificationGrpc {
     ) -> Result<Response<proto::VerifyResponse>, Status> {
         let deadline = deadline(request.metadata(), self.default_timeout);
         let command = convert::verify_command(request.into_inner()).map_err(ServiceError::from)?;
+        self.ensure_ready()?;
         let verified = timeout_at(deadline, self.service.verify(command, deadline))
             .await
             .map_err(|_| ServiceError::DeadlineExceeded)??;
@@ -47,6 +71,7 @@ impl CertificationService for CertificationGrpc {
     ) -> Result<Response<proto::CheckDuplicateResponse>, Status> {
         let deadline = deadline(request.metadata(), self.default_timeout);
         let key = convert::duplicate_key(request.into_inner()).map_err(ServiceError::from)?;
+        self.ensure_ready()?;
         let holder = timeout_at(deadline, self.service.check_duplicate(key, deadline))
             .await
             .map_err(|_| ServiceError::DeadlineExceeded)??;

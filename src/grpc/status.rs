@@ -62,6 +62,12 @@ impl From<ServiceError> for Status {
                 reasoned(Code::AlreadyExists, reason, text.to_owned(), [])
             }
             ServiceError::Upstream(upstream) => upstream_status(upstream),
+            ServiceError::NotReady => reasoned(
+                Code::Unavailable,
+                "NOT_READY",
+                "starting: the database is not prepared yet, retry shortly".into(),
+                [],
+            ),
             ServiceError::Store(StoreError::Unavailable(cause)) => {
                 tracing::warn!(%cause, "database unavailable");
                 reasoned(

@@ -227,6 +227,7 @@ async fn a_replica_killed_holding_the_lock_delays_the_others_only_until_it_expir
     let portone = &survivor.settings.portone;
     let data = tempfile::tempdir().unwrap();
     let mut doomed = start_service_process(&fleet, &redis.url(), &data, &[("TOKEN_LOCK_TTL", "2s")]);
+    doomed.wait_serving().await;
 
     // The doomed replica takes the lock, and its getToken never comes back.
     fleet
@@ -353,6 +354,7 @@ async fn no_token_or_secret_reaches_the_logs_even_at_debug_level() {
     let portone = &fleet.replicas[0].settings.portone;
     let data = tempfile::tempdir().unwrap();
     let service = start_service_process(&fleet, &redis.url(), &data, &[("RUST_LOG", "debug")]);
+    service.wait_serving().await;
     let channel = tonic::transport::Channel::from_shared(format!("http://{}", service.address))
         .unwrap()
         .connect_lazy();
