@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use redis::AsyncCommands;
 
-use crate::helpers::{redis_url, spawn_app, spawn_app_with};
+use crate::helpers::{redis_url, spawn_app, spawn_app_with, spawn_fleet};
 
 #[tokio::test]
 async fn concurrent_cold_verifies_make_one_get_token_call() {
@@ -63,7 +63,8 @@ async fn the_token_is_shared_through_redis_under_a_key_without_secrets() {
         eprintln!("skipped: REDIS_URL is not set (the PostgreSQL + Redis run covers this)");
         return;
     };
-    let app = spawn_app().await;
+    let fleet = spawn_fleet(2, Some(&url), |_| {}, |_| {}).await;
+    let (app, replica) = (&fleet.replicas[0], &fleet.replicas[1]);
     app.verify(ADULT).await.unwrap();
     let key = format!(
         "certification-service:portone-v1:token:{}",
@@ -90,41 +91,15 @@ async fn the_token_is_shared_through_redis_under_a_key_without_secrets() {
     assert!(!key.contains(&app.settings.portone.imp_key));
 
     // A second replica sharing Redis and the sandbox takes the token from Redis.
-    let before = app.sandbox.stats().get_token_calls;
-    let settings = app.settings.clone();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let replica = certification_service::startup::Application::build(settings, listener)
-        .await
-        .unwrap();
-    let addr = replica.local_addr();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(replica.run_until_stopped(async {
-        let _ = stopped.await;
-    }));
-    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect_lazy();
-    let mut client =
-        certification_service::grpc::proto::certification_service_client::CertificationServiceClient::new(
-            channel,
-        );
-    client
-        .verify(crate::helpers::verify_request(ADULT_SECOND_CERTIFICATION))
-        .await
-        .unwrap();
-    assert_eq!(app.sandbox.stats().get_token_calls, before);
+    replica.verify(ADULT_SECOND_CERTIFICATION).await.unwrap();
+    assert_eq!(fleet.sandbox.stats().get_token_calls, 1);
 
     // A 401 clears the shared token only while it is still the one rejected.
-    app.sandbox.expire_tokens();
-    client
-        .verify(crate::helpers::verify_request(ADULT))
-        .await
-        .unwrap();
+    fleet.sandbox.expire_tokens();
+    replica.verify(ADULT).await.unwrap();
     let fresh: Option<String> = redis.get(&key).await.unwrap();
     assert!(
         fresh.is_some() && fresh != token,
         "the fresh token replaced the rejected one"
     );
-    let _ = stop.send(());
-    server.await.unwrap().unwrap();
 }
