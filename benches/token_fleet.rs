@@ -18,7 +18,7 @@ use std::{
 use base64::{Engine, engine::general_purpose::STANDARD};
 use certification_service::{
     config::{Secret, Settings, TOKEN_MARGIN, TOKEN_REFRESH_AHEAD},
-    domain::CiIndexKey,
+    domain::{CiIndexKey, SealingKeys},
     grpc::proto::{
         CheckDuplicateRequest, VerifyRequest, certification_service_client::CertificationServiceClient,
         check_duplicate_request::Key,
@@ -185,10 +185,12 @@ async fn start_fleet(
             token_lock_ttl: Duration::from_secs(3),
         },
         ci_index_key: CiIndexKey::from_base64(&STANDARD.encode([7u8; 32])).unwrap(),
+        sealing_keys: SealingKeys::parse(&format!("bench:{}", STANDARD.encode([8u8; 32]))).unwrap(),
         policy: Policy {
             min_age: 14,
             reject_underage: false,
             max_certification_age: Duration::from_secs(1800),
+            rejoin_cooldown: Duration::ZERO,
         },
         request_timeout: Duration::from_secs(30),
         migrate_on_start: true,

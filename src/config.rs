@@ -7,7 +7,7 @@ use std::{fmt, net::SocketAddr, path::PathBuf, time::Duration};
 use clap::{Args, Parser, Subcommand, builder::BoolishValueParser};
 
 use crate::{
-    domain::{CiIndexKey, IndexKeyError},
+    domain::{CiIndexKey, IndexKeyError, SealingError, SealingKeys},
     portone::PortoneSettings,
     service::Policy,
     store::StoreSettings,
@@ -17,6 +17,8 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/certification-service.db?m
 
 /// The fixed CI index key of `serve --sandbox`: development only, never for real CIs.
 const SANDBOX_CI_INDEX_KEY: &str = "Y2VydGlmaWNhdGlvbi1zZXJ2aWNlIHNhbmRib3ggZGV2ZWxvcG1lbnQga2V5IQ==";
+/// The fixed encryption key of `serve --sandbox` (32 bytes): development only.
+const SANDBOX_CI_ENCRYPTION_KEYS: &str = "sandbox-dev:c2FuZGJveCBkZXZlbG9wbWVudCBrZXksIG5vdCAgb2s=";
 
 /// A token is used until 30 s before PortOne's expiry, and refreshed in the background once it
 /// has less than 25 s of that left: 55 s before expiry, inside the last minute in which PortOne
@@ -63,6 +65,40 @@ pub enum Command {
     Serve(ServeArgs),
     /// Apply pending database migrations and exit.
     Migrate(DatabaseArgs),
+    /// Re-encrypt stored CI/DI under the first CI_ENCRYPTION_KEYS key, in batches. Resumable and
+    /// safe while the service runs.
+    Rekey(RekeyArgs),
+    /// Delete certification records past CERTIFICATION_RETENTION, and persons nobody holds any more.
+    Purge(PurgeArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct RekeyArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    #[arg(long, env = "CI_ENCRYPTION_KEYS", hide_env_values = true)]
+    pub ci_encryption_keys: String,
+    /// Rows per batch; each batch is read, re-sealed and written back row by row.
+    #[arg(long, default_value_t = 500)]
+    pub batch_size: u64,
+}
+
+#[derive(Args, Debug)]
+pub struct PurgeArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub retention: RetentionArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RetentionArgs {
+    /// How long a certification record is kept after it was last seen, e.g. 90d.
+    #[arg(long, env = "CERTIFICATION_RETENTION", default_value = "90d", value_parser = humantime::parse_duration)]
+    pub certification_retention: Duration,
+    /// After Unlink, how long the person may not bind to a new account, e.g. 30d; 0s: at once.
+    #[arg(long, env = "REJOIN_COOLDOWN", default_value = "0s", value_parser = humantime::parse_duration)]
+    pub rejoin_cooldown: Duration,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -108,6 +144,12 @@ pub struct ServeArgs {
     /// Base64 HMAC key (at least 32 bytes) for the CI/DI lookup hashes. Required unless --sandbox.
     #[arg(long, env = "CI_INDEX_KEY", hide_env_values = true)]
     pub ci_index_key: Option<String>,
+    /// `id:base64key,…` AES-256 keys for CI/DI at rest: the first encrypts, all decrypt.
+    /// Required unless --sandbox.
+    #[arg(long, env = "CI_ENCRYPTION_KEYS", hide_env_values = true)]
+    pub ci_encryption_keys: Option<String>,
+    #[command(flatten)]
+    pub retention: RetentionArgs,
     /// Minimum full age (만 나이) when a request does not say.
     #[arg(long, env = "MIN_AGE", default_value_t = 14)]
     pub min_age: u32,
@@ -140,6 +182,12 @@ pub enum ConfigError {
     MissingIndexKey,
     #[error(transparent)]
     IndexKey(#[from] IndexKeyError),
+    #[error(
+        "CI_ENCRYPTION_KEYS missing: set it to `id:base64key` (32-byte key, e.g. `k1:$(openssl rand -base64 32)`), or run `serve --sandbox` for development"
+    )]
+    MissingEncryptionKeys,
+    #[error(transparent)]
+    EncryptionKeys(#[from] SealingError),
     #[error("PORTONE_BASE_URL must be an http:// or https:// URL")]
     BaseUrl,
     #[error("{0}")]
@@ -156,6 +204,7 @@ pub struct Settings {
     pub redis_ca_file: Option<PathBuf>,
     pub portone: PortoneSettings,
     pub ci_index_key: CiIndexKey,
+    pub sealing_keys: SealingKeys,
     pub policy: Policy,
     pub request_timeout: Duration,
     pub migrate_on_start: bool,
@@ -204,6 +253,16 @@ impl ServeArgs {
             }
             (None, false) => return Err(ConfigError::MissingIndexKey),
         };
+        let sealing_keys = match (self.ci_encryption_keys, self.sandbox) {
+            (Some(spec), _) if !spec.trim().is_empty() => SealingKeys::parse(&spec)?,
+            (_, true) => {
+                tracing::warn!(
+                    "--sandbox: using the fixed development CI_ENCRYPTION_KEYS; never use it for real data"
+                );
+                SealingKeys::parse(SANDBOX_CI_ENCRYPTION_KEYS)?
+            }
+            (_, false) => return Err(ConfigError::MissingEncryptionKeys),
+        };
         if self.min_age > crate::domain::MinAge::MAX {
             return Err(ConfigError::OutOfRange("MIN_AGE must be between 0 and 150"));
         }
@@ -240,10 +299,12 @@ impl ServeArgs {
                 token_lock_ttl: self.token_lock_ttl,
             },
             ci_index_key,
+            sealing_keys,
             policy: Policy {
                 min_age: self.min_age,
                 reject_underage: self.reject_underage,
                 max_certification_age: self.certification_max_age,
+                rejoin_cooldown: self.retention.rejoin_cooldown,
             },
             request_timeout: self.request_timeout,
             migrate_on_start: !self.skip_migrations,

@@ -28,6 +28,8 @@ pub enum ServiceError {
     Underage(AgeCheck),
     #[error("binding refused: {0:?}")]
     Conflict(BindConflict),
+    #[error("the person was unlinked recently; a new binding is possible from {until}")]
+    RejoinCooldown { until: DateTime<Utc> },
     #[error(transparent)]
     Upstream(#[from] PortoneError),
     #[error(transparent)]

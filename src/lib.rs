@@ -2,6 +2,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod grpc;
+pub mod maintenance;
 pub mod portone;
 pub mod sandbox;
 pub mod service;

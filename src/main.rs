@@ -13,6 +13,8 @@ async fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Serve(args) => startup::serve(args).await,
         Command::Migrate(args) => startup::migrate(args).await,
+        Command::Rekey(args) => startup::rekey(args).await,
+        Command::Purge(args) => startup::purge(args).await,
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

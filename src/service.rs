@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use crate::{
     domain::{
         AccountId, AgeCheck, Ci, CiIndexKey, Identity, ImpUid, MerchantUid, MinAge, Provider,
-        ProviderCertification, full_age, today_in_seoul,
+        ProviderCertification, Purpose, SealingKeys, full_age, today_in_seoul,
     },
     error::ServiceError,
     portone::{CertificationProvider, PortoneError},
@@ -25,6 +25,8 @@ pub struct Policy {
     pub reject_underage: bool,
     /// How old `certified_at` may be: a certification is proof of a moment, not a standing fact.
     pub max_certification_age: Duration,
+    /// How long after Unlink the person may not be bound to a new account (0: at once).
+    pub rejoin_cooldown: Duration,
 }
 
 /// A parsed Verify request.
@@ -68,6 +70,7 @@ pub struct IdentityService {
     provider: Arc<dyn CertificationProvider>,
     store: Store,
     index_key: CiIndexKey,
+    sealing: SealingKeys,
     policy: Policy,
 }
 
@@ -76,14 +79,24 @@ impl IdentityService {
         provider: Arc<dyn CertificationProvider>,
         store: Store,
         index_key: CiIndexKey,
+        sealing: SealingKeys,
         policy: Policy,
     ) -> Self {
         Self {
             provider,
             store,
             index_key,
+            sealing,
             policy,
         }
+    }
+
+    /// The account no longer holds its person. Idempotent: `None` when it held nobody.
+    #[tracing::instrument(skip_all)]
+    pub async fn unlink(&self, account: &AccountId) -> Result<Option<DateTime<Utc>>, ServiceError> {
+        let unlinked = self.store.unlink(account).await?;
+        tracing::info!(existed = unlinked.is_some(), "account unlinked");
+        Ok(unlinked)
     }
 
     #[tracing::instrument(skip_all, fields(imp_uid = %command.imp_uid, binds = command.account.is_some()))]
@@ -120,11 +133,18 @@ impl IdentityService {
             None => false,
             Some(account) => match self
                 .store
-                .bind(found.provider, &found.id, recorded.person_id, account)
+                .bind(
+                    found.provider,
+                    &found.id,
+                    recorded.person_id,
+                    account,
+                    self.policy.rejoin_cooldown,
+                )
                 .await?
             {
                 BindOutcome::Bound { .. } => true,
                 BindOutcome::Conflict(conflict) => return Err(ServiceError::Conflict(conflict)),
+                BindOutcome::Cooldown { until } => return Err(ServiceError::RejoinCooldown { until }),
             },
         };
         tracing::info!(
@@ -180,6 +200,11 @@ impl IdentityService {
     ) -> Result<Recorded, ServiceError> {
         let ci_index = self.index_key.ci_index(&identity.ci);
         let di_index = identity.di.as_ref().map(|di| self.index_key.di_index(di));
+        let ci_sealed = self.sealing.seal(Purpose::Ci, identity.ci.expose());
+        let di_sealed = identity
+            .di
+            .as_ref()
+            .map(|di| self.sealing.seal(Purpose::Di, di.expose()));
         Ok(self
             .store
             .record(SeenCertification {
@@ -187,6 +212,8 @@ impl IdentityService {
                 id: &found.id,
                 ci_index: &ci_index,
                 di_index: di_index.as_ref(),
+                ci_sealed: &ci_sealed,
+                di_sealed: di_sealed.as_ref(),
                 certified_at,
             })
             .await?)

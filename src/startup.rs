@@ -22,7 +22,8 @@ use tonic_health::{
 };
 
 use crate::{
-    config::{DatabaseArgs, ServeArgs, Settings},
+    config::{DatabaseArgs, PurgeArgs, RekeyArgs, ServeArgs, Settings},
+    domain::SealingKeys,
     grpc::{
         CertificationGrpc,
         proto::{self, certification_service_server::CertificationServiceServer},
@@ -81,6 +82,7 @@ impl Application {
             Arc::new(portone.clone()),
             store.clone(),
             settings.ci_index_key.clone(),
+            settings.sealing_keys.clone(),
             settings.policy.clone(),
         );
         let grpc = CertificationGrpc::new(Arc::new(service), settings.request_timeout);
@@ -324,4 +326,36 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = interrupt.await;
+}
+
+/// `rekey`: re-encrypt stored CI/DI under the first CI_ENCRYPTION_KEYS key.
+pub async fn rekey(args: RekeyArgs) -> anyhow::Result<()> {
+    install_crypto_provider();
+    let keys = SealingKeys::parse(&args.ci_encryption_keys)?;
+    let store = Store::connect(&args.database.store_settings()).await?;
+    let report = crate::maintenance::rekey(&store, &keys, args.batch_size).await;
+    store.close().await;
+    let report = report?;
+    tracing::info!(
+        resealed = report.resealed,
+        raced = report.raced,
+        key_id = keys.primary_id(),
+        "rekey finished: every row is sealed under the first key"
+    );
+    Ok(())
+}
+
+/// `purge`: delete what is past retention.
+pub async fn purge(args: PurgeArgs) -> anyhow::Result<()> {
+    install_crypto_provider();
+    let store = Store::connect(&args.database.store_settings()).await?;
+    let purged = crate::maintenance::purge(
+        &store,
+        args.retention.certification_retention,
+        args.retention.rejoin_cooldown,
+    )
+    .await;
+    store.close().await;
+    purged?;
+    Ok(())
 }

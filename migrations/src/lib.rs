@@ -3,6 +3,7 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20261123_000001_create_persons_and_certifications;
+mod m20261124_000001_sealed_identities_and_unlink;
 
 /// Every migration, in the order they apply.
 pub struct Migrator;
@@ -10,8 +11,9 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(
-            m20261123_000001_create_persons_and_certifications::Migration,
-        )]
+        vec![
+            Box::new(m20261123_000001_create_persons_and_certifications::Migration),
+            Box::new(m20261124_000001_sealed_identities_and_unlink::Migration),
+        ]
     }
 }

@@ -5,11 +5,13 @@ mod age;
 mod identity;
 mod index_key;
 mod input;
+mod sealing;
 
 pub use age::{AgeCheck, full_age, today_in_seoul};
 pub use identity::{Carrier, Ci, Di, Gender, Identity, PersonName, Phone};
 pub use index_key::{CiIndexKey, IndexKeyError, PersonIndex};
 pub use input::{AccountId, FieldViolation, ImpUid, MerchantUid, MinAge};
+pub use sealing::{Purpose, Sealed, SealingError, SealingKeys};
 
 use chrono::{DateTime, Utc};
 

@@ -22,6 +22,17 @@ pub fn verify_command(request: proto::VerifyRequest) -> Result<VerifyCommand, Fi
     })
 }
 
+pub fn unlink_account(request: proto::UnlinkRequest) -> Result<AccountId, FieldViolation> {
+    AccountId::parse(&request.account_id)
+}
+
+pub fn unlink_response(unlinked_at: Option<DateTime<Utc>>) -> proto::UnlinkResponse {
+    proto::UnlinkResponse {
+        unlinked: unlinked_at.is_some(),
+        unlinked_at: unlinked_at.map(timestamp),
+    }
+}
+
 pub fn duplicate_key(request: proto::CheckDuplicateRequest) -> Result<DuplicateKey, FieldViolation> {
     match request.key {
         Some(proto::check_duplicate_request::Key::ImpUid(raw)) => {

@@ -77,4 +77,17 @@ impl CertificationService for CertificationGrpc {
             .map_err(|_| ServiceError::DeadlineExceeded)??;
         Ok(Response::new(convert::duplicate_status(holder.as_ref())))
     }
+
+    async fn unlink(
+        &self,
+        request: Request<proto::UnlinkRequest>,
+    ) -> Result<Response<proto::UnlinkResponse>, Status> {
+        let deadline = deadline(request.metadata(), self.default_timeout);
+        let account = convert::unlink_account(request.into_inner()).map_err(ServiceError::from)?;
+        self.ensure_ready()?;
+        let unlinked = timeout_at(deadline, self.service.unlink(&account))
+            .await
+            .map_err(|_| ServiceError::DeadlineExceeded)??;
+        Ok(Response::new(convert::unlink_response(unlinked)))
+    }
 }

@@ -45,6 +45,12 @@ impl From<ServiceError> for Status {
                     ("min_age", check.min_age.to_string()),
                 ],
             ),
+            ServiceError::RejoinCooldown { until } => reasoned(
+                Code::FailedPrecondition,
+                "REJOIN_COOLDOWN",
+                message,
+                [("until", until.to_rfc3339())],
+            ),
             ServiceError::Conflict(conflict) => {
                 let (reason, text) = match conflict {
                     BindConflict::AlreadyRegistered => {

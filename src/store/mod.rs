@@ -12,13 +12,13 @@ use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, Condition, ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr,
-    EntityTrait, QueryFilter, RuntimeErr, SqlErr, TransactionTrait,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect, RuntimeErr, SqlErr, TransactionTrait,
     sea_query::{Expr, Func, OnConflict},
     sqlx,
 };
 
 use self::entities::{certification, person};
-use crate::domain::{AccountId, PersonIndex, Provider};
+use crate::domain::{AccountId, PersonIndex, Provider, Sealed};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -37,13 +37,31 @@ pub struct Holder {
     pub bound_at: DateTime<Utc>,
 }
 
-/// A certified certification as we record it: only keyed hashes of CI and DI.
+/// A certified certification as we record it: keyed hashes of CI and DI for lookups, and the
+/// two sealed under one key for everything else (index-key rotation, export on request).
 pub struct SeenCertification<'a> {
     pub provider: Provider,
     pub id: &'a str,
     pub ci_index: &'a PersonIndex,
     pub di_index: Option<&'a PersonIndex>,
+    pub ci_sealed: &'a Sealed,
+    pub di_sealed: Option<&'a Sealed>,
     pub certified_at: DateTime<Utc>,
+}
+
+/// A person's sealed CI/DI as stored, for re-encryption under a new key.
+#[derive(Debug)]
+pub struct SealedPerson {
+    pub id: i64,
+    pub ci: Sealed,
+    pub di: Option<Sealed>,
+}
+
+/// What `purge` removed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Purged {
+    pub certifications: u64,
+    pub persons: u64,
 }
 
 /// What [`Store::record`] learned: the person's row and who held them before this call.
@@ -69,6 +87,10 @@ pub enum BindOutcome {
         bound_at: DateTime<Utc>,
     },
     Conflict(BindConflict),
+    /// The person was unlinked from an account too recently to be bound again.
+    Cooldown {
+        until: DateTime<Utc>,
+    },
 }
 
 #[derive(Clone)]
@@ -141,11 +163,16 @@ impl Store {
         let txn = self.db.begin().await.map_err(classify)?;
         // A write first: on SQLite that takes the write lock up front, so two such
         // transactions queue on the busy timeout instead of deadlocking on a lock upgrade.
+        debug_assert!(seen.di_sealed.is_none_or(|di| di.key_id == seen.ci_sealed.key_id));
         let inserted = person::Entity::insert(person::ActiveModel {
             ci_hash: Set(seen.ci_index.0.clone()),
             di_hash: Set(seen.di_index.map(|index| index.0.clone())),
             account_id: Set(None),
             bound_at: Set(None),
+            ci_sealed: Set(Some(seen.ci_sealed.blob.clone())),
+            di_sealed: Set(seen.di_sealed.map(|di| di.blob.clone())),
+            sealing_key_id: Set(Some(seen.ci_sealed.key_id.clone())),
+            unbound_at: Set(None),
             created_at: Set(now),
             updated_at: Set(now),
             ..Default::default()
@@ -163,6 +190,27 @@ impl Store {
             .await
             .map_err(classify)?
             .ok_or_else(|| StoreError::Failure("person vanished inside its transaction".into()))?;
+        if person.ci_sealed.is_none() {
+            // Written before sealing existed: seal it now that we hold the values.
+            person::Entity::update_many()
+                .col_expr(
+                    person::Column::CiSealed,
+                    Expr::value(seen.ci_sealed.blob.as_str()),
+                )
+                .col_expr(
+                    person::Column::DiSealed,
+                    Expr::value(seen.di_sealed.map(|di| di.blob.clone())),
+                )
+                .col_expr(
+                    person::Column::SealingKeyId,
+                    Expr::value(seen.ci_sealed.key_id.as_str()),
+                )
+                .filter(person::Column::Id.eq(person.id))
+                .filter(person::Column::CiSealed.is_null())
+                .exec(&txn)
+                .await
+                .map_err(classify)?;
+        }
         let upserted = certification::Entity::insert(certification::ActiveModel {
             provider: Set(seen.provider.as_str().to_owned()),
             provider_id: Set(seen.id.to_owned()),
@@ -200,8 +248,13 @@ impl Store {
         certification_id: &str,
         person_id: i64,
         account: &AccountId,
+        rejoin_cooldown: Duration,
     ) -> Result<BindOutcome, StoreError> {
         let now = Utc::now();
+        let cooldown = chrono::Duration::from_std(rejoin_cooldown).unwrap_or(chrono::Duration::MAX);
+        let rejoin_from = now
+            .checked_sub_signed(cooldown)
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
         let txn = self.db.begin().await.map_err(classify)?;
 
         // Consume the certification unless another account already did (write first: see record).
@@ -233,6 +286,11 @@ impl Store {
             .col_expr(person::Column::UpdatedAt, Expr::value(now))
             .filter(person::Column::Id.eq(person_id))
             .filter(person::Column::AccountId.is_null())
+            .filter(
+                Condition::any()
+                    .add(person::Column::UnboundAt.is_null())
+                    .add(person::Column::UnboundAt.lte(rejoin_from)),
+            )
             .exec(&txn)
             .await;
         let claimed = match claimed {
@@ -260,8 +318,126 @@ impl Store {
                     bound_at: holder.bound_at,
                 })
             }
-            _ => Ok(BindOutcome::Conflict(BindConflict::AlreadyRegistered)),
+            Some(_) => Ok(BindOutcome::Conflict(BindConflict::AlreadyRegistered)),
+            // Unheld, so the cooldown stopped the claim; the transaction rolls back, leaving
+            // the certification unconsumed.
+            None => Ok(BindOutcome::Cooldown {
+                until: person.unbound_at.map_or(now, |unbound_at| unbound_at + cooldown),
+            }),
         }
+    }
+
+    /// The account no longer holds its person (회원 탈퇴). `Some(time)` when a binding existed.
+    pub async fn unlink(&self, account: &AccountId) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let now = Utc::now();
+        let unlinked = person::Entity::update_many()
+            .col_expr(person::Column::AccountId, Expr::value(Option::<String>::None))
+            .col_expr(
+                person::Column::BoundAt,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .col_expr(person::Column::UnboundAt, Expr::value(now))
+            .col_expr(person::Column::UpdatedAt, Expr::value(now))
+            .filter(person::Column::AccountId.eq(account.as_str()))
+            .exec(&self.db)
+            .await
+            .map_err(classify)?;
+        Ok((unlinked.rows_affected > 0).then_some(now))
+    }
+
+    /// Up to `limit` persons sealed under a key other than `primary_key_id`, by id after
+    /// `after_id`: the next batch for `rekey`.
+    pub async fn sealed_under_other_keys(
+        &self,
+        primary_key_id: &str,
+        after_id: i64,
+        limit: u64,
+    ) -> Result<Vec<SealedPerson>, StoreError> {
+        let rows = person::Entity::find()
+            .filter(person::Column::Id.gt(after_id))
+            .filter(person::Column::SealingKeyId.is_not_null())
+            .filter(person::Column::SealingKeyId.ne(primary_key_id))
+            .order_by_asc(person::Column::Id)
+            .limit(limit)
+            .all(&self.db)
+            .await
+            .map_err(classify)?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|row| {
+                let key_id = row.sealing_key_id?;
+                let ci = Sealed {
+                    key_id: key_id.clone(),
+                    blob: row.ci_sealed?,
+                };
+                let di = row.di_sealed.map(|blob| Sealed { key_id, blob });
+                Some(SealedPerson { id: row.id, ci, di })
+            })
+            .collect())
+    }
+
+    /// Replaces a person's ciphertexts if they are still sealed under `old_key_id`: a row the
+    /// service re-sealed meanwhile is left alone. True when this call changed the row.
+    pub async fn reseal(
+        &self,
+        id: i64,
+        old_key_id: &str,
+        ci: &Sealed,
+        di: Option<&Sealed>,
+    ) -> Result<bool, StoreError> {
+        let updated = person::Entity::update_many()
+            .col_expr(person::Column::CiSealed, Expr::value(ci.blob.as_str()))
+            .col_expr(
+                person::Column::DiSealed,
+                Expr::value(di.map(|di| di.blob.clone())),
+            )
+            .col_expr(person::Column::SealingKeyId, Expr::value(ci.key_id.as_str()))
+            .filter(person::Column::Id.eq(id))
+            .filter(person::Column::SealingKeyId.eq(old_key_id))
+            .exec(&self.db)
+            .await
+            .map_err(classify)?;
+        Ok(updated.rows_affected == 1)
+    }
+
+    /// Deletes certifications last seen before `before`, then persons that no account holds,
+    /// that no certification refers to any more, untouched since `before`, and out of their
+    /// re-signup cooldown (unlinked before `rejoin_from`).
+    pub async fn purge(
+        &self,
+        before: DateTime<Utc>,
+        rejoin_from: DateTime<Utc>,
+    ) -> Result<Purged, StoreError> {
+        let certifications = certification::Entity::delete_many()
+            .filter(certification::Column::LastSeenAt.lt(before))
+            .exec(&self.db)
+            .await
+            .map_err(classify)?
+            .rows_affected;
+        let persons = person::Entity::delete_many()
+            .filter(person::Column::AccountId.is_null())
+            .filter(person::Column::UpdatedAt.lt(before))
+            .filter(
+                Condition::any()
+                    .add(person::Column::UnboundAt.is_null())
+                    .add(person::Column::UnboundAt.lt(rejoin_from)),
+            )
+            .filter(
+                person::Column::Id.not_in_subquery(
+                    sea_orm::sea_query::Query::select()
+                        .column(certification::Column::PersonId)
+                        .from(certification::Entity)
+                        .to_owned(),
+                ),
+            )
+            .exec(&self.db)
+            .await
+            .map_err(classify)?
+            .rows_affected;
+        Ok(Purged {
+            certifications,
+            persons,
+        })
     }
 
     /// Who holds the person with this CI index, if anyone.

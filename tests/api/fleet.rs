@@ -13,7 +13,7 @@ use redis::AsyncCommands;
 use tonic_health::pb::health_check_response::ServingStatus;
 
 use crate::{
-    helpers::{Fleet, TEST_INDEX_KEY, spawn_fleet, verify_request},
+    helpers::{Fleet, TEST_INDEX_KEY, spawn_fleet, test_encryption_keys, verify_request},
     processes::{RedisServer, ServiceProcess},
 };
 
@@ -60,11 +60,13 @@ fn start_service_process(
     let portone = &fleet.replicas[0].settings.portone;
     let database_url = format!("sqlite://{}/service.db?mode=rwc", data.path().display());
     let index_key = STANDARD.encode(TEST_INDEX_KEY);
+    let encryption_keys = test_encryption_keys();
     let mut env = vec![
         ("PORTONE_BASE_URL", portone.base_url.as_str()),
         ("PORTONE_IMP_KEY", portone.imp_key.as_str()),
         ("PORTONE_IMP_SECRET", portone.imp_secret.expose()),
         ("CI_INDEX_KEY", index_key.as_str()),
+        ("CI_ENCRYPTION_KEYS", encryption_keys.as_str()),
         ("DATABASE_URL", database_url.as_str()),
         ("REDIS_URL", redis_url),
     ];

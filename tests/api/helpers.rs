@@ -7,7 +7,7 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use base64::{Engine, engine::general_purpose::STANDARD};
 use certification_service::{
     config::{Secret, Settings},
-    domain::CiIndexKey,
+    domain::{CiIndexKey, SealingKeys},
     grpc::proto::{
         CheckDuplicateRequest, VerifyRequest, certification_service_client::CertificationServiceClient,
         check_duplicate_request::Key,
@@ -27,6 +27,11 @@ use tonic_health::pb::{
 use tonic_types::StatusExt;
 
 pub const TEST_INDEX_KEY: [u8; 32] = [42; 32];
+
+/// CI_ENCRYPTION_KEYS of the tests: one key, id `test-k1`.
+pub fn test_encryption_keys() -> String {
+    format!("test-k1:{}", STANDARD.encode([9u8; 32]))
+}
 
 pub struct TestApp {
     pub addr: SocketAddr,
@@ -124,6 +129,19 @@ impl Fleet {
     }
 }
 
+/// Another server on the same sandbox and database as `app`, with adjusted settings (a rolling
+/// deployment with new keys, say).
+pub async fn spawn_replica_of(app: &TestApp, adjust: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_app_on(
+        app.settings.clone(),
+        app._sandbox.clone(),
+        app._sqlite_dir.clone(),
+        adjust,
+        true,
+    )
+    .await
+}
+
 /// The settings every test starts from. The sandbox gets a unique key per test: the Redis
 /// token key is namespaced by it, so tests never share a token.
 pub async fn test_settings(
@@ -169,10 +187,12 @@ pub async fn test_settings(
             token_lock_ttl: Duration::from_secs(3),
         },
         ci_index_key: CiIndexKey::from_base64(&STANDARD.encode(TEST_INDEX_KEY)).unwrap(),
+        sealing_keys: SealingKeys::parse(&test_encryption_keys()).unwrap(),
         policy: Policy {
             min_age: 14,
             reject_underage: false,
             max_certification_age: Duration::from_secs(30 * 60),
+            rejoin_cooldown: Duration::ZERO,
         },
         request_timeout: Duration::from_secs(10),
         migrate_on_start: true,

@@ -7,5 +7,6 @@ mod helpers;
 mod input;
 mod lookup;
 mod processes;
+mod protection;
 mod server;
 mod token;

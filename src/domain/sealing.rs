@@ -1,0 +1,231 @@
+//! Encryption at rest for CI and DI: AES-256-GCM under keys named by an id, so keys can rotate.
+//! The first key seals; every key opens. The purpose ("ci", "di") is bound in as associated
+//! data, so a CI ciphertext copied into the DI column fails to open instead of passing for one.
+
+use std::fmt;
+
+use aes_gcm::{
+    Aes256Gcm, KeyInit, Nonce,
+    aead::{Aead, Payload},
+};
+use base64::{Engine, engine::general_purpose::STANDARD};
+use rand::RngCore;
+
+const NONCE_LEN: usize = 12;
+/// Stored with each row; short and printable.
+const MAX_KEY_ID_LEN: usize = 32;
+
+/// `CI_ENCRYPTION_KEYS`: `id:base64key,id:base64key`, the first seals, all open.
+#[derive(Clone)]
+pub struct SealingKeys {
+    keys: Vec<(String, Aes256Gcm)>,
+}
+
+/// A sealed value as stored: the key id, and base64 of nonce ‖ ciphertext ‖ tag.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Sealed {
+    pub key_id: String,
+    pub blob: String,
+}
+
+impl fmt::Debug for Sealed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sealed")
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a sealed value protects, bound into the ciphertext.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    Ci,
+    Di,
+}
+
+impl Purpose {
+    fn aad(self) -> &'static [u8] {
+        match self {
+            Purpose::Ci => b"certification-service/ci/v1",
+            Purpose::Di => b"certification-service/di/v1",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SealingError {
+    #[error("CI_ENCRYPTION_KEYS is empty")]
+    NoKeys,
+    #[error("CI_ENCRYPTION_KEYS entry {0} is not `id:base64key`")]
+    Malformed(usize),
+    #[error("CI_ENCRYPTION_KEYS entry {0}: the id must be 1-32 characters of [A-Za-z0-9._-]")]
+    BadId(usize),
+    #[error("CI_ENCRYPTION_KEYS entry {0}: the key must be base64 of exactly 32 bytes")]
+    BadKey(usize),
+    #[error("CI_ENCRYPTION_KEYS names the key id {0:?} twice")]
+    DuplicateId(String),
+    #[error("no key with id {0:?} in CI_ENCRYPTION_KEYS: it is needed to read stored rows")]
+    UnknownKey(String),
+    #[error("a stored ciphertext does not open: wrong key, or altered")]
+    Corrupt,
+}
+
+impl SealingKeys {
+    pub fn parse(spec: &str) -> Result<Self, SealingError> {
+        let mut keys: Vec<(String, Aes256Gcm)> = Vec::new();
+        for (index, entry) in spec
+            .split(',')
+            .map(str::trim)
+            .filter(|entry| !entry.is_empty())
+            .enumerate()
+        {
+            let position = index + 1;
+            let (id, encoded) = entry.split_once(':').ok_or(SealingError::Malformed(position))?;
+            let id = id.trim();
+            let id_ok = !id.is_empty()
+                && id.len() <= MAX_KEY_ID_LEN
+                && id
+                    .bytes()
+                    .all(|byte| byte.is_ascii_alphanumeric() || b"._-".contains(&byte));
+            if !id_ok {
+                return Err(SealingError::BadId(position));
+            }
+            let bytes = STANDARD
+                .decode(encoded.trim())
+                .map_err(|_| SealingError::BadKey(position))?;
+            let cipher = (bytes.len() == 32)
+                .then(|| Aes256Gcm::new_from_slice(&bytes).ok())
+                .flatten()
+                .ok_or(SealingError::BadKey(position))?;
+            if keys.iter().any(|(known, _)| known == id) {
+                return Err(SealingError::DuplicateId(id.to_owned()));
+            }
+            keys.push((id.to_owned(), cipher));
+        }
+        if keys.is_empty() {
+            return Err(SealingError::NoKeys);
+        }
+        Ok(Self { keys })
+    }
+
+    /// The id new writes use.
+    pub fn primary_id(&self) -> &str {
+        &self.keys[0].0
+    }
+
+    pub fn seal(&self, purpose: Purpose, plaintext: &str) -> Sealed {
+        let (key_id, cipher) = &self.keys[0];
+        let mut nonce = [0u8; NONCE_LEN];
+        // A random 96-bit nonce per value: safe far beyond the number of people we will store.
+        rand::rng().fill_bytes(&mut nonce);
+        let payload = Payload {
+            msg: plaintext.as_bytes(),
+            aad: purpose.aad(),
+        };
+        let ciphertext = cipher
+            .encrypt(Nonce::from_slice(&nonce), payload)
+            .expect("AES-GCM encryption of a short value cannot fail");
+        let mut blob = nonce.to_vec();
+        blob.extend_from_slice(&ciphertext);
+        Sealed {
+            key_id: key_id.clone(),
+            blob: STANDARD.encode(blob),
+        }
+    }
+
+    pub fn open(&self, purpose: Purpose, sealed: &Sealed) -> Result<String, SealingError> {
+        let cipher = self
+            .keys
+            .iter()
+            .find(|(id, _)| *id == sealed.key_id)
+            .map(|(_, cipher)| cipher)
+            .ok_or_else(|| SealingError::UnknownKey(sealed.key_id.clone()))?;
+        let blob = STANDARD.decode(&sealed.blob).map_err(|_| SealingError::Corrupt)?;
+        if blob.len() <= NONCE_LEN {
+            return Err(SealingError::Corrupt);
+        }
+        let (nonce, ciphertext) = blob.split_at(NONCE_LEN);
+        let payload = Payload {
+            msg: ciphertext,
+            aad: purpose.aad(),
+        };
+        let plaintext = cipher
+            .decrypt(Nonce::from_slice(nonce), payload)
+            .map_err(|_| SealingError::Corrupt)?;
+        String::from_utf8(plaintext).map_err(|_| SealingError::Corrupt)
+    }
+}
+
+impl fmt::Debug for SealingKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ids: Vec<&str> = self.keys.iter().map(|(id, _)| id.as_str()).collect();
+        f.debug_struct("SealingKeys")
+            .field("ids", &ids)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(byte: u8) -> String {
+        STANDARD.encode([byte; 32])
+    }
+
+    #[test]
+    fn the_first_key_seals_and_every_key_opens() {
+        let old = SealingKeys::parse(&format!("k1:{}", key(1))).unwrap();
+        let sealed_old = old.seal(Purpose::Ci, "CI-VALUE");
+        assert_eq!(sealed_old.key_id, "k1");
+        let rotated = SealingKeys::parse(&format!("k2:{}, k1:{}", key(2), key(1))).unwrap();
+        assert_eq!(rotated.open(Purpose::Ci, &sealed_old).unwrap(), "CI-VALUE");
+        let sealed_new = rotated.seal(Purpose::Ci, "CI-VALUE");
+        assert_eq!(sealed_new.key_id, "k2");
+        assert_ne!(sealed_new.blob, sealed_old.blob);
+        assert_eq!(
+            old.open(Purpose::Ci, &sealed_new),
+            Err(SealingError::UnknownKey("k2".into()))
+        );
+    }
+
+    #[test]
+    fn a_ci_ciphertext_does_not_open_as_a_di_or_when_altered() {
+        let keys = SealingKeys::parse(&format!("k1:{}", key(1))).unwrap();
+        let sealed = keys.seal(Purpose::Ci, "CI-VALUE");
+        assert_eq!(keys.open(Purpose::Di, &sealed), Err(SealingError::Corrupt));
+        let mut bytes = STANDARD.decode(&sealed.blob).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        let altered = Sealed {
+            blob: STANDARD.encode(bytes),
+            ..sealed.clone()
+        };
+        assert_eq!(keys.open(Purpose::Ci, &altered), Err(SealingError::Corrupt));
+        // Two seals of one value differ: nothing links two rows by ciphertext.
+        assert_ne!(keys.seal(Purpose::Ci, "CI-VALUE").blob, sealed.blob);
+    }
+
+    #[test]
+    fn bad_specs_are_refused_without_echoing_the_key() {
+        assert_eq!(SealingKeys::parse("").unwrap_err(), SealingError::NoKeys);
+        assert_eq!(
+            SealingKeys::parse("nokey").unwrap_err(),
+            SealingError::Malformed(1)
+        );
+        assert_eq!(
+            SealingKeys::parse(&format!("bad id:{}", key(1))).unwrap_err(),
+            SealingError::BadId(1)
+        );
+        assert_eq!(
+            SealingKeys::parse(&format!("k1:{}", STANDARD.encode([1u8; 16]))).unwrap_err(),
+            SealingError::BadKey(1)
+        );
+        assert_eq!(
+            SealingKeys::parse(&format!("k1:{},k1:{}", key(1), key(2))).unwrap_err(),
+            SealingError::DuplicateId("k1".into())
+        );
+        let debug = format!("{:?}", SealingKeys::parse(&format!("k1:{}", key(1))).unwrap());
+        assert!(!debug.contains(&key(1)), "{debug}");
+    }
+}
