@@ -186,6 +186,8 @@ async fn start_fleet(
         },
         ci_index_key: CiIndexKey::from_base64(&STANDARD.encode([7u8; 32])).unwrap(),
         sealing_keys: SealingKeys::parse(&format!("bench:{}", STANDARD.encode([8u8; 32]))).unwrap(),
+        caller_tokens: None,
+        grpc_reflection: true,
         policy: Policy {
             min_age: 14,
             reject_underage: false,

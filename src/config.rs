@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand, builder::BoolishValueParser};
 
 use crate::{
     domain::{CiIndexKey, IndexKeyError, SealingError, SealingKeys},
+    grpc::{CallerTokens, CallerTokensError},
     portone::PortoneSettings,
     service::Policy,
     store::StoreSettings,
@@ -150,6 +151,16 @@ pub struct ServeArgs {
     pub ci_encryption_keys: Option<String>,
     #[command(flatten)]
     pub retention: RetentionArgs,
+    /// `name=token,…`: every CertificationService call must carry `authorization: Bearer <token>`
+    /// of one of them. Unset (and no file): no authentication, with a warning at start.
+    #[arg(long, env = "CALLER_TOKENS", hide_env_values = true)]
+    pub caller_tokens: Option<String>,
+    /// A file of `name=token` lines, instead of CALLER_TOKENS (a mounted Kubernetes Secret).
+    #[arg(long, env = "CALLER_TOKENS_FILE")]
+    pub caller_tokens_file: Option<PathBuf>,
+    /// Serve gRPC server reflection (grpcurl without .proto files); `false` in production if wanted.
+    #[arg(long, env = "GRPC_REFLECTION", default_value = "true", value_parser = BoolishValueParser::new())]
+    pub grpc_reflection: bool,
     /// Minimum full age (만 나이) when a request does not say.
     #[arg(long, env = "MIN_AGE", default_value_t = 14)]
     pub min_age: u32,
@@ -188,6 +199,12 @@ pub enum ConfigError {
     MissingEncryptionKeys,
     #[error(transparent)]
     EncryptionKeys(#[from] SealingError),
+    #[error(transparent)]
+    CallerTokens(#[from] CallerTokensError),
+    #[error("reading CALLER_TOKENS_FILE {0}: {1}")]
+    CallerTokensFile(String, String),
+    #[error("set CALLER_TOKENS or CALLER_TOKENS_FILE, not both")]
+    CallerTokensTwice,
     #[error("PORTONE_BASE_URL must be an http:// or https:// URL")]
     BaseUrl,
     #[error("{0}")]
@@ -205,6 +222,9 @@ pub struct Settings {
     pub portone: PortoneSettings,
     pub ci_index_key: CiIndexKey,
     pub sealing_keys: SealingKeys,
+    /// None: no caller authentication.
+    pub caller_tokens: Option<CallerTokens>,
+    pub grpc_reflection: bool,
     pub policy: Policy,
     pub request_timeout: Duration,
     pub migrate_on_start: bool,
@@ -263,6 +283,20 @@ impl ServeArgs {
             }
             (_, false) => return Err(ConfigError::MissingEncryptionKeys),
         };
+        let caller_tokens = match (
+            self.caller_tokens.filter(|spec| !spec.trim().is_empty()),
+            self.caller_tokens_file,
+        ) {
+            (Some(_), Some(_)) => return Err(ConfigError::CallerTokensTwice),
+            (Some(spec), None) => Some(CallerTokens::parse(&spec)?),
+            (None, Some(path)) => {
+                let spec = std::fs::read_to_string(&path).map_err(|error| {
+                    ConfigError::CallerTokensFile(path.display().to_string(), error.kind().to_string())
+                })?;
+                Some(CallerTokens::parse(&spec)?)
+            }
+            (None, None) => None,
+        };
         if self.min_age > crate::domain::MinAge::MAX {
             return Err(ConfigError::OutOfRange("MIN_AGE must be between 0 and 150"));
         }
@@ -300,6 +334,8 @@ impl ServeArgs {
             },
             ci_index_key,
             sealing_keys,
+            caller_tokens,
+            grpc_reflection: self.grpc_reflection,
             policy: Policy {
                 min_age: self.min_age,
                 reject_underage: self.reject_underage,

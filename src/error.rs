@@ -36,6 +36,8 @@ pub enum ServiceError {
     Store(#[from] StoreError),
     #[error("the caller's deadline passed")]
     DeadlineExceeded,
+    #[error("a valid caller token is required: `authorization: Bearer <token>`")]
+    Unauthenticated { token_presented: bool },
     /// Before the first successful migration and database check: the schema may not exist yet.
     #[error("not ready: the database is not prepared yet")]
     NotReady,

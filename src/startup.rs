@@ -14,7 +14,7 @@ use std::{
 use anyhow::Context;
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 use tokio_stream::wrappers::TcpListenerStream;
-use tonic::transport::Server;
+use tonic::{service::interceptor::InterceptedService, transport::Server};
 use tonic_health::{
     ServingStatus,
     pb::health_server::HealthServer,
@@ -25,7 +25,7 @@ use crate::{
     config::{DatabaseArgs, PurgeArgs, RekeyArgs, ServeArgs, Settings},
     domain::SealingKeys,
     grpc::{
-        CertificationGrpc,
+        Authenticator, CertificationGrpc,
         proto::{self, certification_service_server::CertificationServiceServer},
     },
     portone::{PortoneClient, TokenCache},
@@ -119,13 +119,28 @@ impl Application {
 
     /// Serves until `shutdown` resolves, then closes the database pool.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
-        let reflection_v1 = reflection_builder()
-            .build_v1()
-            .context("building reflection v1")?;
-        // grpcurl 1.8, Postman and grpcui still speak only v1alpha.
-        let reflection_v1alpha = reflection_builder()
-            .build_v1alpha()
-            .context("building reflection v1alpha")?;
+        let (reflection_v1, reflection_v1alpha) = if self.settings.grpc_reflection {
+            let v1 = reflection_builder()
+                .build_v1()
+                .context("building reflection v1")?;
+            // grpcurl 1.8, Postman and grpcui still speak only v1alpha.
+            let v1alpha = reflection_builder()
+                .build_v1alpha()
+                .context("building reflection v1alpha")?;
+            (Some(v1), Some(v1alpha))
+        } else {
+            (None, None)
+        };
+        match &self.settings.caller_tokens {
+            Some(tokens) => tracing::info!(
+                callers = %tokens.names().collect::<Vec<_>>().join(","),
+                "caller authentication on"
+            ),
+            None => tracing::warn!(
+                "CALLER_TOKENS is not set: any client that reaches the port may call CertificationService"
+            ),
+        }
+        let authenticator = Authenticator::new(self.settings.caller_tokens.clone());
 
         let (stop_readiness, stopped) = watch::channel(false);
         let readiness = spawn_readiness(
@@ -151,11 +166,12 @@ impl Application {
             .add_service(HealthServer::new(HealthService::from_health_reporter(
                 self.health.clone(),
             )))
-            .add_service(reflection_v1)
-            .add_service(reflection_v1alpha)
-            .add_service(
+            .add_optional_service(reflection_v1)
+            .add_optional_service(reflection_v1alpha)
+            .add_service(InterceptedService::new(
                 CertificationServiceServer::new(self.grpc).max_decoding_message_size(MAX_REQUEST_BYTES),
-            )
+                authenticator,
+            ))
             .serve_with_incoming_shutdown(accept_without_nagle(self.listener), shutdown)
             .await;
         let _ = stop_readiness.send(true);

@@ -10,8 +10,10 @@ use std::{
 
 use tokio::time::timeout_at;
 use tonic::{Request, Response, Status};
+use tracing::Instrument;
 
 use super::{
+    auth::Caller,
     convert,
     deadline::deadline,
     proto::{self, certification_service_server::CertificationService},
@@ -50,16 +52,28 @@ impl CertificationGrpc {
     }
 }
 
+/// A span per call naming the method and the caller (never a token), so every log line of the
+/// call says who asked.
+fn call_span<T>(method: &'static str, request: &Request<T>) -> tracing::Span {
+    let caller = request
+        .extensions()
+        .get::<Caller>()
+        .map_or("anonymous", |caller| caller.0.as_str());
+    tracing::info_span!("rpc", method = %method, caller = %caller)
+}
+
 #[tonic::async_trait]
 impl CertificationService for CertificationGrpc {
     async fn verify(
         &self,
         request: Request<proto::VerifyRequest>,
     ) -> Result<Response<proto::VerifyResponse>, Status> {
+        let span = call_span("Verify", &request);
         let deadline = deadline(request.metadata(), self.default_timeout);
         let command = convert::verify_command(request.into_inner()).map_err(ServiceError::from)?;
         self.ensure_ready()?;
         let verified = timeout_at(deadline, self.service.verify(command, deadline))
+            .instrument(span)
             .await
             .map_err(|_| ServiceError::DeadlineExceeded)??;
         Ok(Response::new(convert::verify_response(verified)))
@@ -69,10 +83,12 @@ impl CertificationService for CertificationGrpc {
         &self,
         request: Request<proto::CheckDuplicateRequest>,
     ) -> Result<Response<proto::CheckDuplicateResponse>, Status> {
+        let span = call_span("CheckDuplicate", &request);
         let deadline = deadline(request.metadata(), self.default_timeout);
         let key = convert::duplicate_key(request.into_inner()).map_err(ServiceError::from)?;
         self.ensure_ready()?;
         let holder = timeout_at(deadline, self.service.check_duplicate(key, deadline))
+            .instrument(span)
             .await
             .map_err(|_| ServiceError::DeadlineExceeded)??;
         Ok(Response::new(convert::duplicate_status(holder.as_ref())))
@@ -82,10 +98,12 @@ impl CertificationService for CertificationGrpc {
         &self,
         request: Request<proto::UnlinkRequest>,
     ) -> Result<Response<proto::UnlinkResponse>, Status> {
+        let span = call_span("Unlink", &request);
         let deadline = deadline(request.metadata(), self.default_timeout);
         let account = convert::unlink_account(request.into_inner()).map_err(ServiceError::from)?;
         self.ensure_ready()?;
         let unlinked = timeout_at(deadline, self.service.unlink(&account))
+            .instrument(span)
             .await
             .map_err(|_| ServiceError::DeadlineExceeded)??;
         Ok(Response::new(convert::unlink_response(unlinked)))

@@ -1,11 +1,13 @@
 //! The gRPC surface: generated types, the CertificationService handlers, request parsing,
 //! response building and the one mapping from errors to gRPC status.
 
+mod auth;
 mod convert;
 mod deadline;
 mod handler;
 mod status;
 
+pub use auth::{Authenticator, Caller, CallerTokens, CallerTokensError};
 pub use handler::CertificationGrpc;
 
 /// Generated from `proto/certification/v1/certification.proto`.

@@ -68,6 +68,11 @@ impl From<ServiceError> for Status {
                 reasoned(Code::AlreadyExists, reason, text.to_owned(), [])
             }
             ServiceError::Upstream(upstream) => upstream_status(upstream),
+            ServiceError::Unauthenticated { token_presented } => {
+                // Which caller tried is unknown by definition; whether a token came is useful.
+                tracing::warn!(token_presented, "call refused: no valid caller token");
+                reasoned(Code::Unauthenticated, "UNAUTHENTICATED", message, [])
+            }
             ServiceError::NotReady => reasoned(
                 Code::Unavailable,
                 "NOT_READY",

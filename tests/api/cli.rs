@@ -9,6 +9,8 @@ fn service() -> Command {
         "PORTONE_IMP_KEY",
         "PORTONE_IMP_SECRET",
         "CI_INDEX_KEY",
+        "CI_ENCRYPTION_KEYS",
+        "CALLER_TOKENS",
         "DATABASE_URL",
         "REDIS_URL",
         "RUST_LOG",
@@ -34,24 +36,43 @@ fn serve_without_credentials_or_sandbox_refuses_and_says_what_to_set() {
     );
 }
 
-#[test]
-fn serve_without_an_index_key_refuses_and_never_prints_the_secret() {
+/// Runs `serve` with these variables, expects a refusal, and returns everything it printed.
+fn refused_serve(env: &[(&str, &str)]) -> String {
     let dir = tempfile::tempdir().unwrap();
     let output = service()
         .args(["serve", "--grpc-listen-addr", "127.0.0.1:0"])
-        .env("PORTONE_IMP_KEY", "key")
-        .env("PORTONE_IMP_SECRET", "very-secret-value")
+        .envs(env.iter().copied())
         .current_dir(dir.path())
         .output()
         .unwrap();
     assert!(!output.status.success());
-    let everything = format!(
+    format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
-    );
+    )
+}
+
+#[test]
+fn serve_without_an_index_key_refuses_and_never_prints_the_secret() {
+    let everything = refused_serve(&[
+        ("PORTONE_IMP_KEY", "key"),
+        ("PORTONE_IMP_SECRET", "very-secret-value"),
+    ]);
     assert!(everything.contains("CI_INDEX_KEY"), "{everything}");
     assert!(!everything.contains("very-secret-value"), "{everything}");
+}
+
+#[test]
+fn serve_without_encryption_keys_refuses_and_never_prints_the_index_key() {
+    let index_key = "c2VjcmV0LWluZGV4LWtleS1mb3ItdGhlLWNsaS10ZXN0cyE=";
+    let everything = refused_serve(&[
+        ("PORTONE_IMP_KEY", "key"),
+        ("PORTONE_IMP_SECRET", "very-secret-value"),
+        ("CI_INDEX_KEY", index_key),
+    ]);
+    assert!(everything.contains("CI_ENCRYPTION_KEYS"), "{everything}");
+    assert!(!everything.contains(index_key), "{everything}");
 }
 
 #[test]

@@ -51,7 +51,7 @@ async fn assert_token_shared_through(redis: &RedisServer, fleet: &Fleet) {
 }
 
 /// `serve` as a separate process on the fleet's PortOne and `redis_url`, its own SQLite file.
-fn start_service_process(
+pub fn start_service_process(
     fleet: &Fleet,
     redis_url: &str,
     data: &tempfile::TempDir,
@@ -350,7 +350,7 @@ async fn rediss_with_a_private_ca_and_a_password_shares_the_token() {
 }
 
 #[tokio::test]
-async fn no_token_or_secret_reaches_the_logs_even_at_debug_level() {
+async fn no_token_secret_or_personal_data_reaches_the_logs_even_at_debug_level() {
     let mut redis = RedisServer::start_with_password(Some("redis-pass-never-logged"));
     let fleet = spawn_fleet(1, Some(&redis.url()), |_| {}, |_| {}).await;
     let portone = &fleet.replicas[0].settings.portone;
@@ -366,7 +366,11 @@ async fn no_token_or_secret_reaches_the_logs_even_at_debug_level() {
     let mut tokens = Vec::new();
     // A token fetched, one replaced after a 401, and an outage of Redis: every path that
     // handles the token.
-    client.verify(verify_request(ADULT)).await.unwrap();
+    let bind = certification_service::grpc::proto::VerifyRequest {
+        account_id: "acct-logs".into(),
+        ..verify_request(ADULT)
+    };
+    let identity = client.verify(bind).await.unwrap().into_inner().identity.unwrap();
     tokens.push(connection.get::<_, String>(&key).await.unwrap());
     fleet.sandbox.expire_tokens();
     client.verify(verify_request(ADULT)).await.unwrap();
@@ -389,4 +393,8 @@ async fn no_token_or_secret_reaches_the_logs_even_at_debug_level() {
         !logs.contains("redis-pass-never-logged"),
         "the Redis password in the logs"
     );
+    let personal = [identity.name, identity.ci, identity.di, identity.phone.unwrap()];
+    for value in personal {
+        assert!(!logs.contains(&value), "personal data in the logs at debug level");
+    }
 }

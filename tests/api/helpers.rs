@@ -188,6 +188,8 @@ pub async fn test_settings(
         },
         ci_index_key: CiIndexKey::from_base64(&STANDARD.encode(TEST_INDEX_KEY)).unwrap(),
         sealing_keys: SealingKeys::parse(&test_encryption_keys()).unwrap(),
+        caller_tokens: None,
+        grpc_reflection: true,
         policy: Policy {
             min_age: 14,
             reject_underage: false,

@@ -1,3 +1,4 @@
+mod auth;
 mod binding;
 mod check_duplicate;
 mod checks;

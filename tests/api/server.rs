@@ -5,7 +5,7 @@ use tonic::{Code, transport::Channel};
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_reflection::pb::{v1, v1alpha};
 
-use crate::helpers::{assert_status, spawn_app, spawn_app_unready};
+use crate::helpers::{assert_status, spawn_app, spawn_app_unready, spawn_app_with};
 
 #[tokio::test]
 async fn health_reports_serving_once_the_database_answers() {
@@ -121,4 +121,31 @@ async fn reflection_carries_the_protos_comments_for_describe() {
             .iter()
             .any(|file| file.name() == "google/protobuf/timestamp.proto")
     );
+}
+
+#[tokio::test]
+async fn reflection_switched_off_is_unimplemented_while_calls_and_health_work() {
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest,
+    };
+    let app = spawn_app_with(|settings| settings.grpc_reflection = false).await;
+    let channel = Channel::from_shared(format!("http://{}", app.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let refused = ServerReflectionClient::new(channel)
+        .server_reflection_info(futures::stream::iter([request]))
+        .await;
+    let code = match refused {
+        Err(status) => status.code(),
+        Ok(response) => response.into_inner().message().await.unwrap_err().code(),
+    };
+    assert_eq!(code, Code::Unimplemented);
+    app.verify(ADULT).await.unwrap();
 }

@@ -1,0 +1,155 @@
+//! Caller authentication: bearer tokens from CALLER_TOKENS on every CertificationService call;
+//! health stays open for the kubelet.
+
+use certification_service::{
+    grpc::{
+        CallerTokens,
+        proto::{CheckDuplicateRequest, UnlinkRequest, check_duplicate_request::Key},
+    },
+    sandbox::identities::{ADULT, ci_for},
+    startup::SERVICE_NAME,
+};
+use tonic::{Code, Request, metadata::MetadataValue};
+use tonic_health::pb::health_check_response::ServingStatus;
+
+use crate::{
+    helpers::{TestApp, assert_status, spawn_app_with, verify_request},
+    processes::RedisServer,
+};
+
+const SIGNUP_TOKEN: &str = "signup-token-0123456789abcdef";
+const RECOVERY_TOKEN: &str = "recovery-token-0123456789abcdef";
+
+async fn spawn_authenticated_app() -> TestApp {
+    let tokens = CallerTokens::parse(&format!("signup={SIGNUP_TOKEN},recovery={RECOVERY_TOKEN}")).unwrap();
+    spawn_app_with(|settings| settings.caller_tokens = Some(tokens)).await
+}
+
+fn with_authorization<T>(message: T, value: Option<&str>) -> Request<T> {
+    let mut request = Request::new(message);
+    if let Some(value) = value {
+        request
+            .metadata_mut()
+            .insert("authorization", MetadataValue::try_from(value).unwrap());
+    }
+    request
+}
+
+#[tokio::test]
+async fn a_call_without_a_token_is_unauthenticated_and_never_reaches_portone() {
+    let app = spawn_authenticated_app().await;
+    let result = app
+        .client
+        .clone()
+        .verify(with_authorization(verify_request(ADULT), None))
+        .await;
+    assert_status(result, Code::Unauthenticated, "UNAUTHENTICATED");
+    assert_eq!(app.sandbox.stats().get_token_calls, 0);
+    assert_eq!(app.sandbox.stats().certification_lookups, 0);
+}
+
+#[tokio::test]
+async fn a_wrong_or_malformed_token_is_unauthenticated_on_every_method() {
+    let app = spawn_authenticated_app().await;
+    let mut client = app.client.clone();
+    for presented in [
+        "Bearer signup-token-0123456789abcdeX",
+        "Bearer ",
+        SIGNUP_TOKEN,
+        "Basic c2lnbnVwOnRva2Vu",
+        "Bearer signup-token-0123456789abcdef extra",
+    ] {
+        let verify = client
+            .verify(with_authorization(verify_request(ADULT), Some(presented)))
+            .await;
+        assert_status(verify, Code::Unauthenticated, "UNAUTHENTICATED");
+    }
+    let wrong = Some("Bearer not-a-configured-token-at-all");
+    let check = CheckDuplicateRequest {
+        key: Some(Key::Ci(ci_for("hong"))),
+    };
+    assert_status(
+        client.check_duplicate(with_authorization(check, wrong)).await,
+        Code::Unauthenticated,
+        "UNAUTHENTICATED",
+    );
+    let unlink = UnlinkRequest {
+        account_id: "acct-1".into(),
+    };
+    assert_status(
+        client.unlink(with_authorization(unlink, wrong)).await,
+        Code::Unauthenticated,
+        "UNAUTHENTICATED",
+    );
+    assert_eq!(app.sandbox.stats().certification_lookups, 0);
+}
+
+#[tokio::test]
+async fn each_configured_token_is_accepted_and_health_needs_none() {
+    let app = spawn_authenticated_app().await;
+    let mut client = app.client.clone();
+    for token in [SIGNUP_TOKEN, RECOVERY_TOKEN] {
+        let bearer = format!("Bearer {token}");
+        client
+            .verify(with_authorization(verify_request(ADULT), Some(&bearer)))
+            .await
+            .unwrap();
+    }
+    // The scheme is case-insensitive, as HTTP says.
+    let lower = format!("bearer {SIGNUP_TOKEN}");
+    let check = CheckDuplicateRequest {
+        key: Some(Key::Ci(ci_for("hong"))),
+    };
+    client
+        .check_duplicate(with_authorization(check, Some(&lower)))
+        .await
+        .unwrap();
+    assert_eq!(app.health_of(SERVICE_NAME).await.unwrap(), ServingStatus::Serving);
+    assert_eq!(app.health_of("").await.unwrap(), ServingStatus::Serving);
+}
+
+#[tokio::test]
+async fn the_callers_name_is_logged_and_its_token_never() {
+    let redis = RedisServer::start();
+    let fleet = crate::helpers::spawn_fleet(1, Some(&redis.url()), |_| {}, |_| {}).await;
+    let data = tempfile::tempdir().unwrap();
+    let tokens = format!("signup={SIGNUP_TOKEN}");
+    let service = crate::fleet::start_service_process(
+        &fleet,
+        &redis.url(),
+        &data,
+        &[("RUST_LOG", "debug"), ("CALLER_TOKENS", &tokens)],
+    );
+    service.wait_serving().await;
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", service.address))
+        .unwrap()
+        .connect_lazy();
+    let mut client =
+        certification_service::grpc::proto::certification_service_client::CertificationServiceClient::new(
+            channel,
+        );
+    let bearer = format!("Bearer {SIGNUP_TOKEN}");
+    client
+        .verify(with_authorization(verify_request(ADULT), Some(&bearer)))
+        .await
+        .unwrap();
+    let refused = client
+        .verify(with_authorization(
+            verify_request(ADULT),
+            Some("Bearer wrong-token-0123456789"),
+        ))
+        .await;
+    assert_eq!(refused.unwrap_err().code(), Code::Unauthenticated);
+
+    let logs = service.logs();
+    assert!(
+        logs.contains("caller=signup") || logs.contains("\"caller\":\"signup\""),
+        "{logs}"
+    );
+    assert!(logs.contains("call refused: no valid caller token"), "{logs}");
+    assert!(!logs.contains(SIGNUP_TOKEN), "a caller token in the logs");
+    assert!(
+        !logs.contains("wrong-token-0123456789"),
+        "a presented token in the logs"
+    );
+}
