@@ -188,6 +188,8 @@ async fn start_fleet(
         sealing_keys: SealingKeys::parse(&format!("bench:{}", STANDARD.encode([8u8; 32]))).unwrap(),
         caller_tokens: None,
         grpc_reflection: true,
+        tls: None,
+        health_listen_addr: None,
         policy: Policy {
             min_age: 14,
             reject_underage: false,

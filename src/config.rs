@@ -158,6 +158,19 @@ pub struct ServeArgs {
     /// A file of `name=token` lines, instead of CALLER_TOKENS (a mounted Kubernetes Secret).
     #[arg(long, env = "CALLER_TOKENS_FILE")]
     pub caller_tokens_file: Option<PathBuf>,
+    /// PEM certificate chain: serve gRPC over TLS (with TLS_KEY_FILE).
+    #[arg(long, env = "TLS_CERT_FILE")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of TLS_CERT_FILE.
+    #[arg(long, env = "TLS_KEY_FILE")]
+    pub tls_key_file: Option<PathBuf>,
+    /// PEM CA: require client certificates signed by it (mTLS); the caller's name is the
+    /// certificate's common name (or first DNS name).
+    #[arg(long, env = "TLS_CLIENT_CA_FILE")]
+    pub tls_client_ca_file: Option<PathBuf>,
+    /// A plain-text port serving only health, for kubelet probes when the gRPC port needs mTLS.
+    #[arg(long, env = "HEALTH_LISTEN_ADDR")]
+    pub health_listen_addr: Option<SocketAddr>,
     /// Serve gRPC server reflection (grpcurl without .proto files); `false` in production if wanted.
     #[arg(long, env = "GRPC_REFLECTION", default_value = "true", value_parser = BoolishValueParser::new())]
     pub grpc_reflection: bool,
@@ -205,10 +218,36 @@ pub enum ConfigError {
     CallerTokensFile(String, String),
     #[error("set CALLER_TOKENS or CALLER_TOKENS_FILE, not both")]
     CallerTokensTwice,
+    #[error("TLS_CERT_FILE and TLS_KEY_FILE go together; TLS_CLIENT_CA_FILE needs both")]
+    TlsIncomplete,
+    #[error("reading {0}: {1}")]
+    TlsFile(String, String),
     #[error("PORTONE_BASE_URL must be an http:// or https:// URL")]
     BaseUrl,
     #[error("{0}")]
     OutOfRange(&'static str),
+}
+
+/// Certificates for serving TLS, read at start so a wrong path fails before serving.
+#[derive(Clone)]
+pub struct TlsSettings {
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+    /// Set: clients must present a certificate signed by this CA (mTLS).
+    pub client_ca_pem: Option<Vec<u8>>,
+}
+
+impl fmt::Debug for TlsSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsSettings")
+            .field("mutual", &self.client_ca_pem.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+fn read_pem(path: &std::path::Path) -> Result<Vec<u8>, ConfigError> {
+    std::fs::read(path)
+        .map_err(|error| ConfigError::TlsFile(path.display().to_string(), error.kind().to_string()))
 }
 
 /// Everything the server needs, validated.
@@ -225,6 +264,9 @@ pub struct Settings {
     /// None: no caller authentication.
     pub caller_tokens: Option<CallerTokens>,
     pub grpc_reflection: bool,
+    /// None: plain-text gRPC.
+    pub tls: Option<TlsSettings>,
+    pub health_listen_addr: Option<SocketAddr>,
     pub policy: Policy,
     pub request_timeout: Duration,
     pub migrate_on_start: bool,
@@ -297,6 +339,15 @@ impl ServeArgs {
             }
             (None, None) => None,
         };
+        let tls = match (self.tls_cert_file, self.tls_key_file, self.tls_client_ca_file) {
+            (None, None, None) => None,
+            (Some(cert), Some(key), client_ca) => Some(TlsSettings {
+                cert_pem: read_pem(&cert)?,
+                key_pem: read_pem(&key)?,
+                client_ca_pem: client_ca.as_deref().map(read_pem).transpose()?,
+            }),
+            _ => return Err(ConfigError::TlsIncomplete),
+        };
         if self.min_age > crate::domain::MinAge::MAX {
             return Err(ConfigError::OutOfRange("MIN_AGE must be between 0 and 150"));
         }
@@ -336,6 +387,8 @@ impl ServeArgs {
             sealing_keys,
             caller_tokens,
             grpc_reflection: self.grpc_reflection,
+            tls,
+            health_listen_addr: self.health_listen_addr,
             policy: Policy {
                 min_age: self.min_age,
                 reject_underage: self.reject_underage,

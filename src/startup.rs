@@ -14,7 +14,10 @@ use std::{
 use anyhow::Context;
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 use tokio_stream::wrappers::TcpListenerStream;
-use tonic::{service::interceptor::InterceptedService, transport::Server};
+use tonic::{
+    service::interceptor::InterceptedService,
+    transport::{Certificate, Identity, Server, ServerTlsConfig},
+};
 use tonic_health::{
     ServingStatus,
     pb::health_server::HealthServer,
@@ -44,6 +47,9 @@ const MAX_REQUEST_BYTES: usize = 64 * 1024;
 pub struct Application {
     listener: TcpListener,
     local_addr: SocketAddr,
+    /// The plain-text health port, when configured.
+    health_listener: Option<TcpListener>,
+    health_addr: Option<SocketAddr>,
     store: Store,
     portone: PortoneClient,
     grpc: CertificationGrpc,
@@ -61,6 +67,19 @@ impl Application {
     pub async fn build(settings: Settings, listener: TcpListener) -> anyhow::Result<Self> {
         install_crypto_provider();
         let local_addr = listener.local_addr().context("reading the bound address")?;
+        let health_listener = match settings.health_listen_addr {
+            Some(address) => Some(
+                TcpListener::bind(address)
+                    .await
+                    .with_context(|| format!("binding HEALTH_LISTEN_ADDR {address}"))?,
+            ),
+            None => None,
+        };
+        let health_addr = health_listener
+            .as_ref()
+            .map(TcpListener::local_addr)
+            .transpose()
+            .context("reading the health address")?;
         let store = Store::connect(&settings.store)
             .await
             .context("preparing the database pool")?;
@@ -96,6 +115,8 @@ impl Application {
         Ok(Self {
             listener,
             local_addr,
+            health_listener,
+            health_addr,
             store,
             portone,
             grpc,
@@ -106,6 +127,11 @@ impl Application {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The plain-text health address, when HEALTH_LISTEN_ADDR is set.
+    pub fn health_addr(&self) -> Option<SocketAddr> {
+        self.health_addr
     }
 
     pub fn store(&self) -> Store {
@@ -140,7 +166,12 @@ impl Application {
                 "CALLER_TOKENS is not set: any client that reaches the port may call CertificationService"
             ),
         }
-        let authenticator = Authenticator::new(self.settings.caller_tokens.clone());
+        let mutual_tls = self
+            .settings
+            .tls
+            .as_ref()
+            .is_some_and(|tls| tls.client_ca_pem.is_some());
+        let authenticator = Authenticator::new(self.settings.caller_tokens.clone(), mutual_tls);
 
         let (stop_readiness, stopped) = watch::channel(false);
         let readiness = spawn_readiness(
@@ -151,6 +182,18 @@ impl Application {
             self.settings.readiness_interval,
             stopped,
         );
+        let (stop_plain_health, plain_health_stopped) = watch::channel(false);
+        let plain_health = self.health_listener.map(|listener| {
+            let service = HealthServer::new(HealthService::from_health_reporter(self.health.clone()));
+            let mut stopped = plain_health_stopped;
+            tokio::spawn(
+                Server::builder()
+                    .add_service(service)
+                    .serve_with_incoming_shutdown(accept_without_nagle(listener), async move {
+                        let _ = stopped.changed().await;
+                    }),
+            )
+        });
         let health = self.health.clone();
         let shutdown = async move {
             shutdown.await;
@@ -159,10 +202,27 @@ impl Application {
             health
                 .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
                 .await;
+            let _ = stop_plain_health.send(true);
         };
 
-        tracing::info!(address = %self.local_addr, "serving gRPC");
-        let served = Server::builder()
+        let mut server = Server::builder();
+        if let Some(tls) = &self.settings.tls {
+            let mut config = ServerTlsConfig::new().identity(Identity::from_pem(&tls.cert_pem, &tls.key_pem));
+            if let Some(client_ca) = &tls.client_ca_pem {
+                config = config.client_ca_root(Certificate::from_pem(client_ca));
+            }
+            server = server
+                .tls_config(config)
+                .context("TLS_CERT_FILE / TLS_KEY_FILE / TLS_CLIENT_CA_FILE are not usable PEM")?;
+        }
+        tracing::info!(
+            address = %self.local_addr,
+            tls = self.settings.tls.is_some(),
+            mutual_tls,
+            plain_health = ?self.health_addr,
+            "serving gRPC"
+        );
+        let served = server
             .add_service(HealthServer::new(HealthService::from_health_reporter(
                 self.health.clone(),
             )))
@@ -176,6 +236,9 @@ impl Application {
             .await;
         let _ = stop_readiness.send(true);
         let _ = readiness.await;
+        if let Some(plain_health) = plain_health {
+            let _ = plain_health.await;
+        }
         self.store.close().await;
         served.context("gRPC server failed")
     }

@@ -1,6 +1,7 @@
-//! Caller authentication: `authorization: Bearer <token>` against CALLER_TOKENS. Tokens are kept
-//! only as SHA-256 digests and compared in constant time against every entry, so neither timing
-//! nor a memory dump gives one away. The caller's name travels on in the request's extensions.
+//! Caller authentication: `authorization: Bearer <token>` against CALLER_TOKENS, and/or a client
+//! certificate under mTLS. Tokens are kept only as SHA-256 digests and compared in constant time
+//! against every entry, so neither timing nor a memory dump gives one away. The caller's name
+//! travels on in the request's extensions.
 
 use std::{fmt, sync::Arc};
 
@@ -104,19 +105,55 @@ impl fmt::Debug for CallerTokens {
 #[derive(Clone)]
 pub struct Authenticator {
     tokens: Option<Arc<CallerTokens>>,
+    /// The TLS layer has verified a client certificate from our CA; its name is the caller's.
+    mutual_tls: bool,
 }
 
 impl Authenticator {
-    pub fn new(tokens: Option<CallerTokens>) -> Self {
+    pub fn new(tokens: Option<CallerTokens>, mutual_tls: bool) -> Self {
         Self {
             tokens: tokens.map(Arc::new),
+            mutual_tls,
         }
     }
 }
 
+/// The common name of the client certificate, or its first DNS name.
+fn certificate_name<T>(request: &Request<T>) -> Option<String> {
+    let certificates = request.peer_certs()?;
+    let (_, certificate) = x509_parser::parse_x509_certificate(certificates.first()?).ok()?;
+    let common_name = certificate
+        .subject()
+        .iter_common_name()
+        .find_map(|attribute| attribute.as_str().ok().map(str::to_owned));
+    common_name.or_else(|| {
+        let names = certificate.subject_alternative_name().ok()??;
+        names.value.general_names.iter().find_map(|name| match name {
+            x509_parser::extensions::GeneralName::DNSName(dns) => Some((*dns).to_owned()),
+            _ => None,
+        })
+    })
+}
+
 impl Interceptor for Authenticator {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        let from_certificate = if self.mutual_tls {
+            // rustls already refused connections without a certificate from our CA; a
+            // certificate we cannot name is refused here.
+            let Some(name) = certificate_name(&request) else {
+                return Err(ServiceError::Unauthenticated {
+                    token_presented: false,
+                }
+                .into());
+            };
+            Some(Caller(name))
+        } else {
+            None
+        };
         let Some(tokens) = &self.tokens else {
+            if let Some(caller) = from_certificate {
+                request.extensions_mut().insert(caller);
+            }
             return Ok(request);
         };
         let presented = request

@@ -129,7 +129,12 @@ fn serve_with_the_sandbox_answers_verify_and_stops_on_sigterm() {
             .unwrap();
         let found = line
             .contains("serving gRPC")
-            .then(|| line.split("address=").nth(1).map(|rest| rest.trim().to_owned()))
+            .then(|| {
+                line.split("address=")
+                    .nth(1)
+                    .and_then(|rest| rest.split_whitespace().next())
+                    .map(str::to_owned)
+            })
             .flatten();
         logged.push(line);
         if let Some(address) = found {

@@ -35,6 +35,8 @@ pub fn test_encryption_keys() -> String {
 
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// The plain-text health port, when the settings ask for one.
+    pub health_addr: Option<SocketAddr>,
     pub client: CertificationServiceClient<Channel>,
     pub health: HealthClient<Channel>,
     pub sandbox: SandboxHandle,
@@ -190,6 +192,8 @@ pub async fn test_settings(
         sealing_keys: SealingKeys::parse(&test_encryption_keys()).unwrap(),
         caller_tokens: None,
         grpc_reflection: true,
+        tls: None,
+        health_listen_addr: None,
         policy: Policy {
             min_age: 14,
             reject_underage: false,
@@ -215,6 +219,7 @@ async fn spawn_app_on(
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let application = Application::build(settings.clone(), listener).await.unwrap();
     let addr = application.local_addr();
+    let health_addr = application.health_addr();
     let store = application.store();
     let portone = application.portone();
     let (shutdown, stopped) = oneshot::channel::<()>();
@@ -226,6 +231,7 @@ async fn spawn_app_on(
         .connect_lazy();
     let app = TestApp {
         addr,
+        health_addr,
         client: CertificationServiceClient::new(channel.clone()),
         health: HealthClient::new(channel),
         sandbox: sandbox.handle(),

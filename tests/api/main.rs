@@ -10,4 +10,5 @@ mod lookup;
 mod processes;
 mod protection;
 mod server;
+mod tls;
 mod token;

@@ -216,7 +216,12 @@ impl ServiceProcess {
             };
             let address = line
                 .contains("serving gRPC")
-                .then(|| line.split("address=").nth(1).map(|rest| rest.trim().to_owned()))
+                .then(|| {
+                    line.split("address=")
+                        .nth(1)
+                        .and_then(|rest| rest.split_whitespace().next())
+                        .map(str::to_owned)
+                })
                 .flatten();
             logged.lock().unwrap().push(line);
             if let Some(address) = address {

@@ -1,0 +1,233 @@
+//! TLS and mTLS on the gRPC port, with certificates made by the test: a good client, a client
+//! without a certificate, a client from another CA; health on a plain port for the kubelet.
+
+use std::time::{Duration, Instant};
+
+use certification_service::{
+    config::TlsSettings, grpc::proto::certification_service_client::CertificationServiceClient,
+    sandbox::identities::ADULT, startup::SERVICE_NAME,
+};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+
+use crate::{
+    fleet::start_service_process,
+    helpers::{TestApp, spawn_fleet, verify_request},
+    processes::RedisServer,
+};
+
+struct Authority {
+    pem: String,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+struct Leaf {
+    cert_pem: String,
+    key_pem: String,
+}
+
+fn authority() -> Authority {
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let key = KeyPair::generate().unwrap();
+    let pem = params.self_signed(&key).unwrap().pem();
+    Authority {
+        pem,
+        issuer: Issuer::new(params, key),
+    }
+}
+
+/// A CA:FALSE certificate (rustls refuses a CA certificate as a server's) named `common_name`.
+fn leaf(authority: &Authority, common_name: &str, dns_names: &[&str]) -> Leaf {
+    let mut params = CertificateParams::new(
+        dns_names
+            .iter()
+            .map(|name| (*name).to_owned())
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    params.distinguished_name.push(DnType::CommonName, common_name);
+    let key = KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &authority.issuer).unwrap();
+    Leaf {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    }
+}
+
+struct Pki {
+    ours: Authority,
+    server: Leaf,
+}
+
+fn pki() -> Pki {
+    let ours = authority();
+    let server = leaf(&ours, "certification-service", &["localhost"]);
+    Pki { ours, server }
+}
+
+async fn spawn_tls_app(pki: &Pki, mutual: bool) -> TestApp {
+    let tls = TlsSettings {
+        cert_pem: pki.server.cert_pem.clone().into_bytes(),
+        key_pem: pki.server.key_pem.clone().into_bytes(),
+        client_ca_pem: mutual.then(|| pki.ours.pem.clone().into_bytes()),
+    };
+    // Readiness is watched on the plain health port: the TLS port needs a client certificate.
+    spawn_app_unready_tls(tls).await
+}
+
+async fn spawn_app_unready_tls(tls: TlsSettings) -> TestApp {
+    let app = crate::helpers::spawn_app_unready(|settings| {
+        settings.tls = Some(tls);
+        settings.health_listen_addr = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await;
+    let health_addr = app.health_addr.expect("a plain health port");
+    wait_plain_health(&format!("http://{health_addr}")).await;
+    app
+}
+
+async fn wait_plain_health(url: &str) {
+    let mut health = HealthClient::new(Channel::from_shared(url.to_owned()).unwrap().connect_lazy());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let request = HealthCheckRequest {
+            service: SERVICE_NAME.into(),
+        };
+        if let Ok(answer) = health.check(request).await
+            && answer.into_inner().status() == ServingStatus::Serving
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never SERVING on the plain health port"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+async fn tls_client(
+    address: &str,
+    ca_pem: &str,
+    identity: Option<&Leaf>,
+) -> Result<CertificationServiceClient<Channel>, tonic::transport::Error> {
+    let mut config = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(ca_pem))
+        .domain_name("localhost");
+    if let Some(leaf) = identity {
+        config = config.identity(Identity::from_pem(&leaf.cert_pem, &leaf.key_pem));
+    }
+    let channel = Channel::from_shared(format!("https://{address}"))
+        .unwrap()
+        .tls_config(config)?
+        .connect()
+        .await?;
+    Ok(CertificationServiceClient::new(channel))
+}
+
+#[tokio::test]
+async fn tls_serves_verify_to_a_client_that_trusts_our_ca_and_refuses_plain_text() {
+    let pki = pki();
+    let app = spawn_tls_app(&pki, false).await;
+    let address = app.addr.to_string();
+    let mut client = tls_client(&address, &pki.ours.pem, None).await.unwrap();
+    client.verify(verify_request(ADULT)).await.unwrap();
+    // A plain-text client gets nothing from the TLS port.
+    assert!(app.verify(ADULT).await.is_err());
+}
+
+#[tokio::test]
+async fn mtls_accepts_a_client_certificate_from_our_ca_only() {
+    let pki = pki();
+    let app = spawn_tls_app(&pki, true).await;
+    let address = app.addr.to_string();
+
+    let good = leaf(&pki.ours, "signup", &[]);
+    let mut client = tls_client(&address, &pki.ours.pem, Some(&good)).await.unwrap();
+    client.verify(verify_request(ADULT)).await.unwrap();
+
+    // No client certificate: the handshake or the first call fails.
+    let without = match tls_client(&address, &pki.ours.pem, None).await {
+        Ok(mut client) => client.verify(verify_request(ADULT)).await.is_err(),
+        Err(_) => true,
+    };
+    assert!(without, "a client without a certificate was served");
+
+    // A certificate from another CA.
+    let other = authority();
+    let intruder = leaf(&other, "intruder", &[]);
+    let foreign = match tls_client(&address, &pki.ours.pem, Some(&intruder)).await {
+        Ok(mut client) => client.verify(verify_request(ADULT)).await.is_err(),
+        Err(_) => true,
+    };
+    assert!(foreign, "a client certificate from another CA was served");
+    assert_eq!(
+        app.sandbox.stats().certification_lookups,
+        1,
+        "only the good client got through"
+    );
+}
+
+#[tokio::test]
+async fn the_callers_name_comes_from_its_certificate() {
+    let pki = pki();
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, pem: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, pem).unwrap();
+        path.display().to_string()
+    };
+    let cert_file = write("server.pem", &pki.server.cert_pem);
+    let key_file = write("server.key", &pki.server.key_pem);
+    let ca_file = write("ca.pem", &pki.ours.pem);
+    let redis = RedisServer::start();
+    let fleet = spawn_fleet(1, Some(&redis.url()), |_| {}, |_| {}).await;
+    let data = tempfile::tempdir().unwrap();
+    let service = start_service_process(
+        &fleet,
+        &redis.url(),
+        &data,
+        &[
+            ("TLS_CERT_FILE", &cert_file),
+            ("TLS_KEY_FILE", &key_file),
+            ("TLS_CLIENT_CA_FILE", &ca_file),
+        ],
+    );
+    let good = leaf(&pki.ours, "recovery-service", &[]);
+    let mut client = tls_client(&service.address, &pki.ours.pem, Some(&good))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    // NOT_READY until migrations are applied.
+    while client.verify(verify_request(ADULT)).await.is_err() {
+        assert!(Instant::now() < deadline, "never answered over mTLS");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let logs = service.logs();
+    assert!(logs.contains("caller=recovery-service"), "{logs}");
+    assert!(logs.contains("mutual_tls=true"), "{logs}");
+}
+
+#[test]
+fn a_tls_key_without_a_certificate_is_refused_at_start() {
+    use clap::Parser;
+    let args = certification_service::config::Cli::try_parse_from([
+        "certification-service",
+        "serve",
+        "--sandbox",
+        "--tls-key-file",
+        "/nonexistent/key.pem",
+    ])
+    .unwrap();
+    let certification_service::config::Command::Serve(serve) = args.command else {
+        unreachable!()
+    };
+    let error = serve
+        .into_settings(Some("http://127.0.0.1:1".into()))
+        .unwrap_err();
+    assert!(error.to_string().contains("TLS_CERT_FILE"), "{error}");
+}
