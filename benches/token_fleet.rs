@@ -26,15 +26,12 @@ use certification_service::{
     portone::{PortoneClient, PortoneSettings},
     sandbox::{Sandbox, SandboxConfig, identities::CertificationRecord},
     service::Policy,
-    startup::{Application, SERVICE_NAME, install_crypto_provider},
+    startup::{Application, install_crypto_provider},
     store::StoreSettings,
 };
 use processes::RedisServer;
 use tokio::{net::TcpListener, sync::oneshot};
 use tonic::transport::Channel;
-use tonic_health::pb::{
-    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
-};
 
 struct Options {
     replicas: Vec<usize>,
@@ -217,9 +214,8 @@ async fn start_fleet(
             .connect()
             .await
             .unwrap();
-        let channel_for_health = channel.clone();
         let client = CertificationServiceClient::new(channel);
-        wait_ready(channel_for_health).await;
+        processes::wait_for_serving(&address.to_string()).await;
         fleet.push(Replica {
             client,
             portone,
@@ -227,24 +223,6 @@ async fn start_fleet(
         });
     }
     (sandbox, fleet, data)
-}
-
-/// Until health says SERVING (migrations done, database answering); no token is fetched.
-async fn wait_ready(channel: Channel) {
-    let mut health = HealthClient::new(channel);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let request = HealthCheckRequest {
-            service: SERVICE_NAME.into(),
-        };
-        if let Ok(answer) = health.check(request).await
-            && answer.into_inner().status() == ServingStatus::Serving
-        {
-            return;
-        }
-        assert!(Instant::now() < deadline, "replica never became ready");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// Opens the database connections the measured calls will use (a lookup by CI never reaches

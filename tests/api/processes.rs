@@ -244,24 +244,7 @@ impl ServiceProcess {
 
     /// Waits until health reports the named service SERVING (migrations applied).
     pub async fn wait_serving(&self) {
-        use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
-        let channel = tonic::transport::Channel::from_shared(format!("http://{}", self.address))
-            .unwrap()
-            .connect_lazy();
-        let mut health = HealthClient::new(channel);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let request = HealthCheckRequest {
-                service: certification_service::startup::SERVICE_NAME.into(),
-            };
-            if let Ok(answer) = health.check(request).await
-                && answer.into_inner().status == 1
-            {
-                return;
-            }
-            assert!(Instant::now() < deadline, "the service never became ready");
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        wait_for_serving(&self.address).await;
     }
 
     /// Every line logged so far.
@@ -279,5 +262,28 @@ impl ServiceProcess {
 impl Drop for ServiceProcess {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// Waits until plain-text health at `address` reports the named service SERVING (migrations
+/// applied, database answering).
+pub async fn wait_for_serving(address: &str) {
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    let channel = tonic::transport::Channel::from_shared(format!("http://{address}"))
+        .unwrap()
+        .connect_lazy();
+    let mut health = HealthClient::new(channel);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let request = HealthCheckRequest {
+            service: certification_service::startup::SERVICE_NAME.into(),
+        };
+        if let Ok(answer) = health.check(request).await
+            && answer.into_inner().status == 1
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{address} never reported SERVING");
+        tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }

@@ -5,18 +5,15 @@ use std::time::{Duration, Instant};
 
 use certification_service::{
     config::TlsSettings, grpc::proto::certification_service_client::CertificationServiceClient,
-    sandbox::identities::ADULT, startup::SERVICE_NAME,
+    sandbox::identities::ADULT,
 };
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
-use tonic_health::pb::{
-    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
-};
 
 use crate::{
     fleet::start_service_process,
     helpers::{TestApp, spawn_fleet, verify_request},
-    processes::RedisServer,
+    processes::{RedisServer, wait_for_serving},
 };
 
 struct Authority {
@@ -86,28 +83,8 @@ async fn spawn_app_unready_tls(tls: TlsSettings) -> TestApp {
     })
     .await;
     let health_addr = app.health_addr.expect("a plain health port");
-    wait_plain_health(&format!("http://{health_addr}")).await;
+    wait_for_serving(&health_addr.to_string()).await;
     app
-}
-
-async fn wait_plain_health(url: &str) {
-    let mut health = HealthClient::new(Channel::from_shared(url.to_owned()).unwrap().connect_lazy());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let request = HealthCheckRequest {
-            service: SERVICE_NAME.into(),
-        };
-        if let Ok(answer) = health.check(request).await
-            && answer.into_inner().status() == ServingStatus::Serving
-        {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "never SERVING on the plain health port"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
 }
 
 async fn tls_client(
