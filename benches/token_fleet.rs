@@ -187,6 +187,8 @@ async fn start_fleet(
         grpc_reflection: true,
         tls: None,
         health_listen_addr: None,
+        purge_interval: None,
+        certification_retention: Duration::from_secs(90 * 24 * 3600),
         policy: Policy {
             min_age: 14,
             reject_underage: false,

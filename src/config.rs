@@ -151,6 +151,9 @@ pub struct ServeArgs {
     pub ci_encryption_keys: Option<String>,
     #[command(flatten)]
     pub retention: RetentionArgs,
+    /// Run `purge` in the background this often, e.g. 24h; unset: only the subcommand purges.
+    #[arg(long, env = "PURGE_INTERVAL", value_parser = humantime::parse_duration)]
+    pub purge_interval: Option<Duration>,
     /// `name=token,…`: every CertificationService call must carry `authorization: Bearer <token>`
     /// of one of them. Unset (and no file): no authentication, with a warning at start.
     #[arg(long, env = "CALLER_TOKENS", hide_env_values = true)]
@@ -267,6 +270,9 @@ pub struct Settings {
     /// None: plain-text gRPC.
     pub tls: Option<TlsSettings>,
     pub health_listen_addr: Option<SocketAddr>,
+    /// Background purge: how often, and what it keeps.
+    pub purge_interval: Option<Duration>,
+    pub certification_retention: Duration,
     pub policy: Policy,
     pub request_timeout: Duration,
     pub migrate_on_start: bool,
@@ -389,6 +395,8 @@ impl ServeArgs {
             grpc_reflection: self.grpc_reflection,
             tls,
             health_listen_addr: self.health_listen_addr,
+            purge_interval: self.purge_interval.filter(|interval| !interval.is_zero()),
+            certification_retention: self.retention.certification_retention,
             policy: Policy {
                 min_age: self.min_age,
                 reject_underage: self.reject_underage,

@@ -182,6 +182,15 @@ impl Application {
             self.settings.readiness_interval,
             stopped,
         );
+        let purging = self.settings.purge_interval.map(|interval| {
+            spawn_purge(
+                self.store.clone(),
+                interval,
+                self.settings.certification_retention,
+                self.settings.policy.rejoin_cooldown,
+                stop_readiness.subscribe(),
+            )
+        });
         let (stop_plain_health, plain_health_stopped) = watch::channel(false);
         let plain_health = self.health_listener.map(|listener| {
             let service = HealthServer::new(HealthService::from_health_reporter(self.health.clone()));
@@ -236,6 +245,9 @@ impl Application {
             .await;
         let _ = stop_readiness.send(true);
         let _ = readiness.await;
+        if let Some(purging) = purging {
+            let _ = purging.await;
+        }
         if let Some(plain_health) = plain_health {
             let _ = plain_health.await;
         }
@@ -251,6 +263,28 @@ fn reflection_builder() -> tonic_reflection::server::Builder<'static> {
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+}
+
+/// PURGE_INTERVAL: `purge` in the background. Every replica may run it; the deletes are
+/// idempotent, so several at once only repeat work.
+fn spawn_purge(
+    store: Store,
+    interval: Duration,
+    retention: Duration,
+    rejoin_cooldown: Duration,
+    mut stopped: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = stopped.changed() => return,
+            }
+            if let Err(error) = crate::maintenance::purge(&store, retention, rejoin_cooldown).await {
+                tracing::warn!(%error, "background purge failed; retrying at the next interval");
+            }
+        }
+    })
 }
 
 /// Applies migrations (when asked) once the database answers, then keeps the named service's

@@ -284,3 +284,21 @@ async fn purge_removes_old_certifications_and_unheld_persons_but_keeps_bindings(
         "ALREADY_REGISTERED",
     );
 }
+
+#[tokio::test]
+async fn purge_interval_runs_the_purge_in_the_background() {
+    let app = spawn_app_with(|settings| {
+        settings.purge_interval = Some(Duration::from_millis(100));
+        settings.certification_retention = Duration::ZERO;
+    })
+    .await;
+    app.verify(FOREIGNER).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !sealed_rows(&app).await.is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the background purge never ran"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
