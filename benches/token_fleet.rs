@@ -187,6 +187,11 @@ async fn start_fleet(
         grpc_reflection: true,
         tls: None,
         health_listen_addr: None,
+        shutdown: certification_service::config::ShutdownSettings {
+            drain_delay: Duration::ZERO,
+            timeout: Duration::from_secs(5),
+        },
+        connections: certification_service::config::ConnectionSettings::default(),
         purge_interval: None,
         certification_retention: Duration::from_secs(90 * 24 * 3600),
         policy: Policy {

@@ -71,6 +71,20 @@ pub enum Command {
     Rekey(RekeyArgs),
     /// Delete certification records past CERTIFICATION_RETENTION, and persons nobody holds any more.
     Purge(PurgeArgs),
+    /// Ask a running server's gRPC health; exit 0 when SERVING (probes, `helm test`, no shell needed).
+    Health(HealthArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct HealthArgs {
+    /// host:port of the gRPC (or plain health) port.
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    pub addr: String,
+    /// The service to ask about: "" (the process) or certification.v1.CertificationService.
+    #[arg(long, default_value = "")]
+    pub service: String,
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
 }
 
 #[derive(Args, Debug)]
@@ -151,6 +165,24 @@ pub struct ServeArgs {
     pub ci_encryption_keys: Option<String>,
     #[command(flatten)]
     pub retention: RetentionArgs,
+    /// After SIGTERM: health turns NOT_SERVING at once and calls are still served this long,
+    /// while Kubernetes takes the pod out of the Service's endpoints.
+    #[arg(long, env = "SHUTDOWN_DRAIN_DELAY", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub shutdown_drain_delay: Duration,
+    /// After the drain: how long calls in flight may take to finish before the process exits.
+    #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
+    pub shutdown_timeout: Duration,
+    /// A connection is closed (gracefully) after this age, so clients rebalance onto new pods.
+    #[arg(long, env = "GRPC_MAX_CONNECTION_AGE", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub grpc_max_connection_age: Duration,
+    /// HTTP/2 PING interval on idle connections, and how long to wait for the answer.
+    #[arg(long, env = "GRPC_KEEPALIVE_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub grpc_keepalive_interval: Duration,
+    #[arg(long, env = "GRPC_KEEPALIVE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub grpc_keepalive_timeout: Duration,
+    /// Concurrent calls per HTTP/2 connection.
+    #[arg(long, env = "GRPC_MAX_CONCURRENT_STREAMS", default_value_t = 256)]
+    pub grpc_max_concurrent_streams: u32,
     /// Run `purge` in the background this often, e.g. 24h; unset: only the subcommand purges.
     #[arg(long, env = "PURGE_INTERVAL", value_parser = humantime::parse_duration)]
     pub purge_interval: Option<Duration>,
@@ -231,6 +263,33 @@ pub enum ConfigError {
     OutOfRange(&'static str),
 }
 
+/// What happens after SIGTERM.
+#[derive(Clone, Debug)]
+pub struct ShutdownSettings {
+    pub drain_delay: Duration,
+    pub timeout: Duration,
+}
+
+/// HTTP/2 connection management.
+#[derive(Clone, Debug)]
+pub struct ConnectionSettings {
+    pub max_connection_age: Duration,
+    pub keepalive_interval: Duration,
+    pub keepalive_timeout: Duration,
+    pub max_concurrent_streams: u32,
+}
+
+impl Default for ConnectionSettings {
+    fn default() -> Self {
+        Self {
+            max_connection_age: Duration::from_secs(300),
+            keepalive_interval: Duration::from_secs(30),
+            keepalive_timeout: Duration::from_secs(10),
+            max_concurrent_streams: 256,
+        }
+    }
+}
+
 /// Certificates for serving TLS, read at start so a wrong path fails before serving.
 #[derive(Clone)]
 pub struct TlsSettings {
@@ -270,6 +329,8 @@ pub struct Settings {
     /// None: plain-text gRPC.
     pub tls: Option<TlsSettings>,
     pub health_listen_addr: Option<SocketAddr>,
+    pub shutdown: ShutdownSettings,
+    pub connections: ConnectionSettings,
     /// Background purge: how often, and what it keeps.
     pub purge_interval: Option<Duration>,
     pub certification_retention: Duration,
@@ -395,6 +456,16 @@ impl ServeArgs {
             grpc_reflection: self.grpc_reflection,
             tls,
             health_listen_addr: self.health_listen_addr,
+            shutdown: ShutdownSettings {
+                drain_delay: self.shutdown_drain_delay,
+                timeout: self.shutdown_timeout,
+            },
+            connections: ConnectionSettings {
+                max_connection_age: self.grpc_max_connection_age,
+                keepalive_interval: self.grpc_keepalive_interval,
+                keepalive_timeout: self.grpc_keepalive_timeout,
+                max_concurrent_streams: self.grpc_max_concurrent_streams.max(1),
+            },
             purge_interval: self.purge_interval.filter(|interval| !interval.is_zero()),
             certification_retention: self.retention.certification_retention,
             policy: Policy {

@@ -15,6 +15,7 @@ async fn main() -> ExitCode {
         Command::Migrate(args) => startup::migrate(args).await,
         Command::Rekey(args) => startup::rekey(args).await,
         Command::Purge(args) => startup::purge(args).await,
+        Command::Health(args) => startup::health(args).await,
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

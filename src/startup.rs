@@ -25,7 +25,7 @@ use tonic_health::{
 };
 
 use crate::{
-    config::{DatabaseArgs, PurgeArgs, RekeyArgs, ServeArgs, Settings},
+    config::{DatabaseArgs, HealthArgs, PurgeArgs, RekeyArgs, ServeArgs, Settings},
     domain::SealingKeys,
     grpc::{
         Authenticator, CertificationGrpc,
@@ -204,17 +204,33 @@ impl Application {
             )
         });
         let health = self.health.clone();
+        let drain = self.settings.shutdown.clone();
+        let stopping = Arc::new(tokio::sync::Notify::new());
+        let stopping_signal = Arc::clone(&stopping);
+        // SIGTERM -> NOT_SERVING at once -> keep serving for the drain delay (endpoints leave
+        // the Service asynchronously) -> stop accepting and let calls in flight finish.
         let shutdown = async move {
             shutdown.await;
-            tracing::info!("shutting down");
+            tracing::info!(
+                drain_delay_ms = drain.drain_delay.as_millis() as u64,
+                "shutdown requested; health NOT_SERVING, draining"
+            );
             health.set_service_status("", ServingStatus::NotServing).await;
             health
                 .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
                 .await;
+            tokio::time::sleep(drain.drain_delay).await;
+            tracing::info!("drain over; no new connections, finishing calls in flight");
             let _ = stop_plain_health.send(true);
+            stopping_signal.notify_one();
         };
 
-        let mut server = Server::builder();
+        let connections = &self.settings.connections;
+        let mut server = Server::builder()
+            .max_connection_age(connections.max_connection_age)
+            .http2_keepalive_interval(Some(connections.keepalive_interval))
+            .http2_keepalive_timeout(Some(connections.keepalive_timeout))
+            .max_concurrent_streams(connections.max_concurrent_streams);
         if let Some(tls) = &self.settings.tls {
             let mut config = ServerTlsConfig::new().identity(Identity::from_pem(&tls.cert_pem, &tls.key_pem));
             if let Some(client_ca) = &tls.client_ca_pem {
@@ -241,8 +257,22 @@ impl Application {
                 CertificationServiceServer::new(self.grpc).max_decoding_message_size(MAX_REQUEST_BYTES),
                 authenticator,
             ))
-            .serve_with_incoming_shutdown(accept_without_nagle(self.listener), shutdown)
-            .await;
+            .serve_with_incoming_shutdown(accept_without_nagle(self.listener), shutdown);
+        // tonic waits for calls in flight without a bound of its own: SHUTDOWN_TIMEOUT is it.
+        let shutdown_timeout = self.settings.shutdown.timeout;
+        let served = tokio::select! {
+            served = served => served,
+            () = async {
+                stopping.notified().await;
+                tokio::time::sleep(shutdown_timeout).await;
+            } => {
+                tracing::warn!(
+                    timeout_ms = shutdown_timeout.as_millis() as u64,
+                    "calls still in flight at SHUTDOWN_TIMEOUT; stopping anyway"
+                );
+                Ok(())
+            }
+        };
         let _ = stop_readiness.send(true);
         let _ = readiness.await;
         if let Some(purging) = purging {
@@ -470,5 +500,31 @@ pub async fn purge(args: PurgeArgs) -> anyhow::Result<()> {
     .await;
     store.close().await;
     purged?;
+    Ok(())
+}
+
+/// `health`: one gRPC health check; Ok only when the answer is SERVING.
+pub async fn health(args: HealthArgs) -> anyhow::Result<()> {
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", args.addr))
+        .context("--addr must be host:port")?
+        .connect_timeout(args.timeout)
+        .timeout(args.timeout)
+        .connect()
+        .await
+        .with_context(|| format!("connecting to {}", args.addr))?;
+    let answer = HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: args.service.clone(),
+        })
+        .await
+        .with_context(|| format!("health check of {:?}", args.service))?
+        .into_inner();
+    let status = answer.status();
+    println!("{:?}: {}", args.service, status.as_str_name());
+    anyhow::ensure!(
+        status == tonic_health::pb::health_check_response::ServingStatus::Serving,
+        "not serving"
+    );
     Ok(())
 }

@@ -93,6 +93,9 @@ pub enum BindOutcome {
     },
 }
 
+/// The advisory lock key migrations take on PostgreSQL: "certmigr" in ASCII.
+const MIGRATION_LOCK_KEY: i64 = 0x6365_7274_6d69_6772;
+
 #[derive(Clone)]
 pub struct Store {
     db: DatabaseConnection,
@@ -142,8 +145,20 @@ impl Store {
         self.db.get_database_backend()
     }
 
+    /// Applies pending migrations. On PostgreSQL under a transaction-scoped advisory lock, so
+    /// replicas starting together, a Helm hook and a manual `migrate` never race on DDL; the
+    /// lock goes with the transaction, even if the process dies holding it. SQLite's write lock
+    /// already serialises writers.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        Migrator::up(&self.db, None).await.map_err(classify)
+        if self.db.get_database_backend() != DbBackend::Postgres {
+            return Migrator::up(&self.db, None).await.map_err(classify);
+        }
+        let txn = self.db.begin().await.map_err(classify)?;
+        txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})"))
+            .await
+            .map_err(classify)?;
+        Migrator::up(&txn, None).await.map_err(classify)?;
+        txn.commit().await.map_err(classify)
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {

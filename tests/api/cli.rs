@@ -207,3 +207,28 @@ fn serve_with_the_sandbox_answers_verify_and_stops_on_sigterm() {
         assert!(!logged.contains(personal), "personal data in the logs");
     }
 }
+
+#[tokio::test]
+async fn the_health_subcommand_exits_zero_only_when_serving() {
+    let app = crate::helpers::spawn_app().await;
+    let serving = health_command(app.addr.to_string(), certification_service::startup::SERVICE_NAME).await;
+    assert!(serving.status.success(), "{serving:?}");
+    assert!(String::from_utf8_lossy(&serving.stdout).contains("SERVING"));
+    let unknown = health_command(app.addr.to_string(), "no.such.Service").await;
+    assert!(!unknown.status.success());
+    let nobody = format!("127.0.0.1:{}", crate::processes::free_port());
+    assert!(!health_command(nobody, "").await.status.success());
+}
+
+/// `certification-service health`, run off the test's runtime so the in-process server answers.
+async fn health_command(address: String, service_name: &str) -> std::process::Output {
+    let service_name = service_name.to_owned();
+    tokio::task::spawn_blocking(move || {
+        service()
+            .args(["health", "--addr", &address, "--service", &service_name])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}

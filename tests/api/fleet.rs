@@ -379,7 +379,7 @@ async fn no_token_secret_or_personal_data_reaches_the_logs_even_at_debug_level()
     fleet.sandbox.expire_tokens();
     client.verify(verify_request(ADULT)).await.unwrap();
 
-    let logs = service.logs();
+    let logs = service.wait_for_log("redis unavailable").await;
     assert!(logs.contains("redis unavailable"), "the outage is logged: {logs}");
     assert_ne!(tokens[0], tokens[1]);
     for token in &tokens {

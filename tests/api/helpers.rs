@@ -194,6 +194,11 @@ pub async fn test_settings(
         grpc_reflection: true,
         tls: None,
         health_listen_addr: None,
+        shutdown: certification_service::config::ShutdownSettings {
+            drain_delay: Duration::ZERO,
+            timeout: Duration::from_secs(5),
+        },
+        connections: certification_service::config::ConnectionSettings::default(),
         purge_interval: None,
         certification_retention: Duration::from_secs(90 * 24 * 3600),
         policy: Policy {
@@ -252,7 +257,7 @@ async fn spawn_app_on(
 }
 
 /// A database of its own for one test, created next to the one DATABASE_URL names.
-async fn fresh_postgres_database(admin_url: &str) -> String {
+pub async fn fresh_postgres_database(admin_url: &str) -> String {
     let name = format!("cs_test_{}", uuid::Uuid::new_v4().simple());
     let admin = Database::connect(admin_url)
         .await
@@ -335,6 +340,21 @@ impl TestApp {
                 "{service:?} never reached {wanted:?}"
             );
             tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Sends the shutdown signal (SIGTERM, in the binary) and returns at once.
+    pub fn request_stop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+
+    /// Waits for the server to return after [`TestApp::request_stop`].
+    pub async fn stopped(&mut self) -> anyhow::Result<()> {
+        match self.server.take() {
+            Some(server) => server.await.unwrap(),
+            None => Ok(()),
         }
     }
 

@@ -10,5 +10,6 @@ mod lookup;
 mod processes;
 mod protection;
 mod server;
+mod shutdown;
 mod tls;
 mod token;

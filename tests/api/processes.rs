@@ -247,6 +247,19 @@ impl ServiceProcess {
         wait_for_serving(&self.address).await;
     }
 
+    /// Waits (up to 10 s) until a logged line contains `needle`: lines reach us through a pipe
+    /// and a reader thread, a moment after the call that caused them has returned.
+    pub async fn wait_for_log(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let logs = self.logs();
+            if logs.contains(needle) || Instant::now() > deadline {
+                return logs;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Every line logged so far.
     pub fn logs(&self) -> String {
         self.logged.lock().unwrap().join("\n")

@@ -149,3 +149,35 @@ async fn reflection_switched_off_is_unimplemented_while_calls_and_health_work() 
     assert_eq!(code, Code::Unimplemented);
     app.verify(ADULT).await.unwrap();
 }
+
+#[tokio::test]
+async fn concurrent_migrations_of_a_fresh_postgres_database_all_succeed() {
+    let Some(admin_url) = crate::helpers::postgres_url() else {
+        eprintln!("skipped: DATABASE_URL is not PostgreSQL (SQLite serialises writers itself)");
+        return;
+    };
+    for _ in 0..3 {
+        let database_url = crate::helpers::fresh_postgres_database(&admin_url).await;
+        let mut stores = Vec::new();
+        for _ in 0..4 {
+            let settings = StoreSettings {
+                database_url: database_url.clone(),
+                max_connections: 2,
+                acquire_timeout: std::time::Duration::from_secs(10),
+            };
+            stores.push(
+                certification_service::store::Store::connect(&settings)
+                    .await
+                    .unwrap(),
+            );
+        }
+        // Replicas starting together: every one of them migrates, none fails.
+        let results = futures::future::join_all(stores.iter().map(|store| store.migrate())).await;
+        for result in results {
+            result.unwrap();
+        }
+        for store in stores {
+            store.close().await;
+        }
+    }
+}

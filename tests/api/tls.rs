@@ -184,7 +184,7 @@ async fn the_callers_name_comes_from_its_certificate() {
         assert!(Instant::now() < deadline, "never answered over mTLS");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let logs = service.logs();
+    let logs = service.wait_for_log("caller=recovery-service").await;
     assert!(logs.contains("caller=recovery-service"), "{logs}");
     assert!(logs.contains("mutual_tls=true"), "{logs}");
 }
