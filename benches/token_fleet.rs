@@ -162,6 +162,7 @@ async fn start_fleet(
     };
     let settings = Settings {
         grpc_listen_addr: "127.0.0.1:0".parse().unwrap(),
+        metrics_listen_addr: None,
         store: StoreSettings {
             database_url,
             max_connections: 10,

@@ -131,6 +131,9 @@ pub struct ServeArgs {
     pub database: DatabaseArgs,
     #[arg(long, env = "GRPC_LISTEN_ADDR", default_value = "0.0.0.0:50051")]
     pub grpc_listen_addr: SocketAddr,
+    /// Prometheus text at http://<this>/metrics; `off` for none.
+    #[arg(long, env = "METRICS_LISTEN_ADDR", default_value = "0.0.0.0:9090")]
+    pub metrics_listen_addr: String,
     /// redis://, or rediss:// for TLS; unset keeps the PortOne token in process.
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
@@ -261,6 +264,8 @@ pub enum ConfigError {
     BaseUrl,
     #[error("{0}")]
     OutOfRange(&'static str),
+    #[error("METRICS_LISTEN_ADDR must be host:port or `off`")]
+    MetricsAddr,
 }
 
 /// What happens after SIGTERM.
@@ -316,6 +321,8 @@ fn read_pem(path: &std::path::Path) -> Result<Vec<u8>, ConfigError> {
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub grpc_listen_addr: SocketAddr,
+    /// None: no metrics listener.
+    pub metrics_listen_addr: Option<SocketAddr>,
     pub store: StoreSettings,
     pub redis_url: Option<Secret>,
     pub redis_timeout: Duration,
@@ -433,8 +440,13 @@ impl ServeArgs {
                 "PORTONE_TIMEOUT and REQUEST_TIMEOUT must be positive",
             ));
         }
+        let metrics_listen_addr = match self.metrics_listen_addr.trim() {
+            "" | "off" => None,
+            address => Some(address.parse().map_err(|_| ConfigError::MetricsAddr)?),
+        };
         Ok(Settings {
             grpc_listen_addr: self.grpc_listen_addr,
+            metrics_listen_addr,
             store: self.database.store_settings(),
             redis_url: self.redis_url.filter(|url| !url.is_empty()).map(Secret::new),
             redis_timeout: self.redis_timeout,

@@ -50,6 +50,8 @@ pub struct Application {
     /// The plain-text health port, when configured.
     health_listener: Option<TcpListener>,
     health_addr: Option<SocketAddr>,
+    metrics_listener: Option<TcpListener>,
+    metrics_addr: Option<SocketAddr>,
     store: Store,
     portone: PortoneClient,
     grpc: CertificationGrpc,
@@ -75,6 +77,20 @@ impl Application {
             ),
             None => None,
         };
+        let metrics_listener = match settings.metrics_listen_addr {
+            Some(address) => Some(
+                TcpListener::bind(address)
+                    .await
+                    .with_context(|| format!("binding METRICS_LISTEN_ADDR {address}"))?,
+            ),
+            None => None,
+        };
+        let metrics_addr = metrics_listener
+            .as_ref()
+            .map(TcpListener::local_addr)
+            .transpose()
+            .context("reading the metrics address")?;
+        crate::telemetry::metrics::handle();
         let health_addr = health_listener
             .as_ref()
             .map(TcpListener::local_addr)
@@ -117,6 +133,8 @@ impl Application {
             local_addr,
             health_listener,
             health_addr,
+            metrics_listener,
+            metrics_addr,
             store,
             portone,
             grpc,
@@ -127,6 +145,11 @@ impl Application {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Where `/metrics` is served, when METRICS_LISTEN_ADDR is not `off`.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// The plain-text health address, when HEALTH_LISTEN_ADDR is set.
@@ -191,6 +214,18 @@ impl Application {
                 stop_readiness.subscribe(),
             )
         });
+        // Scrapes keep working through the drain; the listener stops with the server.
+        let (stop_metrics, metrics_stopped) = watch::channel(false);
+        let metrics = self.metrics_listener.map(|listener| {
+            let mut stopped = metrics_stopped;
+            tokio::spawn(crate::telemetry::metrics::serve(
+                listener,
+                self.store.clone(),
+                async move {
+                    let _ = stopped.changed().await;
+                },
+            ))
+        });
         let (stop_plain_health, plain_health_stopped) = watch::channel(false);
         let plain_health = self.health_listener.map(|listener| {
             let service = HealthServer::new(HealthService::from_health_reporter(self.health.clone()));
@@ -227,6 +262,7 @@ impl Application {
 
         let connections = &self.settings.connections;
         let mut server = Server::builder()
+            .layer(crate::telemetry::metrics::RpcMetricsLayer)
             .max_connection_age(connections.max_connection_age)
             .http2_keepalive_interval(Some(connections.keepalive_interval))
             .http2_keepalive_timeout(Some(connections.keepalive_timeout))
@@ -245,6 +281,7 @@ impl Application {
             tls = self.settings.tls.is_some(),
             mutual_tls,
             plain_health = ?self.health_addr,
+            metrics = ?self.metrics_addr,
             "serving gRPC"
         );
         let served = server
@@ -277,6 +314,10 @@ impl Application {
         let _ = readiness.await;
         if let Some(purging) = purging {
             let _ = purging.await;
+        }
+        let _ = stop_metrics.send(true);
+        if let Some(metrics) = metrics {
+            let _ = metrics.await;
         }
         if let Some(plain_health) = plain_health {
             let _ = plain_health.await;

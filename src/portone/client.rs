@@ -21,6 +21,7 @@ use super::{
 use crate::{
     config::Secret,
     domain::{ImpUid, ProviderCertification},
+    telemetry::metrics,
 };
 
 #[derive(Clone, Debug)]
@@ -74,6 +75,23 @@ enum Exchange {
     Answered(StatusCode, Vec<u8>),
     /// Worth another attempt: connection error, timeout, 5xx, 429.
     Transient(String),
+}
+
+impl Exchange {
+    /// A short, bounded label for metrics.
+    fn outcome(&self) -> &'static str {
+        match self {
+            Exchange::Answered(StatusCode::OK, _) => "ok",
+            Exchange::Answered(StatusCode::UNAUTHORIZED, _) => "unauthorized",
+            Exchange::Answered(StatusCode::NOT_FOUND, _) => "not_found",
+            Exchange::Answered(_, _) => "http_other",
+            Exchange::Transient(failure) if failure.starts_with("http 5") => "http_5xx",
+            Exchange::Transient(failure) if failure.starts_with("http 429") => "http_429",
+            Exchange::Transient(failure) if failure.contains("time") => "timeout",
+            Exchange::Transient(failure) if failure.starts_with("connection") => "connection",
+            Exchange::Transient(_) => "transport",
+        }
+    }
 }
 
 /// Why one lookup failed: PortOne refusing the token is the one case a fresh token handles.
@@ -237,7 +255,7 @@ impl PortoneClient {
             "imp_secret": self.inner.settings.imp_secret.expose(),
         });
         let (status, bytes) = self
-            .send_with_retries(|| self.inner.http.post(&url).json(&body), deadline)
+            .send_with_retries("get_token", || self.inner.http.post(&url).json(&body), deadline)
             .await?;
         if status == StatusCode::UNAUTHORIZED {
             tracing::error!(
@@ -262,6 +280,7 @@ impl PortoneClient {
         );
         let exchange = self
             .send_with_retries(
+                "certification",
                 || self.inner.http.get(&url).header("Authorization", token.expose()),
                 deadline,
             )
@@ -279,6 +298,7 @@ impl PortoneClient {
     /// backoff, never past the caller's deadline.
     async fn send_with_retries(
         &self,
+        endpoint: &'static str,
         request: impl Fn() -> RequestBuilder,
         deadline: Instant,
     ) -> Result<(StatusCode, Vec<u8>), PortoneError> {
@@ -291,9 +311,13 @@ impl PortoneClient {
             let attempt_limit = self.inner.settings.request_timeout.min(deadline - now);
             let exchange = match timeout(attempt_limit, exchange(request())).await {
                 Ok(exchange) => exchange,
-                Err(_) if Instant::now() >= deadline => return Err(PortoneError::DeadlineExceeded),
+                Err(_) if Instant::now() >= deadline => {
+                    metrics::record_portone_attempt(endpoint, "deadline", now.into_std());
+                    return Err(PortoneError::DeadlineExceeded);
+                }
                 Err(_) => Exchange::Transient("timed out".into()),
             };
+            metrics::record_portone_attempt(endpoint, exchange.outcome(), now.into_std());
             match exchange {
                 Exchange::Answered(status, body) => return Ok((status, body)),
                 Exchange::Transient(failure) => {

@@ -19,6 +19,8 @@ use redis::aio::ConnectionManager;
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
+use crate::telemetry::metrics;
+
 /// A PortOne access token. A credential: its `Debug` redacts and it is never logged.
 #[derive(Clone, PartialEq, Eq)]
 pub struct AccessToken(String);
@@ -197,6 +199,7 @@ impl TokenCache {
 
     pub(super) fn count_fetch(&self) {
         self.counters.fetches.fetch_add(1, Ordering::Relaxed);
+        metrics::record_token_fetch();
     }
 
     /// The in-process copy, if still usable: no Redis round trip.
@@ -204,6 +207,9 @@ impl TokenCache {
         let found = self.peek_local();
         if found.is_some() {
             self.counters.local_hits.fetch_add(1, Ordering::Relaxed);
+            metrics::record_token_lookup("in_process", "hit");
+        } else {
+            metrics::record_token_lookup("in_process", "miss");
         }
         found
     }
@@ -230,10 +236,17 @@ impl TokenCache {
                 let token = AccessToken::new(raw);
                 self.put_local(&token, remaining);
                 self.counters.redis_hits.fetch_add(1, Ordering::Relaxed);
+                metrics::record_token_lookup("redis", "hit");
                 SharedToken::Found(UsableToken { token, remaining })
             }
-            Some(_) => SharedToken::Missing,
-            None => SharedToken::Unavailable,
+            Some(_) => {
+                metrics::record_token_lookup("redis", "miss");
+                SharedToken::Missing
+            }
+            None => {
+                metrics::record_token_lookup("redis", "error");
+                SharedToken::Unavailable
+            }
         }
     }
 
@@ -391,6 +404,7 @@ impl TokenCache {
         let failure = match tokio::time::timeout(redis.timeout, request).await {
             Ok(Ok(value)) => {
                 if redis.degraded.swap(false, Ordering::Relaxed) {
+                    metrics::set_token_cache_degraded(false);
                     tracing::info!("redis answers again; the shared token cache is back in use");
                 }
                 return Some(value);
@@ -400,6 +414,7 @@ impl TokenCache {
         };
         self.counters.redis_failures.fetch_add(1, Ordering::Relaxed);
         if !redis.degraded.swap(true, Ordering::Relaxed) {
+            metrics::set_token_cache_degraded(true);
             tracing::warn!(
                 failure = %failure,
                 degraded = true,

@@ -141,6 +141,22 @@ impl Store {
         Ok(Self { db })
     }
 
+    /// (connections open, of which idle), for the pool gauge.
+    pub fn pool_usage(&self) -> (u32, u32) {
+        let (size, idle) = match self.db.get_database_backend() {
+            DbBackend::Postgres => {
+                let pool = self.db.get_postgres_connection_pool();
+                (pool.size(), pool.num_idle())
+            }
+            DbBackend::Sqlite => {
+                let pool = self.db.get_sqlite_connection_pool();
+                (pool.size(), pool.num_idle())
+            }
+            _ => (0, 0),
+        };
+        (size, u32::try_from(idle).unwrap_or(u32::MAX))
+    }
+
     pub fn backend(&self) -> DbBackend {
         self.db.get_database_backend()
     }

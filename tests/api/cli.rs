@@ -105,6 +105,8 @@ fn serve_with_the_sandbox_answers_verify_and_stops_on_sigterm() {
     let mut child = service()
         .args(["serve", "--sandbox", "--grpc-listen-addr", "127.0.0.1:0"])
         .env("RUST_LOG", "info")
+        .env("METRICS_LISTEN_ADDR", "127.0.0.1:0")
+        .env("SHUTDOWN_DRAIN_DELAY", "200ms")
         .current_dir(dir.path())
         .stdout(std::process::Stdio::piped())
         .spawn()

@@ -37,6 +37,8 @@ pub struct TestApp {
     pub addr: SocketAddr,
     /// The plain-text health port, when the settings ask for one.
     pub health_addr: Option<SocketAddr>,
+    /// `/metrics`, when the settings ask for it.
+    pub metrics_addr: Option<SocketAddr>,
     pub client: CertificationServiceClient<Channel>,
     pub health: HealthClient<Channel>,
     pub sandbox: SandboxHandle,
@@ -169,6 +171,7 @@ pub async fn test_settings(
     };
     let settings = Settings {
         grpc_listen_addr: "127.0.0.1:0".parse().unwrap(),
+        metrics_listen_addr: None,
         store: StoreSettings {
             database_url,
             max_connections: 10,
@@ -227,6 +230,7 @@ async fn spawn_app_on(
     let application = Application::build(settings.clone(), listener).await.unwrap();
     let addr = application.local_addr();
     let health_addr = application.health_addr();
+    let metrics_addr = application.metrics_addr();
     let store = application.store();
     let portone = application.portone();
     let (shutdown, stopped) = oneshot::channel::<()>();
@@ -239,6 +243,7 @@ async fn spawn_app_on(
     let app = TestApp {
         addr,
         health_addr,
+        metrics_addr,
         client: CertificationServiceClient::new(channel.clone()),
         health: HealthClient::new(channel),
         sandbox: sandbox.handle(),

@@ -7,6 +7,7 @@ mod fleet;
 mod helpers;
 mod input;
 mod lookup;
+mod metrics;
 mod processes;
 mod protection;
 mod server;

@@ -193,6 +193,8 @@ impl ServiceProcess {
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("GRPC_LISTEN_ADDR", "127.0.0.1:0")
+            // Tests run in parallel: no fixed port.
+            .env("METRICS_LISTEN_ADDR", "127.0.0.1:0")
             .env("RUST_LOG", "info")
             .envs(env.iter().copied())
             .arg("serve")

@@ -1,5 +1,7 @@
-//! Logging. Bound SQL values, HTTP bodies and headers are personal data or credentials here,
-//! so the libraries that could print them are capped whatever RUST_LOG asks for.
+//! Logging and metrics. Bound SQL values, HTTP bodies and headers are personal data or
+//! credentials here, so the libraries that could print them are capped whatever RUST_LOG asks for.
+
+pub mod metrics;
 
 use std::io::IsTerminal;
 

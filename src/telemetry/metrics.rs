@@ -1,0 +1,221 @@
+//! Prometheus metrics: one process-wide recorder, served as text at `/metrics` on
+//! METRICS_LISTEN_ADDR. Labels carry methods, codes, endpoints and outcomes, never an
+//! identifier of a person, a token or a caller's secret.
+
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::OnceLock,
+    task::{Context, Poll},
+    time::Instant,
+};
+
+use ::metrics::{counter, gauge, histogram};
+use axum::{Router, extract::State, http::header, response::IntoResponse, routing::get};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio::net::TcpListener;
+
+use crate::store::Store;
+
+pub const RPC_REQUESTS: &str = "certification_rpc_requests_total";
+pub const RPC_DURATION: &str = "certification_rpc_duration_seconds";
+pub const PORTONE_DURATION: &str = "certification_portone_request_duration_seconds";
+pub const TOKEN_LOOKUPS: &str = "certification_token_cache_lookups_total";
+pub const TOKEN_FETCHES: &str = "certification_token_fetches_total";
+pub const TOKEN_DEGRADED: &str = "certification_token_cache_degraded";
+pub const DB_POOL: &str = "certification_db_pool_connections";
+pub const BUILD_INFO: &str = "certification_build_info";
+
+/// Seconds, from a warm in-process call to PortOne's slowest answers.
+const BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the recorder once per process (tests start many servers in one process; they share
+/// it). `None` if another recorder was installed first.
+pub fn handle() -> Option<&'static PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets(BUCKETS)
+                .expect("the bucket list is not empty");
+            let handle = builder.install_recorder().ok()?;
+            gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+            Some(handle)
+        })
+        .as_ref()
+}
+
+/// Serves `/metrics` on `listener` until `shutdown` resolves.
+pub async fn serve(listener: TcpListener, store: Store, shutdown: impl Future<Output = ()> + Send + 'static) {
+    let router = Router::new().route("/metrics", get(render)).with_state(store);
+    if let Err(error) = axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+    {
+        tracing::warn!(%error, "metrics listener stopped");
+    }
+}
+
+async fn render(State(store): State<Store>) -> impl IntoResponse {
+    let (size, idle) = store.pool_usage();
+    gauge!(DB_POOL, "state" => "idle").set(idle as f64);
+    gauge!(DB_POOL, "state" => "in_use").set(size.saturating_sub(idle) as f64);
+    let body = handle().map_or_else(String::new, |handle| {
+        handle.run_upkeep();
+        handle.render()
+    });
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
+}
+
+/// One PortOne HTTP attempt: `endpoint` is `get_token` or `certification`.
+pub fn record_portone_attempt(endpoint: &'static str, outcome: &'static str, started: Instant) {
+    histogram!(PORTONE_DURATION, "endpoint" => endpoint, "outcome" => outcome)
+        .record(started.elapsed().as_secs_f64());
+}
+
+/// A token cache lookup: `level` is `in_process` or `redis`, `result` `hit`, `miss` or `error`.
+pub fn record_token_lookup(level: &'static str, result: &'static str) {
+    counter!(TOKEN_LOOKUPS, "level" => level, "result" => result).increment(1);
+}
+
+pub fn record_token_fetch() {
+    counter!(TOKEN_FETCHES).increment(1);
+}
+
+pub fn set_token_cache_degraded(degraded: bool) {
+    gauge!(TOKEN_DEGRADED).set(if degraded { 1.0 } else { 0.0 });
+}
+
+/// Counts and times every gRPC call by service, method and status code: one layer for every
+/// service, so no handler repeats it and refusals before a handler (authentication) count too.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RpcMetricsLayer;
+
+impl<S> tower::Layer<S> for RpcMetricsLayer {
+    type Service = RpcMetrics<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RpcMetrics { inner }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct RpcMetrics<S> {
+    inner: S,
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl<S, RequestBody, ResponseBody> tower::Service<http::Request<RequestBody>> for RpcMetrics<S>
+where
+    S: tower::Service<http::Request<RequestBody>, Response = http::Response<ResponseBody>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<RequestBody>) -> Self::Future {
+        let (service, method) = service_and_method(request.uri().path());
+        let started = Instant::now();
+        let answer = self.inner.call(request);
+        Box::pin(async move {
+            let response = answer.await;
+            // A unary success carries grpc-status in the trailers, an error in the headers.
+            let code = match &response {
+                Ok(response) => response
+                    .headers()
+                    .get("grpc-status")
+                    .and_then(|value| value.to_str().ok())
+                    .and_then(|value| value.parse::<i32>().ok())
+                    .map_or("OK", code_name),
+                Err(_) => "UNKNOWN",
+            };
+            counter!(RPC_REQUESTS, "service" => service, "method" => method, "code" => code).increment(1);
+            histogram!(RPC_DURATION, "service" => service, "method" => method, "code" => code)
+                .record(started.elapsed().as_secs_f64());
+            response
+        })
+    }
+}
+
+/// Known services and methods by name; anything else is one label, so a scanner cannot
+/// create unbounded series.
+fn service_and_method(path: &str) -> (&'static str, &'static str) {
+    const KNOWN: &[(&str, &[&str])] = &[
+        (
+            "certification.v1.CertificationService",
+            &["Verify", "CheckDuplicate", "Unlink"],
+        ),
+        ("grpc.health.v1.Health", &["Check", "Watch"]),
+        ("grpc.reflection.v1.ServerReflection", &["ServerReflectionInfo"]),
+        (
+            "grpc.reflection.v1alpha.ServerReflection",
+            &["ServerReflectionInfo"],
+        ),
+    ];
+    let mut parts = path.trim_start_matches('/').splitn(2, '/');
+    let (service, method) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    KNOWN
+        .iter()
+        .find(|(known, _)| *known == service)
+        .and_then(|(known, methods)| {
+            methods
+                .iter()
+                .find(|name| **name == method)
+                .map(|name| (*known, *name))
+        })
+        .unwrap_or(("unknown", "unknown"))
+}
+
+fn code_name(code: i32) -> &'static str {
+    match tonic::Code::from_i32(code) {
+        tonic::Code::Ok => "OK",
+        tonic::Code::Cancelled => "CANCELLED",
+        tonic::Code::Unknown => "UNKNOWN",
+        tonic::Code::InvalidArgument => "INVALID_ARGUMENT",
+        tonic::Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        tonic::Code::NotFound => "NOT_FOUND",
+        tonic::Code::AlreadyExists => "ALREADY_EXISTS",
+        tonic::Code::PermissionDenied => "PERMISSION_DENIED",
+        tonic::Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        tonic::Code::FailedPrecondition => "FAILED_PRECONDITION",
+        tonic::Code::Aborted => "ABORTED",
+        tonic::Code::OutOfRange => "OUT_OF_RANGE",
+        tonic::Code::Unimplemented => "UNIMPLEMENTED",
+        tonic::Code::Internal => "INTERNAL",
+        tonic::Code::Unavailable => "UNAVAILABLE",
+        tonic::Code::DataLoss => "DATA_LOSS",
+        tonic::Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_known_methods_become_labels() {
+        assert_eq!(
+            service_and_method("/certification.v1.CertificationService/Verify"),
+            ("certification.v1.CertificationService", "Verify")
+        );
+        assert_eq!(
+            service_and_method("/grpc.health.v1.Health/Check"),
+            ("grpc.health.v1.Health", "Check")
+        );
+        assert_eq!(service_and_method("/evil/../x"), ("unknown", "unknown"));
+        assert_eq!(
+            service_and_method("/certification.v1.CertificationService/Nope"),
+            ("unknown", "unknown")
+        );
+        assert_eq!(code_name(16), "UNAUTHENTICATED");
+    }
+}
