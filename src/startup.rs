@@ -69,33 +69,11 @@ impl Application {
     pub async fn build(settings: Settings, listener: TcpListener) -> anyhow::Result<Self> {
         install_crypto_provider();
         let local_addr = listener.local_addr().context("reading the bound address")?;
-        let health_listener = match settings.health_listen_addr {
-            Some(address) => Some(
-                TcpListener::bind(address)
-                    .await
-                    .with_context(|| format!("binding HEALTH_LISTEN_ADDR {address}"))?,
-            ),
-            None => None,
-        };
-        let metrics_listener = match settings.metrics_listen_addr {
-            Some(address) => Some(
-                TcpListener::bind(address)
-                    .await
-                    .with_context(|| format!("binding METRICS_LISTEN_ADDR {address}"))?,
-            ),
-            None => None,
-        };
-        let metrics_addr = metrics_listener
-            .as_ref()
-            .map(TcpListener::local_addr)
-            .transpose()
-            .context("reading the metrics address")?;
+        let (health_listener, health_addr) =
+            bind_optional(settings.health_listen_addr, "HEALTH_LISTEN_ADDR").await?;
+        let (metrics_listener, metrics_addr) =
+            bind_optional(settings.metrics_listen_addr, "METRICS_LISTEN_ADDR").await?;
         crate::telemetry::metrics::handle();
-        let health_addr = health_listener
-            .as_ref()
-            .map(TcpListener::local_addr)
-            .transpose()
-            .context("reading the health address")?;
         let store = Store::connect(&settings.store)
             .await
             .context("preparing the database pool")?;
@@ -325,6 +303,21 @@ impl Application {
         self.store.close().await;
         served.context("gRPC server failed")
     }
+}
+
+/// Binds an optional side port (health, metrics) and reads back the address it got.
+async fn bind_optional(
+    address: Option<SocketAddr>,
+    variable: &str,
+) -> anyhow::Result<(Option<TcpListener>, Option<SocketAddr>)> {
+    let Some(address) = address else {
+        return Ok((None, None));
+    };
+    let listener = TcpListener::bind(address)
+        .await
+        .with_context(|| format!("binding {variable} {address}"))?;
+    let bound = listener.local_addr().context("reading a bound address")?;
+    Ok((Some(listener), Some(bound)))
 }
 
 /// Our services plus google.rpc's error details, so grpcurl prints an error's ErrorInfo and
