@@ -9,7 +9,7 @@ use clap::Parser;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init();
+    let _telemetry = telemetry::init();
     let outcome = match cli.command {
         Command::Serve(args) => startup::serve(args).await,
         Command::Migrate(args) => startup::migrate(args).await,

@@ -59,9 +59,78 @@ fn call_span<T>(method: &'static str, request: &Request<T>) -> tracing::Span {
         .extensions()
         .get::<Caller>()
         .map_or("anonymous", |caller| caller.0.as_str());
-    tracing::info_span!("rpc", method = %method, caller = %caller)
+    let span = tracing::info_span!(
+        "rpc",
+        method = %method,
+        caller = %caller,
+        trace_id = tracing::field::Empty,
+        otel.name = %format_args!("certification.v1.CertificationService/{method}"),
+        otel.kind = "server",
+        rpc.system = "grpc",
+        rpc.service = "certification.v1.CertificationService",
+        rpc.method = %method,
+        rpc.grpc.status_code = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    );
+    crate::telemetry::tracing_context::continue_trace(&span, request.metadata());
+    span
 }
 
+/// Records the call's outcome on its span.
+fn finish<T>(span: &tracing::Span, result: &Result<T, Status>) {
+    let code = match result {
+        Ok(_) => tonic::Code::Ok,
+        Err(status) => status.code(),
+    };
+    span.record("rpc.grpc.status_code", code as i64);
+    if !matches!(code, tonic::Code::Ok) {
+        span.record("otel.status_code", "ERROR");
+    }
+}
+
+impl CertificationGrpc {
+    async fn verify_call(
+        &self,
+        request: Request<proto::VerifyRequest>,
+    ) -> Result<Response<proto::VerifyResponse>, Status> {
+        let deadline = deadline(request.metadata(), self.default_timeout);
+        let command = convert::verify_command(request.into_inner()).map_err(ServiceError::from)?;
+        self.ensure_ready()?;
+        let verified = timeout_at(deadline, self.service.verify(command, deadline))
+            .await
+            .map_err(|_| ServiceError::DeadlineExceeded)??;
+        Ok(Response::new(convert::verify_response(verified)))
+    }
+
+    async fn check_duplicate_call(
+        &self,
+        request: Request<proto::CheckDuplicateRequest>,
+    ) -> Result<Response<proto::CheckDuplicateResponse>, Status> {
+        let deadline = deadline(request.metadata(), self.default_timeout);
+        let key = convert::duplicate_key(request.into_inner()).map_err(ServiceError::from)?;
+        self.ensure_ready()?;
+        let holder = timeout_at(deadline, self.service.check_duplicate(key, deadline))
+            .await
+            .map_err(|_| ServiceError::DeadlineExceeded)??;
+        Ok(Response::new(convert::duplicate_status(holder.as_ref())))
+    }
+
+    async fn unlink_call(
+        &self,
+        request: Request<proto::UnlinkRequest>,
+    ) -> Result<Response<proto::UnlinkResponse>, Status> {
+        let deadline = deadline(request.metadata(), self.default_timeout);
+        let account = convert::unlink_account(request.into_inner()).map_err(ServiceError::from)?;
+        self.ensure_ready()?;
+        let unlinked = timeout_at(deadline, self.service.unlink(&account))
+            .await
+            .map_err(|_| ServiceError::DeadlineExceeded)??;
+        Ok(Response::new(convert::unlink_response(unlinked)))
+    }
+}
+
+/// Each method: a span for the call (caller's trace continued), the call inside it, its outcome
+/// recorded on it.
 #[tonic::async_trait]
 impl CertificationService for CertificationGrpc {
     async fn verify(
@@ -69,14 +138,9 @@ impl CertificationService for CertificationGrpc {
         request: Request<proto::VerifyRequest>,
     ) -> Result<Response<proto::VerifyResponse>, Status> {
         let span = call_span("Verify", &request);
-        let deadline = deadline(request.metadata(), self.default_timeout);
-        let command = convert::verify_command(request.into_inner()).map_err(ServiceError::from)?;
-        self.ensure_ready()?;
-        let verified = timeout_at(deadline, self.service.verify(command, deadline))
-            .instrument(span)
-            .await
-            .map_err(|_| ServiceError::DeadlineExceeded)??;
-        Ok(Response::new(convert::verify_response(verified)))
+        let result = self.verify_call(request).instrument(span.clone()).await;
+        finish(&span, &result);
+        result
     }
 
     async fn check_duplicate(
@@ -84,14 +148,9 @@ impl CertificationService for CertificationGrpc {
         request: Request<proto::CheckDuplicateRequest>,
     ) -> Result<Response<proto::CheckDuplicateResponse>, Status> {
         let span = call_span("CheckDuplicate", &request);
-        let deadline = deadline(request.metadata(), self.default_timeout);
-        let key = convert::duplicate_key(request.into_inner()).map_err(ServiceError::from)?;
-        self.ensure_ready()?;
-        let holder = timeout_at(deadline, self.service.check_duplicate(key, deadline))
-            .instrument(span)
-            .await
-            .map_err(|_| ServiceError::DeadlineExceeded)??;
-        Ok(Response::new(convert::duplicate_status(holder.as_ref())))
+        let result = self.check_duplicate_call(request).instrument(span.clone()).await;
+        finish(&span, &result);
+        result
     }
 
     async fn unlink(
@@ -99,13 +158,8 @@ impl CertificationService for CertificationGrpc {
         request: Request<proto::UnlinkRequest>,
     ) -> Result<Response<proto::UnlinkResponse>, Status> {
         let span = call_span("Unlink", &request);
-        let deadline = deadline(request.metadata(), self.default_timeout);
-        let account = convert::unlink_account(request.into_inner()).map_err(ServiceError::from)?;
-        self.ensure_ready()?;
-        let unlinked = timeout_at(deadline, self.service.unlink(&account))
-            .instrument(span)
-            .await
-            .map_err(|_| ServiceError::DeadlineExceeded)??;
-        Ok(Response::new(convert::unlink_response(unlinked)))
+        let result = self.unlink_call(request).instrument(span.clone()).await;
+        finish(&span, &result);
+        result
     }
 }

@@ -248,6 +248,11 @@ impl PortoneClient {
         Ok(token)
     }
 
+    #[tracing::instrument(
+        name = "portone.get_token",
+        skip_all,
+        fields(otel.kind = "client", http.request.method = "POST", url.path = "/users/getToken")
+    )]
     async fn fetch_token(&self, deadline: Instant) -> Result<TokenGrant, PortoneError> {
         let url = format!("{}/users/getToken", self.inner.settings.base_url);
         let body = serde_json::json!({
@@ -266,6 +271,11 @@ impl PortoneClient {
         decode(status, &bytes)
     }
 
+    #[tracing::instrument(
+        name = "portone.certification",
+        skip_all,
+        fields(otel.kind = "client", http.request.method = "GET", url.path = "/certifications/{imp_uid}")
+    )]
     async fn lookup_once(
         &self,
         imp_uid: &ImpUid,
@@ -309,7 +319,11 @@ impl PortoneClient {
                 return Err(PortoneError::DeadlineExceeded);
             }
             let attempt_limit = self.inner.settings.request_timeout.min(deadline - now);
-            let exchange = match timeout(attempt_limit, exchange(request())).await {
+            // The caller's trace goes on to PortOne (W3C traceparent).
+            let outgoing = crate::telemetry::tracing_context::outgoing_headers()
+                .into_iter()
+                .fold(request(), |builder, (name, value)| builder.header(name, value));
+            let exchange = match timeout(attempt_limit, exchange(outgoing)).await {
                 Ok(exchange) => exchange,
                 Err(_) if Instant::now() >= deadline => {
                     metrics::record_portone_attempt(endpoint, "deadline", now.into_std());

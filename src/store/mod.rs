@@ -157,6 +157,15 @@ impl Store {
         (size, u32::try_from(idle).unwrap_or(u32::MAX))
     }
 
+    /// OpenTelemetry's `db.system` name of the backend.
+    fn system(&self) -> &'static str {
+        match self.db.get_database_backend() {
+            DbBackend::Postgres => "postgresql",
+            DbBackend::Sqlite => "sqlite",
+            _ => "other_sql",
+        }
+    }
+
     pub fn backend(&self) -> DbBackend {
         self.db.get_database_backend()
     }
@@ -189,6 +198,7 @@ impl Store {
 
     /// Records a certified certification and its person (created on first sight), and returns
     /// who held the person before this call.
+    #[tracing::instrument(name = "db.record", skip_all, fields(otel.kind = "client", db.system = %self.system()))]
     pub async fn record(&self, seen: SeenCertification<'_>) -> Result<Recorded, StoreError> {
         let now = Utc::now();
         let txn = self.db.begin().await.map_err(classify)?;
@@ -273,6 +283,7 @@ impl Store {
 
     /// Binds the person to `account` and marks the certification consumed by it, in one
     /// transaction decided by conditional updates and the unique index on `account_id`.
+    #[tracing::instrument(name = "db.bind", skip_all, fields(otel.kind = "client", db.system = %self.system()))]
     pub async fn bind(
         &self,
         provider: Provider,
@@ -359,6 +370,7 @@ impl Store {
     }
 
     /// The account no longer holds its person (회원 탈퇴). `Some(time)` when a binding existed.
+    #[tracing::instrument(name = "db.unlink", skip_all, fields(otel.kind = "client", db.system = %self.system()))]
     pub async fn unlink(&self, account: &AccountId) -> Result<Option<DateTime<Utc>>, StoreError> {
         let now = Utc::now();
         let unlinked = person::Entity::update_many()
@@ -472,6 +484,7 @@ impl Store {
     }
 
     /// Who holds the person with this CI index, if anyone.
+    #[tracing::instrument(name = "db.holder_by_ci", skip_all, fields(otel.kind = "client", db.system = %self.system()))]
     pub async fn holder_by_ci(&self, ci_index: &PersonIndex) -> Result<Option<Holder>, StoreError> {
         let person = person::Entity::find()
             .filter(person::Column::CiHash.eq(ci_index.0.as_str()))
@@ -482,6 +495,11 @@ impl Store {
     }
 
     /// `None` when we have never seen this certification; otherwise who holds its person.
+    #[tracing::instrument(
+        name = "db.holder_by_certification",
+        skip_all,
+        fields(otel.kind = "client", db.system = %self.system())
+    )]
     pub async fn holder_by_certification(
         &self,
         provider: Provider,

@@ -14,3 +14,4 @@ mod server;
 mod shutdown;
 mod tls;
 mod token;
+mod traces;

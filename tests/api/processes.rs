@@ -218,12 +218,7 @@ impl ServiceProcess {
             };
             let address = line
                 .contains("serving gRPC")
-                .then(|| {
-                    line.split("address=")
-                        .nth(1)
-                        .and_then(|rest| rest.split_whitespace().next())
-                        .map(str::to_owned)
-                })
+                .then(|| logged_address(&line))
                 .flatten();
             logged.lock().unwrap().push(line);
             if let Some(address) = address {
@@ -301,4 +296,17 @@ pub async fn wait_for_serving(address: &str) {
         assert!(Instant::now() < deadline, "{address} never reported SERVING");
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+}
+
+/// The `address` field of a log line, in text (`address=…`) or JSON (`"address":"…"`) format.
+fn logged_address(line: &str) -> Option<String> {
+    let text = line
+        .split("address=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next());
+    let json = line
+        .split("\"address\":\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next());
+    json.or(text).map(str::to_owned)
 }
