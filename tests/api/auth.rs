@@ -12,10 +12,7 @@ use certification_service::{
 use tonic::{Code, Request, metadata::MetadataValue};
 use tonic_health::pb::health_check_response::ServingStatus;
 
-use crate::{
-    helpers::{TestApp, assert_status, spawn_app_with, verify_request},
-    processes::RedisServer,
-};
+use crate::helpers::{TestApp, assert_status, spawn_app_with, verify_request};
 
 const SIGNUP_TOKEN: &str = "signup-token-0123456789abcdef";
 const RECOVERY_TOKEN: &str = "recovery-token-0123456789abcdef";
@@ -110,16 +107,10 @@ async fn each_configured_token_is_accepted_and_health_needs_none() {
 
 #[tokio::test]
 async fn the_callers_name_is_logged_and_its_token_never() {
-    let redis = RedisServer::start();
-    let fleet = crate::helpers::spawn_fleet(1, Some(&redis.url()), |_| {}, |_| {}).await;
-    let data = tempfile::tempdir().unwrap();
     let tokens = format!("signup={SIGNUP_TOKEN}");
-    let service = crate::fleet::start_service_process(
-        &fleet,
-        &redis.url(),
-        &data,
-        &[("RUST_LOG", "debug"), ("CALLER_TOKENS", &tokens)],
-    );
+    let setup =
+        crate::fleet::process_beside_fleet(&[("RUST_LOG", "debug"), ("CALLER_TOKENS", &tokens)]).await;
+    let service = &setup.service;
     service.wait_serving().await;
     let channel = tonic::transport::Channel::from_shared(format!("http://{}", service.address))
         .unwrap()

@@ -74,6 +74,28 @@ pub fn start_service_process(
     ServiceProcess::start(&env)
 }
 
+/// The binary as a process beside a one-replica fleet: its own Redis, sandbox and SQLite file.
+/// Keep the whole tuple alive for the test's length.
+pub struct ProcessBesideFleet {
+    pub service: ServiceProcess,
+    _fleet: Fleet,
+    _redis: RedisServer,
+    _data: tempfile::TempDir,
+}
+
+pub async fn process_beside_fleet(extra: &[(&str, &str)]) -> ProcessBesideFleet {
+    let redis = RedisServer::start();
+    let fleet = spawn_fleet(1, Some(&redis.url()), |_| {}, |_| {}).await;
+    let data = tempfile::tempdir().unwrap();
+    let service = start_service_process(&fleet, &redis.url(), &data, extra);
+    ProcessBesideFleet {
+        service,
+        _fleet: fleet,
+        _redis: redis,
+        _data: data,
+    }
+}
+
 #[tokio::test]
 async fn a_cold_burst_over_three_replicas_makes_one_get_token_call() {
     let redis = RedisServer::start();

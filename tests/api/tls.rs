@@ -11,9 +11,8 @@ use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
 use crate::{
-    fleet::start_service_process,
-    helpers::{TestApp, spawn_fleet, verify_request},
-    processes::{RedisServer, wait_for_serving},
+    helpers::{TestApp, verify_request},
+    processes::wait_for_serving,
 };
 
 struct Authority {
@@ -161,19 +160,13 @@ async fn the_callers_name_comes_from_its_certificate() {
     let cert_file = write("server.pem", &pki.server.cert_pem);
     let key_file = write("server.key", &pki.server.key_pem);
     let ca_file = write("ca.pem", &pki.ours.pem);
-    let redis = RedisServer::start();
-    let fleet = spawn_fleet(1, Some(&redis.url()), |_| {}, |_| {}).await;
-    let data = tempfile::tempdir().unwrap();
-    let service = start_service_process(
-        &fleet,
-        &redis.url(),
-        &data,
-        &[
-            ("TLS_CERT_FILE", &cert_file),
-            ("TLS_KEY_FILE", &key_file),
-            ("TLS_CLIENT_CA_FILE", &ca_file),
-        ],
-    );
+    let setup = crate::fleet::process_beside_fleet(&[
+        ("TLS_CERT_FILE", &cert_file),
+        ("TLS_KEY_FILE", &key_file),
+        ("TLS_CLIENT_CA_FILE", &ca_file),
+    ])
+    .await;
+    let service = &setup.service;
     let good = leaf(&pki.ours, "recovery-service", &[]);
     let mut client = tls_client(&service.address, &pki.ours.pem, Some(&good))
         .await

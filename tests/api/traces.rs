@@ -20,8 +20,6 @@ use opentelemetry_proto::tonic::{
 };
 use tokio_stream::wrappers::TcpListenerStream;
 
-use crate::{fleet::start_service_process, helpers::spawn_fleet, processes::RedisServer};
-
 #[derive(Clone, Default)]
 struct Collector {
     spans: Arc<Mutex<Vec<Span>>>,
@@ -61,19 +59,13 @@ async fn the_rpc_span_continues_the_callers_trace_with_portone_and_database_chil
             .serve_with_incoming(TcpListenerStream::new(listener)),
     );
 
-    let redis = RedisServer::start();
-    let fleet = spawn_fleet(1, Some(&redis.url()), |_| {}, |_| {}).await;
-    let data = tempfile::tempdir().unwrap();
-    let service = start_service_process(
-        &fleet,
-        &redis.url(),
-        &data,
-        &[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
-            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
-            ("LOG_FORMAT", "json"),
-        ],
-    );
+    let setup = crate::fleet::process_beside_fleet(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ("LOG_FORMAT", "json"),
+    ])
+    .await;
+    let service = &setup.service;
     service.wait_serving().await;
 
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
