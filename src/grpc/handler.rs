@@ -66,9 +66,6 @@ fn call_span<T>(method: &'static str, request: &Request<T>) -> tracing::Span {
         trace_id = tracing::field::Empty,
         otel.name = %format_args!("certification.v1.CertificationService/{method}"),
         otel.kind = "server",
-        rpc.system = "grpc",
-        rpc.service = "certification.v1.CertificationService",
-        rpc.method = %method,
         rpc.grpc.status_code = tracing::field::Empty,
         otel.status_code = tracing::field::Empty,
     );

@@ -121,9 +121,7 @@ async fn the_rpc_span_continues_the_callers_trace_with_portone_and_database_chil
         "the caller's span is the parent"
     );
     assert_eq!(
-        attribute(rpc, "rpc.method")
-            .as_deref()
-            .map(|v| v.contains("Verify")),
+        attribute(rpc, "method").as_deref().map(|v| v.contains("Verify")),
         Some(true)
     );
     assert!(attribute(rpc, "rpc.grpc.status_code").is_some_and(|code| code.contains('0')));
