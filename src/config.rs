@@ -159,6 +159,21 @@ pub struct ServeArgs {
     /// Attempts for an idempotent PortOne call on 5xx, timeouts and connection errors.
     #[arg(long, env = "PORTONE_MAX_ATTEMPTS", default_value_t = 3)]
     pub portone_max_attempts: u32,
+    /// Consecutive failed PortOne attempts (connection errors, timeouts, 5xx) after which calls
+    /// fail at once with UNAVAILABLE instead of waiting on an outage; 0 never stops calling.
+    #[arg(long, env = "PORTONE_CIRCUIT_FAILURES", default_value_t = 5)]
+    pub portone_circuit_failures: u32,
+    /// How long the circuit stays open before one probe call tests PortOne again.
+    #[arg(long, env = "PORTONE_CIRCUIT_OPEN_FOR", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub portone_circuit_open_for: Duration,
+    /// Requests to PortOne at once (and so connections to it); more wait for a place within
+    /// their deadline.
+    #[arg(long, env = "PORTONE_MAX_CONNECTIONS", default_value_t = 128)]
+    pub portone_max_connections: usize,
+    /// Calls in progress at once; past it a call is refused at once with RESOURCE_EXHAUSTED
+    /// (reason OVERLOADED) instead of queueing behind the others.
+    #[arg(long, env = "MAX_IN_FLIGHT", default_value_t = 1024)]
+    pub max_in_flight: usize,
     /// Base64 HMAC key (at least 32 bytes) for the CI/DI lookup hashes. Required unless --sandbox.
     #[arg(long, env = "CI_INDEX_KEY", hide_env_values = true)]
     pub ci_index_key: Option<String>,
@@ -343,6 +358,8 @@ pub struct Settings {
     pub certification_retention: Duration,
     pub policy: Policy,
     pub request_timeout: Duration,
+    /// Calls admitted at once; the rest get RESOURCE_EXHAUSTED.
+    pub max_in_flight: usize,
     pub migrate_on_start: bool,
     /// How often readiness re-checks the database.
     pub readiness_interval: Duration,
@@ -430,6 +447,19 @@ impl ServeArgs {
                 "PORTONE_MAX_ATTEMPTS must be between 1 and 10",
             ));
         }
+        if self.max_in_flight == 0 || self.max_in_flight > tokio::sync::Semaphore::MAX_PERMITS {
+            return Err(ConfigError::OutOfRange("MAX_IN_FLIGHT must be at least 1"));
+        }
+        if self.portone_max_connections == 0 {
+            return Err(ConfigError::OutOfRange(
+                "PORTONE_MAX_CONNECTIONS must be at least 1",
+            ));
+        }
+        if self.portone_circuit_open_for.is_zero() {
+            return Err(ConfigError::OutOfRange(
+                "PORTONE_CIRCUIT_OPEN_FOR must be positive",
+            ));
+        }
         if self.redis_timeout.is_zero() || self.token_lock_ttl.is_zero() {
             return Err(ConfigError::OutOfRange(
                 "REDIS_TIMEOUT and TOKEN_LOCK_TTL must be positive",
@@ -461,6 +491,11 @@ impl ServeArgs {
                 token_margin: TOKEN_MARGIN,
                 token_refresh_ahead: TOKEN_REFRESH_AHEAD,
                 token_lock_ttl: self.token_lock_ttl,
+                max_connections: self.portone_max_connections,
+                circuit: crate::portone::CircuitSettings {
+                    failure_threshold: self.portone_circuit_failures,
+                    open_for: self.portone_circuit_open_for,
+                },
             },
             ci_index_key,
             sealing_keys,
@@ -487,6 +522,7 @@ impl ServeArgs {
                 rejoin_cooldown: self.retention.rejoin_cooldown,
             },
             request_timeout: self.request_timeout,
+            max_in_flight: self.max_in_flight,
             migrate_on_start: !self.skip_migrations,
             readiness_interval: Duration::from_secs(5),
         })

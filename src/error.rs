@@ -36,6 +36,9 @@ pub enum ServiceError {
     Store(#[from] StoreError),
     #[error("the caller's deadline passed")]
     DeadlineExceeded,
+    /// MAX_IN_FLIGHT calls are in progress: refused at once rather than queued.
+    #[error("overloaded: {limit} calls already in flight, retry shortly")]
+    Overloaded { limit: usize },
     #[error("a valid caller token is required: `authorization: Bearer <token>`")]
     Unauthenticated { token_presented: bool },
     /// Before the first successful migration and database check: the schema may not exist yet.

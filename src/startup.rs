@@ -98,7 +98,11 @@ impl Application {
             settings.sealing_keys.clone(),
             settings.policy.clone(),
         );
-        let grpc = CertificationGrpc::new(Arc::new(service), settings.request_timeout);
+        let grpc = CertificationGrpc::new(
+            Arc::new(service),
+            settings.request_timeout,
+            settings.max_in_flight,
+        );
 
         let health = HealthReporter::new();
         // tonic-health starts "" as SERVING; nothing is ready until the database answers.

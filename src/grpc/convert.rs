@@ -107,3 +107,125 @@ fn timestamp(at: DateTime<Utc>) -> Timestamp {
         nanos: i32::try_from(at.timestamp_subsec_nanos()).unwrap_or(0),
     }
 }
+
+/// Every request field parser against generated input: hostile strings, any Unicode, and
+/// near-misses of valid values. Whatever comes in, parsing answers (never panics), and what it
+/// accepts has exactly the shape the rest of the service relies on.
+#[cfg(test)]
+mod proptests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::grpc::proto::{
+        CheckDuplicateRequest, UnlinkRequest, VerifyRequest, check_duplicate_request::Key,
+    };
+
+    /// Any string, strings built from URL-ish and Unicode-digit pieces, and valid values with
+    /// one character inserted somewhere.
+    fn field() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            Just("imp_".to_owned()),
+            "[0-9]{1,12}",
+            Just("..".to_owned()),
+            Just("/".to_owned()),
+            Just("%2F".to_owned()),
+            Just("?".to_owned()),
+            Just("#".to_owned()),
+            Just("\0".to_owned()),
+            Just("١٢٣".to_owned()),
+            Just("１２".to_owned()),
+            Just(" ".to_owned()),
+            "[a-zA-Z0-9+/=_.:@-]{1,20}",
+            any::<String>(),
+        ];
+        let inserted = (
+            "imp_[0-9]{12}|[a-z0-9@.-]{1,40}|[A-Za-z0-9+/]{86}==",
+            any::<char>(),
+            any::<prop::sample::Index>(),
+        )
+            .prop_map(|(valid, extra, at): (String, char, prop::sample::Index)| {
+                let mut chars: Vec<char> = valid.chars().collect();
+                chars.insert(at.index(chars.len() + 1), extra);
+                chars.into_iter().collect()
+            });
+        prop_oneof![
+            any::<String>(),
+            prop::collection::vec(piece, 0..6).prop_map(|pieces| pieces.concat()),
+            inserted,
+            "imp_[0-9]{0,24}",
+        ]
+    }
+
+    fn is_imp_uid(raw: &str) -> bool {
+        raw.strip_prefix("imp_").is_some_and(|digits| {
+            (8..=20).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit())
+        })
+    }
+
+    fn is_account_id(raw: &str) -> bool {
+        (1..=128).contains(&raw.len())
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._:@-".contains(&b))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn verify_requests_are_accepted_only_in_the_documented_shapes(
+            imp_uid in field(),
+            account_id in field(),
+            merchant_uid in field(),
+            min_age in prop::option::of(any::<u32>()),
+        ) {
+            let request = VerifyRequest {
+                imp_uid: imp_uid.clone(),
+                account_id: account_id.clone(),
+                merchant_uid: merchant_uid.clone(),
+                min_age,
+            };
+            match verify_command(request) {
+                Ok(command) => {
+                    prop_assert!(is_imp_uid(command.imp_uid.as_str()));
+                    prop_assert_eq!(command.imp_uid.as_str(), imp_uid.as_str());
+                    match command.account {
+                        Some(account) => prop_assert!(is_account_id(account.as_str())),
+                        None => prop_assert!(account_id.is_empty()),
+                    }
+                    if let Some(merchant) = command.merchant_uid {
+                        prop_assert!(merchant.as_str().len() <= 256);
+                        prop_assert!(!merchant.as_str().chars().any(char::is_control));
+                    }
+                    prop_assert!(command.min_age.is_none_or(|age| age.get() <= 150));
+                }
+                Err(violation) => {
+                    prop_assert!(["imp_uid", "account_id", "merchant_uid", "min_age"].contains(&violation.field));
+                    prop_assert!(violation.reason.starts_with("INVALID_"));
+                }
+            }
+        }
+
+        #[test]
+        fn check_duplicate_keys_are_accepted_only_in_the_documented_shapes(raw in field(), by_ci in any::<bool>()) {
+            let key = if by_ci { Key::Ci(raw.clone()) } else { Key::ImpUid(raw.clone()) };
+            match duplicate_key(CheckDuplicateRequest { key: Some(key) }) {
+                Ok(DuplicateKey::ImpUid(imp_uid)) => prop_assert!(!by_ci && is_imp_uid(imp_uid.as_str())),
+                Ok(DuplicateKey::Ci(_)) => prop_assert!(
+                    by_ci
+                        && (1..=256).contains(&raw.len())
+                        && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b"+/=-_".contains(&b))
+                ),
+                Err(violation) => prop_assert!(violation.reason == "INVALID_CI" || violation.reason == "INVALID_IMP_UID"),
+            }
+        }
+
+        #[test]
+        fn unlink_accounts_are_accepted_only_in_the_documented_shape(raw in field()) {
+            match unlink_account(UnlinkRequest { account_id: raw.clone() }) {
+                Ok(account) => prop_assert!(is_account_id(account.as_str()) && account.as_str() == raw),
+                Err(violation) => prop_assert_eq!(violation.reason, "INVALID_ACCOUNT_ID"),
+            }
+        }
+    }
+}

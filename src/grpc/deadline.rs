@@ -24,6 +24,10 @@ pub fn deadline(metadata: &MetadataMap, default: Duration) -> Instant {
 
 /// `grpc-timeout`: at most 8 ASCII digits and a unit (H, M, S, m, u, n), per the gRPC spec.
 fn parse_grpc_timeout(raw: &str) -> Option<Duration> {
+    // ASCII first: splitting off the last byte of anything else could split a character.
+    if !raw.is_ascii() {
+        return None;
+    }
     let (digits, unit) = raw.split_at(raw.len().checked_sub(1)?);
     if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|byte| byte.is_ascii_digit()) {
         return None;
@@ -72,5 +76,18 @@ mod tests {
             until <= Duration::from_secs(2) && until >= Duration::from_millis(1900),
             "{until:?}"
         );
+    }
+
+    proptest::proptest! {
+        /// Found by this property: a value ending in a multi-byte character made `split_at`
+        /// panic (tonic's `to_str` only lets ASCII through today; the parser no longer relies
+        /// on that).
+        #[test]
+        fn any_grpc_timeout_value_parses_or_is_ignored_without_panicking(raw in "\\PC{0,12}|[0-9]{1,10}[HMSmun]") {
+            if let Some(parsed) = parse_grpc_timeout(&raw) {
+                proptest::prop_assert!(raw.len() <= 9 && raw.is_ascii());
+                proptest::prop_assert!(parsed <= Duration::from_secs(99_999_999 * 3600));
+            }
+        }
     }
 }

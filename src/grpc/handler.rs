@@ -8,7 +8,10 @@ use std::{
     time::Duration,
 };
 
-use tokio::time::timeout_at;
+use tokio::{
+    sync::{OwnedSemaphorePermit, Semaphore},
+    time::timeout_at,
+};
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
@@ -27,15 +30,32 @@ pub struct CertificationGrpc {
     /// Set once migrations are applied and the database has answered; calls before that would
     /// meet a schema that may not exist yet.
     ready: Arc<AtomicBool>,
+    /// MAX_IN_FLIGHT permits: a call that finds none is refused, not queued, so the calls
+    /// already admitted keep their latency and memory stays bounded.
+    admission: Arc<Semaphore>,
+    max_in_flight: usize,
 }
 
 impl CertificationGrpc {
-    pub fn new(service: Arc<IdentityService>, default_timeout: Duration) -> Self {
+    pub fn new(service: Arc<IdentityService>, default_timeout: Duration, max_in_flight: usize) -> Self {
         Self {
             service,
             default_timeout,
             ready: Arc::new(AtomicBool::new(false)),
+            admission: Arc::new(Semaphore::new(max_in_flight)),
+            max_in_flight,
         }
+    }
+
+    fn admit(&self) -> Result<InFlight, ServiceError> {
+        let permit =
+            Arc::clone(&self.admission)
+                .try_acquire_owned()
+                .map_err(|_| ServiceError::Overloaded {
+                    limit: self.max_in_flight,
+                })?;
+        crate::telemetry::metrics::call_admitted();
+        Ok(InFlight { _permit: permit })
     }
 
     /// The flag readiness sets once the database is prepared.
@@ -49,6 +69,17 @@ impl CertificationGrpc {
         } else {
             Err(ServiceError::NotReady)
         }
+    }
+}
+
+/// One admitted call; dropping it (answered or cancelled) frees its place.
+struct InFlight {
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        crate::telemetry::metrics::call_finished();
     }
 }
 
@@ -90,6 +121,7 @@ impl CertificationGrpc {
         &self,
         request: Request<proto::VerifyRequest>,
     ) -> Result<Response<proto::VerifyResponse>, Status> {
+        let _in_flight = self.admit()?;
         let deadline = deadline(request.metadata(), self.default_timeout);
         let command = convert::verify_command(request.into_inner()).map_err(ServiceError::from)?;
         self.ensure_ready()?;
@@ -103,6 +135,7 @@ impl CertificationGrpc {
         &self,
         request: Request<proto::CheckDuplicateRequest>,
     ) -> Result<Response<proto::CheckDuplicateResponse>, Status> {
+        let _in_flight = self.admit()?;
         let deadline = deadline(request.metadata(), self.default_timeout);
         let key = convert::duplicate_key(request.into_inner()).map_err(ServiceError::from)?;
         self.ensure_ready()?;
@@ -116,6 +149,7 @@ impl CertificationGrpc {
         &self,
         request: Request<proto::UnlinkRequest>,
     ) -> Result<Response<proto::UnlinkResponse>, Status> {
+        let _in_flight = self.admit()?;
         let deadline = deadline(request.metadata(), self.default_timeout);
         let account = convert::unlink_account(request.into_inner()).map_err(ServiceError::from)?;
         self.ensure_ready()?;

@@ -97,6 +97,12 @@ impl From<ServiceError> for Status {
                     [],
                 )
             }
+            ServiceError::Overloaded { limit } => reasoned(
+                Code::ResourceExhausted,
+                "OVERLOADED",
+                message,
+                [("max_in_flight", limit.to_string())],
+            ),
             ServiceError::DeadlineExceeded => {
                 reasoned(Code::DeadlineExceeded, "DEADLINE_EXCEEDED", message, [])
             }
@@ -138,6 +144,19 @@ fn upstream_status(error: PortoneError) -> Status {
             )
         }
         PortoneError::DeadlineExceeded => reasoned(Code::DeadlineExceeded, "DEADLINE_EXCEEDED", message, []),
+        PortoneError::CircuitOpen { retry_after } => {
+            // Logged once when the circuit opens, not per refused call.
+            let mut details = ErrorDetails::with_error_info(
+                "UPSTREAM_UNAVAILABLE",
+                ERROR_DOMAIN,
+                HashMap::from([
+                    ("circuit".to_owned(), "open".to_owned()),
+                    ("retry_after_ms".to_owned(), retry_after.as_millis().to_string()),
+                ]),
+            );
+            details.set_retry_info(Some(retry_after));
+            Status::with_error_details(Code::Unavailable, "PortOne unavailable, retry later", details)
+        }
     }
 }
 

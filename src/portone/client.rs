@@ -15,6 +15,7 @@ use tokio::time::{Instant, sleep_until, timeout};
 
 use super::{
     AccessToken, BoxFuture, CertificationProvider, PortoneError, TokenCache,
+    circuit::{CircuitBreaker, CircuitSettings},
     model::{CertificationBody, Envelope, TokenGrant},
     token::{LockAttempt, SharedToken, UsableToken},
 };
@@ -44,6 +45,12 @@ pub struct PortoneSettings {
     /// How long the fleet-wide getToken lock is held at most: a replica that dies holding it
     /// delays the others by no more than this.
     pub token_lock_ttl: Duration,
+    /// When to stop calling a PortOne that keeps failing, and for how long.
+    pub circuit: CircuitSettings,
+    /// Requests to PortOne in flight at once (so connections open at once); further ones wait
+    /// for a place within their deadline. Each HTTP/1 connection holds its own buffers: at
+    /// 1,000 calls in flight this bound is a fifth of the process's memory.
+    pub max_connections: usize,
 }
 
 /// PortOne answers are small; a larger body is a fault, not something to buffer.
@@ -65,6 +72,8 @@ struct Inner {
     http: reqwest::Client,
     settings: PortoneSettings,
     tokens: TokenCache,
+    circuit: CircuitBreaker,
+    connections: tokio::sync::Semaphore,
     /// One refresh ahead at a time in this process.
     refreshing: AtomicBool,
     last_refresh: Mutex<Option<Instant>>,
@@ -109,6 +118,8 @@ impl PortoneClient {
         Ok(Self {
             inner: Arc::new(Inner {
                 http,
+                circuit: CircuitBreaker::new(settings.circuit.clone()),
+                connections: tokio::sync::Semaphore::new(settings.max_connections.max(1)),
                 settings,
                 tokens,
                 refreshing: AtomicBool::new(false),
@@ -318,7 +329,22 @@ impl PortoneClient {
             if now >= deadline {
                 return Err(PortoneError::DeadlineExceeded);
             }
-            let attempt_limit = self.inner.settings.request_timeout.min(deadline - now);
+            if let Err(retry_after) = self.inner.circuit.admit() {
+                metrics::record_portone_attempt(endpoint, "circuit_open", now.into_std());
+                return Err(PortoneError::CircuitOpen { retry_after });
+            }
+            let Ok(Ok(connection)) =
+                tokio::time::timeout_at(deadline, self.inner.connections.acquire()).await
+            else {
+                metrics::record_portone_attempt(endpoint, "deadline", now.into_std());
+                return Err(PortoneError::DeadlineExceeded);
+            };
+            let now = Instant::now();
+            let attempt_limit = self
+                .inner
+                .settings
+                .request_timeout
+                .min(deadline.saturating_duration_since(now));
             // The caller's trace goes on to PortOne (W3C traceparent).
             let outgoing = crate::telemetry::tracing_context::outgoing_headers()
                 .into_iter()
@@ -326,15 +352,22 @@ impl PortoneClient {
             let exchange = match timeout(attempt_limit, exchange(outgoing)).await {
                 Ok(exchange) => exchange,
                 Err(_) if Instant::now() >= deadline => {
+                    // The caller's deadline, not PortOne's failure: the circuit learns nothing.
                     metrics::record_portone_attempt(endpoint, "deadline", now.into_std());
                     return Err(PortoneError::DeadlineExceeded);
                 }
                 Err(_) => Exchange::Transient("timed out".into()),
             };
+            // Not held through the backoff: another call may use the place meanwhile.
+            drop(connection);
             metrics::record_portone_attempt(endpoint, exchange.outcome(), now.into_std());
             match exchange {
-                Exchange::Answered(status, body) => return Ok((status, body)),
+                Exchange::Answered(status, body) => {
+                    self.inner.circuit.succeeded();
+                    return Ok((status, body));
+                }
                 Exchange::Transient(failure) => {
+                    self.inner.circuit.failed();
                     tracing::warn!(attempt, failure = %failure, "portone call failed");
                     last_failure = failure;
                 }
@@ -437,20 +470,23 @@ fn decode<T: DeserializeOwned>(status: StatusCode, body: &[u8]) -> Result<T, Por
             )));
         }
     }
-    let envelope: Envelope<T> = serde_json::from_slice(body).map_err(|error| {
+    let malformed = |error: serde_json::Error| {
         PortoneError::Malformed(format!(
             "{} at line {} column {}",
             classify(&error),
             error.line(),
             error.column()
         ))
-    })?;
-    if envelope.code != 0 {
+    };
+    // The code first: an error envelope is an error whatever shape its `response` has.
+    let head: Envelope<serde::de::IgnoredAny> = serde_json::from_slice(body).map_err(malformed)?;
+    if head.code != 0 {
         return Err(PortoneError::Unavailable(format!(
             "portone answered code {}",
-            envelope.code
+            head.code
         )));
     }
+    let envelope: Envelope<T> = serde_json::from_slice(body).map_err(malformed)?;
     envelope
         .response
         .ok_or_else(|| PortoneError::Malformed("code 0 without a response".into()))
@@ -463,5 +499,135 @@ fn classify(error: &serde_json::Error) -> &'static str {
         serde_json::error::Category::Syntax => "invalid json",
         serde_json::error::Category::Data => "unexpected json shape",
         serde_json::error::Category::Eof => "truncated json",
+    }
+}
+
+/// The PortOne answer parser (status, envelope, record) against generated bodies: arbitrary
+/// bytes, arbitrary JSON, and real answers with one field replaced by any JSON value. It never
+/// panics, whatever it accepts is internally consistent, and its error messages never quote
+/// the body (bodies carry names, phone numbers and CIs).
+#[cfg(test)]
+mod proptests {
+    use proptest::prelude::*;
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    const IMP_UID: &str = "imp_123456789012";
+    const NAME: &str = "홍길동";
+    const CI: &str = "Q0lfc2VjcmV0X3ZhbHVlX29mX2FfcGVyc29u";
+
+    fn real_answer() -> Value {
+        json!({"code": 0, "message": null, "response": {
+            "imp_uid": IMP_UID, "merchant_uid": "signup-1", "pg_tid": "t", "pg_provider": "danal",
+            "name": NAME, "gender": "male", "birthday": "1990-03-15", "birth": 637426800,
+            "foreigner": false, "foreigner_v2": null, "phone": "01012345678", "carrier": "SKT",
+            "certified": true, "certified_at": 1795459469, "unique_key": CI,
+            "unique_in_site": "REVG", "origin": "https://example.com"}})
+    }
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            any::<String>().prop_map(Value::String),
+            Just(Value::String(String::new())),
+            Just(Value::String("1990-02-30".into())),
+        ];
+        leaf.prop_recursive(3, 16, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map("[a-z_]{1,12}", inner, 0..4)
+                    .prop_map(|map| Value::Object(map.into_iter().collect())),
+            ]
+        })
+    }
+
+    const FIELDS: &[&str] = &[
+        "imp_uid",
+        "merchant_uid",
+        "pg_provider",
+        "name",
+        "gender",
+        "birthday",
+        "foreigner",
+        "foreigner_v2",
+        "phone",
+        "carrier",
+        "certified",
+        "certified_at",
+        "unique_key",
+        "unique_in_site",
+    ];
+
+    fn parse(status: StatusCode, body: &[u8]) -> Result<ProviderCertification, PortoneError> {
+        decode::<CertificationBody>(status, body).and_then(|body| body.into_domain(IMP_UID))
+    }
+
+    fn check(result: &Result<ProviderCertification, PortoneError>) -> Result<(), TestCaseError> {
+        match result {
+            Ok(found) => {
+                prop_assert_eq!(found.id.as_str(), IMP_UID);
+                if found.certified {
+                    prop_assert!(found.identity.is_some() && found.certified_at.is_some());
+                } else {
+                    prop_assert!(found.identity.is_none());
+                }
+            }
+            Err(error) => {
+                let message = error.to_string();
+                prop_assert!(!message.contains(NAME) && !message.contains(CI), "{}", message);
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn arbitrary_bytes_under_any_status_are_an_error_or_a_consistent_answer(
+            status in prop::sample::select(vec![200u16, 201, 204, 301, 400, 401, 403, 404, 413, 418, 500]),
+            body in prop::collection::vec(any::<u8>(), 0..512),
+        ) {
+            check(&parse(StatusCode::from_u16(status).unwrap(), &body))?;
+        }
+
+        #[test]
+        fn arbitrary_json_is_an_error_or_a_consistent_answer(value in json_value()) {
+            check(&parse(StatusCode::OK, value.to_string().as_bytes()))?;
+        }
+
+        #[test]
+        fn a_real_answer_with_one_field_replaced_or_removed_is_handled(
+            field in prop::sample::select(FIELDS),
+            replacement in prop::option::of(json_value()),
+            code in prop_oneof![Just(0i64), any::<i64>()],
+        ) {
+            let mut answer = real_answer();
+            answer["code"] = json!(code);
+            let record = answer["response"].as_object_mut().unwrap();
+            match replacement {
+                Some(value) => { record.insert(field.to_owned(), value); }
+                None => { record.remove(field); }
+            }
+            let result = parse(StatusCode::OK, answer.to_string().as_bytes());
+            check(&result)?;
+            if code != 0 {
+                prop_assert!(matches!(result, Err(PortoneError::Unavailable(_))), "{result:?}");
+            }
+        }
+
+        #[test]
+        fn truncations_of_a_real_answer_are_errors(cut in 0usize..600) {
+            let body = real_answer().to_string();
+            let cut = cut.min(body.len().saturating_sub(1));
+            let truncated = &body.as_bytes()[..cut];
+            let result = parse(StatusCode::OK, truncated);
+            prop_assert!(matches!(result, Err(PortoneError::Malformed(_))), "{result:?}");
+            check(&result)?;
+        }
     }
 }

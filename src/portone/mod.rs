@@ -3,6 +3,7 @@
 //! The rest of the service sees only [`CertificationProvider`], so PortOne V2 identity
 //! verifications can arrive as one more implementation rather than a reshaped service.
 
+mod circuit;
 mod client;
 mod model;
 mod token;
@@ -11,6 +12,7 @@ use std::{future::Future, pin::Pin};
 
 use tokio::time::Instant;
 
+pub use circuit::CircuitSettings;
 pub use client::{PortoneClient, PortoneSettings};
 pub use token::{AccessToken, TokenCache, TokenCacheStats};
 
@@ -41,4 +43,7 @@ pub enum PortoneError {
     Malformed(String),
     #[error("the caller's deadline passed before portone answered")]
     DeadlineExceeded,
+    /// Recent attempts all failed: not trying again before `retry_after`.
+    #[error("portone is failing; not calling it for another {}ms", retry_after.as_millis())]
+    CircuitOpen { retry_after: std::time::Duration },
 }

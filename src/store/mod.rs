@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, Condition, ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr,
-    EntityTrait, QueryFilter, QueryOrder, QuerySelect, RuntimeErr, SqlErr, TransactionTrait,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect, RuntimeErr, SqlErr, Statement, TransactionTrait,
     sea_query::{Expr, Func, OnConflict},
     sqlx,
 };
@@ -201,6 +201,9 @@ impl Store {
     #[tracing::instrument(name = "db.record", skip_all, fields(otel.kind = "client", db.system = %self.system()))]
     pub async fn record(&self, seen: SeenCertification<'_>) -> Result<Recorded, StoreError> {
         let now = Utc::now();
+        if self.db.get_database_backend() == DbBackend::Postgres {
+            return self.record_in_one_statement(&seen, now).await;
+        }
         let txn = self.db.begin().await.map_err(classify)?;
         // A write first: on SQLite that takes the write lock up front, so two such
         // transactions queue on the busy timeout instead of deadlocking on a lock upgrade.
@@ -232,25 +235,7 @@ impl Store {
             .map_err(classify)?
             .ok_or_else(|| StoreError::Failure("person vanished inside its transaction".into()))?;
         if person.ci_sealed.is_none() {
-            // Written before sealing existed: seal it now that we hold the values.
-            person::Entity::update_many()
-                .col_expr(
-                    person::Column::CiSealed,
-                    Expr::value(seen.ci_sealed.blob.as_str()),
-                )
-                .col_expr(
-                    person::Column::DiSealed,
-                    Expr::value(seen.di_sealed.map(|di| di.blob.clone())),
-                )
-                .col_expr(
-                    person::Column::SealingKeyId,
-                    Expr::value(seen.ci_sealed.key_id.as_str()),
-                )
-                .filter(person::Column::Id.eq(person.id))
-                .filter(person::Column::CiSealed.is_null())
-                .exec(&txn)
-                .await
-                .map_err(classify)?;
+            seal_legacy_person(&txn, person.id, &seen).await?;
         }
         let upserted = certification::Entity::insert(certification::ActiveModel {
             provider: Set(seen.provider.as_str().to_owned()),
@@ -279,6 +264,61 @@ impl Store {
             person_id: person.id,
             holder: holder_of(&person),
         })
+    }
+
+    /// [`Store::record`] on PostgreSQL: one statement, so one round trip and an implicit
+    /// transaction instead of five round trips; under load that is most of the database's share
+    /// of a Verify. Same effect as the SQLite path: the person inserted unless present, the
+    /// certification upserted, and the person's holder returned.
+    async fn record_in_one_statement(
+        &self,
+        seen: &SeenCertification<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Recorded, StoreError> {
+        debug_assert!(seen.di_sealed.is_none_or(|di| di.key_id == seen.ci_sealed.key_id));
+        let values: Vec<sea_orm::Value> = vec![
+            seen.ci_index.0.clone().into(),
+            seen.di_index.map(|index| index.0.clone()).into(),
+            seen.ci_sealed.blob.clone().into(),
+            seen.di_sealed.map(|di| di.blob.clone()).into(),
+            seen.ci_sealed.key_id.clone().into(),
+            now.into(),
+            seen.provider.as_str().to_owned().into(),
+            seen.id.to_owned().into(),
+            seen.certified_at.into(),
+        ];
+        // The statement's snapshot predates a person inserted concurrently by another call,
+        // which our insert then skips: no row comes back, and the next try sees that person.
+        for _ in 0..3 {
+            let row = self
+                .db
+                .query_one_raw(Statement::from_sql_and_values(
+                    DbBackend::Postgres,
+                    RECORD_POSTGRES,
+                    values.clone(),
+                ))
+                .await
+                .map_err(classify)?;
+            let Some(row) = row else { continue };
+            let person_id: i64 = row.try_get("", "id").map_err(classify)?;
+            let account_id: Option<String> = row.try_get("", "account_id").map_err(classify)?;
+            let bound_at: Option<DateTime<Utc>> = row.try_get("", "bound_at").map_err(classify)?;
+            let unsealed: bool = row.try_get("", "unsealed").map_err(classify)?;
+            if unsealed {
+                seal_legacy_person(&self.db, person_id, seen).await?;
+            }
+            let holder = match (account_id, bound_at) {
+                (Some(account_id), Some(bound_at)) => Some(Holder {
+                    account_id: AccountId::from_trusted(account_id),
+                    bound_at,
+                }),
+                _ => None,
+            };
+            return Ok(Recorded { person_id, holder });
+        }
+        Err(StoreError::Unavailable(
+            "the person's row stayed out of sight for three tries".into(),
+        ))
     }
 
     /// Binds the person to `account` and marks the certification consumed by it, in one
@@ -486,12 +526,23 @@ impl Store {
     /// Who holds the person with this CI index, if anyone.
     #[tracing::instrument(name = "db.holder_by_ci", skip_all, fields(otel.kind = "client", db.system = %self.system()))]
     pub async fn holder_by_ci(&self, ci_index: &PersonIndex) -> Result<Option<Holder>, StoreError> {
-        let person = person::Entity::find()
+        // Only the two columns the answer needs: not the sealed blobs, on the hottest read.
+        let holder: Option<(Option<String>, Option<DateTime<Utc>>)> = person::Entity::find()
+            .select_only()
+            .column(person::Column::AccountId)
+            .column(person::Column::BoundAt)
             .filter(person::Column::CiHash.eq(ci_index.0.as_str()))
+            .into_tuple()
             .one(&self.db)
             .await
             .map_err(classify)?;
-        Ok(person.as_ref().and_then(holder_of))
+        Ok(match holder {
+            Some((Some(account_id), Some(bound_at))) => Some(Holder {
+                account_id: AccountId::from_trusted(account_id),
+                bound_at,
+            }),
+            _ => None,
+        })
     }
 
     /// `None` when we have never seen this certification; otherwise who holds its person.
@@ -526,6 +577,53 @@ impl Store {
         &self.db
     }
 }
+
+/// A person written before sealing existed gets sealed values once we hold them again.
+async fn seal_legacy_person(
+    db: &impl ConnectionTrait,
+    person_id: i64,
+    seen: &SeenCertification<'_>,
+) -> Result<(), StoreError> {
+    person::Entity::update_many()
+        .col_expr(
+            person::Column::CiSealed,
+            Expr::value(seen.ci_sealed.blob.as_str()),
+        )
+        .col_expr(
+            person::Column::DiSealed,
+            Expr::value(seen.di_sealed.map(|di| di.blob.clone())),
+        )
+        .col_expr(
+            person::Column::SealingKeyId,
+            Expr::value(seen.ci_sealed.key_id.as_str()),
+        )
+        .filter(person::Column::Id.eq(person_id))
+        .filter(person::Column::CiSealed.is_null())
+        .exec(db)
+        .await
+        .map_err(classify)?;
+    Ok(())
+}
+
+/// [`Store::record`] in one PostgreSQL statement. $1 ci_hash, $2 di_hash, $3 ci_sealed,
+/// $4 di_sealed, $5 sealing_key_id, $6 now, $7 provider, $8 provider_id, $9 certified_at.
+const RECORD_POSTGRES: &str = "\
+WITH inserted AS (
+    INSERT INTO persons (ci_hash, di_hash, ci_sealed, di_sealed, sealing_key_id, created_at, updated_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $6)
+    ON CONFLICT (ci_hash) DO NOTHING
+    RETURNING id, account_id, bound_at, ci_sealed IS NULL AS unsealed
+), person AS (
+    SELECT id, account_id, bound_at, unsealed FROM inserted
+    UNION ALL
+    SELECT id, account_id, bound_at, ci_sealed IS NULL FROM persons
+    WHERE ci_hash = $1 AND NOT EXISTS (SELECT 1 FROM inserted)
+), certification AS (
+    INSERT INTO certifications (provider, provider_id, person_id, certified_at, first_seen_at, last_seen_at)
+    SELECT $7, $8, id, $9, $6, $6 FROM person
+    ON CONFLICT (provider, provider_id) DO UPDATE SET last_seen_at = EXCLUDED.last_seen_at
+)
+SELECT id, account_id, bound_at, unsealed FROM person";
 
 fn holder_of(person: &person::Model) -> Option<Holder> {
     match (&person.account_id, person.bound_at) {

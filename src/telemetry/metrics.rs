@@ -23,6 +23,8 @@ pub const PORTONE_DURATION: &str = "certification_portone_request_duration_secon
 pub const TOKEN_LOOKUPS: &str = "certification_token_cache_lookups_total";
 pub const TOKEN_FETCHES: &str = "certification_token_fetches_total";
 pub const TOKEN_DEGRADED: &str = "certification_token_cache_degraded";
+pub const PORTONE_CIRCUIT: &str = "certification_portone_circuit_state";
+pub const IN_FLIGHT: &str = "certification_rpc_in_flight";
 pub const DB_POOL: &str = "certification_db_pool_connections";
 pub const BUILD_INFO: &str = "certification_build_info";
 
@@ -83,6 +85,20 @@ pub fn record_token_lookup(level: &'static str, result: &'static str) {
 
 pub fn record_token_fetch() {
     counter!(TOKEN_FETCHES).increment(1);
+}
+
+/// Calls admitted and not yet answered, against MAX_IN_FLIGHT.
+pub fn call_admitted() {
+    gauge!(IN_FLIGHT).increment(1.0);
+}
+
+pub fn call_finished() {
+    gauge!(IN_FLIGHT).decrement(1.0);
+}
+
+/// 0 closed, 0.5 half-open, 1 open.
+pub fn set_portone_circuit(state: f64) {
+    gauge!(PORTONE_CIRCUIT).set(state);
 }
 
 pub fn set_token_cache_degraded(degraded: bool) {

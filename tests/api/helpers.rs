@@ -12,7 +12,7 @@ use certification_service::{
         CheckDuplicateRequest, VerifyRequest, certification_service_client::CertificationServiceClient,
         check_duplicate_request::Key,
     },
-    portone::{PortoneClient, PortoneSettings, TokenCacheStats},
+    portone::{CircuitSettings, PortoneClient, PortoneSettings, TokenCacheStats},
     sandbox::{Sandbox, SandboxConfig, SandboxHandle},
     service::Policy,
     startup::{Application, SERVICE_NAME, install_crypto_provider},
@@ -190,6 +190,8 @@ pub async fn test_settings(
             token_margin: certification_service::config::TOKEN_MARGIN,
             token_refresh_ahead: certification_service::config::TOKEN_REFRESH_AHEAD,
             token_lock_ttl: Duration::from_secs(3),
+            circuit: CircuitSettings::default(),
+            max_connections: 128,
         },
         ci_index_key: CiIndexKey::from_base64(&STANDARD.encode(TEST_INDEX_KEY)).unwrap(),
         sealing_keys: SealingKeys::parse(&test_encryption_keys()).unwrap(),
@@ -211,13 +213,14 @@ pub async fn test_settings(
             rejoin_cooldown: Duration::ZERO,
         },
         request_timeout: Duration::from_secs(10),
+        max_in_flight: 1024,
         migrate_on_start: true,
         readiness_interval: Duration::from_millis(200),
     };
     (settings, sandbox, sqlite_dir)
 }
 
-async fn spawn_app_on(
+pub async fn spawn_app_on(
     mut settings: Settings,
     sandbox: impl Into<Arc<Sandbox>>,
     sqlite_dir: Option<impl Into<Arc<tempfile::TempDir>>>,

@@ -302,3 +302,25 @@ async fn purge_interval_runs_the_purge_in_the_background() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn a_person_stored_before_sealing_is_sealed_when_seen_again() {
+    let app = spawn_app().await;
+    let answer = verify_and_bind(&app, ADULT, "acct-legacy").await;
+    let connection = app.store.connection();
+    // As a row written before the sealing migration looks.
+    connection
+        .execute_unprepared("UPDATE persons SET ci_sealed = NULL, di_sealed = NULL, sealing_key_id = NULL")
+        .await
+        .unwrap();
+    let again = app.verify(ADULT_SECOND_CERTIFICATION).await.unwrap().into_inner();
+    assert_eq!(again.duplicate.unwrap().account_id, "acct-legacy");
+    let rows = sealed_rows(&app).await;
+    assert_eq!(rows.len(), 1);
+    let (key_id, ci, di) = &rows[0];
+    assert_eq!(key_id, "test-k1");
+    let keys = &app.settings.sealing_keys;
+    let identity = answer.identity.unwrap();
+    assert_eq!(keys.open(Purpose::Ci, ci).unwrap(), identity.ci);
+    assert_eq!(keys.open(Purpose::Di, di.as_ref().unwrap()).unwrap(), identity.di);
+}
