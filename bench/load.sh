@@ -89,11 +89,11 @@ echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}
 "$load" header
 "$load" rss --pid "$main_pid" --label "service idle, after start"
 "$load" verify "${common[@]}" --sandbox-url "$sandbox_url" --concurrency "$callers" \
-  --certifications "$certifications" --label "Verify (warm token)"
+  --certifications "$certifications" --pid "$main_pid" --label "Verify (warm token)"
 "$load" verify "${common[@]}" --sandbox-url "$sandbox_url" --concurrency "$few_callers" \
-  --certifications "$certifications" --label "Verify (warm token), fewer callers"
+  --certifications "$certifications" --pid "$main_pid" --label "Verify (warm token), fewer callers"
 "$load" verify "${common[@]}" --sandbox-url "$sandbox_url" --concurrency "$callers" \
-  --certifications "$certifications" --bind --label "Verify + bind account"
+  --certifications "$certifications" --pid "$main_pid" --bind --label "Verify + bind account"
 "$load" duplicate "${common[@]}" --sandbox-url "$sandbox_url" --concurrency "$dup_callers" \
   --persons "$persons" --database-url "$db_url" --ci-index-key "$ci_index_key"
 

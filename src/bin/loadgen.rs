@@ -97,7 +97,7 @@ struct VerifyArgs {
     /// Row label.
     #[arg(long, default_value = "Verify")]
     label: String,
-    /// After the run, report this process's peak RSS (VmHWM) in the row.
+    /// The service's process: report its CPU time per call and its peak RSS (VmHWM) in the row.
     #[arg(long)]
     pid: Option<u32>,
     /// Expect RESOURCE_EXHAUSTED refusals (the overload row): fail without any. Otherwise any
@@ -202,6 +202,16 @@ impl Measured {
             errors: BTreeMap::new(),
             elapsed: Duration::ZERO,
         }
+    }
+
+    /// Adds another phase of the same scenario.
+    fn merge(&mut self, other: Measured) {
+        self.histogram.add(other.histogram).expect("same bounds");
+        self.failed.add(other.failed).expect("same bounds");
+        for (code, n) in other.errors {
+            *self.errors.entry(code).or_default() += n;
+        }
+        self.elapsed += other.elapsed;
     }
 
     fn ok(&self) -> u64 {
@@ -407,7 +417,9 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
     };
     closed_loop(&channels, load.concurrency, load.warmup, call.clone()).await;
     let before = sandbox_calls(&args.sandbox_url).await?;
+    let cpu_before = args.pid.map(cpu_ticks).transpose()?;
     let measured = closed_loop(&channels, load.concurrency, load.duration, call).await;
+    let cpu_after = args.pid.map(cpu_ticks).transpose()?;
     let portone_calls = sandbox_calls(&args.sandbox_url).await? - before;
     // Refused calls never reach PortOne; every other call is one Verify that should cost one.
     let refused = measured.errors.get("ResourceExhausted").copied().unwrap_or(0);
@@ -415,9 +427,14 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
         "PortOne calls/Verify {:.2}",
         portone_calls as f64 / (measured.calls() - refused).max(1) as f64
     );
-    if let Some(pid) = args.pid {
+    if let (Some(pid), Some(before), Some(after)) = (args.pid, cpu_before, cpu_after) {
         let (peak, _) = rss_kib(pid)?;
-        notes = format!("{notes}, service peak RSS {:.1} MiB", peak as f64 / 1024.0);
+        let cpu_ms = (after - before) as f64 * 1000.0 / clock_ticks_per_second() as f64;
+        notes = format!(
+            "{notes}, service CPU {:.2} ms/call, peak RSS {:.1} MiB",
+            cpu_ms / measured.calls().max(1) as f64,
+            peak as f64 / 1024.0
+        );
     }
     println!("{}", measured.row(&args.label, load.concurrency, &notes));
     let failed = measured.errors.values().sum::<u64>() - refused;
@@ -499,8 +516,6 @@ async fn duplicate(args: DuplicateArgs) -> anyhow::Result<()> {
             }
         }
     };
-    closed_loop(&channels, load.concurrency, load.warmup, service_call.clone()).await;
-    let service = closed_loop(&channels, load.concurrency, load.duration, service_call).await;
 
     // The bare lookup: the same indexed query on the same table, one connection per client.
     let indexes: Arc<Vec<String>> = Arc::new(
@@ -512,7 +527,17 @@ async fn duplicate(args: DuplicateArgs) -> anyhow::Result<()> {
             })
             .collect(),
     );
-    let bare = bare_lookups(&args.database_url, load, &indexes).await?;
+    let bare_lookups = BareLookups::connect(&args.database_url, load.concurrency, indexes).await?;
+    closed_loop(&channels, load.concurrency, load.warmup, service_call.clone()).await;
+    bare_lookups.run(load.warmup).await;
+    // Interleaved, so drift on the machine (checkpoints, autovacuum) falls on both alike.
+    let (mut service, mut bare) = (Measured::new(), Measured::new());
+    for _ in 0..DUPLICATE_ROUNDS {
+        let slice = load.duration / DUPLICATE_ROUNDS;
+        service.merge(closed_loop(&channels, load.concurrency, slice, service_call.clone()).await);
+        bare.merge(bare_lookups.run(slice).await);
+    }
+    bare_lookups.db.close().await.ok();
     let service_rate = service.ok() as f64 / service.elapsed.as_secs_f64();
     let bare_rate = bare.ok() as f64 / bare.elapsed.as_secs_f64();
     println!(
@@ -537,75 +562,103 @@ async fn duplicate(args: DuplicateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn bare_lookups(
-    database_url: &str,
-    load: &LoadArgs,
-    indexes: &Arc<Vec<String>>,
-) -> anyhow::Result<Measured> {
-    let mut options = sea_orm::ConnectOptions::new(database_url.to_owned());
-    options
-        .max_connections(load.concurrency as u32)
-        .min_connections(load.concurrency as u32)
-        .sqlx_logging(false);
-    let db: DatabaseConnection = Database::connect(options)
-        .await
-        .context("connecting to the database")?;
-    let backend = db.get_database_backend();
-    if backend != DbBackend::Postgres {
-        bail!("the bare lookup is measured on PostgreSQL");
-    }
-    let run = |duration: Duration| {
-        let db = db.clone();
-        let indexes = Arc::clone(indexes);
-        async move {
-            let sequence = Arc::new(AtomicU64::new(0));
-            let stop = Arc::new(AtomicBool::new(false));
-            let started = Instant::now();
-            let mut clients = Vec::new();
-            for _ in 0..load.concurrency {
-                let (db, indexes, sequence, stop) = (
-                    db.clone(),
-                    Arc::clone(&indexes),
-                    Arc::clone(&sequence),
-                    Arc::clone(&stop),
-                );
-                clients.push(tokio::spawn(async move {
-                    let mut histogram = new_histogram();
-                    let mut errors = 0u64;
-                    while !stop.load(Ordering::Relaxed) {
-                        let n = sequence.fetch_add(1, Ordering::Relaxed) as usize;
-                        let statement = Statement::from_sql_and_values(
-                            DbBackend::Postgres,
-                            "SELECT account_id, bound_at FROM persons WHERE ci_hash = $1",
-                            [indexes[n % indexes.len()].clone().into()],
-                        );
-                        let sent = Instant::now();
-                        match db.query_one_raw(statement).await {
-                            Ok(Some(_)) => histogram.saturating_record(sent.elapsed().as_micros() as u64),
-                            _ => errors += 1,
-                        }
-                    }
-                    (histogram, errors)
-                }));
-            }
-            tokio::time::sleep(duration).await;
-            stop.store(true, Ordering::Relaxed);
-            let mut measured = Measured::new();
-            for client in clients {
-                let (histogram, errors) = client.await.expect("a client panicked");
-                measured.histogram.add(histogram).expect("same bounds");
-                if errors > 0 {
-                    *measured.errors.entry("not found or failed".into()).or_default() += errors;
-                }
-            }
-            measured.elapsed = started.elapsed();
-            measured
+/// Phases of the bare lookup; slices of the CheckDuplicate comparison.
+const DUPLICATE_ROUNDS: u32 = 4;
+
+/// The bare indexed lookup: the same query on the same table, one connection per client.
+struct BareLookups {
+    db: DatabaseConnection,
+    clients: usize,
+    indexes: Arc<Vec<String>>,
+}
+
+impl BareLookups {
+    async fn connect(database_url: &str, clients: usize, indexes: Arc<Vec<String>>) -> anyhow::Result<Self> {
+        let mut options = sea_orm::ConnectOptions::new(database_url.to_owned());
+        options
+            .max_connections(clients as u32)
+            .min_connections(clients as u32)
+            .sqlx_logging(false);
+        let db = Database::connect(options)
+            .await
+            .context("connecting to the database")?;
+        if db.get_database_backend() != DbBackend::Postgres {
+            bail!("the bare lookup is measured on PostgreSQL");
         }
+        Ok(Self { db, clients, indexes })
+    }
+
+    async fn run(&self, duration: Duration) -> Measured {
+        let (db, indexes) = (&self.db, &self.indexes);
+        let sequence = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let started = Instant::now();
+        let mut clients = Vec::new();
+        for _ in 0..self.clients {
+            let (db, indexes, sequence, stop) = (
+                db.clone(),
+                Arc::clone(indexes),
+                Arc::clone(&sequence),
+                Arc::clone(&stop),
+            );
+            clients.push(tokio::spawn(async move {
+                let mut histogram = new_histogram();
+                let mut errors = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let n = sequence.fetch_add(1, Ordering::Relaxed) as usize;
+                    let statement = Statement::from_sql_and_values(
+                        DbBackend::Postgres,
+                        "SELECT account_id, bound_at FROM persons WHERE ci_hash = $1",
+                        [indexes[n % indexes.len()].clone().into()],
+                    );
+                    let sent = Instant::now();
+                    match db.query_one_raw(statement).await {
+                        Ok(Some(_)) => histogram.saturating_record(sent.elapsed().as_micros() as u64),
+                        _ => errors += 1,
+                    }
+                }
+                (histogram, errors)
+            }));
+        }
+        tokio::time::sleep(duration).await;
+        stop.store(true, Ordering::Relaxed);
+        let mut measured = Measured::new();
+        for client in clients {
+            let (histogram, errors) = client.await.expect("a client panicked");
+            measured.histogram.add(histogram).expect("same bounds");
+            if errors > 0 {
+                *measured.errors.entry("not found or failed".into()).or_default() += errors;
+            }
+        }
+        measured.elapsed = started.elapsed();
+        measured
+    }
+}
+
+/// User + system CPU time of a process, in clock ticks, from /proc.
+fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("reading /proc/{pid}/stat"))?;
+    // The command name (field 2) may hold spaces; fields are counted after its closing paren.
+    let after_name = stat.rsplit_once(')').context("a /proc stat line")?.1;
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let field = |index: usize| {
+        fields
+            .get(index)
+            .and_then(|value| value.parse::<u64>().ok())
+            .context("utime/stime")
     };
-    run(load.warmup).await;
-    let measured = run(load.duration).await;
-    db.close().await.ok();
-    Ok(measured)
+    // utime and stime are fields 14 and 15 of the line: 12 and 13 after the name.
+    Ok(field(11)? + field(12)?)
+}
+
+fn clock_ticks_per_second() -> u64 {
+    // SAFETY: sysconf reads a constant of the running system.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    u64::try_from(ticks)
+        .ok()
+        .filter(|&ticks| ticks > 0)
+        .unwrap_or(100)
 }
 
 /// (VmHWM, VmRSS) in KiB from /proc.
