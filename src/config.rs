@@ -448,7 +448,9 @@ impl ServeArgs {
             ));
         }
         if self.max_in_flight == 0 || self.max_in_flight > tokio::sync::Semaphore::MAX_PERMITS {
-            return Err(ConfigError::OutOfRange("MAX_IN_FLIGHT must be at least 1"));
+            return Err(ConfigError::OutOfRange(
+                "MAX_IN_FLIGHT must be between 1 and 2^61 - 1",
+            ));
         }
         if self.portone_max_connections == 0 {
             return Err(ConfigError::OutOfRange(

@@ -12,8 +12,8 @@ fn main() -> ExitCode {
 }
 
 /// glibc gives every thread that allocates concurrently an arena of its own (up to 8 per core)
-/// and keeps their freed memory; two arenas serve two worker threads as fast and bound the
-/// peak (measured at 1,000 calls in flight: 65 MiB with the default, 60 MiB with two; see
+/// and keeps their freed memory; two arenas serve two worker threads and lower the peak
+/// (measured at 1,000 calls in flight: 64.9 MiB with the default, 62.9 MiB with two; see
 /// BENCHMARKS.md). MALLOC_ARENA_MAX in the environment still wins.
 fn limit_malloc_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]

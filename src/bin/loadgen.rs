@@ -271,56 +271,62 @@ async fn channels(load: &LoadArgs) -> anyhow::Result<Vec<Channel>> {
     Ok(channels)
 }
 
-/// Runs `call` from `concurrency` callers for `duration`, each caller starting its next call
-/// when the last one is answered; returns once every call in flight has been answered.
-async fn closed_loop<F, Fut>(
-    channels: &[Channel],
-    concurrency: usize,
-    duration: Duration,
-    call: F,
-) -> Measured
+/// One gRPC client per caller, spread over the connections.
+fn grpc_clients(channels: &[Channel], concurrency: usize) -> Vec<CertificationServiceClient<Channel>> {
+    (0..concurrency)
+        .map(|index| CertificationServiceClient::new(channels[index % channels.len()].clone()))
+        .collect()
+}
+
+/// A failed call's row label: its gRPC code.
+fn code(status: tonic::Status) -> String {
+    format!("{:?}", status.code())
+}
+
+/// Runs `call` from one caller per entry of `callers` (its client) for `duration`, each caller
+/// starting its next call when the last one is answered; returns once every call in flight has
+/// been answered. A failed call is counted under the label it returns.
+async fn closed_loop<C, F, Fut>(callers: &[C], duration: Duration, call: F) -> Measured
 where
-    F: Fn(CertificationServiceClient<Channel>, u64) -> Fut + Clone + Send + 'static,
-    Fut: std::future::Future<Output = Result<(), tonic::Status>> + Send,
+    C: Clone + Send + 'static,
+    F: Fn(C, u64) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), String>> + Send,
 {
     let sequence = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
-    let mut callers = Vec::with_capacity(concurrency);
-    for index in 0..concurrency {
-        let client = CertificationServiceClient::new(channels[index % channels.len()].clone());
+    let mut tasks = Vec::with_capacity(callers.len());
+    for client in callers {
+        let client = client.clone();
         let (sequence, stop, call) = (Arc::clone(&sequence), Arc::clone(&stop), call.clone());
-        callers.push(tokio::spawn(async move {
-            let mut histogram = new_histogram();
-            let mut failed = new_histogram();
-            let mut errors = BTreeMap::<String, u64>::new();
+        tasks.push(tokio::spawn(async move {
+            let mut measured = Measured::new();
             while !stop.load(Ordering::Relaxed) {
                 let n = sequence.fetch_add(1, Ordering::Relaxed);
                 let sent = Instant::now();
                 match call(client.clone(), n).await {
-                    Ok(()) => histogram.saturating_record(sent.elapsed().as_micros() as u64),
-                    Err(status) => {
-                        failed.saturating_record(sent.elapsed().as_micros() as u64);
-                        *errors.entry(format!("{:?}", status.code())).or_default() += 1;
+                    Ok(()) => measured
+                        .histogram
+                        .saturating_record(sent.elapsed().as_micros() as u64),
+                    Err(label) => {
+                        measured
+                            .failed
+                            .saturating_record(sent.elapsed().as_micros() as u64);
+                        *measured.errors.entry(label).or_default() += 1;
                         // A refused caller backs off a little, as a real one would, instead of
                         // spinning on the CPU the admitted calls need.
                         tokio::time::sleep(ERROR_PAUSE).await;
                     }
                 }
             }
-            (histogram, failed, errors)
+            measured
         }));
     }
     tokio::time::sleep(duration).await;
     stop.store(true, Ordering::Relaxed);
     let mut measured = Measured::new();
-    for caller in callers {
-        let (histogram, failed, errors) = caller.await.expect("a caller panicked");
-        measured.histogram.add(histogram).expect("same bounds");
-        measured.failed.add(failed).expect("same bounds");
-        for (code, n) in errors {
-            *measured.errors.entry(code).or_default() += n;
-        }
+    for task in tasks {
+        measured.merge(task.await.expect("a caller panicked"));
     }
     measured.elapsed = started.elapsed();
     measured
@@ -393,7 +399,7 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
     let load = &args.load;
     let batch = std::process::id() % 1000;
     let imp_uids = Arc::new(insert_certifications(&args.sandbox_url, batch, args.certifications).await?);
-    let channels = channels(load).await?;
+    let clients = grpc_clients(&channels(load).await?, load.concurrency);
     let (bind, timeout) = (args.bind, load.timeout);
     let call = move |mut client: CertificationServiceClient<Channel>, n: u64| {
         let imp_uids = Arc::clone(&imp_uids);
@@ -408,17 +414,21 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
                 },
                 ..Default::default()
             };
-            let answer = client.verify(with_timeout(request, timeout)).await?.into_inner();
+            let answer = client
+                .verify(with_timeout(request, timeout))
+                .await
+                .map_err(code)?
+                .into_inner();
             if bind && !answer.bound {
-                return Err(tonic::Status::internal("answered OK without binding"));
+                return Err("answered OK without binding".to_owned());
             }
             Ok(())
         }
     };
-    closed_loop(&channels, load.concurrency, load.warmup, call.clone()).await;
+    closed_loop(&clients, load.warmup, call.clone()).await;
     let before = sandbox_calls(&args.sandbox_url).await?;
     let cpu_before = args.pid.map(cpu_ticks).transpose()?;
-    let measured = closed_loop(&channels, load.concurrency, load.duration, call).await;
+    let measured = closed_loop(&clients, load.duration, call).await;
     let cpu_after = args.pid.map(cpu_ticks).transpose()?;
     let portone_calls = sandbox_calls(&args.sandbox_url).await? - before;
     // Refused calls never reach PortOne; every other call is one Verify that should cost one.
@@ -460,39 +470,31 @@ async fn duplicate(args: DuplicateArgs) -> anyhow::Result<()> {
     // Bind every person to an account first, so every lookup finds a holder.
     let imp_uids = Arc::new(imp_uids);
     let (timeout, persons) = (load.timeout, args.persons as u64);
-    let binding = {
-        let imp_uids = Arc::clone(&imp_uids);
-        let bound = Arc::new(AtomicU64::new(0));
-        let next = Arc::new(AtomicU64::new(0));
-        let mut tasks = tokio::task::JoinSet::new();
-        for caller in 0..32 {
-            let mut client = CertificationServiceClient::new(channels[caller % channels.len()].clone());
-            let (imp_uids, bound, next) = (Arc::clone(&imp_uids), Arc::clone(&bound), Arc::clone(&next));
-            tasks.spawn(async move {
-                loop {
-                    let n = next.fetch_add(1, Ordering::Relaxed);
-                    if n >= persons {
-                        return Ok::<_, tonic::Status>(());
-                    }
-                    let request = VerifyRequest {
-                        imp_uid: imp_uids[n as usize].clone(),
-                        account_id: format!("dup-{batch}-{n}"),
-                        ..Default::default()
-                    };
-                    client.verify(with_timeout(request, timeout)).await?;
-                    bound.fetch_add(1, Ordering::Relaxed);
+    // Every person exactly once: the tasks share one counter and stop at the first failure.
+    let next = Arc::new(AtomicU64::new(0));
+    let mut tasks = tokio::task::JoinSet::new();
+    for caller in 0..32 {
+        let mut client = CertificationServiceClient::new(channels[caller % channels.len()].clone());
+        let (imp_uids, next) = (Arc::clone(&imp_uids), Arc::clone(&next));
+        tasks.spawn(async move {
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= persons {
+                    return Ok::<_, tonic::Status>(());
                 }
-            });
-        }
-        while let Some(result) = tasks.join_next().await {
-            result
-                .context("a binding task panicked")?
-                .context("binding a person")?;
-        }
-        bound.load(Ordering::Relaxed)
-    };
-    if binding != persons {
-        bail!("bound {binding} of {persons} persons");
+                let request = VerifyRequest {
+                    imp_uid: imp_uids[n as usize].clone(),
+                    account_id: format!("dup-{batch}-{n}"),
+                    ..Default::default()
+                };
+                client.verify(with_timeout(request, timeout)).await?;
+            }
+        });
+    }
+    while let Some(result) = tasks.join_next().await {
+        result
+            .context("a binding task panicked")?
+            .context("binding a person")?;
     }
 
     let cis: Arc<Vec<String>> = Arc::new((0..args.persons).map(|n| ci_for(&person_key(batch, n))).collect());
@@ -507,10 +509,11 @@ async fn duplicate(args: DuplicateArgs) -> anyhow::Result<()> {
                 };
                 let answer = client
                     .check_duplicate(with_timeout(request, timeout))
-                    .await?
+                    .await
+                    .map_err(code)?
                     .into_inner();
                 if !answer.duplicate {
-                    return Err(tonic::Status::internal("a bound person reported free"));
+                    return Err("a bound person reported free".to_owned());
                 }
                 Ok(())
             }
@@ -528,13 +531,14 @@ async fn duplicate(args: DuplicateArgs) -> anyhow::Result<()> {
             .collect(),
     );
     let bare_lookups = BareLookups::connect(&args.database_url, load.concurrency, indexes).await?;
-    closed_loop(&channels, load.concurrency, load.warmup, service_call.clone()).await;
+    let clients = grpc_clients(&channels, load.concurrency);
+    closed_loop(&clients, load.warmup, service_call.clone()).await;
     bare_lookups.run(load.warmup).await;
     // Interleaved, so drift on the machine (checkpoints, autovacuum) falls on both alike.
     let (mut service, mut bare) = (Measured::new(), Measured::new());
     for _ in 0..DUPLICATE_ROUNDS {
         let slice = load.duration / DUPLICATE_ROUNDS;
-        service.merge(closed_loop(&channels, load.concurrency, slice, service_call.clone()).await);
+        service.merge(closed_loop(&clients, slice, service_call.clone()).await);
         bare.merge(bare_lookups.run(slice).await);
     }
     bare_lookups.db.close().await.ok();
@@ -589,49 +593,23 @@ impl BareLookups {
     }
 
     async fn run(&self, duration: Duration) -> Measured {
-        let (db, indexes) = (&self.db, &self.indexes);
-        let sequence = Arc::new(AtomicU64::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let started = Instant::now();
-        let mut clients = Vec::new();
-        for _ in 0..self.clients {
-            let (db, indexes, sequence, stop) = (
-                db.clone(),
-                Arc::clone(indexes),
-                Arc::clone(&sequence),
-                Arc::clone(&stop),
-            );
-            clients.push(tokio::spawn(async move {
-                let mut histogram = new_histogram();
-                let mut errors = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    let n = sequence.fetch_add(1, Ordering::Relaxed) as usize;
-                    let statement = Statement::from_sql_and_values(
-                        DbBackend::Postgres,
-                        "SELECT account_id, bound_at FROM persons WHERE ci_hash = $1",
-                        [indexes[n % indexes.len()].clone().into()],
-                    );
-                    let sent = Instant::now();
-                    match db.query_one_raw(statement).await {
-                        Ok(Some(_)) => histogram.saturating_record(sent.elapsed().as_micros() as u64),
-                        _ => errors += 1,
-                    }
+        let indexes = Arc::clone(&self.indexes);
+        let lookup = move |db: DatabaseConnection, n: u64| {
+            let index = indexes[(n % indexes.len() as u64) as usize].clone();
+            async move {
+                let statement = Statement::from_sql_and_values(
+                    DbBackend::Postgres,
+                    "SELECT account_id, bound_at FROM persons WHERE ci_hash = $1",
+                    [index.into()],
+                );
+                match db.query_one_raw(statement).await {
+                    Ok(Some(_)) => Ok(()),
+                    Ok(None) => Err("not found".to_owned()),
+                    Err(_) => Err("failed".to_owned()),
                 }
-                (histogram, errors)
-            }));
-        }
-        tokio::time::sleep(duration).await;
-        stop.store(true, Ordering::Relaxed);
-        let mut measured = Measured::new();
-        for client in clients {
-            let (histogram, errors) = client.await.expect("a client panicked");
-            measured.histogram.add(histogram).expect("same bounds");
-            if errors > 0 {
-                *measured.errors.entry("not found or failed".into()).or_default() += errors;
             }
-        }
-        measured.elapsed = started.elapsed();
-        measured
+        };
+        closed_loop(&vec![self.db.clone(); self.clients], duration, lookup).await
     }
 }
 

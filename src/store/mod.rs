@@ -307,14 +307,10 @@ impl Store {
             if unsealed {
                 seal_legacy_person(&self.db, person_id, seen).await?;
             }
-            let holder = match (account_id, bound_at) {
-                (Some(account_id), Some(bound_at)) => Some(Holder {
-                    account_id: AccountId::from_trusted(account_id),
-                    bound_at,
-                }),
-                _ => None,
-            };
-            return Ok(Recorded { person_id, holder });
+            return Ok(Recorded {
+                person_id,
+                holder: holder(account_id, bound_at),
+            });
         }
         Err(StoreError::Unavailable(
             "the person's row stayed out of sight for three tries".into(),
@@ -536,13 +532,7 @@ impl Store {
             .one(&self.db)
             .await
             .map_err(classify)?;
-        Ok(match holder {
-            Some((Some(account_id), Some(bound_at))) => Some(Holder {
-                account_id: AccountId::from_trusted(account_id),
-                bound_at,
-            }),
-            _ => None,
-        })
+        Ok(holder.and_then(|(account_id, bound_at)| self::holder(account_id, bound_at)))
     }
 
     /// `None` when we have never seen this certification; otherwise who holds its person.
@@ -626,9 +616,14 @@ WITH inserted AS (
 SELECT id, account_id, bound_at, unsealed FROM person";
 
 fn holder_of(person: &person::Model) -> Option<Holder> {
-    match (&person.account_id, person.bound_at) {
+    holder(person.account_id.clone(), person.bound_at)
+}
+
+/// A person's holder from its two columns: both set, or nobody.
+fn holder(account_id: Option<String>, bound_at: Option<DateTime<Utc>>) -> Option<Holder> {
+    match (account_id, bound_at) {
         (Some(account_id), Some(bound_at)) => Some(Holder {
-            account_id: AccountId::from_trusted(account_id.clone()),
+            account_id: AccountId::from_trusted(account_id),
             bound_at,
         }),
         _ => None,
