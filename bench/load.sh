@@ -26,9 +26,9 @@ bench_db=cs_bench_load
 db_url="${pg_url%/*}/$bench_db"
 
 if [ "$profile" = release ]; then
-  cargo build --quiet --locked --release --bins
+  cargo build --quiet --locked --release -p certification-service -p loadgen --bins
 else
-  cargo build --quiet --locked --bins
+  cargo build --quiet --locked -p certification-service -p loadgen --bins
 fi
 bin=target/$profile
 work=$(mktemp -d)

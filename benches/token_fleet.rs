@@ -6,30 +6,23 @@
 //! Needs `redis-server` on PATH (a private one is started on a free port). DATABASE_URL may
 //! name a PostgreSQL database; otherwise a temporary SQLite file is shared by the replicas.
 
-#[path = "../tests/api/processes.rs"]
-#[allow(dead_code)]
-mod processes;
-
 use std::{
     sync::Arc,
     time::{Duration, Instant},
 };
 
-use base64::{Engine, engine::general_purpose::STANDARD};
 use certification_service::{
-    config::{Secret, Settings, TOKEN_MARGIN, TOKEN_REFRESH_AHEAD},
-    domain::{CiIndexKey, SealingKeys},
+    app::{Application, install_crypto_provider},
+    config::RedisSettings,
     grpc::proto::{
         CheckDuplicateRequest, VerifyRequest, certification_service_client::CertificationServiceClient,
         check_duplicate_request::Key,
     },
-    portone::{CircuitSettings, PortoneClient, PortoneSettings},
+    portone::v1::PortoneClient,
     sandbox::{Sandbox, SandboxConfig, identities::CertificationRecord},
-    service::Policy,
-    startup::{Application, install_crypto_provider},
-    store::StoreSettings,
+    secret::Secret,
 };
-use processes::RedisServer;
+use certification_testkit::{RedisServer, test_settings, wait_for_serving};
 use tokio::{net::TcpListener, sync::oneshot};
 use tonic::transport::Channel;
 
@@ -160,54 +153,22 @@ async fn start_fleet(
             )
         }
     };
-    let settings = Settings {
-        grpc_listen_addr: "127.0.0.1:0".parse().unwrap(),
-        metrics_listen_addr: None,
-        store: StoreSettings {
-            database_url,
-            max_connections: 10,
-            acquire_timeout: Duration::from_secs(10),
-        },
-        redis_url: Some(Secret::new(redis.url())),
-        redis_timeout: Duration::from_millis(250),
-        redis_ca_file: None,
-        portone: PortoneSettings {
-            base_url: sandbox.base_url(),
-            imp_key: config.imp_key,
-            imp_secret: Secret::new(config.imp_secret),
-            request_timeout: Duration::from_secs(5),
-            connect_timeout: Duration::from_secs(1),
-            max_attempts: 3,
-            token_margin: TOKEN_MARGIN,
-            token_refresh_ahead: TOKEN_REFRESH_AHEAD,
-            token_lock_ttl: Duration::from_secs(3),
-            circuit: CircuitSettings::default(),
-            max_connections: 128,
-        },
-        ci_index_key: CiIndexKey::from_base64(&STANDARD.encode([7u8; 32])).unwrap(),
-        sealing_keys: SealingKeys::parse(&format!("bench:{}", STANDARD.encode([8u8; 32]))).unwrap(),
-        caller_tokens: None,
-        grpc_reflection: true,
-        tls: None,
-        health_listen_addr: None,
-        shutdown: certification_service::config::ShutdownSettings {
-            drain_delay: Duration::ZERO,
-            timeout: Duration::from_secs(5),
-        },
-        connections: certification_service::config::ConnectionSettings::default(),
-        purge_interval: None,
-        certification_retention: Duration::from_secs(90 * 24 * 3600),
-        policy: Policy {
-            min_age: 14,
-            reject_underage: false,
-            max_certification_age: Duration::from_secs(1800),
-            rejoin_cooldown: Duration::ZERO,
-        },
-        request_timeout: Duration::from_secs(30),
-        max_in_flight: 4096,
-        migrate_on_start: true,
-        readiness_interval: Duration::from_millis(100),
-    };
+    let mut settings = test_settings(
+        &database_url,
+        &sandbox.base_url(),
+        &config.imp_key,
+        &config.imp_secret,
+    );
+    settings.redis = Some(RedisSettings {
+        url: Secret::new(redis.url()),
+        timeout: Duration::from_millis(250),
+        ca_file: None,
+    });
+    settings.store.acquire_timeout = Duration::from_secs(10);
+    settings.store.readiness_interval = Duration::from_millis(100);
+    settings.portone.http.request_timeout = Duration::from_secs(5);
+    settings.server.request_timeout = Duration::from_secs(30);
+    settings.server.max_in_flight = 4096;
     let mut fleet = Vec::new();
     for _ in 0..replicas {
         let application =
@@ -226,7 +187,13 @@ async fn start_fleet(
             .await
             .unwrap();
         let client = CertificationServiceClient::new(channel);
-        processes::wait_for_serving(&address.to_string()).await;
+        wait_for_serving(
+            &address.to_string(),
+            Duration::from_secs(30),
+            Duration::from_millis(25),
+        )
+        .await
+        .unwrap();
         fleet.push(Replica {
             client,
             portone,

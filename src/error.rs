@@ -6,9 +6,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::{
-    domain::{AgeCheck, FieldViolation},
-    portone::PortoneError,
-    store::{BindConflict, StoreError},
+    domain::{AgeCheck, BindConflict, FieldViolation},
+    service::ProviderError,
+    store::StoreError,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -30,8 +30,11 @@ pub enum ServiceError {
     Conflict(BindConflict),
     #[error("the person was unlinked recently; a new binding is possible from {until}")]
     RejoinCooldown { until: DateTime<Utc> },
+    /// The provider reported a birth date after today (Asia/Seoul): no age can be computed.
+    #[error("the certified birth date is after today in Asia/Seoul")]
+    BornInTheFuture,
     #[error(transparent)]
-    Upstream(#[from] PortoneError),
+    Upstream(#[from] ProviderError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("the caller's deadline passed")]

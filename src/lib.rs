@@ -1,3 +1,5 @@
+pub mod app;
+pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod error;
@@ -5,7 +7,7 @@ pub mod grpc;
 pub mod maintenance;
 pub mod portone;
 pub mod sandbox;
+pub mod secret;
 pub mod service;
-pub mod startup;
 pub mod store;
 pub mod telemetry;

@@ -1,9 +1,6 @@
 use std::process::ExitCode;
 
-use certification_service::{
-    config::{Cli, Command},
-    startup, telemetry,
-};
+use certification_service::{app::install_crypto_provider, cli, config::Cli, telemetry};
 use clap::Parser;
 
 fn main() -> ExitCode {
@@ -30,17 +27,12 @@ fn limit_malloc_arenas() {
 async fn run() -> ExitCode {
     let cli = Cli::parse();
     let _telemetry = telemetry::init();
-    let outcome = match cli.command {
-        Command::Serve(args) => startup::serve(args).await,
-        Command::Migrate(args) => startup::migrate(args).await,
-        Command::Rekey(args) => startup::rekey(args).await,
-        Command::Purge(args) => startup::purge(args).await,
-        Command::Health(args) => startup::health(args).await,
-    };
-    match outcome {
+    install_crypto_provider();
+    match cli::run(cli.command).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            tracing::error!("{error:#}");
+            // Once, on stderr, where a failed command's reason belongs (Kubernetes keeps it
+            // beside the logs).
             eprintln!("certification-service: {error:#}");
             ExitCode::FAILURE
         }

@@ -2,12 +2,14 @@
 //! sea_orm, no I/O, so every rule here is unit-testable and shared by every transport.
 
 mod age;
+mod binding;
 mod identity;
 mod index_key;
 mod input;
 mod sealing;
 
 pub use age::{AgeCheck, full_age, today_in_seoul};
+pub use binding::{BindConflict, BindOutcome, Holder};
 pub use identity::{Carrier, Ci, Di, Gender, Identity, PersonName, Phone};
 pub use index_key::{CiIndexKey, IndexKeyError, PersonIndex};
 pub use input::{AccountId, FieldViolation, ImpUid, MerchantUid, MinAge};
@@ -17,7 +19,7 @@ use chrono::{DateTime, Utc};
 
 /// Which identity provider and API a certification came from: the stored certification is keyed
 /// by (provider, id) so PortOne V2 identity verifications can join without reshaping the store.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Provider {
     PortoneV1,
 }
@@ -27,6 +29,44 @@ impl Provider {
         match self {
             Provider::PortoneV1 => "portone_v1",
         }
+    }
+}
+
+/// Which certification, at which provider: the provider-neutral key a lookup takes. Built only
+/// from an id already parsed for its provider, so the id is safe in that provider's URL.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct CertificationRef {
+    provider: Provider,
+    id: String,
+}
+
+impl CertificationRef {
+    pub fn portone_v1(imp_uid: ImpUid) -> Self {
+        Self {
+            provider: Provider::PortoneV1,
+            id: imp_uid.as_str().to_owned(),
+        }
+    }
+
+    pub fn provider(&self) -> Provider {
+        self.provider
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+impl std::fmt::Display for CertificationRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Certification ids are not personal data: they name a record, not a person.
+        write!(f, "{}:{}", self.provider.as_str(), self.id)
+    }
+}
+
+impl std::fmt::Debug for CertificationRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CertificationRef({self})")
     }
 }
 

@@ -5,14 +5,13 @@ use prost_types::Timestamp;
 
 use super::proto;
 use crate::{
-    domain::{AccountId, Ci, FieldViolation, Gender, ImpUid, MerchantUid, MinAge},
+    domain::{AccountId, CertificationRef, Ci, FieldViolation, Gender, Holder, ImpUid, MerchantUid, MinAge},
     service::{DuplicateKey, Verified, VerifyCommand},
-    store::Holder,
 };
 
 pub fn verify_command(request: proto::VerifyRequest) -> Result<VerifyCommand, FieldViolation> {
     Ok(VerifyCommand {
-        imp_uid: ImpUid::parse(&request.imp_uid)?,
+        certification: CertificationRef::portone_v1(ImpUid::parse(&request.imp_uid)?),
         // proto3 strings: empty means "not given".
         account: non_empty(&request.account_id).map(AccountId::parse).transpose()?,
         merchant_uid: non_empty(&request.merchant_uid)
@@ -35,9 +34,9 @@ pub fn unlink_response(unlinked_at: Option<DateTime<Utc>>) -> proto::UnlinkRespo
 
 pub fn duplicate_key(request: proto::CheckDuplicateRequest) -> Result<DuplicateKey, FieldViolation> {
     match request.key {
-        Some(proto::check_duplicate_request::Key::ImpUid(raw)) => {
-            Ok(DuplicateKey::ImpUid(ImpUid::parse(&raw)?))
-        }
+        Some(proto::check_duplicate_request::Key::ImpUid(raw)) => Ok(DuplicateKey::Certification(
+            CertificationRef::portone_v1(ImpUid::parse(&raw)?),
+        )),
         Some(proto::check_duplicate_request::Key::Ci(raw)) => Ok(DuplicateKey::Ci(Ci::parse(&raw)?)),
         None => Err(FieldViolation::new(
             "key",
@@ -67,7 +66,7 @@ pub fn verify_response(verified: Verified) -> proto::VerifyResponse {
             di: identity.di.map(|di| di.expose().to_owned()).unwrap_or_default(),
         }),
         certification: Some(proto::Certification {
-            imp_uid: verified.certification.imp_uid,
+            imp_uid: verified.certification.id,
             merchant_uid: verified.certification.merchant_uid.unwrap_or_default(),
             pg_provider: verified.certification.pg_provider,
             certified_at: Some(timestamp(verified.certification.certified_at)),
@@ -187,8 +186,8 @@ mod proptests {
             };
             match verify_command(request) {
                 Ok(command) => {
-                    prop_assert!(is_imp_uid(command.imp_uid.as_str()));
-                    prop_assert_eq!(command.imp_uid.as_str(), imp_uid.as_str());
+                    prop_assert!(is_imp_uid(command.certification.id()));
+                    prop_assert_eq!(command.certification.id(), imp_uid.as_str());
                     match command.account {
                         Some(account) => prop_assert!(is_account_id(account.as_str())),
                         None => prop_assert!(account_id.is_empty()),
@@ -210,7 +209,7 @@ mod proptests {
         fn check_duplicate_keys_are_accepted_only_in_the_documented_shapes(raw in field(), by_ci in any::<bool>()) {
             let key = if by_ci { Key::Ci(raw.clone()) } else { Key::ImpUid(raw.clone()) };
             match duplicate_key(CheckDuplicateRequest { key: Some(key) }) {
-                Ok(DuplicateKey::ImpUid(imp_uid)) => prop_assert!(!by_ci && is_imp_uid(imp_uid.as_str())),
+                Ok(DuplicateKey::Certification(reference)) => prop_assert!(!by_ci && is_imp_uid(reference.id())),
                 Ok(DuplicateKey::Ci(_)) => prop_assert!(
                     by_ci
                         && (1..=256).contains(&raw.len())

@@ -1,6 +1,8 @@
-//! CertificationService handlers: parse, run within the deadline, convert.
+//! CertificationService handlers: every RPC takes one path (admit → deadline → parse → ready →
+//! run within the deadline → convert, inside a span that records the outcome).
 
 use std::{
+    future::Future,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -10,7 +12,7 @@ use std::{
 
 use tokio::{
     sync::{OwnedSemaphorePermit, Semaphore},
-    time::timeout_at,
+    time::{Instant, timeout_at},
 };
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
@@ -19,9 +21,10 @@ use super::{
     auth::Caller,
     convert,
     deadline::deadline,
+    method::Method,
     proto::{self, certification_service_server::CertificationService},
 };
-use crate::{error::ServiceError, service::IdentityService};
+use crate::{domain::FieldViolation, error::ServiceError, service::IdentityService};
 
 pub struct CertificationGrpc {
     service: Arc<IdentityService>,
@@ -47,6 +50,11 @@ impl CertificationGrpc {
         }
     }
 
+    /// The flag readiness sets once the database is prepared.
+    pub fn ready_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.ready)
+    }
+
     fn admit(&self) -> Result<InFlight, ServiceError> {
         let permit =
             Arc::clone(&self.admission)
@@ -58,17 +66,44 @@ impl CertificationGrpc {
         Ok(InFlight { _permit: permit })
     }
 
-    /// The flag readiness sets once the database is prepared.
-    pub fn ready_flag(&self) -> Arc<AtomicBool> {
-        Arc::clone(&self.ready)
-    }
-
     fn ensure_ready(&self) -> Result<(), ServiceError> {
         if self.ready.load(Ordering::Acquire) {
             Ok(())
         } else {
             Err(ServiceError::NotReady)
         }
+    }
+
+    /// The one path of every RPC: `parse` the request into a command, `run` it against the
+    /// service within the call's deadline, and `respond` with its result.
+    async fn unary<In, Command, Output, Out, Run>(
+        &self,
+        method: Method,
+        request: Request<In>,
+        parse: impl FnOnce(In) -> Result<Command, FieldViolation>,
+        run: impl FnOnce(Arc<IdentityService>, Command, Instant) -> Run,
+        respond: impl FnOnce(Output) -> Out,
+    ) -> Result<Response<Out>, Status>
+    where
+        Run: Future<Output = Result<Output, ServiceError>>,
+    {
+        let span = call_span(method, &request);
+        let call = async {
+            let _in_flight = self.admit()?;
+            let deadline = deadline(request.metadata(), self.default_timeout);
+            let command = parse(request.into_inner())?;
+            self.ensure_ready()?;
+            let output = timeout_at(deadline, run(Arc::clone(&self.service), command, deadline))
+                .await
+                .map_err(|_| ServiceError::DeadlineExceeded)??;
+            Ok::<_, ServiceError>(Response::new(respond(output)))
+        };
+        // Mapped inside the span: the mapping logs internal causes, with the call's context.
+        let result = async { call.await.map_err(Status::from) }
+            .instrument(span.clone())
+            .await;
+        finish(&span, &result);
+        result
     }
 }
 
@@ -85,17 +120,17 @@ impl Drop for InFlight {
 
 /// A span per call naming the method and the caller (never a token), so every log line of the
 /// call says who asked.
-fn call_span<T>(method: &'static str, request: &Request<T>) -> tracing::Span {
+fn call_span<T>(method: Method, request: &Request<T>) -> tracing::Span {
     let caller = request
         .extensions()
         .get::<Caller>()
         .map_or("anonymous", |caller| caller.0.as_str());
     let span = tracing::info_span!(
         "rpc",
-        method = %method,
+        method = %method.as_str(),
         caller = %caller,
         trace_id = tracing::field::Empty,
-        otel.name = %format_args!("certification.v1.CertificationService/{method}"),
+        otel.name = %method.full_name(),
         otel.kind = "server",
         rpc.grpc.status_code = tracing::field::Empty,
         otel.status_code = tracing::field::Empty,
@@ -116,81 +151,47 @@ fn finish<T>(span: &tracing::Span, result: &Result<T, Status>) {
     }
 }
 
-impl CertificationGrpc {
-    async fn verify_call(
-        &self,
-        request: Request<proto::VerifyRequest>,
-    ) -> Result<Response<proto::VerifyResponse>, Status> {
-        let _in_flight = self.admit()?;
-        let deadline = deadline(request.metadata(), self.default_timeout);
-        let command = convert::verify_command(request.into_inner()).map_err(ServiceError::from)?;
-        self.ensure_ready()?;
-        let verified = timeout_at(deadline, self.service.verify(command, deadline))
-            .await
-            .map_err(|_| ServiceError::DeadlineExceeded)??;
-        Ok(Response::new(convert::verify_response(verified)))
-    }
-
-    async fn check_duplicate_call(
-        &self,
-        request: Request<proto::CheckDuplicateRequest>,
-    ) -> Result<Response<proto::CheckDuplicateResponse>, Status> {
-        let _in_flight = self.admit()?;
-        let deadline = deadline(request.metadata(), self.default_timeout);
-        let key = convert::duplicate_key(request.into_inner()).map_err(ServiceError::from)?;
-        self.ensure_ready()?;
-        let holder = timeout_at(deadline, self.service.check_duplicate(key, deadline))
-            .await
-            .map_err(|_| ServiceError::DeadlineExceeded)??;
-        Ok(Response::new(convert::duplicate_status(holder.as_ref())))
-    }
-
-    async fn unlink_call(
-        &self,
-        request: Request<proto::UnlinkRequest>,
-    ) -> Result<Response<proto::UnlinkResponse>, Status> {
-        let _in_flight = self.admit()?;
-        let deadline = deadline(request.metadata(), self.default_timeout);
-        let account = convert::unlink_account(request.into_inner()).map_err(ServiceError::from)?;
-        self.ensure_ready()?;
-        let unlinked = timeout_at(deadline, self.service.unlink(&account))
-            .await
-            .map_err(|_| ServiceError::DeadlineExceeded)??;
-        Ok(Response::new(convert::unlink_response(unlinked)))
-    }
-}
-
-/// Each method: a span for the call (caller's trace continued), the call inside it, its outcome
-/// recorded on it.
 #[tonic::async_trait]
 impl CertificationService for CertificationGrpc {
     async fn verify(
         &self,
         request: Request<proto::VerifyRequest>,
     ) -> Result<Response<proto::VerifyResponse>, Status> {
-        let span = call_span("Verify", &request);
-        let result = self.verify_call(request).instrument(span.clone()).await;
-        finish(&span, &result);
-        result
+        self.unary(
+            Method::Verify,
+            request,
+            convert::verify_command,
+            |service, command, deadline| async move { service.verify(command, deadline).await },
+            convert::verify_response,
+        )
+        .await
     }
 
     async fn check_duplicate(
         &self,
         request: Request<proto::CheckDuplicateRequest>,
     ) -> Result<Response<proto::CheckDuplicateResponse>, Status> {
-        let span = call_span("CheckDuplicate", &request);
-        let result = self.check_duplicate_call(request).instrument(span.clone()).await;
-        finish(&span, &result);
-        result
+        self.unary(
+            Method::CheckDuplicate,
+            request,
+            convert::duplicate_key,
+            |service, key, deadline| async move { service.check_duplicate(key, deadline).await },
+            |holder| convert::duplicate_status(holder.as_ref()),
+        )
+        .await
     }
 
     async fn unlink(
         &self,
         request: Request<proto::UnlinkRequest>,
     ) -> Result<Response<proto::UnlinkResponse>, Status> {
-        let span = call_span("Unlink", &request);
-        let result = self.unlink_call(request).instrument(span.clone()).await;
-        finish(&span, &result);
-        result
+        self.unary(
+            Method::Unlink,
+            request,
+            convert::unlink_account,
+            |service, account, _deadline| async move { service.unlink(&account).await },
+            convert::unlink_response,
+        )
+        .await
     }
 }

@@ -5,10 +5,12 @@ mod auth;
 mod convert;
 mod deadline;
 mod handler;
+mod method;
 mod status;
 
 pub use auth::{Authenticator, Caller, CallerTokens, CallerTokensError};
 pub use handler::CertificationGrpc;
+pub use method::{Method, SERVICE, known_methods};
 
 /// Generated from `proto/certification/v1/certification.proto`.
 pub mod proto {

@@ -8,7 +8,7 @@ use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 use super::ERROR_DOMAIN;
-use crate::{error::ServiceError, portone::PortoneError, store::BindConflict, store::StoreError};
+use crate::{domain::BindConflict, error::ServiceError, service::ProviderError, store::StoreError};
 
 impl From<ServiceError> for Status {
     fn from(error: ServiceError) -> Self {
@@ -68,6 +68,10 @@ impl From<ServiceError> for Status {
                 reasoned(Code::AlreadyExists, reason, text.to_owned(), [])
             }
             ServiceError::Upstream(upstream) => upstream_status(upstream),
+            ServiceError::BornInTheFuture => {
+                tracing::error!("identity provider reported a birth date after today");
+                upstream_malformed()
+            }
             ServiceError::Unauthenticated { token_presented } => {
                 // Which caller tried is unknown by definition; whether a token came is useful.
                 tracing::warn!(token_presented, "call refused: no valid caller token");
@@ -110,16 +114,16 @@ impl From<ServiceError> for Status {
     }
 }
 
-fn upstream_status(error: PortoneError) -> Status {
+fn upstream_status(error: ProviderError) -> Status {
     let message = error.to_string();
     match error {
-        PortoneError::NotFound => reasoned(
+        ProviderError::NotFound => reasoned(
             Code::NotFound,
             "CERTIFICATION_NOT_FOUND",
             "no such certification at PortOne for our merchant account".into(),
             [],
         ),
-        PortoneError::Unavailable(cause) => {
+        ProviderError::Unavailable(cause) => {
             tracing::warn!(%cause, "portone unavailable");
             reasoned(
                 Code::Unavailable,
@@ -128,23 +132,24 @@ fn upstream_status(error: PortoneError) -> Status {
                 [],
             )
         }
-        PortoneError::CredentialsRejected => reasoned(
+        ProviderError::CredentialsRejected => reasoned(
             Code::Unavailable,
             "UPSTREAM_AUTH_FAILED",
             "PortOne refused this service's credentials".into(),
             [],
         ),
-        PortoneError::Malformed(cause) => {
+        ProviderError::Malformed(cause) => {
             tracing::error!(%cause, "portone answer malformed");
-            reasoned(
-                Code::Internal,
-                "UPSTREAM_MALFORMED",
-                "PortOne answered with an unusable body".into(),
-                [],
-            )
+            upstream_malformed()
         }
-        PortoneError::DeadlineExceeded => reasoned(Code::DeadlineExceeded, "DEADLINE_EXCEEDED", message, []),
-        PortoneError::CircuitOpen { retry_after } => {
+        ProviderError::NotConfigured(provider) => reasoned(
+            Code::FailedPrecondition,
+            "PROVIDER_NOT_CONFIGURED",
+            message,
+            [("provider", provider.as_str().to_owned())],
+        ),
+        ProviderError::DeadlineExceeded => reasoned(Code::DeadlineExceeded, "DEADLINE_EXCEEDED", message, []),
+        ProviderError::CircuitOpen { retry_after } => {
             // Logged once when the circuit opens, not per refused call.
             let mut details = ErrorDetails::with_error_info(
                 "UPSTREAM_UNAVAILABLE",
@@ -158,6 +163,15 @@ fn upstream_status(error: PortoneError) -> Status {
             Status::with_error_details(Code::Unavailable, "PortOne unavailable, retry later", details)
         }
     }
+}
+
+fn upstream_malformed() -> Status {
+    reasoned(
+        Code::Internal,
+        "UPSTREAM_MALFORMED",
+        "PortOne answered with an unusable body".into(),
+        [],
+    )
 }
 
 fn reasoned<const N: usize>(

@@ -22,7 +22,9 @@
 //!
 //! Admin requests are neither counted, recorded, delayed nor faulted.
 
+mod admin;
 pub mod identities;
+mod middleware;
 mod server;
 #[cfg(test)]
 mod tests;

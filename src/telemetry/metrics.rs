@@ -5,7 +5,7 @@
 use std::{
     future::Future,
     pin::Pin,
-    sync::OnceLock,
+    sync::{Arc, OnceLock},
     task::{Context, Poll},
     time::Instant,
 };
@@ -14,8 +14,6 @@ use ::metrics::{counter, gauge, histogram};
 use axum::{Router, extract::State, http::header, response::IntoResponse, routing::get};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
-
-use crate::store::Store;
 
 pub const RPC_REQUESTS: &str = "certification_rpc_requests_total";
 pub const RPC_DURATION: &str = "certification_rpc_duration_seconds";
@@ -50,9 +48,18 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
         .as_ref()
 }
 
+/// (connections open, of which idle) of the database pool, read at each scrape.
+pub type PoolUsage = Arc<dyn Fn() -> (u32, u32) + Send + Sync>;
+
 /// Serves `/metrics` on `listener` until `shutdown` resolves.
-pub async fn serve(listener: TcpListener, store: Store, shutdown: impl Future<Output = ()> + Send + 'static) {
-    let router = Router::new().route("/metrics", get(render)).with_state(store);
+pub async fn serve(
+    listener: TcpListener,
+    pool_usage: PoolUsage,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let router = Router::new()
+        .route("/metrics", get(render))
+        .with_state(pool_usage);
     if let Err(error) = axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await
@@ -61,8 +68,8 @@ pub async fn serve(listener: TcpListener, store: Store, shutdown: impl Future<Ou
     }
 }
 
-async fn render(State(store): State<Store>) -> impl IntoResponse {
-    let (size, idle) = store.pool_usage();
+async fn render(State(pool_usage): State<PoolUsage>) -> impl IntoResponse {
+    let (size, idle) = pool_usage();
     gauge!(DB_POOL, "state" => "idle").set(idle as f64);
     gauge!(DB_POOL, "state" => "in_use").set(size.saturating_sub(idle) as f64);
     let body = handle().map_or_else(String::new, |handle| {
@@ -105,22 +112,40 @@ pub fn set_token_cache_degraded(degraded: bool) {
     gauge!(TOKEN_DEGRADED).set(if degraded { 1.0 } else { 0.0 });
 }
 
+/// Services and their methods by name, as the gRPC layer lists them.
+pub type KnownMethods = Arc<Vec<(&'static str, Vec<&'static str>)>>;
+
 /// Counts and times every gRPC call by service, method and status code: one layer for every
 /// service, so no handler repeats it and refusals before a handler (authentication) count too.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct RpcMetricsLayer;
+/// Only `known` services and methods become labels.
+#[derive(Clone, Debug)]
+pub struct RpcMetricsLayer {
+    known: KnownMethods,
+}
+
+impl RpcMetricsLayer {
+    pub fn new(known: Vec<(&'static str, Vec<&'static str>)>) -> Self {
+        Self {
+            known: Arc::new(known),
+        }
+    }
+}
 
 impl<S> tower::Layer<S> for RpcMetricsLayer {
     type Service = RpcMetrics<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RpcMetrics { inner }
+        RpcMetrics {
+            inner,
+            known: Arc::clone(&self.known),
+        }
     }
 }
 
 #[derive(Clone, Debug)]
 pub struct RpcMetrics<S> {
     inner: S,
+    known: KnownMethods,
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -139,7 +164,7 @@ where
     }
 
     fn call(&mut self, request: http::Request<RequestBody>) -> Self::Future {
-        let (service, method) = service_and_method(request.uri().path());
+        let (service, method) = service_and_method(&self.known, request.uri().path());
         let started = Instant::now();
         let answer = self.inner.call(request);
         Box::pin(async move {
@@ -164,22 +189,13 @@ where
 
 /// Known services and methods by name; anything else is one label, so a scanner cannot
 /// create unbounded series.
-fn service_and_method(path: &str) -> (&'static str, &'static str) {
-    const KNOWN: &[(&str, &[&str])] = &[
-        (
-            "certification.v1.CertificationService",
-            &["Verify", "CheckDuplicate", "Unlink"],
-        ),
-        ("grpc.health.v1.Health", &["Check", "Watch"]),
-        ("grpc.reflection.v1.ServerReflection", &["ServerReflectionInfo"]),
-        (
-            "grpc.reflection.v1alpha.ServerReflection",
-            &["ServerReflectionInfo"],
-        ),
-    ];
+fn service_and_method(
+    known: &[(&'static str, Vec<&'static str>)],
+    path: &str,
+) -> (&'static str, &'static str) {
     let mut parts = path.trim_start_matches('/').splitn(2, '/');
     let (service, method) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    KNOWN
+    known
         .iter()
         .find(|(known, _)| *known == service)
         .and_then(|(known, methods)| {
@@ -219,6 +235,11 @@ mod tests {
 
     #[test]
     fn only_known_methods_become_labels() {
+        let known = vec![
+            ("certification.v1.CertificationService", vec!["Verify"]),
+            ("grpc.health.v1.Health", vec!["Check"]),
+        ];
+        let service_and_method = |path| service_and_method(&known, path);
         assert_eq!(
             service_and_method("/certification.v1.CertificationService/Verify"),
             ("certification.v1.CertificationService", "Verify")

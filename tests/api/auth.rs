@@ -2,12 +2,12 @@
 //! health stays open for the kubelet.
 
 use certification_service::{
+    app::SERVICE_NAME,
     grpc::{
         CallerTokens,
         proto::{CheckDuplicateRequest, UnlinkRequest, check_duplicate_request::Key},
     },
     sandbox::identities::{ADULT, ci_for},
-    startup::SERVICE_NAME,
 };
 use tonic::{Code, Request, metadata::MetadataValue};
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -19,7 +19,7 @@ const RECOVERY_TOKEN: &str = "recovery-token-0123456789abcdef";
 
 async fn spawn_authenticated_app() -> TestApp {
     let tokens = CallerTokens::parse(&format!("signup={SIGNUP_TOKEN},recovery={RECOVERY_TOKEN}")).unwrap();
-    spawn_app_with(|settings| settings.caller_tokens = Some(tokens)).await
+    spawn_app_with(|settings| settings.server.caller_tokens = Some(tokens)).await
 }
 
 fn with_authorization<T>(message: T, value: Option<&str>) -> Request<T> {

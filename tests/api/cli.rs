@@ -153,7 +153,7 @@ fn serve_with_the_sandbox_answers_verify_and_stops_on_sigterm() {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
         loop {
             let request = tonic_health::pb::HealthCheckRequest {
-                service: certification_service::startup::SERVICE_NAME.into(),
+                service: certification_service::app::SERVICE_NAME.into(),
             };
             if let Ok(response) = health.check(request).await
                 && response.into_inner().status == 1
@@ -213,7 +213,7 @@ fn serve_with_the_sandbox_answers_verify_and_stops_on_sigterm() {
 #[tokio::test]
 async fn the_health_subcommand_exits_zero_only_when_serving() {
     let app = crate::helpers::spawn_app().await;
-    let serving = health_command(app.addr.to_string(), certification_service::startup::SERVICE_NAME).await;
+    let serving = health_command(app.addr.to_string(), certification_service::app::SERVICE_NAME).await;
     assert!(serving.status.success(), "{serving:?}");
     assert!(String::from_utf8_lossy(&serving.stdout).contains("SERVING"));
     let unknown = health_command(app.addr.to_string(), "no.such.Service").await;

@@ -10,14 +10,13 @@ use std::{
 };
 
 use certification_service::{
-    config::Secret,
+    app::SERVICE_NAME,
     grpc::proto::VerifyRequest,
     portone::CircuitSettings,
     sandbox::{
         Endpoint, Fault,
         identities::{ADULT, CertificationRecord},
     },
-    startup::SERVICE_NAME,
 };
 use sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
 use tonic::Code;
@@ -25,15 +24,13 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_types::StatusExt;
 
 use crate::{
-    helpers::{TestApp, assert_status, fresh_postgres_database, spawn_app_on, spawn_app_with, test_settings},
+    helpers::{
+        TestApp, TestDatabase, assert_status, postgres_for, redis_settings, spawn_app_on, spawn_app_with,
+        test_settings,
+    },
     processes::RedisServer,
     proxy::{FaultProxy, Mode},
 };
-
-/// The PostgreSQL server of the fault tests: the one DATABASE_URL names, or the machine's own.
-fn postgres_admin_url() -> String {
-    crate::helpers::postgres_url().unwrap_or_else(|| "postgres://root@127.0.0.1:5432/test".to_owned())
-}
 
 /// `host:port` of a `scheme://[user@]host:port/...` URL.
 fn url_addr(url: &str) -> SocketAddr {
@@ -56,13 +53,13 @@ async fn app_with_portone_behind_proxy(
     portone_timeout: Duration,
     max_attempts: u32,
 ) -> (TestApp, FaultProxy) {
-    let (mut settings, sandbox, sqlite_dir) = test_settings(|_| {}).await;
+    let (mut settings, sandbox, data) = test_settings(|_| {}).await;
     let proxy = FaultProxy::start(sandbox.local_addr()).await;
     settings.portone.base_url = format!("http://{}", proxy.addr());
-    settings.portone.circuit = circuit;
-    settings.portone.request_timeout = portone_timeout;
-    settings.portone.max_attempts = max_attempts;
-    let app = spawn_app_on(settings, sandbox, sqlite_dir, |_| {}, true).await;
+    settings.portone.http.circuit = circuit;
+    settings.portone.http.request_timeout = portone_timeout;
+    settings.portone.http.max_attempts = max_attempts;
+    let app = spawn_app_on(settings, sandbox, data, |_| {}, true).await;
     (app, proxy)
 }
 
@@ -78,7 +75,7 @@ fn circuit_is_open(status: &tonic::Status) -> bool {
 #[tokio::test]
 async fn a_lasting_outage_opens_the_circuit_calls_stop_reaching_portone_and_a_probe_closes_it() {
     let app = spawn_app_with(|settings| {
-        settings.portone.circuit = CircuitSettings {
+        settings.portone.http.circuit = CircuitSettings {
             failure_threshold: 3,
             open_for: Duration::from_millis(600),
         };
@@ -172,7 +169,7 @@ async fn a_blackholed_portone_is_bounded_by_the_callers_deadline_and_by_our_own_
     // No caller deadline: two attempts of 300 ms, then UNAVAILABLE, long before REQUEST_TIMEOUT.
     let started = Instant::now();
     assert_status(app.verify(ADULT).await, Code::Unavailable, "UPSTREAM_UNAVAILABLE");
-    assert!(started.elapsed() < app.settings.request_timeout);
+    assert!(started.elapsed() < app.settings.server.request_timeout);
 
     proxy.pass();
     app.verify(ADULT).await.unwrap();
@@ -259,13 +256,19 @@ async fn signups_until(app: &TestApp, callers: usize, stop_at: Instant) -> Signu
 
 #[tokio::test]
 async fn postgres_cut_mid_load_is_unavailable_then_recovers_and_loses_nothing_acknowledged() {
-    let admin_url = postgres_admin_url();
-    let database_url = fresh_postgres_database(&admin_url).await;
+    // A network hop to cut: PostgreSQL, whatever backend this run uses.
+    let Some((admin_url, _server)) =
+        postgres_for("postgres_cut_mid_load_is_unavailable_then_recovers_and_loses_nothing_acknowledged")
+    else {
+        return;
+    };
+    let database = TestDatabase::create(&admin_url).await;
+    let database_url = database.url().to_owned();
     let proxy = FaultProxy::start(url_addr(&database_url)).await;
     let app = spawn_app_with(|settings| {
         settings.store.database_url = via(&database_url, proxy.addr());
         settings.store.acquire_timeout = Duration::from_millis(500);
-        settings.readiness_interval = Duration::from_millis(100);
+        settings.store.readiness_interval = Duration::from_millis(100);
     })
     .await;
 
@@ -339,7 +342,7 @@ async fn redis_blackholed_then_cut_mid_load_goes_unnoticed_by_callers() {
     let redis = RedisServer::start();
     let proxy = FaultProxy::start(url_addr(&redis.url())).await;
     let redis_url = via(&redis.url(), proxy.addr());
-    let first = spawn_app_with(|settings| settings.redis_url = Some(Secret::new(redis_url.clone()))).await;
+    let first = spawn_app_with(|settings| settings.redis = Some(redis_settings(&redis_url))).await;
     let second = crate::helpers::spawn_replica_of(&first, |_| {}).await;
     first.verify(ADULT).await.unwrap();
     second.verify(ADULT).await.unwrap();

@@ -5,9 +5,9 @@ use std::time::{Duration, Instant};
 
 use base64::{Engine, engine::general_purpose::STANDARD};
 use certification_service::{
+    app::SERVICE_NAME,
     grpc::proto::certification_service_client::CertificationServiceClient,
     sandbox::{Endpoint, Fault, identities::ADULT},
-    startup::SERVICE_NAME,
 };
 use redis::AsyncCommands;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -364,7 +364,9 @@ async fn rediss_with_a_private_ca_and_a_password_shares_the_token() {
         Some(&redis.url()),
         |_| {},
         |settings| {
-            settings.redis_ca_file = Some(ca_file.clone());
+            if let Some(redis) = settings.redis.as_mut() {
+                redis.ca_file = Some(ca_file.clone());
+            }
         },
     )
     .await;

@@ -4,21 +4,19 @@
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use base64::{Engine, engine::general_purpose::STANDARD};
 use certification_service::{
-    config::{Secret, Settings},
-    domain::{CiIndexKey, SealingKeys},
+    app::{Application, SERVICE_NAME, install_crypto_provider},
+    config::{RedisSettings, Settings},
     grpc::proto::{
         CheckDuplicateRequest, VerifyRequest, certification_service_client::CertificationServiceClient,
         check_duplicate_request::Key,
     },
-    portone::{CircuitSettings, PortoneClient, PortoneSettings, TokenCacheStats},
+    portone::v1::{PortoneClient, TokenCacheStats},
     sandbox::{Sandbox, SandboxConfig, SandboxHandle},
-    service::Policy,
-    startup::{Application, SERVICE_NAME, install_crypto_provider},
-    store::{Store, StoreSettings},
+    secret::Secret,
+    store::Store,
 };
-use sea_orm::{ConnectionTrait, Database};
+pub use certification_testkit::{TEST_INDEX_KEY, TestDatabase, test_encryption_keys};
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use tonic::{Code, Status, transport::Channel};
 use tonic_health::pb::{
@@ -26,11 +24,19 @@ use tonic_health::pb::{
 };
 use tonic_types::StatusExt;
 
-pub const TEST_INDEX_KEY: [u8; 32] = [42; 32];
+/// Where a test's data lives; dropped (file or database) when the last server using it is.
+pub enum TestData {
+    Sqlite(tempfile::TempDir),
+    Postgres(TestDatabase),
+}
 
-/// CI_ENCRYPTION_KEYS of the tests: one key, id `test-k1`.
-pub fn test_encryption_keys() -> String {
-    format!("test-k1:{}", STANDARD.encode([9u8; 32]))
+/// Redis settings as the tests use them, for a Redis at `url`.
+pub fn redis_settings(url: &str) -> RedisSettings {
+    RedisSettings {
+        url: Secret::new(url),
+        timeout: Duration::from_millis(250),
+        ca_file: None,
+    }
 }
 
 pub struct TestApp {
@@ -46,7 +52,7 @@ pub struct TestApp {
     pub portone: PortoneClient,
     pub settings: Settings,
     _sandbox: Arc<Sandbox>,
-    _sqlite_dir: Option<Arc<tempfile::TempDir>>,
+    _data: Arc<TestData>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -55,6 +61,22 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
+        }
+    }
+}
+
+/// A PostgreSQL server for a test that needs one whatever backend the run uses: the one
+/// DATABASE_URL names, or a private one started for this test (kept alive by the returned
+/// guard). `None`, reported as skipped, on a machine without PostgreSQL's binaries.
+pub fn postgres_for(test: &str) -> Option<(String, Option<certification_testkit::PostgresServer>)> {
+    if let Some(admin_url) = postgres_url() {
+        return Some((admin_url, None));
+    }
+    match certification_testkit::PostgresServer::start() {
+        Ok(server) => Some((server.admin_url(), Some(server))),
+        Err(why) => {
+            certification_testkit::report_skipped(test, &why);
+            None
         }
     }
 }
@@ -76,14 +98,14 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts everything; `adjust` may change the settings before the server is built.
 pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
-    let (settings, sandbox, sqlite_dir) = test_settings(|_| {}).await;
-    spawn_app_on(settings, sandbox, sqlite_dir, adjust, true).await
+    let (settings, sandbox, data) = test_settings(|_| {}).await;
+    spawn_app_on(settings, sandbox, data, adjust, true).await
 }
 
 /// Like [`spawn_app_with`] but returns without waiting for SERVING.
 pub async fn spawn_app_unready(adjust: impl FnOnce(&mut Settings)) -> TestApp {
-    let (settings, sandbox, sqlite_dir) = test_settings(|_| {}).await;
-    spawn_app_on(settings, sandbox, sqlite_dir, adjust, false).await
+    let (settings, sandbox, data) = test_settings(|_| {}).await;
+    spawn_app_on(settings, sandbox, data, adjust, false).await
 }
 
 /// Replicas of the service as production runs them: one PortOne (sandbox), one database, and
@@ -99,22 +121,13 @@ pub async fn spawn_fleet(
     adjust_sandbox: impl FnOnce(&mut SandboxConfig),
     adjust: impl Fn(&mut Settings),
 ) -> Fleet {
-    let (mut settings, sandbox, sqlite_dir) = test_settings(adjust_sandbox).await;
-    settings.redis_url = redis_url.map(Secret::new);
+    let (mut settings, sandbox, data) = test_settings(adjust_sandbox).await;
+    settings.redis = redis_url.map(redis_settings);
     let sandbox = Arc::new(sandbox);
-    let sqlite_dir = sqlite_dir.map(Arc::new);
+    let data = Arc::new(data);
     let mut apps = Vec::with_capacity(replicas);
     for _ in 0..replicas {
-        apps.push(
-            spawn_app_on(
-                settings.clone(),
-                sandbox.clone(),
-                sqlite_dir.clone(),
-                &adjust,
-                true,
-            )
-            .await,
-        );
+        apps.push(spawn_app_on(settings.clone(), sandbox.clone(), data.clone(), &adjust, true).await);
     }
     Fleet {
         sandbox: sandbox.handle(),
@@ -139,7 +152,7 @@ pub async fn spawn_replica_of(app: &TestApp, adjust: impl FnOnce(&mut Settings))
     spawn_app_on(
         app.settings.clone(),
         app._sandbox.clone(),
-        app._sqlite_dir.clone(),
+        app._data.clone(),
         adjust,
         true,
     )
@@ -148,9 +161,7 @@ pub async fn spawn_replica_of(app: &TestApp, adjust: impl FnOnce(&mut Settings))
 
 /// The settings every test starts from. The sandbox gets a unique key per test: the Redis
 /// token key is namespaced by it, so tests never share a token.
-pub async fn test_settings(
-    adjust_sandbox: impl FnOnce(&mut SandboxConfig),
-) -> (Settings, Sandbox, Option<tempfile::TempDir>) {
+pub async fn test_settings(adjust_sandbox: impl FnOnce(&mut SandboxConfig)) -> (Settings, Sandbox, TestData) {
     install_crypto_provider();
     let mut sandbox_config = SandboxConfig {
         imp_key: format!("test_key_{}", uuid::Uuid::new_v4().simple()),
@@ -161,69 +172,28 @@ pub async fn test_settings(
     let sandbox = Sandbox::start(sandbox_listener, sandbox_config.clone())
         .await
         .unwrap();
-    let (database_url, sqlite_dir) = match postgres_url() {
-        Some(admin_url) => (fresh_postgres_database(&admin_url).await, None),
-        None => {
-            let dir = tempfile::tempdir().unwrap();
-            let url = format!("sqlite://{}/test.db?mode=rwc", dir.path().display());
-            (url, Some(dir))
-        }
+    let data = match postgres_url() {
+        Some(admin_url) => TestData::Postgres(TestDatabase::create(&admin_url).await),
+        None => TestData::Sqlite(tempfile::tempdir().unwrap()),
     };
-    let settings = Settings {
-        grpc_listen_addr: "127.0.0.1:0".parse().unwrap(),
-        metrics_listen_addr: None,
-        store: StoreSettings {
-            database_url,
-            max_connections: 10,
-            acquire_timeout: Duration::from_secs(5),
-        },
-        redis_url: redis_url().map(Secret::new),
-        redis_timeout: Duration::from_millis(250),
-        redis_ca_file: None,
-        portone: PortoneSettings {
-            base_url: sandbox.base_url(),
-            imp_key: sandbox_config.imp_key,
-            imp_secret: Secret::new(sandbox_config.imp_secret),
-            request_timeout: Duration::from_secs(2),
-            connect_timeout: Duration::from_secs(1),
-            max_attempts: 3,
-            token_margin: certification_service::config::TOKEN_MARGIN,
-            token_refresh_ahead: certification_service::config::TOKEN_REFRESH_AHEAD,
-            token_lock_ttl: Duration::from_secs(3),
-            circuit: CircuitSettings::default(),
-            max_connections: 128,
-        },
-        ci_index_key: CiIndexKey::from_base64(&STANDARD.encode(TEST_INDEX_KEY)).unwrap(),
-        sealing_keys: SealingKeys::parse(&test_encryption_keys()).unwrap(),
-        caller_tokens: None,
-        grpc_reflection: true,
-        tls: None,
-        health_listen_addr: None,
-        shutdown: certification_service::config::ShutdownSettings {
-            drain_delay: Duration::ZERO,
-            timeout: Duration::from_secs(5),
-        },
-        connections: certification_service::config::ConnectionSettings::default(),
-        purge_interval: None,
-        certification_retention: Duration::from_secs(90 * 24 * 3600),
-        policy: Policy {
-            min_age: 14,
-            reject_underage: false,
-            max_certification_age: Duration::from_secs(30 * 60),
-            rejoin_cooldown: Duration::ZERO,
-        },
-        request_timeout: Duration::from_secs(10),
-        max_in_flight: 1024,
-        migrate_on_start: true,
-        readiness_interval: Duration::from_millis(200),
+    let database_url = match &data {
+        TestData::Postgres(database) => database.url().to_owned(),
+        TestData::Sqlite(dir) => format!("sqlite://{}/test.db?mode=rwc", dir.path().display()),
     };
-    (settings, sandbox, sqlite_dir)
+    let mut settings = certification_testkit::test_settings(
+        &database_url,
+        &sandbox.base_url(),
+        &sandbox_config.imp_key,
+        &sandbox_config.imp_secret,
+    );
+    settings.redis = redis_url().as_deref().map(redis_settings);
+    (settings, sandbox, data)
 }
 
 pub async fn spawn_app_on(
     mut settings: Settings,
     sandbox: impl Into<Arc<Sandbox>>,
-    sqlite_dir: Option<impl Into<Arc<tempfile::TempDir>>>,
+    data: impl Into<Arc<TestData>>,
     adjust: impl FnOnce(&mut Settings),
     wait_ready: bool,
 ) -> TestApp {
@@ -254,7 +224,7 @@ pub async fn spawn_app_on(
         portone,
         settings,
         _sandbox: sandbox,
-        _sqlite_dir: sqlite_dir.map(Into::into),
+        _data: data.into(),
         shutdown: Some(shutdown),
         server: Some(server),
     };
@@ -262,25 +232,6 @@ pub async fn spawn_app_on(
         app.wait_for_health(SERVICE_NAME, ServingStatus::Serving).await;
     }
     app
-}
-
-/// A database of its own for one test, created next to the one DATABASE_URL names.
-pub async fn fresh_postgres_database(admin_url: &str) -> String {
-    let name = format!("cs_test_{}", uuid::Uuid::new_v4().simple());
-    let admin = Database::connect(admin_url)
-        .await
-        .expect("DATABASE_URL must reach PostgreSQL");
-    admin
-        .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
-        .await
-        .unwrap();
-    admin.close().await.unwrap();
-    let (base, query) = match admin_url.split_once('?') {
-        Some((base, query)) => (base, format!("?{query}")),
-        None => (admin_url, String::new()),
-    };
-    let server = base.rsplit_once('/').map_or(base, |(server, _database)| server);
-    format!("{server}/{name}{query}")
 }
 
 impl TestApp {

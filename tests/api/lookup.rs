@@ -81,7 +81,7 @@ async fn a_garbled_token_answer_is_upstream_malformed() {
 #[tokio::test]
 async fn wrong_portone_credentials_are_unavailable_with_auth_failed() {
     let app = spawn_app_with(|settings| {
-        settings.portone.imp_secret = certification_service::config::Secret::new("wrong-secret");
+        settings.portone.imp_secret = certification_service::secret::Secret::new("wrong-secret");
     })
     .await;
     assert_status(app.verify(ADULT).await, Code::Unavailable, "UPSTREAM_AUTH_FAILED");
@@ -121,8 +121,8 @@ async fn a_hanging_portone_is_cut_by_the_callers_deadline() {
 #[tokio::test]
 async fn a_hanging_portone_is_cut_by_our_own_timeout_without_a_caller_deadline() {
     let app = spawn_app_with(|settings| {
-        settings.portone.request_timeout = Duration::from_millis(200);
-        settings.portone.max_attempts = 2;
+        settings.portone.http.request_timeout = Duration::from_millis(200);
+        settings.portone.http.max_attempts = 2;
     })
     .await;
     // The token first, so the hang hits the lookup.

@@ -50,7 +50,8 @@ fn value(samples: &[Sample], name: &str, wanted: &[(&str, &str)]) -> Option<f64>
 #[tokio::test]
 async fn a_scrape_after_traffic_has_every_series_with_its_labels_and_no_personal_data() {
     let app =
-        spawn_app_with(|settings| settings.metrics_listen_addr = Some("127.0.0.1:0".parse().unwrap())).await;
+        spawn_app_with(|settings| settings.server.metrics_listen_addr = Some("127.0.0.1:0".parse().unwrap()))
+            .await;
     let identity = app.verify(ADULT).await.unwrap().into_inner().identity.unwrap();
     app.bind(ADULT, "acct-metrics").await.unwrap();
     assert!(app.verify("not-an-imp-uid").await.is_err());

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use certification_service::{sandbox::identities::ADULT, startup::SERVICE_NAME};
+use certification_service::{app::SERVICE_NAME, sandbox::identities::ADULT};
 use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_types::StatusExt;
@@ -12,7 +12,7 @@ use crate::helpers::{assert_status, spawn_app_with};
 
 #[tokio::test]
 async fn calls_past_max_in_flight_are_refused_at_once_while_admitted_ones_finish() {
-    let app = spawn_app_with(|settings| settings.max_in_flight = 4).await;
+    let app = spawn_app_with(|settings| settings.server.max_in_flight = 4).await;
     app.verify(ADULT).await.unwrap();
     let lookups_before = app.sandbox.stats().certification_lookups;
     app.sandbox.set_latency(Duration::from_millis(400));
@@ -61,7 +61,7 @@ async fn calls_past_max_in_flight_are_refused_at_once_while_admitted_ones_finish
 
 #[tokio::test]
 async fn a_cancelled_call_gives_its_place_back() {
-    let app = spawn_app_with(|settings| settings.max_in_flight = 1).await;
+    let app = spawn_app_with(|settings| settings.server.max_in_flight = 1).await;
     app.verify(ADULT).await.unwrap();
     app.sandbox.set_latency(Duration::from_millis(300));
     let mut request = tonic::Request::new(crate::helpers::verify_request(ADULT));

@@ -93,7 +93,7 @@ async fn stored_ci_and_di_open_with_the_key_and_name_their_key_id() {
     assert_eq!(rows.len(), 1);
     let (key_id, ci, di) = &rows[0];
     assert_eq!(key_id, "test-k1");
-    let keys = &app.settings.sealing_keys;
+    let keys = &app.settings.keys.sealing_keys;
     assert_eq!(keys.open(Purpose::Ci, ci).unwrap(), identity.ci);
     assert_eq!(keys.open(Purpose::Di, di.as_ref().unwrap()).unwrap(), identity.di);
 }
@@ -129,7 +129,7 @@ async fn a_new_first_key_seals_new_rows_old_rows_stay_readable_and_rekey_moves_t
     let second_key = format!("test-k2:{}", STANDARD.encode([10u8; 32]));
     let rotated_spec = format!("{second_key},test-k1:{}", STANDARD.encode([9u8; 32]));
     let rotated = SealingKeys::parse(&rotated_spec).unwrap();
-    let replica = spawn_replica_of(&app, |settings| settings.sealing_keys = rotated.clone()).await;
+    let replica = spawn_replica_of(&app, |settings| settings.keys.sealing_keys = rotated.clone()).await;
 
     let later = replica.bind(FOREIGNER, "acct-rotate-2").await.unwrap();
     let key_ids: Vec<String> = sealed_rows(&app).await.into_iter().map(|row| row.0).collect();
@@ -288,8 +288,8 @@ async fn purge_removes_old_certifications_and_unheld_persons_but_keeps_bindings(
 #[tokio::test]
 async fn purge_interval_runs_the_purge_in_the_background() {
     let app = spawn_app_with(|settings| {
-        settings.purge_interval = Some(Duration::from_millis(100));
-        settings.certification_retention = Duration::ZERO;
+        settings.maintenance.purge_interval = Some(Duration::from_millis(100));
+        settings.maintenance.certification_retention = Duration::ZERO;
     })
     .await;
     app.verify(FOREIGNER).await.unwrap();
@@ -319,7 +319,7 @@ async fn a_person_stored_before_sealing_is_sealed_when_seen_again() {
     assert_eq!(rows.len(), 1);
     let (key_id, ci, di) = &rows[0];
     assert_eq!(key_id, "test-k1");
-    let keys = &app.settings.sealing_keys;
+    let keys = &app.settings.keys.sealing_keys;
     let identity = answer.identity.unwrap();
     assert_eq!(keys.open(Purpose::Ci, ci).unwrap(), identity.ci);
     assert_eq!(keys.open(Purpose::Di, di.as_ref().unwrap()).unwrap(), identity.di);

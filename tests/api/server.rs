@@ -1,6 +1,6 @@
 //! The server around the service: health, reflection, readiness.
 
-use certification_service::{sandbox::identities::ADULT, startup::SERVICE_NAME, store::StoreSettings};
+use certification_service::{app::SERVICE_NAME, sandbox::identities::ADULT, store::StoreSettings};
 use tonic::{Code, transport::Channel};
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_reflection::pb::{v1, v1alpha};
@@ -24,6 +24,7 @@ async fn without_a_database_health_is_not_serving_and_calls_are_unavailable_not_
             database_url: "postgres://root@127.0.0.1:1/test".into(),
             max_connections: 2,
             acquire_timeout: std::time::Duration::from_millis(300),
+            ..settings.store.clone()
         };
     })
     .await;
@@ -129,7 +130,7 @@ async fn reflection_switched_off_is_unimplemented_while_calls_and_health_work() 
         ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
         server_reflection_request::MessageRequest,
     };
-    let app = spawn_app_with(|settings| settings.grpc_reflection = false).await;
+    let app = spawn_app_with(|settings| settings.server.grpc_reflection = false).await;
     let channel = Channel::from_shared(format!("http://{}", app.addr))
         .unwrap()
         .connect()
@@ -152,18 +153,22 @@ async fn reflection_switched_off_is_unimplemented_while_calls_and_health_work() 
 
 #[tokio::test]
 async fn concurrent_migrations_of_a_fresh_postgres_database_all_succeed() {
-    let Some(admin_url) = crate::helpers::postgres_url() else {
-        eprintln!("skipped: DATABASE_URL is not PostgreSQL (SQLite serialises writers itself)");
+    // PostgreSQL's advisory lock is what is tested; SQLite serialises writers itself.
+    let Some((admin_url, _server)) =
+        crate::helpers::postgres_for("concurrent_migrations_of_a_fresh_postgres_database_all_succeed")
+    else {
         return;
     };
     for _ in 0..3 {
-        let database_url = crate::helpers::fresh_postgres_database(&admin_url).await;
+        let database = crate::helpers::TestDatabase::create(&admin_url).await;
         let mut stores = Vec::new();
         for _ in 0..4 {
             let settings = StoreSettings {
-                database_url: database_url.clone(),
+                database_url: database.url().to_owned(),
                 max_connections: 2,
                 acquire_timeout: std::time::Duration::from_secs(10),
+                migrate_on_start: true,
+                readiness_interval: std::time::Duration::from_secs(5),
             };
             stores.push(
                 certification_service::store::Store::connect(&settings)

@@ -4,12 +4,12 @@
 use std::time::Duration;
 
 use certification_service::{
+    app::SERVICE_NAME,
     grpc::proto::check_duplicate_request::Key,
     sandbox::{
         Endpoint, Fault,
         identities::{ADULT, ci_for},
     },
-    startup::SERVICE_NAME,
 };
 use tonic_health::pb::health_check_response::ServingStatus;
 
@@ -18,8 +18,8 @@ use crate::helpers::spawn_app_with;
 #[tokio::test]
 async fn a_verify_in_flight_across_shutdown_completes_while_health_reads_not_serving() {
     let mut app = spawn_app_with(|settings| {
-        settings.shutdown.drain_delay = Duration::from_millis(600);
-        settings.shutdown.timeout = Duration::from_secs(10);
+        settings.server.shutdown.drain_delay = Duration::from_millis(600);
+        settings.server.shutdown.timeout = Duration::from_secs(10);
     })
     .await;
     app.verify(ADULT).await.unwrap();
@@ -52,10 +52,10 @@ async fn a_verify_in_flight_across_shutdown_completes_while_health_reads_not_ser
 #[tokio::test]
 async fn calls_hanging_past_the_shutdown_timeout_do_not_keep_the_server_up() {
     let mut app = spawn_app_with(|settings| {
-        settings.shutdown.drain_delay = Duration::ZERO;
-        settings.shutdown.timeout = Duration::from_millis(300);
-        settings.request_timeout = Duration::from_secs(60);
-        settings.portone.request_timeout = Duration::from_secs(60);
+        settings.server.shutdown.drain_delay = Duration::ZERO;
+        settings.server.shutdown.timeout = Duration::from_millis(300);
+        settings.server.request_timeout = Duration::from_secs(60);
+        settings.portone.http.request_timeout = Duration::from_secs(60);
     })
     .await;
     app.sandbox.inject(Endpoint::GetCertification, Fault::Hang, 1);

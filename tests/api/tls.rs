@@ -77,8 +77,8 @@ async fn spawn_tls_app(pki: &Pki, mutual: bool) -> TestApp {
 
 async fn spawn_app_unready_tls(tls: TlsSettings) -> TestApp {
     let app = crate::helpers::spawn_app_unready(|settings| {
-        settings.tls = Some(tls);
-        settings.health_listen_addr = Some("127.0.0.1:0".parse().unwrap());
+        settings.server.tls = Some(tls);
+        settings.server.health_listen_addr = Some("127.0.0.1:0".parse().unwrap());
     })
     .await;
     let health_addr = app.health_addr.expect("a plain health port");

@@ -1,20 +1,24 @@
 //! The use cases: verify a certification (and bind its person), and check for a duplicate.
 //! Transport-free: the gRPC layer parses requests into commands and maps results back.
+//! Provider-free too: certifications are looked up through [`Providers`].
 
-use std::{sync::Arc, time::Duration};
+mod provider;
+
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 
 use crate::{
     domain::{
-        AccountId, AgeCheck, Ci, CiIndexKey, Identity, ImpUid, MerchantUid, MinAge, Provider,
-        ProviderCertification, Purpose, SealingKeys, full_age, today_in_seoul,
+        AccountId, AgeCheck, BindOutcome, CertificationRef, Ci, CiIndexKey, Holder, Identity, MerchantUid,
+        MinAge, ProviderCertification, Purpose, SealingKeys, full_age, today_in_seoul,
     },
     error::ServiceError,
-    portone::{CertificationProvider, PortoneError},
-    store::{BindOutcome, Holder, Recorded, SeenCertification, Store},
+    store::{Recorded, SeenCertification, Store},
 };
+
+pub use provider::{BoxFuture, IdentityProvider, ProviderError, Providers};
 
 /// The checks every Verify applies.
 #[derive(Clone, Debug)]
@@ -32,7 +36,7 @@ pub struct Policy {
 /// A parsed Verify request.
 #[derive(Debug)]
 pub struct VerifyCommand {
-    pub imp_uid: ImpUid,
+    pub certification: CertificationRef,
     pub account: Option<AccountId>,
     pub merchant_uid: Option<MerchantUid>,
     pub min_age: Option<MinAge>,
@@ -41,14 +45,15 @@ pub struct VerifyCommand {
 /// Which person CheckDuplicate asks about.
 #[derive(Debug)]
 pub enum DuplicateKey {
-    ImpUid(ImpUid),
+    Certification(CertificationRef),
     Ci(Ci),
 }
 
 /// The certification's own facts, as reported back to the caller.
 #[derive(Clone, Debug)]
 pub struct CertificationFacts {
-    pub imp_uid: String,
+    /// The provider's id of the certification (an imp_uid for PortOne V1).
+    pub id: String,
     pub merchant_uid: Option<String>,
     pub pg_provider: String,
     pub certified_at: DateTime<Utc>,
@@ -67,7 +72,7 @@ pub struct Verified {
 }
 
 pub struct IdentityService {
-    provider: Arc<dyn CertificationProvider>,
+    providers: Providers,
     store: Store,
     index_key: CiIndexKey,
     sealing: SealingKeys,
@@ -76,14 +81,14 @@ pub struct IdentityService {
 
 impl IdentityService {
     pub fn new(
-        provider: Arc<dyn CertificationProvider>,
+        providers: Providers,
         store: Store,
         index_key: CiIndexKey,
         sealing: SealingKeys,
         policy: Policy,
     ) -> Self {
         Self {
-            provider,
+            providers,
             store,
             index_key,
             sealing,
@@ -99,9 +104,9 @@ impl IdentityService {
         Ok(unlinked)
     }
 
-    #[tracing::instrument(skip_all, fields(imp_uid = %command.imp_uid, binds = command.account.is_some()))]
+    #[tracing::instrument(skip_all, fields(certification = %command.certification, binds = command.account.is_some()))]
     pub async fn verify(&self, command: VerifyCommand, deadline: Instant) -> Result<Verified, ServiceError> {
-        let found = self.provider.lookup(&command.imp_uid, deadline).await?;
+        let found = self.providers.lookup(&command.certification, deadline).await?;
         let (identity, certified_at) = certified_parts(&found)?;
         let recorded = self.record(&found, &identity, certified_at).await?;
 
@@ -119,8 +124,7 @@ impl IdentityService {
         {
             return Err(ServiceError::MerchantMismatch);
         }
-        let age = full_age(identity.birth_date, today_in_seoul(now))
-            .ok_or_else(|| PortoneError::Malformed("birthday is after today in Asia/Seoul".into()))?;
+        let age = full_age(identity.birth_date, today_in_seoul(now)).ok_or(ServiceError::BornInTheFuture)?;
         let age_check = AgeCheck {
             age,
             min_age: command.min_age.map_or(self.policy.min_age, MinAge::get),
@@ -154,7 +158,7 @@ impl IdentityService {
         );
         Ok(Verified {
             certification: CertificationFacts {
-                imp_uid: found.id,
+                id: found.id,
                 merchant_uid: found.merchant_uid,
                 pg_provider: found.pg_provider,
                 certified_at,
@@ -166,8 +170,8 @@ impl IdentityService {
         })
     }
 
-    /// Who holds the person, if anyone. By imp_uid, our own record answers when we have seen
-    /// the certification; otherwise PortOne does (and we record what it says). No freshness or
+    /// Who holds the person, if anyone. By certification, our own record answers when we have
+    /// seen it; otherwise its provider does (and we record what it says). No freshness or
     /// merchant check here: the question is about the person, not about this signup.
     #[tracing::instrument(skip_all, fields(by = key_kind(&key)))]
     pub async fn check_duplicate(
@@ -177,15 +181,11 @@ impl IdentityService {
     ) -> Result<Option<Holder>, ServiceError> {
         match key {
             DuplicateKey::Ci(ci) => Ok(self.store.holder_by_ci(&self.index_key.ci_index(&ci)).await?),
-            DuplicateKey::ImpUid(imp_uid) => {
-                if let Some(holder) = self
-                    .store
-                    .holder_by_certification(Provider::PortoneV1, imp_uid.as_str())
-                    .await?
-                {
+            DuplicateKey::Certification(reference) => {
+                if let Some(holder) = self.store.holder_by_certification(&reference).await? {
                     return Ok(holder);
                 }
-                let found = self.provider.lookup(&imp_uid, deadline).await?;
+                let found = self.providers.lookup(&reference, deadline).await?;
                 let (identity, certified_at) = certified_parts(&found)?;
                 Ok(self.record(&found, &identity, certified_at).await?.holder)
             }
@@ -230,7 +230,7 @@ fn certified_parts(found: &ProviderCertification) -> Result<(Identity, DateTime<
 
 fn key_kind(key: &DuplicateKey) -> &'static str {
     match key {
-        DuplicateKey::ImpUid(_) => "imp_uid",
+        DuplicateKey::Certification(_) => "certification",
         DuplicateKey::Ci(_) => "ci",
     }
 }

@@ -5,9 +5,10 @@
 //! The fleet-wide single flight lives here as primitives (a short lock with an owner and an
 //! expiry); `client.rs` composes them with getToken.
 
+mod shared;
+
 use std::{
     fmt,
-    future::Future,
     sync::{
         Mutex,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -19,6 +20,7 @@ use redis::aio::ConnectionManager;
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
+use self::shared::RedisTokens;
 use crate::telemetry::metrics;
 
 /// A PortOne access token. A credential: its `Debug` redacts and it is never logged.
@@ -96,20 +98,6 @@ struct Counters {
     redis_failures: AtomicU64,
 }
 
-struct RedisTokens {
-    connection: ConnectionManager,
-    /// Namespaced by a hash of imp_key: two merchants' tokens never mix, and the key name
-    /// carries no secret.
-    key: String,
-    lock_key: String,
-    /// Every Redis call is cut at this: a slow Redis must not slow a signup down.
-    timeout: Duration,
-    /// Set while Redis fails, so an outage is logged once, not once per request.
-    degraded: AtomicBool,
-    /// When a degraded replica last tried Redis again, so recovery probes stay rare.
-    last_probe: Mutex<Option<Instant>>,
-}
-
 pub struct TokenCache {
     local: Mutex<Option<CachedToken>>,
     redis: Option<RedisTokens>,
@@ -120,15 +108,6 @@ pub struct TokenCache {
     instance: String,
     counters: Counters,
 }
-
-/// Deletes a key only if it still holds the given value: a late 401 for an old token never
-/// throws away the fresh token another replica stored, and a lock is released only by its owner.
-const COMPARE_AND_DELETE: &str = r#"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-"#;
 
 /// How often a degraded replica tries Redis again while it serves from memory.
 const RECOVERY_PROBE_INTERVAL: Duration = Duration::from_secs(1);
@@ -339,27 +318,6 @@ impl TokenCache {
             .await;
     }
 
-    /// `SET key value NX PX ttl`: `Some(true)` if set, `Some(false)` if the key existed, `None`
-    /// if Redis did not answer.
-    async fn set_if_absent(&self, key: &str, value: &str, ttl: Duration) -> Option<bool> {
-        let redis = self.redis.as_ref()?;
-        let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-        let mut connection = redis.connection.clone();
-        let answer = self
-            .call(async move {
-                redis::cmd("SET")
-                    .arg(key)
-                    .arg(value)
-                    .arg("NX")
-                    .arg("PX")
-                    .arg(millis)
-                    .query_async::<Option<String>>(&mut connection)
-                    .await
-            })
-            .await?;
-        Some(answer.is_some())
-    }
-
     /// The in-process copy without counting a hit.
     fn peek_local(&self) -> Option<UsableToken> {
         let local = self.local.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -379,48 +337,5 @@ impl TokenCache {
             token: token.clone(),
             valid_until: Instant::now() + valid_for,
         });
-    }
-
-    async fn compare_and_delete(&self, key: &str, expected: &str) {
-        let Some(redis) = &self.redis else {
-            return;
-        };
-        let mut connection = redis.connection.clone();
-        self.call(async move {
-            redis::Script::new(COMPARE_AND_DELETE)
-                .key(key)
-                .arg(expected)
-                .invoke_async::<i64>(&mut connection)
-                .await
-        })
-        .await;
-    }
-
-    /// One Redis round trip, cut at the configured timeout. A failure is `None`: the start and
-    /// the end of an outage are logged once each, never per request.
-    async fn call<T>(&self, request: impl Future<Output = redis::RedisResult<T>>) -> Option<T> {
-        let redis = self.redis.as_ref()?;
-        self.counters.redis_round_trips.fetch_add(1, Ordering::Relaxed);
-        let failure = match tokio::time::timeout(redis.timeout, request).await {
-            Ok(Ok(value)) => {
-                if redis.degraded.swap(false, Ordering::Relaxed) {
-                    metrics::set_token_cache_degraded(false);
-                    tracing::info!("redis answers again; the shared token cache is back in use");
-                }
-                return Some(value);
-            }
-            Ok(Err(error)) => format!("{:?}", error.kind()),
-            Err(_) => "timed out".to_owned(),
-        };
-        self.counters.redis_failures.fetch_add(1, Ordering::Relaxed);
-        if !redis.degraded.swap(true, Ordering::Relaxed) {
-            metrics::set_token_cache_degraded(true);
-            tracing::warn!(
-                failure = %failure,
-                degraded = true,
-                "redis unavailable; token cache degraded to in-process"
-            );
-        }
-        None
     }
 }

@@ -1,0 +1,175 @@
+//! The server: wired from [`Settings`] on a listener it is handed (tests pass port 0)
+//! ([`Application::build`]), then run until a shutdown future resolves (`run`), with its
+//! background loops beside it (`background`).
+
+mod background;
+mod run;
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tonic_health::{ServingStatus, server::HealthReporter};
+
+use crate::{
+    config::Settings,
+    domain::Provider,
+    grpc::CertificationGrpc,
+    portone::v1::{PortoneClient, TokenCache},
+    service::{IdentityService, Providers},
+    store::Store,
+};
+
+/// Requests are a few short strings; anything near this is hostile.
+const MAX_REQUEST_BYTES: usize = 64 * 1024;
+
+/// The fully qualified name health reports readiness under.
+pub const SERVICE_NAME: &str = crate::grpc::SERVICE;
+
+/// The server, bound and wired, not yet serving.
+pub struct Application {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    /// The plain-text health port, when configured.
+    health_listener: Option<TcpListener>,
+    health_addr: Option<SocketAddr>,
+    metrics_listener: Option<TcpListener>,
+    metrics_addr: Option<SocketAddr>,
+    store: Store,
+    portone: PortoneClient,
+    grpc: CertificationGrpc,
+    health: HealthReporter,
+    settings: Settings,
+}
+
+/// rustls needs one process-wide crypto provider; ring is the only one compiled in.
+pub fn install_crypto_provider() {
+    // Err means a provider is already installed, which is all we need.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+impl Application {
+    /// Wires the server on `listener`. The process's rustls crypto provider must be installed
+    /// first ([`install_crypto_provider`]).
+    pub async fn build(settings: Settings, listener: TcpListener) -> anyhow::Result<Self> {
+        let local_addr = listener.local_addr().context("reading the bound address")?;
+        let (health_listener, health_addr) =
+            bind_optional(settings.server.health_listen_addr, "HEALTH_LISTEN_ADDR").await?;
+        let (metrics_listener, metrics_addr) =
+            bind_optional(settings.server.metrics_listen_addr, "METRICS_LISTEN_ADDR").await?;
+        crate::telemetry::metrics::handle();
+        let store = Store::connect(&settings.store)
+            .await
+            .context("preparing the database pool")?;
+        let tokens = match &settings.redis {
+            Some(redis) => TokenCache::redis(
+                redis_connection(redis.url.expose(), redis.ca_file.as_deref(), redis.timeout)?,
+                &settings.portone.imp_key,
+                redis.timeout,
+            ),
+            None => TokenCache::in_process(),
+        };
+        let portone =
+            PortoneClient::new(settings.portone.clone(), tokens).context("building the PortOne client")?;
+        let providers = Providers::default().with(Provider::PortoneV1, Arc::new(portone.clone()));
+        let service = IdentityService::new(
+            providers,
+            store.clone(),
+            settings.keys.ci_index_key.clone(),
+            settings.keys.sealing_keys.clone(),
+            settings.policy.clone(),
+        );
+        let grpc = CertificationGrpc::new(
+            Arc::new(service),
+            settings.server.request_timeout,
+            settings.server.max_in_flight,
+        );
+
+        let health = HealthReporter::new();
+        // tonic-health starts "" as SERVING; nothing is ready until the database answers.
+        health.set_service_status("", ServingStatus::NotServing).await;
+        health
+            .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
+            .await;
+        Ok(Self {
+            listener,
+            local_addr,
+            health_listener,
+            health_addr,
+            metrics_listener,
+            metrics_addr,
+            store,
+            portone,
+            grpc,
+            health,
+            settings,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Where `/metrics` is served, when METRICS_LISTEN_ADDR is not `off`.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
+    /// The plain-text health address, when HEALTH_LISTEN_ADDR is set.
+    pub fn health_addr(&self) -> Option<SocketAddr> {
+        self.health_addr
+    }
+
+    pub fn store(&self) -> Store {
+        self.store.clone()
+    }
+
+    /// The PortOne client, for its token cache's counters.
+    pub fn portone(&self) -> PortoneClient {
+        self.portone.clone()
+    }
+}
+
+/// Binds an optional side port (health, metrics) and reads back the address it got.
+async fn bind_optional(
+    address: Option<SocketAddr>,
+    variable: &str,
+) -> anyhow::Result<(Option<TcpListener>, Option<SocketAddr>)> {
+    let Some(address) = address else {
+        return Ok((None, None));
+    };
+    let listener = TcpListener::bind(address)
+        .await
+        .with_context(|| format!("binding {variable} {address}"))?;
+    let bound = listener.local_addr().context("reading a bound address")?;
+    Ok((Some(listener), Some(bound)))
+}
+
+/// A lazy, self-reconnecting Redis connection with bounded timeouts: a slow or absent Redis
+/// costs a request at most these, then the in-process cache answers.
+fn redis_connection(
+    url: &str,
+    ca_file: Option<&std::path::Path>,
+    timeout: Duration,
+) -> anyhow::Result<redis::aio::ConnectionManager> {
+    let client = match ca_file {
+        Some(path) => {
+            let root_cert =
+                std::fs::read(path).with_context(|| format!("reading REDIS_CA_FILE {}", path.display()))?;
+            let certificates = redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(root_cert),
+            };
+            redis::Client::build_with_tls(url, certificates)
+        }
+        None => redis::Client::open(url),
+    }
+    .context("REDIS_URL is not a valid redis:// or rediss:// URL (or REDIS_CA_FILE is not a PEM CA)")?;
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(timeout))
+        .set_response_timeout(Some(timeout))
+        .set_number_of_retries(1)
+        .set_max_delay(Duration::from_secs(2));
+    redis::aio::ConnectionManager::new_lazy_with_config(client, config)
+        .context("preparing the Redis connection")
+}

@@ -1,0 +1,134 @@
+//! The binary's subcommands: `serve` (the sandbox first when asked), `migrate`, `rekey`,
+//! `purge` and `health`.
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use crate::{
+    app::Application,
+    config::{Command, DatabaseArgs, HealthArgs, PurgeArgs, RekeyArgs, ServeArgs},
+    domain::SealingKeys,
+    sandbox::{Sandbox, SandboxConfig},
+    store::Store,
+};
+
+/// Runs one subcommand to its end.
+pub async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve(args) => serve(args).await,
+        Command::Migrate(args) => migrate(args).await,
+        Command::Rekey(args) => rekey(args).await,
+        Command::Purge(args) => purge(args).await,
+        Command::Health(args) => health(args).await,
+    }
+}
+
+/// `serve`: the sandbox first when asked, then settings, listener and server until a signal.
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let sandbox = if args.sandbox {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .context("binding the sandbox")?;
+        let sandbox = Sandbox::start(listener, SandboxConfig::default()).await?;
+        tracing::warn!(
+            portone_base_url = %sandbox.base_url(),
+            "--sandbox: answering with the built-in PortOne sandbox; development only"
+        );
+        Some(sandbox)
+    } else {
+        None
+    };
+    let settings = args.into_settings(sandbox.as_ref().map(Sandbox::base_url))?;
+    let listener = TcpListener::bind(settings.server.grpc_listen_addr)
+        .await
+        .with_context(|| format!("binding {}", settings.server.grpc_listen_addr))?;
+    let application = Application::build(settings, listener).await?;
+    application.run_until_stopped(shutdown_signal()).await
+}
+
+/// `migrate`: apply pending migrations and exit.
+async fn migrate(args: DatabaseArgs) -> anyhow::Result<()> {
+    let store = Store::connect(&args.store_settings()).await?;
+    store.migrate().await.context("applying migrations")?;
+    tracing::info!("migrations applied");
+    store.close().await;
+    Ok(())
+}
+
+/// SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the server");
+                let _ = interrupt.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}
+
+/// `rekey`: re-encrypt stored CI/DI under the first CI_ENCRYPTION_KEYS key.
+async fn rekey(args: RekeyArgs) -> anyhow::Result<()> {
+    let keys = SealingKeys::parse(&args.ci_encryption_keys)?;
+    let store = Store::connect(&args.database.store_settings()).await?;
+    let report = crate::maintenance::rekey(&store, &keys, args.batch_size).await;
+    store.close().await;
+    let report = report?;
+    tracing::info!(
+        resealed = report.resealed,
+        raced = report.raced,
+        key_id = keys.primary_id(),
+        "rekey finished: every row is sealed under the first key"
+    );
+    Ok(())
+}
+
+/// `purge`: delete what is past retention.
+async fn purge(args: PurgeArgs) -> anyhow::Result<()> {
+    let store = Store::connect(&args.database.store_settings()).await?;
+    let purged = crate::maintenance::purge(
+        &store,
+        args.retention.certification_retention,
+        args.retention.rejoin_cooldown,
+    )
+    .await;
+    store.close().await;
+    purged?;
+    Ok(())
+}
+
+/// `health`: one gRPC health check; Ok only when the answer is SERVING.
+async fn health(args: HealthArgs) -> anyhow::Result<()> {
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", args.addr))
+        .context("--addr must be host:port")?
+        .connect_timeout(args.timeout)
+        .timeout(args.timeout)
+        .connect()
+        .await
+        .with_context(|| format!("connecting to {}", args.addr))?;
+    let answer = HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: args.service.clone(),
+        })
+        .await
+        .with_context(|| format!("health check of {:?}", args.service))?
+        .into_inner();
+    let status = answer.status();
+    println!("{:?}: {}", args.service, status.as_str_name());
+    anyhow::ensure!(
+        status == tonic_health::pb::health_check_response::ServingStatus::Serving,
+        "not serving"
+    );
+    Ok(())
+}

@@ -1,0 +1,131 @@
+//! Configuration: command-line flags with environment fallbacks ([`args`]), validated into
+//! [`Settings`] before anything starts ([`validate`]). Settings are grouped by what they
+//! configure. Secrets are never printed: clap hides their environment values and
+//! [`crate::secret::Secret`] redacts its `Debug`.
+
+mod args;
+mod validate;
+
+use std::{fmt, net::SocketAddr, path::PathBuf, time::Duration};
+
+pub use args::{Cli, Command, DatabaseArgs, HealthArgs, PurgeArgs, RekeyArgs, RetentionArgs, ServeArgs};
+pub use validate::{ConfigError, ConfigErrors};
+
+use crate::{
+    domain::{CiIndexKey, SealingKeys},
+    grpc::CallerTokens,
+    portone::v1::PortoneSettings,
+    secret::Secret,
+    service::Policy,
+    store::StoreSettings,
+};
+
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/certification-service.db?mode=rwc";
+
+/// A token is used until 30 s before PortOne's expiry, and refreshed in the background once it
+/// has less than 25 s of that left: 55 s before expiry, inside the last minute in which PortOne
+/// extends a token instead of returning the same expiry.
+pub const TOKEN_MARGIN: Duration = Duration::from_secs(30);
+pub const TOKEN_REFRESH_AHEAD: Duration = Duration::from_secs(25);
+
+/// Everything the server needs, validated.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub store: StoreSettings,
+    /// None: the PortOne token stays in process.
+    pub redis: Option<RedisSettings>,
+    pub portone: PortoneSettings,
+    pub keys: KeySettings,
+    pub policy: Policy,
+    pub maintenance: MaintenanceSettings,
+}
+
+/// The gRPC port and its neighbours: listeners, TLS, callers, limits, shutdown.
+#[derive(Clone, Debug)]
+pub struct ServerSettings {
+    pub grpc_listen_addr: SocketAddr,
+    /// None: no metrics listener.
+    pub metrics_listen_addr: Option<SocketAddr>,
+    pub health_listen_addr: Option<SocketAddr>,
+    /// None: plain-text gRPC.
+    pub tls: Option<TlsSettings>,
+    /// None: no caller authentication.
+    pub caller_tokens: Option<CallerTokens>,
+    pub grpc_reflection: bool,
+    /// Upper bound of a call whose caller set no deadline.
+    pub request_timeout: Duration,
+    /// Calls admitted at once; the rest get RESOURCE_EXHAUSTED.
+    pub max_in_flight: usize,
+    pub shutdown: ShutdownSettings,
+    pub connections: ConnectionSettings,
+}
+
+/// The shared PortOne token cache.
+#[derive(Clone, Debug)]
+pub struct RedisSettings {
+    pub url: Secret,
+    /// Bound on every Redis call; past it the in-process copy answers.
+    pub timeout: Duration,
+    /// PEM CA for `rediss://` with a private CA; None: the web PKI roots.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// The keys that protect CI and DI at rest.
+#[derive(Clone, Debug)]
+pub struct KeySettings {
+    pub ci_index_key: CiIndexKey,
+    pub sealing_keys: SealingKeys,
+}
+
+/// What is kept, and how often the background purge runs.
+#[derive(Clone, Debug)]
+pub struct MaintenanceSettings {
+    /// None: only the `purge` subcommand purges.
+    pub purge_interval: Option<Duration>,
+    pub certification_retention: Duration,
+}
+
+/// What happens after SIGTERM.
+#[derive(Clone, Debug)]
+pub struct ShutdownSettings {
+    pub drain_delay: Duration,
+    pub timeout: Duration,
+}
+
+/// HTTP/2 connection management.
+#[derive(Clone, Debug)]
+pub struct ConnectionSettings {
+    pub max_connection_age: Duration,
+    pub keepalive_interval: Duration,
+    pub keepalive_timeout: Duration,
+    pub max_concurrent_streams: u32,
+}
+
+impl Default for ConnectionSettings {
+    fn default() -> Self {
+        Self {
+            max_connection_age: Duration::from_secs(300),
+            keepalive_interval: Duration::from_secs(30),
+            keepalive_timeout: Duration::from_secs(10),
+            max_concurrent_streams: 256,
+        }
+    }
+}
+
+/// Certificates for serving TLS, read at start so a wrong path fails before serving.
+#[derive(Clone)]
+pub struct TlsSettings {
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+    /// Set: clients must present a certificate signed by this CA (mTLS).
+    pub client_ca_pem: Option<Vec<u8>>,
+}
+
+impl fmt::Debug for TlsSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsSettings")
+            .field("mutual", &self.client_ca_pem.is_some())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,341 @@
+//! `serve`'s flags into [`Settings`]. Every problem is collected and reported at once, one line
+//! each naming the setting, so an operator fixes a configuration in one restart, not three.
+
+use std::{fmt, path::Path, time::Duration};
+
+use super::{
+    ConnectionSettings, KeySettings, MaintenanceSettings, RedisSettings, ServeArgs, ServerSettings, Settings,
+    ShutdownSettings, TOKEN_MARGIN, TOKEN_REFRESH_AHEAD, TlsSettings,
+};
+use crate::{
+    domain::{CiIndexKey, IndexKeyError, MinAge, SealingError, SealingKeys},
+    grpc::{CallerTokens, CallerTokensError},
+    portone::{CircuitSettings, HttpSettings, v1::PortoneSettings},
+    secret::Secret,
+    service::Policy,
+};
+
+/// The fixed CI index key of `serve --sandbox`: development only, never for real CIs.
+const SANDBOX_CI_INDEX_KEY: &str = "Y2VydGlmaWNhdGlvbi1zZXJ2aWNlIHNhbmRib3ggZGV2ZWxvcG1lbnQga2V5IQ==";
+/// The fixed encryption key of `serve --sandbox` (32 bytes): development only.
+const SANDBOX_CI_ENCRYPTION_KEYS: &str = "sandbox-dev:c2FuZGJveCBkZXZlbG9wbWVudCBrZXksIG5vdCAgb2s=";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(
+        "PortOne credentials missing: set PORTONE_IMP_KEY and PORTONE_IMP_SECRET (or --portone-imp-key/--portone-imp-secret), or run `serve --sandbox` for development"
+    )]
+    MissingPortoneCredentials,
+    #[error(
+        "CI_INDEX_KEY missing: set it to a base64 key of at least 32 bytes (e.g. `openssl rand -base64 32`), or run `serve --sandbox` for development"
+    )]
+    MissingIndexKey,
+    #[error(transparent)]
+    IndexKey(#[from] IndexKeyError),
+    #[error(
+        "CI_ENCRYPTION_KEYS missing: set it to `id:base64key` (32-byte key, e.g. `k1:$(openssl rand -base64 32)`), or run `serve --sandbox` for development"
+    )]
+    MissingEncryptionKeys,
+    #[error(transparent)]
+    EncryptionKeys(#[from] SealingError),
+    #[error(transparent)]
+    CallerTokens(#[from] CallerTokensError),
+    #[error("reading CALLER_TOKENS_FILE {0}: {1}")]
+    CallerTokensFile(String, String),
+    #[error("set CALLER_TOKENS or CALLER_TOKENS_FILE, not both")]
+    CallerTokensTwice,
+    #[error("TLS_CERT_FILE and TLS_KEY_FILE go together; TLS_CLIENT_CA_FILE needs both")]
+    TlsIncomplete,
+    #[error("reading {0}: {1}")]
+    TlsFile(String, String),
+    #[error("PORTONE_BASE_URL must be an http:// or https:// URL")]
+    BaseUrl,
+    #[error("{0}")]
+    OutOfRange(&'static str),
+    #[error("METRICS_LISTEN_ADDR must be host:port or `off`")]
+    MetricsAddr,
+}
+
+/// Every problem found in one configuration; at least one.
+#[derive(Debug)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let [only] = self.0.as_slice() {
+            return write!(f, "{only}");
+        }
+        write!(f, "{} configuration problems:", self.0.len())?;
+        for error in &self.0 {
+            write!(f, "\n  - {error}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// Collects problems; each check records what it found and carries on.
+#[derive(Default)]
+struct Problems(Vec<ConfigError>);
+
+impl Problems {
+    /// The value, or `None` with the problem recorded.
+    fn take<T>(&mut self, result: Result<T, impl Into<ConfigError>>) -> Option<T> {
+        result.map_err(|error| self.0.push(error.into())).ok()
+    }
+
+    fn fail<T>(&mut self, problem: ConfigError) -> Option<T> {
+        self.0.push(problem);
+        None
+    }
+
+    fn check(&mut self, ok: bool, problem: ConfigError) {
+        if !ok {
+            self.0.push(problem);
+        }
+    }
+}
+
+fn read_pem(path: &Path) -> Result<Vec<u8>, ConfigError> {
+    std::fs::read(path)
+        .map_err(|error| ConfigError::TlsFile(path.display().to_string(), error.kind().to_string()))
+}
+
+impl ServeArgs {
+    /// Validates the flags. `sandbox_base_url` is the in-process sandbox's address with
+    /// `--sandbox`, whose fixed credentials and development keys then apply.
+    pub fn into_settings(self, sandbox_base_url: Option<String>) -> Result<Settings, ConfigErrors> {
+        let mut problems = Problems::default();
+        let credentials = match sandbox_base_url {
+            Some(url) => Some((
+                url,
+                crate::sandbox::SANDBOX_IMP_KEY.to_owned(),
+                crate::sandbox::SANDBOX_IMP_SECRET.to_owned(),
+            )),
+            None => match (self.portone_imp_key, self.portone_imp_secret) {
+                (Some(key), Some(secret)) if !key.is_empty() && !secret.is_empty() => {
+                    Some((self.portone_base_url, key, secret))
+                }
+                _ => problems.fail(ConfigError::MissingPortoneCredentials),
+            },
+        };
+        let credentials = credentials.and_then(|(base_url, key, secret)| {
+            let base_url = base_url.trim_end_matches('/').to_owned();
+            let valid = base_url.starts_with("http://") || base_url.starts_with("https://");
+            problems.check(valid, ConfigError::BaseUrl);
+            valid.then_some((base_url, key, secret))
+        });
+        let ci_index_key = match (self.ci_index_key, self.sandbox) {
+            (Some(encoded), _) => problems.take(CiIndexKey::from_base64(&encoded)),
+            (None, true) => {
+                tracing::warn!(
+                    "--sandbox: using the fixed development CI_INDEX_KEY; never use it for real data"
+                );
+                problems.take(CiIndexKey::from_base64(SANDBOX_CI_INDEX_KEY))
+            }
+            (None, false) => problems.fail(ConfigError::MissingIndexKey),
+        };
+        let sealing_keys = match (self.ci_encryption_keys, self.sandbox) {
+            (Some(spec), _) if !spec.trim().is_empty() => problems.take(SealingKeys::parse(&spec)),
+            (_, true) => {
+                tracing::warn!(
+                    "--sandbox: using the fixed development CI_ENCRYPTION_KEYS; never use it for real data"
+                );
+                problems.take(SealingKeys::parse(SANDBOX_CI_ENCRYPTION_KEYS))
+            }
+            (_, false) => problems.fail(ConfigError::MissingEncryptionKeys),
+        };
+        let caller_tokens = match (
+            self.caller_tokens.filter(|spec| !spec.trim().is_empty()),
+            self.caller_tokens_file,
+        ) {
+            (Some(_), Some(_)) => problems.fail(ConfigError::CallerTokensTwice),
+            (Some(spec), None) => problems.take(CallerTokens::parse(&spec)),
+            (None, Some(path)) => std::fs::read_to_string(&path)
+                .map_err(|error| {
+                    ConfigError::CallerTokensFile(path.display().to_string(), error.kind().to_string())
+                })
+                .and_then(|spec| CallerTokens::parse(&spec).map_err(ConfigError::from))
+                .map_err(|error| problems.0.push(error))
+                .ok(),
+            (None, None) => None,
+        };
+        let tls = match (self.tls_cert_file, self.tls_key_file, self.tls_client_ca_file) {
+            (None, None, None) => None,
+            (Some(cert), Some(key), client_ca) => {
+                let cert_pem = problems.take(read_pem(&cert));
+                let key_pem = problems.take(read_pem(&key));
+                let client_ca_pem = problems.take(client_ca.as_deref().map(read_pem).transpose());
+                match (cert_pem, key_pem, client_ca_pem) {
+                    (Some(cert_pem), Some(key_pem), Some(client_ca_pem)) => Some(TlsSettings {
+                        cert_pem,
+                        key_pem,
+                        client_ca_pem,
+                    }),
+                    _ => None,
+                }
+            }
+            _ => problems.fail(ConfigError::TlsIncomplete),
+        };
+        let ranges: [(bool, &'static str); 8] = [
+            (self.min_age <= MinAge::MAX, "MIN_AGE must be between 0 and 150"),
+            (
+                (1..=10).contains(&self.portone_max_attempts),
+                "PORTONE_MAX_ATTEMPTS must be between 1 and 10",
+            ),
+            (
+                self.max_in_flight != 0 && self.max_in_flight <= tokio::sync::Semaphore::MAX_PERMITS,
+                "MAX_IN_FLIGHT must be between 1 and 2^61 - 1",
+            ),
+            (
+                self.portone_max_connections != 0,
+                "PORTONE_MAX_CONNECTIONS must be at least 1",
+            ),
+            (
+                !self.portone_circuit_open_for.is_zero(),
+                "PORTONE_CIRCUIT_OPEN_FOR must be positive",
+            ),
+            (
+                !self.redis_timeout.is_zero() && !self.token_lock_ttl.is_zero(),
+                "REDIS_TIMEOUT and TOKEN_LOCK_TTL must be positive",
+            ),
+            (
+                !self.portone_timeout.is_zero() && !self.request_timeout.is_zero(),
+                "PORTONE_TIMEOUT and REQUEST_TIMEOUT must be positive",
+            ),
+            (
+                self.grpc_max_concurrent_streams != 0,
+                "GRPC_MAX_CONCURRENT_STREAMS must be at least 1",
+            ),
+        ];
+        for (ok, message) in ranges {
+            problems.check(ok, ConfigError::OutOfRange(message));
+        }
+        let metrics_listen_addr = match self.metrics_listen_addr.trim() {
+            "" | "off" => None,
+            address => problems.take(address.parse().map_err(|_| ConfigError::MetricsAddr)),
+        };
+
+        let (Some((base_url, imp_key, imp_secret)), Some(ci_index_key), Some(sealing_keys), true) =
+            (credentials, ci_index_key, sealing_keys, problems.0.is_empty())
+        else {
+            return Err(ConfigErrors(problems.0));
+        };
+        let mut store = self.database.store_settings();
+        store.migrate_on_start = !self.skip_migrations;
+        Ok(Settings {
+            server: ServerSettings {
+                grpc_listen_addr: self.grpc_listen_addr,
+                metrics_listen_addr,
+                health_listen_addr: self.health_listen_addr,
+                tls,
+                caller_tokens,
+                grpc_reflection: self.grpc_reflection,
+                request_timeout: self.request_timeout,
+                max_in_flight: self.max_in_flight,
+                shutdown: ShutdownSettings {
+                    drain_delay: self.shutdown_drain_delay,
+                    timeout: self.shutdown_timeout,
+                },
+                connections: ConnectionSettings {
+                    max_connection_age: self.grpc_max_connection_age,
+                    keepalive_interval: self.grpc_keepalive_interval,
+                    keepalive_timeout: self.grpc_keepalive_timeout,
+                    max_concurrent_streams: self.grpc_max_concurrent_streams,
+                },
+            },
+            store,
+            redis: self
+                .redis_url
+                .filter(|url| !url.is_empty())
+                .map(|url| RedisSettings {
+                    url: Secret::new(url),
+                    timeout: self.redis_timeout,
+                    ca_file: self.redis_ca_file,
+                }),
+            portone: PortoneSettings {
+                base_url,
+                imp_key,
+                imp_secret: Secret::new(imp_secret),
+                token_margin: TOKEN_MARGIN,
+                token_refresh_ahead: TOKEN_REFRESH_AHEAD,
+                token_lock_ttl: self.token_lock_ttl,
+                http: HttpSettings {
+                    request_timeout: self.portone_timeout,
+                    connect_timeout: Duration::from_secs(3).min(self.portone_timeout),
+                    max_attempts: self.portone_max_attempts,
+                    max_connections: self.portone_max_connections,
+                    circuit: CircuitSettings {
+                        failure_threshold: self.portone_circuit_failures,
+                        open_for: self.portone_circuit_open_for,
+                    },
+                },
+            },
+            keys: KeySettings {
+                ci_index_key,
+                sealing_keys,
+            },
+            policy: Policy {
+                min_age: self.min_age,
+                reject_underage: self.reject_underage,
+                max_certification_age: self.certification_max_age,
+                rejoin_cooldown: self.retention.rejoin_cooldown,
+            },
+            maintenance: MaintenanceSettings {
+                purge_interval: self.purge_interval.filter(|interval| !interval.is_zero()),
+                certification_retention: self.retention.certification_retention,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::super::{Cli, Command};
+
+    fn serve(args: &[&str]) -> super::ServeArgs {
+        let mut argv = vec!["certification-service", "serve"];
+        argv.extend_from_slice(args);
+        match Cli::try_parse_from(argv).unwrap().command {
+            Command::Serve(serve) => serve,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn every_missing_setting_is_reported_at_once_and_once() {
+        // Explicit empty values, so the environment of whoever runs the test cannot fill them in.
+        let error = serve(&[
+            "--portone-imp-key=",
+            "--portone-imp-secret=",
+            "--max-in-flight=0",
+            "--metrics-listen-addr=nowhere",
+        ])
+        .into_settings(None)
+        .unwrap_err()
+        .to_string();
+        for setting in [
+            "PORTONE_IMP_KEY",
+            "CI_INDEX_KEY",
+            "CI_ENCRYPTION_KEYS",
+            "MAX_IN_FLIGHT",
+            "METRICS_LISTEN_ADDR",
+        ] {
+            assert!(error.contains(setting), "{setting} missing in {error}");
+        }
+        assert_eq!(error.matches("CI_INDEX_KEY missing").count(), 1, "{error}");
+        assert!(error.starts_with("5 configuration problems:"), "{error}");
+    }
+
+    #[test]
+    fn boolean_flags_take_an_explicit_value_or_none() {
+        assert!(!serve(&["--sandbox", "--grpc-reflection=false"]).grpc_reflection);
+        assert!(!serve(&["--sandbox", "--grpc-reflection", "false"]).grpc_reflection);
+        assert!(serve(&["--sandbox", "--grpc-reflection"]).grpc_reflection);
+        assert!(serve(&["--sandbox", "--reject-underage"]).reject_underage);
+        assert!(!serve(&["--sandbox", "--skip-migrations=no"]).skip_migrations);
+    }
+}

@@ -1,0 +1,9 @@
+//! PortOne V1 (`api.iamport.kr`): getToken, certification lookups, its token cache and the
+//! shape of its answers.
+
+mod client;
+mod model;
+mod token;
+
+pub use client::{PortoneClient, PortoneSettings};
+pub use token::{AccessToken, TokenCache, TokenCacheStats};

@@ -1,0 +1,68 @@
+//! The seam between the use cases and the identity providers: what the service asks of one
+//! (look a certification up by reference, within a deadline) and how one may fail, in words
+//! that name no provider. Each provider (PortOne V1 today) implements [`IdentityProvider`]
+//! and translates its own failures into [`ProviderError`].
+
+use std::{collections::HashMap, future::Future, pin::Pin, sync::Arc, time::Duration};
+
+use tokio::time::Instant;
+
+use crate::domain::{CertificationRef, Provider, ProviderCertification};
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Looks a certification up at an identity provider, within the caller's deadline.
+pub trait IdentityProvider: Send + Sync {
+    fn lookup<'a>(
+        &'a self,
+        reference: &'a CertificationRef,
+        deadline: Instant,
+    ) -> BoxFuture<'a, Result<ProviderCertification, ProviderError>>;
+}
+
+/// What can go wrong asking a provider, classified by the provider's client. Messages never
+/// carry a body, a token or personal data: providers' answers may contain all three.
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    #[error("certification not found at the identity provider")]
+    NotFound,
+    #[error("identity provider unavailable: {0}")]
+    Unavailable(String),
+    #[error("the identity provider rejected our credentials")]
+    CredentialsRejected,
+    #[error("the identity provider answered with a body we cannot use: {0}")]
+    Malformed(String),
+    #[error("the caller's deadline passed before the identity provider answered")]
+    DeadlineExceeded,
+    /// Recent attempts all failed: not trying again before `retry_after`.
+    #[error("the identity provider is failing; not calling it for another {}ms", retry_after.as_millis())]
+    CircuitOpen { retry_after: Duration },
+    /// A reference for a provider this service was not configured with.
+    #[error("no identity provider {} is configured", .0.as_str())]
+    NotConfigured(Provider),
+}
+
+/// The configured providers, by [`Provider`].
+#[derive(Clone, Default)]
+pub struct Providers {
+    by_provider: HashMap<Provider, Arc<dyn IdentityProvider>>,
+}
+
+impl Providers {
+    pub fn with(mut self, provider: Provider, client: Arc<dyn IdentityProvider>) -> Self {
+        self.by_provider.insert(provider, client);
+        self
+    }
+
+    pub async fn lookup(
+        &self,
+        reference: &CertificationRef,
+        deadline: Instant,
+    ) -> Result<ProviderCertification, ProviderError> {
+        let provider = self
+            .by_provider
+            .get(&reference.provider())
+            .ok_or(ProviderError::NotConfigured(reference.provider()))?;
+        provider.lookup(reference, deadline).await
+    }
+}

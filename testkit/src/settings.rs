@@ -1,0 +1,88 @@
+//! The settings every test and benchmark starts from: the production defaults where they make
+//! sense, short time-outs, fixed test keys, and the PortOne (sandbox) and database given.
+
+use std::time::Duration;
+
+use base64::{Engine, engine::general_purpose::STANDARD};
+use certification_service::{
+    config::{
+        ConnectionSettings, KeySettings, MaintenanceSettings, ServerSettings, Settings, ShutdownSettings,
+        TOKEN_MARGIN, TOKEN_REFRESH_AHEAD,
+    },
+    domain::{CiIndexKey, SealingKeys},
+    portone::{CircuitSettings, HttpSettings, v1::PortoneSettings},
+    secret::Secret,
+    service::Policy,
+    store::StoreSettings,
+};
+
+pub const TEST_INDEX_KEY: [u8; 32] = [42; 32];
+
+/// CI_ENCRYPTION_KEYS of the tests: one key, id `test-k1`.
+pub fn test_encryption_keys() -> String {
+    format!("test-k1:{}", STANDARD.encode([9u8; 32]))
+}
+
+/// Settings for a server on 127.0.0.1:0 against PortOne at `portone_base_url` with these
+/// credentials, storing in `database_url`; no Redis, no authentication, no side ports.
+pub fn test_settings(
+    database_url: &str,
+    portone_base_url: &str,
+    imp_key: &str,
+    imp_secret: &str,
+) -> Settings {
+    Settings {
+        server: ServerSettings {
+            grpc_listen_addr: "127.0.0.1:0".parse().expect("a literal address"),
+            metrics_listen_addr: None,
+            health_listen_addr: None,
+            tls: None,
+            caller_tokens: None,
+            grpc_reflection: true,
+            request_timeout: Duration::from_secs(10),
+            max_in_flight: 1024,
+            shutdown: ShutdownSettings {
+                drain_delay: Duration::ZERO,
+                timeout: Duration::from_secs(5),
+            },
+            connections: ConnectionSettings::default(),
+        },
+        store: StoreSettings {
+            database_url: database_url.to_owned(),
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(5),
+            migrate_on_start: true,
+            readiness_interval: Duration::from_millis(200),
+        },
+        redis: None,
+        portone: PortoneSettings {
+            base_url: portone_base_url.to_owned(),
+            imp_key: imp_key.to_owned(),
+            imp_secret: Secret::new(imp_secret),
+            token_margin: TOKEN_MARGIN,
+            token_refresh_ahead: TOKEN_REFRESH_AHEAD,
+            token_lock_ttl: Duration::from_secs(3),
+            http: HttpSettings {
+                request_timeout: Duration::from_secs(2),
+                connect_timeout: Duration::from_secs(1),
+                max_attempts: 3,
+                circuit: CircuitSettings::default(),
+                max_connections: 128,
+            },
+        },
+        keys: KeySettings {
+            ci_index_key: CiIndexKey::from_base64(&STANDARD.encode(TEST_INDEX_KEY)).expect("a 32-byte key"),
+            sealing_keys: SealingKeys::parse(&test_encryption_keys()).expect("a valid key list"),
+        },
+        policy: Policy {
+            min_age: 14,
+            reject_underage: false,
+            max_certification_age: Duration::from_secs(30 * 60),
+            rejoin_cooldown: Duration::ZERO,
+        },
+        maintenance: MaintenanceSettings {
+            purge_interval: None,
+            certification_retention: Duration::from_secs(90 * 24 * 3600),
+        },
+    }
+}

@@ -1,0 +1,182 @@
+//! The CheckDuplicate scenario: CheckDuplicate by CI over gRPC beside the bare indexed SQL lookup
+//! on the same table, interleaved, same client count.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use anyhow::{Context as _, bail};
+use certification_service::{
+    domain::{Ci, CiIndexKey},
+    grpc::proto::{
+        CheckDuplicateRequest, VerifyRequest, certification_service_client::CertificationServiceClient,
+        check_duplicate_request,
+    },
+    sandbox::identities::ci_for,
+};
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement};
+use tonic::transport::Channel;
+
+use crate::{
+    DuplicateArgs,
+    grpc::{channels, code, grpc_clients, with_timeout},
+    measure::{Measured, closed_loop},
+    sandbox::{insert_certifications, person_key},
+};
+
+pub(crate) async fn duplicate(args: DuplicateArgs) -> anyhow::Result<()> {
+    let load = &args.load;
+    let batch = 500 + std::process::id() % 400;
+    let index_key = CiIndexKey::from_base64(&args.ci_index_key).context("CI_INDEX_KEY")?;
+    let imp_uids = insert_certifications(&args.sandbox_url, batch, args.persons).await?;
+    let channels = channels(load).await?;
+
+    // Bind every person to an account first, so every lookup finds a holder.
+    let imp_uids = Arc::new(imp_uids);
+    let (timeout, persons) = (load.timeout, args.persons as u64);
+    // Every person exactly once: the tasks share one counter and stop at the first failure.
+    let next = Arc::new(AtomicU64::new(0));
+    let mut tasks = tokio::task::JoinSet::new();
+    for caller in 0..32 {
+        let mut client = CertificationServiceClient::new(channels[caller % channels.len()].clone());
+        let (imp_uids, next) = (Arc::clone(&imp_uids), Arc::clone(&next));
+        tasks.spawn(async move {
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= persons {
+                    return Ok::<_, tonic::Status>(());
+                }
+                let request = VerifyRequest {
+                    imp_uid: imp_uids[n as usize].clone(),
+                    account_id: format!("dup-{batch}-{n}"),
+                    ..Default::default()
+                };
+                client.verify(with_timeout(request, timeout)).await?;
+            }
+        });
+    }
+    while let Some(result) = tasks.join_next().await {
+        result
+            .context("a binding task panicked")?
+            .context("binding a person")?;
+    }
+
+    let cis: Arc<Vec<String>> = Arc::new((0..args.persons).map(|n| ci_for(&person_key(batch, n))).collect());
+    let service_call = {
+        let cis = Arc::clone(&cis);
+        move |mut client: CertificationServiceClient<Channel>, n: u64| {
+            let cis = Arc::clone(&cis);
+            async move {
+                let ci = cis[(n % cis.len() as u64) as usize].clone();
+                let request = CheckDuplicateRequest {
+                    key: Some(check_duplicate_request::Key::Ci(ci)),
+                };
+                let answer = client
+                    .check_duplicate(with_timeout(request, timeout))
+                    .await
+                    .map_err(code)?
+                    .into_inner();
+                if !answer.duplicate {
+                    return Err("a bound person reported free".to_owned());
+                }
+                Ok(())
+            }
+        }
+    };
+
+    // The bare lookup: the same indexed query on the same table, one connection per client.
+    let indexes: Arc<Vec<String>> = Arc::new(
+        cis.iter()
+            .map(|ci| {
+                index_key
+                    .ci_index(&Ci::parse(ci).expect("sandbox CIs are valid"))
+                    .0
+            })
+            .collect(),
+    );
+    let bare_lookups = BareLookups::connect(&args.database_url, load.concurrency, indexes).await?;
+    let clients = grpc_clients(&channels, load.concurrency);
+    closed_loop(&clients, load.warmup, service_call.clone()).await;
+    bare_lookups.run(load.warmup).await;
+    // Interleaved, so drift on the machine (checkpoints, autovacuum) falls on both alike.
+    let (mut service, mut bare) = (Measured::new(), Measured::new());
+    for _ in 0..DUPLICATE_ROUNDS {
+        let slice = load.duration / DUPLICATE_ROUNDS;
+        service.merge(closed_loop(&clients, slice, service_call.clone()).await);
+        bare.merge(bare_lookups.run(slice).await);
+    }
+    bare_lookups.db.close().await.ok();
+    let service_rate = service.ok() as f64 / service.elapsed.as_secs_f64();
+    let bare_rate = bare.ok() as f64 / bare.elapsed.as_secs_f64();
+    println!(
+        "{}",
+        service.row(
+            "CheckDuplicate by CI (gRPC)",
+            load.concurrency,
+            &format!("{:.2} of the bare lookup's rate", service_rate / bare_rate)
+        )
+    );
+    println!(
+        "{}",
+        bare.row(
+            "bare indexed lookup (SQL)",
+            load.concurrency,
+            "SELECT account_id, bound_at FROM persons WHERE ci_hash = $1"
+        )
+    );
+    if !service.errors.is_empty() || !bare.errors.is_empty() || service.ok() == 0 || bare.ok() == 0 {
+        bail!("CheckDuplicate or the bare lookup failed");
+    }
+    Ok(())
+}
+
+/// Phases of the bare lookup; slices of the CheckDuplicate comparison.
+const DUPLICATE_ROUNDS: u32 = 4;
+
+/// The bare indexed lookup: the same query on the same table, one connection per client.
+struct BareLookups {
+    db: DatabaseConnection,
+    clients: usize,
+    indexes: Arc<Vec<String>>,
+}
+
+impl BareLookups {
+    async fn connect(database_url: &str, clients: usize, indexes: Arc<Vec<String>>) -> anyhow::Result<Self> {
+        let mut options = sea_orm::ConnectOptions::new(database_url.to_owned());
+        options
+            .max_connections(clients as u32)
+            .min_connections(clients as u32)
+            .sqlx_logging(false);
+        let db = Database::connect(options)
+            .await
+            .context("connecting to the database")?;
+        if db.get_database_backend() != DbBackend::Postgres {
+            bail!("the bare lookup is measured on PostgreSQL");
+        }
+        Ok(Self { db, clients, indexes })
+    }
+
+    async fn run(&self, duration: Duration) -> Measured {
+        let indexes = Arc::clone(&self.indexes);
+        let lookup = move |db: DatabaseConnection, n: u64| {
+            let index = indexes[(n % indexes.len() as u64) as usize].clone();
+            async move {
+                let statement = Statement::from_sql_and_values(
+                    DbBackend::Postgres,
+                    "SELECT account_id, bound_at FROM persons WHERE ci_hash = $1",
+                    [index.into()],
+                );
+                match db.query_one_raw(statement).await {
+                    Ok(Some(_)) => Ok(()),
+                    Ok(None) => Err("not found".to_owned()),
+                    Err(_) => Err("failed".to_owned()),
+                }
+            }
+        };
+        closed_loop(&vec![self.db.clone(); self.clients], duration, lookup).await
+    }
+}

@@ -1,0 +1,83 @@
+//! The Verify scenario: Verify (optionally binding an account) in a closed loop against
+//! certifications inserted into the sandbox, with PortOne calls, CPU and RSS of the service.
+
+use std::sync::Arc;
+
+use anyhow::bail;
+use certification_service::grpc::proto::{
+    VerifyRequest, certification_service_client::CertificationServiceClient,
+};
+use tonic::transport::Channel;
+
+use crate::{
+    VerifyArgs,
+    grpc::{channels, code, grpc_clients, with_timeout},
+    measure::closed_loop,
+    sandbox::{insert_certifications, sandbox_calls},
+    system::{clock_ticks_per_second, cpu_ticks, rss_kib},
+};
+
+pub(crate) async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
+    let load = &args.load;
+    let batch = std::process::id() % 1000;
+    let imp_uids = Arc::new(insert_certifications(&args.sandbox_url, batch, args.certifications).await?);
+    let clients = grpc_clients(&channels(load).await?, load.concurrency);
+    let (bind, timeout) = (args.bind, load.timeout);
+    let call = move |mut client: CertificationServiceClient<Channel>, n: u64| {
+        let imp_uids = Arc::clone(&imp_uids);
+        async move {
+            let index = (n % imp_uids.len() as u64) as usize;
+            let request = VerifyRequest {
+                imp_uid: imp_uids[index].clone(),
+                account_id: if bind {
+                    format!("acct-{batch}-{index}")
+                } else {
+                    String::new()
+                },
+                ..Default::default()
+            };
+            let answer = client
+                .verify(with_timeout(request, timeout))
+                .await
+                .map_err(code)?
+                .into_inner();
+            if bind && !answer.bound {
+                return Err("answered OK without binding".to_owned());
+            }
+            Ok(())
+        }
+    };
+    closed_loop(&clients, load.warmup, call.clone()).await;
+    let before = sandbox_calls(&args.sandbox_url).await?;
+    let cpu_before = args.pid.map(cpu_ticks).transpose()?;
+    let measured = closed_loop(&clients, load.duration, call).await;
+    let cpu_after = args.pid.map(cpu_ticks).transpose()?;
+    let portone_calls = sandbox_calls(&args.sandbox_url).await? - before;
+    // Refused calls never reach PortOne; every other call is one Verify that should cost one.
+    let refused = measured.errors.get("ResourceExhausted").copied().unwrap_or(0);
+    let mut notes = format!(
+        "PortOne calls/Verify {:.2}",
+        portone_calls as f64 / (measured.calls() - refused).max(1) as f64
+    );
+    if let (Some(pid), Some(before), Some(after)) = (args.pid, cpu_before, cpu_after) {
+        let (peak, _) = rss_kib(pid)?;
+        let cpu_ms = (after - before) as f64 * 1000.0 / clock_ticks_per_second() as f64;
+        notes = format!(
+            "{notes}, service CPU {:.2} ms/call, peak RSS {:.1} MiB",
+            cpu_ms / measured.calls().max(1) as f64,
+            peak as f64 / 1024.0
+        );
+    }
+    println!("{}", measured.row(&args.label, load.concurrency, &notes));
+    let failed = measured.errors.values().sum::<u64>() - refused;
+    if failed > 0 || (refused > 0 && !args.expect_refusals) {
+        bail!("{}: calls failed: {:?}", args.label, measured.errors);
+    }
+    if args.expect_refusals && refused == 0 {
+        bail!("{}: no call was refused with RESOURCE_EXHAUSTED", args.label);
+    }
+    if measured.ok() == 0 {
+        bail!("{}: no call succeeded", args.label);
+    }
+    Ok(())
+}
