@@ -502,6 +502,16 @@ def check_monitoring(render, fail, rule_files):
         fail("grafanaDashboard.enabled=true renders no ConfigMap labelled grafana_dashboard")
 
 
+# Values that must not render, and a word of the message that must say why.
+REFUSED = [
+    ({"podDisruptionBudget": {"minAvailable": 2}}, "no node can be drained"),
+    ({"autoscaling": {"enabled": False}, "replicaCount": 1, "podDisruptionBudget": {"minAvailable": 1}},
+     "no node can be drained"),
+    ({"tls": {"enabled": True}}, "tls.existingSecret is required"),
+    ({"secrets": {"existingSecret": ""}}, "is required"),
+    ({"podDisruptionBudget": {"minAvailable": 1, "unknown": 1}}, "additional properties"),
+]
+
 CHECKS = [check_probes, check_security_context, check_hooks, check_selectors, check_network_policy,
           check_disruption_budget, check_notes]
 
@@ -579,6 +589,17 @@ def main():
                 case, kube_version[:4], len(render.resources), len(render.hooks),
                 "FAILED" if invalid or found else "valid (strict) and asserted",
                 "; skipped (CRDs, no schema): " + ", ".join(sorted(skipped)) if skipped else ""))
+
+    # Values the chart must refuse, with the reason it must give.
+    for override, reason in REFUSED:
+        try:
+            helm.install_dry_run(override, KUBE_VERSIONS[0], API_VERSIONS)
+            failures.append("Helm rendered %s; the chart must refuse it (%s)" % (json.dumps(override), reason))
+        except RuntimeError as error:
+            if reason not in str(error):
+                failures.append("Helm refused %s for another reason than %r: %s" % (json.dumps(override), reason, error))
+    print("refusals: %d values the chart must refuse are refused" % len(REFUSED) if not any(
+        "must refuse" in failure or "another reason" in failure for failure in failures) else "refusals: FAILED")
 
     # The ServiceMonitor waits for its CRD; the oldest supported Kubernetes is the floor.
     bare = Render(helm, "defaults without CRDs", {}, defaults, KUBE_VERSIONS[0], api_versions=[])
