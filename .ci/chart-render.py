@@ -68,7 +68,7 @@ def pip_install(directory, requirement):
     if not os.path.exists(marker):
         shutil.rmtree(path, ignore_errors=True)
         subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                        "--target", path, requirement], check=True)
+                        "--root-user-action=ignore", "--target", path, requirement], check=True)
         open(marker, "w").close()
     sys.path.insert(0, path)
     return path
@@ -391,6 +391,13 @@ def check_selectors(render, fail):
         for other, labels in others:
             if selects(match, labels):
                 fail("%s %s also selects %s" % (name, match, other))
+    # The migration Job's own NetworkPolicy (a hook): its pods only, never the server's.
+    for policy in render.kinds("NetworkPolicy", hooks=True):
+        match = policy["spec"]["podSelector"]["matchLabels"]
+        if selects(match, server):
+            fail("hook NetworkPolicy/%s selects the server's pods" % policy["metadata"]["name"])
+        if not any(selects(match, pod_labels(job)) for job in render.kinds("Job")):
+            fail("hook NetworkPolicy/%s selects no migration Job pod" % policy["metadata"]["name"])
     service = render.one("Service")
     for doc in render.kinds("ServiceMonitor", hooks=False):
         if not selects(doc["spec"]["selector"]["matchLabels"], service["metadata"]["labels"]):
