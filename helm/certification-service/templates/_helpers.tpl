@@ -22,6 +22,18 @@ app.kubernetes.io/name: {{ include "cs.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
+{{/* Pods that are not the server (the migration Job's, the `helm test` pod) carry these instead of
+the selector labels, so that the Service, PodDisruptionBudget, NetworkPolicy and HPA never pick
+them. The Deployment's selector stays as it was: it is immutable, and changing it would break
+`helm upgrade` of every existing install. */}}
+{{- define "cs.componentPodLabels" -}}
+helm.sh/chart: {{ printf "%s-%s" .context.Chart.Name .context.Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/part-of: {{ include "cs.name" .context }}
+app.kubernetes.io/instance: {{ .context.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+app.kubernetes.io/managed-by: {{ .context.Release.Service }}
+{{- end }}
+
 {{- define "cs.labels" -}}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{ include "cs.selectorLabels" . }}
@@ -34,6 +46,23 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- default (include "cs.fullname" .) .Values.serviceAccount.name }}
 {{- else }}
 {{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* Name of the migration Job's own hook objects (ServiceAccount, Secret, NetworkPolicy): never
+the name of a release object, so their before-hook-creation policy cannot delete anything the
+running pods use. */}}
+{{- define "cs.migrationsName" -}}
+{{- printf "%s-migrations" (include "cs.fullname" . | trunc 52 | trimSuffix "-") }}
+{{- end }}
+
+{{/* The migration Job's ServiceAccount: a hook made before it when the chart makes service
+accounts (the release's own is created only after pre-install hooks), else the operator's. */}}
+{{- define "cs.migrationsServiceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- include "cs.migrationsName" . }}
+{{- else }}
+{{- include "cs.serviceAccountName" . }}
 {{- end }}
 {{- end }}
 
