@@ -3,6 +3,7 @@
 // CALLER_TOKEN, when set, is sent as the bearer token.
 
 import { parseArgs } from "node:util";
+import { Code } from "@connectrpc/connect";
 import { callError } from "./errors.js";
 import { certificationClient, holderOf, signUp } from "./signup.js";
 
@@ -23,6 +24,6 @@ try {
   console.log(JSON.stringify(await signUp(client, { impUid, accountId, merchantUid })));
 } catch (err) {
   const e = callError(err);
-  console.error(`failed: code ${e.code}, reason ${e.errorInfo?.reason ?? "-"}: ${e.message}`);
+  console.error(`failed: ${Code[e.code]}, reason ${e.errorInfo?.reason ?? "-"}: ${e.message}`);
   process.exit(1);
 }
