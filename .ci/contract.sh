@@ -33,6 +33,8 @@ if [ -z "${CERTIFICATION_SERVICE_BIN:-}" ]; then
   cargo build --quiet --locked --bin certification-service
   CERTIFICATION_SERVICE_BIN=$PWD/target/debug/certification-service
 fi
+# The tests run in the example's directory: a relative path is taken from the repository root.
+[[ $CERTIFICATION_SERVICE_BIN = /* ]] || CERTIFICATION_SERVICE_BIN=$PWD/$CERTIFICATION_SERVICE_BIN
 export CERTIFICATION_SERVICE_BIN
 npm_ci examples/typescript-signup
 (
