@@ -79,7 +79,7 @@ async fn shutdown_signal() {
 
 /// `rekey`: re-encrypt stored CI/DI under the first CI_ENCRYPTION_KEYS key.
 async fn rekey(args: RekeyArgs) -> anyhow::Result<()> {
-    let keys = SealingKeys::parse(&args.ci_encryption_keys)?;
+    let keys = SealingKeys::parse(args.ci_encryption_keys.expose())?;
     let store = Store::connect(&args.database.store_settings()).await?;
     let report = crate::maintenance::rekey(&store, &keys, args.batch_size).await;
     store.close().await;
@@ -95,6 +95,7 @@ async fn rekey(args: RekeyArgs) -> anyhow::Result<()> {
 
 /// `purge`: delete what is past retention.
 async fn purge(args: PurgeArgs) -> anyhow::Result<()> {
+    args.retention.validate()?;
     let store = Store::connect(&args.database.store_settings()).await?;
     let purged = crate::maintenance::purge(
         &store,

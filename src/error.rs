@@ -24,8 +24,14 @@ pub enum ServiceError {
     },
     #[error("merchant_uid does not match the certification's")]
     MerchantMismatch,
-    #[error("age {} is under the minimum age {}", .0.age, .0.min_age)]
+    #[error("under the minimum age {}", .0.min_age)]
     Underage(AgeCheck),
+    /// `certified_at` is later than now plus the allowed clock skew: no honest record is.
+    #[error("certified at {certified_at}, later than now (allowed clock skew {}s)", clock_skew.as_secs())]
+    CertifiedInFuture {
+        certified_at: DateTime<Utc>,
+        clock_skew: Duration,
+    },
     #[error("binding refused: {0:?}")]
     Conflict(BindConflict),
     #[error("the person was unlinked recently; a new binding is possible from {until}")]
@@ -44,6 +50,12 @@ pub enum ServiceError {
     Overloaded { limit: usize },
     #[error("a valid caller token is required: `authorization: Bearer <token>`")]
     Unauthenticated { token_presented: bool },
+    /// Under mTLS with tokens, the token names another caller than the certificate.
+    #[error("the caller token does not belong to the client certificate's caller")]
+    CallerMismatch,
+    /// CALLER_PERMISSIONS does not let this caller call this method.
+    #[error("this caller may not call {method}")]
+    MethodNotAllowed { method: &'static str },
     /// Before the first successful migration and database check: the schema may not exist yet.
     #[error("not ready: the database is not prepared yet")]
     NotReady,

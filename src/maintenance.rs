@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
 use crate::{
     domain::{Purpose, SealingError, SealingKeys},
@@ -31,8 +31,8 @@ pub struct RekeyReport {
     pub raced: u64,
 }
 
-/// Re-seals every person still under an older key with the first key of `keys`, `batch_size`
-/// rows at a time. Stopping at any point loses nothing: the next run picks up what is left.
+/// Re-seals every person still under an older key, or sealed before values were bound to their
+/// row, with the first key of `keys`, bound to the row, `batch_size` rows at a time. Stopping at any point loses nothing: the next run picks up what is left.
 pub async fn rekey(
     store: &Store,
     keys: &SealingKeys,
@@ -43,7 +43,7 @@ pub async fn rekey(
     let mut after_id = 0;
     loop {
         let batch = store
-            .sealed_under_other_keys(&primary, after_id, batch_size.max(1))
+            .sealed_for_rekey(&primary, after_id, batch_size.max(1))
             .await?;
         let Some(last) = batch.last() else {
             break;
@@ -54,17 +54,17 @@ pub async fn rekey(
                 person_id: row.id,
                 source,
             };
-            let ci = keys.open(Purpose::Ci, &row.ci).map_err(sealing)?;
+            let ci = keys.open(Purpose::Ci, &row.index, &row.ci).map_err(sealing)?;
             let di = row
                 .di
                 .as_ref()
-                .map(|di| keys.open(Purpose::Di, di))
+                .map(|di| keys.open(Purpose::Di, &row.index, di))
                 .transpose()
                 .map_err(sealing)?;
-            let ci_sealed = keys.seal(Purpose::Ci, &ci);
-            let di_sealed = di.map(|di| keys.seal(Purpose::Di, &di));
+            let ci_sealed = keys.seal(Purpose::Ci, &row.index, &ci);
+            let di_sealed = di.map(|di| keys.seal(Purpose::Di, &row.index, &di));
             if store
-                .reseal(row.id, &row.ci.key_id, &ci_sealed, di_sealed.as_ref())
+                .reseal(row.id, &row.ci, &ci_sealed, di_sealed.as_ref())
                 .await?
             {
                 report.resealed += 1;
@@ -90,8 +90,14 @@ pub async fn purge(
     rejoin_cooldown: Duration,
 ) -> Result<Purged, StoreError> {
     let now = Utc::now();
-    let before = now - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
-    let rejoin_from = now - chrono::Duration::from_std(rejoin_cooldown).unwrap_or(chrono::Duration::MAX);
+    // Checked: a period longer than the calendar reaches back means "from the beginning".
+    let ago = |period: Duration| {
+        chrono::Duration::from_std(period)
+            .ok()
+            .and_then(|period| now.checked_sub_signed(period))
+            .unwrap_or(DateTime::<Utc>::MIN_UTC)
+    };
+    let (before, rejoin_from) = (ago(retention), ago(rejoin_cooldown));
     let purged = store.purge(before, rejoin_from).await?;
     tracing::info!(
         certifications = purged.certifications,

@@ -52,6 +52,13 @@ impl Application {
     /// Wires the server on `listener`. The process's rustls crypto provider must be installed
     /// first ([`install_crypto_provider`]).
     pub async fn build(settings: Settings, listener: TcpListener) -> anyhow::Result<Self> {
+        // Fail closed: no caller authentication only when asked for in so many words.
+        let server = &settings.server;
+        let mutual_tls = server.tls.as_ref().is_some_and(|tls| tls.client_ca_pem.is_some());
+        anyhow::ensure!(
+            server.caller_tokens.is_some() || mutual_tls || server.allow_unauthenticated,
+            "no caller authentication: set CALLER_TOKENS (or CALLER_TOKENS_FILE) or TLS_CLIENT_CA_FILE, or ALLOW_UNAUTHENTICATED=true to let anyone who reaches the port call"
+        );
         let local_addr = listener.local_addr().context("reading the bound address")?;
         let (health_listener, health_addr) =
             bind_optional(settings.server.health_listen_addr, "HEALTH_LISTEN_ADDR").await?;
@@ -65,6 +72,7 @@ impl Application {
             Some(redis) => TokenCache::redis(
                 redis_connection(redis.url.expose(), redis.ca_file.as_deref(), redis.timeout)?,
                 &settings.portone.imp_key,
+                settings.portone.imp_secret.expose(),
                 redis.timeout,
             ),
             None => TokenCache::in_process(),
@@ -83,6 +91,7 @@ impl Application {
             Arc::new(service),
             settings.server.request_timeout,
             settings.server.max_in_flight,
+            settings.server.caller_permissions.clone(),
         );
 
         let health = HealthReporter::new();

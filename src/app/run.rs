@@ -28,32 +28,38 @@ impl Application {
     /// Serves until `shutdown` resolves, then closes the database pool.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
         let (reflection_v1, reflection_v1alpha) = if self.settings.server.grpc_reflection {
+            // The same message-size limit as the service: reflection answers anyone who reaches
+            // the port, and a megabyte request is no reason to buffer one.
             let v1 = reflection_builder()
                 .build_v1()
-                .context("building reflection v1")?;
+                .context("building reflection v1")?
+                .max_decoding_message_size(MAX_REQUEST_BYTES);
             // grpcurl 1.8, Postman and grpcui still speak only v1alpha.
             let v1alpha = reflection_builder()
                 .build_v1alpha()
-                .context("building reflection v1alpha")?;
+                .context("building reflection v1alpha")?
+                .max_decoding_message_size(MAX_REQUEST_BYTES);
             (Some(v1), Some(v1alpha))
         } else {
             (None, None)
         };
-        match &self.settings.server.caller_tokens {
-            Some(tokens) => tracing::info!(
-                callers = %tokens.names().collect::<Vec<_>>().join(","),
-                "caller authentication on"
-            ),
-            None => tracing::warn!(
-                "CALLER_TOKENS is not set: any client that reaches the port may call CertificationService"
-            ),
-        }
         let mutual_tls = self
             .settings
             .server
             .tls
             .as_ref()
             .is_some_and(|tls| tls.client_ca_pem.is_some());
+        match &self.settings.server.caller_tokens {
+            Some(tokens) => tracing::info!(
+                callers = %tokens.names().collect::<Vec<_>>().join(","),
+                mutual_tls,
+                "caller authentication on"
+            ),
+            None if mutual_tls => tracing::info!("caller authentication on: client certificates"),
+            None => tracing::warn!(
+                "ALLOW_UNAUTHENTICATED: any client that reaches the port may call CertificationService"
+            ),
+        }
         let authenticator = Authenticator::new(self.settings.server.caller_tokens.clone(), mutual_tls);
 
         let (stop_readiness, stopped) = watch::channel(false);
@@ -89,7 +95,8 @@ impl Application {
         });
         let (stop_plain_health, plain_health_stopped) = watch::channel(false);
         let plain_health = self.health_listener.map(|listener| {
-            let service = HealthServer::new(HealthService::from_health_reporter(self.health.clone()));
+            let service = HealthServer::new(HealthService::from_health_reporter(self.health.clone()))
+                .max_decoding_message_size(MAX_REQUEST_BYTES);
             let mut stopped = plain_health_stopped;
             tokio::spawn(
                 Server::builder()
@@ -146,9 +153,10 @@ impl Application {
             "serving gRPC"
         );
         let served = server
-            .add_service(HealthServer::new(HealthService::from_health_reporter(
-                self.health.clone(),
-            )))
+            .add_service(
+                HealthServer::new(HealthService::from_health_reporter(self.health.clone()))
+                    .max_decoding_message_size(MAX_REQUEST_BYTES),
+            )
             .add_optional_service(reflection_v1)
             .add_optional_service(reflection_v1alpha)
             .add_service(InterceptedService::new(

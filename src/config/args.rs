@@ -6,7 +6,12 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use clap::{ArgAction, Args, Parser, Subcommand, builder::BoolishValueParser};
 
 use super::DEFAULT_DATABASE_URL;
-use crate::store::StoreSettings;
+use crate::{secret::Secret, store::StoreSettings};
+
+/// Parses a flag's value into a [`Secret`], so no `Debug` of the arguments can print it.
+fn secret(raw: &str) -> Result<Secret, std::convert::Infallible> {
+    Ok(Secret::new(raw))
+}
 
 #[derive(Parser, Debug)]
 #[command(
@@ -52,8 +57,8 @@ pub struct HealthArgs {
 pub struct RekeyArgs {
     #[command(flatten)]
     pub database: DatabaseArgs,
-    #[arg(long, env = "CI_ENCRYPTION_KEYS", hide_env_values = true)]
-    pub ci_encryption_keys: String,
+    #[arg(long, env = "CI_ENCRYPTION_KEYS", hide_env_values = true, value_parser = secret)]
+    pub ci_encryption_keys: Secret,
     /// Rows per batch; each batch is read, re-sealed and written back row by row.
     #[arg(long, default_value_t = 500)]
     pub batch_size: u64,
@@ -80,10 +85,17 @@ pub struct RetentionArgs {
 #[derive(Args, Debug, Clone)]
 pub struct DatabaseArgs {
     /// postgres://… in production; the default is an embedded SQLite file under ./data.
-    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, hide_env_values = true)]
-    pub database_url: String,
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, hide_env_values = true, value_parser = secret)]
+    pub database_url: Secret,
     #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 10)]
     pub database_max_connections: u32,
+    /// PostgreSQL: a statement running longer is cancelled, so a stuck one cannot hold a pooled
+    /// connection (and its locks) for ever, e.g. 10s.
+    #[arg(long, env = "DATABASE_STATEMENT_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub database_statement_timeout: Duration,
+    /// PostgreSQL: how long a statement waits for a row lock before giving up, e.g. 3s.
+    #[arg(long, env = "DATABASE_LOCK_TIMEOUT", default_value = "3s", value_parser = humantime::parse_duration)]
+    pub database_lock_timeout: Duration,
 }
 
 #[derive(Args, Debug)]
@@ -96,8 +108,8 @@ pub struct ServeArgs {
     #[arg(long, env = "METRICS_LISTEN_ADDR", default_value = "0.0.0.0:9090")]
     pub metrics_listen_addr: String,
     /// redis://, or rediss:// for TLS; unset keeps the PortOne token in process.
-    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
-    pub redis_url: Option<String>,
+    #[arg(long, env = "REDIS_URL", hide_env_values = true, value_parser = secret)]
+    pub redis_url: Option<Secret>,
     /// PEM file of the CA that signed the Redis server's certificate, for `rediss://` with a
     /// private CA; unset: the public web PKI roots.
     #[arg(long, env = "REDIS_CA_FILE")]
@@ -112,8 +124,8 @@ pub struct ServeArgs {
     pub portone_base_url: String,
     #[arg(long, env = "PORTONE_IMP_KEY", hide_env_values = true)]
     pub portone_imp_key: Option<String>,
-    #[arg(long, env = "PORTONE_IMP_SECRET", hide_env_values = true)]
-    pub portone_imp_secret: Option<String>,
+    #[arg(long, env = "PORTONE_IMP_SECRET", hide_env_values = true, value_parser = secret)]
+    pub portone_imp_secret: Option<Secret>,
     /// One HTTP attempt at PortOne, e.g. 5s.
     #[arg(long, env = "PORTONE_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub portone_timeout: Duration,
@@ -136,12 +148,12 @@ pub struct ServeArgs {
     #[arg(long, env = "MAX_IN_FLIGHT", default_value_t = 1024)]
     pub max_in_flight: usize,
     /// Base64 HMAC key (at least 32 bytes) for the CI/DI lookup hashes. Required unless --sandbox.
-    #[arg(long, env = "CI_INDEX_KEY", hide_env_values = true)]
-    pub ci_index_key: Option<String>,
+    #[arg(long, env = "CI_INDEX_KEY", hide_env_values = true, value_parser = secret)]
+    pub ci_index_key: Option<Secret>,
     /// `id:base64key,…` AES-256 keys for CI/DI at rest: the first encrypts, all decrypt.
     /// Required unless --sandbox.
-    #[arg(long, env = "CI_ENCRYPTION_KEYS", hide_env_values = true)]
-    pub ci_encryption_keys: Option<String>,
+    #[arg(long, env = "CI_ENCRYPTION_KEYS", hide_env_values = true, value_parser = secret)]
+    pub ci_encryption_keys: Option<Secret>,
     #[command(flatten)]
     pub retention: RetentionArgs,
     /// After SIGTERM: health turns NOT_SERVING at once and calls are still served this long,
@@ -166,9 +178,10 @@ pub struct ServeArgs {
     #[arg(long, env = "PURGE_INTERVAL", value_parser = humantime::parse_duration)]
     pub purge_interval: Option<Duration>,
     /// `name=token,…`: every CertificationService call must carry `authorization: Bearer <token>`
-    /// of one of them. Unset (and no file): no authentication, with a warning at start.
-    #[arg(long, env = "CALLER_TOKENS", hide_env_values = true)]
-    pub caller_tokens: Option<String>,
+    /// of one of them. `serve` refuses to start with neither this (or its file) nor
+    /// TLS_CLIENT_CA_FILE, unless ALLOW_UNAUTHENTICATED=true.
+    #[arg(long, env = "CALLER_TOKENS", hide_env_values = true, value_parser = secret)]
+    pub caller_tokens: Option<Secret>,
     /// A file of `name=token` lines, instead of CALLER_TOKENS (a mounted Kubernetes Secret).
     #[arg(long, env = "CALLER_TOKENS_FILE")]
     pub caller_tokens_file: Option<PathBuf>,
@@ -185,9 +198,18 @@ pub struct ServeArgs {
     /// A plain-text port serving only health, for kubelet probes when the gRPC port needs mTLS.
     #[arg(long, env = "HEALTH_LISTEN_ADDR")]
     pub health_listen_addr: Option<SocketAddr>,
-    /// Serve gRPC server reflection (grpcurl without .proto files); `false` in production if wanted.
-    #[arg(long, env = "GRPC_REFLECTION", action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", default_value = "true", value_parser = BoolishValueParser::new())]
-    pub grpc_reflection: bool,
+    /// `name=Method+Method,…` (`*`: every method): which methods each caller may call. Unset:
+    /// every authenticated caller may call every method.
+    #[arg(long, env = "CALLER_PERMISSIONS")]
+    pub caller_permissions: Option<String>,
+    /// Serve without caller authentication (no CALLER_TOKENS, no TLS_CLIENT_CA_FILE): anyone who
+    /// reaches the port may call. `--sandbox` sets it.
+    #[arg(long, env = "ALLOW_UNAUTHENTICATED", action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", default_value = "false", value_parser = BoolishValueParser::new())]
+    pub allow_unauthenticated: bool,
+    /// Serve gRPC server reflection (grpcurl without .proto files). Default: on with
+    /// `--sandbox`, off otherwise.
+    #[arg(long, env = "GRPC_REFLECTION", action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = BoolishValueParser::new())]
+    pub grpc_reflection: Option<bool>,
     /// Minimum full age (만 나이) when a request does not say.
     #[arg(long, env = "MIN_AGE", default_value_t = 14)]
     pub min_age: u32,
@@ -197,6 +219,9 @@ pub struct ServeArgs {
     /// How old a certification may be when verified, e.g. 30m.
     #[arg(long, env = "CERTIFICATION_MAX_AGE", default_value = "30m", value_parser = humantime::parse_duration)]
     pub certification_max_age: Duration,
+    /// How far a certification's time may be ahead of our clock; later is refused, e.g. 60s.
+    #[arg(long, env = "CLOCK_SKEW", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub clock_skew: Duration,
     /// Upper bound of one call when the caller sets no deadline, e.g. 15s.
     #[arg(long, env = "REQUEST_TIMEOUT", default_value = "15s", value_parser = humantime::parse_duration)]
     pub request_timeout: Duration,
@@ -214,6 +239,8 @@ impl DatabaseArgs {
             database_url: self.database_url.clone(),
             max_connections: self.database_max_connections.max(1),
             acquire_timeout: Duration::from_secs(5),
+            statement_timeout: self.database_statement_timeout,
+            lock_timeout: self.database_lock_timeout,
             migrate_on_start: true,
             readiness_interval: Duration::from_secs(5),
         }

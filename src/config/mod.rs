@@ -13,7 +13,7 @@ pub use validate::{ConfigError, ConfigErrors};
 
 use crate::{
     domain::{CiIndexKey, SealingKeys},
-    grpc::CallerTokens,
+    grpc::{CallerPermissions, CallerTokens},
     portone::v1::PortoneSettings,
     secret::Secret,
     service::Policy,
@@ -50,8 +50,12 @@ pub struct ServerSettings {
     pub health_listen_addr: Option<SocketAddr>,
     /// None: plain-text gRPC.
     pub tls: Option<TlsSettings>,
-    /// None: no caller authentication.
+    /// None: no bearer tokens (then mTLS, or ALLOW_UNAUTHENTICATED, must be on).
     pub caller_tokens: Option<CallerTokens>,
+    /// None: every authenticated caller may call every method.
+    pub caller_permissions: Option<CallerPermissions>,
+    /// Serve with neither tokens nor mTLS. Only ever set on purpose (`--sandbox`, tests).
+    pub allow_unauthenticated: bool,
     pub grpc_reflection: bool,
     /// Upper bound of a call whose caller set no deadline.
     pub request_timeout: Duration,

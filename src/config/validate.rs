@@ -4,13 +4,13 @@
 use std::{fmt, path::Path, time::Duration};
 
 use super::{
-    ConnectionSettings, KeySettings, MaintenanceSettings, RedisSettings, ServeArgs, ServerSettings, Settings,
-    ShutdownSettings, TOKEN_MARGIN, TOKEN_REFRESH_AHEAD, TlsSettings,
+    ConnectionSettings, KeySettings, MaintenanceSettings, RedisSettings, RetentionArgs, ServeArgs,
+    ServerSettings, Settings, ShutdownSettings, TOKEN_MARGIN, TOKEN_REFRESH_AHEAD, TlsSettings,
 };
 use crate::{
     domain::{CiIndexKey, IndexKeyError, MinAge, SealingError, SealingKeys},
-    grpc::{CallerTokens, CallerTokensError},
-    portone::{CircuitSettings, HttpSettings, v1::PortoneSettings},
+    grpc::{CallerPermissions, CallerPermissionsError, CallerTokens, CallerTokensError},
+    portone::{CircuitSettings, HttpSettings, http::check_base_url, v1::PortoneSettings},
     secret::Secret,
     service::Policy,
 };
@@ -48,8 +48,16 @@ pub enum ConfigError {
     TlsIncomplete,
     #[error("reading {0}: {1}")]
     TlsFile(String, String),
-    #[error("PORTONE_BASE_URL must be an http:// or https:// URL")]
-    BaseUrl,
+    #[error("PORTONE_BASE_URL {0}")]
+    BaseUrl(&'static str),
+    #[error(transparent)]
+    CallerPermissions(#[from] CallerPermissionsError),
+    #[error(
+        "no caller authentication: set CALLER_TOKENS (or CALLER_TOKENS_FILE) or TLS_CLIENT_CA_FILE; ALLOW_UNAUTHENTICATED=true lets anyone who reaches the port call"
+    )]
+    NoAuthentication,
+    #[error("{0} must be between {1} and {2}")]
+    Duration(&'static str, String, String),
     #[error("{0}")]
     OutOfRange(&'static str),
     #[error("METRICS_LISTEN_ADDR must be host:port or `off`")]
@@ -97,6 +105,48 @@ impl Problems {
     }
 }
 
+const ZERO: Duration = Duration::ZERO;
+const MILLISECOND: Duration = Duration::from_millis(1);
+const SECOND: Duration = Duration::from_secs(1);
+const MINUTE: Duration = Duration::from_secs(60);
+const HOUR: Duration = Duration::from_secs(3600);
+const DAY: Duration = Duration::from_secs(86_400);
+
+/// A bound as an operator would write it: `3650d`, `5m`, `1ms`.
+fn human(duration: Duration) -> String {
+    let seconds = duration.as_secs();
+    match seconds {
+        0 if duration.is_zero() => "0s".into(),
+        0 => format!("{}ms", duration.as_millis()),
+        _ if seconds.is_multiple_of(86_400) => format!("{}d", seconds / 86_400),
+        _ if seconds.is_multiple_of(3600) => format!("{}h", seconds / 3600),
+        _ if seconds.is_multiple_of(60) => format!("{}m", seconds / 60),
+        _ => format!("{seconds}s"),
+    }
+}
+
+impl RetentionArgs {
+    /// Bounds the retention settings, which `purge` uses too: past them, date arithmetic
+    /// overflows (a re-signup cooldown of 270000 years once made a bind panic).
+    pub fn validate(&self) -> Result<(), ConfigErrors> {
+        let mut problems = Problems::default();
+        for (name, value, min) in [
+            ("CERTIFICATION_RETENTION", self.certification_retention, SECOND),
+            ("REJOIN_COOLDOWN", self.rejoin_cooldown, ZERO),
+        ] {
+            problems.check(
+                (min..=10 * 365 * DAY).contains(&value),
+                ConfigError::Duration(name, human(min), human(10 * 365 * DAY)),
+            );
+        }
+        if problems.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigErrors(problems.0))
+        }
+    }
+}
+
 fn read_pem(path: &Path) -> Result<Vec<u8>, ConfigError> {
     std::fs::read(path)
         .map_err(|error| ConfigError::TlsFile(path.display().to_string(), error.kind().to_string()))
@@ -111,10 +161,10 @@ impl ServeArgs {
             Some(url) => Some((
                 url,
                 crate::sandbox::SANDBOX_IMP_KEY.to_owned(),
-                crate::sandbox::SANDBOX_IMP_SECRET.to_owned(),
+                Secret::new(crate::sandbox::SANDBOX_IMP_SECRET),
             )),
             None => match (self.portone_imp_key, self.portone_imp_secret) {
-                (Some(key), Some(secret)) if !key.is_empty() && !secret.is_empty() => {
+                (Some(key), Some(secret)) if !key.is_empty() && !secret.expose().is_empty() => {
                     Some((self.portone_base_url, key, secret))
                 }
                 _ => problems.fail(ConfigError::MissingPortoneCredentials),
@@ -122,12 +172,11 @@ impl ServeArgs {
         };
         let credentials = credentials.and_then(|(base_url, key, secret)| {
             let base_url = base_url.trim_end_matches('/').to_owned();
-            let valid = base_url.starts_with("http://") || base_url.starts_with("https://");
-            problems.check(valid, ConfigError::BaseUrl);
-            valid.then_some((base_url, key, secret))
+            let checked = check_base_url(&base_url).map_err(ConfigError::BaseUrl);
+            problems.take(checked).map(|()| (base_url, key, secret))
         });
         let ci_index_key = match (self.ci_index_key, self.sandbox) {
-            (Some(encoded), _) => problems.take(CiIndexKey::from_base64(&encoded)),
+            (Some(encoded), _) => problems.take(CiIndexKey::from_base64(encoded.expose())),
             (None, true) => {
                 tracing::warn!(
                     "--sandbox: using the fixed development CI_INDEX_KEY; never use it for real data"
@@ -137,7 +186,9 @@ impl ServeArgs {
             (None, false) => problems.fail(ConfigError::MissingIndexKey),
         };
         let sealing_keys = match (self.ci_encryption_keys, self.sandbox) {
-            (Some(spec), _) if !spec.trim().is_empty() => problems.take(SealingKeys::parse(&spec)),
+            (Some(spec), _) if !spec.expose().trim().is_empty() => {
+                problems.take(SealingKeys::parse(spec.expose()))
+            }
             (_, true) => {
                 tracing::warn!(
                     "--sandbox: using the fixed development CI_ENCRYPTION_KEYS; never use it for real data"
@@ -146,12 +197,11 @@ impl ServeArgs {
             }
             (_, false) => problems.fail(ConfigError::MissingEncryptionKeys),
         };
-        let caller_tokens = match (
-            self.caller_tokens.filter(|spec| !spec.trim().is_empty()),
-            self.caller_tokens_file,
-        ) {
+        // A set but blank or unparsable CALLER_TOKENS is a mistake, never "no authentication".
+        let tokens_given = self.caller_tokens.is_some() || self.caller_tokens_file.is_some();
+        let caller_tokens = match (self.caller_tokens, self.caller_tokens_file) {
             (Some(_), Some(_)) => problems.fail(ConfigError::CallerTokensTwice),
-            (Some(spec), None) => problems.take(CallerTokens::parse(&spec)),
+            (Some(spec), None) => problems.take(CallerTokens::parse(spec.expose())),
             (None, Some(path)) => std::fs::read_to_string(&path)
                 .map_err(|error| {
                     ConfigError::CallerTokensFile(path.display().to_string(), error.kind().to_string())
@@ -161,6 +211,15 @@ impl ServeArgs {
                 .ok(),
             (None, None) => None,
         };
+        let caller_permissions = self
+            .caller_permissions
+            .and_then(|spec| problems.take(CallerPermissions::parse(&spec)));
+        let mutual_tls = self.tls_client_ca_file.is_some();
+        let allow_unauthenticated = self.allow_unauthenticated || self.sandbox;
+        problems.check(
+            tokens_given || mutual_tls || allow_unauthenticated,
+            ConfigError::NoAuthentication,
+        );
         let tls = match (self.tls_cert_file, self.tls_key_file, self.tls_client_ca_file) {
             (None, None, None) => None,
             (Some(cert), Some(key), client_ca) => {
@@ -178,39 +237,110 @@ impl ServeArgs {
             }
             _ => problems.fail(ConfigError::TlsIncomplete),
         };
-        let ranges: [(bool, &'static str); 8] = [
+        let counts: [(bool, &'static str); 8] = [
             (self.min_age <= MinAge::MAX, "MIN_AGE must be between 0 and 150"),
             (
                 (1..=10).contains(&self.portone_max_attempts),
                 "PORTONE_MAX_ATTEMPTS must be between 1 and 10",
             ),
             (
-                self.max_in_flight != 0 && self.max_in_flight <= tokio::sync::Semaphore::MAX_PERMITS,
-                "MAX_IN_FLIGHT must be between 1 and 2^61 - 1",
+                (1..=1_000_000).contains(&self.max_in_flight),
+                "MAX_IN_FLIGHT must be between 1 and 1000000",
             ),
             (
-                self.portone_max_connections != 0,
-                "PORTONE_MAX_CONNECTIONS must be at least 1",
+                (1..=10_000).contains(&self.portone_max_connections),
+                "PORTONE_MAX_CONNECTIONS must be between 1 and 10000",
             ),
             (
-                !self.portone_circuit_open_for.is_zero(),
-                "PORTONE_CIRCUIT_OPEN_FOR must be positive",
+                self.portone_circuit_failures <= 1000,
+                "PORTONE_CIRCUIT_FAILURES must be between 0 (never open) and 1000",
             ),
             (
-                !self.redis_timeout.is_zero() && !self.token_lock_ttl.is_zero(),
-                "REDIS_TIMEOUT and TOKEN_LOCK_TTL must be positive",
+                (1..=100_000).contains(&self.grpc_max_concurrent_streams),
+                "GRPC_MAX_CONCURRENT_STREAMS must be between 1 and 100000",
             ),
             (
-                !self.portone_timeout.is_zero() && !self.request_timeout.is_zero(),
-                "PORTONE_TIMEOUT and REQUEST_TIMEOUT must be positive",
+                (1..=1000).contains(&self.database.database_max_connections),
+                "DATABASE_MAX_CONNECTIONS must be between 1 and 1000",
             ),
             (
-                self.grpc_max_concurrent_streams != 0,
-                "GRPC_MAX_CONCURRENT_STREAMS must be at least 1",
+                self.retention.certification_retention >= self.certification_max_age,
+                "CERTIFICATION_RETENTION must be at least CERTIFICATION_MAX_AGE: a purged certification could otherwise be verified (and bound) again while still fresh",
             ),
         ];
-        for (ok, message) in ranges {
+        for (ok, message) in counts {
             problems.check(ok, ConfigError::OutOfRange(message));
+        }
+        let durations = [
+            ("PORTONE_TIMEOUT", self.portone_timeout, MILLISECOND, 5 * MINUTE),
+            ("REQUEST_TIMEOUT", self.request_timeout, MILLISECOND, 10 * MINUTE),
+            ("REDIS_TIMEOUT", self.redis_timeout, MILLISECOND, MINUTE),
+            ("TOKEN_LOCK_TTL", self.token_lock_ttl, MILLISECOND, MINUTE),
+            (
+                "PORTONE_CIRCUIT_OPEN_FOR",
+                self.portone_circuit_open_for,
+                MILLISECOND,
+                HOUR,
+            ),
+            (
+                "CERTIFICATION_MAX_AGE",
+                self.certification_max_age,
+                SECOND,
+                7 * DAY,
+            ),
+            ("CLOCK_SKEW", self.clock_skew, ZERO, HOUR),
+            (
+                "SHUTDOWN_DRAIN_DELAY",
+                self.shutdown_drain_delay,
+                ZERO,
+                10 * MINUTE,
+            ),
+            ("SHUTDOWN_TIMEOUT", self.shutdown_timeout, ZERO, 10 * MINUTE),
+            (
+                "GRPC_MAX_CONNECTION_AGE",
+                self.grpc_max_connection_age,
+                SECOND,
+                30 * DAY,
+            ),
+            (
+                "GRPC_KEEPALIVE_INTERVAL",
+                self.grpc_keepalive_interval,
+                SECOND,
+                DAY,
+            ),
+            (
+                "GRPC_KEEPALIVE_TIMEOUT",
+                self.grpc_keepalive_timeout,
+                SECOND,
+                HOUR,
+            ),
+            (
+                "PURGE_INTERVAL",
+                self.purge_interval.unwrap_or(MINUTE),
+                ZERO,
+                365 * DAY,
+            ),
+            (
+                "DATABASE_STATEMENT_TIMEOUT",
+                self.database.database_statement_timeout,
+                MILLISECOND,
+                HOUR,
+            ),
+            (
+                "DATABASE_LOCK_TIMEOUT",
+                self.database.database_lock_timeout,
+                MILLISECOND,
+                HOUR,
+            ),
+        ];
+        for (name, value, min, max) in durations {
+            problems.check(
+                (min..=max).contains(&value),
+                ConfigError::Duration(name, human(min), human(max)),
+            );
+        }
+        if let Err(error) = self.retention.validate() {
+            problems.0.extend(error.0);
         }
         let metrics_listen_addr = match self.metrics_listen_addr.trim() {
             "" | "off" => None,
@@ -231,7 +361,9 @@ impl ServeArgs {
                 health_listen_addr: self.health_listen_addr,
                 tls,
                 caller_tokens,
-                grpc_reflection: self.grpc_reflection,
+                caller_permissions,
+                allow_unauthenticated,
+                grpc_reflection: self.grpc_reflection.unwrap_or(self.sandbox),
                 request_timeout: self.request_timeout,
                 max_in_flight: self.max_in_flight,
                 shutdown: ShutdownSettings {
@@ -248,16 +380,16 @@ impl ServeArgs {
             store,
             redis: self
                 .redis_url
-                .filter(|url| !url.is_empty())
+                .filter(|url| !url.expose().is_empty())
                 .map(|url| RedisSettings {
-                    url: Secret::new(url),
+                    url,
                     timeout: self.redis_timeout,
                     ca_file: self.redis_ca_file,
                 }),
             portone: PortoneSettings {
                 base_url,
                 imp_key,
-                imp_secret: Secret::new(imp_secret),
+                imp_secret,
                 token_margin: TOKEN_MARGIN,
                 token_refresh_ahead: TOKEN_REFRESH_AHEAD,
                 token_lock_ttl: self.token_lock_ttl,
@@ -281,6 +413,7 @@ impl ServeArgs {
                 reject_underage: self.reject_underage,
                 max_certification_age: self.certification_max_age,
                 rejoin_cooldown: self.retention.rejoin_cooldown,
+                clock_skew: self.clock_skew,
             },
             maintenance: MaintenanceSettings {
                 purge_interval: self.purge_interval.filter(|interval| !interval.is_zero()),
@@ -327,14 +460,76 @@ mod tests {
             assert!(error.contains(setting), "{setting} missing in {error}");
         }
         assert_eq!(error.matches("CI_INDEX_KEY missing").count(), 1, "{error}");
-        assert!(error.starts_with("5 configuration problems:"), "{error}");
+        assert!(error.starts_with("6 configuration problems:"), "{error}");
+        assert!(error.contains("ALLOW_UNAUTHENTICATED"), "{error}");
+    }
+
+    const SECRETS: [&str; 6] = [
+        "portone-secret-value",
+        "db-password-value",
+        "redis-password-value",
+        "caller-token-value-0123456789",
+        "c2VjcmV0LWluZGV4LWtleS1mb3ItdGhlLWNsaS10ZXN0cyE=",
+        "c2VjcmV0LWVuY3J5cHRpb24ta2V5LW9mLTMyLWJ5dGU=",
+    ];
+
+    fn configured() -> super::ServeArgs {
+        serve(&[
+            "--portone-imp-key=key",
+            "--portone-imp-secret=portone-secret-value",
+            "--database-url=postgres://service:db-password-value@db/certification",
+            "--redis-url=redis://:redis-password-value@redis:6379",
+            "--caller-tokens=signup=caller-token-value-0123456789",
+            "--ci-index-key=c2VjcmV0LWluZGV4LWtleS1mb3ItdGhlLWNsaS10ZXN0cyE=",
+            "--ci-encryption-keys=k1:c2VjcmV0LWVuY3J5cHRpb24ta2V5LW9mLTMyLWJ5dGU=",
+        ])
+    }
+
+    #[test]
+    fn no_debug_of_the_arguments_or_the_settings_shows_a_secret() {
+        let args = configured();
+        let printed_args = format!("{args:?}");
+        let settings = args.into_settings(None).unwrap();
+        let printed_settings = format!("{settings:?}");
+        for secret in SECRETS {
+            assert!(!printed_args.contains(secret), "{secret} in {printed_args}");
+            assert!(
+                !printed_settings.contains(secret),
+                "{secret} in {printed_settings}"
+            );
+        }
+    }
+
+    #[test]
+    fn reflection_is_on_with_the_sandbox_and_off_otherwise_unless_set() {
+        assert!(!configured().into_settings(None).unwrap().server.grpc_reflection);
+        let sandbox = serve(&["--sandbox"])
+            .into_settings(Some("http://127.0.0.1:1".into()))
+            .unwrap();
+        assert!(sandbox.server.grpc_reflection);
+        assert!(
+            sandbox.server.allow_unauthenticated,
+            "--sandbox serves without callers' tokens"
+        );
+        let off =
+            serve(&["--sandbox", "--grpc-reflection=false"]).into_settings(Some("http://127.0.0.1:1".into()));
+        assert!(!off.unwrap().server.grpc_reflection);
     }
 
     #[test]
     fn boolean_flags_take_an_explicit_value_or_none() {
-        assert!(!serve(&["--sandbox", "--grpc-reflection=false"]).grpc_reflection);
-        assert!(!serve(&["--sandbox", "--grpc-reflection", "false"]).grpc_reflection);
-        assert!(serve(&["--sandbox", "--grpc-reflection"]).grpc_reflection);
+        assert_eq!(
+            serve(&["--sandbox", "--grpc-reflection=false"]).grpc_reflection,
+            Some(false)
+        );
+        assert_eq!(
+            serve(&["--sandbox", "--grpc-reflection", "false"]).grpc_reflection,
+            Some(false)
+        );
+        assert_eq!(
+            serve(&["--sandbox", "--grpc-reflection"]).grpc_reflection,
+            Some(true)
+        );
         assert!(serve(&["--sandbox", "--reject-underage"]).reject_underage);
         assert!(!serve(&["--sandbox", "--skip-migrations=no"]).skip_migrations);
     }

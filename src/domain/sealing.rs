@@ -1,6 +1,7 @@
 //! Encryption at rest for CI and DI: AES-256-GCM under keys named by an id, so keys can rotate.
-//! The first key seals; every key opens. The purpose ("ci", "di") is bound in as associated
-//! data, so a CI ciphertext copied into the DI column fails to open instead of passing for one.
+//! The first key seals; every key opens. The purpose ("ci", "di") and the row's lookup hash are
+//! bound in as associated data, so a CI ciphertext copied into the DI column, or into another
+//! person's row, fails to open instead of passing for theirs.
 
 use std::fmt;
 
@@ -11,7 +12,12 @@ use aes_gcm::{
 use base64::{Engine, engine::general_purpose::STANDARD};
 use rand::RngCore;
 
+use super::PersonIndex;
+
 const NONCE_LEN: usize = 12;
+/// Marks a blob sealed with its row's lookup hash in the associated data. Blobs without it
+/// were sealed before rows were bound; they still open, and `rekey` re-seals them bound.
+const ROW_BOUND: &str = "r1.";
 /// Stored with each row; short and printable.
 const MAX_KEY_ID_LEN: usize = 32;
 
@@ -26,6 +32,13 @@ pub struct SealingKeys {
 pub struct Sealed {
     pub key_id: String,
     pub blob: String,
+}
+
+impl Sealed {
+    /// Whether this value is bound to its row (sealed since rows were bound).
+    pub fn is_row_bound(&self) -> bool {
+        self.blob.starts_with(ROW_BOUND)
+    }
 }
 
 impl fmt::Debug for Sealed {
@@ -49,6 +62,14 @@ impl Purpose {
             Purpose::Ci => b"certification-service/ci/v1",
             Purpose::Di => b"certification-service/di/v1",
         }
+    }
+
+    /// The purpose and the row: the person's CI lookup hash, which never changes for a row.
+    fn row_aad(self, row: &PersonIndex) -> Vec<u8> {
+        let mut aad = self.aad().to_vec();
+        aad.push(0);
+        aad.extend_from_slice(row.0.as_bytes());
+        aad
     }
 }
 
@@ -113,14 +134,16 @@ impl SealingKeys {
         &self.keys[0].0
     }
 
-    pub fn seal(&self, purpose: Purpose, plaintext: &str) -> Sealed {
+    /// Seals `plaintext` for the person row whose CI lookup hash is `row`.
+    pub fn seal(&self, purpose: Purpose, row: &PersonIndex, plaintext: &str) -> Sealed {
         let (key_id, cipher) = &self.keys[0];
         let mut nonce = [0u8; NONCE_LEN];
         // A random 96-bit nonce per value: safe far beyond the number of people we will store.
         rand::rng().fill_bytes(&mut nonce);
+        let aad = purpose.row_aad(row);
         let payload = Payload {
             msg: plaintext.as_bytes(),
-            aad: purpose.aad(),
+            aad: &aad,
         };
         let ciphertext = cipher
             .encrypt(Nonce::from_slice(&nonce), payload)
@@ -129,25 +152,30 @@ impl SealingKeys {
         blob.extend_from_slice(&ciphertext);
         Sealed {
             key_id: key_id.clone(),
-            blob: STANDARD.encode(blob),
+            blob: format!("{ROW_BOUND}{}", STANDARD.encode(blob)),
         }
     }
 
-    pub fn open(&self, purpose: Purpose, sealed: &Sealed) -> Result<String, SealingError> {
+    /// Opens a value stored in the row whose CI lookup hash is `row`.
+    pub fn open(&self, purpose: Purpose, row: &PersonIndex, sealed: &Sealed) -> Result<String, SealingError> {
         let cipher = self
             .keys
             .iter()
             .find(|(id, _)| *id == sealed.key_id)
             .map(|(_, cipher)| cipher)
             .ok_or_else(|| SealingError::UnknownKey(sealed.key_id.clone()))?;
-        let blob = STANDARD.decode(&sealed.blob).map_err(|_| SealingError::Corrupt)?;
+        let (encoded, aad) = match sealed.blob.strip_prefix(ROW_BOUND) {
+            Some(encoded) => (encoded, purpose.row_aad(row)),
+            None => (sealed.blob.as_str(), purpose.aad().to_vec()),
+        };
+        let blob = STANDARD.decode(encoded).map_err(|_| SealingError::Corrupt)?;
         if blob.len() <= NONCE_LEN {
             return Err(SealingError::Corrupt);
         }
         let (nonce, ciphertext) = blob.split_at(NONCE_LEN);
         let payload = Payload {
             msg: ciphertext,
-            aad: purpose.aad(),
+            aad: &aad,
         };
         let plaintext = cipher
             .decrypt(Nonce::from_slice(nonce), payload)
@@ -173,18 +201,25 @@ mod tests {
         STANDARD.encode([byte; 32])
     }
 
+    fn row(name: &str) -> PersonIndex {
+        PersonIndex(name.repeat(64 / name.len()))
+    }
+
     #[test]
     fn the_first_key_seals_and_every_key_opens() {
         let old = SealingKeys::parse(&format!("k1:{}", key(1))).unwrap();
-        let sealed_old = old.seal(Purpose::Ci, "CI-VALUE");
+        let sealed_old = old.seal(Purpose::Ci, &row("a"), "CI-VALUE");
         assert_eq!(sealed_old.key_id, "k1");
         let rotated = SealingKeys::parse(&format!("k2:{}, k1:{}", key(2), key(1))).unwrap();
-        assert_eq!(rotated.open(Purpose::Ci, &sealed_old).unwrap(), "CI-VALUE");
-        let sealed_new = rotated.seal(Purpose::Ci, "CI-VALUE");
+        assert_eq!(
+            rotated.open(Purpose::Ci, &row("a"), &sealed_old).unwrap(),
+            "CI-VALUE"
+        );
+        let sealed_new = rotated.seal(Purpose::Ci, &row("a"), "CI-VALUE");
         assert_eq!(sealed_new.key_id, "k2");
         assert_ne!(sealed_new.blob, sealed_old.blob);
         assert_eq!(
-            old.open(Purpose::Ci, &sealed_new),
+            old.open(Purpose::Ci, &row("a"), &sealed_new),
             Err(SealingError::UnknownKey("k2".into()))
         );
     }
@@ -192,18 +227,65 @@ mod tests {
     #[test]
     fn a_ci_ciphertext_does_not_open_as_a_di_or_when_altered() {
         let keys = SealingKeys::parse(&format!("k1:{}", key(1))).unwrap();
-        let sealed = keys.seal(Purpose::Ci, "CI-VALUE");
-        assert_eq!(keys.open(Purpose::Di, &sealed), Err(SealingError::Corrupt));
-        let mut bytes = STANDARD.decode(&sealed.blob).unwrap();
+        let sealed = keys.seal(Purpose::Ci, &row("a"), "CI-VALUE");
+        assert_eq!(
+            keys.open(Purpose::Di, &row("a"), &sealed),
+            Err(SealingError::Corrupt)
+        );
+        let mut bytes = STANDARD
+            .decode(sealed.blob.trim_start_matches(ROW_BOUND))
+            .unwrap();
         let last = bytes.len() - 1;
         bytes[last] ^= 1;
         let altered = Sealed {
-            blob: STANDARD.encode(bytes),
+            blob: format!("{ROW_BOUND}{}", STANDARD.encode(bytes)),
             ..sealed.clone()
         };
-        assert_eq!(keys.open(Purpose::Ci, &altered), Err(SealingError::Corrupt));
+        assert_eq!(
+            keys.open(Purpose::Ci, &row("a"), &altered),
+            Err(SealingError::Corrupt)
+        );
         // Two seals of one value differ: nothing links two rows by ciphertext.
-        assert_ne!(keys.seal(Purpose::Ci, "CI-VALUE").blob, sealed.blob);
+        assert_ne!(keys.seal(Purpose::Ci, &row("a"), "CI-VALUE").blob, sealed.blob);
+    }
+
+    #[test]
+    fn a_ciphertext_moved_to_another_row_does_not_open() {
+        let keys = SealingKeys::parse(&format!("k1:{}", key(1))).unwrap();
+        let sealed = keys.seal(Purpose::Ci, &row("a"), "CI-VALUE");
+        assert!(sealed.is_row_bound());
+        assert_eq!(
+            keys.open(Purpose::Ci, &row("b"), &sealed),
+            Err(SealingError::Corrupt)
+        );
+        // Without its marker, a row-bound value is not taken for a legacy one either.
+        let unmarked = Sealed {
+            blob: sealed.blob.trim_start_matches(ROW_BOUND).to_owned(),
+            ..sealed.clone()
+        };
+        assert_eq!(
+            keys.open(Purpose::Ci, &row("a"), &unmarked),
+            Err(SealingError::Corrupt)
+        );
+    }
+
+    #[test]
+    fn values_sealed_before_rows_were_bound_still_open() {
+        let keys = SealingKeys::parse(&format!("k1:{}", key(1))).unwrap();
+        let (_, cipher) = &keys.keys[0];
+        let nonce = [7u8; NONCE_LEN];
+        let payload = Payload {
+            msg: b"CI-VALUE".as_slice(),
+            aad: Purpose::Ci.aad(),
+        };
+        let mut blob = nonce.to_vec();
+        blob.extend(cipher.encrypt(Nonce::from_slice(&nonce), payload).unwrap());
+        let legacy = Sealed {
+            key_id: "k1".into(),
+            blob: STANDARD.encode(blob),
+        };
+        assert!(!legacy.is_row_bound());
+        assert_eq!(keys.open(Purpose::Ci, &row("a"), &legacy).unwrap(), "CI-VALUE");
     }
 
     #[test]

@@ -100,8 +100,8 @@ impl fmt::Debug for CallerTokens {
     }
 }
 
-/// The interceptor in front of CertificationService. Without tokens every call passes (and
-/// the server warned at start); health is a separate service and never passes through here.
+/// The interceptor in front of CertificationService. Without tokens or mTLS every call passes
+/// (only with ALLOW_UNAUTHENTICATED); health is a separate service and never passes through here.
 #[derive(Clone)]
 pub struct Authenticator {
     tokens: Option<Arc<CallerTokens>>,
@@ -166,6 +166,11 @@ impl Interceptor for Authenticator {
             });
         let caller = presented.and_then(|token| tokens.caller_of(token));
         match caller {
+            // Both name a caller: they must name the same one, or a stolen token would let
+            // one certificate's holder act as another caller.
+            Some(caller) if from_certificate.as_ref().is_some_and(|named| *named != caller) => {
+                Err(ServiceError::CallerMismatch.into())
+            }
             Some(caller) => {
                 request.extensions_mut().insert(caller);
                 Ok(request)

@@ -18,6 +18,7 @@ use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
 use super::{
+    CallerPermissions,
     auth::Caller,
     convert,
     deadline::deadline,
@@ -37,16 +38,42 @@ pub struct CertificationGrpc {
     /// already admitted keep their latency and memory stays bounded.
     admission: Arc<Semaphore>,
     max_in_flight: usize,
+    /// None: every authenticated caller may call every method.
+    permissions: Option<CallerPermissions>,
 }
 
 impl CertificationGrpc {
-    pub fn new(service: Arc<IdentityService>, default_timeout: Duration, max_in_flight: usize) -> Self {
+    pub fn new(
+        service: Arc<IdentityService>,
+        default_timeout: Duration,
+        max_in_flight: usize,
+        permissions: Option<CallerPermissions>,
+    ) -> Self {
         Self {
             service,
             default_timeout,
             ready: Arc::new(AtomicBool::new(false)),
             admission: Arc::new(Semaphore::new(max_in_flight)),
             max_in_flight,
+            permissions,
+        }
+    }
+
+    /// CALLER_PERMISSIONS, before anything else: a refused call costs nothing.
+    fn permit<T>(&self, method: Method, request: &Request<T>) -> Result<(), ServiceError> {
+        let Some(permissions) = &self.permissions else {
+            return Ok(());
+        };
+        let caller = request
+            .extensions()
+            .get::<Caller>()
+            .map(|caller| caller.0.as_str());
+        if permissions.allows(caller, method) {
+            Ok(())
+        } else {
+            Err(ServiceError::MethodNotAllowed {
+                method: method.as_str(),
+            })
         }
     }
 
@@ -89,6 +116,7 @@ impl CertificationGrpc {
     {
         let span = call_span(method, &request);
         let call = async {
+            self.permit(method, &request)?;
             let _in_flight = self.admit()?;
             let deadline = deadline(request.metadata(), self.default_timeout);
             let command = parse(request.into_inner())?;

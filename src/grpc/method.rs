@@ -15,6 +15,10 @@ pub enum Method {
 impl Method {
     pub const ALL: &'static [Method] = &[Method::Verify, Method::CheckDuplicate, Method::Unlink];
 
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|method| method.as_str() == name)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Method::Verify => "Verify",

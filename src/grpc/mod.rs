@@ -6,11 +6,13 @@ mod convert;
 mod deadline;
 mod handler;
 mod method;
+mod permissions;
 mod status;
 
 pub use auth::{Authenticator, Caller, CallerTokens, CallerTokensError};
 pub use handler::CertificationGrpc;
 pub use method::{Method, SERVICE, known_methods};
+pub use permissions::{CallerPermissions, CallerPermissionsError};
 
 /// Generated from `proto/certification/v1/certification.proto`.
 pub mod proto {

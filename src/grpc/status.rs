@@ -2,13 +2,22 @@
 //! variant does not compile until someone decides its code and reason. Internal causes are
 //! logged here, where they are classified; callers get a clean message and a reason.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, time::Duration};
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 use super::ERROR_DOMAIN;
-use crate::{domain::BindConflict, error::ServiceError, service::ProviderError, store::StoreError};
+use crate::{
+    domain::BindConflict, error::ServiceError, service::ProviderError, store::StoreError,
+    telemetry::log_limit::LogLimit,
+};
+
+/// Per-call warnings about refusals and outages, at most one line a second each.
+static REFUSED_UNAUTHENTICATED: LogLimit = LogLimit::per(Duration::from_secs(1));
+static REFUSED_PERMISSION: LogLimit = LogLimit::per(Duration::from_secs(1));
+static STORE_DOWN: LogLimit = LogLimit::per(Duration::from_secs(1));
+static PORTONE_DOWN: LogLimit = LogLimit::per(Duration::from_secs(1));
 
 impl From<ServiceError> for Status {
     fn from(error: ServiceError) -> Self {
@@ -36,15 +45,28 @@ impl From<ServiceError> for Status {
             ServiceError::MerchantMismatch => {
                 reasoned(Code::FailedPrecondition, "MERCHANT_MISMATCH", message, [])
             }
+            // The required minimum only: the person's exact age is personal data.
             ServiceError::Underage(check) => reasoned(
                 Code::FailedPrecondition,
                 "UNDERAGE",
                 message,
-                [
-                    ("age", check.age.to_string()),
-                    ("min_age", check.min_age.to_string()),
-                ],
+                [("min_age", check.min_age.to_string())],
             ),
+            ServiceError::CertifiedInFuture {
+                certified_at,
+                clock_skew,
+            } => {
+                tracing::warn!(%certified_at, "certification dated in the future; clocks disagree");
+                reasoned(
+                    Code::FailedPrecondition,
+                    "CERTIFIED_IN_FUTURE",
+                    message,
+                    [
+                        ("certified_at", certified_at.to_rfc3339()),
+                        ("clock_skew_seconds", clock_skew.as_secs().to_string()),
+                    ],
+                )
+            }
             ServiceError::RejoinCooldown { until } => reasoned(
                 Code::FailedPrecondition,
                 "REJOIN_COOLDOWN",
@@ -74,8 +96,34 @@ impl From<ServiceError> for Status {
             }
             ServiceError::Unauthenticated { token_presented } => {
                 // Which caller tried is unknown by definition; whether a token came is useful.
-                tracing::warn!(token_presented, "call refused: no valid caller token");
+                if let Some(suppressed) = REFUSED_UNAUTHENTICATED.admit() {
+                    tracing::warn!(token_presented, suppressed, "call refused: no valid caller token");
+                }
                 reasoned(Code::Unauthenticated, "UNAUTHENTICATED", message, [])
+            }
+            ServiceError::CallerMismatch => {
+                if let Some(suppressed) = REFUSED_UNAUTHENTICATED.admit() {
+                    tracing::warn!(
+                        suppressed,
+                        "call refused: token and client certificate name different callers"
+                    );
+                }
+                reasoned(Code::Unauthenticated, "CALLER_MISMATCH", message, [])
+            }
+            ServiceError::MethodNotAllowed { method } => {
+                if let Some(suppressed) = REFUSED_PERMISSION.admit() {
+                    tracing::warn!(
+                        method,
+                        suppressed,
+                        "call refused: CALLER_PERMISSIONS does not allow it"
+                    );
+                }
+                reasoned(
+                    Code::PermissionDenied,
+                    "METHOD_NOT_ALLOWED",
+                    message,
+                    [("method", method.to_owned())],
+                )
             }
             ServiceError::NotReady => reasoned(
                 Code::Unavailable,
@@ -84,7 +132,9 @@ impl From<ServiceError> for Status {
                 [],
             ),
             ServiceError::Store(StoreError::Unavailable(cause)) => {
-                tracing::warn!(%cause, "database unavailable");
+                if let Some(suppressed) = STORE_DOWN.admit() {
+                    tracing::warn!(%cause, suppressed, "database unavailable");
+                }
                 reasoned(
                     Code::Unavailable,
                     "STORE_UNAVAILABLE",
@@ -124,11 +174,33 @@ fn upstream_status(error: ProviderError) -> Status {
             [],
         ),
         ProviderError::Unavailable(cause) => {
-            tracing::warn!(%cause, "portone unavailable");
+            if let Some(suppressed) = PORTONE_DOWN.admit() {
+                tracing::warn!(%cause, suppressed, "portone unavailable");
+            }
             reasoned(
                 Code::Unavailable,
                 "UPSTREAM_UNAVAILABLE",
                 "PortOne unavailable, retry later".into(),
+                [],
+            )
+        }
+        ProviderError::Rejected {
+            status,
+            code,
+            message,
+        } => {
+            // PortOne's own words go to the operator, never to the caller.
+            crate::telemetry::metrics::record_upstream_rejection(status);
+            tracing::error!(
+                http_status = status,
+                portone_code = ?code,
+                portone_message = %message,
+                "portone refused the request"
+            );
+            reasoned(
+                Code::FailedPrecondition,
+                "UPSTREAM_REJECTED",
+                "PortOne refused the request; the operator's log says why".into(),
                 [],
             )
         }

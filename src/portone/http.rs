@@ -15,6 +15,29 @@ use crate::{service::ProviderError, telemetry::metrics};
 /// PortOne answers are small; a larger body is a fault, not something to buffer.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
 
+/// A base URL we may send credentials to: `https://`, or plain `http://` to this machine only
+/// (the sandbox, a local proxy). Anything else would put the secret on the network in clear.
+pub fn check_base_url(base_url: &str) -> Result<(), &'static str> {
+    let url = reqwest::Url::parse(base_url).map_err(|_| "is not a URL")?;
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" => {
+            let loopback = match url.host() {
+                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+                None => false,
+            };
+            if loopback {
+                Ok(())
+            } else {
+                Err("must be https:// (plain http:// only to 127.0.0.1, ::1 or localhost)")
+            }
+        }
+        _ => Err("must be an https:// URL"),
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct HttpSettings {
     /// One HTTP attempt's limit; the caller's deadline may cut it shorter.
@@ -136,6 +159,9 @@ impl ResilientHttp {
     pub fn new(settings: HttpSettings) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder()
             .connect_timeout(settings.connect_timeout)
+            // A redirect would carry the request (getToken's body holds the secret) to a host
+            // nobody configured: a 3xx is an answer, never followed.
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("certification-service/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(Self {
@@ -248,6 +274,35 @@ async fn exchange(request: RequestBuilder) -> Exchange {
             }
             Ok(None) => return Exchange::Answered(Answer { status, body }),
             Err(error) => return Exchange::Transient(Transient::of(&error)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_base_url;
+
+    #[test]
+    fn credentials_go_over_https_or_to_this_machine_only() {
+        for fine in [
+            "https://api.iamport.kr",
+            "https://api.portone.io",
+            "http://127.0.0.1:8900",
+            "http://127.5.0.1",
+            "http://[::1]:8900",
+            "http://localhost:8900",
+        ] {
+            assert_eq!(check_base_url(fine), Ok(()), "{fine}");
+        }
+        for refused in [
+            "http://api.iamport.kr",
+            "http://10.0.0.1",
+            "http://localhost.example.com",
+            "ftp://127.0.0.1",
+            "api.iamport.kr",
+            "",
+        ] {
+            assert!(check_base_url(refused).is_err(), "{refused}");
         }
     }
 }

@@ -31,6 +31,8 @@ pub struct Policy {
     pub max_certification_age: Duration,
     /// How long after Unlink the person may not be bound to a new account (0: at once).
     pub rejoin_cooldown: Duration,
+    /// How far a certification's time may be ahead of our clock (PortOne's clock and ours).
+    pub clock_skew: Duration,
 }
 
 /// A parsed Verify request.
@@ -112,6 +114,18 @@ impl IdentityService {
 
         let now = Utc::now();
         let max_age = self.policy.max_certification_age;
+        let clock_skew = self.policy.clock_skew;
+        // A negative age is not "fresh": beyond the clock skew it is refused outright.
+        let latest = chrono::TimeDelta::from_std(clock_skew)
+            .ok()
+            .and_then(|skew| now.checked_add_signed(skew))
+            .unwrap_or(now);
+        if certified_at > latest {
+            return Err(ServiceError::CertifiedInFuture {
+                certified_at,
+                clock_skew,
+            });
+        }
         let age_of_certification = (now - certified_at).to_std().unwrap_or_default();
         if age_of_certification > max_age {
             return Err(ServiceError::CertificationExpired {
@@ -200,11 +214,11 @@ impl IdentityService {
     ) -> Result<Recorded, ServiceError> {
         let ci_index = self.index_key.ci_index(&identity.ci);
         let di_index = identity.di.as_ref().map(|di| self.index_key.di_index(di));
-        let ci_sealed = self.sealing.seal(Purpose::Ci, identity.ci.expose());
+        let ci_sealed = self.sealing.seal(Purpose::Ci, &ci_index, identity.ci.expose());
         let di_sealed = identity
             .di
             .as_ref()
-            .map(|di| self.sealing.seal(Purpose::Di, di.expose()));
+            .map(|di| self.sealing.seal(Purpose::Di, &ci_index, di.expose()));
         Ok(self
             .store
             .record(SeenCertification {

@@ -30,6 +30,14 @@ pub enum ProviderError {
     Unavailable(String),
     #[error("the identity provider rejected our credentials")]
     CredentialsRejected,
+    /// A permanent refusal (HTTP 200 with an error code, 3xx, 400, 403, …): retrying the same
+    /// request cannot help. `message` is the provider's own text, for the operator's log only.
+    #[error("the identity provider refused the request (http {status}{})", code.map(|code| format!(", code {code}")).unwrap_or_default())]
+    Rejected {
+        status: u16,
+        code: Option<i64>,
+        message: String,
+    },
     #[error("the identity provider answered with a body we cannot use: {0}")]
     Malformed(String),
     #[error("the caller's deadline passed before the identity provider answered")]

@@ -8,12 +8,14 @@ use super::{
     Store, StoreError, classify,
     entities::{certification, person},
 };
-use crate::domain::Sealed;
+use crate::domain::{PersonIndex, Sealed};
 
 /// A person's sealed CI/DI as stored, for re-encryption under a new key.
 #[derive(Debug)]
 pub struct SealedPerson {
     pub id: i64,
+    /// The row's CI lookup hash, bound into its ciphertexts.
+    pub index: PersonIndex,
     pub ci: Sealed,
     pub di: Option<Sealed>,
 }
@@ -26,9 +28,9 @@ pub struct Purged {
 }
 
 impl Store {
-    /// Up to `limit` persons sealed under a key other than `primary_key_id`, by id after
-    /// `after_id`: the next batch for `rekey`.
-    pub async fn sealed_under_other_keys(
+    /// Up to `limit` persons sealed under a key other than `primary_key_id`, or sealed before
+    /// values were bound to their row, by id after `after_id`: the next batch for `rekey`.
+    pub async fn sealed_for_rekey(
         &self,
         primary_key_id: &str,
         after_id: i64,
@@ -37,7 +39,11 @@ impl Store {
         let rows = person::Entity::find()
             .filter(person::Column::Id.gt(after_id))
             .filter(person::Column::SealingKeyId.is_not_null())
-            .filter(person::Column::SealingKeyId.ne(primary_key_id))
+            .filter(
+                Condition::any()
+                    .add(person::Column::SealingKeyId.ne(primary_key_id))
+                    .add(person::Column::CiSealed.not_like("r1.%")),
+            )
             .order_by_asc(person::Column::Id)
             .limit(limit)
             .all(&self.db)
@@ -52,17 +58,22 @@ impl Store {
                     blob: row.ci_sealed?,
                 };
                 let di = row.di_sealed.map(|blob| Sealed { key_id, blob });
-                Some(SealedPerson { id: row.id, ci, di })
+                Some(SealedPerson {
+                    id: row.id,
+                    index: PersonIndex(row.ci_hash),
+                    ci,
+                    di,
+                })
             })
             .collect())
     }
 
-    /// Replaces a person's ciphertexts if they are still sealed under `old_key_id`: a row the
-    /// service re-sealed meanwhile is left alone. True when this call changed the row.
+    /// Replaces a person's ciphertexts if its CI is still `old_ci`: a row the service re-sealed
+    /// meanwhile is left alone. True when this call changed the row.
     pub async fn reseal(
         &self,
         id: i64,
-        old_key_id: &str,
+        old_ci: &Sealed,
         ci: &Sealed,
         di: Option<&Sealed>,
     ) -> Result<bool, StoreError> {
@@ -74,7 +85,8 @@ impl Store {
             )
             .col_expr(person::Column::SealingKeyId, Expr::value(ci.key_id.as_str()))
             .filter(person::Column::Id.eq(id))
-            .filter(person::Column::SealingKeyId.eq(old_key_id))
+            .filter(person::Column::SealingKeyId.eq(old_ci.key_id.as_str()))
+            .filter(person::Column::CiSealed.eq(old_ci.blob.as_str()))
             .exec(&self.db)
             .await
             .map_err(classify)?;

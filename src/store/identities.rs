@@ -242,7 +242,10 @@ impl Store {
             // Unheld, so the cooldown stopped the claim; the transaction rolls back, leaving
             // the certification unconsumed.
             None => Ok(BindOutcome::Cooldown {
-                until: person.unbound_at.map_or(now, |unbound_at| unbound_at + cooldown),
+                until: person
+                    .unbound_at
+                    .and_then(|unbound_at| unbound_at.checked_add_signed(cooldown))
+                    .unwrap_or(DateTime::<Utc>::MAX_UTC),
             }),
         }
     }

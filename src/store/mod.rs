@@ -18,6 +18,8 @@ use sea_orm::{
 };
 
 pub use housekeeping::{Purged, SealedPerson};
+
+use crate::secret::Secret;
 pub use identities::{Recorded, SeenCertification};
 
 #[derive(Debug, thiserror::Error)]
@@ -40,9 +42,14 @@ pub struct Store {
 
 #[derive(Clone, Debug)]
 pub struct StoreSettings {
-    pub database_url: String,
+    /// May carry a password: a [`Secret`].
+    pub database_url: Secret,
     pub max_connections: u32,
     pub acquire_timeout: Duration,
+    /// PostgreSQL's `statement_timeout` and `lock_timeout` on every pooled connection: a call
+    /// that was cancelled cannot leave its connection waiting on a lock.
+    pub statement_timeout: Duration,
+    pub lock_timeout: Duration,
     /// Apply pending migrations before serving.
     pub migrate_on_start: bool,
     /// How often readiness re-checks the database.
@@ -53,14 +60,18 @@ impl Store {
     /// Prepares the pool without touching the database, so the server can start and report
     /// NOT_SERVING until the database answers.
     pub async fn connect(settings: &StoreSettings) -> Result<Self, StoreError> {
-        if let Some(path) = sqlite_file(&settings.database_url)
+        let url = settings.database_url.expose();
+        if let Some(path) = sqlite_file(url)
             && let Some(parent) = Path::new(path).parent().filter(|dir| !dir.as_os_str().is_empty())
         {
             std::fs::create_dir_all(parent).map_err(|error| {
                 StoreError::Failure(format!("cannot create {}: {error}", parent.display()))
             })?;
         }
-        let mut options = ConnectOptions::new(settings.database_url.clone());
+        let millis = |duration: Duration| duration.as_millis().to_string();
+        let (statement_timeout, lock_timeout) =
+            (millis(settings.statement_timeout), millis(settings.lock_timeout));
+        let mut options = ConnectOptions::new(url.to_owned());
         options
             .max_connections(settings.max_connections)
             .min_connections(0)
@@ -69,6 +80,12 @@ impl Store {
             .connect_lazy(true)
             // Statements carry bound values, and bound values here are personal data.
             .sqlx_logging(false)
+            .map_sqlx_postgres_opts(move |postgres| {
+                postgres.options([
+                    ("statement_timeout", statement_timeout.as_str()),
+                    ("lock_timeout", lock_timeout.as_str()),
+                ])
+            })
             .map_sqlx_sqlite_opts(|sqlite| {
                 sqlite
                     .create_if_missing(true)
@@ -78,7 +95,14 @@ impl Store {
                     .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
                     .busy_timeout(Duration::from_secs(10))
             });
-        let db = Database::connect(options).await.map_err(classify)?;
+        // The pool is lazy, so only the URL itself can fail here, and the driver's message may
+        // quote it, password included: name the setting, never the value.
+        let db = Database::connect(options).await.map_err(|_| {
+            StoreError::Failure(
+                "DATABASE_URL is not a usable database URL (scheme://user:password@host:port/database)"
+                    .into(),
+            )
+        })?;
         Ok(Self { db })
     }
 

@@ -25,6 +25,7 @@ pub const PORTONE_CIRCUIT: &str = "certification_portone_circuit_state";
 pub const IN_FLIGHT: &str = "certification_rpc_in_flight";
 pub const DB_POOL: &str = "certification_db_pool_connections";
 pub const BUILD_INFO: &str = "certification_build_info";
+pub const UPSTREAM_REJECTIONS: &str = "certification_portone_rejections_total";
 
 /// Seconds, from a warm in-process call to PortOne's slowest answers.
 const BUCKETS: &[f64] = &[
@@ -88,6 +89,11 @@ pub fn record_portone_attempt(endpoint: &'static str, outcome: &'static str, sta
 /// A token cache lookup: `level` is `in_process` or `redis`, `result` `hit`, `miss` or `error`.
 pub fn record_token_lookup(level: &'static str, result: &'static str) {
     counter!(TOKEN_LOOKUPS, "level" => level, "result" => result).increment(1);
+}
+
+/// A permanent refusal from PortOne (HTTP 200 with an error code, 3xx, 4xx), by HTTP status.
+pub fn record_upstream_rejection(status: u16) {
+    counter!(UPSTREAM_REJECTIONS, "http_status" => status.to_string()).increment(1);
 }
 
 pub fn record_token_fetch() {

@@ -2,6 +2,7 @@
 //! credentials here, so the libraries that could print them are capped whatever RUST_LOG asks for,
 //! and span fields are chosen by hand (`skip_all`), never whole arguments.
 
+pub mod log_limit;
 pub mod metrics;
 pub mod tracing_context;
 

@@ -38,6 +38,9 @@ pub fn test_settings(
             health_listen_addr: None,
             tls: None,
             caller_tokens: None,
+            caller_permissions: None,
+            // The tests' servers listen on 127.0.0.1 only; authentication tests turn it on.
+            allow_unauthenticated: true,
             grpc_reflection: true,
             request_timeout: Duration::from_secs(10),
             max_in_flight: 1024,
@@ -48,9 +51,11 @@ pub fn test_settings(
             connections: ConnectionSettings::default(),
         },
         store: StoreSettings {
-            database_url: database_url.to_owned(),
+            database_url: Secret::new(database_url),
             max_connections: 10,
             acquire_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(10),
+            lock_timeout: Duration::from_secs(3),
             migrate_on_start: true,
             readiness_interval: Duration::from_millis(200),
         },
@@ -79,6 +84,7 @@ pub fn test_settings(
             reject_underage: false,
             max_certification_age: Duration::from_secs(30 * 60),
             rejoin_cooldown: Duration::ZERO,
+            clock_skew: Duration::from_secs(60),
         },
         maintenance: MaintenanceSettings {
             purge_interval: None,

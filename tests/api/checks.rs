@@ -142,7 +142,11 @@ async fn a_minor_is_rejected_with_underage_when_configured_to_reject() {
     .await;
     let status = assert_status(app.verify(MINOR).await, Code::FailedPrecondition, "UNDERAGE");
     let details = tonic_types::StatusExt::get_error_details(&status);
-    assert_eq!(details.error_info().unwrap().metadata["age"], "15");
+    let info = details.error_info().unwrap();
+    // The required minimum, never the person's exact age (personal data).
+    assert_eq!(info.metadata["min_age"], "19");
+    assert!(!info.metadata.contains_key("age"), "{info:?}");
+    assert!(!status.message().contains("15"), "{}", status.message());
     // A request's own min_age overrides the configured one.
     let lenient = VerifyRequest {
         min_age: Some(14),

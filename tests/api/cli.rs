@@ -11,6 +11,14 @@ fn service() -> Command {
         "CI_INDEX_KEY",
         "CI_ENCRYPTION_KEYS",
         "CALLER_TOKENS",
+        "CALLER_TOKENS_FILE",
+        "CALLER_PERMISSIONS",
+        "ALLOW_UNAUTHENTICATED",
+        "GRPC_REFLECTION",
+        "TLS_CLIENT_CA_FILE",
+        "REJOIN_COOLDOWN",
+        "CERTIFICATION_RETENTION",
+        "CERTIFICATION_MAX_AGE",
         "DATABASE_URL",
         "REDIS_URL",
         "RUST_LOG",
@@ -73,6 +81,80 @@ fn serve_without_encryption_keys_refuses_and_never_prints_the_index_key() {
     ]);
     assert!(everything.contains("CI_ENCRYPTION_KEYS"), "{everything}");
     assert!(!everything.contains(index_key), "{everything}");
+}
+
+/// Every key set, so what is refused is what the test is about.
+const KEYS: [(&str, &str); 4] = [
+    ("PORTONE_IMP_KEY", "key"),
+    ("PORTONE_IMP_SECRET", "very-secret-value"),
+    ("CI_INDEX_KEY", "c2VjcmV0LWluZGV4LWtleS1mb3ItdGhlLWNsaS10ZXN0cyE="),
+    (
+        "CI_ENCRYPTION_KEYS",
+        "k1:c2VjcmV0LWVuY3J5cHRpb24ta2V5LW9mLTMyLWJ5dGU=",
+    ),
+];
+
+fn with_keys<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    KEYS.iter().copied().chain(extra.iter().copied()).collect()
+}
+
+#[test]
+fn serve_without_caller_authentication_refuses_unless_allowed_in_so_many_words() {
+    let everything = refused_serve(&with_keys(&[]));
+    assert!(
+        everything.contains("CALLER_TOKENS") && everything.contains("ALLOW_UNAUTHENTICATED"),
+        "{everything}"
+    );
+    // Blank is not "unset": a CALLER_TOKENS of spaces is a mistake, said as one.
+    let blank = refused_serve(&with_keys(&[("CALLER_TOKENS", "   ")]));
+    assert!(blank.contains("CALLER_TOKENS holds no entry"), "{blank}");
+    let garbled = refused_serve(&with_keys(&[("CALLER_TOKENS", "signup")]));
+    assert!(garbled.contains("CALLER_TOKENS entry 1"), "{garbled}");
+}
+
+#[test]
+fn every_problem_is_reported_at_once_in_one_line_each_and_only_once() {
+    let everything = refused_serve(&[
+        ("REJOIN_COOLDOWN", "270000y"),
+        ("CERTIFICATION_RETENTION", "10m"),
+        ("CALLER_PERMISSIONS", "signup=Verify+Delete"),
+    ]);
+    for setting in [
+        "PORTONE_IMP_KEY",
+        "CI_INDEX_KEY",
+        "CI_ENCRYPTION_KEYS",
+        "REJOIN_COOLDOWN",
+        "CERTIFICATION_RETENTION must be at least CERTIFICATION_MAX_AGE",
+        "CALLER_PERMISSIONS entry 1",
+    ] {
+        assert_eq!(
+            everything.matches(setting).count(),
+            1,
+            "{setting} in:\n{everything}"
+        );
+    }
+}
+
+#[test]
+fn a_database_url_that_does_not_parse_is_never_printed() {
+    let everything = refused_serve(&with_keys(&[
+        ("ALLOW_UNAUTHENTICATED", "true"),
+        ("DATABASE_URL", "postgres://service:hunter2-password@[broken/db"),
+    ]));
+    assert!(everything.contains("DATABASE_URL"), "{everything}");
+    assert!(!everything.contains("hunter2"), "{everything}");
+}
+
+#[test]
+fn plain_http_to_portone_is_refused_except_to_this_machine() {
+    let everything = refused_serve(&with_keys(&[
+        ("ALLOW_UNAUTHENTICATED", "true"),
+        ("PORTONE_BASE_URL", "http://api.iamport.kr"),
+    ]));
+    assert!(
+        everything.contains("PORTONE_BASE_URL must be https://"),
+        "{everything}"
+    );
 }
 
 #[test]

@@ -52,12 +52,37 @@ async fn an_error_inside_an_http_200_envelope_is_not_mistaken_for_success() {
         },
         1,
     );
-    assert_status(app.verify(ADULT).await, Code::Unavailable, "UPSTREAM_UNAVAILABLE");
+    // A refusal, not an outage: callers must not retry it forever.
+    let status = assert_status(
+        app.verify(ADULT).await,
+        Code::FailedPrecondition,
+        "UPSTREAM_REJECTED",
+    );
+    assert!(
+        !status.message().contains("오류"),
+        "PortOne's text is for the operator's log only"
+    );
     assert_eq!(
         app.sandbox.stats().certification_lookups,
         1,
         "a definite answer is not retried"
     );
+}
+
+#[tokio::test]
+async fn permanent_http_refusals_are_upstream_rejected_not_retry_later() {
+    let app = spawn_app().await;
+    for status in [400, 403, 405, 422] {
+        app.sandbox
+            .inject(Endpoint::GetCertification, Fault::Status { status }, 1);
+        assert_status(
+            app.verify(ADULT).await,
+            Code::FailedPrecondition,
+            "UPSTREAM_REJECTED",
+        );
+    }
+    // Each was answered once: nothing to retry in a refusal.
+    assert_eq!(app.sandbox.stats().certification_lookups, 4);
 }
 
 #[tokio::test]

@@ -28,6 +28,8 @@ impl ServiceProcess {
             // Tests run in parallel: no fixed port.
             .env("METRICS_LISTEN_ADDR", "127.0.0.1:0")
             .env("RUST_LOG", "info")
+            // Tests listen on 127.0.0.1 only; a test about authentication sets its own.
+            .env("ALLOW_UNAUTHENTICATED", "true")
             .envs(env.iter().copied())
             .arg("serve")
             .stdout(Stdio::piped())

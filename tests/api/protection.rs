@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use base64::{Engine, engine::general_purpose::STANDARD};
 use certification_service::{
-    domain::{Purpose, Sealed, SealingKeys},
+    domain::{PersonIndex, Purpose, Sealed, SealingKeys},
     grpc::proto::{UnlinkRequest, VerifyResponse},
     maintenance,
     sandbox::identities::{ADULT, ADULT_SECOND_CERTIFICATION, FOREIGNER, NO_PHONE},
@@ -34,7 +34,7 @@ fn personal_values(responses: &[VerifyResponse]) -> Vec<String> {
 /// The whole database as text: `pg_dump` for PostgreSQL; for SQLite the database file and its
 /// write-ahead log byte for byte, which is everything a copied disk would show.
 async fn dump(app: &TestApp) -> String {
-    let url = &app.settings.store.database_url;
+    let url = app.settings.store.database_url.expose();
     if postgres_url().is_some() {
         let output = std::process::Command::new("pg_dump")
             .args(["--data-only", "--inserts", url])
@@ -91,33 +91,37 @@ async fn stored_ci_and_di_open_with_the_key_and_name_their_key_id() {
     let identity = response.identity.unwrap();
     let rows = sealed_rows(&app).await;
     assert_eq!(rows.len(), 1);
-    let (key_id, ci, di) = &rows[0];
+    let (key_id, index, ci, di) = &rows[0];
     assert_eq!(key_id, "test-k1");
     let keys = &app.settings.keys.sealing_keys;
-    assert_eq!(keys.open(Purpose::Ci, ci).unwrap(), identity.ci);
-    assert_eq!(keys.open(Purpose::Di, di.as_ref().unwrap()).unwrap(), identity.di);
+    assert_eq!(keys.open(Purpose::Ci, index, ci).unwrap(), identity.ci);
+    assert_eq!(
+        keys.open(Purpose::Di, index, di.as_ref().unwrap()).unwrap(),
+        identity.di
+    );
 }
 
-/// (key id, CI, DI) of every person, in id order.
-async fn sealed_rows(app: &TestApp) -> Vec<(String, Sealed, Option<Sealed>)> {
+/// (key id, CI lookup hash, CI, DI) of every person, in id order.
+async fn sealed_rows(app: &TestApp) -> Vec<(String, PersonIndex, Sealed, Option<Sealed>)> {
     let connection = app.store.connection();
     let rows = connection
         .query_all_raw(Statement::from_string(
             connection.get_database_backend(),
-            "SELECT sealing_key_id, ci_sealed, di_sealed FROM persons ORDER BY id",
+            "SELECT sealing_key_id, ci_hash, ci_sealed, di_sealed FROM persons ORDER BY id",
         ))
         .await
         .unwrap();
     rows.iter()
         .map(|row| {
             let key_id: String = row.try_get("", "sealing_key_id").unwrap();
+            let index = PersonIndex(row.try_get("", "ci_hash").unwrap());
             let ci: String = row.try_get("", "ci_sealed").unwrap();
             let di: Option<String> = row.try_get("", "di_sealed").unwrap();
             let sealed = |blob| Sealed {
                 key_id: key_id.clone(),
                 blob,
             };
-            (key_id.clone(), sealed(ci), di.map(sealed))
+            (key_id.clone(), index, sealed(ci), di.map(sealed))
         })
         .collect()
 }
@@ -148,7 +152,7 @@ async fn a_new_first_key_seals_new_rows_old_rows_stay_readable_and_rekey_moves_t
     assert!(rows.iter().all(|row| row.0 == "test-k2"));
     let opened: Vec<String> = rows
         .iter()
-        .map(|row| only_new.open(Purpose::Ci, &row.1).unwrap())
+        .map(|row| only_new.open(Purpose::Ci, &row.1, &row.2).unwrap())
         .collect();
     assert_eq!(
         opened,
@@ -317,10 +321,97 @@ async fn a_person_stored_before_sealing_is_sealed_when_seen_again() {
     assert_eq!(again.duplicate.unwrap().account_id, "acct-legacy");
     let rows = sealed_rows(&app).await;
     assert_eq!(rows.len(), 1);
-    let (key_id, ci, di) = &rows[0];
+    let (key_id, index, ci, di) = &rows[0];
     assert_eq!(key_id, "test-k1");
     let keys = &app.settings.keys.sealing_keys;
     let identity = answer.identity.unwrap();
-    assert_eq!(keys.open(Purpose::Ci, ci).unwrap(), identity.ci);
-    assert_eq!(keys.open(Purpose::Di, di.as_ref().unwrap()).unwrap(), identity.di);
+    assert_eq!(keys.open(Purpose::Ci, index, ci).unwrap(), identity.ci);
+    assert_eq!(
+        keys.open(Purpose::Di, index, di.as_ref().unwrap()).unwrap(),
+        identity.di
+    );
+}
+
+#[tokio::test]
+async fn ciphertexts_swapped_between_rows_do_not_open() {
+    let app = spawn_app().await;
+    verify_and_bind(&app, ADULT, "acct-swap-1").await;
+    verify_and_bind(&app, FOREIGNER, "acct-swap-2").await;
+    let rows = sealed_rows(&app).await;
+    let keys = &app.settings.keys.sealing_keys;
+    let (first, second) = (&rows[0], &rows[1]);
+    // Each opens in its own row and in no other.
+    keys.open(Purpose::Ci, &first.1, &first.2).unwrap();
+    assert!(keys.open(Purpose::Ci, &first.1, &second.2).is_err());
+    assert!(keys.open(Purpose::Ci, &second.1, &first.2).is_err());
+    // Swapped in the database, rekey (the one reader of sealed values) notices instead of
+    // re-sealing someone else's CI under this row.
+    let connection = app.store.connection();
+    let backend = connection.get_database_backend();
+    for (row, other) in [(first, second), (second, first)] {
+        connection
+            .execute_raw(Statement::from_sql_and_values(
+                backend,
+                match backend {
+                    sea_orm::DbBackend::Postgres => "UPDATE persons SET ci_sealed = $1 WHERE ci_hash = $2",
+                    _ => "UPDATE persons SET ci_sealed = ? WHERE ci_hash = ?",
+                },
+                [other.2.blob.clone().into(), row.1.0.clone().into()],
+            ))
+            .await
+            .unwrap();
+    }
+    let rotated = SealingKeys::parse(&format!(
+        "test-k2:{},test-k1:{}",
+        STANDARD.encode([10u8; 32]),
+        STANDARD.encode([9u8; 32])
+    ))
+    .unwrap();
+    let error = maintenance::rekey(&app.store, &rotated, 10).await.unwrap_err();
+    assert!(error.to_string().contains("does not open"), "{error}");
+}
+
+#[tokio::test]
+async fn rekey_binds_values_sealed_before_rows_were_bound_to_their_row() {
+    use aes_gcm::{
+        Aes256Gcm, KeyInit, Nonce,
+        aead::{Aead, Payload},
+    };
+    let app = spawn_app().await;
+    let answer = verify_and_bind(&app, ADULT, "acct-unbound-seal").await;
+    let identity = answer.identity.unwrap();
+    // As the previous release sealed: purpose only in the associated data, no row marker.
+    let cipher = Aes256Gcm::new_from_slice(&[9u8; 32]).unwrap();
+    let nonce = [3u8; 12];
+    let mut blob = nonce.to_vec();
+    blob.extend(
+        cipher
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: identity.ci.as_bytes(),
+                    aad: b"certification-service/ci/v1",
+                },
+            )
+            .unwrap(),
+    );
+    let legacy = STANDARD.encode(blob);
+    let connection = app.store.connection();
+    connection
+        .execute_unprepared(&format!(
+            "UPDATE persons SET ci_sealed = '{legacy}', di_sealed = NULL"
+        ))
+        .await
+        .unwrap();
+    let keys = app.settings.keys.sealing_keys.clone();
+    let report = maintenance::rekey(&app.store, &keys, 10).await.unwrap();
+    assert_eq!(report.resealed, 1, "same key, but not yet bound to its row");
+    let rows = sealed_rows(&app).await;
+    let (_, index, ci, _) = &rows[0];
+    assert!(ci.is_row_bound());
+    assert_eq!(keys.open(Purpose::Ci, index, ci).unwrap(), identity.ci);
+    assert_eq!(
+        maintenance::rekey(&app.store, &keys, 10).await.unwrap().resealed,
+        0
+    );
 }

@@ -1,6 +1,8 @@
 //! The server around the service: health, reflection, readiness.
 
-use certification_service::{app::SERVICE_NAME, sandbox::identities::ADULT, store::StoreSettings};
+use certification_service::{
+    app::SERVICE_NAME, sandbox::identities::ADULT, secret::Secret, store::StoreSettings,
+};
 use tonic::{Code, transport::Channel};
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_reflection::pb::{v1, v1alpha};
@@ -21,7 +23,7 @@ async fn without_a_database_health_is_not_serving_and_calls_are_unavailable_not_
     let app = spawn_app_unready(|settings| {
         // Nothing listens on port 1.
         settings.store = StoreSettings {
-            database_url: "postgres://root@127.0.0.1:1/test".into(),
+            database_url: Secret::new("postgres://root@127.0.0.1:1/test"),
             max_connections: 2,
             acquire_timeout: std::time::Duration::from_millis(300),
             ..settings.store.clone()
@@ -164,9 +166,11 @@ async fn concurrent_migrations_of_a_fresh_postgres_database_all_succeed() {
         let mut stores = Vec::new();
         for _ in 0..4 {
             let settings = StoreSettings {
-                database_url: database.url().to_owned(),
+                database_url: Secret::new(database.url()),
                 max_connections: 2,
                 acquire_timeout: std::time::Duration::from_secs(10),
+                statement_timeout: std::time::Duration::from_secs(10),
+                lock_timeout: std::time::Duration::from_secs(3),
                 migrate_on_start: true,
                 readiness_interval: std::time::Duration::from_secs(5),
             };

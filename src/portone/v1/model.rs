@@ -14,7 +14,33 @@ use crate::service::ProviderError;
 #[derive(Deserialize)]
 pub(super) struct Envelope<T> {
     pub code: i64,
+    pub message: Option<String>,
     pub response: Option<T>,
+}
+
+/// PortOne's own words about a refusal, for the operator: short, on one line.
+fn operator_text(message: Option<String>) -> String {
+    let text: String = message
+        .unwrap_or_default()
+        .chars()
+        .map(|character| if character.is_control() { ' ' } else { character })
+        .take(200)
+        .collect();
+    text.trim().to_owned()
+}
+
+/// A permanent refusal, with whatever the body says about it.
+fn rejected(status: StatusCode, body: &[u8]) -> ProviderError {
+    let envelope: Option<Envelope<serde::de::IgnoredAny>> = serde_json::from_slice(body).ok();
+    let (code, message) = match envelope {
+        Some(envelope) => (Some(envelope.code), envelope.message),
+        None => (None, None),
+    };
+    ProviderError::Rejected {
+        status: status.as_u16(),
+        code,
+        message: operator_text(message),
+    }
 }
 
 #[derive(Deserialize)]
@@ -128,6 +154,11 @@ pub(super) fn decode<T: DeserializeOwned>(status: StatusCode, body: &[u8]) -> Re
         StatusCode::PAYLOAD_TOO_LARGE => {
             return Err(ProviderError::Malformed("answer larger than 1 MiB".into()));
         }
+        // Redirects are never followed (they would carry the request elsewhere), and a 4xx
+        // other than 401/404 will not change on a retry: both are PortOne refusing us.
+        refused if refused.is_redirection() || refused.is_client_error() => {
+            return Err(rejected(refused, body));
+        }
         other => {
             return Err(ProviderError::Unavailable(format!(
                 "unexpected http {}",
@@ -146,10 +177,7 @@ pub(super) fn decode<T: DeserializeOwned>(status: StatusCode, body: &[u8]) -> Re
     // The code first: an error envelope is an error whatever shape its `response` has.
     let head: Envelope<serde::de::IgnoredAny> = serde_json::from_slice(body).map_err(malformed)?;
     if head.code != 0 {
-        return Err(ProviderError::Unavailable(format!(
-            "portone answered code {}",
-            head.code
-        )));
+        return Err(rejected(status, body));
     }
     let envelope: Envelope<T> = serde_json::from_slice(body).map_err(malformed)?;
     envelope
@@ -357,7 +385,7 @@ mod proptests {
             let result = parse(StatusCode::OK, answer.to_string().as_bytes());
             check(&result)?;
             if code != 0 {
-                prop_assert!(matches!(result, Err(ProviderError::Unavailable(_))), "{result:?}");
+                prop_assert!(matches!(result, Err(ProviderError::Rejected { .. })), "{result:?}");
             }
         }
 

@@ -5,6 +5,7 @@
 //! The fleet-wide single flight lives here as primitives (a short lock with an owner and an
 //! expiry); `client.rs` composes them with getToken.
 
+mod seal;
 mod shared;
 
 use std::{
@@ -20,7 +21,7 @@ use redis::aio::ConnectionManager;
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
-use self::shared::RedisTokens;
+use self::{seal::TokenSeal, shared::RedisTokens};
 use crate::telemetry::metrics;
 
 /// A PortOne access token. A credential: its `Debug` redacts and it is never logged.
@@ -123,12 +124,14 @@ impl TokenCache {
         }
     }
 
-    /// `timeout` bounds every Redis call.
-    pub fn redis(connection: ConnectionManager, imp_key: &str, timeout: Duration) -> Self {
+    /// `timeout` bounds every Redis call. The token is sealed in Redis under a key derived
+    /// from `imp_secret`.
+    pub fn redis(connection: ConnectionManager, imp_key: &str, imp_secret: &str, timeout: Duration) -> Self {
         let key_hash = hex::encode(Sha256::digest(imp_key.as_bytes()));
         let key = format!("certification-service:portone-v1:token:{}", &key_hash[..32]);
         Self {
             redis: Some(RedisTokens {
+                seal: TokenSeal::new(imp_secret, &key),
                 connection,
                 lock_key: format!("{key}:lock"),
                 key,
@@ -208,11 +211,14 @@ impl TokenCache {
                     .await
             })
             .await;
-        match answer {
-            Some((Some(raw), remaining_ms)) if remaining_ms > 0 => {
+        // A value that does not open (planted, another merchant's, damaged) is a miss: the
+        // fetch that follows overwrites it.
+        let opened =
+            answer.map(|(raw, remaining_ms)| (raw.and_then(|raw| redis.seal.open(&raw)), remaining_ms));
+        match opened {
+            Some((Some(token), remaining_ms)) if remaining_ms > 0 => {
                 // Bounded by the token's own expiry as Redis counts it: no clock of ours involved.
                 let remaining = Duration::from_millis(remaining_ms.unsigned_abs());
-                let token = AccessToken::new(raw);
                 self.put_local(&token, remaining);
                 self.counters.redis_hits.fetch_add(1, Ordering::Relaxed);
                 metrics::record_token_lookup("redis", "hit");
@@ -262,7 +268,7 @@ impl TokenCache {
             self.call(async move {
                 redis::cmd("SET")
                     .arg(&redis.key)
-                    .arg(token.expose())
+                    .arg(redis.seal.seal(token))
                     .arg("PX")
                     .arg(millis)
                     .query_async::<()>(&mut connection)
@@ -281,7 +287,7 @@ impl TokenCache {
             }
         }
         if let Some(redis) = &self.redis {
-            self.compare_and_delete(&redis.key, token.expose()).await;
+            self.compare_and_delete(&redis.key, &redis.seal.seal(token)).await;
         }
     }
 
@@ -314,7 +320,7 @@ impl TokenCache {
         let Some(usable) = self.peek_local() else {
             return;
         };
-        self.set_if_absent(&redis.key, usable.token.expose(), usable.remaining)
+        self.set_if_absent(&redis.key, &redis.seal.seal(&usable.token), usable.remaining)
             .await;
     }
 

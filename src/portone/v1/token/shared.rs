@@ -18,6 +18,8 @@ use crate::telemetry::metrics;
 
 pub(super) struct RedisTokens {
     pub(super) connection: ConnectionManager,
+    /// Seals the token for Redis and opens what Redis holds.
+    pub(super) seal: super::seal::TokenSeal,
     /// Namespaced by a hash of imp_key: two merchants' tokens never mix, and the key name
     /// carries no secret.
     pub(super) key: String,
