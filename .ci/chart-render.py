@@ -2,8 +2,10 @@
 """Renders helm/certification-service with Helm's own engine, validates every object against
 Kubernetes' OpenAPI schemas, and asserts what operators rely on in the rendered manifests.
 
-For the default values and every file under helm/certification-service/ci/ (each given as
-`helm install -f` would), on the oldest and the newest Kubernetes the chart supports:
+For every file under helm/certification-service/ci/ (each given as `helm install -f` would), on
+the oldest and the newest Kubernetes the chart supports (the bare defaults configure no caller
+authentication and must be refused, with the message saying what to set: that is asserted among
+the refusals; ci/default-values.yaml is the defaults plus caller tokens):
 
 1. render: Helm's install action in client-only dry run (like `helm template`: it honours
    `kubeVersion`, checks values.schema.json, takes the Kubernetes version and API versions). That
@@ -15,8 +17,9 @@ For the default values and every file under helm/certification-service/ci/ (each
    `promtool check rules` and the unit tests in .ci/prometheus-rules-test.yaml instead;
 3. assert: gRPC probes, the restricted security context, hook order and weights, the migration
    Job's ServiceAccount, selectors that pick only the server's pods, NetworkPolicy egress on IPv4
-   and IPv6, the PodDisruptionBudget, NOTES under mTLS, and the metric names the alerts and the
-   dashboard use.
+   and IPv6, the PodDisruptionBudget, NOTES under mTLS, caller authentication (tokens from a
+   Secret key on the server only, ALLOW_UNAUTHENTICATED only when asked for, reflection off), and
+   the metric names the alerts and the dashboard use.
 
 Helm's Go library comes as `libhelm_c.so` in the PyPI wheel helm-python-sdk (loaded with ctypes,
 not through its Python wrapper); kubernetes-validate is installed with pip; promtool is taken out
@@ -57,6 +60,9 @@ FULLNAME = "certification-service"
 RESTRICTED_UID = 65532
 # The PrometheusRule specs as rendered, kept for a look after a failure.
 RENDERED_RULES = os.path.join(TARGET, "chart-render", "rules")
+# The least the chart needs to render: caller tokens (bare defaults are refused on purpose).
+AUTH = {"auth": {"callerTokensSecret": {"name": "certification-service-secrets"}}}
+AUTH_REFUSAL = "caller authentication is required"
 # A metric named by an alert before the service exports it (sessions arrive in a later issue).
 FUTURE_METRICS = {"certification_sessions_refused_total"}
 
@@ -457,6 +463,44 @@ def check_notes(render, fail):
                 fail("NOTES: a grpcurl line over TLS lacks %s: %s" % (" ".join(missing), line.strip()))
 
 
+def check_auth(render, fail):
+    """The server authenticates its callers unless the values say otherwise, explicitly."""
+    values = render.values
+    configs = [doc for doc in render.kinds("ConfigMap", hooks=False) if doc["metadata"]["name"] == FULLNAME]
+    if len(configs) != 1:
+        fail("expected one ConfigMap %s, found %d" % (FULLNAME, len(configs)))
+        return
+    data = configs[0]["data"]
+    server = render.one("Deployment")["spec"]["template"]["spec"]["containers"][0]
+    tokens_env = [v for v in server.get("env", []) if v["name"] in ("CALLER_TOKENS", "CALLER_TOKENS_FILE")]
+    secret_ref = values["auth"]["callerTokensSecret"]
+    if secret_ref["name"]:
+        expected = {"name": secret_ref["name"], "key": secret_ref["key"]}
+        refs = [((v.get("valueFrom") or {}).get("secretKeyRef") or {}) for v in tokens_env]
+        if not any({k: r.get(k) for k in ("name", "key")} == expected and not r.get("optional") for r in refs):
+            fail("auth.callerTokensSecret %s is not the server's CALLER_TOKENS (a required secretKeyRef)" % expected)
+    elif tokens_env:
+        fail("the server gets caller tokens no value asked for: %s" % tokens_env)
+    chart_tokens = not values["secrets"]["existingSecret"] and values["secrets"]["callerTokens"]
+    mtls = values["tls"]["enabled"] and values["tls"]["mutual"]
+    if not (secret_ref["name"] or chart_tokens or mtls or values["auth"]["allowUnauthenticated"]):
+        fail("rendered with no caller authentication and without auth.allowUnauthenticated")
+    if mtls and not data.get("TLS_CLIENT_CA_FILE"):
+        fail("tls.mutual without TLS_CLIENT_CA_FILE")
+    allowed = data.get("ALLOW_UNAUTHENTICATED")
+    if values["auth"]["allowUnauthenticated"] != (allowed == "true"):
+        fail("ALLOW_UNAUTHENTICATED is %r with auth.allowUnauthenticated=%s" % (allowed, values["auth"]["allowUnauthenticated"]))
+    if data.get("GRPC_REFLECTION") != str(bool(values["config"]["grpcReflection"])).lower():
+        fail("GRPC_REFLECTION is %r, config.grpcReflection %s" % (data.get("GRPC_REFLECTION"), values["config"]["grpcReflection"]))
+    if data.get("CALLER_PERMISSIONS", "") != values["auth"]["callerPermissions"]:
+        fail("CALLER_PERMISSIONS is %r, auth.callerPermissions %r" % (data.get("CALLER_PERMISSIONS"), values["auth"]["callerPermissions"]))
+    for kind in ("Job", "Pod"):
+        for doc in render.kinds(kind):
+            for container in pod_spec(doc).get("initContainers", []) + pod_spec(doc)["containers"]:
+                if any(v["name"].startswith("CALLER_TOKENS") for v in container.get("env", [])):
+                    fail("%s/%s container %s gets caller tokens it has no use for" % (kind, doc["metadata"]["name"], container["name"]))
+
+
 def exported_metrics():
     """The metric names src/telemetry/metrics.rs exports (counters with their _total)."""
     with open(os.path.join(ROOT, "src", "telemetry", "metrics.rs")) as source:
@@ -513,17 +557,29 @@ def check_monitoring(render, fail, rule_files):
 
 
 # Values that must not render, and a word of the message that must say why.
+# Each but the caller-authentication ones carries AUTH, so that it is refused for its own reason.
 REFUSED = [
-    ({"podDisruptionBudget": {"minAvailable": 2}}, "no node can be drained"),
-    ({"autoscaling": {"enabled": False}, "replicaCount": 1, "podDisruptionBudget": {"minAvailable": 1}},
+    ({}, AUTH_REFUSAL),
+    ({"tls": {"enabled": True, "existingSecret": "certification-service-tls"}}, AUTH_REFUSAL),
+    ({"tls": {"enabled": True, "existingSecret": "certification-service-tls"}, "auth": {"allowUnauthenticated": False}},
+     "auth.callerTokensSecret.name"),
+    ({"secrets": {"callerTokens": "signup=ignored-with-an-existing-secret"}}, AUTH_REFUSAL),
+    ({"auth": {"callerPermissions": "signup=Verify"}}, AUTH_REFUSAL),
+    (merge(AUTH, {"podDisruptionBudget": {"minAvailable": 2}}), "no node can be drained"),
+    (merge(AUTH, {"autoscaling": {"enabled": False}, "replicaCount": 1, "podDisruptionBudget": {"minAvailable": 1}}),
      "no node can be drained"),
-    ({"tls": {"enabled": True}}, "tls.existingSecret is required"),
-    ({"secrets": {"existingSecret": ""}}, "is required"),
-    ({"podDisruptionBudget": {"minAvailable": 1, "unknown": 1}}, "additional properties"),
+    (merge(AUTH, {"tls": {"enabled": True}}), "tls.existingSecret is required"),
+    (merge(AUTH, {"secrets": {"existingSecret": ""}}), "(or secrets.existingSecret) is required"),
+    (merge(AUTH, {"podDisruptionBudget": {"minAvailable": 1, "unknown": 1}}), "additional properties"),
+    (merge(AUTH, {"auth": {"unknown": 1}}), "additional properties"),
+    (merge(AUTH, {"config": {"portoneBaseUrl": "http://api.iamport.kr"}}), "portoneBaseUrl"),
+    (merge(AUTH, {"config": {"clockSkew": "60"}}), "clockSkew"),
+    (merge(AUTH, {"config": {"databaseLockTimeout": "3 s"}}), "databaseLockTimeout"),
+    (merge(AUTH, {"auth": {"callerPermissions": "signup"}}), "callerPermissions"),
 ]
 
 CHECKS = [check_probes, check_security_context, check_hooks, check_selectors, check_network_policy,
-          check_disruption_budget, check_notes]
+          check_disruption_budget, check_notes, check_auth]
 
 
 # --- promtool ------------------------------------------------------------------------------------
@@ -584,7 +640,7 @@ def main():
     utils = kubernetes_validate()
     with open(os.path.join(CHART, "values.yaml")) as defaults_file:
         defaults = yaml.safe_load(defaults_file)
-    cases = [("values.yaml (defaults)", {})]
+    cases = []
     for path in sorted(glob.glob(os.path.join(CHART, "ci", "*.yaml"))):
         with open(path) as case_file:
             cases.append((os.path.relpath(path, CHART), yaml.safe_load(case_file) or {}))
@@ -623,14 +679,15 @@ def main():
         "must refuse" in failure or "another reason" in failure for failure in failures) else "refusals: FAILED")
 
     # The ServiceMonitor waits for its CRD; the oldest supported Kubernetes is the floor.
-    bare = Render(helm, "defaults without CRDs", {}, defaults, KUBE_VERSIONS[0], api_versions=[])
+    bare = Render(helm, "defaults without CRDs", AUTH, merge(defaults, AUTH), KUBE_VERSIONS[0], api_versions=[])
     if bare.kinds("ServiceMonitor"):
         failures.append("a ServiceMonitor renders on a cluster without its CRD")
     try:
-        helm.install_dry_run({}, "1.29.0", [])
+        helm.install_dry_run(AUTH, "1.29.0", [])
         failures.append("Kubernetes 1.29 renders, though the chart needs 1.30 (preStop sleep)")
-    except RuntimeError:
-        pass
+    except RuntimeError as error:
+        if "kubeVersion" not in str(error) and "1.29" not in str(error):
+            failures.append("Kubernetes 1.29 is refused for another reason than the chart's kubeVersion: %s" % error)
 
     rule_failures = check_rules(rule_files)
     failures += rule_failures

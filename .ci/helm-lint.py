@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
-"""Helm's own linter on helm/certification-service: for the default values and for every file
-under helm/certification-service/ci/, each merged over the defaults as `helm lint -f` would.
+"""Helm's own linter on helm/certification-service: for every file under
+helm/certification-service/ci/, each merged over the defaults as `helm lint -f` would. The bare
+defaults are not linted as a passing case: they configure no caller authentication, which the
+chart refuses on purpose (ci/default-values.yaml is the defaults plus caller tokens); their lint
+must instead report that refusal.
 
 Helm's Go library comes in the PyPI wheel helm-sdkpy (its Python wrapper wants 3.12; we load the
 shared library with ctypes instead). The wheel is cached under target/helm-sdkpy. Any message of
@@ -32,6 +35,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHART = os.path.join(ROOT, "helm", "certification-service")
 CACHE = os.path.join(ROOT, "target", "helm-sdkpy")
 SEVERITY = {0: "unknown", 1: "info", 2: "warning", 3: "error"}
+# What the chart says when no caller authentication is configured (templates/_helpers.tpl).
+AUTH_REFUSAL = "caller authentication is required"
 
 
 def library():
@@ -66,7 +71,8 @@ def merge(base, override):
 
 def lint(lib, handle, chart_dir):
     """Lint messages, plus what Helm logs at WARN while rendering (a failed `required` is logged,
-    not returned, when linting): both count as warnings."""
+    not returned, when linting) and every `fail` the templates call (lint mode logs it at INFO
+    as "funcMap fail" and renders on): all count as warnings."""
     out = ctypes.c_void_p()
     with tempfile.TemporaryFile() as captured:
         sys.stderr.flush()
@@ -84,7 +90,7 @@ def lint(lib, handle, chart_dir):
     result = json.loads(ctypes.string_at(out.value).decode())
     lib.helm_sdkpy_free(out)
     messages = [(m["Severity"], m.get("Path", ""), json.dumps(m.get("Err"))) for m in result.get("Messages") or []]
-    messages += [(2, "rendering", line) for line in logged if " WARN " in line or " ERROR " in line]
+    messages += [(2, "rendering", line) for line in logged if " WARN " in line or " ERROR " in line or "funcMap fail" in line]
     return messages
 
 
@@ -95,7 +101,7 @@ def main():
         sys.exit("helm_sdkpy_config_create failed: %s" % lib.helm_sdkpy_last_error())
     with open(os.path.join(CHART, "values.yaml")) as defaults_file:
         defaults = yaml.safe_load(defaults_file)
-    cases = [("values.yaml (defaults)", {})]
+    cases = []
     for path in sorted(glob.glob(os.path.join(CHART, "ci", "*.yaml"))):
         with open(path) as case_file:
             cases.append((os.path.relpath(path, CHART), yaml.safe_load(case_file) or {}))
@@ -112,7 +118,18 @@ def main():
         for severity, path, error in bad:
             print("  [%s] %s %s" % (SEVERITY.get(severity, severity), path, error))
         failed = failed or bool(bad)
-    if failed:
+    # Bare defaults: no caller authentication, so the lint must report the chart's refusal.
+    with tempfile.TemporaryDirectory() as scratch:
+        chart = os.path.join(scratch, "certification-service")
+        shutil.copytree(CHART, chart, ignore=shutil.ignore_patterns("ci"))
+        messages = lint(lib, handle, chart)
+    refused = any(m[0] >= 2 and AUTH_REFUSAL in m[2] for m in messages)
+    print("helm lint %-45s %s" % ("values.yaml (bare defaults)", "refused as it must be (%s)" % AUTH_REFUSAL
+                                  if refused else "FAILED: not refused for lack of caller authentication"))
+    if not refused:
+        for severity, path, error in messages:
+            print("  [%s] %s %s" % (SEVERITY.get(severity, severity), path, error))
+    if failed or not refused:
         sys.exit(1)
 
 

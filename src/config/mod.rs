@@ -4,12 +4,15 @@
 //! [`crate::secret::Secret`] redacts its `Debug`.
 
 mod args;
+mod errors;
+#[cfg(test)]
+mod tests;
 mod validate;
 
 use std::{fmt, net::SocketAddr, path::PathBuf, time::Duration};
 
 pub use args::{Cli, Command, DatabaseArgs, HealthArgs, PurgeArgs, RekeyArgs, RetentionArgs, ServeArgs};
-pub use validate::{ConfigError, ConfigErrors};
+pub use errors::{ConfigError, ConfigErrors};
 
 use crate::{
     domain::{CiIndexKey, SealingKeys},

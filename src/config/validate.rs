@@ -1,15 +1,16 @@
 //! `serve`'s flags into [`Settings`]. Every problem is collected and reported at once, one line
 //! each naming the setting, so an operator fixes a configuration in one restart, not three.
 
-use std::{fmt, path::Path, time::Duration};
+use std::{path::Path, time::Duration};
 
 use super::{
     ConnectionSettings, KeySettings, MaintenanceSettings, RedisSettings, RetentionArgs, ServeArgs,
     ServerSettings, Settings, ShutdownSettings, TOKEN_MARGIN, TOKEN_REFRESH_AHEAD, TlsSettings,
+    errors::{ConfigError, ConfigErrors, Problems},
 };
 use crate::{
-    domain::{CiIndexKey, IndexKeyError, MinAge, SealingError, SealingKeys},
-    grpc::{CallerPermissions, CallerPermissionsError, CallerTokens, CallerTokensError},
+    domain::{CiIndexKey, MinAge, SealingKeys},
+    grpc::{CallerPermissions, CallerTokens},
     portone::{CircuitSettings, HttpSettings, http::check_base_url, v1::PortoneSettings},
     secret::Secret,
     service::Policy,
@@ -19,91 +20,6 @@ use crate::{
 const SANDBOX_CI_INDEX_KEY: &str = "Y2VydGlmaWNhdGlvbi1zZXJ2aWNlIHNhbmRib3ggZGV2ZWxvcG1lbnQga2V5IQ==";
 /// The fixed encryption key of `serve --sandbox` (32 bytes): development only.
 const SANDBOX_CI_ENCRYPTION_KEYS: &str = "sandbox-dev:c2FuZGJveCBkZXZlbG9wbWVudCBrZXksIG5vdCAgb2s=";
-
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error(
-        "PortOne credentials missing: set PORTONE_IMP_KEY and PORTONE_IMP_SECRET (or --portone-imp-key/--portone-imp-secret), or run `serve --sandbox` for development"
-    )]
-    MissingPortoneCredentials,
-    #[error(
-        "CI_INDEX_KEY missing: set it to a base64 key of at least 32 bytes (e.g. `openssl rand -base64 32`), or run `serve --sandbox` for development"
-    )]
-    MissingIndexKey,
-    #[error(transparent)]
-    IndexKey(#[from] IndexKeyError),
-    #[error(
-        "CI_ENCRYPTION_KEYS missing: set it to `id:base64key` (32-byte key, e.g. `k1:$(openssl rand -base64 32)`), or run `serve --sandbox` for development"
-    )]
-    MissingEncryptionKeys,
-    #[error(transparent)]
-    EncryptionKeys(#[from] SealingError),
-    #[error(transparent)]
-    CallerTokens(#[from] CallerTokensError),
-    #[error("reading CALLER_TOKENS_FILE {0}: {1}")]
-    CallerTokensFile(String, String),
-    #[error("set CALLER_TOKENS or CALLER_TOKENS_FILE, not both")]
-    CallerTokensTwice,
-    #[error("TLS_CERT_FILE and TLS_KEY_FILE go together; TLS_CLIENT_CA_FILE needs both")]
-    TlsIncomplete,
-    #[error("reading {0}: {1}")]
-    TlsFile(String, String),
-    #[error("PORTONE_BASE_URL {0}")]
-    BaseUrl(&'static str),
-    #[error(transparent)]
-    CallerPermissions(#[from] CallerPermissionsError),
-    #[error(
-        "no caller authentication: set CALLER_TOKENS (or CALLER_TOKENS_FILE) or TLS_CLIENT_CA_FILE; ALLOW_UNAUTHENTICATED=true lets anyone who reaches the port call"
-    )]
-    NoAuthentication,
-    #[error("{0} must be between {1} and {2}")]
-    Duration(&'static str, String, String),
-    #[error("{0}")]
-    OutOfRange(&'static str),
-    #[error("METRICS_LISTEN_ADDR must be host:port or `off`")]
-    MetricsAddr,
-}
-
-/// Every problem found in one configuration; at least one.
-#[derive(Debug)]
-pub struct ConfigErrors(pub Vec<ConfigError>);
-
-impl fmt::Display for ConfigErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let [only] = self.0.as_slice() {
-            return write!(f, "{only}");
-        }
-        write!(f, "{} configuration problems:", self.0.len())?;
-        for error in &self.0 {
-            write!(f, "\n  - {error}")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for ConfigErrors {}
-
-/// Collects problems; each check records what it found and carries on.
-#[derive(Default)]
-struct Problems(Vec<ConfigError>);
-
-impl Problems {
-    /// The value, or `None` with the problem recorded.
-    fn take<T>(&mut self, result: Result<T, impl Into<ConfigError>>) -> Option<T> {
-        result.map_err(|error| self.0.push(error.into())).ok()
-    }
-
-    fn fail<T>(&mut self, problem: ConfigError) -> Option<T> {
-        self.0.push(problem);
-        None
-    }
-
-    fn check(&mut self, ok: bool, problem: ConfigError) {
-        if !ok {
-            self.0.push(problem);
-        }
-    }
-}
 
 const ZERO: Duration = Duration::ZERO;
 const MILLISECOND: Duration = Duration::from_millis(1);
@@ -420,117 +336,5 @@ impl ServeArgs {
                 certification_retention: self.retention.certification_retention,
             },
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use clap::Parser;
-
-    use super::super::{Cli, Command};
-
-    fn serve(args: &[&str]) -> super::ServeArgs {
-        let mut argv = vec!["certification-service", "serve"];
-        argv.extend_from_slice(args);
-        match Cli::try_parse_from(argv).unwrap().command {
-            Command::Serve(serve) => serve,
-            _ => unreachable!(),
-        }
-    }
-
-    #[test]
-    fn every_missing_setting_is_reported_at_once_and_once() {
-        // Explicit empty values, so the environment of whoever runs the test cannot fill them in.
-        let error = serve(&[
-            "--portone-imp-key=",
-            "--portone-imp-secret=",
-            "--max-in-flight=0",
-            "--metrics-listen-addr=nowhere",
-        ])
-        .into_settings(None)
-        .unwrap_err()
-        .to_string();
-        for setting in [
-            "PORTONE_IMP_KEY",
-            "CI_INDEX_KEY",
-            "CI_ENCRYPTION_KEYS",
-            "MAX_IN_FLIGHT",
-            "METRICS_LISTEN_ADDR",
-        ] {
-            assert!(error.contains(setting), "{setting} missing in {error}");
-        }
-        assert_eq!(error.matches("CI_INDEX_KEY missing").count(), 1, "{error}");
-        assert!(error.starts_with("6 configuration problems:"), "{error}");
-        assert!(error.contains("ALLOW_UNAUTHENTICATED"), "{error}");
-    }
-
-    const SECRETS: [&str; 6] = [
-        "portone-secret-value",
-        "db-password-value",
-        "redis-password-value",
-        "caller-token-value-0123456789",
-        "c2VjcmV0LWluZGV4LWtleS1mb3ItdGhlLWNsaS10ZXN0cyE=",
-        "c2VjcmV0LWVuY3J5cHRpb24ta2V5LW9mLTMyLWJ5dGU=",
-    ];
-
-    fn configured() -> super::ServeArgs {
-        serve(&[
-            "--portone-imp-key=key",
-            "--portone-imp-secret=portone-secret-value",
-            "--database-url=postgres://service:db-password-value@db/certification",
-            "--redis-url=redis://:redis-password-value@redis:6379",
-            "--caller-tokens=signup=caller-token-value-0123456789",
-            "--ci-index-key=c2VjcmV0LWluZGV4LWtleS1mb3ItdGhlLWNsaS10ZXN0cyE=",
-            "--ci-encryption-keys=k1:c2VjcmV0LWVuY3J5cHRpb24ta2V5LW9mLTMyLWJ5dGU=",
-        ])
-    }
-
-    #[test]
-    fn no_debug_of_the_arguments_or_the_settings_shows_a_secret() {
-        let args = configured();
-        let printed_args = format!("{args:?}");
-        let settings = args.into_settings(None).unwrap();
-        let printed_settings = format!("{settings:?}");
-        for secret in SECRETS {
-            assert!(!printed_args.contains(secret), "{secret} in {printed_args}");
-            assert!(
-                !printed_settings.contains(secret),
-                "{secret} in {printed_settings}"
-            );
-        }
-    }
-
-    #[test]
-    fn reflection_is_on_with_the_sandbox_and_off_otherwise_unless_set() {
-        assert!(!configured().into_settings(None).unwrap().server.grpc_reflection);
-        let sandbox = serve(&["--sandbox"])
-            .into_settings(Some("http://127.0.0.1:1".into()))
-            .unwrap();
-        assert!(sandbox.server.grpc_reflection);
-        assert!(
-            sandbox.server.allow_unauthenticated,
-            "--sandbox serves without callers' tokens"
-        );
-        let off =
-            serve(&["--sandbox", "--grpc-reflection=false"]).into_settings(Some("http://127.0.0.1:1".into()));
-        assert!(!off.unwrap().server.grpc_reflection);
-    }
-
-    #[test]
-    fn boolean_flags_take_an_explicit_value_or_none() {
-        assert_eq!(
-            serve(&["--sandbox", "--grpc-reflection=false"]).grpc_reflection,
-            Some(false)
-        );
-        assert_eq!(
-            serve(&["--sandbox", "--grpc-reflection", "false"]).grpc_reflection,
-            Some(false)
-        );
-        assert_eq!(
-            serve(&["--sandbox", "--grpc-reflection"]).grpc_reflection,
-            Some(true)
-        );
-        assert!(serve(&["--sandbox", "--reject-underage"]).reject_underage);
-        assert!(!serve(&["--sandbox", "--skip-migrations=no"]).skip_migrations);
     }
 }

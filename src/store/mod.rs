@@ -144,6 +144,11 @@ impl Store {
             return Migrator::up(&self.db, None).await.map_err(classify);
         }
         let txn = self.db.begin().await.map_err(classify)?;
+        // A migration may rightly run long (an index on a large table), and replicas wait
+        // here for one another: the pool's call-sized time-outs do not apply to it.
+        txn.execute_unprepared("SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = 0")
+            .await
+            .map_err(classify)?;
         txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})"))
             .await
             .map_err(classify)?;

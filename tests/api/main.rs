@@ -15,6 +15,7 @@ mod overload;
 mod processes;
 mod protection;
 mod proxy;
+mod sealing;
 mod security;
 mod server;
 mod shutdown;

@@ -76,7 +76,15 @@ async fn spawn_tls_app(pki: &Pki, mutual: bool) -> TestApp {
 }
 
 async fn spawn_app_unready_tls(tls: TlsSettings) -> TestApp {
+    spawn_app_unready_tls_with(tls, |_| {}).await
+}
+
+async fn spawn_app_unready_tls_with(
+    tls: TlsSettings,
+    adjust: impl FnOnce(&mut certification_service::config::Settings),
+) -> TestApp {
     let app = crate::helpers::spawn_app_unready(|settings| {
+        adjust(settings);
         settings.server.tls = Some(tls);
         settings.server.health_listen_addr = Some("127.0.0.1:0".parse().unwrap());
     })
@@ -146,6 +154,45 @@ async fn mtls_accepts_a_client_certificate_from_our_ca_only() {
         1,
         "only the good client got through"
     );
+}
+
+#[tokio::test]
+async fn under_mtls_a_token_must_belong_to_the_certificates_caller() {
+    use tonic::{Code, Request, metadata::MetadataValue};
+    let pki = pki();
+    let tls = TlsSettings {
+        cert_pem: pki.server.cert_pem.clone().into_bytes(),
+        key_pem: pki.server.key_pem.clone().into_bytes(),
+        client_ca_pem: Some(pki.ours.pem.clone().into_bytes()),
+    };
+    let tokens = certification_service::grpc::CallerTokens::parse(
+        "signup=signup-token-0123456789abcdef,ops=ops-token-0123456789abcdef0",
+    )
+    .unwrap();
+    let app = spawn_app_unready_tls_with(tls, |settings| settings.server.caller_tokens = Some(tokens)).await;
+    let signup = leaf(&pki.ours, "signup", &[]);
+    let mut client = tls_client(&app.addr.to_string(), &pki.ours.pem, Some(&signup))
+        .await
+        .unwrap();
+    let with_token = |token: &str| {
+        let mut request = Request::new(verify_request(ADULT));
+        request.metadata_mut().insert(
+            "authorization",
+            MetadataValue::try_from(format!("Bearer {token}")).unwrap(),
+        );
+        request
+    };
+    client
+        .verify(with_token("signup-token-0123456789abcdef"))
+        .await
+        .unwrap();
+    // The signup certificate's holder with the ops token: one caller's certificate, another's token.
+    crate::helpers::assert_status(
+        client.verify(with_token("ops-token-0123456789abcdef0")).await,
+        Code::Unauthenticated,
+        "CALLER_MISMATCH",
+    );
+    assert_eq!(app.sandbox.stats().certification_lookups, 1);
 }
 
 #[tokio::test]

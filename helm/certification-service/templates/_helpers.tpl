@@ -110,3 +110,13 @@ seccompProfile:
 - secretRef:
     name: {{ include "cs.secretName" . }}
 {{- end }}
+
+{{/* The service refuses to serve without caller authentication (issue 13), and so does the chart:
+caller tokens (a Secret key, or the chart's Secret), or mTLS, or the explicit development escape. */}}
+{{- define "cs.requireCallerAuth" -}}
+{{- $tokens := or .Values.auth.callerTokensSecret.name (and (not .Values.secrets.existingSecret) .Values.secrets.callerTokens) }}
+{{- $mtls := and .Values.tls.enabled .Values.tls.mutual }}
+{{- if not (or $tokens $mtls .Values.auth.allowUnauthenticated) }}
+{{- fail "caller authentication is required: set auth.callerTokensSecret.name (a Secret with the key CALLER_TOKENS), or secrets.callerTokens (chart-made Secret), or tls.enabled=true with tls.mutual=true (mTLS); auth.allowUnauthenticated=true is for trusted development clusters only" }}
+{{- end }}
+{{- end }}

@@ -3,6 +3,8 @@
 
 mod client;
 mod model;
+#[cfg(test)]
+mod proptests;
 mod token;
 
 pub use client::{PortoneClient, PortoneSettings};

@@ -1,0 +1,94 @@
+//! Configuration problems: each names its setting and what to set, in one line; all of them are
+//! collected and reported together.
+
+use std::fmt;
+
+use crate::{
+    domain::{IndexKeyError, SealingError},
+    grpc::{CallerPermissionsError, CallerTokensError},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(
+        "PortOne credentials missing: set PORTONE_IMP_KEY and PORTONE_IMP_SECRET (or --portone-imp-key/--portone-imp-secret), or run `serve --sandbox` for development"
+    )]
+    MissingPortoneCredentials,
+    #[error(
+        "CI_INDEX_KEY missing: set it to a base64 key of at least 32 bytes (e.g. `openssl rand -base64 32`), or run `serve --sandbox` for development"
+    )]
+    MissingIndexKey,
+    #[error(transparent)]
+    IndexKey(#[from] IndexKeyError),
+    #[error(
+        "CI_ENCRYPTION_KEYS missing: set it to `id:base64key` (32-byte key, e.g. `k1:$(openssl rand -base64 32)`), or run `serve --sandbox` for development"
+    )]
+    MissingEncryptionKeys,
+    #[error(transparent)]
+    EncryptionKeys(#[from] SealingError),
+    #[error(transparent)]
+    CallerTokens(#[from] CallerTokensError),
+    #[error("reading CALLER_TOKENS_FILE {0}: {1}")]
+    CallerTokensFile(String, String),
+    #[error("set CALLER_TOKENS or CALLER_TOKENS_FILE, not both")]
+    CallerTokensTwice,
+    #[error("TLS_CERT_FILE and TLS_KEY_FILE go together; TLS_CLIENT_CA_FILE needs both")]
+    TlsIncomplete,
+    #[error("reading {0}: {1}")]
+    TlsFile(String, String),
+    #[error("PORTONE_BASE_URL {0}")]
+    BaseUrl(&'static str),
+    #[error(transparent)]
+    CallerPermissions(#[from] CallerPermissionsError),
+    #[error(
+        "no caller authentication: set CALLER_TOKENS (or CALLER_TOKENS_FILE) or TLS_CLIENT_CA_FILE; ALLOW_UNAUTHENTICATED=true lets anyone who reaches the port call"
+    )]
+    NoAuthentication,
+    #[error("{0} must be between {1} and {2}")]
+    Duration(&'static str, String, String),
+    #[error("{0}")]
+    OutOfRange(&'static str),
+    #[error("METRICS_LISTEN_ADDR must be host:port or `off`")]
+    MetricsAddr,
+}
+
+/// Every problem found in one configuration; at least one.
+#[derive(Debug)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let [only] = self.0.as_slice() {
+            return write!(f, "{only}");
+        }
+        write!(f, "{} configuration problems:", self.0.len())?;
+        for error in &self.0 {
+            write!(f, "\n  - {error}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// Collects problems; each check records what it found and carries on.
+#[derive(Default)]
+pub(super) struct Problems(pub(super) Vec<ConfigError>);
+
+impl Problems {
+    /// The value, or `None` with the problem recorded.
+    pub(super) fn take<T>(&mut self, result: Result<T, impl Into<ConfigError>>) -> Option<T> {
+        result.map_err(|error| self.0.push(error.into())).ok()
+    }
+
+    pub(super) fn fail<T>(&mut self, problem: ConfigError) -> Option<T> {
+        self.0.push(problem);
+        None
+    }
+
+    pub(super) fn check(&mut self, ok: bool, problem: ConfigError) {
+        if !ok {
+            self.0.push(problem);
+        }
+    }
+}

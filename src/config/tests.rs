@@ -1,0 +1,110 @@
+//! `serve`'s flags into settings: what is refused, what is reported, what is never printed.
+
+use clap::Parser;
+
+use super::{Cli, Command};
+
+fn serve(args: &[&str]) -> super::ServeArgs {
+    let mut argv = vec!["certification-service", "serve"];
+    argv.extend_from_slice(args);
+    match Cli::try_parse_from(argv).unwrap().command {
+        Command::Serve(serve) => serve,
+        _ => unreachable!(),
+    }
+}
+
+#[test]
+fn every_missing_setting_is_reported_at_once_and_once() {
+    // Explicit empty values, so the environment of whoever runs the test cannot fill them in.
+    let error = serve(&[
+        "--portone-imp-key=",
+        "--portone-imp-secret=",
+        "--max-in-flight=0",
+        "--metrics-listen-addr=nowhere",
+    ])
+    .into_settings(None)
+    .unwrap_err()
+    .to_string();
+    for setting in [
+        "PORTONE_IMP_KEY",
+        "CI_INDEX_KEY",
+        "CI_ENCRYPTION_KEYS",
+        "MAX_IN_FLIGHT",
+        "METRICS_LISTEN_ADDR",
+    ] {
+        assert!(error.contains(setting), "{setting} missing in {error}");
+    }
+    assert_eq!(error.matches("CI_INDEX_KEY missing").count(), 1, "{error}");
+    assert!(error.starts_with("6 configuration problems:"), "{error}");
+    assert!(error.contains("ALLOW_UNAUTHENTICATED"), "{error}");
+}
+
+const SECRETS: [&str; 6] = [
+    "portone-secret-value",
+    "db-password-value",
+    "redis-password-value",
+    "caller-token-value-0123456789",
+    "c2VjcmV0LWluZGV4LWtleS1mb3ItdGhlLWNsaS10ZXN0cyE=",
+    "c2VjcmV0LWVuY3J5cHRpb24ta2V5LW9mLTMyLWJ5dGU=",
+];
+
+fn configured() -> super::ServeArgs {
+    serve(&[
+        "--portone-imp-key=key",
+        "--portone-imp-secret=portone-secret-value",
+        "--database-url=postgres://service:db-password-value@db/certification",
+        "--redis-url=redis://:redis-password-value@redis:6379",
+        "--caller-tokens=signup=caller-token-value-0123456789",
+        "--ci-index-key=c2VjcmV0LWluZGV4LWtleS1mb3ItdGhlLWNsaS10ZXN0cyE=",
+        "--ci-encryption-keys=k1:c2VjcmV0LWVuY3J5cHRpb24ta2V5LW9mLTMyLWJ5dGU=",
+    ])
+}
+
+#[test]
+fn no_debug_of_the_arguments_or_the_settings_shows_a_secret() {
+    let args = configured();
+    let printed_args = format!("{args:?}");
+    let settings = args.into_settings(None).unwrap();
+    let printed_settings = format!("{settings:?}");
+    for secret in SECRETS {
+        assert!(!printed_args.contains(secret), "{secret} in {printed_args}");
+        assert!(
+            !printed_settings.contains(secret),
+            "{secret} in {printed_settings}"
+        );
+    }
+}
+
+#[test]
+fn reflection_is_on_with_the_sandbox_and_off_otherwise_unless_set() {
+    assert!(!configured().into_settings(None).unwrap().server.grpc_reflection);
+    let sandbox = serve(&["--sandbox"])
+        .into_settings(Some("http://127.0.0.1:1".into()))
+        .unwrap();
+    assert!(sandbox.server.grpc_reflection);
+    assert!(
+        sandbox.server.allow_unauthenticated,
+        "--sandbox serves without callers' tokens"
+    );
+    let off =
+        serve(&["--sandbox", "--grpc-reflection=false"]).into_settings(Some("http://127.0.0.1:1".into()));
+    assert!(!off.unwrap().server.grpc_reflection);
+}
+
+#[test]
+fn boolean_flags_take_an_explicit_value_or_none() {
+    assert_eq!(
+        serve(&["--sandbox", "--grpc-reflection=false"]).grpc_reflection,
+        Some(false)
+    );
+    assert_eq!(
+        serve(&["--sandbox", "--grpc-reflection", "false"]).grpc_reflection,
+        Some(false)
+    );
+    assert_eq!(
+        serve(&["--sandbox", "--grpc-reflection"]).grpc_reflection,
+        Some(true)
+    );
+    assert!(serve(&["--sandbox", "--reject-underage"]).reject_underage);
+    assert!(!serve(&["--sandbox", "--skip-migrations=no"]).skip_migrations);
+}
