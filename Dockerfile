@@ -16,20 +16,27 @@ RUN sh docker/cargo-skeleton.sh /src /skeleton
 FROM ${BUILDER_IMAGE} AS build
 WORKDIR /src
 # Dependencies first, in their own layer, reused until the skeleton changes. Only the two
-# binaries the image ships are built, here and below.
+# binaries the image ships are built, here and below. Cargo's registry and target directory are
+# cache mounts: when the skeleton does change, only what changed is compiled again.
 COPY --from=skeleton /skeleton/ ./
-RUN cargo build --release --locked -p certification-service \
+RUN --mount=type=cache,id=certification-service-cargo-registry,target=/usr/local/cargo/registry \
+    --mount=type=cache,id=certification-service-target,target=/src/target \
+    cargo build --release --locked -p certification-service \
       --bin certification-service --bin portone-sandbox
 COPY . .
 # COPY keeps the sources' mtimes, older than the placeholders' build: touch them so cargo
-# rebuilds every member from its real sources.
-RUN find . -path ./target -prune -o -type f -name '*.rs' -exec touch {} + \
+# rebuilds every member from its real sources. The binaries leave the cache mount for /out.
+RUN --mount=type=cache,id=certification-service-cargo-registry,target=/usr/local/cargo/registry \
+    --mount=type=cache,id=certification-service-target,target=/src/target \
+    find . -path ./target -prune -o -type f -name '*.rs' -exec touch {} + \
     && cargo build --release --locked -p certification-service \
-      --bin certification-service --bin portone-sandbox
+      --bin certification-service --bin portone-sandbox \
+    && mkdir -p /out \
+    && cp target/release/certification-service target/release/portone-sandbox /out/
 
 FROM ${RUNTIME_IMAGE}
-COPY --from=build /src/target/release/certification-service /usr/local/bin/certification-service
-COPY --from=build /src/target/release/portone-sandbox /usr/local/bin/portone-sandbox
+COPY --from=build /out/certification-service /usr/local/bin/certification-service
+COPY --from=build /out/portone-sandbox /usr/local/bin/portone-sandbox
 # distroless's nonroot user, by number so Kubernetes can verify runAsNonRoot.
 USER 65532:65532
 ENV GRPC_LISTEN_ADDR=0.0.0.0:50051 \

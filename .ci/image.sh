@@ -84,14 +84,14 @@ build_builder() {
   # Builder only: the CA of this machine's TLS-re-signing proxy, for cargo.
   if compgen -G '/usr/local/share/ca-certificates/*.crt' >/dev/null; then
     cp /usr/local/share/ca-certificates/*.crt "$rootfs/usr/local/share/ca-certificates/"
-    chroot "$rootfs" update-ca-certificates >/dev/null
+    chroot "$rootfs" update-ca-certificates >/dev/null 2>&1
   fi
   # Rust as in rust:1.95-bookworm: cargo and rustc on PATH, CARGO_HOME=/usr/local/cargo.
   sysroot=$(rustc --print sysroot)
   mkdir -p "$rootfs/usr/local/rust" "$rootfs/usr/local/cargo"
   cp -a "$sysroot/bin" "$sysroot/lib" "$sysroot/libexec" "$rootfs/usr/local/rust/"
   rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
-  tar --numeric-owner -C "$rootfs" -cf - . | podman import \
+  tar --numeric-owner -C "$rootfs" -cf - . | podman import --quiet \
     --change 'ENV PATH=/usr/local/cargo/bin:/usr/local/rust/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
     --change 'ENV CARGO_HOME=/usr/local/cargo' \
     - "$tag" >/dev/null
@@ -120,7 +120,7 @@ EOF
   chmod 700 "$rootfs/root"
   chown 65532:65532 "$rootfs/home/nonroot"
   rm -rf "$rootfs"/usr/share/{doc,man,info,lintian,locale}
-  tar --numeric-owner -C "$rootfs" -cf - . | podman import \
+  tar --numeric-owner -C "$rootfs" -cf - . | podman import --quiet \
     --change 'USER 65532:65532' \
     --change 'WORKDIR /home/nonroot' \
     --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
@@ -181,7 +181,7 @@ if ! buildah bud --pull=never --layers --force-rm \
   --build-arg BUILDER_IMAGE="$BUILDER" --build-arg RUNTIME_IMAGE="$RUNTIME" \
   ${proxy_args[@]+"${proxy_args[@]}"} --tag "$IMAGE" . 2>&1 |
   tee "$WORK/bud.log" |
-  { grep --line-buffered -E '^(STEP [0-9]+/[0-9]+:|--> Using cache|COMMIT|Successfully tagged)|Finished `release`|^error' || true; }; then
+  { grep --line-buffered -E '^(\[[0-9]+/[0-9]+\] )?(STEP [0-9]+/[0-9]+:|--> Using cache|COMMIT|Successfully tagged)|Finished `release`|^error' || true; }; then
   tail -n 60 "$WORK/bud.log" >&2
   die "buildah bud"
 fi
