@@ -17,22 +17,27 @@ FROM ${BUILDER_IMAGE} AS build
 WORKDIR /src
 # Dependencies first, in their own layer, reused until the skeleton changes. Only the two
 # binaries the image ships are built, here and below. Cargo's registry and target directory are
-# cache mounts: when the skeleton does change, only what changed is compiled again.
+# cache mounts, so when the skeleton does change only what changed is compiled again. As that
+# target directory outlives this build and may serve another at the same time, each step holds a
+# lock on it, touches its own sources (placeholders here, the real ones below; COPY keeps older
+# mtimes) so cargo rebuilds every workspace crate from them, and takes the binaries out to /out
+# before letting go.
 COPY --from=skeleton /skeleton/ ./
 RUN --mount=type=cache,id=certification-service-cargo-registry,target=/usr/local/cargo/registry \
     --mount=type=cache,id=certification-service-target,target=/src/target \
-    cargo build --release --locked -p certification-service \
-      --bin certification-service --bin portone-sandbox
+    flock target/.image-build.lock sh -c ' \
+      find . -path ./target -prune -o -type f -name "*.rs" -exec touch {} + \
+      && cargo build --release --locked -p certification-service \
+           --bin certification-service --bin portone-sandbox'
 COPY . .
-# COPY keeps the sources' mtimes, older than the placeholders' build: touch them so cargo
-# rebuilds every member from its real sources. The binaries leave the cache mount for /out.
 RUN --mount=type=cache,id=certification-service-cargo-registry,target=/usr/local/cargo/registry \
     --mount=type=cache,id=certification-service-target,target=/src/target \
-    find . -path ./target -prune -o -type f -name '*.rs' -exec touch {} + \
-    && cargo build --release --locked -p certification-service \
-      --bin certification-service --bin portone-sandbox \
-    && mkdir -p /out \
-    && cp target/release/certification-service target/release/portone-sandbox /out/
+    flock target/.image-build.lock sh -c ' \
+      find . -path ./target -prune -o -type f -name "*.rs" -exec touch {} + \
+      && cargo build --release --locked -p certification-service \
+           --bin certification-service --bin portone-sandbox \
+      && mkdir -p /out \
+      && cp target/release/certification-service target/release/portone-sandbox /out/'
 
 FROM ${RUNTIME_IMAGE}
 COPY --from=build /out/certification-service /usr/local/bin/certification-service
