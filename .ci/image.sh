@@ -17,7 +17,9 @@
 #      subcommand (as `helm test` does), a Verify from the host with grpcurl, exit code 0 on
 #      SIGTERM; then the image size.
 #
-# Caches: podman's storage (/var/lib/containers), Debian packages under /var/lib/certification-
+# Caches: podman's storage (/var/lib/containers: the stand-ins and the build's layers), buildah's
+# cache mounts of cargo's registry and target directory (/var/tmp/buildah-cache/certification-
+# service-*; the target one is emptied past 8 GB), Debian packages under /var/lib/certification-
 # service-ci, grpcurl under target/image. A fresh machine needs none of them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -175,6 +177,14 @@ proxy_args=()
 while IFS= read -r line; do
   [ -n "$line" ] && proxy_args+=(--env "$line")
 done <<<"$cargo_env"
+# Cargo never prunes a target directory: empty the cache mount's when it grows large, under the
+# lock the Dockerfile's build steps hold.
+target_cache=/var/tmp/buildah-cache/certification-service-target
+if [ -d "$target_cache" ] && [ "$(du -sm "$target_cache" | cut -f1)" -gt 8000 ]; then
+  say "cargo target cache over 8 GB: emptied"
+  flock "$target_cache/.image-build.lock" \
+    find "$target_cache" -mindepth 1 -maxdepth 1 ! -name .image-build.lock -exec rm -rf {} +
+fi
 say "buildah bud (log: target/image/bud.log)"
 bud_started=$SECONDS
 if ! buildah bud --pull=never --layers --force-rm \
@@ -256,6 +266,6 @@ fi
 say "exit code after SIGTERM: 0"
 
 size=$(podman image inspect --format '{{.Size}}' "$IMAGE")
-say "image $IMAGE: $((size / 1000000)) MB ($size bytes)"
+say "image $IMAGE: $(awk -v b="$size" 'BEGIN { printf "%.1f MB", b / 1e6 }') ($size bytes)"
 buildah images "$IMAGE"
 say "done in $((SECONDS - STARTED))s"
