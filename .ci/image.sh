@@ -131,6 +131,7 @@ EOF
   rm -rf --one-file-system "$rootfs"
 }
 
+command -v rustc >/dev/null || die "the builder stand-in copies this machine's Rust: rustc not on PATH"
 if ! rustc -V | grep -q '^rustc 1\.95\.'; then
   say "warning: this machine's Rust is $(rustc -V), the Dockerfile's default builder has 1.95"
 fi
@@ -218,8 +219,13 @@ if [ ! -x "$GRPCURL" ]; then
   chmod +x "$GRPCURL"
 fi
 
+# runAsNonRoot can only be verified by Kubernetes against a numeric user in the image.
+user=$(podman image inspect --format '{{.Config.User}}' "$IMAGE")
+[ "$user" = 65532:65532 ] || die "the image's user is '$user', not 65532:65532"
+
 # The chart: readOnlyRootFilesystem, capabilities drop ALL, runAsUser/runAsGroup 65532,
-# allowPrivilegeEscalation false, an emptyDir on /tmp; SQLite on that /tmp.
+# allowPrivilegeEscalation false, seccomp RuntimeDefault (podman's default), an emptyDir on /tmp;
+# SQLite on that /tmp.
 say "podman run: read-only root, no capabilities, uid 65532, no-new-privileges, /tmp tmpfs"
 podman run --detach --name "$NAME" \
   --read-only --read-only-tmpfs=false --tmpfs /tmp:rw,nosuid,nodev,size=16m,mode=1777 \
@@ -256,6 +262,8 @@ fi
 grep -q '"birthDate": "1990-03-15"' <<<"$verify" || { echo "$verify" >&2; die "Verify answered an unexpected identity"; }
 say "Verify imp_100000000001 from the host (grpcurl, reflection): OK"
 
+# podman stop sends the image's stop signal, SIGTERM (the Dockerfile sets no STOPSIGNAL), and
+# SIGKILL only after 40 s: an exit code of 137 would show it.
 say "SIGTERM"
 podman stop --time 40 "$NAME" >/dev/null
 code=$(podman inspect --format '{{.State.ExitCode}}' "$NAME")
