@@ -188,6 +188,7 @@ if [ -d "$target_cache" ] && [ "$(du -sm "$target_cache" | cut -f1)" -gt 8000 ];
 fi
 say "buildah bud (log: target/image/bud.log)"
 bud_started=$SECONDS
+# shellcheck disable=SC2016 # the backquotes are cargo's, matched literally
 if ! buildah bud --pull=never --layers --force-rm \
   --build-arg BUILDER_IMAGE="$BUILDER" --build-arg RUNTIME_IMAGE="$RUNTIME" \
   ${proxy_args[@]+"${proxy_args[@]}"} --tag "$IMAGE" . 2>&1 |
