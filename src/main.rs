@@ -26,8 +26,9 @@ fn limit_malloc_arenas() {
 #[tokio::main]
 async fn run() -> ExitCode {
     let cli = Cli::parse();
-    let _telemetry = telemetry::init();
+    // Once, before anything that may open a TLS connection (the OTLP exporter included).
     install_crypto_provider();
+    let _telemetry = telemetry::init();
     match cli::run(cli.command).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
