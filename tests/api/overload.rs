@@ -67,7 +67,13 @@ async fn a_cancelled_call_gives_its_place_back() {
     let mut request = tonic::Request::new(crate::helpers::verify_request(ADULT));
     request.set_timeout(Duration::from_millis(100));
     let status = app.client.clone().verify(request).await.unwrap_err();
-    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    // The server answers DEADLINE_EXCEEDED just before the caller's deadline; on a loaded machine
+    // the caller's own timer may fire first (CANCELLED). Either way the call ended early, and
+    // what is tested is that its place came back.
+    assert!(
+        matches!(status.code(), Code::DeadlineExceeded | Code::Cancelled),
+        "{status:?}"
+    );
     app.sandbox.set_latency(Duration::ZERO);
     app.verify(ADULT).await.unwrap();
 }
