@@ -54,9 +54,8 @@ impl Application {
     pub async fn build(settings: Settings, listener: TcpListener) -> anyhow::Result<Self> {
         // Fail closed: no caller authentication only when asked for in so many words.
         let server = &settings.server;
-        let mutual_tls = server.tls.as_ref().is_some_and(|tls| tls.client_ca_pem.is_some());
         anyhow::ensure!(
-            server.caller_tokens.is_some() || mutual_tls || server.allow_unauthenticated,
+            server.caller_tokens.is_some() || server.mutual_tls() || server.allow_unauthenticated,
             "no caller authentication: set CALLER_TOKENS (or CALLER_TOKENS_FILE) or TLS_CLIENT_CA_FILE, or ALLOW_UNAUTHENTICATED=true to let anyone who reaches the port call"
         );
         let local_addr = listener.local_addr().context("reading the bound address")?;

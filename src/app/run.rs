@@ -43,12 +43,7 @@ impl Application {
         } else {
             (None, None)
         };
-        let mutual_tls = self
-            .settings
-            .server
-            .tls
-            .as_ref()
-            .is_some_and(|tls| tls.client_ca_pem.is_some());
+        let mutual_tls = self.settings.server.mutual_tls();
         match &self.settings.server.caller_tokens {
             Some(tokens) => tracing::info!(
                 callers = %tokens.names().collect::<Vec<_>>().join(","),

@@ -68,6 +68,13 @@ pub struct ServerSettings {
     pub connections: ConnectionSettings,
 }
 
+impl ServerSettings {
+    /// Clients must present a certificate from our CA, which names the caller.
+    pub fn mutual_tls(&self) -> bool {
+        self.tls.as_ref().is_some_and(|tls| tls.client_ca_pem.is_some())
+    }
+}
+
 /// The shared PortOne token cache.
 #[derive(Clone, Debug)]
 pub struct RedisSettings {

@@ -22,7 +22,7 @@ use super::{
     auth::Caller,
     convert,
     deadline::deadline,
-    method::Method,
+    method::{Method, SERVICE},
     proto::{self, certification_service_server::CertificationService},
 };
 use crate::{domain::FieldViolation, error::ServiceError, service::IdentityService};
@@ -158,7 +158,7 @@ fn call_span<T>(method: Method, request: &Request<T>) -> tracing::Span {
         method = %method.as_str(),
         caller = %caller,
         trace_id = tracing::field::Empty,
-        otel.name = %method.full_name(),
+        otel.name = %format_args!("{SERVICE}/{}", method.as_str()),
         otel.kind = "server",
         rpc.grpc.status_code = tracing::field::Empty,
         otel.status_code = tracing::field::Empty,

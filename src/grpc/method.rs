@@ -26,15 +26,6 @@ impl Method {
             Method::Unlink => "Unlink",
         }
     }
-
-    /// `service/Method`, as OpenTelemetry names an RPC span.
-    pub fn full_name(self) -> &'static str {
-        match self {
-            Method::Verify => "certification.v1.CertificationService/Verify",
-            Method::CheckDuplicate => "certification.v1.CertificationService/CheckDuplicate",
-            Method::Unlink => "certification.v1.CertificationService/Unlink",
-        }
-    }
 }
 
 /// Every service and method served on the gRPC port, for bounded metric labels.
@@ -80,8 +71,5 @@ mod tests {
             .map(|method| method.as_str().to_owned())
             .collect();
         assert_eq!(in_proto, known);
-        for method in Method::ALL {
-            assert_eq!(method.full_name(), format!("{SERVICE}/{}", method.as_str()));
-        }
     }
 }
