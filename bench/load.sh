@@ -64,7 +64,7 @@ start_service() {
     DATABASE_URL="$db_url" REDIS_URL="$redis_url" PORTONE_BASE_URL="$sandbox_url" \
     PORTONE_IMP_KEY=sandbox_imp_key PORTONE_IMP_SECRET=sandbox_imp_secret \
     CI_INDEX_KEY="$ci_index_key" CI_ENCRYPTION_KEYS="$encryption_key" MAX_IN_FLIGHT="$2" \
-    SHUTDOWN_DRAIN_DELAY=0s ALLOW_UNAUTHENTICATED=true "$bin/certification-service" serve >"$work/$1.log" 2>&1 &
+    SHUTDOWN_DRAIN_DELAY=0s ALLOW_UNAUTHENTICATED=true REQUIRE_SESSION=false "$bin/certification-service" serve >"$work/$1.log" 2>&1 &
   pids+=($!)
   service_pid=$!
   service_addr="127.0.0.1:$port"

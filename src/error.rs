@@ -59,4 +59,52 @@ pub enum ServiceError {
     /// Before the first successful migration and database check: the schema may not exist yet.
     #[error("not ready: the database is not prepared yet")]
     NotReady,
+    /// REQUIRE_SESSION: a Verify must name the session BeginVerification issued.
+    #[error("a verification session is required: call BeginVerification and pass its merchant_uid")]
+    SessionRequired,
+    /// Never issued, purged, or issued to another caller: to this caller it does not exist.
+    #[error("no such verification session")]
+    SessionNotFound,
+    #[error("the verification session expired at {expires_at}; begin a new one")]
+    SessionExpired { expires_at: DateTime<Utc> },
+    /// Another certification redeemed the session first.
+    #[error("the verification session was already redeemed by another certification")]
+    SessionUsed,
+    /// The Verify names another account or minimum age than its session.
+    #[error("{field} differs from the verification session's")]
+    SessionMismatch { field: &'static str },
+    /// Certified before the session began: it cannot be the session's certification.
+    #[error("the certification was made before its verification session began")]
+    CertifiedBeforeSession,
+    /// The certified person is not the one expected; the fields, never their values.
+    #[error("the certified person differs from the expected one in: {}", fields.join(","))]
+    IdentityMismatch { fields: Vec<&'static str> },
+}
+
+impl ServiceError {
+    /// The reason of a refusal caused by the request or the person (not an outage), as a
+    /// metric label; None for outages, time-outs and failures.
+    pub fn refusal_reason(&self) -> Option<&'static str> {
+        Some(match self {
+            Self::InvalidArgument(violation) => violation.reason,
+            Self::NotCertified => "NOT_CERTIFIED",
+            Self::CertificationExpired { .. } => "CERTIFICATION_EXPIRED",
+            Self::MerchantMismatch => "MERCHANT_MISMATCH",
+            Self::Underage(_) => "UNDERAGE",
+            Self::CertifiedInFuture { .. } => "CERTIFIED_IN_FUTURE",
+            Self::Conflict(BindConflict::AlreadyRegistered) => "ALREADY_REGISTERED",
+            Self::Conflict(BindConflict::CertificationReused) => "CERTIFICATION_REUSED",
+            Self::Conflict(BindConflict::AccountHasIdentity) => "ACCOUNT_HAS_IDENTITY",
+            Self::RejoinCooldown { .. } => "REJOIN_COOLDOWN",
+            Self::SessionRequired => "SESSION_REQUIRED",
+            Self::SessionNotFound => "SESSION_NOT_FOUND",
+            Self::SessionExpired { .. } => "SESSION_EXPIRED",
+            Self::SessionUsed => "SESSION_USED",
+            Self::SessionMismatch { .. } => "SESSION_MISMATCH",
+            Self::CertifiedBeforeSession => "CERTIFIED_BEFORE_SESSION",
+            Self::IdentityMismatch { .. } => "IDENTITY_MISMATCH",
+            Self::Upstream(ProviderError::NotFound) => "CERTIFICATION_NOT_FOUND",
+            _ => return None,
+        })
+    }
 }

@@ -82,8 +82,13 @@ pub async fn rekey(
     Ok(report)
 }
 
+/// A late Verify of a session expired this recently still learns SESSION_EXPIRED, not
+/// SESSION_NOT_FOUND.
+const EXPIRED_SESSION_GRACE: Duration = Duration::from_secs(3600);
+
 /// Deletes certification records last seen longer than `retention` ago, then the persons left
-/// with no account, no certification and no running re-signup cooldown.
+/// with no account, no certification and no running re-signup cooldown, and the verification
+/// sessions expired over an hour ago.
 pub async fn purge(
     store: &Store,
     retention: Duration,
@@ -99,9 +104,14 @@ pub async fn purge(
     };
     let (before, rejoin_from) = (ago(retention), ago(rejoin_cooldown));
     let purged = store.purge(before, rejoin_from).await?;
+    let (sessions, unredeemed) = store.purge_sessions(ago(EXPIRED_SESSION_GRACE)).await?;
+    for (purpose, count) in unredeemed {
+        crate::telemetry::metrics::sessions_expired(purpose, count);
+    }
     tracing::info!(
         certifications = purged.certifications,
         persons = purged.persons,
+        sessions,
         "purged records past retention"
     );
     Ok(purged)

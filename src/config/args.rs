@@ -222,6 +222,13 @@ pub struct ServeArgs {
     /// How far a certification's time may be ahead of our clock; later is refused, e.g. 60s.
     #[arg(long, env = "CLOCK_SKEW", default_value = "60s", value_parser = humantime::parse_duration)]
     pub clock_skew: Duration,
+    /// Verify must redeem a session BeginVerification issued (its merchant_uid). `false` keeps
+    /// Verify working for callers that issue merchant_uids themselves.
+    #[arg(long, env = "REQUIRE_SESSION", action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", default_value = "true", value_parser = BoolishValueParser::new())]
+    pub require_session: bool,
+    /// How long a verification session waits for its Verify, e.g. 15m.
+    #[arg(long, env = "VERIFICATION_SESSION_TTL", default_value = "15m", value_parser = humantime::parse_duration)]
+    pub verification_session_ttl: Duration,
     /// Upper bound of one call when the caller sets no deadline, e.g. 15s.
     #[arg(long, env = "REQUEST_TIMEOUT", default_value = "15s", value_parser = humantime::parse_duration)]
     pub request_timeout: Duration,

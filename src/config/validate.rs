@@ -206,6 +206,12 @@ impl ServeArgs {
             ),
             ("CLOCK_SKEW", self.clock_skew, ZERO, HOUR),
             (
+                "VERIFICATION_SESSION_TTL",
+                self.verification_session_ttl,
+                MINUTE,
+                DAY,
+            ),
+            (
                 "SHUTDOWN_DRAIN_DELAY",
                 self.shutdown_drain_delay,
                 ZERO,
@@ -330,6 +336,8 @@ impl ServeArgs {
                 max_certification_age: self.certification_max_age,
                 rejoin_cooldown: self.retention.rejoin_cooldown,
                 clock_skew: self.clock_skew,
+                require_session: self.require_session,
+                session_ttl: self.verification_session_ttl,
             },
             maintenance: MaintenanceSettings {
                 purge_interval: self.purge_interval.filter(|interval| !interval.is_zero()),

@@ -7,6 +7,7 @@ mod identity;
 mod index_key;
 mod input;
 mod sealing;
+mod session;
 
 pub use age::{AgeCheck, full_age, today_in_seoul};
 pub use binding::{BindConflict, BindOutcome, Holder};
@@ -14,6 +15,9 @@ pub use identity::{Carrier, Ci, Di, Gender, Identity, PersonName, Phone};
 pub use index_key::{CiIndexKey, IndexKeyError, PersonIndex};
 pub use input::{AccountId, FieldViolation, ImpUid, MerchantUid, MinAge};
 pub use sealing::{Purpose, Sealed, SealingError, SealingKeys};
+pub use session::{
+    ExpectedPerson, Redemption, Session, SessionId, SessionSpec, VerificationPurpose, normalise_name,
+};
 
 use chrono::{DateTime, Utc};
 
@@ -29,6 +33,13 @@ impl Provider {
         match self {
             Provider::PortoneV1 => "portone_v1",
         }
+    }
+
+    /// The provider a stored `as_str` names.
+    pub fn from_stored(raw: &str) -> Option<Self> {
+        [Provider::PortoneV1]
+            .into_iter()
+            .find(|provider| provider.as_str() == raw)
     }
 }
 

@@ -54,6 +54,8 @@ impl fmt::Debug for Sealed {
 pub enum Purpose {
     Ci,
     Di,
+    /// A verification session's expected person, bound to the session's id.
+    ExpectedPerson,
 }
 
 impl Purpose {
@@ -61,14 +63,15 @@ impl Purpose {
         match self {
             Purpose::Ci => b"certification-service/ci/v1",
             Purpose::Di => b"certification-service/di/v1",
+            Purpose::ExpectedPerson => b"certification-service/expected-person/v1",
         }
     }
 
     /// The purpose and the row: the person's CI lookup hash, which never changes for a row.
-    fn row_aad(self, row: &PersonIndex) -> Vec<u8> {
+    fn row_aad(self, row: &str) -> Vec<u8> {
         let mut aad = self.aad().to_vec();
         aad.push(0);
-        aad.extend_from_slice(row.0.as_bytes());
+        aad.extend_from_slice(row.as_bytes());
         aad
     }
 }
@@ -136,6 +139,16 @@ impl SealingKeys {
 
     /// Seals `plaintext` for the person row whose CI lookup hash is `row`.
     pub fn seal(&self, purpose: Purpose, row: &PersonIndex, plaintext: &str) -> Sealed {
+        self.seal_row(purpose, &row.0, plaintext)
+    }
+
+    /// Opens a value stored in the row whose CI lookup hash is `row`.
+    pub fn open(&self, purpose: Purpose, row: &PersonIndex, sealed: &Sealed) -> Result<String, SealingError> {
+        self.open_row(purpose, &row.0, sealed)
+    }
+
+    /// Seals `plaintext` for the row whose unchanging key is `row` (a CI hash, a session id).
+    pub fn seal_row(&self, purpose: Purpose, row: &str, plaintext: &str) -> Sealed {
         let (key_id, cipher) = &self.keys[0];
         let mut nonce = [0u8; NONCE_LEN];
         // A random 96-bit nonce per value: safe far beyond the number of people we will store.
@@ -156,8 +169,8 @@ impl SealingKeys {
         }
     }
 
-    /// Opens a value stored in the row whose CI lookup hash is `row`.
-    pub fn open(&self, purpose: Purpose, row: &PersonIndex, sealed: &Sealed) -> Result<String, SealingError> {
+    /// Opens a value sealed by [`SealingKeys::seal_row`] for `row`.
+    pub fn open_row(&self, purpose: Purpose, row: &str, sealed: &Sealed) -> Result<String, SealingError> {
         let cipher = self
             .keys
             .iter()

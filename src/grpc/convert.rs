@@ -5,8 +5,11 @@ use prost_types::Timestamp;
 
 use super::proto;
 use crate::{
-    domain::{AccountId, CertificationRef, Ci, FieldViolation, Gender, Holder, ImpUid, MerchantUid, MinAge},
-    service::{DuplicateKey, Verified, VerifyCommand},
+    domain::{
+        AccountId, CertificationRef, Ci, ExpectedPerson, FieldViolation, Gender, Holder, ImpUid, MerchantUid,
+        MinAge, SessionSpec, VerificationPurpose,
+    },
+    service::{Began, DuplicateKey, Verified, VerifyCommand},
 };
 
 pub fn verify_command(request: proto::VerifyRequest) -> Result<VerifyCommand, FieldViolation> {
@@ -19,6 +22,51 @@ pub fn verify_command(request: proto::VerifyRequest) -> Result<VerifyCommand, Fi
             .transpose()?,
         min_age: request.min_age.map(MinAge::parse).transpose()?,
     })
+}
+
+pub fn session_spec(request: proto::BeginVerificationRequest) -> Result<SessionSpec, FieldViolation> {
+    // The getter reads an unknown number as PURPOSE_UNSPECIFIED, which is refused below.
+    let purpose = match request.purpose() {
+        proto::Purpose::Signup => VerificationPurpose::Signup,
+        proto::Purpose::Recovery => VerificationPurpose::Recovery,
+        proto::Purpose::Reverify => VerificationPurpose::Reverify,
+        proto::Purpose::AgeCheck => VerificationPurpose::AgeCheck,
+        proto::Purpose::Unspecified => {
+            return Err(FieldViolation::new(
+                "purpose",
+                "INVALID_PURPOSE",
+                "set one of PURPOSE_SIGNUP, PURPOSE_RECOVERY, PURPOSE_REVERIFY, PURPOSE_AGE_CHECK",
+            ));
+        }
+    };
+    let expected = request.expected.unwrap_or_default();
+    SessionSpec::new(
+        purpose,
+        request.account_id.as_deref().map(AccountId::parse).transpose()?,
+        request.min_age.map(MinAge::parse).transpose()?,
+        ExpectedPerson::parse(
+            expected.name.as_deref(),
+            expected.birth_date.as_deref(),
+            expected.phone.as_deref(),
+        )?,
+    )
+}
+
+pub fn begin_response(began: Began) -> proto::BeginVerificationResponse {
+    proto::BeginVerificationResponse {
+        merchant_uid: began.merchant_uid.as_str().to_owned(),
+        expires_at: Some(timestamp(began.expires_at)),
+    }
+}
+
+fn purpose(purpose: Option<VerificationPurpose>) -> proto::Purpose {
+    match purpose {
+        None => proto::Purpose::Unspecified,
+        Some(VerificationPurpose::Signup) => proto::Purpose::Signup,
+        Some(VerificationPurpose::Recovery) => proto::Purpose::Recovery,
+        Some(VerificationPurpose::Reverify) => proto::Purpose::Reverify,
+        Some(VerificationPurpose::AgeCheck) => proto::Purpose::AgeCheck,
+    }
 }
 
 pub fn unlink_account(request: proto::UnlinkRequest) -> Result<AccountId, FieldViolation> {
@@ -82,6 +130,8 @@ pub fn verify_response(verified: Verified) -> proto::VerifyResponse {
             bound_at: duplicate.bound_at,
         }),
         bound: verified.bound,
+        purpose: purpose(verified.purpose).into(),
+        reverified_at: verified.reverified_at.map(timestamp),
     }
 }
 

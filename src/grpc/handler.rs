@@ -108,20 +108,22 @@ impl CertificationGrpc {
         method: Method,
         request: Request<In>,
         parse: impl FnOnce(In) -> Result<Command, FieldViolation>,
-        run: impl FnOnce(Arc<IdentityService>, Command, Instant) -> Run,
+        run: impl FnOnce(Arc<IdentityService>, Command, Call) -> Run,
         respond: impl FnOnce(Output) -> Out,
     ) -> Result<Response<Out>, Status>
     where
         Run: Future<Output = Result<Output, ServiceError>>,
     {
         let span = call_span(method, &request);
+        let caller = caller_name(&request);
         let call = async {
             self.permit(method, &request)?;
             let _in_flight = self.admit()?;
             let deadline = deadline(request.metadata(), self.default_timeout);
             let command = parse(request.into_inner())?;
             self.ensure_ready()?;
-            let output = timeout_at(deadline, run(Arc::clone(&self.service), command, deadline))
+            let context = Call { deadline, caller };
+            let output = timeout_at(deadline, run(Arc::clone(&self.service), command, context))
                 .await
                 .map_err(|_| ServiceError::DeadlineExceeded)??;
             Ok::<_, ServiceError>(Response::new(respond(output)))
@@ -134,6 +136,23 @@ impl CertificationGrpc {
         result
     }
 }
+
+/// What a call's use case may know about the call: its deadline, and who is calling
+/// (`anonymous` without authentication), to whom sessions belong.
+pub struct Call {
+    pub deadline: Instant,
+    pub caller: String,
+}
+
+fn caller_name<T>(request: &Request<T>) -> String {
+    request
+        .extensions()
+        .get::<Caller>()
+        .map_or_else(|| ANONYMOUS.to_owned(), |caller| caller.0.clone())
+}
+
+/// The caller of an unauthenticated server (ALLOW_UNAUTHENTICATED): one caller for sessions.
+const ANONYMOUS: &str = "anonymous";
 
 /// One admitted call; dropping it (answered or cancelled) frees its place.
 struct InFlight {
@@ -152,7 +171,7 @@ fn call_span<T>(method: Method, request: &Request<T>) -> tracing::Span {
     let caller = request
         .extensions()
         .get::<Caller>()
-        .map_or("anonymous", |caller| caller.0.as_str());
+        .map_or(ANONYMOUS, |caller| caller.0.as_str());
     let span = tracing::info_span!(
         "rpc",
         method = %method.as_str(),
@@ -181,6 +200,20 @@ fn finish<T>(span: &tracing::Span, result: &Result<T, Status>) {
 
 #[tonic::async_trait]
 impl CertificationService for CertificationGrpc {
+    async fn begin_verification(
+        &self,
+        request: Request<proto::BeginVerificationRequest>,
+    ) -> Result<Response<proto::BeginVerificationResponse>, Status> {
+        self.unary(
+            Method::BeginVerification,
+            request,
+            convert::session_spec,
+            |service, spec, call| async move { service.begin_verification(spec, &call.caller).await },
+            convert::begin_response,
+        )
+        .await
+    }
+
     async fn verify(
         &self,
         request: Request<proto::VerifyRequest>,
@@ -189,7 +222,7 @@ impl CertificationService for CertificationGrpc {
             Method::Verify,
             request,
             convert::verify_command,
-            |service, command, deadline| async move { service.verify(command, deadline).await },
+            |service, command, call| async move { service.verify(command, &call.caller, call.deadline).await },
             convert::verify_response,
         )
         .await
@@ -203,7 +236,7 @@ impl CertificationService for CertificationGrpc {
             Method::CheckDuplicate,
             request,
             convert::duplicate_key,
-            |service, key, deadline| async move { service.check_duplicate(key, deadline).await },
+            |service, key, call| async move { service.check_duplicate(key, call.deadline).await },
             |holder| convert::duplicate_status(holder.as_ref()),
         )
         .await
@@ -217,7 +250,7 @@ impl CertificationService for CertificationGrpc {
             Method::Unlink,
             request,
             convert::unlink_account,
-            |service, account, _deadline| async move { service.unlink(&account).await },
+            |service, account, _call| async move { service.unlink(&account).await },
             convert::unlink_response,
         )
         .await

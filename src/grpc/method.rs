@@ -7,13 +7,19 @@ pub const SERVICE: &str = "certification.v1.CertificationService";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Method {
+    BeginVerification,
     Verify,
     CheckDuplicate,
     Unlink,
 }
 
 impl Method {
-    pub const ALL: &'static [Method] = &[Method::Verify, Method::CheckDuplicate, Method::Unlink];
+    pub const ALL: &'static [Method] = &[
+        Method::BeginVerification,
+        Method::Verify,
+        Method::CheckDuplicate,
+        Method::Unlink,
+    ];
 
     pub fn from_name(name: &str) -> Option<Self> {
         Self::ALL.iter().copied().find(|method| method.as_str() == name)
@@ -21,6 +27,7 @@ impl Method {
 
     pub fn as_str(self) -> &'static str {
         match self {
+            Method::BeginVerification => "BeginVerification",
             Method::Verify => "Verify",
             Method::CheckDuplicate => "CheckDuplicate",
             Method::Unlink => "Unlink",

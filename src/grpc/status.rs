@@ -125,6 +125,33 @@ impl From<ServiceError> for Status {
                     [("method", method.to_owned())],
                 )
             }
+            ServiceError::SessionRequired => {
+                reasoned(Code::FailedPrecondition, "SESSION_REQUIRED", message, [])
+            }
+            ServiceError::SessionNotFound => reasoned(Code::NotFound, "SESSION_NOT_FOUND", message, []),
+            ServiceError::SessionExpired { expires_at } => reasoned(
+                Code::FailedPrecondition,
+                "SESSION_EXPIRED",
+                message,
+                [("expired_at", expires_at.to_rfc3339())],
+            ),
+            ServiceError::SessionUsed => reasoned(Code::FailedPrecondition, "SESSION_USED", message, []),
+            ServiceError::SessionMismatch { field } => {
+                let mut details =
+                    ErrorDetails::with_error_info("SESSION_MISMATCH", ERROR_DOMAIN, HashMap::new());
+                details.add_bad_request_violation(field, "must be unset or equal the session's");
+                Status::with_error_details(Code::InvalidArgument, message, details)
+            }
+            ServiceError::CertifiedBeforeSession => {
+                reasoned(Code::FailedPrecondition, "CERTIFIED_BEFORE_SESSION", message, [])
+            }
+            // The names of the fields only: their values are personal data.
+            ServiceError::IdentityMismatch { fields } => reasoned(
+                Code::FailedPrecondition,
+                "IDENTITY_MISMATCH",
+                message,
+                [("fields", fields.join(","))],
+            ),
             ServiceError::NotReady => reasoned(
                 Code::Unavailable,
                 "NOT_READY",

@@ -3,6 +3,8 @@
 //! Provider-free too: certifications are looked up through [`Providers`].
 
 mod provider;
+mod sessions;
+mod verify;
 
 use std::time::Duration;
 
@@ -11,14 +13,15 @@ use tokio::time::Instant;
 
 use crate::{
     domain::{
-        AccountId, AgeCheck, BindOutcome, CertificationRef, Ci, CiIndexKey, Holder, Identity, MerchantUid,
-        MinAge, ProviderCertification, Purpose, SealingKeys, full_age, today_in_seoul,
+        AccountId, AgeCheck, CertificationRef, Ci, CiIndexKey, Holder, Identity, MerchantUid, MinAge,
+        PersonIndex, ProviderCertification, Purpose, Sealed, SealingKeys, VerificationPurpose,
     },
     error::ServiceError,
-    store::{Recorded, SeenCertification, Store},
+    store::{SeenCertification, Store},
 };
 
 pub use provider::{BoxFuture, IdentityProvider, ProviderError, Providers};
+pub use sessions::Began;
 
 /// The checks every Verify applies.
 #[derive(Clone, Debug)]
@@ -33,6 +36,10 @@ pub struct Policy {
     pub rejoin_cooldown: Duration,
     /// How far a certification's time may be ahead of our clock (PortOne's clock and ours).
     pub clock_skew: Duration,
+    /// A Verify must redeem a session BeginVerification issued (REQUIRE_SESSION).
+    pub require_session: bool,
+    /// How long a session may wait for its Verify (VERIFICATION_SESSION_TTL).
+    pub session_ttl: Duration,
 }
 
 /// A parsed Verify request.
@@ -67,10 +74,14 @@ pub struct Verified {
     pub identity: Identity,
     pub certification: CertificationFacts,
     pub age: AgeCheck,
-    /// Who held the person before this call.
+    /// Who held the person before this call (before the session's first redemption).
     pub holder_before: Option<Holder>,
     /// Whether the requested account holds the person after this call.
     pub bound: bool,
+    /// The purpose of the session this Verify redeemed.
+    pub purpose: Option<VerificationPurpose>,
+    /// PURPOSE_REVERIFY: when the account's person was confirmed.
+    pub reverified_at: Option<DateTime<Utc>>,
 }
 
 pub struct IdentityService {
@@ -106,84 +117,6 @@ impl IdentityService {
         Ok(unlinked)
     }
 
-    #[tracing::instrument(skip_all, fields(certification = %command.certification, binds = command.account.is_some()))]
-    pub async fn verify(&self, command: VerifyCommand, deadline: Instant) -> Result<Verified, ServiceError> {
-        let found = self.providers.lookup(&command.certification, deadline).await?;
-        let (identity, certified_at) = certified_parts(&found)?;
-        let recorded = self.record(&found, &identity, certified_at).await?;
-
-        let now = Utc::now();
-        let max_age = self.policy.max_certification_age;
-        let clock_skew = self.policy.clock_skew;
-        // A negative age is not "fresh": beyond the clock skew it is refused outright.
-        let latest = chrono::TimeDelta::from_std(clock_skew)
-            .ok()
-            .and_then(|skew| now.checked_add_signed(skew))
-            .unwrap_or(now);
-        if certified_at > latest {
-            return Err(ServiceError::CertifiedInFuture {
-                certified_at,
-                clock_skew,
-            });
-        }
-        let age_of_certification = (now - certified_at).to_std().unwrap_or_default();
-        if age_of_certification > max_age {
-            return Err(ServiceError::CertificationExpired {
-                certified_at,
-                max_age,
-            });
-        }
-        if let Some(expected) = &command.merchant_uid
-            && found.merchant_uid.as_deref() != Some(expected.as_str())
-        {
-            return Err(ServiceError::MerchantMismatch);
-        }
-        let age = full_age(identity.birth_date, today_in_seoul(now)).ok_or(ServiceError::BornInTheFuture)?;
-        let age_check = AgeCheck {
-            age,
-            min_age: command.min_age.map_or(self.policy.min_age, MinAge::get),
-        };
-        if self.policy.reject_underage && !age_check.satisfied() {
-            return Err(ServiceError::Underage(age_check));
-        }
-
-        let bound = match &command.account {
-            None => false,
-            Some(account) => match self
-                .store
-                .bind(
-                    found.provider,
-                    &found.id,
-                    recorded.person_id,
-                    account,
-                    self.policy.rejoin_cooldown,
-                )
-                .await?
-            {
-                BindOutcome::Bound { .. } => true,
-                BindOutcome::Conflict(conflict) => return Err(ServiceError::Conflict(conflict)),
-                BindOutcome::Cooldown { until } => return Err(ServiceError::RejoinCooldown { until }),
-            },
-        };
-        tracing::info!(
-            bound,
-            age_satisfied = age_check.satisfied(),
-            "certification verified"
-        );
-        Ok(Verified {
-            certification: CertificationFacts {
-                id: found.id,
-                merchant_uid: found.merchant_uid,
-                pg_provider: found.pg_provider,
-                certified_at,
-            },
-            identity,
-            age: age_check,
-            holder_before: recorded.holder,
-            bound,
-        })
-    }
-
     /// Who holds the person, if anyone. By certification, our own record answers when we have
     /// seen it; otherwise its provider does (and we record what it says). No freshness or
     /// merchant check here: the question is about the person, not about this signup.
@@ -201,36 +134,61 @@ impl IdentityService {
                 }
                 let found = self.providers.lookup(&reference, deadline).await?;
                 let (identity, certified_at) = certified_parts(&found)?;
-                Ok(self.record(&found, &identity, certified_at).await?.holder)
+                let ci_index = self.index_key.ci_index(&identity.ci);
+                let recordable = Recordable::new(self, &found, &identity, ci_index, certified_at);
+                Ok(self.store.record(recordable.as_seen()).await?.holder)
             }
         }
     }
+}
 
-    async fn record(
-        &self,
+/// A certification as the store records it: CI and DI as keyed lookup hashes and sealed under
+/// the row's CI hash. Owned, so a [`SeenCertification`] can borrow it.
+pub(crate) struct Recordable {
+    provider: crate::domain::Provider,
+    id: String,
+    ci_index: PersonIndex,
+    di_index: Option<PersonIndex>,
+    ci_sealed: Sealed,
+    di_sealed: Option<Sealed>,
+    certified_at: DateTime<Utc>,
+}
+
+impl Recordable {
+    fn new(
+        service: &IdentityService,
         found: &ProviderCertification,
         identity: &Identity,
+        ci_index: PersonIndex,
         certified_at: DateTime<Utc>,
-    ) -> Result<Recorded, ServiceError> {
-        let ci_index = self.index_key.ci_index(&identity.ci);
-        let di_index = identity.di.as_ref().map(|di| self.index_key.di_index(di));
-        let ci_sealed = self.sealing.seal(Purpose::Ci, &ci_index, identity.ci.expose());
+    ) -> Self {
+        let di_index = identity.di.as_ref().map(|di| service.index_key.di_index(di));
+        let ci_sealed = service.sealing.seal(Purpose::Ci, &ci_index, identity.ci.expose());
         let di_sealed = identity
             .di
             .as_ref()
-            .map(|di| self.sealing.seal(Purpose::Di, &ci_index, di.expose()));
-        Ok(self
-            .store
-            .record(SeenCertification {
-                provider: found.provider,
-                id: &found.id,
-                ci_index: &ci_index,
-                di_index: di_index.as_ref(),
-                ci_sealed: &ci_sealed,
-                di_sealed: di_sealed.as_ref(),
-                certified_at,
-            })
-            .await?)
+            .map(|di| service.sealing.seal(Purpose::Di, &ci_index, di.expose()));
+        Self {
+            provider: found.provider,
+            id: found.id.clone(),
+            ci_index,
+            di_index,
+            ci_sealed,
+            di_sealed,
+            certified_at,
+        }
+    }
+
+    fn as_seen(&self) -> SeenCertification<'_> {
+        SeenCertification {
+            provider: self.provider,
+            id: &self.id,
+            ci_index: &self.ci_index,
+            di_index: self.di_index.as_ref(),
+            ci_sealed: &self.ci_sealed,
+            di_sealed: self.di_sealed.as_ref(),
+            certified_at: self.certified_at,
+        }
     }
 }
 

@@ -14,6 +14,7 @@ use sea_orm::{
 use super::{
     Store, StoreError, classify,
     entities::{certification, person},
+    sessions::{Claim, Claimed},
 };
 use crate::domain::{
     AccountId, BindConflict, BindOutcome, CertificationRef, Holder, PersonIndex, Provider, Sealed,
@@ -37,6 +38,22 @@ pub struct Recorded {
     pub holder: Option<Holder>,
 }
 
+/// What [`Store::record_and_bind`] decided.
+#[derive(Debug)]
+pub enum Redeemed {
+    /// The account holds the person; `holder_before` is who held them before the first such call.
+    Bound {
+        holder_before: Option<Holder>,
+        bound_at: DateTime<Utc>,
+    },
+    /// Refused: nothing was written, the session (if any) is not redeemed.
+    Refused(BindOutcome),
+    /// The session was redeemed by another certification first.
+    SessionUsed,
+    /// The session expired (or was purged) before this claim.
+    SessionExpired,
+}
+
 impl Store {
     /// Records a certified certification and its person (created on first sight), and returns
     /// who held the person before this call.
@@ -44,210 +61,69 @@ impl Store {
     pub async fn record(&self, seen: SeenCertification<'_>) -> Result<Recorded, StoreError> {
         let now = Utc::now();
         if self.db.get_database_backend() == DbBackend::Postgres {
-            return self.record_in_one_statement(&seen, now).await;
+            return record_postgres(&self.db, &seen, now).await;
         }
         let txn = self.db.begin().await.map_err(classify)?;
-        // A write first: on SQLite that takes the write lock up front, so two such
-        // transactions queue on the busy timeout instead of deadlocking on a lock upgrade.
-        debug_assert!(seen.di_sealed.is_none_or(|di| di.key_id == seen.ci_sealed.key_id));
-        let inserted = person::Entity::insert(person::ActiveModel {
-            ci_hash: Set(seen.ci_index.0.clone()),
-            di_hash: Set(seen.di_index.map(|index| index.0.clone())),
-            account_id: Set(None),
-            bound_at: Set(None),
-            ci_sealed: Set(Some(seen.ci_sealed.blob.clone())),
-            di_sealed: Set(seen.di_sealed.map(|di| di.blob.clone())),
-            sealing_key_id: Set(Some(seen.ci_sealed.key_id.clone())),
-            unbound_at: Set(None),
-            created_at: Set(now),
-            updated_at: Set(now),
-            ..Default::default()
-        })
-        .on_conflict(OnConflict::column(person::Column::CiHash).do_nothing().to_owned())
-        .exec_without_returning(&txn)
-        .await;
-        match inserted {
-            Ok(_) | Err(DbErr::RecordNotInserted) => {}
-            Err(error) => return Err(classify(error)),
-        }
-        let person = person::Entity::find()
-            .filter(person::Column::CiHash.eq(seen.ci_index.0.as_str()))
-            .one(&txn)
-            .await
-            .map_err(classify)?
-            .ok_or_else(|| StoreError::Failure("person vanished inside its transaction".into()))?;
-        if person.ci_sealed.is_none() {
-            seal_legacy_person(&txn, person.id, &seen).await?;
-        }
-        let upserted = certification::Entity::insert(certification::ActiveModel {
-            provider: Set(seen.provider.as_str().to_owned()),
-            provider_id: Set(seen.id.to_owned()),
-            person_id: Set(person.id),
-            certified_at: Set(seen.certified_at),
-            first_seen_at: Set(now),
-            last_seen_at: Set(now),
-            consumed_by: Set(None),
-            consumed_at: Set(None),
-            ..Default::default()
-        })
-        .on_conflict(
-            OnConflict::columns([certification::Column::Provider, certification::Column::ProviderId])
-                .update_column(certification::Column::LastSeenAt)
-                .to_owned(),
-        )
-        .exec_without_returning(&txn)
-        .await;
-        match upserted {
-            Ok(_) | Err(DbErr::RecordNotInserted) => {}
-            Err(error) => return Err(classify(error)),
-        }
+        let recorded = record_sqlite(&txn, &seen, now).await?;
         txn.commit().await.map_err(classify)?;
-        Ok(Recorded {
-            person_id: person.id,
-            holder: holder_of(&person),
-        })
+        Ok(recorded)
     }
 
-    /// [`Store::record`] on PostgreSQL: one statement, so one round trip and an implicit
-    /// transaction instead of five round trips; under load that is most of the database's share
-    /// of a Verify. Same effect as the SQLite path: the person inserted unless present, the
-    /// certification upserted, and the person's holder returned.
-    async fn record_in_one_statement(
+    /// Redeems the session (when there is one), records the certification and binds its person
+    /// to `account`, in one transaction: either all of it happens or, refused, none of it.
+    #[tracing::instrument(name = "db.record_and_bind", skip_all, fields(otel.kind = "client", db.system = %self.system()))]
+    pub async fn record_and_bind(
         &self,
-        seen: &SeenCertification<'_>,
-        now: DateTime<Utc>,
-    ) -> Result<Recorded, StoreError> {
-        debug_assert!(seen.di_sealed.is_none_or(|di| di.key_id == seen.ci_sealed.key_id));
-        let values: Vec<sea_orm::Value> = vec![
-            seen.ci_index.0.clone().into(),
-            seen.di_index.map(|index| index.0.clone()).into(),
-            seen.ci_sealed.blob.clone().into(),
-            seen.di_sealed.map(|di| di.blob.clone()).into(),
-            seen.ci_sealed.key_id.clone().into(),
-            now.into(),
-            seen.provider.as_str().to_owned().into(),
-            seen.id.to_owned().into(),
-            seen.certified_at.into(),
-        ];
-        // The statement's snapshot predates a person inserted concurrently by another call,
-        // which our insert then skips: no row comes back, and the next try sees that person.
-        for _ in 0..3 {
-            let row = self
-                .db
-                .query_one_raw(Statement::from_sql_and_values(
-                    DbBackend::Postgres,
-                    RECORD_POSTGRES,
-                    values.clone(),
-                ))
-                .await
-                .map_err(classify)?;
-            let Some(row) = row else { continue };
-            let person_id: i64 = row.try_get("", "id").map_err(classify)?;
-            let account_id: Option<String> = row.try_get("", "account_id").map_err(classify)?;
-            let bound_at: Option<DateTime<Utc>> = row.try_get("", "bound_at").map_err(classify)?;
-            let unsealed: bool = row.try_get("", "unsealed").map_err(classify)?;
-            if unsealed {
-                seal_legacy_person(&self.db, person_id, seen).await?;
-            }
-            return Ok(Recorded {
-                person_id,
-                holder: holder(account_id, bound_at),
-            });
-        }
-        Err(StoreError::Unavailable(
-            "the person's row stayed out of sight for three tries".into(),
-        ))
-    }
-
-    /// Binds the person to `account` and marks the certification consumed by it, in one
-    /// transaction decided by conditional updates and the unique index on `account_id`.
-    #[tracing::instrument(name = "db.bind", skip_all, fields(otel.kind = "client", db.system = %self.system()))]
-    pub async fn bind(
-        &self,
-        provider: Provider,
-        certification_id: &str,
-        person_id: i64,
+        seen: SeenCertification<'_>,
         account: &AccountId,
         rejoin_cooldown: Duration,
-    ) -> Result<BindOutcome, StoreError> {
+        claim: Option<&Claim<'_>>,
+    ) -> Result<Redeemed, StoreError> {
         let now = Utc::now();
-        let cooldown = chrono::Duration::from_std(rejoin_cooldown).unwrap_or(chrono::Duration::MAX);
-        let rejoin_from = now
-            .checked_sub_signed(cooldown)
-            .unwrap_or(DateTime::<Utc>::MIN_UTC);
         let txn = self.db.begin().await.map_err(classify)?;
-
-        // Consume the certification unless another account already did (write first: see record).
-        let consumed = certification::Entity::update_many()
-            .col_expr(certification::Column::ConsumedBy, Expr::value(account.as_str()))
-            .col_expr(
-                certification::Column::ConsumedAt,
-                Func::coalesce([Expr::col(certification::Column::ConsumedAt), Expr::value(now)]).into(),
-            )
-            .filter(certification::Column::Provider.eq(provider.as_str()))
-            .filter(certification::Column::ProviderId.eq(certification_id))
-            .filter(
-                Condition::any()
-                    .add(certification::Column::ConsumedBy.is_null())
-                    .add(certification::Column::ConsumedBy.eq(account.as_str())),
-            )
-            .exec(&txn)
-            .await
-            .map_err(classify)?;
-        if consumed.rows_affected == 0 {
-            return Ok(BindOutcome::Conflict(BindConflict::CertificationReused));
-        }
-
-        // Take the person if nobody holds them. The unique index on account_id refuses an
-        // account that already holds someone else, even against a concurrent bind.
-        let claimed = person::Entity::update_many()
-            .col_expr(person::Column::AccountId, Expr::value(account.as_str()))
-            .col_expr(person::Column::BoundAt, Expr::value(now))
-            .col_expr(person::Column::UpdatedAt, Expr::value(now))
-            .filter(person::Column::Id.eq(person_id))
-            .filter(person::Column::AccountId.is_null())
-            .filter(
-                Condition::any()
-                    .add(person::Column::UnboundAt.is_null())
-                    .add(person::Column::UnboundAt.lte(rejoin_from)),
-            )
-            .exec(&txn)
-            .await;
-        let claimed = match claimed {
-            Ok(result) => result,
-            Err(error) if matches!(error.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
-                return Ok(BindOutcome::Conflict(BindConflict::AccountHasIdentity));
-            }
-            Err(error) => return Err(classify(error)),
+        // The claim first: it is a write (SQLite takes its write lock up front), and on
+        // PostgreSQL concurrent redemptions of one session queue on its row right here.
+        let earlier = match claim {
+            None => None,
+            Some(claim) => match super::sessions::claim_in(&txn, claim, None, now).await? {
+                Claimed::First => None,
+                Claimed::Again(redemption) => Some(redemption),
+                Claimed::UsedByAnother => return Ok(Redeemed::SessionUsed),
+                Claimed::Expired => return Ok(Redeemed::SessionExpired),
+            },
         };
-        if claimed.rows_affected == 1 {
-            txn.commit().await.map_err(classify)?;
-            return Ok(BindOutcome::Bound { bound_at: now });
-        }
-
-        // Somebody holds the person: this same account (a retry) or another one.
-        let person = person::Entity::find_by_id(person_id)
-            .one(&txn)
-            .await
-            .map_err(classify)?
-            .ok_or_else(|| StoreError::Failure("person vanished inside its transaction".into()))?;
-        match holder_of(&person) {
-            Some(holder) if &holder.account_id == account => {
-                txn.commit().await.map_err(classify)?;
-                Ok(BindOutcome::Bound {
-                    bound_at: holder.bound_at,
-                })
+        let recorded = if self.db.get_database_backend() == DbBackend::Postgres {
+            record_postgres(&txn, &seen, now).await?
+        } else {
+            record_sqlite(&txn, &seen, now).await?
+        };
+        let outcome = bind_in(
+            &txn,
+            seen.provider,
+            seen.id,
+            recorded.person_id,
+            account,
+            rejoin_cooldown,
+            now,
+        )
+        .await?;
+        let BindOutcome::Bound { bound_at } = outcome else {
+            txn.rollback().await.map_err(classify)?;
+            return Ok(Redeemed::Refused(outcome));
+        };
+        let holder_before = match (claim, earlier) {
+            (_, Some(earlier)) => earlier.holder_before,
+            (Some(claim), None) => {
+                super::sessions::record_outcome(&txn, claim.session, recorded.holder.as_ref(), true).await?;
+                recorded.holder
             }
-            Some(_) => Ok(BindOutcome::Conflict(BindConflict::AlreadyRegistered)),
-            // Unheld, so the cooldown stopped the claim; the transaction rolls back, leaving
-            // the certification unconsumed.
-            None => Ok(BindOutcome::Cooldown {
-                until: person
-                    .unbound_at
-                    .and_then(|unbound_at| unbound_at.checked_add_signed(cooldown))
-                    .unwrap_or(DateTime::<Utc>::MAX_UTC),
-            }),
-        }
+            (None, None) => recorded.holder,
+        };
+        txn.commit().await.map_err(classify)?;
+        Ok(Redeemed::Bound {
+            holder_before,
+            bound_at,
+        })
     }
 
     /// The account no longer holds its person (회원 탈퇴). `Some(time)` when a binding existed.
@@ -312,6 +188,206 @@ impl Store {
     }
 }
 
+/// [`Store::record`] on SQLite, inside the caller's transaction.
+async fn record_sqlite(
+    txn: &impl ConnectionTrait,
+    seen: &SeenCertification<'_>,
+    now: DateTime<Utc>,
+) -> Result<Recorded, StoreError> {
+    // A write first: on SQLite that takes the write lock up front, so two such
+    // transactions queue on the busy timeout instead of deadlocking on a lock upgrade.
+    debug_assert!(seen.di_sealed.is_none_or(|di| di.key_id == seen.ci_sealed.key_id));
+    let inserted = person::Entity::insert(person::ActiveModel {
+        ci_hash: Set(seen.ci_index.0.clone()),
+        di_hash: Set(seen.di_index.map(|index| index.0.clone())),
+        account_id: Set(None),
+        bound_at: Set(None),
+        ci_sealed: Set(Some(seen.ci_sealed.blob.clone())),
+        di_sealed: Set(seen.di_sealed.map(|di| di.blob.clone())),
+        sealing_key_id: Set(Some(seen.ci_sealed.key_id.clone())),
+        unbound_at: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+        ..Default::default()
+    })
+    .on_conflict(OnConflict::column(person::Column::CiHash).do_nothing().to_owned())
+    .exec_without_returning(txn)
+    .await;
+    match inserted {
+        Ok(_) | Err(DbErr::RecordNotInserted) => {}
+        Err(error) => return Err(classify(error)),
+    }
+    let person = person::Entity::find()
+        .filter(person::Column::CiHash.eq(seen.ci_index.0.as_str()))
+        .one(txn)
+        .await
+        .map_err(classify)?
+        .ok_or_else(|| StoreError::Failure("person vanished inside its transaction".into()))?;
+    if person.ci_sealed.is_none() {
+        seal_legacy_person(txn, person.id, seen).await?;
+    }
+    let upserted = certification::Entity::insert(certification::ActiveModel {
+        provider: Set(seen.provider.as_str().to_owned()),
+        provider_id: Set(seen.id.to_owned()),
+        person_id: Set(person.id),
+        certified_at: Set(seen.certified_at),
+        first_seen_at: Set(now),
+        last_seen_at: Set(now),
+        consumed_by: Set(None),
+        consumed_at: Set(None),
+        ..Default::default()
+    })
+    .on_conflict(
+        OnConflict::columns([certification::Column::Provider, certification::Column::ProviderId])
+            .update_column(certification::Column::LastSeenAt)
+            .to_owned(),
+    )
+    .exec_without_returning(txn)
+    .await;
+    match upserted {
+        Ok(_) | Err(DbErr::RecordNotInserted) => {}
+        Err(error) => return Err(classify(error)),
+    }
+    Ok(Recorded {
+        person_id: person.id,
+        holder: holder_of(&person),
+    })
+}
+
+/// [`Store::record`] on PostgreSQL: one statement, so one round trip instead of five; under
+/// load that is most of the database's share of a Verify. Same effect as the SQLite path: the
+/// person inserted unless present, the certification upserted, and the person's holder returned.
+async fn record_postgres(
+    db: &impl ConnectionTrait,
+    seen: &SeenCertification<'_>,
+    now: DateTime<Utc>,
+) -> Result<Recorded, StoreError> {
+    debug_assert!(seen.di_sealed.is_none_or(|di| di.key_id == seen.ci_sealed.key_id));
+    let values: Vec<sea_orm::Value> = vec![
+        seen.ci_index.0.clone().into(),
+        seen.di_index.map(|index| index.0.clone()).into(),
+        seen.ci_sealed.blob.clone().into(),
+        seen.di_sealed.map(|di| di.blob.clone()).into(),
+        seen.ci_sealed.key_id.clone().into(),
+        now.into(),
+        seen.provider.as_str().to_owned().into(),
+        seen.id.to_owned().into(),
+        seen.certified_at.into(),
+    ];
+    // The statement's snapshot predates a person inserted concurrently by another call,
+    // which our insert then skips: no row comes back, and the next try sees that person.
+    for _ in 0..3 {
+        let row = db
+            .query_one_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                RECORD_POSTGRES,
+                values.clone(),
+            ))
+            .await
+            .map_err(classify)?;
+        let Some(row) = row else { continue };
+        let person_id: i64 = row.try_get("", "id").map_err(classify)?;
+        let account_id: Option<String> = row.try_get("", "account_id").map_err(classify)?;
+        let bound_at: Option<DateTime<Utc>> = row.try_get("", "bound_at").map_err(classify)?;
+        let unsealed: bool = row.try_get("", "unsealed").map_err(classify)?;
+        if unsealed {
+            seal_legacy_person(db, person_id, seen).await?;
+        }
+        return Ok(Recorded {
+            person_id,
+            holder: holder(account_id, bound_at),
+        });
+    }
+    Err(StoreError::Unavailable(
+        "the person's row stayed out of sight for three tries".into(),
+    ))
+}
+
+/// Binds the person to `account` and marks the certification consumed by it, inside the
+/// caller's transaction, decided by conditional updates and the unique index on `account_id`.
+/// The caller commits only [`BindOutcome::Bound`].
+async fn bind_in(
+    txn: &impl ConnectionTrait,
+    provider: Provider,
+    certification_id: &str,
+    person_id: i64,
+    account: &AccountId,
+    rejoin_cooldown: Duration,
+    now: DateTime<Utc>,
+) -> Result<BindOutcome, StoreError> {
+    let cooldown = chrono::Duration::from_std(rejoin_cooldown).unwrap_or(chrono::Duration::MAX);
+    let rejoin_from = now
+        .checked_sub_signed(cooldown)
+        .unwrap_or(DateTime::<Utc>::MIN_UTC);
+
+    // Consume the certification unless another account already did.
+    let consumed = certification::Entity::update_many()
+        .col_expr(certification::Column::ConsumedBy, Expr::value(account.as_str()))
+        .col_expr(
+            certification::Column::ConsumedAt,
+            Func::coalesce([Expr::col(certification::Column::ConsumedAt), Expr::value(now)]).into(),
+        )
+        .filter(certification::Column::Provider.eq(provider.as_str()))
+        .filter(certification::Column::ProviderId.eq(certification_id))
+        .filter(
+            Condition::any()
+                .add(certification::Column::ConsumedBy.is_null())
+                .add(certification::Column::ConsumedBy.eq(account.as_str())),
+        )
+        .exec(txn)
+        .await
+        .map_err(classify)?;
+    if consumed.rows_affected == 0 {
+        return Ok(BindOutcome::Conflict(BindConflict::CertificationReused));
+    }
+
+    // Take the person if nobody holds them. The unique index on account_id refuses an
+    // account that already holds someone else, even against a concurrent bind.
+    let claimed = person::Entity::update_many()
+        .col_expr(person::Column::AccountId, Expr::value(account.as_str()))
+        .col_expr(person::Column::BoundAt, Expr::value(now))
+        .col_expr(person::Column::UpdatedAt, Expr::value(now))
+        .filter(person::Column::Id.eq(person_id))
+        .filter(person::Column::AccountId.is_null())
+        .filter(
+            Condition::any()
+                .add(person::Column::UnboundAt.is_null())
+                .add(person::Column::UnboundAt.lte(rejoin_from)),
+        )
+        .exec(txn)
+        .await;
+    let claimed = match claimed {
+        Ok(result) => result,
+        Err(error) if matches!(error.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+            return Ok(BindOutcome::Conflict(BindConflict::AccountHasIdentity));
+        }
+        Err(error) => return Err(classify(error)),
+    };
+    if claimed.rows_affected == 1 {
+        return Ok(BindOutcome::Bound { bound_at: now });
+    }
+
+    // Somebody holds the person: this same account (a retry) or another one.
+    let person = person::Entity::find_by_id(person_id)
+        .one(txn)
+        .await
+        .map_err(classify)?
+        .ok_or_else(|| StoreError::Failure("person vanished inside its transaction".into()))?;
+    Ok(match holder_of(&person) {
+        Some(holder) if &holder.account_id == account => BindOutcome::Bound {
+            bound_at: holder.bound_at,
+        },
+        Some(_) => BindOutcome::Conflict(BindConflict::AlreadyRegistered),
+        // Unheld, so the cooldown stopped the claim.
+        None => BindOutcome::Cooldown {
+            until: person
+                .unbound_at
+                .and_then(|unbound_at| unbound_at.checked_add_signed(cooldown))
+                .unwrap_or(DateTime::<Utc>::MAX_UTC),
+        },
+    })
+}
+
 /// A person written before sealing existed gets sealed values once we hold them again.
 async fn seal_legacy_person(
     db: &impl ConnectionTrait,
@@ -364,7 +440,7 @@ fn holder_of(person: &person::Model) -> Option<Holder> {
 }
 
 /// A person's holder from its two columns: both set, or nobody.
-fn holder(account_id: Option<String>, bound_at: Option<DateTime<Utc>>) -> Option<Holder> {
+pub(super) fn holder(account_id: Option<String>, bound_at: Option<DateTime<Utc>>) -> Option<Holder> {
     match (account_id, bound_at) {
         (Some(account_id), Some(bound_at)) => Some(Holder {
             account_id: AccountId::from_trusted(account_id),

@@ -8,6 +8,7 @@
 mod entities;
 mod housekeeping;
 mod identities;
+mod sessions;
 
 use std::{path::Path, time::Duration};
 
@@ -20,7 +21,8 @@ use sea_orm::{
 pub use housekeeping::{Purged, SealedPerson};
 
 use crate::secret::Secret;
-pub use identities::{Recorded, SeenCertification};
+pub use identities::{Recorded, Redeemed, SeenCertification};
+pub use sessions::{Claim, Claimed, NewSession, StoredSession};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

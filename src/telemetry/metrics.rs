@@ -15,6 +15,8 @@ use axum::{Router, extract::State, http::header, response::IntoResponse, routing
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 
+use crate::domain::VerificationPurpose;
+
 pub const RPC_REQUESTS: &str = "certification_rpc_requests_total";
 pub const RPC_DURATION: &str = "certification_rpc_duration_seconds";
 pub const PORTONE_DURATION: &str = "certification_portone_request_duration_seconds";
@@ -26,6 +28,10 @@ pub const IN_FLIGHT: &str = "certification_rpc_in_flight";
 pub const DB_POOL: &str = "certification_db_pool_connections";
 pub const BUILD_INFO: &str = "certification_build_info";
 pub const UPSTREAM_REJECTIONS: &str = "certification_portone_rejections_total";
+pub const SESSIONS_BEGUN: &str = "certification_sessions_begun_total";
+pub const SESSIONS_REDEEMED: &str = "certification_sessions_redeemed_total";
+pub const SESSIONS_REFUSED: &str = "certification_sessions_refused_total";
+pub const SESSIONS_EXPIRED: &str = "certification_sessions_expired_total";
 
 /// Seconds, from a warm in-process call to PortOne's slowest answers.
 const BUCKETS: &[f64] = &[
@@ -94,6 +100,30 @@ pub fn record_token_lookup(level: &'static str, result: &'static str) {
 /// A permanent refusal from PortOne (HTTP 200 with an error code, 3xx, 4xx), by HTTP status.
 pub fn record_upstream_rejection(status: u16) {
     counter!(UPSTREAM_REJECTIONS, "http_status" => status.to_string()).increment(1);
+}
+
+/// A verification session begun, by purpose.
+pub fn session_begun(purpose: VerificationPurpose) {
+    counter!(SESSIONS_BEGUN, "purpose" => purpose.as_str()).increment(1);
+}
+
+/// A session redeemed by its first certification (retries are not counted again); `bound`
+/// says whether it bound an account.
+pub fn session_redeemed(purpose: VerificationPurpose, bound: bool) {
+    counter!(SESSIONS_REDEEMED, "purpose" => purpose.as_str(), "bound" => if bound { "true" } else { "false" })
+        .increment(1);
+}
+
+/// A Verify a session refused, by the session's purpose (`unknown` when no session was found)
+/// and the refusal's reason (SESSION_USED, SESSION_EXPIRED, IDENTITY_MISMATCH, ...).
+pub fn session_refused(purpose: Option<VerificationPurpose>, reason: &'static str) {
+    let purpose = purpose.map_or("unknown", VerificationPurpose::as_str);
+    counter!(SESSIONS_REFUSED, "purpose" => purpose, "reason" => reason).increment(1);
+}
+
+/// Sessions that expired without being redeemed, counted when purged.
+pub fn sessions_expired(purpose: VerificationPurpose, count: u64) {
+    counter!(SESSIONS_EXPIRED, "purpose" => purpose.as_str()).increment(count);
 }
 
 pub fn record_token_fetch() {

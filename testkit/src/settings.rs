@@ -85,6 +85,10 @@ pub fn test_settings(
             max_certification_age: Duration::from_secs(30 * 60),
             rejoin_cooldown: Duration::ZERO,
             clock_skew: Duration::from_secs(60),
+            // Most tests drive Verify straight from the sandbox's fixtures, as a caller that
+            // issues its own merchant_uids does; the session tests turn it on (the default).
+            require_session: false,
+            session_ttl: Duration::from_secs(15 * 60),
         },
         maintenance: MaintenanceSettings {
             purge_interval: None,

@@ -18,6 +18,8 @@ mod proxy;
 mod sealing;
 mod security;
 mod server;
+mod sessions;
+mod sessions_purposes;
 mod shutdown;
 mod tls;
 mod token;

@@ -30,6 +30,8 @@ impl ServiceProcess {
             .env("RUST_LOG", "info")
             // Tests listen on 127.0.0.1 only; a test about authentication sets its own.
             .env("ALLOW_UNAUTHENTICATED", "true")
+            // Verify straight from the sandbox's fixtures, as a caller with its own merchant_uids.
+            .env("REQUIRE_SESSION", "false")
             .envs(env.iter().copied())
             .arg("serve")
             .stdout(Stdio::piped())

@@ -102,7 +102,7 @@ async fn the_rpc_span_continues_the_callers_trace_with_portone_and_database_chil
             .collect();
         let names: Vec<&str> = spans.iter().map(|span| span.name.as_str()).collect();
         if names.contains(&"portone.certification")
-            && names.contains(&"db.bind")
+            && names.contains(&"db.record_and_bind")
             && names.iter().any(|name| name.ends_with("/Verify"))
         {
             break spans;

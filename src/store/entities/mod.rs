@@ -2,3 +2,4 @@
 
 pub mod certification;
 pub mod person;
+pub mod session;

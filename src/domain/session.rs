@@ -1,0 +1,399 @@
+//! Verification sessions: the service issues the `merchant_uid` a verification runs under, and
+//! a Verify redeems it once, for the purpose it was issued for. Here: the purposes, the id, what
+//! a caller expects of the person, and the rules a session's redemption follows.
+
+use std::fmt;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use rand::RngCore as _;
+use serde::{Deserialize, Serialize};
+use unicode_normalization::UnicodeNormalization as _;
+
+use super::{AccountId, FieldViolation, Holder, Identity, MinAge, Provider};
+
+/// What a session is for; it decides what its Verify does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum VerificationPurpose {
+    /// Binds the session's account, when it has one.
+    Signup,
+    /// Never binds; says who holds the person.
+    Recovery,
+    /// The session's account must hold the certified person; never binds.
+    Reverify,
+    /// Only the age matters; never binds.
+    AgeCheck,
+}
+
+impl VerificationPurpose {
+    pub const ALL: [Self; 4] = [Self::Signup, Self::Recovery, Self::Reverify, Self::AgeCheck];
+
+    /// Stored in the database and used as a metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Signup => "signup",
+            Self::Recovery => "recovery",
+            Self::Reverify => "reverify",
+            Self::AgeCheck => "age_check",
+        }
+    }
+
+    pub fn from_stored(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|purpose| purpose.as_str() == raw)
+    }
+}
+
+/// The merchant_uid the service issued: `vs_` and 32 lowercase hex digits, 128 random bits.
+/// ASCII letters, digits and `_` only, well within what PortOne accepts as a merchant_uid.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct SessionId(String);
+
+const SESSION_PREFIX: &str = "vs_";
+const SESSION_HEX_DIGITS: usize = 32;
+
+impl SessionId {
+    pub fn generate() -> Self {
+        let mut bytes = [0u8; SESSION_HEX_DIGITS / 2];
+        rand::rng().fill_bytes(&mut bytes);
+        Self(format!("{SESSION_PREFIX}{}", hex::encode(bytes)))
+    }
+
+    /// Some when `raw` has the shape of an id this service issues: such a merchant_uid is always
+    /// redeemed as a session, whatever REQUIRE_SESSION says.
+    pub fn recognise(raw: &str) -> Option<Self> {
+        let digits = raw.strip_prefix(SESSION_PREFIX)?;
+        (digits.len() == SESSION_HEX_DIGITS && digits.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+            .then(|| Self(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SessionId {
+    // A live session id is a bearer value for its caller: logs show its first characters only.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SessionId({}…)", self.0.get(..7).unwrap_or_default())
+    }
+}
+
+/// Whom a caller expects to be certified. Personal data: sealed at rest, redacted in `Debug`.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExpectedPerson {
+    /// Normalised (NFC, trimmed, whitespace runs as one space).
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "n")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "b")]
+    pub birth_date: Option<NaiveDate>,
+    /// Digits only.
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "p")]
+    pub phone: Option<String>,
+}
+
+impl fmt::Debug for ExpectedPerson {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExpectedPerson")
+            .field("name", &self.name.is_some())
+            .field("birth_date", &self.birth_date.is_some())
+            .field("phone", &self.phone.is_some())
+            .finish()
+    }
+}
+
+const NAME_MAX_CHARS: usize = 100;
+
+/// NFC, trimmed, every run of whitespace one space: how names are compared.
+pub fn normalise_name(raw: &str) -> String {
+    let composed: String = raw.nfc().collect();
+    composed.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+impl ExpectedPerson {
+    pub fn parse(
+        name: Option<&str>,
+        birth_date: Option<&str>,
+        phone: Option<&str>,
+    ) -> Result<Self, FieldViolation> {
+        let name = name
+            .map(|raw| {
+                let name = normalise_name(raw);
+                let count = name.chars().count();
+                if count == 0 || count > NAME_MAX_CHARS || name.chars().any(char::is_control) {
+                    Err(FieldViolation::new(
+                        "expected.name",
+                        "INVALID_NAME",
+                        "must be 1 to 100 characters, without control characters",
+                    ))
+                } else {
+                    Ok(name)
+                }
+            })
+            .transpose()?;
+        let birth_date = birth_date
+            .map(|raw| {
+                NaiveDate::parse_from_str(raw, "%Y-%m-%d")
+                    .ok()
+                    .filter(|_| raw.len() == 10)
+                    .ok_or_else(|| {
+                        FieldViolation::new(
+                            "expected.birth_date",
+                            "INVALID_BIRTH_DATE",
+                            "must be a date as YYYY-MM-DD",
+                        )
+                    })
+            })
+            .transpose()?;
+        let phone = phone
+            .map(|raw| {
+                let separators_only = raw
+                    .chars()
+                    .all(|c| c.is_ascii_digit() || matches!(c, '-' | ' ' | '+'));
+                let digits: String = raw.chars().filter(char::is_ascii_digit).collect();
+                if separators_only && (9..=11).contains(&digits.len()) {
+                    Ok(digits)
+                } else {
+                    Err(FieldViolation::new(
+                        "expected.phone",
+                        "INVALID_PHONE",
+                        "must be 9 to 11 digits, optionally separated by '-' or spaces",
+                    ))
+                }
+            })
+            .transpose()?;
+        Ok(Self {
+            name,
+            birth_date,
+            phone,
+        })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.name.is_none() && self.birth_date.is_none() && self.phone.is_none()
+    }
+
+    /// The fields whose expected value the certified person does not have, in a fixed order.
+    /// A certification without a phone cannot confirm an expected phone: that is a mismatch.
+    pub fn mismatches(&self, identity: &Identity) -> Vec<&'static str> {
+        let mut fields = Vec::new();
+        if self
+            .name
+            .as_ref()
+            .is_some_and(|name| *name != normalise_name(identity.name.expose()))
+        {
+            fields.push("name");
+        }
+        if self.birth_date.is_some_and(|date| date != identity.birth_date) {
+            fields.push("birth_date");
+        }
+        if let Some(phone) = &self.phone {
+            let certified: Option<String> = identity
+                .phone
+                .as_ref()
+                .map(|phone| phone.expose().chars().filter(char::is_ascii_digit).collect());
+            if certified.as_deref() != Some(phone.as_str()) {
+                fields.push("phone");
+            }
+        }
+        fields
+    }
+}
+
+/// What BeginVerification asks for, checked: the account rules of each purpose hold.
+#[derive(Debug)]
+pub struct SessionSpec {
+    pub purpose: VerificationPurpose,
+    pub account: Option<AccountId>,
+    pub min_age: Option<MinAge>,
+    pub expected: ExpectedPerson,
+}
+
+impl SessionSpec {
+    pub fn new(
+        purpose: VerificationPurpose,
+        account: Option<AccountId>,
+        min_age: Option<MinAge>,
+        expected: ExpectedPerson,
+    ) -> Result<Self, FieldViolation> {
+        match (purpose, &account) {
+            (VerificationPurpose::Reverify, None) => Err(FieldViolation::new(
+                "account_id",
+                "MISSING_ACCOUNT_ID",
+                "PURPOSE_REVERIFY needs the account whose person is confirmed",
+            )),
+            (VerificationPurpose::Recovery | VerificationPurpose::AgeCheck, Some(_)) => {
+                Err(FieldViolation::new(
+                    "account_id",
+                    "INVALID_ACCOUNT_ID",
+                    "PURPOSE_RECOVERY and PURPOSE_AGE_CHECK bind no account: leave account_id unset",
+                ))
+            }
+            _ => Ok(Self {
+                purpose,
+                account,
+                min_age,
+                expected,
+            }),
+        }
+    }
+}
+
+/// A session as stored, with its expected person opened.
+#[derive(Debug)]
+pub struct Session {
+    pub id: SessionId,
+    pub caller: String,
+    pub purpose: VerificationPurpose,
+    pub account: Option<AccountId>,
+    pub min_age: Option<MinAge>,
+    pub expected: ExpectedPerson,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub redemption: Option<Redemption>,
+}
+
+/// Which certification redeemed a session, and the answer it got.
+#[derive(Clone, Debug)]
+pub struct Redemption {
+    pub provider: Provider,
+    pub certification_id: String,
+    pub redeemed_at: DateTime<Utc>,
+    /// Who held the person before the redemption.
+    pub holder_before: Option<Holder>,
+    pub bound: bool,
+}
+
+impl Session {
+    /// Whether the purpose binds the session's account once every check passed.
+    pub fn binds(&self) -> bool {
+        self.purpose == VerificationPurpose::Signup && self.account.is_some()
+    }
+
+    /// The redemption by this certification, when there is one: a retry of the first Verify.
+    pub fn redeemed_by(&self, provider: Provider, certification_id: &str) -> Option<&Redemption> {
+        self.redemption.as_ref().filter(|redemption| {
+            redemption.provider == provider && redemption.certification_id == certification_id
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Carrier, Ci, Gender, PersonName, Phone};
+
+    fn identity(name: &str, phone: Option<&str>) -> Identity {
+        Identity {
+            name: PersonName::new(name).unwrap(),
+            gender: Gender::Male,
+            birth_date: NaiveDate::from_ymd_opt(1990, 3, 15).unwrap(),
+            phone: phone.and_then(Phone::new),
+            carrier: Some(Carrier("SKT".into())),
+            foreigner: false,
+            ci: Ci::parse("Q0lDSUNJ==").unwrap(),
+            di: None,
+        }
+    }
+
+    #[test]
+    fn session_ids_are_128_random_bits_in_a_recognisable_shape() {
+        let first = SessionId::generate();
+        let second = SessionId::generate();
+        assert_ne!(first, second);
+        assert_eq!(first.as_str().len(), 35);
+        assert_eq!(SessionId::recognise(first.as_str()), Some(first.clone()));
+        for raw in [
+            "vs_",
+            "signup-0001",
+            "vs_0123",
+            &format!("{}A", &first.as_str()[..34]),
+        ] {
+            assert!(SessionId::recognise(raw).is_none(), "{raw}");
+        }
+        assert!(!format!("{first:?}").contains(&first.as_str()[7..]));
+    }
+
+    #[test]
+    fn names_match_after_nfc_and_whitespace_normalisation() {
+        // "홍길동" decomposed into jamo (NFD) with stray whitespace.
+        let decomposed: String = "홍길동".nfd().collect();
+        let expected = ExpectedPerson::parse(Some(&format!("  {decomposed} ")), None, None).unwrap();
+        assert!(expected.mismatches(&identity("홍길동", None)).is_empty());
+        let spaced = ExpectedPerson::parse(Some("SMITH \t JOHN"), None, None).unwrap();
+        assert!(spaced.mismatches(&identity("SMITH JOHN", None)).is_empty());
+        assert_eq!(spaced.mismatches(&identity("SMITH JANE", None)), ["name"]);
+    }
+
+    #[test]
+    fn phones_match_by_digits_and_an_absent_phone_never_matches() {
+        let expected = ExpectedPerson::parse(None, Some("1990-03-15"), Some("010-1234-5678")).unwrap();
+        assert!(
+            expected
+                .mismatches(&identity("홍길동", Some("01012345678")))
+                .is_empty()
+        );
+        assert_eq!(
+            expected.mismatches(&identity("홍길동", Some("01099998888"))),
+            ["phone"]
+        );
+        assert_eq!(expected.mismatches(&identity("홍길동", None)), ["phone"]);
+        let all = ExpectedPerson::parse(Some("김철수"), Some("1991-03-15"), Some("01000000000")).unwrap();
+        assert_eq!(
+            all.mismatches(&identity("홍길동", Some("01012345678"))),
+            ["name", "birth_date", "phone"]
+        );
+    }
+
+    #[test]
+    fn malformed_expectations_are_refused_by_field() {
+        let reason = |result: Result<ExpectedPerson, FieldViolation>| result.unwrap_err().reason;
+        assert_eq!(
+            reason(ExpectedPerson::parse(Some("  "), None, None)),
+            "INVALID_NAME"
+        );
+        assert_eq!(
+            reason(ExpectedPerson::parse(Some("a\u{7}b"), None, None)),
+            "INVALID_NAME"
+        );
+        assert_eq!(
+            reason(ExpectedPerson::parse(None, Some("1990-3-15"), None)),
+            "INVALID_BIRTH_DATE"
+        );
+        assert_eq!(
+            reason(ExpectedPerson::parse(None, Some("1990-02-30"), None)),
+            "INVALID_BIRTH_DATE"
+        );
+        assert_eq!(
+            reason(ExpectedPerson::parse(None, None, Some("010-12"))),
+            "INVALID_PHONE"
+        );
+        assert_eq!(
+            reason(ExpectedPerson::parse(None, None, Some("010x12345678"))),
+            "INVALID_PHONE"
+        );
+        assert!(
+            format!("{:?}", ExpectedPerson::parse(Some("홍길동"), None, None).unwrap())
+                .contains("name: true")
+        );
+    }
+
+    #[test]
+    fn each_purpose_takes_only_the_accounts_it_can_use() {
+        let account = || Some(AccountId::parse("acct-1").unwrap());
+        let spec = |purpose, account| SessionSpec::new(purpose, account, None, ExpectedPerson::default());
+        assert!(spec(VerificationPurpose::Signup, account()).is_ok());
+        assert!(spec(VerificationPurpose::Signup, None).is_ok());
+        assert!(spec(VerificationPurpose::Reverify, account()).is_ok());
+        assert_eq!(
+            spec(VerificationPurpose::Reverify, None).unwrap_err().reason,
+            "MISSING_ACCOUNT_ID"
+        );
+        assert_eq!(
+            spec(VerificationPurpose::Recovery, account()).unwrap_err().reason,
+            "INVALID_ACCOUNT_ID"
+        );
+        assert_eq!(
+            spec(VerificationPurpose::AgeCheck, account()).unwrap_err().reason,
+            "INVALID_ACCOUNT_ID"
+        );
+    }
+}

@@ -1,0 +1,141 @@
+//! Beginning a verification session, and finding the one a Verify redeems.
+
+use chrono::{DateTime, Utc};
+
+use super::{IdentityService, VerifyCommand};
+use crate::{
+    domain::{ExpectedPerson, MinAge, Purpose, Session, SessionId, SessionSpec},
+    error::ServiceError,
+    store::{NewSession, StoreError, StoredSession},
+};
+
+/// A session begun: the merchant_uid for PortOne's `IMP.certification`, and its deadline.
+#[derive(Debug)]
+pub struct Began {
+    pub merchant_uid: SessionId,
+    pub expires_at: DateTime<Utc>,
+}
+
+impl IdentityService {
+    /// Issues a session for `caller`: only they can redeem it, once, before it expires.
+    #[tracing::instrument(skip_all, fields(purpose = spec.purpose.as_str()))]
+    pub async fn begin_verification(&self, spec: SessionSpec, caller: &str) -> Result<Began, ServiceError> {
+        let id = SessionId::generate();
+        let created_at = Utc::now();
+        let ttl = chrono::Duration::from_std(self.policy.session_ttl).unwrap_or(chrono::Duration::MAX);
+        let expires_at = created_at
+            .checked_add_signed(ttl)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        let expected_sealed = (!spec.expected.is_empty()).then(|| {
+            let plaintext =
+                serde_json::to_string(&spec.expected).expect("a few strings and a date serialise");
+            self.sealing
+                .seal_row(Purpose::ExpectedPerson, id.as_str(), &plaintext)
+        });
+        self.store
+            .begin_session(NewSession {
+                id: &id,
+                caller,
+                spec: &spec,
+                expected_sealed: expected_sealed.as_ref(),
+                created_at,
+                expires_at,
+            })
+            .await?;
+        crate::telemetry::metrics::session_begun(spec.purpose);
+        tracing::info!("verification session begun");
+        Ok(Began {
+            merchant_uid: id,
+            expires_at,
+        })
+    }
+
+    /// Whether this Verify may redeem the stored session at all: alive, not redeemed by another
+    /// certification, and asking for the session's own account and minimum age.
+    fn admits(&self, stored: &StoredSession, command: &VerifyCommand) -> Result<(), ServiceError> {
+        if Utc::now() >= stored.expires_at {
+            return Err(ServiceError::SessionExpired {
+                expires_at: stored.expires_at,
+            });
+        }
+        let reference = &command.certification;
+        if stored.redemption.as_ref().is_some_and(|redemption| {
+            redemption.provider != reference.provider() || redemption.certification_id != reference.id()
+        }) {
+            return Err(ServiceError::SessionUsed);
+        }
+        if command
+            .account
+            .as_ref()
+            .is_some_and(|account| Some(account) != stored.account.as_ref())
+        {
+            return Err(ServiceError::SessionMismatch { field: "account_id" });
+        }
+        let effective_min_age = stored.min_age.map_or(self.policy.min_age, MinAge::get);
+        if command.min_age.is_some_and(|age| age.get() != effective_min_age) {
+            return Err(ServiceError::SessionMismatch { field: "min_age" });
+        }
+        Ok(())
+    }
+
+    /// The session this Verify redeems, checked against the request: `None` only when the
+    /// service runs without REQUIRE_SESSION and the merchant_uid is not one it issues.
+    pub(super) async fn session_of(
+        &self,
+        command: &VerifyCommand,
+        caller: &str,
+    ) -> Result<Option<Session>, ServiceError> {
+        let Some(merchant_uid) = &command.merchant_uid else {
+            return if self.policy.require_session {
+                Err(ServiceError::SessionRequired)
+            } else {
+                Ok(None)
+            };
+        };
+        let Some(id) = SessionId::recognise(merchant_uid.as_str()) else {
+            return if self.policy.require_session {
+                Err(ServiceError::SessionNotFound)
+            } else {
+                Ok(None)
+            };
+        };
+        // Another caller's session does not exist for this one.
+        let stored = self
+            .store
+            .session(&id)
+            .await?
+            .filter(|stored| stored.caller == caller)
+            .ok_or(ServiceError::SessionNotFound)?;
+        if let Err(refusal) = self.admits(&stored, command) {
+            crate::telemetry::metrics::session_refused(
+                Some(stored.purpose),
+                refusal.refusal_reason().unwrap_or("OTHER"),
+            );
+            return Err(refusal);
+        }
+        let expected = match &stored.expected_sealed {
+            None => ExpectedPerson::default(),
+            Some(sealed) => {
+                let unreadable = |why: String| {
+                    ServiceError::Store(StoreError::Failure(format!("session's expected person: {why}")))
+                };
+                let plaintext = self
+                    .sealing
+                    .open_row(Purpose::ExpectedPerson, id.as_str(), sealed)
+                    .map_err(|error| unreadable(error.to_string()))?;
+                serde_json::from_str(&plaintext).map_err(|_| unreadable("not the stored shape".into()))?
+            }
+        };
+        Ok(Some(Session {
+            id: stored.id,
+            caller: stored.caller,
+            purpose: stored.purpose,
+            account: stored.account,
+            min_age: stored.min_age,
+            expected,
+            created_at: stored.created_at,
+            expires_at: stored.expires_at,
+            redemption: stored.redemption,
+        }))
+    }
+}

@@ -1,0 +1,394 @@
+//! Verification sessions (REQUIRE_SESSION, the default): BeginVerification issues the
+//! merchant_uid, the "browser" certifies under it (the sandbox's records), and Verify redeems it
+//! once, for its caller, before it expires.
+
+use std::{
+    sync::atomic::{AtomicU64, Ordering},
+    time::Duration,
+};
+
+use certification_service::{
+    config::Settings,
+    grpc::{
+        CallerTokens,
+        proto::{
+            BeginVerificationRequest, BeginVerificationResponse, ExpectedPerson, Purpose, VerifyRequest,
+            VerifyResponse,
+        },
+    },
+    sandbox::identities::CertificationRecord,
+};
+use chrono::{NaiveDate, Utc};
+use sea_orm::{ConnectionTrait, Statement};
+use tonic::{Code, Request, Status, metadata::MetadataValue};
+use tonic_types::StatusExt;
+
+use crate::helpers::{TestApp, assert_status, spawn_app_with, spawn_replica_of};
+
+/// A new imp_uid per certification, never one of the fixtures'.
+pub fn new_imp_uid() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let base = 300_000_000_000 + u64::from(std::process::id() % 1000) * 1_000_000;
+    format!("imp_{}", base + NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+pub fn adult_birthday() -> NaiveDate {
+    NaiveDate::from_ymd_opt(1990, 3, 15).unwrap()
+}
+
+/// The browser's part: `person_key` certifies now (or `seconds_ago`) for `merchant_uid`.
+pub fn certify_at(
+    app: &TestApp,
+    merchant_uid: &str,
+    person_key: &str,
+    birthday: NaiveDate,
+    seconds_ago: i64,
+) -> String {
+    let imp_uid = new_imp_uid();
+    let certified_at = Utc::now().timestamp() - seconds_ago;
+    let mut record = CertificationRecord::certified(&imp_uid, person_key, "홍길동", birthday, certified_at);
+    record.merchant_uid = Some(merchant_uid.to_owned());
+    record.phone = Some("01012345678".to_owned());
+    app.sandbox.insert_certification(record);
+    imp_uid
+}
+
+pub fn certify(app: &TestApp, merchant_uid: &str, person_key: &str) -> String {
+    certify_at(app, merchant_uid, person_key, adult_birthday(), 0)
+}
+
+pub fn sessions_on(settings: &mut Settings) {
+    settings.policy.require_session = true;
+}
+
+pub async fn begin(app: &TestApp, purpose: Purpose, account: Option<&str>) -> BeginVerificationResponse {
+    begin_with(
+        app,
+        BeginVerificationRequest {
+            purpose: purpose.into(),
+            account_id: account.map(str::to_owned),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
+}
+
+pub async fn begin_with(
+    app: &TestApp,
+    request: BeginVerificationRequest,
+) -> Result<BeginVerificationResponse, Status> {
+    app.client
+        .clone()
+        .begin_verification(request)
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+pub async fn redeem(app: &TestApp, merchant_uid: &str, imp_uid: &str) -> Result<VerifyResponse, Status> {
+    app.client
+        .clone()
+        .verify(VerifyRequest {
+            imp_uid: imp_uid.to_owned(),
+            merchant_uid: merchant_uid.to_owned(),
+            ..Default::default()
+        })
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+pub async fn count(app: &TestApp, sql: &str) -> i64 {
+    let row = app
+        .store
+        .connection()
+        .query_one_raw(Statement::from_string(app.store.backend(), sql))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get_by_index::<i64>(0).unwrap()
+}
+
+#[tokio::test]
+async fn a_signup_session_binds_its_account_once_and_a_retry_answers_the_same() {
+    let app = spawn_app_with(sessions_on).await;
+    let session = begin(&app, Purpose::Signup, Some("acct-signup")).await;
+    assert!(session.merchant_uid.starts_with("vs_") && session.merchant_uid.len() == 35);
+    let expires_at = session.expires_at.unwrap().seconds;
+    let in_15m = Utc::now().timestamp() + 15 * 60;
+    assert!((in_15m - 5..=in_15m + 1).contains(&expires_at), "{expires_at}");
+
+    let imp_uid = certify(&app, &session.merchant_uid, "signup-person");
+    let first = redeem(&app, &session.merchant_uid, &imp_uid).await.unwrap();
+    assert!(first.bound);
+    assert_eq!(first.purpose(), Purpose::Signup);
+    assert!(
+        !first.duplicate.as_ref().unwrap().duplicate,
+        "nobody held the person before"
+    );
+
+    // The signup service timed out and retries: the same answer, not "already yours".
+    let retry = redeem(&app, &session.merchant_uid, &imp_uid).await.unwrap();
+    assert_eq!(retry, first);
+
+    // Someone else's certification under the same merchant_uid cannot redeem it again.
+    let other = certify(&app, &session.merchant_uid, "someone-else");
+    let lookups = app.sandbox.stats().certification_lookups;
+    assert_status(
+        redeem(&app, &session.merchant_uid, &other).await,
+        Code::FailedPrecondition,
+        "SESSION_USED",
+    );
+    assert_eq!(
+        app.sandbox.stats().certification_lookups,
+        lookups,
+        "a replay never reaches PortOne"
+    );
+}
+
+#[tokio::test]
+async fn without_a_session_or_with_one_never_issued_verify_is_refused_before_portone() {
+    let app = spawn_app_with(sessions_on).await;
+    let imp_uid = certify(&app, "signup-0001", "no-session");
+    let without = redeem(&app, "", &imp_uid).await;
+    assert_status(without, Code::FailedPrecondition, "SESSION_REQUIRED");
+    for merchant_uid in ["signup-0001", "vs_0123456789abcdef0123456789abcdef"] {
+        assert_status(
+            redeem(&app, merchant_uid, &imp_uid).await,
+            Code::NotFound,
+            "SESSION_NOT_FOUND",
+        );
+    }
+    assert_eq!(app.sandbox.stats().certification_lookups, 0);
+}
+
+fn as_caller<T>(token: &str, message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    let value = MetadataValue::try_from(format!("Bearer {token}")).unwrap();
+    request.metadata_mut().insert("authorization", value);
+    request
+}
+
+#[tokio::test]
+async fn a_session_is_redeemable_only_by_the_caller_that_began_it() {
+    let tokens =
+        CallerTokens::parse("signup=signup-token-0123456789abcdef,other=other-token-0123456789abcdef")
+            .unwrap();
+    let app = spawn_app_with(|settings| {
+        sessions_on(settings);
+        settings.server.caller_tokens = Some(tokens);
+    })
+    .await;
+    let begin = BeginVerificationRequest {
+        purpose: Purpose::Signup.into(),
+        account_id: Some("acct-owner".into()),
+        ..Default::default()
+    };
+    let session = app
+        .client
+        .clone()
+        .begin_verification(as_caller("signup-token-0123456789abcdef", begin))
+        .await
+        .unwrap()
+        .into_inner();
+    let imp_uid = certify(&app, &session.merchant_uid, "owned-person");
+    let verify = VerifyRequest {
+        imp_uid: imp_uid.clone(),
+        merchant_uid: session.merchant_uid.clone(),
+        ..Default::default()
+    };
+    let stolen = app
+        .client
+        .clone()
+        .verify(as_caller("other-token-0123456789abcdef", verify.clone()))
+        .await;
+    assert_status(stolen, Code::NotFound, "SESSION_NOT_FOUND");
+    let owned = app
+        .client
+        .clone()
+        .verify(as_caller("signup-token-0123456789abcdef", verify))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(owned.bound);
+}
+
+#[tokio::test]
+async fn an_expired_session_is_refused() {
+    let app = spawn_app_with(|settings| {
+        sessions_on(settings);
+        settings.policy.session_ttl = Duration::from_millis(300);
+    })
+    .await;
+    let session = begin(&app, Purpose::Signup, Some("acct-late")).await;
+    let imp_uid = certify(&app, &session.merchant_uid, "late-person");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let late = redeem(&app, &session.merchant_uid, &imp_uid).await;
+    assert_status(late, Code::FailedPrecondition, "SESSION_EXPIRED");
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM persons").await, 0);
+}
+
+#[tokio::test]
+async fn a_certification_older_than_its_session_or_made_for_another_cannot_redeem_it() {
+    let app = spawn_app_with(sessions_on).await;
+    let session = begin(&app, Purpose::Signup, Some("acct-old")).await;
+    // Certified five minutes ago under this merchant_uid (guessed in advance, say).
+    let older = certify_at(&app, &session.merchant_uid, "old-person", adult_birthday(), 300);
+    let result = redeem(&app, &session.merchant_uid, &older).await;
+    assert_status(result, Code::FailedPrecondition, "CERTIFIED_BEFORE_SESSION");
+    let elsewhere = certify(&app, "victim-session", "victim");
+    let result = redeem(&app, &session.merchant_uid, &elsewhere).await;
+    assert_status(result, Code::FailedPrecondition, "MERCHANT_MISMATCH");
+    // Neither spent the session: the real certification still redeems it.
+    let real = certify(&app, &session.merchant_uid, "real-person");
+    assert!(redeem(&app, &session.merchant_uid, &real).await.unwrap().bound);
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM persons").await, 1);
+}
+
+#[tokio::test]
+async fn fifty_concurrent_redemptions_by_fifty_people_have_exactly_one_winner() {
+    let app = spawn_app_with(sessions_on).await;
+    let session = begin(&app, Purpose::Signup, Some("acct-race")).await;
+    let imp_uids: Vec<String> = (0..50)
+        .map(|index| certify(&app, &session.merchant_uid, &format!("racer-{index}")))
+        .collect();
+    let results = futures::future::join_all(
+        imp_uids
+            .iter()
+            .map(|imp_uid| redeem(&app, &session.merchant_uid, imp_uid)),
+    )
+    .await;
+    let winners = results.iter().filter(|result| result.is_ok()).count();
+    assert_eq!(winners, 1, "{results:?}");
+    for result in results.into_iter().filter(Result::is_err) {
+        assert_status(result, Code::FailedPrecondition, "SESSION_USED");
+    }
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM persons").await, 1);
+    assert_eq!(
+        count(
+            &app,
+            "SELECT COUNT(*) FROM persons WHERE account_id = 'acct-race'"
+        )
+        .await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn the_session_decides_the_account_and_the_minimum_age() {
+    let app = spawn_app_with(sessions_on).await;
+    let session = begin_with(
+        &app,
+        BeginVerificationRequest {
+            purpose: Purpose::Signup.into(),
+            account_id: Some("acct-mine".into()),
+            min_age: Some(19),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let imp_uid = certify(&app, &session.merchant_uid, "mine");
+    let mut request = VerifyRequest {
+        imp_uid: imp_uid.clone(),
+        merchant_uid: session.merchant_uid.clone(),
+        account_id: "acct-someone-else".into(),
+        ..Default::default()
+    };
+    let other_account = app.client.clone().verify(request.clone()).await;
+    let status = assert_status(other_account, Code::InvalidArgument, "SESSION_MISMATCH");
+    assert_eq!(
+        status.get_error_details().bad_request().unwrap().field_violations[0].field,
+        "account_id"
+    );
+    request.account_id.clear();
+    request.min_age = Some(14);
+    let other_age = app.client.clone().verify(request.clone()).await;
+    assert_status(other_age, Code::InvalidArgument, "SESSION_MISMATCH");
+    request.min_age = Some(19);
+    let answer = app.client.clone().verify(request).await.unwrap().into_inner();
+    assert_eq!(answer.age_check.unwrap().min_age, 19);
+    assert!(answer.bound);
+}
+
+#[tokio::test]
+async fn a_session_begun_before_a_restart_is_redeemed_by_another_replica() {
+    let app = spawn_app_with(sessions_on).await;
+    let replica = spawn_replica_of(&app, |_| {}).await;
+    let session = begin(&app, Purpose::Signup, Some("acct-restart")).await;
+    let imp_uid = certify(&app, &session.merchant_uid, "restart-person");
+    app.stop().await;
+    let answer = redeem(&replica, &session.merchant_uid, &imp_uid).await.unwrap();
+    assert!(answer.bound);
+}
+
+#[tokio::test]
+async fn malformed_sessions_are_invalid_arguments() {
+    let app = spawn_app_with(sessions_on).await;
+    let cases = [
+        (BeginVerificationRequest::default(), "INVALID_PURPOSE"),
+        (
+            BeginVerificationRequest {
+                purpose: 99,
+                ..Default::default()
+            },
+            "INVALID_PURPOSE",
+        ),
+        (
+            BeginVerificationRequest {
+                purpose: Purpose::Reverify.into(),
+                ..Default::default()
+            },
+            "MISSING_ACCOUNT_ID",
+        ),
+        (
+            BeginVerificationRequest {
+                purpose: Purpose::Recovery.into(),
+                account_id: Some("acct-1".into()),
+                ..Default::default()
+            },
+            "INVALID_ACCOUNT_ID",
+        ),
+        (
+            BeginVerificationRequest {
+                purpose: Purpose::Signup.into(),
+                account_id: Some("bad account".into()),
+                ..Default::default()
+            },
+            "INVALID_ACCOUNT_ID",
+        ),
+        (
+            BeginVerificationRequest {
+                purpose: Purpose::Signup.into(),
+                min_age: Some(151),
+                ..Default::default()
+            },
+            "INVALID_MIN_AGE",
+        ),
+        (
+            BeginVerificationRequest {
+                purpose: Purpose::Signup.into(),
+                expected: Some(ExpectedPerson {
+                    phone: Some("call me".into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            "INVALID_PHONE",
+        ),
+        (
+            BeginVerificationRequest {
+                purpose: Purpose::Signup.into(),
+                expected: Some(ExpectedPerson {
+                    birth_date: Some("15/03/1990".into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            "INVALID_BIRTH_DATE",
+        ),
+    ];
+    for (request, reason) in cases {
+        assert_status(begin_with(&app, request).await, Code::InvalidArgument, reason);
+    }
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM verification_sessions").await, 0);
+}
