@@ -42,7 +42,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let listener = TcpListener::bind(settings.server.grpc_listen_addr)
         .await
         .with_context(|| format!("binding {}", settings.server.grpc_listen_addr))?;
-    let application = Application::build(settings, listener).await?;
+    let mut application = Application::build(settings, listener).await?;
+    if let Some(sandbox) = &sandbox {
+        application = application.with_sandbox(sandbox.handle());
+    }
     application.run_until_stopped(shutdown_signal()).await
 }
 

@@ -16,6 +16,7 @@ use crate::{
     domain::Provider,
     grpc::CertificationGrpc,
     portone::v1::{PortoneClient, TokenCache},
+    sandbox::SandboxHandle,
     service::{IdentityService, Providers},
     store::Store,
 };
@@ -40,6 +41,8 @@ pub struct Application {
     grpc: CertificationGrpc,
     health: HealthReporter,
     settings: Settings,
+    /// Set in sandbox mode only: then the gRPC port also serves `certification.sandbox.v1.Sandbox`.
+    sandbox: Option<SandboxHandle>,
 }
 
 /// rustls needs one process-wide crypto provider; ring is the only one compiled in.
@@ -111,7 +114,17 @@ impl Application {
             grpc,
             health,
             settings,
+            sandbox: None,
         })
+    }
+
+    /// Sandbox mode: serve `certification.sandbox.v1.Sandbox` over this sandbox, behind the same
+    /// authentication as CertificationService, and list it in reflection.
+    pub fn with_sandbox(self, handle: SandboxHandle) -> Self {
+        Self {
+            sandbox: Some(handle),
+            ..self
+        }
     }
 
     pub fn local_addr(&self) -> SocketAddr {

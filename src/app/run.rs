@@ -21,21 +21,26 @@ use crate::{
         Authenticator, known_methods,
         proto::{self, certification_service_server::CertificationServiceServer},
     },
+    sandbox::{
+        self,
+        grpc::{SandboxGrpc, proto::sandbox_server::SandboxServer},
+    },
     telemetry::metrics::{self, RpcMetricsLayer},
 };
 
 impl Application {
     /// Serves until `shutdown` resolves, then closes the database pool.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+        let with_sandbox = self.sandbox.is_some();
         let (reflection_v1, reflection_v1alpha) = if self.settings.server.grpc_reflection {
             // The same message-size limit as the service: reflection answers anyone who reaches
             // the port, and a megabyte request is no reason to buffer one.
-            let v1 = reflection_builder()
+            let v1 = reflection_builder(with_sandbox)
                 .build_v1()
                 .context("building reflection v1")?
                 .max_decoding_message_size(MAX_REQUEST_BYTES);
             // grpcurl 1.8, Postman and grpcui still speak only v1alpha.
-            let v1alpha = reflection_builder()
+            let v1alpha = reflection_builder(with_sandbox)
                 .build_v1alpha()
                 .context("building reflection v1alpha")?
                 .max_decoding_message_size(MAX_REQUEST_BYTES);
@@ -56,6 +61,16 @@ impl Application {
             ),
         }
         let authenticator = Authenticator::new(self.settings.server.caller_tokens.clone(), mutual_tls);
+        let sandbox_service = self.sandbox.map(|handle| {
+            tracing::warn!(
+                "sandbox mode: serving {} on the gRPC port",
+                sandbox::grpc::SERVICE
+            );
+            InterceptedService::new(
+                SandboxServer::new(SandboxGrpc::new(handle)).max_decoding_message_size(MAX_REQUEST_BYTES),
+                authenticator.clone(),
+            )
+        });
 
         let (stop_readiness, stopped) = watch::channel(false);
         let readiness = spawn_readiness(
@@ -158,6 +173,7 @@ impl Application {
                 CertificationServiceServer::new(self.grpc).max_decoding_message_size(MAX_REQUEST_BYTES),
                 authenticator,
             ))
+            .add_optional_service(sandbox_service)
             .serve_with_incoming_shutdown(accept_without_nagle(self.listener), shutdown);
         // tonic waits for calls in flight without a bound of its own: SHUTDOWN_TIMEOUT is it.
         let shutdown_timeout = self.settings.server.shutdown.timeout;
@@ -192,12 +208,18 @@ impl Application {
 }
 
 /// Our services plus google.rpc's error details, so grpcurl prints an error's ErrorInfo and
-/// BadRequest decoded instead of as raw bytes.
-fn reflection_builder() -> tonic_reflection::server::Builder<'static> {
-    tonic_reflection::server::Builder::configure()
+/// BadRequest decoded instead of as raw bytes. The sandbox's service only when it is served:
+/// reflection lists every service of every set it holds.
+fn reflection_builder(with_sandbox: bool) -> tonic_reflection::server::Builder<'static> {
+    let builder = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET);
+    if with_sandbox {
+        builder.register_encoded_file_descriptor_set(sandbox::grpc::proto::FILE_DESCRIPTOR_SET)
+    } else {
+        builder
+    }
 }
 
 /// tonic's own `tcp_nodelay` does not apply to `serve_with_incoming`; without it a small answer

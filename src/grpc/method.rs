@@ -42,6 +42,8 @@ pub fn known_methods() -> Vec<(&'static str, Vec<&'static str>)> {
             SERVICE,
             Method::ALL.iter().map(|method| method.as_str()).collect(),
         ),
+        // Served only in sandbox mode; listed always, since the list is fixed at build time.
+        (crate::sandbox::grpc::SERVICE, vec!["Certify"]),
         ("grpc.health.v1.Health", vec!["Check", "Watch"]),
         (
             "grpc.reflection.v1.ServerReflection",
@@ -76,6 +78,39 @@ mod tests {
         let known: Vec<String> = Method::ALL
             .iter()
             .map(|method| method.as_str().to_owned())
+            .collect();
+        assert_eq!(in_proto, known);
+    }
+
+    #[test]
+    fn the_sandbox_service_is_known_with_every_rpc_of_its_proto() {
+        let descriptors =
+            FileDescriptorSet::decode(crate::sandbox::grpc::proto::FILE_DESCRIPTOR_SET).unwrap();
+        let in_proto: Vec<(String, Vec<String>)> = descriptors
+            .file
+            .iter()
+            .flat_map(|file| {
+                file.service.iter().map(|service| {
+                    (
+                        format!("{}.{}", file.package(), service.name()),
+                        service
+                            .method
+                            .iter()
+                            .map(|method| method.name().to_owned())
+                            .collect(),
+                    )
+                })
+            })
+            .collect();
+        let known: Vec<(String, Vec<String>)> = known_methods()
+            .into_iter()
+            .filter(|(service, _)| service.starts_with("certification.sandbox."))
+            .map(|(service, methods)| {
+                (
+                    service.to_owned(),
+                    methods.into_iter().map(str::to_owned).collect(),
+                )
+            })
             .collect();
         assert_eq!(in_proto, known);
     }

@@ -5,7 +5,8 @@
 //! skewed, clock), in Asia/Seoul (UTC+9, no DST), so that "15 years old" or "turns 19 today" stays
 //! true on any day. Unless stated, a certified fixture was certified two minutes before `now`, has
 //! `merchant_uid` `signup-<last 4 digits>`, origin `https://example.com/signup`, a `pg_tid`, and a
-//! CI/DI derived from its own person key ([`ci_for`], [`di_for`]).
+//! CI/DI derived from its own person key ([`ci_for`], [`di_for`]). Each fixture is one of the
+//! [`Person`]s certifying, so `Sandbox/Certify` hands out the very same people.
 //!
 //! | imp_uid | constant | name | what it is for |
 //! |---|---|---|---|
@@ -21,9 +22,11 @@
 //! | `imp_100000000010` | [`NO_PHONE`] | 강서준 | `inicis_unified`: no `phone`/`carrier` keys at all, `gender`, `unique_in_site` and `foreigner_v2` null |
 
 use base64::{Engine as _, engine::general_purpose::STANDARD};
-use chrono::{DateTime, Days, Months, NaiveDate, NaiveTime, TimeDelta, Utc};
+use chrono::{DateTime, Months, NaiveDate, NaiveTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256, Sha384, Sha512};
+
+use super::people::{Certification, Person};
 
 pub const ADULT: &str = "imp_100000000001";
 pub const ADULT_SECOND_CERTIFICATION: &str = "imp_100000000002";
@@ -39,7 +42,7 @@ pub const NO_PHONE: &str = "imp_100000000010";
 /// Asia/Seoul is UTC+9 all year: PortOne's `birth` and Korean ages are reckoned there.
 const KST_OFFSET_SECONDS: i64 = 9 * 3600;
 
-const ORIGIN: &str = "https://example.com/signup";
+pub(super) const ORIGIN: &str = "https://example.com/signup";
 
 /// One `response` object of `GET /certifications/{imp_uid}`, field for field.
 ///
@@ -121,7 +124,7 @@ pub fn di_for(person_key: &str) -> String {
 }
 
 /// A stable, plausible mobile number per person, so that fixtures never share one by accident.
-fn phone_for(person_key: &str) -> String {
+pub(super) fn phone_for(person_key: &str) -> String {
     let digest = Sha256::digest(format!("portone-sandbox/phone/{person_key}"));
     let number = digest
         .iter()
@@ -136,7 +139,7 @@ fn birth_for(birthday: NaiveDate) -> i64 {
 }
 
 /// Shaped like danal's: the KST time of certification followed by digits of the imp_uid.
-fn pg_tid_for(imp_uid: &str, certified_at: i64) -> String {
+pub(super) fn pg_tid_for(imp_uid: &str, certified_at: i64) -> String {
     let stamp = DateTime::from_timestamp(certified_at.saturating_add(KST_OFFSET_SECONDS), 0)
         .map(|kst| kst.format("%Y%m%d%H%M%S").to_string())
         .unwrap_or_default();
@@ -146,7 +149,7 @@ fn pg_tid_for(imp_uid: &str, certified_at: i64) -> String {
 }
 
 /// Evaluated at compile time, so a typo in a fixture date fails the build rather than a request.
-const fn date(year: i32, month: u32, day: u32) -> NaiveDate {
+pub(super) const fn date(year: i32, month: u32, day: u32) -> NaiveDate {
     match NaiveDate::from_ymd_opt(year, month, day) {
         Some(date) => date,
         None => panic!("invalid fixture date"),
@@ -154,7 +157,7 @@ const fn date(year: i32, month: u32, day: u32) -> NaiveDate {
 }
 
 /// The calendar date in Seoul at `now`.
-fn today_in_seoul(now: DateTime<Utc>) -> NaiveDate {
+pub(super) fn today_in_seoul(now: DateTime<Utc>) -> NaiveDate {
     let naive = now.naive_utc();
     naive
         .checked_add_signed(TimeDelta::seconds(KST_OFFSET_SECONDS))
@@ -164,7 +167,7 @@ fn today_in_seoul(now: DateTime<Utc>) -> NaiveDate {
 
 /// `years` calendar years before `date`; chrono clamps Feb 29 to Feb 28 in a common year.
 /// Fails only within `years` of chrono's minimum date, long before any real clock.
-fn years_before(date: NaiveDate, years: u32) -> NaiveDate {
+pub(super) fn years_before(date: NaiveDate, years: u32) -> NaiveDate {
     date.checked_sub_months(Months::new(12 * years))
         .unwrap_or(NaiveDate::MIN)
 }
@@ -174,128 +177,28 @@ fn years_before(date: NaiveDate, years: u32) -> NaiveDate {
 pub fn fixtures(now: DateTime<Utc>) -> Vec<CertificationRecord> {
     let now_s = now.timestamp();
     let minutes_ago = |minutes: i64| now_s.saturating_sub(minutes * 60);
-    let today = today_in_seoul(now);
-    let tomorrow = today.checked_add_days(Days::new(1)).unwrap_or(today);
-    let minor_birthday = years_before(today, 15)
-        .checked_sub_days(Days::new(100))
-        .unwrap_or(NaiveDate::MIN);
-
-    // A certified danal fixture with the defaults the table promises; callers override the rest.
-    let fixture = |imp_uid: &str, person_key: &str, name: &str, birthday: NaiveDate, certified_at: i64| {
+    // A fixture with the defaults the table promises: merchant_uid `signup-<last 4 digits>`.
+    let fixture = |person: Person, imp_uid: &str, certified_at: i64| {
         let suffix = imp_uid.get(imp_uid.len().saturating_sub(4)..).unwrap_or(imp_uid);
-        CertificationRecord {
-            merchant_uid: Some(format!("signup-{suffix}")),
-            ..CertificationRecord::certified(imp_uid, person_key, name, birthday, certified_at)
-        }
+        let certification = Certification {
+            imp_uid,
+            merchant_uid: &format!("signup-{suffix}"),
+            certified_at,
+            person_key: None,
+        };
+        person.certify(&certification, now)
     };
-    let adult = CertificationRecord {
-        phone: Some("01012345678".to_owned()),
-        ..fixture(ADULT, "hong", "홍길동", date(1990, 3, 15), minutes_ago(2))
-    };
-    let adult_again = CertificationRecord {
-        imp_uid: ADULT_SECOND_CERTIFICATION.to_owned(),
-        merchant_uid: Some("signup-0002".to_owned()),
-        pg_tid: Some(pg_tid_for(ADULT_SECOND_CERTIFICATION, minutes_ago(1))),
-        certified_at: Some(minutes_ago(1)),
-        ..adult.clone()
-    };
-    let not_certified = CertificationRecord {
-        imp_uid: NOT_CERTIFIED.to_owned(),
-        merchant_uid: Some("signup-0004".to_owned()),
-        pg_tid: None,
-        pg_provider: "danal".to_owned(),
-        name: None,
-        gender: None,
-        birthday: None,
-        birth: None,
-        foreigner: false,
-        foreigner_v2: None,
-        phone: None,
-        carrier: None,
-        certified: false,
-        certified_at: None,
-        unique_key: None,
-        unique_in_site: None,
-        origin: Some(ORIGIN.to_owned()),
-    };
-
     vec![
-        adult,
-        adult_again,
-        CertificationRecord {
-            carrier: Some("KT".to_owned()),
-            ..fixture(MINOR, "kim-minjun", "김민준", minor_birthday, minutes_ago(2))
-        },
-        not_certified,
-        CertificationRecord {
-            gender: Some("female".to_owned()),
-            carrier: Some("LGT".to_owned()),
-            ..fixture(
-                STALE,
-                "lee-seoyeon",
-                "이서연",
-                date(1985, 11, 2),
-                minutes_ago(120),
-            )
-        },
-        CertificationRecord {
-            foreigner: true,
-            foreigner_v2: Some(true),
-            carrier: Some("LGT_MVNO".to_owned()),
-            ..fixture(
-                FOREIGNER,
-                "smith-john",
-                "SMITH JOHN",
-                date(1988, 8, 8),
-                minutes_ago(2),
-            )
-        },
-        CertificationRecord {
-            gender: Some("female".to_owned()),
-            carrier: Some("KT_MVNO".to_owned()),
-            ..fixture(
-                TURNS_19_TODAY,
-                "park-jiwoo",
-                "박지우",
-                years_before(today, 19),
-                minutes_ago(2),
-            )
-        },
-        CertificationRecord {
-            carrier: Some("SKT_MVNO".to_owned()),
-            ..fixture(
-                TURNS_19_TOMORROW,
-                "choi-yejun",
-                "최예준",
-                years_before(tomorrow, 19),
-                minutes_ago(2),
-            )
-        },
-        CertificationRecord {
-            gender: Some("female".to_owned()),
-            ..fixture(
-                LEAP_DAY,
-                "jung-hayoon",
-                "정하윤",
-                date(2004, 2, 29),
-                minutes_ago(2),
-            )
-        },
-        CertificationRecord {
-            pg_provider: "inicis_unified".to_owned(),
-            gender: None,
-            foreigner_v2: None,
-            phone: None,
-            carrier: None,
-            unique_in_site: None,
-            ..fixture(
-                NO_PHONE,
-                "kang-seojun",
-                "강서준",
-                date(1995, 5, 5),
-                minutes_ago(2),
-            )
-        },
+        fixture(Person::Adult, ADULT, minutes_ago(2)),
+        fixture(Person::Adult, ADULT_SECOND_CERTIFICATION, minutes_ago(1)),
+        fixture(Person::Minor, MINOR, minutes_ago(2)),
+        fixture(Person::NotCertified, NOT_CERTIFIED, minutes_ago(2)),
+        fixture(Person::Stale, STALE, minutes_ago(120)),
+        fixture(Person::Foreigner, FOREIGNER, minutes_ago(2)),
+        fixture(Person::Turns19Today, TURNS_19_TODAY, minutes_ago(2)),
+        fixture(Person::Turns19Tomorrow, TURNS_19_TOMORROW, minutes_ago(2)),
+        fixture(Person::LeapDay, LEAP_DAY, minutes_ago(2)),
+        fixture(Person::Inicis, NO_PHONE, minutes_ago(2)),
     ]
 }
 

@@ -21,10 +21,22 @@
 //! | `POST /__sandbox/certifications` (a [`CertificationRecord`]) | [`SandboxHandle::insert_certification`] |
 //!
 //! Admin requests are neither counted, recorded, delayed nor faulted.
+//!
+//! ## Playing the browser over gRPC
+//!
+//! In sandbox mode nobody completes PortOne's popup, so the gRPC port also serves
+//! `certification.sandbox.v1.Sandbox/Certify` ([`grpc`], registered only by
+//! [`crate::app::Application::with_sandbox`], which `serve --sandbox` and the tests call). It
+//! makes a certification of one of the built-in [`people::Person`]s for a given `merchant_uid`
+//! exist now (by the sandbox's clock, skew included, less `certified_seconds_ago`) and returns
+//! its new imp_uid; `person_key` makes a distinct person with the same traits. The people are
+//! the fixtures' own ([`people`]), so `PERSON_ADULT` has the CI of `imp_100000000001`.
 
 mod admin;
+pub mod grpc;
 pub mod identities;
 mod middleware;
+pub mod people;
 mod server;
 #[cfg(test)]
 mod tests;

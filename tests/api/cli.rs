@@ -247,7 +247,7 @@ fn serve_with_the_sandbox_answers_verify_and_stops_on_sigterm() {
         }
         let mut client =
             certification_service::grpc::proto::certification_service_client::CertificationServiceClient::new(
-                channel,
+                channel.clone(),
             );
         let response = client
             .verify(crate::helpers::verify_request(
@@ -257,6 +257,33 @@ fn serve_with_the_sandbox_answers_verify_and_stops_on_sigterm() {
             .unwrap()
             .into_inner();
         assert!(response.age_check.unwrap().satisfied);
+        // `serve --sandbox` also plays the browser (the README's grpcurl example).
+        use certification_service::sandbox::grpc::proto::{
+            CertifyRequest, Person, sandbox_client::SandboxClient,
+        };
+        let certified = SandboxClient::new(channel)
+            .certify(CertifyRequest {
+                merchant_uid: "demo-1".into(),
+                person: Person::Adult as i32,
+                ..CertifyRequest::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let request = certification_service::grpc::proto::VerifyRequest {
+            merchant_uid: "demo-1".into(),
+            ..crate::helpers::verify_request(&certified.imp_uid)
+        };
+        assert!(
+            client
+                .verify(request)
+                .await
+                .unwrap()
+                .into_inner()
+                .age_check
+                .unwrap()
+                .satisfied
+        );
     });
     assert!(
         dir.path().join("data/certification-service.db").exists(),

@@ -12,7 +12,7 @@ use certification_service::{
         check_duplicate_request::Key,
     },
     portone::v1::{PortoneClient, TokenCacheStats},
-    sandbox::{Sandbox, SandboxConfig, SandboxHandle},
+    sandbox::{Sandbox, SandboxConfig, SandboxHandle, grpc::proto::sandbox_client::SandboxClient},
     secret::Secret,
     store::Store,
 };
@@ -190,17 +190,39 @@ pub async fn test_settings(adjust_sandbox: impl FnOnce(&mut SandboxConfig)) -> (
     (settings, sandbox, data)
 }
 
+/// Like [`spawn_app`] but as production runs: without `Application::with_sandbox`, so the gRPC
+/// port does not serve `certification.sandbox.v1.Sandbox`.
+pub async fn spawn_app_without_sandbox_service() -> TestApp {
+    let (settings, sandbox, data) = test_settings(|_| {}).await;
+    spawn_app_serving(settings, sandbox.into(), data.into(), |_| {}, true, false).await
+}
+
+/// The server as `serve --sandbox` runs it: the Sandbox service registered over this test's own
+/// sandbox.
 pub async fn spawn_app_on(
-    mut settings: Settings,
+    settings: Settings,
     sandbox: impl Into<Arc<Sandbox>>,
     data: impl Into<Arc<TestData>>,
     adjust: impl FnOnce(&mut Settings),
     wait_ready: bool,
 ) -> TestApp {
+    spawn_app_serving(settings, sandbox.into(), data.into(), adjust, wait_ready, true).await
+}
+
+async fn spawn_app_serving(
+    mut settings: Settings,
+    sandbox: Arc<Sandbox>,
+    data: Arc<TestData>,
+    adjust: impl FnOnce(&mut Settings),
+    wait_ready: bool,
+    serve_sandbox: bool,
+) -> TestApp {
     adjust(&mut settings);
-    let sandbox = sandbox.into();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let application = Application::build(settings.clone(), listener).await.unwrap();
+    let mut application = Application::build(settings.clone(), listener).await.unwrap();
+    if serve_sandbox {
+        application = application.with_sandbox(sandbox.handle());
+    }
     let addr = application.local_addr();
     let health_addr = application.health_addr();
     let metrics_addr = application.metrics_addr();
@@ -224,7 +246,7 @@ pub async fn spawn_app_on(
         portone,
         settings,
         _sandbox: sandbox,
-        _data: data.into(),
+        _data: data,
         shutdown: Some(shutdown),
         server: Some(server),
     };
@@ -235,6 +257,14 @@ pub async fn spawn_app_on(
 }
 
 impl TestApp {
+    /// A client of `certification.sandbox.v1.Sandbox` on the server's address.
+    pub fn sandbox_client(&self) -> SandboxClient<Channel> {
+        let channel = Channel::from_shared(format!("http://{}", self.addr))
+            .unwrap()
+            .connect_lazy();
+        SandboxClient::new(channel)
+    }
+
     pub fn token_stats(&self) -> TokenCacheStats {
         self.portone.token_cache().stats()
     }

@@ -15,6 +15,7 @@ mod overload;
 mod processes;
 mod protection;
 mod proxy;
+mod sandbox_certify;
 mod sealing;
 mod security;
 mod server;

@@ -7,7 +7,9 @@ use tonic::{Code, transport::Channel};
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_reflection::pb::{v1, v1alpha};
 
-use crate::helpers::{assert_status, spawn_app, spawn_app_unready, spawn_app_with};
+use crate::helpers::{
+    assert_status, spawn_app, spawn_app_unready, spawn_app_with, spawn_app_without_sandbox_service,
+};
 
 #[tokio::test]
 async fn health_reports_serving_once_the_database_answers() {
@@ -93,6 +95,34 @@ async fn reflection_lists_the_services_over_v1_and_v1alpha() {
             "{services:?}"
         );
     }
+}
+
+#[tokio::test]
+async fn reflection_lists_the_sandbox_service_only_where_it_is_served() {
+    const SANDBOX: &str = certification_service::sandbox::grpc::SERVICE;
+    let with_sandbox = spawn_app().await;
+    let without_sandbox = spawn_app_without_sandbox_service().await;
+    for (app, served) in [(&with_sandbox, true), (&without_sandbox, false)] {
+        let channel = Channel::from_shared(format!("http://{}", app.addr))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        for services in [
+            listed_services!(v1, channel.clone()),
+            listed_services!(v1alpha, channel),
+        ] {
+            assert_eq!(services.contains(&SANDBOX.to_owned()), served, "{services:?}");
+            assert!(services.contains(&SERVICE_NAME.to_owned()), "{services:?}");
+        }
+    }
+    // And where it is not listed, it is not served either.
+    let refused = without_sandbox
+        .sandbox_client()
+        .certify(certification_service::sandbox::grpc::proto::CertifyRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::Unimplemented);
 }
 
 #[tokio::test]

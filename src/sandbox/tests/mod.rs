@@ -1,5 +1,6 @@
 //! The sandbox over real HTTP on loopback: the [`Harness`] and helpers the topical files share.
 
+mod certify;
 mod control;
 mod faults;
 mod lookups;

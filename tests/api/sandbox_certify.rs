@@ -1,0 +1,310 @@
+//! `certification.sandbox.v1.Sandbox/Certify`: the sandbox plays the browser, then Verify sees
+//! the certification it made.
+
+use std::collections::HashSet;
+
+use certification_service::{
+    grpc::{
+        CallerTokens,
+        proto::{Gender, VerifyRequest, VerifyResponse},
+    },
+    sandbox::{
+        grpc::proto::{CertifyRequest, Person},
+        identities::{ci_for, di_for},
+    },
+};
+use tonic::{Code, Request, Status, metadata::MetadataValue};
+
+use crate::helpers::{TestApp, assert_status, spawn_app, spawn_app_with};
+
+fn certify_request(merchant_uid: &str, person: Person) -> CertifyRequest {
+    CertifyRequest {
+        merchant_uid: merchant_uid.to_owned(),
+        person: person as i32,
+        ..CertifyRequest::default()
+    }
+}
+
+async fn certify_with(app: &TestApp, request: CertifyRequest) -> Result<String, Status> {
+    let merchant_uid = request.merchant_uid.clone();
+    let response = app.sandbox_client().certify(request).await?.into_inner();
+    assert_eq!(response.merchant_uid, merchant_uid);
+    let imp_uid = response.imp_uid;
+    let digits = imp_uid.strip_prefix("imp_").expect("imp_ prefix");
+    assert!(
+        digits.len() == 12 && digits.bytes().all(|byte| byte.is_ascii_digit()),
+        "{imp_uid}"
+    );
+    assert!(
+        !imp_uid.starts_with("imp_1000000000"),
+        "a fixture's imp_uid: {imp_uid}"
+    );
+    Ok(imp_uid)
+}
+
+/// Certifies `person` for `merchant_uid` and returns the new imp_uid.
+async fn certify(app: &TestApp, merchant_uid: &str, person: Person) -> String {
+    certify_with(app, certify_request(merchant_uid, person))
+        .await
+        .unwrap()
+}
+
+/// Verify as the caller that issued `merchant_uid` calls it.
+async fn verify(app: &TestApp, imp_uid: &str, merchant_uid: &str) -> Result<VerifyResponse, Status> {
+    let request = VerifyRequest {
+        imp_uid: imp_uid.to_owned(),
+        merchant_uid: merchant_uid.to_owned(),
+        ..VerifyRequest::default()
+    };
+    app.client
+        .clone()
+        .verify(request)
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+#[tokio::test]
+async fn certify_makes_an_adult_that_verify_accepts_for_that_merchant_uid() {
+    let app = spawn_app().await;
+    let imp_uid = certify(&app, "order-1", Person::Adult).await;
+    let response = verify(&app, &imp_uid, "order-1").await.unwrap();
+    let identity = response.identity.unwrap();
+    assert_eq!(identity.name, "홍길동");
+    assert_eq!(identity.birth_date, "1990-03-15");
+    assert_eq!(identity.gender(), Gender::Male);
+    assert_eq!(identity.phone.as_deref(), Some("01012345678"));
+    assert_eq!(identity.carrier.as_deref(), Some("SKT"));
+    assert_eq!(identity.ci, ci_for("hong"), "the fixture adult's CI");
+    assert_eq!(identity.di, di_for("hong"));
+    let certification = response.certification.unwrap();
+    assert_eq!(certification.imp_uid, imp_uid);
+    assert_eq!(certification.merchant_uid, "order-1");
+    assert_eq!(certification.pg_provider, "danal");
+    assert!(response.age_check.unwrap().satisfied);
+    // Certified for order-1, so another merchant_uid is refused.
+    assert_status(
+        verify(&app, &imp_uid, "order-2").await,
+        Code::FailedPrecondition,
+        "MERCHANT_MISMATCH",
+    );
+}
+
+#[tokio::test]
+async fn the_adult_certified_twice_is_the_same_person_under_a_new_imp_uid() {
+    let app = spawn_app().await;
+    let first = certify(&app, "signup-a", Person::Adult).await;
+    let second = certify(&app, "signup-b", Person::Adult).await;
+    assert_ne!(first, second);
+    assert!(app.bind(&first, "acct-first").await.unwrap().bound);
+    let again = verify(&app, &second, "signup-b").await.unwrap();
+    assert_eq!(again.identity.unwrap().ci, ci_for("hong"));
+    let duplicate = again.duplicate.unwrap();
+    assert!(duplicate.duplicate);
+    assert_eq!(duplicate.account_id, "acct-first");
+}
+
+#[tokio::test]
+async fn each_person_verifies_with_the_traits_the_proto_promises() {
+    let app = spawn_app().await;
+
+    let minor = certify(&app, "m-minor", Person::Minor).await;
+    let response = verify(&app, &minor, "m-minor").await.unwrap();
+    assert_eq!(response.identity.unwrap().carrier.as_deref(), Some("KT"));
+    assert_eq!(response.age_check.unwrap().age, 15);
+
+    let foreigner = certify(&app, "m-foreigner", Person::Foreigner).await;
+    let identity = verify(&app, &foreigner, "m-foreigner")
+        .await
+        .unwrap()
+        .identity
+        .unwrap();
+    assert!(identity.foreigner);
+    assert_eq!(identity.ci, ci_for("smith-john"));
+
+    let no_phone = certify(&app, "m-no-phone", Person::NoPhone).await;
+    let response = verify(&app, &no_phone, "m-no-phone").await.unwrap();
+    let identity = response.identity.unwrap();
+    assert_eq!(identity.gender(), Gender::Male);
+    assert_eq!((identity.phone, identity.carrier), (None, None));
+    assert!(!identity.di.is_empty());
+    assert_eq!(response.certification.unwrap().pg_provider, "danal");
+
+    let inicis = certify(&app, "m-inicis", Person::Inicis).await;
+    let response = verify(&app, &inicis, "m-inicis").await.unwrap();
+    let identity = response.identity.unwrap();
+    assert_eq!(identity.gender(), Gender::Unspecified);
+    assert_eq!(identity.di, "");
+    assert_eq!(identity.phone, None);
+    assert_eq!(response.certification.unwrap().pg_provider, "inicis_unified");
+
+    for (person, age, satisfied) in [
+        (Person::Turns19Today, 19, true),
+        (Person::Turns19Tomorrow, 18, false),
+    ] {
+        let imp_uid = certify(&app, "m-birthday", person).await;
+        let request = VerifyRequest {
+            imp_uid,
+            merchant_uid: "m-birthday".to_owned(),
+            min_age: Some(19),
+            ..VerifyRequest::default()
+        };
+        let check = app
+            .client
+            .clone()
+            .verify(request)
+            .await
+            .unwrap()
+            .into_inner()
+            .age_check
+            .unwrap();
+        assert_eq!((check.age, check.satisfied), (age, satisfied), "{person:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_certification_without_ci_is_upstream_malformed_for_now() {
+    let app = spawn_app().await;
+    let imp_uid = certify(&app, "m-no-ci", Person::NoCi).await;
+    assert_status(
+        verify(&app, &imp_uid, "m-no-ci").await,
+        Code::Internal,
+        "UPSTREAM_MALFORMED",
+    );
+}
+
+#[tokio::test]
+async fn a_person_who_never_finished_is_not_certified() {
+    let app = spawn_app().await;
+    let imp_uid = certify(&app, "m-abandoned", Person::NotCertified).await;
+    assert_status(
+        verify(&app, &imp_uid, "m-abandoned").await,
+        Code::FailedPrecondition,
+        "NOT_CERTIFIED",
+    );
+}
+
+#[tokio::test]
+async fn person_keys_make_fifty_distinct_adults_with_the_adults_traits() {
+    let app = spawn_app().await;
+    let mut cis = HashSet::new();
+    for index in 0..50 {
+        let person_key = format!("load-test.user_{index}");
+        let request = CertifyRequest {
+            person_key: Some(person_key.clone()),
+            ..certify_request("m-keys", Person::Adult)
+        };
+        let imp_uid = certify_with(&app, request).await.unwrap();
+        let identity = verify(&app, &imp_uid, "m-keys").await.unwrap().identity.unwrap();
+        assert_eq!(identity.name, "홍길동");
+        assert_eq!(identity.ci, ci_for(&person_key));
+        assert_eq!(identity.di, di_for(&person_key));
+        assert_ne!(identity.phone.as_deref(), Some("01012345678"));
+        cis.insert(identity.ci);
+    }
+    assert_eq!(cis.len(), 50);
+    assert!(!cis.contains(&ci_for("hong")));
+}
+
+#[tokio::test]
+async fn certified_seconds_ago_counts_back_from_the_sandboxs_clock() {
+    let app = spawn_app().await;
+    // The sandbox's clock runs 30 s ahead: certified_at follows it, not the server's.
+    app.sandbox.set_clock_skew(30);
+    let request = CertifyRequest {
+        certified_seconds_ago: Some(600),
+        ..certify_request("m-earlier", Person::Adult)
+    };
+    let imp_uid = certify_with(&app, request).await.unwrap();
+    let certified_at = verify(&app, &imp_uid, "m-earlier")
+        .await
+        .unwrap()
+        .certification
+        .unwrap()
+        .certified_at
+        .unwrap()
+        .seconds;
+    let expected = chrono::Utc::now().timestamp() + 30 - 600;
+    assert!(
+        (certified_at - expected).abs() <= 5,
+        "{certified_at} vs {expected}"
+    );
+
+    // Older than the 30 minutes the test settings allow.
+    let request = CertifyRequest {
+        certified_seconds_ago: Some(3_600),
+        ..certify_request("m-stale", Person::Adult)
+    };
+    let imp_uid = certify_with(&app, request).await.unwrap();
+    assert_status(
+        verify(&app, &imp_uid, "m-stale").await,
+        Code::FailedPrecondition,
+        "CERTIFICATION_EXPIRED",
+    );
+}
+
+#[tokio::test]
+async fn malformed_requests_are_invalid_argument_naming_the_field() {
+    let app = spawn_app().await;
+    let cases = [
+        (certify_request("", Person::Adult), "INVALID_MERCHANT_UID"),
+        (
+            certify_request(&"m".repeat(257), Person::Adult),
+            "INVALID_MERCHANT_UID",
+        ),
+        (certify_request("a\tb", Person::Adult), "INVALID_MERCHANT_UID"),
+        (certify_request("m-1", Person::Unspecified), "INVALID_PERSON"),
+        (
+            CertifyRequest {
+                person: 42,
+                ..certify_request("m-1", Person::Adult)
+            },
+            "INVALID_PERSON",
+        ),
+        (
+            CertifyRequest {
+                person_key: Some("has space".to_owned()),
+                ..certify_request("m-1", Person::Adult)
+            },
+            "INVALID_PERSON_KEY",
+        ),
+        (
+            CertifyRequest {
+                person_key: Some(String::new()),
+                ..certify_request("m-1", Person::Adult)
+            },
+            "INVALID_PERSON_KEY",
+        ),
+        (
+            CertifyRequest {
+                certified_seconds_ago: Some(86_401),
+                ..certify_request("m-1", Person::Adult)
+            },
+            "INVALID_CERTIFIED_SECONDS_AGO",
+        ),
+    ];
+    for (request, reason) in cases {
+        assert_status(
+            app.sandbox_client().certify(request).await,
+            Code::InvalidArgument,
+            reason,
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_sandbox_service_needs_a_caller_token_like_certification_service() {
+    let token = "signup-token-0123456789abcdef";
+    let tokens = CallerTokens::parse(&format!("signup={token}")).unwrap();
+    let app = spawn_app_with(|settings| settings.server.caller_tokens = Some(tokens)).await;
+    let without_token = app
+        .sandbox_client()
+        .certify(certify_request("m-auth", Person::Adult))
+        .await;
+    assert_status(without_token, Code::Unauthenticated, "UNAUTHENTICATED");
+
+    let mut request = Request::new(certify_request("m-auth", Person::Adult));
+    let bearer = MetadataValue::try_from(format!("Bearer {token}")).unwrap();
+    request.metadata_mut().insert("authorization", bearer);
+    let response = app.sandbox_client().certify(request).await.unwrap();
+    assert_eq!(response.into_inner().merchant_uid, "m-auth");
+}
