@@ -14,8 +14,11 @@
 #   3. `buildah bud --pull=never --layers` with both passed as build arguments;
 #   4. the image run read-only, all capabilities dropped, uid 65532, no-new-privileges, /tmp a
 #      tmpfs, `serve --sandbox`: gRPC health SERVING through the image's own `health`
-#      subcommand (as `helm test` does), a Verify from the host with grpcurl, exit code 0 on
-#      SIGTERM; then the image size.
+#      subcommand (as `helm test` does); from the host with grpcurl (reflection), a signup as
+#      callers do it: BeginVerification (PURPOSE_SIGNUP, an account_id) issues the merchant_uid,
+#      the sandbox's Sandbox/Certify plays the browser (PERSON_ADULT for that merchant_uid) and
+#      returns an imp_uid, Verify(imp_uid, merchant_uid) answers `bound: true` and 홍길동's birth
+#      date; exit code 0 on SIGTERM; then the image size.
 #
 # Caches: podman's storage (/var/lib/containers: the stand-ins and the build's layers), buildah's
 # cache mounts of cargo's registry and target directory (/var/tmp/buildah-cache/certification-
@@ -254,14 +257,50 @@ if [ -z "$serving" ]; then
 fi
 say "health (the image's own \`health\`, as helm test runs it): SERVING"
 
-if ! verify=$("$GRPCURL" -plaintext -max-time 20 -d '{"imp_uid": "imp_100000000001"}' \
-  "127.0.0.1:$GRPC_PORT" certification.v1.CertificationService/Verify 2>&1); then
-  echo "$verify" >&2
-  podman logs "$NAME" >&2 || true
-  die "Verify"
+# A signup from the host, as callers do it (REQUIRE_SESSION is on under --sandbox too): the
+# service issues the session, the sandbox plays the browser for it, Verify redeems it.
+# grpc METHOD JSON: the answer (protobuf JSON: lowerCamelCase names, defaults included) on stdout;
+# on failure grpcurl's error and the container's log on stderr, and the script stops.
+grpc() {
+  local out
+  if ! out=$("$GRPCURL" -plaintext -max-time 20 -emit-defaults -d "$2" "127.0.0.1:$GRPC_PORT" "$1" 2>&1); then
+    echo "$out" >&2
+    podman logs "$NAME" >&2 || true
+    die "$1"
+  fi
+  printf '%s\n' "$out"
+}
+# json_get a.b <<<JSON: that field (a string raw, anything else as JSON; null when absent).
+if command -v jq >/dev/null; then
+  json_get() { jq -r --arg path "$1" 'getpath($path | split("."))'; }
+else
+  json_get() {
+    python3 -c '
+import json, sys
+value = json.load(sys.stdin)
+for key in sys.argv[1].split("."):
+    value = value.get(key) if isinstance(value, dict) else None
+print(value if isinstance(value, str) else json.dumps(value))' "$1"
+  }
 fi
-grep -q '"birthDate": "1990-03-15"' <<<"$verify" || { echo "$verify" >&2; die "Verify answered an unexpected identity"; }
-say "Verify imp_100000000001 from the host (grpcurl, reflection): OK"
+
+began=$(grpc certification.v1.CertificationService/BeginVerification \
+  '{"purpose": "PURPOSE_SIGNUP", "account_id": "image-ci-1"}')
+merchant_uid=$(json_get merchantUid <<<"$began")
+[[ $merchant_uid =~ ^vs_[0-9a-f]{32}$ ]] || { echo "$began" >&2; die "BeginVerification issued no session"; }
+certified=$(grpc certification.sandbox.v1.Sandbox/Certify \
+  "{\"merchant_uid\": \"$merchant_uid\", \"person\": \"PERSON_ADULT\"}")
+imp_uid=$(json_get impUid <<<"$certified")
+[[ $imp_uid =~ ^imp_[0-9]+$ ]] || { echo "$certified" >&2; die "Sandbox/Certify returned no imp_uid"; }
+verify=$(grpc certification.v1.CertificationService/Verify \
+  "{\"imp_uid\": \"$imp_uid\", \"merchant_uid\": \"$merchant_uid\"}")
+if [ "$(json_get bound <<<"$verify")" != true ] ||
+  [ "$(json_get identity.birthDate <<<"$verify")" != 1990-03-15 ] ||
+  [ "$(json_get certification.merchantUid <<<"$verify")" != "$merchant_uid" ]; then
+  echo "$verify" >&2
+  die "Verify answered an unexpected verdict or identity (expected bound, born 1990-03-15)"
+fi
+say "signup from the host (grpcurl, reflection): BeginVerification, Sandbox/Certify $imp_uid, Verify: bound"
 
 # podman stop sends the image's stop signal, SIGTERM (the Dockerfile sets no STOPSIGNAL), and
 # SIGKILL only after 40 s: an exit code of 137 would show it.

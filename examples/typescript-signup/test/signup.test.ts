@@ -1,25 +1,53 @@
-// The signup flow against the real service (`serve --sandbox`, fresh database), over gRPC.
-// Sandbox people (README "The PortOne sandbox"): imp_100000000001 and imp_100000000002 are the
-// same person (홍길동) certified twice; imp_100000000005 was certified two hours ago.
+// The signup flow against the real service (`serve --sandbox`, fresh database), over gRPC:
+// beginSignup() issues the session, the sandbox's Sandbox/Certify plays the browser (PortOne's
+// popup) for its merchant_uid, completeSignup() verifies the imp_uid the "browser" returned.
+// Every test certifies its own people (`person_key`: a distinct CI, DI and phone, the built-in
+// person's other traits), so the tests do not depend on one another's bindings.
 
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { BadRequestSchema, ErrorInfoSchema } from "../src/gen/google/rpc/error_details_pb.js";
+import { Person, Sandbox } from "../src/gen/certification/sandbox/v1/sandbox_pb.js";
+import { CertificationService } from "../src/gen/certification/v1/certification_pb.js";
 import { callError, reasonOf } from "../src/errors.js";
-import { certificationClient, holderOf, signUp, type CertificationClient } from "../src/signup.js";
+import {
+  beginSignup,
+  completeSignup,
+  grpcTransport,
+  holderOf,
+  type BeginSignupRequest,
+  type CertificationClient,
+  type PendingSignup,
+} from "../src/signup.js";
 import { startService, type RunningService } from "./service.js";
 
 let service: RunningService;
 let client: CertificationClient;
+let sandbox: Client<typeof Sandbox>;
 
 before(async () => {
   service = await startService();
-  client = certificationClient(service.baseUrl);
+  const transport = grpcTransport(service.baseUrl);
+  client = createClient(CertificationService, transport);
+  sandbox = createClient(Sandbox, transport);
 });
 after(async () => {
   await service?.stop();
 });
+
+/** The browser's part: `person` (as `personKey`) completes PortOne's popup for the session. */
+async function certify(merchantUid: string, person: Person, personKey: string, certifiedSecondsAgo?: number): Promise<string> {
+  const res = await sandbox.certify({ merchantUid, person, personKey, certifiedSecondsAgo });
+  assert.equal(res.merchantUid, merchantUid);
+  return res.impUid;
+}
+
+/** A signup from the form to the popup: the session, and the imp_uid the browser came back with. */
+async function certifiedSignup(req: BeginSignupRequest, person: Person, personKey: string): Promise<{ pending: PendingSignup; impUid: string }> {
+  const pending = await beginSignup(client, req);
+  return { pending, impUid: await certify(pending.merchantUid, person, personKey) };
+}
 
 async function rejection(call: Promise<unknown>): Promise<unknown> {
   try {
@@ -30,52 +58,123 @@ async function rejection(call: Promise<unknown>): Promise<unknown> {
   assert.fail("the call succeeded");
 }
 
-// The steps build on each other (one database), so they run in order.
 describe("signup", () => {
-  test("a new person: nobody holds them yet", async () => {
-    assert.equal(await holderOf(client, "imp_100000000001"), undefined);
+  test("beginSignup issues a session: a vs_ merchant_uid and a deadline in the future", async () => {
+    const pending = await beginSignup(client, { accountId: "user-begin" });
+    assert.match(pending.merchantUid, /^vs_[0-9a-f]{32}$/);
+    assert.ok(pending.expiresAt.getTime() > Date.now());
+    assert.notEqual((await beginSignup(client, { accountId: "user-begin" })).merchantUid, pending.merchantUid);
   });
 
-  test("signup binds the person to the new account", async () => {
-    const outcome = await signUp(client, { impUid: "imp_100000000001", accountId: "user-1001", merchantUid: "signup-0001" });
+  test("happy path: the adult's certification binds the session's account; a retry answers the same", async () => {
+    const { pending, impUid } = await certifiedSignup(
+      { accountId: "user-1001", expected: { name: "홍길동", birthDate: "1990-03-15" } },
+      Person.ADULT,
+      "happy",
+    );
+    assert.equal(await holderOf(client, impUid), undefined, "nobody holds a new person yet");
+
+    const outcome = await completeSignup(client, pending, impUid);
     assert.ok(outcome.kind === "registered", JSON.stringify(outcome));
     assert.equal(outcome.accountId, "user-1001");
     assert.equal(outcome.name, "홍길동");
-    assert.ok(outcome.age >= 30 && outcome.adult);
-    assert.equal(outcome.retried, false);
-  });
+    assert.ok(outcome.age >= 30);
+    assert.equal((await holderOf(client, impUid))?.accountId, "user-1001");
 
-  test("the same signup retried: duplicate names our own account, bound is true, so it is a success", async () => {
-    const raw = await client.verify({ impUid: "imp_100000000001", accountId: "user-1001", merchantUid: "signup-0001" });
+    // A lost response, a double click: the same imp_uid under the same session answers as the
+    // first call did (bound, and `duplicate` as it was before the first call).
+    const raw = await client.verify({ impUid, merchantUid: pending.merchantUid });
     assert.equal(raw.bound, true);
-    assert.equal(raw.duplicate?.duplicate, true);
-    assert.equal(raw.duplicate?.accountId, "user-1001");
-    const outcome = await signUp(client, { impUid: "imp_100000000001", accountId: "user-1001", merchantUid: "signup-0001" });
-    assert.ok(outcome.kind === "registered", JSON.stringify(outcome));
-    assert.equal(outcome.retried, true);
+    assert.equal(raw.duplicate?.duplicate, false);
+    assert.equal(raw.certification?.impUid, impUid);
+    assert.equal(raw.certification?.merchantUid, pending.merchantUid);
+    assert.equal(raw.identity?.birthDate, "1990-03-15");
+    assert.deepEqual(await completeSignup(client, pending, impUid), outcome);
   });
 
-  test("CheckDuplicate: the person, certified again, is held by the first account", async () => {
-    const holder = await holderOf(client, "imp_100000000002");
-    assert.ok(holder);
-    assert.equal(holder.accountId, "user-1001");
-    assert.ok(holder.since.getTime() > Date.now() - 60_000);
-  });
+  test("the same adult for a second account: ALREADY_EXISTS, ErrorInfo reason ALREADY_REGISTERED", async () => {
+    const first = await certifiedSignup({ accountId: "user-2001" }, Person.ADULT, "twice");
+    assert.equal((await completeSignup(client, first.pending, first.impUid)).kind, "registered");
 
-  test("a second account for the same person: ALREADY_EXISTS, ErrorInfo reason ALREADY_REGISTERED", async () => {
-    const err = await rejection(client.verify({ impUid: "imp_100000000002", accountId: "user-2002" }));
+    // The same person (same person_key) certifies again, for another account's session.
+    const { pending, impUid } = await certifiedSignup({ accountId: "user-2002" }, Person.ADULT, "twice");
+    assert.equal((await holderOf(client, impUid))?.accountId, "user-2001");
+    const err = await rejection(client.verify({ impUid, merchantUid: pending.merchantUid }));
     const e = callError(err);
     assert.equal(e.code, Code.AlreadyExists);
     assert.equal(e.errorInfo?.domain, "certification.v1");
     assert.equal(e.errorInfo?.reason, "ALREADY_REGISTERED");
     // Connect's own decoding of the same trailer agrees with ours.
     assert.equal(ConnectError.from(err).findDetails(ErrorInfoSchema)[0]?.reason, "ALREADY_REGISTERED");
-    // And the signup flow turns it into "log in instead".
-    assert.deepEqual(await signUp(client, { impUid: "imp_100000000002", accountId: "user-2002" }), { kind: "already_registered" });
+    // And the signup flow turns it into "log in instead", on a retry too.
+    assert.deepEqual(await completeSignup(client, pending, impUid), { kind: "already_registered" });
+  });
+
+  test("a minor under a min_age 19 session: certified, not bound, age_check not satisfied", async () => {
+    const { pending, impUid } = await certifiedSignup({ accountId: "user-3001", minAge: 19 }, Person.MINOR, "minor");
+    const raw = await client.verify({ impUid, merchantUid: pending.merchantUid });
+    assert.equal(raw.bound, false);
+    assert.equal(raw.ageCheck?.satisfied, false);
+    assert.equal(raw.ageCheck?.minAge, 19);
+    assert.ok((raw.ageCheck?.age ?? 99) < 19);
+    const outcome = await completeSignup(client, pending, impUid);
+    assert.ok(outcome.kind === "refused", JSON.stringify(outcome));
+    assert.equal(outcome.reason, "UNDERAGE");
+    assert.equal(await holderOf(client, impUid), undefined, "a minor is never bound");
+  });
+
+  test("a replayed session: another person's certification under a redeemed session is SESSION_USED", async () => {
+    const { pending, impUid } = await certifiedSignup({ accountId: "user-4001" }, Person.ADULT, "replay-first");
+    assert.equal((await completeSignup(client, pending, impUid)).kind, "registered");
+
+    const other = await certify(pending.merchantUid, Person.ADULT, "replay-second");
+    const e = callError(await rejection(client.verify({ impUid: other, merchantUid: pending.merchantUid })));
+    assert.equal(e.code, Code.FailedPrecondition);
+    assert.equal(e.errorInfo?.reason, "SESSION_USED");
+    const outcome = await completeSignup(client, pending, other);
+    assert.ok(outcome.kind === "refused" && outcome.reason === "SESSION_USED", JSON.stringify(outcome));
+    assert.equal(await holderOf(client, other), undefined, "the replayed person is bound to nobody");
+  });
+
+  test("a Verify without a session: FAILED_PRECONDITION, SESSION_REQUIRED; one the service never issued: SESSION_NOT_FOUND", async () => {
+    const pending = await beginSignup(client, { accountId: "user-5001" });
+    const impUid = await certify(pending.merchantUid, Person.ADULT, "no-session");
+    let e = callError(await rejection(client.verify({ impUid, accountId: "user-5001" })));
+    assert.equal(e.code, Code.FailedPrecondition);
+    assert.equal(e.errorInfo?.reason, "SESSION_REQUIRED");
+
+    e = callError(await rejection(client.verify({ impUid, merchantUid: "signup-0001" })));
+    assert.equal(e.code, Code.NotFound);
+    assert.equal(e.errorInfo?.reason, "SESSION_NOT_FOUND");
+    // Both are bugs of the caller, not the user's doing: completeSignup leaves them to the caller.
+    assert.equal(reasonOf(await rejection(completeSignup(client, { accountId: "user-5001", merchantUid: "" }, impUid))), "SESSION_REQUIRED");
+
+    // The session itself was not touched: it still completes the signup.
+    assert.equal((await completeSignup(client, pending, impUid)).kind, "registered");
+  });
+
+  test("another account than the session's: INVALID_ARGUMENT, SESSION_MISMATCH", async () => {
+    const { pending, impUid } = await certifiedSignup({ accountId: "user-6001" }, Person.ADULT, "mismatch");
+    const e = callError(await rejection(client.verify({ impUid, merchantUid: pending.merchantUid, accountId: "user-6002" })));
+    assert.equal(e.code, Code.InvalidArgument);
+    assert.equal(e.errorInfo?.reason, "SESSION_MISMATCH");
+  });
+
+  test("someone else than the signup form says: IDENTITY_MISMATCH naming the fields", async () => {
+    const { pending, impUid } = await certifiedSignup(
+      { accountId: "user-7001", expected: { name: "홍길동", birthDate: "1991-03-15" } },
+      Person.ADULT,
+      "identity",
+    );
+    const outcome = await completeSignup(client, pending, impUid);
+    assert.ok(outcome.kind === "refused", JSON.stringify(outcome));
+    assert.equal(outcome.reason, "IDENTITY_MISMATCH");
+    assert.match(outcome.detail, /birth_date/);
   });
 
   test("bad input: INVALID_ARGUMENT with ErrorInfo and a BadRequest naming the field", async () => {
-    const err = await rejection(client.verify({ impUid: "imp_1/../users/getToken", accountId: "user-3003" }));
+    const pending = await beginSignup(client, { accountId: "user-8001" });
+    const err = await rejection(client.verify({ impUid: "imp_1/../users/getToken", merchantUid: pending.merchantUid }));
     const e = callError(err);
     assert.equal(e.code, Code.InvalidArgument);
     assert.equal(e.errorInfo?.reason, "INVALID_IMP_UID");
@@ -83,20 +182,27 @@ describe("signup", () => {
     assert.equal(ConnectError.from(err).findDetails(BadRequestSchema)[0]?.fieldViolations[0]?.field, "imp_uid");
   });
 
-  test("a stale certification is refused with its reason", async () => {
-    const outcome = await signUp(client, { impUid: "imp_100000000005", accountId: "user-5005" });
+  test("a stale certification (two hours old) is refused with its reason", async () => {
+    const pending = await beginSignup(client, { accountId: "user-9001" });
+    const impUid = await certify(pending.merchantUid, Person.ADULT, "stale", 7200);
+    const outcome = await completeSignup(client, pending, impUid);
     assert.ok(outcome.kind === "refused", JSON.stringify(outcome));
     assert.equal(outcome.reason, "CERTIFICATION_EXPIRED");
   });
 
   test("after Unlink (회원 탈퇴) the person may sign up again with a new account", async () => {
-    const unlinked = await client.unlink({ accountId: "user-1001" });
+    const first = await certifiedSignup({ accountId: "user-10001" }, Person.ADULT, "rejoin");
+    assert.equal((await completeSignup(client, first.pending, first.impUid)).kind, "registered");
+
+    const unlinked = await client.unlink({ accountId: "user-10001" });
     assert.equal(unlinked.unlinked, true);
-    assert.equal((await client.unlink({ accountId: "user-1001" })).unlinked, false);
-    assert.equal(await holderOf(client, "imp_100000000002"), undefined);
-    const outcome = await signUp(client, { impUid: "imp_100000000002", accountId: "user-2002" });
+    assert.equal((await client.unlink({ accountId: "user-10001" })).unlinked, false);
+    assert.equal(await holderOf(client, first.impUid), undefined);
+
+    const { pending, impUid } = await certifiedSignup({ accountId: "user-10002" }, Person.ADULT, "rejoin");
+    const outcome = await completeSignup(client, pending, impUid);
     assert.ok(outcome.kind === "registered", JSON.stringify(outcome));
-    assert.equal(outcome.retried, false);
+    assert.equal((await holderOf(client, first.impUid))?.accountId, "user-10002");
   });
 
   test("reasonOf ignores errors that are not the service's own", async () => {
