@@ -21,7 +21,7 @@ impl IdentityService {
     #[tracing::instrument(skip_all, fields(purpose = spec.purpose.as_str()))]
     pub async fn begin_verification(&self, spec: SessionSpec, caller: &str) -> Result<Began, ServiceError> {
         let id = SessionId::generate();
-        let created_at = Utc::now();
+        let created_at = super::verify::stored_precision(Utc::now());
         let ttl = chrono::Duration::from_std(self.policy.session_ttl).unwrap_or(chrono::Duration::MAX);
         let expires_at = created_at
             .checked_add_signed(ttl)

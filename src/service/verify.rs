@@ -2,7 +2,7 @@
 //! session, record and bind. Nothing about a certification is stored until it passed every
 //! check, and a person under the minimum age is never bound.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Timelike as _, Utc};
 use tokio::time::Instant;
 
 use super::{CertificationFacts, IdentityService, Recordable, Verified, VerifyCommand, certified_parts};
@@ -75,7 +75,7 @@ impl IdentityService {
     ) -> Result<Answer, ServiceError> {
         let found = self.providers.lookup(&command.certification, deadline).await?;
         let (identity, certified_at) = certified_parts(&found)?;
-        let now = Utc::now();
+        let now = stored_precision(Utc::now());
         self.check_time(certified_at, now)?;
         self.check_belongs(&found, certified_at, &command, session.as_ref())?;
 
@@ -302,4 +302,10 @@ fn refusal(outcome: BindOutcome) -> ServiceError {
             ServiceError::Store(StoreError::Failure("a bind refused as bound".into()))
         }
     }
+}
+
+/// A time as the database keeps it (PostgreSQL: microseconds), so the first answer carries the
+/// same `reverified_at` as the retries that read it back.
+pub(super) fn stored_precision(at: DateTime<Utc>) -> DateTime<Utc> {
+    at.with_nanosecond(at.nanosecond() / 1_000 * 1_000).unwrap_or(at)
 }

@@ -9,6 +9,7 @@ mod entities;
 mod housekeeping;
 mod identities;
 mod sessions;
+mod writes;
 
 use std::{path::Path, time::Duration};
 

@@ -193,6 +193,7 @@ fn serve_with_the_sandbox_answers_verify_and_stops_on_sigterm() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    let _reaper = KillOnPanic(child.id());
     // The server logs the address it bound: the only way to learn port 0's choice. A reader
     // thread forwards every line, so a missing line fails the test instead of hanging it.
     let stdout = child.stdout.take().unwrap();
@@ -249,21 +250,30 @@ fn serve_with_the_sandbox_answers_verify_and_stops_on_sigterm() {
             certification_service::grpc::proto::certification_service_client::CertificationServiceClient::new(
                 channel.clone(),
             );
-        let response = client
+        // REQUIRE_SESSION is on under --sandbox too: an imp_uid alone opens nothing.
+        let alone = client
             .verify(crate::helpers::verify_request(
                 certification_service::sandbox::identities::ADULT,
             ))
+            .await;
+        crate::helpers::assert_status(alone, tonic::Code::FailedPrecondition, "SESSION_REQUIRED");
+        // The README's walk-through: begin, the sandbox plays the browser, Verify redeems.
+        use certification_service::{
+            grpc::proto::{BeginVerificationRequest, Purpose},
+            sandbox::grpc::proto::{CertifyRequest, Person, sandbox_client::SandboxClient},
+        };
+        let session = client
+            .begin_verification(BeginVerificationRequest {
+                purpose: Purpose::Signup.into(),
+                account_id: Some("user-1001".into()),
+                ..Default::default()
+            })
             .await
             .unwrap()
             .into_inner();
-        assert!(response.age_check.unwrap().satisfied);
-        // `serve --sandbox` also plays the browser (the README's grpcurl example).
-        use certification_service::sandbox::grpc::proto::{
-            CertifyRequest, Person, sandbox_client::SandboxClient,
-        };
         let certified = SandboxClient::new(channel)
             .certify(CertifyRequest {
-                merchant_uid: "demo-1".into(),
+                merchant_uid: session.merchant_uid.clone(),
                 person: Person::Adult as i32,
                 ..CertifyRequest::default()
             })
@@ -271,19 +281,12 @@ fn serve_with_the_sandbox_answers_verify_and_stops_on_sigterm() {
             .unwrap()
             .into_inner();
         let request = certification_service::grpc::proto::VerifyRequest {
-            merchant_uid: "demo-1".into(),
+            merchant_uid: session.merchant_uid,
             ..crate::helpers::verify_request(&certified.imp_uid)
         };
-        assert!(
-            client
-                .verify(request)
-                .await
-                .unwrap()
-                .into_inner()
-                .age_check
-                .unwrap()
-                .satisfied
-        );
+        let answer = client.verify(request).await.unwrap().into_inner();
+        assert!(answer.age_check.unwrap().satisfied);
+        assert!(answer.bound);
     });
     assert!(
         dir.path().join("data/certification-service.db").exists(),
@@ -342,4 +345,16 @@ async fn health_command(address: String, service_name: &str) -> std::process::Ou
     })
     .await
     .unwrap()
+}
+
+/// Kills the server if the test fails before stopping it, so no server outlives a failed test
+/// (holding the test's output pipe open).
+struct KillOnPanic(u32);
+
+impl Drop for KillOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let _ = Command::new("kill").args(["-KILL", &self.0.to_string()]).status();
+        }
+    }
 }
