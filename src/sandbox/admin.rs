@@ -13,7 +13,12 @@ use axum::{
 use serde::{Deserialize, de::DeserializeOwned};
 use serde_json::json;
 
-use super::{Endpoint, Fault, SandboxHandle, SandboxStats, identities::CertificationRecord};
+use super::{
+    Endpoint, Fault, SandboxHandle, SandboxStats,
+    identities::CertificationRecord,
+    merchants::{Merchant, Owner},
+    v2::IdentityVerificationRecord,
+};
 
 fn admin_ok() -> Response {
     Json(json!({"ok": true})).into_response()
@@ -101,10 +106,51 @@ pub(super) async fn clock(State(sandbox): State<SandboxHandle>, body: Bytes) -> 
     }
 }
 
+/// A record plus whose it is: `"merchant"` (`main`, the default, or `other`) and `"tier"`.
+#[derive(Deserialize)]
+struct CertificationInsert {
+    #[serde(flatten)]
+    record: CertificationRecord,
+    #[serde(default)]
+    merchant: Merchant,
+    #[serde(default)]
+    tier: Option<String>,
+}
+
 pub(super) async fn insert_certification(State(sandbox): State<SandboxHandle>, body: Bytes) -> Response {
-    match parse_admin_body::<CertificationRecord>(&body) {
-        Ok(record) => {
-            sandbox.insert_certification(record);
+    match parse_admin_body::<CertificationInsert>(&body) {
+        Ok(insert) => {
+            let owner = Owner {
+                merchant: insert.merchant,
+                tier: insert.tier,
+            };
+            sandbox.insert_certification_as(owner, insert.record);
+            admin_ok()
+        }
+        Err(response) => response,
+    }
+}
+
+/// A V2 record plus, optionally, the store it is in (`"storeId"`; the configured one by default).
+#[derive(Deserialize)]
+struct IdentityVerificationInsert {
+    #[serde(flatten)]
+    record: IdentityVerificationRecord,
+    #[serde(default, rename = "storeId")]
+    store_id: Option<String>,
+}
+
+pub(super) async fn insert_identity_verification(State(sandbox): State<SandboxHandle>, body: Bytes) -> Response {
+    match parse_admin_body::<IdentityVerificationInsert>(&body) {
+        Ok(IdentityVerificationInsert {
+            record,
+            store_id: Some(store_id),
+        }) => {
+            sandbox.insert_identity_verification_in_store(&store_id, record);
+            admin_ok()
+        }
+        Ok(IdentityVerificationInsert { record, store_id: None }) => {
+            sandbox.insert_identity_verification(record);
             admin_ok()
         }
         Err(response) => response,

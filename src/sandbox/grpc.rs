@@ -4,7 +4,12 @@
 use tonic::{Request, Response, Status};
 
 use self::proto::{CertifyRequest, CertifyResponse, sandbox_server::Sandbox as SandboxService};
-use super::{SandboxHandle, people::Person};
+use super::{
+    SandboxHandle,
+    merchants::Owner,
+    people::Person,
+    v2::{ChannelType, MAX_IDENTITY_VERIFICATION_ID_CHARS},
+};
 use crate::{domain::FieldViolation, error::ServiceError};
 
 /// Generated from `proto/certification/sandbox/v1/sandbox.proto`.
@@ -39,45 +44,86 @@ impl SandboxGrpc {
 
 /// A Certify request that passed validation.
 struct CertifyCommand {
-    merchant_uid: String,
+    target: Target,
     person: Person,
     person_key: Option<String>,
     certified_seconds_ago: u32,
+}
+
+/// What the "browser" completes: a V1 certification or a V2 identity verification.
+enum Target {
+    V1 { merchant_uid: String, tier: Option<String> },
+    V2 { id: String, channel: ChannelType },
 }
 
 #[tonic::async_trait]
 impl SandboxService for SandboxGrpc {
     #[tracing::instrument(skip_all, fields(rpc.method = "Certify"))]
     async fn certify(&self, request: Request<CertifyRequest>) -> Result<Response<CertifyResponse>, Status> {
-        // The service's own mapping: ErrorInfo plus BadRequest, like every INVALID_ARGUMENT.
-        let command =
-            parse(request.into_inner()).map_err(|violation| Status::from(ServiceError::from(violation)))?;
-        let imp_uid = self.sandbox.certify(
-            command.person,
-            &command.merchant_uid,
-            command.person_key.as_deref(),
-            command.certified_seconds_ago,
-        );
-        tracing::info!(%imp_uid, person = ?command.person, "sandbox certification completed");
-        Ok(Response::new(CertifyResponse {
-            imp_uid,
-            merchant_uid: command.merchant_uid,
-        }))
+        let command = parse(request.into_inner()).map_err(invalid)?;
+        let person_key = command.person_key.as_deref();
+        let seconds_ago = command.certified_seconds_ago;
+        let response = match command.target {
+            Target::V1 { merchant_uid, tier } => {
+                let owner = tier.as_deref().map_or_else(Owner::main, Owner::tier);
+                let imp_uid = self
+                    .sandbox
+                    .certify_as(owner, command.person, &merchant_uid, person_key, seconds_ago)
+                    .map_err(|_| invalid(tier_violation()))?;
+                tracing::info!(%imp_uid, person = ?command.person, "sandbox certification completed");
+                CertifyResponse {
+                    imp_uid,
+                    merchant_uid,
+                    ..CertifyResponse::default()
+                }
+            }
+            Target::V2 { id, channel } => {
+                self.sandbox
+                    .certify_identity_verification(command.person, &id, person_key, seconds_ago, channel)
+                    .map_err(|_| {
+                        invalid(FieldViolation::new(
+                            "identity_verification_id",
+                            "INVALID_IDENTITY_VERIFICATION_ID",
+                            "already VERIFIED: an identity verification id succeeds only once",
+                        ))
+                    })?;
+                tracing::info!(person = ?command.person, "sandbox identity verification completed");
+                CertifyResponse {
+                    identity_verification_id: id,
+                    ..CertifyResponse::default()
+                }
+            }
+        };
+        Ok(Response::new(response))
     }
 }
 
+/// The service's mapping: ErrorInfo plus BadRequest, like every INVALID_ARGUMENT.
+fn invalid(violation: FieldViolation) -> Status {
+    Status::from(ServiceError::from(violation))
+}
+
+fn tier_violation() -> FieldViolation {
+    FieldViolation::new(
+        "tier",
+        "INVALID_TIER",
+        "the sandbox's sub-merchant code (T01 unless configured otherwise), V1 only",
+    )
+}
+
 fn parse(request: CertifyRequest) -> Result<CertifyCommand, FieldViolation> {
-    let merchant_uid = request.merchant_uid;
-    if merchant_uid.is_empty()
-        || merchant_uid.len() > MAX_MERCHANT_UID_BYTES
-        || merchant_uid.chars().any(char::is_control)
-    {
-        return Err(FieldViolation::new(
-            "merchant_uid",
-            "INVALID_MERCHANT_UID",
-            "required: 1 to 256 bytes without control characters",
-        ));
-    }
+    let target = if request.identity_verification_id.is_empty() {
+        parse_v1(request.merchant_uid, request.tier)?
+    } else {
+        if !request.merchant_uid.is_empty() || request.tier.is_some() {
+            return Err(FieldViolation::new(
+                "identity_verification_id",
+                "INVALID_IDENTITY_VERIFICATION_ID",
+                "exactly one of merchant_uid (V1) and identity_verification_id (V2); tier is V1 only",
+            ));
+        }
+        parse_v2(request.identity_verification_id, request.channel)?
+    };
     let person = person_of(request.person).ok_or_else(|| {
         FieldViolation::new(
             "person",
@@ -107,11 +153,55 @@ fn parse(request: CertifyRequest) -> Result<CertifyCommand, FieldViolation> {
         ));
     }
     Ok(CertifyCommand {
-        merchant_uid,
+        target,
         person,
         person_key: request.person_key,
         certified_seconds_ago,
     })
+}
+
+fn parse_v1(merchant_uid: String, tier: Option<String>) -> Result<Target, FieldViolation> {
+    if merchant_uid.is_empty()
+        || merchant_uid.len() > MAX_MERCHANT_UID_BYTES
+        || merchant_uid.chars().any(char::is_control)
+    {
+        return Err(FieldViolation::new(
+            "merchant_uid",
+            "INVALID_MERCHANT_UID",
+            "required: 1 to 256 bytes without control characters (or identity_verification_id)",
+        ));
+    }
+    // PortOne's sub-merchant codes are 3 characters; whether it is the configured one is checked
+    // against the running sandbox.
+    if let Some(code) = &tier
+        && !(code.len() == 3 && code.bytes().all(|byte| byte.is_ascii_alphanumeric()))
+    {
+        return Err(tier_violation());
+    }
+    Ok(Target::V1 { merchant_uid, tier })
+}
+
+fn parse_v2(id: String, channel: i32) -> Result<Target, FieldViolation> {
+    // A `/` could never be looked up: it would split the path.
+    if id.chars().count() > MAX_IDENTITY_VERIFICATION_ID_CHARS || id.chars().any(|c| c.is_control() || c == '/') {
+        return Err(FieldViolation::new(
+            "identity_verification_id",
+            "INVALID_IDENTITY_VERIFICATION_ID",
+            "1 to 200 characters without control characters or '/'",
+        ));
+    }
+    let channel = match proto::ChannelType::try_from(channel) {
+        Ok(proto::ChannelType::Unspecified | proto::ChannelType::Live) => ChannelType::Live,
+        Ok(proto::ChannelType::Test) => ChannelType::Test,
+        Err(_) => {
+            return Err(FieldViolation::new(
+                "channel",
+                "INVALID_CHANNEL",
+                "one of the ChannelType values",
+            ));
+        }
+    };
+    Ok(Target::V2 { id, channel })
 }
 
 /// The wire's person, or `None` for PERSON_UNSPECIFIED and values this build does not know.
@@ -128,6 +218,8 @@ fn person_of(wire: i32) -> Option<Person> {
         Wire::NotCertified => Some(Person::NotCertified),
         Wire::Turns19Today => Some(Person::Turns19Today),
         Wire::Turns19Tomorrow => Some(Person::Turns19Tomorrow),
+        Wire::BornBefore1970 => Some(Person::BornBefore1970),
+        Wire::Kcp => Some(Person::Kcp),
     }
 }
 
@@ -149,7 +241,7 @@ mod tests {
 
     #[test]
     fn every_wire_person_but_unspecified_is_a_person() {
-        for wire in 1..=9 {
+        for wire in 1..=11 {
             assert!(person_of(wire).is_some(), "{wire}");
         }
         assert_eq!(person_of(0), None);
@@ -171,6 +263,44 @@ mod tests {
             reason(request(&"가".repeat(86), proto::Person::Adult)),
             "INVALID_MERCHANT_UID"
         );
+    }
+
+    #[test]
+    fn exactly_one_of_merchant_uid_and_identity_verification_id() {
+        let v2 = |id: &str| CertifyRequest {
+            identity_verification_id: id.to_owned(),
+            ..request("", proto::Person::Adult)
+        };
+        assert!(parse(v2("iv-1")).is_ok());
+        assert!(parse(v2(&"i".repeat(200))).is_ok());
+        for bad in ["a/b", "a\nb", &"i".repeat(201)] {
+            assert_eq!(reason(v2(bad)), "INVALID_IDENTITY_VERIFICATION_ID", "{bad:?}");
+        }
+        let both = CertifyRequest {
+            merchant_uid: "m-1".to_owned(),
+            ..v2("iv-1")
+        };
+        assert_eq!(reason(both), "INVALID_IDENTITY_VERIFICATION_ID");
+        let with_tier = CertifyRequest {
+            tier: Some("T01".to_owned()),
+            ..v2("iv-1")
+        };
+        assert_eq!(reason(with_tier), "INVALID_IDENTITY_VERIFICATION_ID");
+        assert_eq!(reason(request("", proto::Person::Adult)), "INVALID_MERCHANT_UID");
+        let channel = |value: i32| CertifyRequest {
+            channel: value,
+            ..v2("iv-1")
+        };
+        assert!(parse(channel(2)).is_ok());
+        assert_eq!(reason(channel(9)), "INVALID_CHANNEL");
+        let tier = |code: &str| CertifyRequest {
+            tier: Some(code.to_owned()),
+            ..request("m-1", proto::Person::Adult)
+        };
+        assert!(parse(tier("T01")).is_ok());
+        for bad in ["", "T1", "T001", "T-1"] {
+            assert_eq!(reason(tier(bad)), "INVALID_TIER", "{bad:?}");
+        }
     }
 
     #[test]

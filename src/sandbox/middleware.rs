@@ -14,13 +14,16 @@ use serde_json::{Value, json};
 
 use super::{
     Endpoint, Fault, SandboxHandle,
-    server::{CERTIFICATIONS_PREFIX, GET_TOKEN_PATH, failure},
+    server::{CERTIFICATIONS_PREFIX, GET_TOKEN_PATH, failure, presented_tier},
+    v2::{IDENTITY_VERIFICATIONS_PREFIX, v2_status_fault_body, v2_wrong_types_body},
 };
 
 const ADMIN_PREFIX: &str = "/__sandbox/";
 
 const FAULT_MESSAGE: &str = "sandbox fault";
 const MALFORMED_BODY: &str = r#"{"code":0,"response":{"#;
+/// V2 answers have no envelope: its truncated JSON is a truncated verification.
+const MALFORMED_V2_BODY: &str = r#"{"status":"VERIFIED","id":"#;
 /// Long enough that only the client's timeout ends the wait.
 const HANG_DURATION: Duration = Duration::from_secs(3600);
 
@@ -39,12 +42,17 @@ pub(super) async fn observe(State(sandbox): State<SandboxHandle>, request: Reque
             .path_and_query()
             .map_or(path.as_str(), |raw| raw.as_str())
     );
+    let tier = presented_tier(request.headers()).map(str::to_owned);
     let (latency, fault) = {
         let mut state = sandbox.shared.state();
         state.stats.requests.push(request_line);
         match endpoint {
             Some(Endpoint::GetToken) => state.stats.get_token_calls += 1,
-            Some(Endpoint::GetCertification) => state.stats.certification_lookups += 1,
+            Some(Endpoint::GetCertification) => {
+                state.stats.certification_lookups += 1;
+                state.stats.last_tier = tier;
+            }
+            Some(Endpoint::GetIdentityVerification) => state.stats.identity_verification_lookups += 1,
             Some(Endpoint::Any) | None => {}
         }
         (state.latency, state.take_fault(endpoint))
@@ -71,9 +79,13 @@ fn classify(method: &Method, path: &str) -> Option<Endpoint> {
     if path == GET_TOKEN_PATH {
         return (*method == Method::POST).then_some(Endpoint::GetToken);
     }
+    let is_get = *method == Method::GET || *method == Method::HEAD;
+    // V2 routes the empty id too (to answer it 400), so it counts as a lookup.
+    if let Some(id) = path.strip_prefix(IDENTITY_VERIFICATIONS_PREFIX) {
+        return (is_get && !id.contains('/')).then_some(Endpoint::GetIdentityVerification);
+    }
     let imp_uid = path.strip_prefix(CERTIFICATIONS_PREFIX)?;
-    let is_lookup =
-        (*method == Method::GET || *method == Method::HEAD) && !imp_uid.is_empty() && !imp_uid.contains('/');
+    let is_lookup = is_get && !imp_uid.is_empty() && !imp_uid.contains('/');
     is_lookup.then_some(Endpoint::GetCertification)
 }
 
@@ -96,19 +108,24 @@ async fn answer_with_fault(
     request: Request,
     next: Next,
 ) -> Response {
+    let v2 = endpoint == Some(Endpoint::GetIdentityVerification);
     match fault {
-        Fault::Status { status } => failure(
-            status_or(status, StatusCode::INTERNAL_SERVER_ERROR),
-            -1,
-            FAULT_MESSAGE,
-        ),
+        Fault::Status { status } => {
+            let status = status_or(status, StatusCode::INTERNAL_SERVER_ERROR);
+            if v2 {
+                return (status, Json(v2_status_fault_body())).into_response();
+            }
+            failure(status, -1, FAULT_MESSAGE)
+        }
+        // V2 has no envelope: there this is a V1-shaped body a V2 client must reject.
         Fault::ErrorInEnvelope { code, message } => failure(StatusCode::OK, code, &message),
         Fault::Malformed => (
             StatusCode::OK,
             [(header::CONTENT_TYPE, "application/json")],
-            MALFORMED_BODY,
+            if v2 { MALFORMED_V2_BODY } else { MALFORMED_BODY },
         )
             .into_response(),
+        Fault::WrongTypes if v2 => Json(v2_wrong_types_body()).into_response(),
         Fault::WrongTypes => Json(wrong_types_envelope(endpoint)).into_response(),
         Fault::Html { status } => html_error_page(status_or(status, StatusCode::BAD_GATEWAY)),
         Fault::Hang => {

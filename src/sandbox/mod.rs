@@ -1,10 +1,15 @@
-//! A PortOne V1 API emulator ("the sandbox") for integration tests, `serve --sandbox` and the
+//! A PortOne API emulator ("the sandbox") for integration tests, `serve --sandbox` and the
 //! standalone `portone-sandbox` binary.
 //!
-//! It answers `POST /users/getToken` and `GET /certifications/{imp_uid}` the way
-//! `api.iamport.kr` does (see `shared/portone-api.md`): the `{code, message, response}` envelope,
-//! PortOne's token reuse and last-minute extension, 401 for bad credentials or tokens, 404 for
-//! unknown certifications. The built-in identities are listed in [`identities`].
+//! On one base URL it answers PortOne V1's `POST /users/getToken` and
+//! `GET /certifications/{imp_uid}` the way `api.iamport.kr` does (see `shared/portone-api.md`):
+//! the `{code, message, response}` envelope, PortOne's token reuse and last-minute extension, 401
+//! for bad credentials or tokens, 404 for unknown certifications. It emulates two merchants
+//! ([`merchants`]: each sees only its own certifications) and the main merchant's sub-merchant
+//! (the `Tier` header). The built-in V1 identities are listed in [`identities`].
+//!
+//! It also answers PortOne V2's `GET /identity-verifications/{id}` (`Authorization: PortOne
+//! <secret>`) as `api.portone.io` does; see [`v2`] for its errors and fixtures.
 //!
 //! Tests steer it through [`SandboxHandle`] (latency, queued faults, clock skew, token expiry,
 //! extra records, request statistics); the standalone binary exposes the same controls as JSON
@@ -15,10 +20,11 @@
 //! | `GET /__sandbox/stats` | [`SandboxStats`] as JSON |
 //! | `POST /__sandbox/reset` | clears faults, latency, stats and clock skew; keeps inserted records and tokens |
 //! | `POST /__sandbox/latency` `{"millis":N}` | [`SandboxHandle::set_latency`] |
-//! | `POST /__sandbox/faults` `{"endpoint":"get_certification","fault":{"kind":"status","status":503},"times":2}` | [`SandboxHandle::inject`] (`times` defaults to 1) |
+//! | `POST /__sandbox/faults` `{"endpoint":"get_certification","fault":{"kind":"status","status":503},"times":2}` | [`SandboxHandle::inject`] (`times` defaults to 1; endpoints `get_token`, `get_certification`, `get_identity_verification`, `any`) |
 //! | `POST /__sandbox/tokens/expire` | [`SandboxHandle::expire_tokens`] |
 //! | `POST /__sandbox/clock` `{"skew_seconds":N}` | [`SandboxHandle::set_clock_skew`] |
-//! | `POST /__sandbox/certifications` (a [`CertificationRecord`]) | [`SandboxHandle::insert_certification`] |
+//! | `POST /__sandbox/certifications` (a [`CertificationRecord`], plus optional `"merchant":"other"` and `"tier":"T01"`) | [`SandboxHandle::insert_certification_as`] |
+//! | `POST /__sandbox/identity-verifications` (a [`v2::IdentityVerificationRecord`], plus optional `"storeId"`) | [`SandboxHandle::insert_identity_verification`] |
 //!
 //! Admin requests are neither counted, recorded, delayed nor faulted.
 //!
@@ -29,47 +35,71 @@
 //! [`crate::app::Application::with_sandbox`], which `serve --sandbox` and the tests call). It
 //! makes a certification of one of the built-in [`people::Person`]s for a given `merchant_uid`
 //! exist now (by the sandbox's clock, skew included, less `certified_seconds_ago`) and returns
-//! its new imp_uid; `person_key` makes a distinct person with the same traits. The people are
-//! the fixtures' own ([`people`]), so `PERSON_ADULT` has the CI of `imp_100000000001`.
+//! its new imp_uid; `person_key` makes a distinct person with the same traits, `tier` makes it
+//! the sub-merchant's. Given an `identity_verification_id` instead, it makes a V2 identity
+//! verification under that id. The people are the fixtures' own ([`people`]), so `PERSON_ADULT`
+//! has the CI of `imp_100000000001` and of the V2 fixture `sandbox-iv-adult`.
 
 mod admin;
+mod certify;
 pub mod grpc;
 pub mod identities;
+pub mod merchants;
 mod middleware;
 pub mod people;
+mod record;
 mod server;
+mod state;
 #[cfg(test)]
 mod tests;
+pub mod v2;
 
 use std::{
-    collections::{HashMap, VecDeque},
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
-    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::{net::TcpStream, sync::watch, task::JoinHandle};
 
-use self::identities::CertificationRecord;
+use self::{
+    identities::CertificationRecord,
+    merchants::{Merchant, Owner},
+    state::{QueuedFault, Shared},
+};
+pub use self::{
+    certify::UnknownTier,
+    v2::{SANDBOX_STORE_ID, SANDBOX_V2_API_SECRET, SANDBOX_V2_CHANNEL_KEY},
+};
 
+/// The main merchant's V1 credentials: it owns the fixtures and has the foreigner contract.
 pub const SANDBOX_IMP_KEY: &str = "sandbox_imp_key";
 pub const SANDBOX_IMP_SECRET: &str = "sandbox_imp_secret";
+/// The other merchant's V1 credentials: its own certifications, no foreigner contract.
+pub const SANDBOX_OTHER_IMP_KEY: &str = "sandbox_other_imp_key";
+pub const SANDBOX_OTHER_IMP_SECRET: &str = "sandbox_other_imp_secret";
+/// The main merchant's sub-merchant code, sent as the V1 `Tier` header.
+pub const SANDBOX_TIER: &str = "T01";
 
 /// PortOne's documented token lifetime.
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(30 * 60);
-/// A getToken call this close to expiry extends the token instead of returning it unchanged.
-const TOKEN_EXTENSION_WINDOW_SECONDS: i64 = 60;
-/// How far such a call pushes the expiry.
-const TOKEN_EXTENSION_SECONDS: i64 = 5 * 60;
 
 /// The credentials the sandbox accepts and how long its tokens live.
 #[derive(Clone, Debug)]
 pub struct SandboxConfig {
     pub imp_key: String,
     pub imp_secret: String,
+    /// The second merchant's; must differ from `imp_key`, or it is never told apart.
+    pub other_imp_key: String,
+    pub other_imp_secret: String,
+    /// The main merchant's sub-merchant (`Tier` header); `None`: it has none.
+    pub tier: Option<String>,
     pub token_lifetime: Duration,
+    /// V2: the secret `Authorization: PortOne <secret>` must carry.
+    pub v2_api_secret: String,
+    /// V2: the one store that secret may read.
+    pub store_id: String,
 }
 
 impl Default for SandboxConfig {
@@ -77,7 +107,12 @@ impl Default for SandboxConfig {
         Self {
             imp_key: SANDBOX_IMP_KEY.to_owned(),
             imp_secret: SANDBOX_IMP_SECRET.to_owned(),
+            other_imp_key: SANDBOX_OTHER_IMP_KEY.to_owned(),
+            other_imp_secret: SANDBOX_OTHER_IMP_SECRET.to_owned(),
+            tier: Some(SANDBOX_TIER.to_owned()),
             token_lifetime: DEFAULT_TOKEN_LIFETIME,
+            v2_api_secret: SANDBOX_V2_API_SECRET.to_owned(),
+            store_id: SANDBOX_STORE_ID.to_owned(),
         }
     }
 }
@@ -184,10 +219,10 @@ impl SandboxHandle {
         state.latency = Duration::ZERO;
     }
 
-    /// Every issued token expires now: lookups with it get 401 and the next getToken issues a
-    /// new token.
+    /// Every issued token (of both merchants) expires now: lookups with it get 401 and the next
+    /// getToken issues a new token.
     pub fn expire_tokens(&self) {
-        self.shared.state().token = None;
+        self.shared.state().tokens.clear();
     }
 
     /// The sandbox's clock (getToken `now`/`expired_at`, token validity, and the `now` the
@@ -196,12 +231,23 @@ impl SandboxHandle {
         self.shared.state().clock_skew_seconds = skew_seconds;
     }
 
-    /// Added, or replaced by imp_uid; it shadows a fixture with the same imp_uid.
+    /// Added for the main merchant (no tier), or replaced by imp_uid; it shadows a fixture with
+    /// the same imp_uid.
     pub fn insert_certification(&self, record: CertificationRecord) {
+        self.insert_certification_as(Owner::main(), record);
+    }
+
+    /// Like [`Self::insert_certification`], visible only to `owner`.
+    pub fn insert_certification_as(&self, owner: Owner, record: CertificationRecord) {
         self.shared
             .state()
             .inserted
-            .insert(record.imp_uid.clone(), record);
+            .insert(record.imp_uid.clone(), (owner, record));
+    }
+
+    /// The configuration the sandbox runs with.
+    pub fn config(&self) -> &SandboxConfig {
+        &self.shared.config
     }
 
     pub fn stats(&self) -> SandboxStats {
@@ -229,6 +275,8 @@ impl SandboxHandle {
 pub enum Endpoint {
     GetToken,
     GetCertification,
+    /// V2's `GET /identity-verifications/{id}`.
+    GetIdentityVerification,
     Any,
 }
 
@@ -236,13 +284,16 @@ pub enum Endpoint {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Fault {
-    /// That HTTP status with the envelope `{code:-1,message:"sandbox fault",response:null}`.
+    /// That HTTP status with the envelope `{code:-1,message:"sandbox fault",response:null}`
+    /// (on V2: `{"type":"SANDBOX_FAULT","message":"sandbox fault"}`).
     Status { status: u16 },
-    /// HTTP 200 but `code` != 0 and `response` null (PortOne does this).
+    /// HTTP 200 but `code` != 0 and `response` null (PortOne V1 does this; on V2, which has no
+    /// envelope, it is a body of the wrong shape).
     ErrorInEnvelope { code: i64, message: String },
-    /// 200, content-type json, body `{"code":0,"response":{` (truncated JSON).
+    /// 200, content-type json, truncated JSON (`{"code":0,"response":{`; on V2
+    /// `{"status":"VERIFIED","id":`).
     Malformed,
-    /// 200, an envelope with `code` 0 whose response fields have the wrong JSON types.
+    /// 200, the endpoint's answer with every field of the wrong JSON type.
     WrongTypes,
     /// That status with a text/html body, as a load balancer sends.
     Html { status: u16 },
@@ -261,6 +312,11 @@ pub struct SandboxStats {
     pub tokens_issued: u64,
     /// Requests to `GET /certifications/..`, whatever their outcome.
     pub certification_lookups: u64,
+    /// Requests to V2's `GET /identity-verifications/..`, whatever their outcome.
+    pub identity_verification_lookups: u64,
+    /// The `Tier` header of the last certification lookup (`None`: it had none), so a client's
+    /// test can see that it sends its sub-merchant code.
+    pub last_tier: Option<String>,
     /// 401 answers.
     pub unauthorized: u64,
     /// `METHOD raw-path-and-query` of every request except `/__sandbox/*`, in order, with
@@ -268,113 +324,3 @@ pub struct SandboxStats {
     pub requests: Vec<String>,
 }
 
-/// What the server task and every handle share.
-struct Shared {
-    config: SandboxConfig,
-    /// A std mutex: it is never held across an await, and handle methods must stay sync.
-    state: Mutex<State>,
-    /// Resolves (as an error) once the [`Sandbox`] is dropped.
-    stopped: watch::Receiver<()>,
-}
-
-impl Shared {
-    fn state(&self) -> MutexGuard<'_, State> {
-        // No code panics while holding the lock, so a poisoned state is still consistent.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-#[derive(Default)]
-struct State {
-    latency: Duration,
-    faults: VecDeque<QueuedFault>,
-    clock_skew_seconds: i64,
-    /// The one live token: only the configured imp_key can get one, and a token is replaced
-    /// only after it expired, so older tokens are all invalid.
-    token: Option<IssuedToken>,
-    inserted: HashMap<String, CertificationRecord>,
-    stats: SandboxStats,
-}
-
-impl State {
-    /// The sandbox's clock, in unix seconds.
-    fn now(&self) -> i64 {
-        Utc::now().timestamp().saturating_add(self.clock_skew_seconds)
-    }
-
-    /// The sandbox's clock as a date-time, for the fixtures; real time if the skew is absurd.
-    fn now_datetime(&self) -> DateTime<Utc> {
-        DateTime::from_timestamp(self.now(), 0).unwrap_or_else(Utc::now)
-    }
-
-    /// Takes one use of the oldest queued fault that applies to a request to `endpoint`
-    /// (`None`: a path that is neither emulated endpoint).
-    fn take_fault(&mut self, endpoint: Option<Endpoint>) -> Option<Fault> {
-        let index = self
-            .faults
-            .iter()
-            .position(|queued| queued.endpoint == Endpoint::Any || Some(queued.endpoint) == endpoint)?;
-        let queued = self.faults.get_mut(index)?;
-        queued.remaining = queued.remaining.saturating_sub(1);
-        if queued.remaining == 0 {
-            return self.faults.remove(index).map(|queued| queued.fault);
-        }
-        Some(queued.fault.clone())
-    }
-
-    /// PortOne's token rules: reuse while valid, extend in the last minute, new after expiry.
-    fn token_for_get_token(&mut self, now: i64, lifetime: Duration) -> IssuedToken {
-        match &mut self.token {
-            Some(token) if now < token.expired_at => {
-                if token.expired_at - now <= TOKEN_EXTENSION_WINDOW_SECONDS {
-                    token.expired_at = token.expired_at.saturating_add(TOKEN_EXTENSION_SECONDS);
-                }
-                token.clone()
-            }
-            _ => {
-                let lifetime_seconds = i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX);
-                let token = IssuedToken {
-                    access_token: new_access_token(),
-                    expired_at: now.saturating_add(lifetime_seconds),
-                };
-                self.token = Some(token.clone());
-                self.stats.tokens_issued += 1;
-                token
-            }
-        }
-    }
-
-    fn token_is_valid(&self, presented: &str, now: i64) -> bool {
-        self.token
-            .as_ref()
-            .is_some_and(|token| token.access_token == presented && now < token.expired_at)
-    }
-
-    /// Inserted records first, then the fixtures as of the sandbox's clock.
-    fn certification(&self, imp_uid: &str) -> Option<CertificationRecord> {
-        if let Some(record) = self.inserted.get(imp_uid) {
-            return Some(record.clone());
-        }
-        identities::fixtures(self.now_datetime())
-            .into_iter()
-            .find(|record| record.imp_uid == imp_uid)
-    }
-}
-
-struct QueuedFault {
-    endpoint: Endpoint,
-    fault: Fault,
-    remaining: u32,
-}
-
-#[derive(Clone)]
-struct IssuedToken {
-    access_token: String,
-    expired_at: i64,
-}
-
-/// 40 lowercase hex characters, like PortOne's tokens.
-fn new_access_token() -> String {
-    let bytes: [u8; 20] = rand::random();
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
-}

@@ -1,12 +1,20 @@
-//! The sandbox's people, each defined once: the fixtures ([`super::identities::fixtures`]) and
-//! `Sandbox/Certify` ([`SandboxHandle::certify`]) both build their records from [`Person`].
+//! The sandbox's people, each defined once: the V1 fixtures ([`super::identities::fixtures`]),
+//! the V2 fixtures ([`super::v2::fixtures`]) and `Sandbox/Certify` ([`SandboxHandle::certify`])
+//! all build their records from [`Person`], so one person has one CI on both APIs.
+//!
+//! [`SandboxHandle::certify`]: super::SandboxHandle::certify
 
 use chrono::{DateTime, Days, NaiveDate, Utc};
 
 use super::{
-    SandboxHandle,
-    identities::{CertificationRecord, ORIGIN, date, today_in_seoul, years_before},
+    merchants::Merchant,
+    record::{
+        CertificationRecord, ORIGIN, date, di_in_site, inicis_tid_for, today_in_seoul, years_before,
+    },
 };
+
+/// Where KG Inicis's popup runs: it reports no page of the merchant's.
+const INICIS_ORIGIN: &str = "about:blank";
 
 /// Who certifies. Each person has a name, birthday, provider and carrier of their own, and an
 /// own key from which their CI, DI and phone derive.
@@ -28,14 +36,18 @@ pub enum Person {
     LeapDay,
     /// 윤도윤, danal, for a merchant not approved for the phone: no phone/carrier keys.
     NoPhone,
-    /// 강서준, `inicis_unified`: gender, DI and `foreigner_v2` null, no phone/carrier keys
-    /// (the fixture NO_PHONE).
+    /// 강서준, `inicis_unified`: gender, DI and `foreigner_v2` null, no phone/carrier keys,
+    /// `pg_tid` `INISA_…`, origin `about:blank` (the fixture NO_PHONE).
     Inicis,
     /// 한지민, KG Inicis with Kakao without the CI contract: like [`Person::Inicis`] and
     /// `unique_key` null too.
     NoCi,
     /// Never finished: `certified` false, every personal field null.
     NotCertified,
+    /// 오영자, born 1948-06-25, female, danal, KT: `birth` is negative (before 1970).
+    BornBefore1970,
+    /// 서지호, through `kcp_v2`, male, LGT.
+    Kcp,
 }
 
 /// One certification's own facts, as opposed to the person's.
@@ -46,6 +58,9 @@ pub struct Certification<'a> {
     pub certified_at: i64,
     /// CI, DI and phone derive from this instead of the person's own key.
     pub person_key: Option<&'a str>,
+    /// Whose certification it is: the DI is per merchant site, and only [`Merchant::Main`] has
+    /// the foreigner contract.
+    pub merchant: Merchant,
 }
 
 impl Person {
@@ -63,12 +78,34 @@ impl Person {
             Person::Inicis => "kang-seojun",
             Person::NoCi => "han-jimin",
             Person::NotCertified => "not-certified",
+            Person::BornBefore1970 => "oh-youngja",
+            Person::Kcp => "seo-jiho",
         }
     }
 
     /// The record of this person completing `certification`, with ages relative to `now`
     /// (the sandbox's clock) in Asia/Seoul.
     pub fn certify(self, certification: &Certification<'_>, now: DateTime<Utc>) -> CertificationRecord {
+        let record = self.certify_for_main_merchant(certification, now);
+        let key = certification.person_key.unwrap_or(self.own_key());
+        match certification.merchant.di_site() {
+            None => record,
+            // Without the foreigner contract PortOne sends `false` and `null`; the DI is the
+            // other site's.
+            Some(site) => CertificationRecord {
+                foreigner: false,
+                foreigner_v2: None,
+                unique_in_site: record.unique_in_site.as_ref().map(|_| di_in_site(key, site)),
+                ..record
+            },
+        }
+    }
+
+    fn certify_for_main_merchant(
+        self,
+        certification: &Certification<'_>,
+        now: DateTime<Utc>,
+    ) -> CertificationRecord {
         let today = today_in_seoul(now);
         let key = certification.person_key.unwrap_or(self.own_key());
         let certified = |name: &str, birthday: NaiveDate| CertificationRecord {
@@ -84,6 +121,11 @@ impl Person {
         // What inicis_unified sends a merchant without the phone contract.
         let inicis = |record: CertificationRecord| CertificationRecord {
             pg_provider: "inicis_unified".to_owned(),
+            pg_tid: Some(inicis_tid_for(
+                certification.imp_uid,
+                certification.certified_at,
+            )),
+            origin: Some(INICIS_ORIGIN.to_owned()),
             gender: None,
             foreigner_v2: None,
             phone: None,
@@ -147,6 +189,16 @@ impl Person {
                 unique_key: None,
                 ..inicis(certified("한지민", date(1993, 9, 9)))
             },
+            Person::BornBefore1970 => CertificationRecord {
+                gender: Some("female".to_owned()),
+                carrier: Some("KT".to_owned()),
+                ..certified("오영자", date(1948, 6, 25))
+            },
+            Person::Kcp => CertificationRecord {
+                pg_provider: "kcp_v2".to_owned(),
+                carrier: Some("LGT".to_owned()),
+                ..certified("서지호", date(1991, 12, 24))
+            },
             Person::NotCertified => CertificationRecord {
                 imp_uid: certification.imp_uid.to_owned(),
                 merchant_uid: Some(certification.merchant_uid.to_owned()),
@@ -167,41 +219,5 @@ impl Person {
                 origin: Some(ORIGIN.to_owned()),
             },
         }
-    }
-}
-
-/// The lowest imp_uid number [`SandboxHandle::certify`] issues: every fixture's starts with 1.
-const FIRST_ISSUED_IMP_UID: u64 = 200_000_000_000;
-
-impl SandboxHandle {
-    /// What a browser finishing PortOne's popup does: a new certification of `person` for
-    /// `merchant_uid`, completed `seconds_ago` before the sandbox's now. Returns its imp_uid.
-    pub fn certify(
-        &self,
-        person: Person,
-        merchant_uid: &str,
-        person_key: Option<&str>,
-        seconds_ago: u32,
-    ) -> String {
-        let mut state = self.shared.state();
-        let now = state.now_datetime();
-        // Random rather than counted: a restarted `serve --sandbox` on the same database must not
-        // hand out an imp_uid its store has already seen.
-        let imp_uid = loop {
-            let digits = rand::random_range(FIRST_ISSUED_IMP_UID..1_000_000_000_000);
-            let candidate = format!("imp_{digits}");
-            if !state.inserted.contains_key(&candidate) {
-                break candidate;
-            }
-        };
-        let certification = Certification {
-            imp_uid: &imp_uid,
-            merchant_uid,
-            certified_at: now.timestamp().saturating_sub(i64::from(seconds_ago)),
-            person_key,
-        };
-        let record = person.certify(&certification, now);
-        state.inserted.insert(imp_uid.clone(), record);
-        imp_uid
     }
 }

@@ -1,6 +1,7 @@
-//! The sandbox's HTTP surface: the router, PortOne's response envelope, and PortOne's two
-//! endpoints (getToken and the certification lookup). The fault/latency/stats middleware around
-//! them is in [`super::middleware`], the `/__sandbox/` admin routes in [`super::admin`].
+//! The sandbox's HTTP surface: the router, PortOne V1's response envelope, and V1's two
+//! endpoints (getToken and the certification lookup). V2's handler is in [`super::v2`], the
+//! fault/latency/stats middleware around them in [`super::middleware`], the `/__sandbox/` admin
+//! routes in [`super::admin`].
 
 use axum::{
     Form, Json, Router,
@@ -13,20 +14,35 @@ use axum::{
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{SandboxHandle, admin, middleware::observe};
+use super::{
+    SandboxHandle, admin,
+    merchants::{Merchant, Owner},
+    middleware::observe,
+    v2,
+};
 
 pub(super) const GET_TOKEN_PATH: &str = "/users/getToken";
 pub(super) const CERTIFICATIONS_PREFIX: &str = "/certifications/";
 
-// PortOne's own messages, byte for byte: clients may show or match them.
+// Ours, not PortOne's: portone-api.md and PortOne's V1 OpenAPI give only the 401 ("imp_key,
+// imp_secret 인증에 실패한 경우" describes the case, not the message). Clients must not match it.
 const CREDENTIALS_REJECTED: &str = "imp_key, imp_secret 인증에 실패하였습니다.";
+// Ours, not PortOne's: no source gives the message of a lookup's 401.
 const UNAUTHENTICATED: &str = "Unauthenticated";
+// PortOne's, byte for byte (portone-api.md, "Unknown certification"): clients may show it.
 const CERTIFICATION_NOT_FOUND: &str = "인증결과가 존재하지 않습니다.";
+/// V1's sub-merchant header: `Tier: <3-character code>`.
+pub(super) const TIER_HEADER: &str = "tier";
 
 pub(super) fn router(sandbox: SandboxHandle) -> Router {
     Router::new()
         .route(GET_TOKEN_PATH, post(get_token))
         .route("/certifications/{imp_uid}", get(get_certification))
+        .route("/identity-verifications/{id}", get(v2::get_identity_verification))
+        .route(
+            v2::IDENTITY_VERIFICATIONS_PREFIX,
+            get(v2::get_identity_verification_without_id),
+        )
         .route("/__sandbox/stats", get(admin::stats))
         .route("/__sandbox/reset", post(admin::reset))
         .route("/__sandbox/latency", post(admin::latency))
@@ -34,6 +50,10 @@ pub(super) fn router(sandbox: SandboxHandle) -> Router {
         .route("/__sandbox/tokens/expire", post(admin::expire_tokens))
         .route("/__sandbox/clock", post(admin::clock))
         .route("/__sandbox/certifications", post(admin::insert_certification))
+        .route(
+            "/__sandbox/identity-verifications",
+            post(admin::insert_identity_verification),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // A layer on the whole router, not per route, so unknown paths are counted and faulted too.
@@ -87,15 +107,18 @@ async fn get_token(State(sandbox): State<SandboxHandle>, request: Request) -> Re
         Err(problem) => return failure(StatusCode::BAD_REQUEST, -1, problem),
     };
     let config = &sandbox.shared.config;
-    let accepted = credentials.imp_key.as_deref() == Some(config.imp_key.as_str())
-        && credentials.imp_secret.as_deref() == Some(config.imp_secret.as_str());
-    if !accepted {
+    let presented = (credentials.imp_key.as_deref(), credentials.imp_secret.as_deref());
+    let merchant = if presented == (Some(config.imp_key.as_str()), Some(config.imp_secret.as_str())) {
+        Merchant::Main
+    } else if presented == (Some(config.other_imp_key.as_str()), Some(config.other_imp_secret.as_str())) {
+        Merchant::Other
+    } else {
         return failure(StatusCode::UNAUTHORIZED, -1, CREDENTIALS_REJECTED);
-    }
+    };
     let (now, token) = {
         let mut state = sandbox.shared.state();
         let now = state.now();
-        (now, state.token_for_get_token(now, config.token_lifetime))
+        (now, state.token_for_get_token(merchant, now, config.token_lifetime))
     };
     success(TokenResponse {
         access_token: token.access_token,
@@ -141,14 +164,20 @@ async fn get_certification(
     let record = {
         let state = sandbox.shared.state();
         let now = state.now();
-        let authenticated = presented_token(&headers).is_some_and(|token| state.token_is_valid(token, now));
-        if !authenticated {
+        let merchant = presented_token(&headers).and_then(|token| state.merchant_of_token(token, now));
+        let Some(merchant) = merchant else {
             return failure(StatusCode::UNAUTHORIZED, -1, UNAUTHENTICATED);
-        }
+        };
+        // A sub-merchant's certifications need its Tier header, and a Tier header sees only them:
+        // another merchant's, another tier's or the main merchant's own are all "not found".
+        let owner = Owner {
+            merchant,
+            tier: presented_tier(&headers).map(str::to_owned),
+        };
         // An imp_uid that does not even decode cannot exist.
-        imp_uid
-            .ok()
-            .and_then(|Path(imp_uid)| state.certification(&imp_uid))
+        imp_uid.ok().and_then(|Path(imp_uid)| {
+            state.certification(&imp_uid, &owner, sandbox.shared.config.tier.as_deref())
+        })
     };
     match record {
         Some(record) => success(record),
@@ -164,6 +193,13 @@ fn presented_token(headers: &HeaderMap) -> Option<&str> {
         _ => value,
     };
     (!token.is_empty()).then_some(token)
+}
+
+/// The `Tier` header's code, if the request carries one (an unreadable value counts as a code
+/// that owns nothing).
+pub(super) fn presented_tier(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(TIER_HEADER)?;
+    Some(value.to_str().map_or("\u{fffd}", str::trim))
 }
 
 async fn not_found() -> Response {

@@ -1,0 +1,150 @@
+//! The sandbox's people verifying through PortOne V2: each V2 record is built from the person's
+//! V1 record ([`Person::certify`]), so CI and DI (and name, birthday, phone) are the same on both
+//! APIs and a test can move a person from V1 to V2.
+
+use chrono::{DateTime, TimeDelta, Utc};
+
+use super::{
+    IdentityVerificationRecord, RequestedCustomer, SANDBOX_V2_CHANNEL_KEY, SelectedChannel, VerifiedCustomer,
+};
+use crate::sandbox::{
+    merchants::Merchant,
+    people::{Certification, Person},
+    record::CertificationRecord,
+};
+
+/// The TEST channel's key: verifications through it prove nothing about a real person.
+pub const SANDBOX_V2_TEST_CHANNEL_KEY: &str = "channel-key-00000000-0000-4000-8000-000000000002";
+/// The LIVE KG Inicis channel's key (a channel is one provider contract).
+pub const SANDBOX_V2_INICIS_CHANNEL_KEY: &str = "channel-key-00000000-0000-4000-8000-000000000003";
+/// The LIVE KCP channel's key.
+pub const SANDBOX_V2_KCP_CHANNEL_KEY: &str = "channel-key-00000000-0000-4000-8000-000000000004";
+
+/// How long the person spends in the popup: `requestedAt` is this long before `verifiedAt`.
+const SECONDS_IN_POPUP: i64 = 60;
+
+/// V2's `SelectedChannelType`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ChannelType {
+    #[default]
+    Live,
+    Test,
+}
+
+/// One verification's own facts, as opposed to the person's.
+pub struct Verification<'a> {
+    pub id: &'a str,
+    /// When the person finished (or, for [`Person::NotCertified`], when the request was made).
+    pub verified_at: DateTime<Utc>,
+    /// CI, DI and phone derive from this instead of the person's own key.
+    pub person_key: Option<&'a str>,
+    pub channel: ChannelType,
+}
+
+impl Person {
+    /// The V2 record of this person verifying: `VERIFIED`, or `READY` for
+    /// [`Person::NotCertified`] (who never finished). `now` places relative birthdays.
+    pub fn verify(self, verification: &Verification<'_>, now: DateTime<Utc>) -> IdentityVerificationRecord {
+        let certified_at = verification.verified_at.timestamp();
+        let v1 = self.certify(
+            &Certification {
+                imp_uid: verification.id,
+                merchant_uid: verification.id,
+                certified_at,
+                person_key: verification.person_key,
+                merchant: Merchant::Main,
+            },
+            now,
+        );
+        let channel = channel_for(&v1.pg_provider, verification.channel);
+        let at = verification.verified_at;
+        let requested_at = at
+            .checked_sub_signed(TimeDelta::seconds(SECONDS_IN_POPUP))
+            .unwrap_or(at);
+        if !v1.certified {
+            return IdentityVerificationRecord {
+                status: "READY".to_owned(),
+                id: verification.id.to_owned(),
+                channel: Some(channel),
+                requested_customer: Some(RequestedCustomer::default()),
+                verified_customer: None,
+                custom_data: None,
+                requested_at: at,
+                updated_at: at,
+                status_changed_at: at,
+                verified_at: None,
+                pg_tx_id: None,
+                pg_raw_response: None,
+                failure: None,
+                version: "V2".to_owned(),
+            };
+        }
+        let pg_tx_id = v1.pg_tid.clone().unwrap_or_default();
+        IdentityVerificationRecord {
+            status: "VERIFIED".to_owned(),
+            id: verification.id.to_owned(),
+            channel: Some(channel),
+            requested_customer: None,
+            verified_customer: Some(verified_customer(&v1)),
+            custom_data: None,
+            requested_at,
+            updated_at: at,
+            status_changed_at: at,
+            verified_at: Some(at),
+            pg_raw_response: Some(raw_response(&pg_tx_id)),
+            pg_tx_id: Some(pg_tx_id),
+            failure: None,
+            version: "V2".to_owned(),
+        }
+    }
+}
+
+/// The V1 record's person in V2's words.
+fn verified_customer(v1: &CertificationRecord) -> VerifiedCustomer {
+    VerifiedCustomer {
+        id: None,
+        name: v1.name.clone().unwrap_or_default(),
+        operator: v1.carrier.as_deref().map(operator_of),
+        phone_number: v1.phone.clone(),
+        birth_date: v1.birthday.clone(),
+        gender: v1.gender.as_deref().map(str::to_ascii_uppercase),
+        // The main merchant has the foreigner contract; without it V1 sends null, V2 nothing.
+        is_foreigner: v1.foreigner_v2,
+        ci: v1.unique_key.clone(),
+        di: v1.unique_in_site.clone(),
+    }
+}
+
+/// V1 calls LG U+ `LGT`, V2 `LGU`; the other carriers keep their names.
+fn operator_of(carrier: &str) -> String {
+    match carrier {
+        "LGT" => "LGU".to_owned(),
+        "LGT_MVNO" => "LGU_MVNO".to_owned(),
+        other => other.to_owned(),
+    }
+}
+
+/// The store's channel for the provider (V1's `danal` is V2's `DANAL`, and so on).
+pub(super) fn channel_for(v1_provider: &str, channel_type: ChannelType) -> SelectedChannel {
+    let pg_provider = v1_provider.to_ascii_uppercase();
+    let (type_name, key, suffix) = match (channel_type, pg_provider.as_str()) {
+        (ChannelType::Test, _) => ("TEST", SANDBOX_V2_TEST_CHANNEL_KEY, "test"),
+        (ChannelType::Live, "INICIS_UNIFIED") => ("LIVE", SANDBOX_V2_INICIS_CHANNEL_KEY, "inicis"),
+        (ChannelType::Live, "KCP_V2") => ("LIVE", SANDBOX_V2_KCP_CHANNEL_KEY, "kcp"),
+        (ChannelType::Live, _) => ("LIVE", SANDBOX_V2_CHANNEL_KEY, "live"),
+    };
+    SelectedChannel {
+        channel_type: type_name.to_owned(),
+        id: Some(format!("channel-id-sandbox-{suffix}")),
+        key: Some(key.to_owned()),
+        name: Some(format!("sandbox {} ({type_name})", pg_provider.to_ascii_lowercase())),
+        pg_merchant_id: format!("sandbox_{}", pg_provider.to_ascii_lowercase()),
+        pg_provider,
+    }
+}
+
+/// The provider's raw answer, as a string. Ours, loosely shaped like Danal's result fields: no
+/// source shows what PortOne passes through.
+fn raw_response(pg_tx_id: &str) -> String {
+    serde_json::json!({"RETURNCODE": "0000", "RETURNMSG": "No Error", "TID": pg_tx_id}).to_string()
+}
