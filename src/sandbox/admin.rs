@@ -140,7 +140,10 @@ struct IdentityVerificationInsert {
     store_id: Option<String>,
 }
 
-pub(super) async fn insert_identity_verification(State(sandbox): State<SandboxHandle>, body: Bytes) -> Response {
+pub(super) async fn insert_identity_verification(
+    State(sandbox): State<SandboxHandle>,
+    body: Bytes,
+) -> Response {
     match parse_admin_body::<IdentityVerificationInsert>(&body) {
         Ok(IdentityVerificationInsert {
             record,
@@ -149,7 +152,10 @@ pub(super) async fn insert_identity_verification(State(sandbox): State<SandboxHa
             sandbox.insert_identity_verification_in_store(&store_id, record);
             admin_ok()
         }
-        Ok(IdentityVerificationInsert { record, store_id: None }) => {
+        Ok(IdentityVerificationInsert {
+            record,
+            store_id: None,
+        }) => {
             sandbox.insert_identity_verification(record);
             admin_ok()
         }

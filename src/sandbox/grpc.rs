@@ -52,8 +52,14 @@ struct CertifyCommand {
 
 /// What the "browser" completes: a V1 certification or a V2 identity verification.
 enum Target {
-    V1 { merchant_uid: String, tier: Option<String> },
-    V2 { id: String, channel: ChannelType },
+    V1 {
+        merchant_uid: String,
+        tier: Option<String>,
+    },
+    V2 {
+        id: String,
+        channel: ChannelType,
+    },
 }
 
 #[tonic::async_trait]
@@ -183,7 +189,9 @@ fn parse_v1(merchant_uid: String, tier: Option<String>) -> Result<Target, FieldV
 
 fn parse_v2(id: String, channel: i32) -> Result<Target, FieldViolation> {
     // A `/` could never be looked up: it would split the path.
-    if id.chars().count() > MAX_IDENTITY_VERIFICATION_ID_CHARS || id.chars().any(|c| c.is_control() || c == '/') {
+    if id.chars().count() > MAX_IDENTITY_VERIFICATION_ID_CHARS
+        || id.chars().any(|c| c.is_control() || c == '/')
+    {
         return Err(FieldViolation::new(
             "identity_verification_id",
             "INVALID_IDENTITY_VERIFICATION_ID",

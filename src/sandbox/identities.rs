@@ -36,11 +36,11 @@
 
 use chrono::{DateTime, Utc};
 
+pub use super::record::{CertificationRecord, ci_for, di_for, di_in_site};
 use super::{
     merchants::Merchant,
     people::{Certification, Person},
 };
-pub use super::record::{CertificationRecord, ci_for, di_for, di_in_site};
 
 pub const ADULT: &str = "imp_100000000001";
 pub const ADULT_SECOND_CERTIFICATION: &str = "imp_100000000002";

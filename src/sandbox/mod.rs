@@ -63,14 +63,14 @@ use std::{
 use serde::{Deserialize, Serialize};
 use tokio::{net::TcpStream, sync::watch, task::JoinHandle};
 
+pub use self::{
+    certify::UnknownTier,
+    v2::{SANDBOX_STORE_ID, SANDBOX_V2_API_SECRET, SANDBOX_V2_CHANNEL_KEY},
+};
 use self::{
     identities::CertificationRecord,
     merchants::{Merchant, Owner},
     state::{QueuedFault, Shared},
-};
-pub use self::{
-    certify::UnknownTier,
-    v2::{SANDBOX_STORE_ID, SANDBOX_V2_API_SECRET, SANDBOX_V2_CHANNEL_KEY},
 };
 
 /// The main merchant's V1 credentials: it owns the fixtures and has the foreigner contract.
@@ -133,6 +133,7 @@ impl Sandbox {
         let local_addr = listener.local_addr()?;
         let (stop, stopped) = watch::channel(());
         let shared = Arc::new(Shared {
+            base_url: reachable_base_url(local_addr),
             config,
             state: Mutex::default(),
             stopped,
@@ -163,12 +164,7 @@ impl Sandbox {
 
     /// `http://HOST:PORT` without a trailing slash; a wildcard bind is reached over loopback.
     pub fn base_url(&self) -> String {
-        let reachable_ip = match self.local_addr.ip() {
-            IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-            IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
-            ip => ip,
-        };
-        format!("http://{}", SocketAddr::new(reachable_ip, self.local_addr.port()))
+        self.shared.base_url.clone()
     }
 
     pub fn handle(&self) -> SandboxHandle {
@@ -176,6 +172,15 @@ impl Sandbox {
             shared: Arc::clone(&self.shared),
         }
     }
+}
+
+fn reachable_base_url(local_addr: SocketAddr) -> String {
+    let reachable_ip = match local_addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    format!("http://{}", SocketAddr::new(reachable_ip, local_addr.port()))
 }
 
 impl Drop for Sandbox {
@@ -243,6 +248,11 @@ impl SandboxHandle {
             .state()
             .inserted
             .insert(record.imp_uid.clone(), (owner, record));
+    }
+
+    /// The sandbox's base URL, as [`Sandbox::base_url`]: where V1 and V2 are both served.
+    pub fn base_url(&self) -> &str {
+        &self.shared.base_url
     }
 
     /// The configuration the sandbox runs with.
@@ -323,4 +333,3 @@ pub struct SandboxStats {
     /// percent-encoding kept as received.
     pub requests: Vec<String>,
 }
-

@@ -8,9 +8,7 @@ use chrono::{DateTime, Days, NaiveDate, Utc};
 
 use super::{
     merchants::Merchant,
-    record::{
-        CertificationRecord, ORIGIN, date, di_in_site, inicis_tid_for, today_in_seoul, years_before,
-    },
+    record::{CertificationRecord, ORIGIN, date, di_in_site, inicis_tid_for, today_in_seoul, years_before},
 };
 
 /// Where KG Inicis's popup runs: it reports no page of the merchant's.
@@ -121,10 +119,7 @@ impl Person {
         // What inicis_unified sends a merchant without the phone contract.
         let inicis = |record: CertificationRecord| CertificationRecord {
             pg_provider: "inicis_unified".to_owned(),
-            pg_tid: Some(inicis_tid_for(
-                certification.imp_uid,
-                certification.certified_at,
-            )),
+            pg_tid: Some(inicis_tid_for(certification.imp_uid, certification.certified_at)),
             origin: Some(INICIS_ORIGIN.to_owned()),
             gender: None,
             foreigner_v2: None,

@@ -158,4 +158,3 @@ pub(super) fn years_before(date: NaiveDate, years: u32) -> NaiveDate {
     date.checked_sub_months(Months::new(12 * years))
         .unwrap_or(NaiveDate::MIN)
 }
-

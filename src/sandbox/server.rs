@@ -110,7 +110,12 @@ async fn get_token(State(sandbox): State<SandboxHandle>, request: Request) -> Re
     let presented = (credentials.imp_key.as_deref(), credentials.imp_secret.as_deref());
     let merchant = if presented == (Some(config.imp_key.as_str()), Some(config.imp_secret.as_str())) {
         Merchant::Main
-    } else if presented == (Some(config.other_imp_key.as_str()), Some(config.other_imp_secret.as_str())) {
+    } else if presented
+        == (
+            Some(config.other_imp_key.as_str()),
+            Some(config.other_imp_secret.as_str()),
+        )
+    {
         Merchant::Other
     } else {
         return failure(StatusCode::UNAUTHORIZED, -1, CREDENTIALS_REJECTED);
@@ -118,7 +123,10 @@ async fn get_token(State(sandbox): State<SandboxHandle>, request: Request) -> Re
     let (now, token) = {
         let mut state = sandbox.shared.state();
         let now = state.now();
-        (now, state.token_for_get_token(merchant, now, config.token_lifetime))
+        (
+            now,
+            state.token_for_get_token(merchant, now, config.token_lifetime),
+        )
     };
     success(TokenResponse {
         access_token: token.access_token,

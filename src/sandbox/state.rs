@@ -26,6 +26,8 @@ const TOKEN_EXTENSION_SECONDS: i64 = 5 * 60;
 
 /// What the server task and every handle share.
 pub(super) struct Shared {
+    /// `http://HOST:PORT`, for handles (tests reach V2 over HTTP through them).
+    pub(super) base_url: String,
     pub(super) config: SandboxConfig,
     /// A std mutex: it is never held across an await, and handle methods must stay sync.
     pub(super) state: Mutex<State>,
@@ -83,7 +85,12 @@ impl State {
 
     /// PortOne's token rules, per merchant: reuse while valid, extend in the last minute, new
     /// after expiry.
-    pub(super) fn token_for_get_token(&mut self, merchant: Merchant, now: i64, lifetime: Duration) -> IssuedToken {
+    pub(super) fn token_for_get_token(
+        &mut self,
+        merchant: Merchant,
+        now: i64,
+        lifetime: Duration,
+    ) -> IssuedToken {
         match self.tokens.get_mut(&merchant) {
             Some(token) if now < token.expired_at => {
                 if token.expired_at - now <= TOKEN_EXTENSION_WINDOW_SECONDS {

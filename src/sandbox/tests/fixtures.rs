@@ -5,8 +5,8 @@ use base64::{Engine as _, engine::general_purpose::STANDARD};
 use chrono::{DateTime, Utc};
 
 use crate::sandbox::{
-identities::*,
-record::{birth_for, date},
+    identities::*,
+    record::{birth_for, date},
 };
 
 fn at(rfc3339: &str) -> DateTime<Utc> {
@@ -129,7 +129,10 @@ fn no_phone_serializes_without_phone_and_carrier_keys() {
     assert_eq!(object["origin"], "about:blank");
     let pg_tid = object["pg_tid"].as_str().unwrap();
     let digits = pg_tid.strip_prefix("INISA_").unwrap();
-    assert!(digits.len() == 24 && digits.bytes().all(|b| b.is_ascii_digit()), "{pg_tid}");
+    assert!(
+        digits.len() == 24 && digits.bytes().all(|b| b.is_ascii_digit()),
+        "{pg_tid}"
+    );
     // And it reads back the same.
     assert_eq!(
         serde_json::from_value::<CertificationRecord>(json).unwrap(),
@@ -193,7 +196,10 @@ fn the_new_fixtures_have_the_shapes_the_table_promises() {
     assert!(json["foreigner_v2"].is_null());
     // The main merchant's foreigner keeps today's true/true.
     let main_foreigner = find(&records, FOREIGNER);
-    assert_eq!((main_foreigner.foreigner, main_foreigner.foreigner_v2), (true, Some(true)));
+    assert_eq!(
+        (main_foreigner.foreigner, main_foreigner.foreigner_v2),
+        (true, Some(true))
+    );
 
     let tier = find(&tier_fixtures(now), TIER_ADULT);
     assert_eq!(tier.unique_key, Some(ci_for("hong")));

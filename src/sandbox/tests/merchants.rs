@@ -8,8 +8,8 @@ use crate::sandbox::{
     SANDBOX_OTHER_IMP_KEY, SANDBOX_OTHER_IMP_SECRET, SANDBOX_TIER, SandboxConfig,
     certify::UnknownTier,
     identities::{
-        ADULT, CertificationRecord, FOREIGNER, OTHER_MERCHANT_ADULT, OTHER_MERCHANT_FOREIGNER, TIER_ADULT, ci_for,
-        di_for,
+        ADULT, CertificationRecord, FOREIGNER, OTHER_MERCHANT_ADULT, OTHER_MERCHANT_FOREIGNER, TIER_ADULT,
+        ci_for, di_for,
     },
     merchants::Owner,
     people::Person,
@@ -40,14 +40,25 @@ async fn each_merchant_sees_only_its_own_certifications() {
     assert_eq!(record["unique_key"], ci_for("hong"));
     assert_ne!(record["unique_in_site"], json!(di_for("hong")));
     assert_eq!(record["unique_in_site"].as_str().unwrap().len(), 64);
-    assert_eq!((record["foreigner"].clone(), record["foreigner_v2"].clone()), (json!(false), json!(null)));
+    assert_eq!(
+        (record["foreigner"].clone(), record["foreigner_v2"].clone()),
+        (json!(false), json!(null))
+    );
 
-    let (_, body) = harness.lookup_with_tier(OTHER_MERCHANT_FOREIGNER, &other, None).await;
+    let (_, body) = harness
+        .lookup_with_tier(OTHER_MERCHANT_FOREIGNER, &other, None)
+        .await;
     assert_eq!(body["response"]["foreigner_v2"], json!(null));
     assert_eq!(body["response"]["foreigner"], false);
     // The main merchant, with the contract, keeps true/true.
     let (_, body) = harness.lookup_with_tier(FOREIGNER, &main, None).await;
-    assert_eq!((body["response"]["foreigner"].clone(), body["response"]["foreigner_v2"].clone()), (json!(true), json!(true)));
+    assert_eq!(
+        (
+            body["response"]["foreigner"].clone(),
+            body["response"]["foreigner_v2"].clone()
+        ),
+        (json!(true), json!(true))
+    );
 }
 
 #[tokio::test]
@@ -67,7 +78,13 @@ async fn certifications_made_for_the_other_merchant_are_its_own() {
     assert_eq!(body["response"]["foreigner_v2"], json!(null));
 
     // The admin route takes the owner too.
-    let record = CertificationRecord::certified("imp_777777777777", "x", "관리자", crate::sandbox::record::date(1999, 1, 1), 1);
+    let record = CertificationRecord::certified(
+        "imp_777777777777",
+        "x",
+        "관리자",
+        crate::sandbox::record::date(1999, 1, 1),
+        1,
+    );
     let mut body = serde_json::to_value(&record).unwrap();
     body["merchant"] = json!("other");
     let response = harness
@@ -78,8 +95,14 @@ async fn certifications_made_for_the_other_merchant_are_its_own() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    assert_eq!(harness.lookup_with_tier("imp_777777777777", &main, None).await.0, 404);
-    assert_eq!(harness.lookup_with_tier("imp_777777777777", &other, None).await.0, 200);
+    assert_eq!(
+        harness.lookup_with_tier("imp_777777777777", &main, None).await.0,
+        404
+    );
+    assert_eq!(
+        harness.lookup_with_tier("imp_777777777777", &other, None).await.0,
+        200
+    );
 }
 
 #[tokio::test]
@@ -91,22 +114,43 @@ async fn tier_records_need_their_tier_header_and_a_tier_header_sees_only_them() 
         .certify_as(Owner::tier(SANDBOX_TIER), Person::Adult, "tier-order", None, 0)
         .unwrap();
     for imp_uid in [TIER_ADULT, made.as_str()] {
-        assert_eq!(harness.lookup_with_tier(imp_uid, &token, None).await.0, 404, "{imp_uid}");
-        assert_eq!(harness.lookup_with_tier(imp_uid, &token, Some("T02")).await.0, 404);
-        let (status, body) = harness.lookup_with_tier(imp_uid, &token, Some(SANDBOX_TIER)).await;
+        assert_eq!(
+            harness.lookup_with_tier(imp_uid, &token, None).await.0,
+            404,
+            "{imp_uid}"
+        );
+        assert_eq!(
+            harness.lookup_with_tier(imp_uid, &token, Some("T02")).await.0,
+            404
+        );
+        let (status, body) = harness
+            .lookup_with_tier(imp_uid, &token, Some(SANDBOX_TIER))
+            .await;
         assert_eq!(status, 200, "{body}");
         assert_eq!(body["response"]["unique_key"], ci_for("hong"));
     }
     assert_eq!(handle.stats().last_tier.as_deref(), Some(SANDBOX_TIER));
     // A record without a tier is not visible with a Tier header.
-    assert_eq!(harness.lookup_with_tier(ADULT, &token, Some(SANDBOX_TIER)).await.0, 404);
+    assert_eq!(
+        harness
+            .lookup_with_tier(ADULT, &token, Some(SANDBOX_TIER))
+            .await
+            .0,
+        404
+    );
     assert_eq!(harness.lookup_with_tier(ADULT, &token, None).await.0, 200);
     assert_eq!(handle.stats().last_tier, None);
     // The other merchant has no sub-merchant.
     let other = harness
         .access_token_of(SANDBOX_OTHER_IMP_KEY, SANDBOX_OTHER_IMP_SECRET)
         .await;
-    assert_eq!(harness.lookup_with_tier(TIER_ADULT, &other, Some(SANDBOX_TIER)).await.0, 404);
+    assert_eq!(
+        harness
+            .lookup_with_tier(TIER_ADULT, &other, Some(SANDBOX_TIER))
+            .await
+            .0,
+        404
+    );
     // Only the configured tier can own certifications.
     assert_eq!(
         handle.certify_as(Owner::tier("T02"), Person::Adult, "m", None, 0),
@@ -122,7 +166,13 @@ async fn a_sandbox_without_a_tier_serves_no_tier_fixture() {
     })
     .await;
     let token = harness.access_token().await;
-    assert_eq!(harness.lookup_with_tier(TIER_ADULT, &token, Some(SANDBOX_TIER)).await.0, 404);
+    assert_eq!(
+        harness
+            .lookup_with_tier(TIER_ADULT, &token, Some(SANDBOX_TIER))
+            .await
+            .0,
+        404
+    );
     assert_eq!(
         harness
             .handle()

@@ -12,7 +12,9 @@ mod v2_faults;
 
 use serde_json::{Value, json};
 
-use super::{SANDBOX_IMP_KEY, SANDBOX_IMP_SECRET, SANDBOX_V2_API_SECRET, Sandbox, SandboxConfig, SandboxHandle};
+use super::{
+    SANDBOX_IMP_KEY, SANDBOX_IMP_SECRET, SANDBOX_V2_API_SECRET, Sandbox, SandboxConfig, SandboxHandle,
+};
 
 struct Harness {
     sandbox: Sandbox,

@@ -9,9 +9,9 @@ use crate::sandbox::{
     identities::{ADULT, ci_for, di_for},
     people::Person,
     v2::{
-        ChannelType, IdentityVerificationRecord, SANDBOX_OTHER_STORE_ID, SANDBOX_V2_TEST_CHANNEL_KEY, V2_ADULT,
-        V2_FAILED, V2_INICIS, V2_LGU_MVNO_OTHER_GENDER, V2_NAME_AND_BIRTH_DATE_ONLY, V2_OTHER_STORE, V2_READY,
-        V2_TEST_CHANNEL,
+        ChannelType, IdentityVerificationRecord, SANDBOX_OTHER_STORE_ID, SANDBOX_V2_TEST_CHANNEL_KEY,
+        V2_ADULT, V2_FAILED, V2_INICIS, V2_LGU_MVNO_OTHER_GENDER, V2_NAME_AND_BIRTH_DATE_ONLY,
+        V2_OTHER_STORE, V2_READY, V2_TEST_CHANNEL,
     },
 };
 
@@ -47,7 +47,10 @@ async fn a_verified_adult_has_every_field_of_portones_verified_shape() {
             "version",
         ]
     );
-    assert_eq!((body["status"].clone(), body["version"].clone()), (json!("VERIFIED"), json!("V2")));
+    assert_eq!(
+        (body["status"].clone(), body["version"].clone()),
+        (json!("VERIFIED"), json!("V2"))
+    );
     assert_eq!(body["id"], V2_ADULT);
     for time in ["requestedAt", "updatedAt", "statusChangedAt", "verifiedAt"] {
         assert!(is_rfc3339(&body[time]), "{time}: {}", body[time]);
@@ -78,7 +81,16 @@ async fn ready_and_failed_have_their_own_fields_and_no_verified_ones() {
     assert_eq!(ready["status"], "READY");
     assert_eq!(
         keys(&ready),
-        ["channel", "id", "requestedAt", "requestedCustomer", "status", "statusChangedAt", "updatedAt", "version"]
+        [
+            "channel",
+            "id",
+            "requestedAt",
+            "requestedCustomer",
+            "status",
+            "statusChangedAt",
+            "updatedAt",
+            "version"
+        ]
     );
     assert_eq!(ready["requestedCustomer"], json!({}));
 
@@ -105,11 +117,17 @@ async fn ready_and_failed_have_their_own_fields_and_no_verified_ones() {
 async fn optional_customer_fields_are_absent_not_null() {
     let harness = start().await;
     let minimal = harness.v2_ok(V2_NAME_AND_BIRTH_DATE_ONLY).await;
-    assert_eq!(minimal["verifiedCustomer"], json!({"name": "한지민", "birthDate": "1993-09-09"}));
+    assert_eq!(
+        minimal["verifiedCustomer"],
+        json!({"name": "한지민", "birthDate": "1993-09-09"})
+    );
 
     let other = harness.v2_ok(V2_LGU_MVNO_OTHER_GENDER).await;
     let customer = &other["verifiedCustomer"];
-    assert_eq!((customer["operator"].clone(), customer["gender"].clone()), (json!("LGU_MVNO"), json!("OTHER")));
+    assert_eq!(
+        (customer["operator"].clone(), customer["gender"].clone()),
+        (json!("LGU_MVNO"), json!("OTHER"))
+    );
     assert_eq!(customer["isForeigner"], true);
 
     let test_channel = harness.v2_ok(V2_TEST_CHANNEL).await;
@@ -150,7 +168,9 @@ async fn errors_are_typed_401_400_403_404() {
         assert!(v2_error("UNAUTHORIZED")(&body), "{body}");
     }
     // The scheme is case-insensitive.
-    let lowercase = harness.v2_get(V2_ADULT, Some("portone sandbox_v2_api_secret")).await;
+    let lowercase = harness
+        .v2_get(V2_ADULT, Some("portone sandbox_v2_api_secret"))
+        .await;
     assert_eq!(lowercase.status(), 200);
 
     let too_long = "i".repeat(201);
@@ -161,10 +181,14 @@ async fn errors_are_typed_401_400_403_404() {
     }
     assert_eq!(harness.v2_lookup(&"i".repeat(200)).await.0, 404);
 
-    let (status, body) = harness.v2_lookup(&format!("{V2_ADULT}?storeId={SANDBOX_OTHER_STORE_ID}")).await;
+    let (status, body) = harness
+        .v2_lookup(&format!("{V2_ADULT}?storeId={SANDBOX_OTHER_STORE_ID}"))
+        .await;
     assert_eq!(status, 403);
     assert!(v2_error("FORBIDDEN")(&body), "{body}");
-    let (status, _) = harness.v2_lookup(&format!("{V2_ADULT}?storeId={SANDBOX_STORE_ID}")).await;
+    let (status, _) = harness
+        .v2_lookup(&format!("{V2_ADULT}?storeId={SANDBOX_STORE_ID}"))
+        .await;
     assert_eq!(status, 200);
 
     for id in ["no-such-verification", V2_OTHER_STORE, ADULT] {
@@ -189,7 +213,12 @@ async fn the_configured_secret_and_store_are_the_ones_accepted() {
     let custom = |query: &str| {
         let harness: &Harness = &harness;
         let path = format!("{V2_ADULT}{query}");
-        async move { harness.v2_get(&path, Some("PortOne another-secret")).await.status() }
+        async move {
+            harness
+                .v2_get(&path, Some("PortOne another-secret"))
+                .await
+                .status()
+        }
     };
     assert_eq!(custom("?storeId=store-custom").await, 200);
     assert_eq!(custom(&format!("?storeId={SANDBOX_STORE_ID}")).await, 403);
@@ -199,7 +228,8 @@ async fn the_configured_secret_and_store_are_the_ones_accepted() {
 async fn inserted_and_certified_verifications_are_served_in_their_store() {
     let harness = start().await;
     let handle = harness.handle();
-    let mut record: IdentityVerificationRecord = serde_json::from_value(harness.v2_ok(V2_ADULT).await).unwrap();
+    let mut record: IdentityVerificationRecord =
+        serde_json::from_value(harness.v2_ok(V2_ADULT).await).unwrap();
     record.id = "inserted-1".to_owned();
     record.status = "SOMETHING_NEW".to_owned();
     handle.insert_identity_verification(record.clone());
@@ -210,16 +240,24 @@ async fn inserted_and_certified_verifications_are_served_in_their_store() {
 
     handle.set_clock_skew(-90);
     handle
-        .certify_identity_verification(Person::Adult, "order-iv-1", Some("v2-person"), 30, ChannelType::Live)
+        .certify_identity_verification(
+            Person::Adult,
+            "order-iv-1",
+            Some("v2-person"),
+            30,
+            ChannelType::Live,
+        )
         .unwrap();
     let body = harness.v2_ok("order-iv-1").await;
     assert_eq!(body["verifiedCustomer"]["ci"], ci_for("v2-person"));
     let verified_at = chrono::DateTime::parse_from_rfc3339(body["verifiedAt"].as_str().unwrap()).unwrap();
     assert!((chrono::Utc::now().timestamp() - 120 - verified_at.timestamp()).abs() <= 2);
     // An id succeeds only once; a READY one may still complete.
-    assert!(handle
-        .certify_identity_verification(Person::Adult, "order-iv-1", None, 0, ChannelType::Live)
-        .is_err());
+    assert!(
+        handle
+            .certify_identity_verification(Person::Adult, "order-iv-1", None, 0, ChannelType::Live)
+            .is_err()
+    );
     handle
         .certify_identity_verification(Person::NotCertified, "order-iv-2", None, 0, ChannelType::Test)
         .unwrap();
@@ -249,7 +287,13 @@ async fn the_admin_route_inserts_verifications() {
     body["id"] = json!("admin-iv-elsewhere");
     body["storeId"] = json!(SANDBOX_OTHER_STORE_ID);
     let url = harness.url("/__sandbox/identity-verifications");
-    let response = harness.client.post(url).body(body.to_string()).send().await.unwrap();
+    let response = harness
+        .client
+        .post(url)
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(harness.v2_lookup("admin-iv-elsewhere").await.0, 404);
     // Not counted as lookups.

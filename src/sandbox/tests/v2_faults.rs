@@ -12,15 +12,25 @@ async fn faults_on_the_v2_endpoint_take_v2_shapes_and_spare_v1() {
     let harness = start().await;
     let handle = harness.handle();
     let token = harness.access_token().await;
-    handle.inject(Endpoint::GetIdentityVerification, Fault::Status { status: 503 }, 1);
+    handle.inject(
+        Endpoint::GetIdentityVerification,
+        Fault::Status { status: 503 },
+        1,
+    );
     handle.inject(Endpoint::GetIdentityVerification, Fault::WrongTypes, 1);
     handle.inject(Endpoint::GetIdentityVerification, Fault::Malformed, 1);
     // A V1 lookup in between takes none of them.
     assert_eq!(harness.lookup(ADULT, Some(&token)).await.status(), 200);
     let (status, body) = harness.v2_lookup(V2_ADULT).await;
-    assert_eq!((status, body), (503, json!({"type": "SANDBOX_FAULT", "message": "sandbox fault"})));
+    assert_eq!(
+        (status, body),
+        (503, json!({"type": "SANDBOX_FAULT", "message": "sandbox fault"}))
+    );
     let (status, body) = harness.v2_lookup(V2_ADULT).await;
-    assert_eq!((status, body["status"].clone(), body["version"].clone()), (200, json!(1), json!(2)));
+    assert_eq!(
+        (status, body["status"].clone(), body["version"].clone()),
+        (200, json!(1), json!(2))
+    );
     let authorization = format!("PortOne {SANDBOX_V2_API_SECRET}");
     let malformed = harness.v2_get(V2_ADULT, Some(&authorization)).await;
     assert_eq!(malformed.text().await.unwrap(), r#"{"status":"VERIFIED","id":"#);
@@ -45,7 +55,9 @@ async fn the_admin_json_names_the_v2_endpoint_and_latency_and_any_apply() {
     assert_eq!(page.status(), 502);
     assert!(page.text().await.unwrap().contains("nginx"));
 
-    harness.handle().inject(Endpoint::Any, Fault::Status { status: 500 }, 1);
+    harness
+        .handle()
+        .inject(Endpoint::Any, Fault::Status { status: 500 }, 1);
     assert_eq!(harness.v2_lookup(V2_ADULT).await.0, 500);
 
     harness.handle().set_latency(Duration::from_millis(200));

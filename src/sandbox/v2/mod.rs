@@ -34,6 +34,10 @@ mod server;
 
 use chrono::{DateTime, Utc};
 
+pub(super) use self::server::{
+    IDENTITY_VERIFICATIONS_PREFIX, get_identity_verification, get_identity_verification_without_id,
+    v2_status_fault_body, v2_wrong_types_body,
+};
 pub use self::{
     fixtures::fixtures,
     people::{
@@ -42,13 +46,9 @@ pub use self::{
     },
     record::{Failure, IdentityVerificationRecord, RequestedCustomer, SelectedChannel, VerifiedCustomer},
 };
-pub(super) use self::server::{
-    IDENTITY_VERIFICATIONS_PREFIX, get_identity_verification, get_identity_verification_without_id,
-    v2_status_fault_body, v2_wrong_types_body,
-};
-use super::{SandboxHandle, people::Person};
 #[cfg(doc)]
 use super::SandboxConfig;
+use super::{SandboxHandle, people::Person};
 
 /// The V2 API secret the sandbox accepts by default.
 pub const SANDBOX_V2_API_SECRET: &str = "sandbox_v2_api_secret";
@@ -105,11 +105,15 @@ impl SandboxHandle {
         let store_id = self.shared.config.store_id.clone();
         let mut state = self.shared.state();
         let now = state.now_datetime();
-        if state.identity_verification(id, &store_id).is_some_and(|record| record.status == "VERIFIED") {
+        if state
+            .identity_verification(id, &store_id)
+            .is_some_and(|record| record.status == "VERIFIED")
+        {
             return Err(AlreadyVerified);
         }
-        let verified_at = DateTime::<Utc>::from_timestamp(now.timestamp().saturating_sub(i64::from(seconds_ago)), 0)
-            .unwrap_or(now);
+        let verified_at =
+            DateTime::<Utc>::from_timestamp(now.timestamp().saturating_sub(i64::from(seconds_ago)), 0)
+                .unwrap_or(now);
         let verification = Verification {
             id,
             verified_at,
@@ -117,7 +121,9 @@ impl SandboxHandle {
             channel,
         };
         let record = person.verify(&verification, now);
-        state.identity_verifications.insert(id.to_owned(), (store_id, record));
+        state
+            .identity_verifications
+            .insert(id.to_owned(), (store_id, record));
         Ok(())
     }
 }

@@ -137,7 +137,10 @@ pub(super) fn channel_for(v1_provider: &str, channel_type: ChannelType) -> Selec
         channel_type: type_name.to_owned(),
         id: Some(format!("channel-id-sandbox-{suffix}")),
         key: Some(key.to_owned()),
-        name: Some(format!("sandbox {} ({type_name})", pg_provider.to_ascii_lowercase())),
+        name: Some(format!(
+            "sandbox {} ({type_name})",
+            pg_provider.to_ascii_lowercase()
+        )),
         pg_merchant_id: format!("sandbox_{}", pg_provider.to_ascii_lowercase()),
         pg_provider,
     }

@@ -50,10 +50,18 @@ pub(in crate::sandbox) async fn get_identity_verification_without_id(
 fn answer(sandbox: &SandboxHandle, headers: &HeaderMap, query: StoreQuery, id: Option<String>) -> Response {
     let config = &sandbox.shared.config;
     if presented_secret(headers) != Some(config.v2_api_secret.as_str()) {
-        return error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "invalid or missing API secret");
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHORIZED",
+            "invalid or missing API secret",
+        );
     }
     let Some(id) = id else {
-        return error(StatusCode::BAD_REQUEST, "INVALID_REQUEST", "identityVerificationId does not decode");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "INVALID_REQUEST",
+            "identityVerificationId does not decode",
+        );
     };
     if id.is_empty() || id.chars().count() > MAX_IDENTITY_VERIFICATION_ID_CHARS {
         return error(
@@ -63,12 +71,26 @@ fn answer(sandbox: &SandboxHandle, headers: &HeaderMap, query: StoreQuery, id: O
         );
     }
     let Ok(Query(query)) = query else {
-        return error(StatusCode::BAD_REQUEST, "INVALID_REQUEST", "the query string does not parse");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "INVALID_REQUEST",
+            "the query string does not parse",
+        );
     };
-    if query.get("storeId").is_some_and(|store_id| *store_id != config.store_id) {
-        return error(StatusCode::FORBIDDEN, "FORBIDDEN", "the API secret has no access to this store");
+    if query
+        .get("storeId")
+        .is_some_and(|store_id| *store_id != config.store_id)
+    {
+        return error(
+            StatusCode::FORBIDDEN,
+            "FORBIDDEN",
+            "the API secret has no access to this store",
+        );
     }
-    let record = sandbox.shared.state().identity_verification(&id, &config.store_id);
+    let record = sandbox
+        .shared
+        .state()
+        .identity_verification(&id, &config.store_id);
     match record {
         Some(record) => Json(record).into_response(),
         None => error(
