@@ -16,6 +16,7 @@ mod processes;
 mod protection;
 mod proxy;
 mod sandbox_certify;
+mod sandbox_certify_v2;
 mod sealing;
 mod security;
 mod server;

@@ -9,8 +9,7 @@ use certification_service::{
         proto::{Gender, VerifyRequest, VerifyResponse},
     },
     sandbox::{
-        SANDBOX_STORE_ID, SANDBOX_TIER, SANDBOX_V2_API_SECRET, SANDBOX_V2_CHANNEL_KEY,
-        grpc::proto::{CertifyRequest, ChannelType, Person},
+        grpc::proto::{CertifyRequest, Person},
         identities::{ci_for, di_for},
     },
 };
@@ -18,7 +17,7 @@ use tonic::{Code, Request, Status, metadata::MetadataValue};
 
 use crate::helpers::{TestApp, assert_status, spawn_app, spawn_app_with};
 
-fn certify_request(merchant_uid: &str, person: Person) -> CertifyRequest {
+pub fn certify_request(merchant_uid: &str, person: Person) -> CertifyRequest {
     CertifyRequest {
         merchant_uid: merchant_uid.to_owned(),
         person: person as i32,
@@ -26,7 +25,7 @@ fn certify_request(merchant_uid: &str, person: Person) -> CertifyRequest {
     }
 }
 
-async fn certify_with(app: &TestApp, request: CertifyRequest) -> Result<String, Status> {
+pub async fn certify_with(app: &TestApp, request: CertifyRequest) -> Result<String, Status> {
     let merchant_uid = request.merchant_uid.clone();
     let response = app.sandbox_client().certify(request).await?.into_inner();
     assert_eq!(response.merchant_uid, merchant_uid);
@@ -51,7 +50,7 @@ async fn certify(app: &TestApp, merchant_uid: &str, person: Person) -> String {
 }
 
 /// Verify as the caller that issued `merchant_uid` calls it.
-async fn verify(app: &TestApp, imp_uid: &str, merchant_uid: &str) -> Result<VerifyResponse, Status> {
+pub async fn verify(app: &TestApp, imp_uid: &str, merchant_uid: &str) -> Result<VerifyResponse, Status> {
     let request = VerifyRequest {
         imp_uid: imp_uid.to_owned(),
         merchant_uid: merchant_uid.to_owned(),
@@ -315,23 +314,6 @@ async fn malformed_requests_are_invalid_argument_naming_the_field() {
 }
 
 #[tokio::test]
-async fn certify_with_the_sandboxs_tier_makes_a_certification_only_that_tier_sees() {
-    let app = spawn_app().await;
-    let request = CertifyRequest {
-        tier: Some(SANDBOX_TIER.to_owned()),
-        ..certify_request("m-tier", Person::Adult)
-    };
-    let imp_uid = certify_with(&app, request).await.unwrap();
-    // The service sends no Tier header (yet): to it, the sub-merchant's certification is unknown.
-    assert_status(
-        verify(&app, &imp_uid, "m-tier").await,
-        Code::NotFound,
-        "CERTIFICATION_NOT_FOUND",
-    );
-    assert_eq!(app.sandbox.stats().last_tier, None);
-}
-
-#[tokio::test]
 async fn the_sandbox_service_needs_a_caller_token_like_certification_service() {
     let token = "signup-token-0123456789abcdef";
     let tokens = CallerTokens::parse(&format!("signup={token}")).unwrap();
@@ -349,88 +331,10 @@ async fn the_sandbox_service_needs_a_caller_token_like_certification_service() {
     assert_eq!(response.into_inner().merchant_uid, "m-auth");
 }
 
-/// Certify with `identity_verification_id`: the sandbox's V2 answers it over HTTP (the service
-/// cannot Verify V2 yet).
-async fn certify_v2(app: &TestApp, request: CertifyRequest) -> serde_json::Value {
-    let id = request.identity_verification_id.clone();
-    let response = app.sandbox_client().certify(request).await.unwrap().into_inner();
-    assert_eq!(response.identity_verification_id, id);
-    assert_eq!(
-        (response.imp_uid.as_str(), response.merchant_uid.as_str()),
-        ("", "")
-    );
-    let url = format!(
-        "{}/identity-verifications/{id}?storeId={SANDBOX_STORE_ID}",
-        app.sandbox.base_url()
-    );
-    let answer = reqwest::Client::new()
-        .get(url)
-        .header("Authorization", format!("PortOne {SANDBOX_V2_API_SECRET}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(answer.status(), 200);
-    answer.json().await.unwrap()
-}
-
 fn v2_request(id: &str, person: Person) -> CertifyRequest {
     CertifyRequest {
         identity_verification_id: id.to_owned(),
         person: person as i32,
         ..CertifyRequest::default()
-    }
-}
-
-#[tokio::test]
-async fn certify_with_an_identity_verification_id_makes_a_v2_verification_of_the_same_person() {
-    let app = spawn_app().await;
-    let body = certify_v2(&app, v2_request("iv-signup-1", Person::Adult)).await;
-    assert_eq!(body["status"], "VERIFIED");
-    assert_eq!(body["id"], "iv-signup-1");
-    assert_eq!(body["version"], "V2");
-    assert_eq!(body["channel"]["type"], "LIVE");
-    assert_eq!(body["channel"]["key"], SANDBOX_V2_CHANNEL_KEY);
-    let customer = &body["verifiedCustomer"];
-    assert_eq!(customer["name"], "홍길동");
-    assert_eq!(customer["birthDate"], "1990-03-15");
-    assert_eq!(customer["gender"], "MALE");
-    assert_eq!(customer["ci"], ci_for("hong"), "the V1 adult's CI");
-    assert_eq!(customer["di"], di_for("hong"));
-
-    let test_channel = CertifyRequest {
-        channel: ChannelType::Test as i32,
-        ..v2_request("iv-test-1", Person::Inicis)
-    };
-    let body = certify_v2(&app, test_channel).await;
-    assert_eq!(body["channel"]["type"], "TEST");
-    assert_eq!(body["channel"]["pgProvider"], "INICIS_UNIFIED");
-    let customer = body["verifiedCustomer"].as_object().unwrap();
-    for absent in ["gender", "di", "phoneNumber"] {
-        assert!(!customer.contains_key(absent), "{absent}");
-    }
-
-    let no_ci = certify_v2(&app, v2_request("iv-no-ci", Person::NoCi)).await;
-    assert!(no_ci["verifiedCustomer"].get("ci").is_none());
-    let ready = certify_v2(&app, v2_request("iv-ready", Person::NotCertified)).await;
-    assert_eq!(ready["status"], "READY");
-
-    // An id succeeds once; both ids at once, or a tier on V2, are refused.
-    let refused = [
-        v2_request("iv-signup-1", Person::Adult),
-        CertifyRequest {
-            merchant_uid: "m-both".to_owned(),
-            ..v2_request("iv-both", Person::Adult)
-        },
-        CertifyRequest {
-            tier: Some("T01".to_owned()),
-            ..v2_request("iv-tier", Person::Adult)
-        },
-    ];
-    for request in refused {
-        assert_status(
-            app.sandbox_client().certify(request).await,
-            Code::InvalidArgument,
-            "INVALID_IDENTITY_VERIFICATION_ID",
-        );
     }
 }
