@@ -3,7 +3,7 @@
 
 use super::{
     SandboxHandle,
-    merchants::Owner,
+    merchants::{Merchant, Owner},
     people::{Certification, Person},
 };
 
@@ -26,6 +26,7 @@ impl SandboxHandle {
         person_key: Option<&str>,
         seconds_ago: u32,
     ) -> String {
+        // The main merchant without a tier is always known: this never falls back.
         self.certify_as(Owner::main(), person, merchant_uid, person_key, seconds_ago)
             .unwrap_or_default()
     }
@@ -40,8 +41,7 @@ impl SandboxHandle {
         person_key: Option<&str>,
         seconds_ago: u32,
     ) -> Result<String, UnknownTier> {
-        if owner.tier.is_some()
-            && (owner.merchant != super::Merchant::Main || owner.tier != self.shared.config.tier)
+        if owner.tier.is_some() && (owner.merchant != Merchant::Main || owner.tier != self.shared.config.tier)
         {
             return Err(UnknownTier);
         }

@@ -69,7 +69,7 @@ pub use self::{
 };
 use self::{
     identities::CertificationRecord,
-    merchants::{Merchant, Owner},
+    merchants::Owner,
     state::{QueuedFault, Shared},
 };
 
