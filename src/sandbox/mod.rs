@@ -56,6 +56,10 @@ use self::identities::CertificationRecord;
 
 pub const SANDBOX_IMP_KEY: &str = "sandbox_imp_key";
 pub const SANDBOX_IMP_SECRET: &str = "sandbox_imp_secret";
+/// PortOne V2 development credentials and ids of the sandbox.
+pub const SANDBOX_V2_API_SECRET: &str = "sandbox_v2_api_secret";
+pub const SANDBOX_STORE_ID: &str = "store-00000000-0000-4000-8000-000000000001";
+pub const SANDBOX_V2_CHANNEL_KEY: &str = "channel-key-00000000-0000-4000-8000-000000000001";
 
 /// PortOne's documented token lifetime.
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(30 * 60);
