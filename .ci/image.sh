@@ -285,7 +285,7 @@ print(value if isinstance(value, str) else json.dumps(value))' "$1"
 fi
 
 began=$(grpc certification.v1.CertificationService/BeginVerification \
-  '{"purpose": "PURPOSE_SIGNUP", "account_id": "image-ci-1"}')
+  '{"provider": "PROVIDER_PORTONE_V1", "purpose": "PURPOSE_SIGNUP", "account_id": "image-ci-1"}')
 merchant_uid=$(json_get merchantUid <<<"$began")
 [[ $merchant_uid =~ ^vs_[0-9a-f]{32}$ ]] || { echo "$began" >&2; die "BeginVerification issued no session"; }
 certified=$(grpc certification.sandbox.v1.Sandbox/Certify \

@@ -76,6 +76,14 @@ pub enum ServiceError {
     /// Certified before the session began: it cannot be the session's certification.
     #[error("the certification was made before its verification session began")]
     CertifiedBeforeSession,
+    /// Certified, but the provider sent no CI (no CI contract): cannot be de-duplicated.
+    #[error(
+        "the identity provider sent no CI for this person (a contract matter: KG Inicis with Kakao and some channels need a separate CI contract)"
+    )]
+    CiUnavailable,
+    /// Made on a PortOne V2 test channel while PORTONE_ALLOW_TEST_CHANNEL is off.
+    #[error("the verification was made on a test channel")]
+    TestChannel,
     /// The certified person is not the one expected; the fields, never their values.
     #[error("the certified person differs from the expected one in: {}", fields.join(","))]
     IdentityMismatch { fields: Vec<&'static str> },
@@ -103,6 +111,8 @@ impl ServiceError {
             Self::SessionMismatch { .. } => "SESSION_MISMATCH",
             Self::CertifiedBeforeSession => "CERTIFIED_BEFORE_SESSION",
             Self::IdentityMismatch { .. } => "IDENTITY_MISMATCH",
+            Self::CiUnavailable => "CI_UNAVAILABLE",
+            Self::TestChannel => "TEST_CHANNEL",
             Self::Upstream(ProviderError::NotFound) => "CERTIFICATION_NOT_FOUND",
             _ => return None,
         })

@@ -21,6 +21,8 @@ impl MigrationTrait for Migration {
                     .col(string_len(VerificationSessions::MerchantUid, 64).primary_key())
                     .col(string_len(VerificationSessions::Caller, 128))
                     .col(string_len(VerificationSessions::Purpose, 16))
+                    // "portone_v1" or "portone_v2": the API the browser certifies with.
+                    .col(string_len(VerificationSessions::Provider, 32))
                     .col(string_len_null(VerificationSessions::AccountId, 128))
                     .col(integer_null(VerificationSessions::MinAge))
                     // The expected person, sealed like CI (AES-256-GCM under CI_ENCRYPTION_KEYS).
@@ -64,6 +66,7 @@ enum VerificationSessions {
     MerchantUid,
     Caller,
     Purpose,
+    Provider,
     AccountId,
     MinAge,
     ExpectedSealed,

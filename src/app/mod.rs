@@ -15,9 +15,12 @@ use crate::{
     config::Settings,
     domain::Provider,
     grpc::CertificationGrpc,
-    portone::v1::{PortoneClient, TokenCache},
+    portone::{
+        v1::{PortoneClient, TokenCache},
+        v2::PortoneV2Client,
+    },
     sandbox::SandboxHandle,
-    service::{IdentityService, Providers},
+    service::{BrowserSetup, IdentityService, Providers},
     store::Store,
 };
 
@@ -81,14 +84,34 @@ impl Application {
         };
         let portone =
             PortoneClient::new(settings.portone.clone(), tokens).context("building the PortOne client")?;
-        let providers = Providers::default().with(Provider::PortoneV1, Arc::new(portone.clone()));
+        let mut providers = Providers::default();
+        if settings.portone.enabled {
+            providers = providers.with(Provider::PortoneV1, Arc::new(portone.clone()));
+        }
+        let browser = match &settings.portone_v2 {
+            Some(v2) => {
+                let client = PortoneV2Client::new(v2.clone()).context("building the PortOne V2 client")?;
+                providers = providers.with(Provider::PortoneV2, Arc::new(client));
+                BrowserSetup {
+                    default_provider: Provider::PortoneV2,
+                    store_id: v2.store_id.clone(),
+                    channel_key: v2.channel_key.clone(),
+                }
+            }
+            None => BrowserSetup {
+                default_provider: Provider::PortoneV1,
+                store_id: None,
+                channel_key: None,
+            },
+        };
         let service = IdentityService::new(
             providers,
             store.clone(),
             settings.keys.ci_index_key.clone(),
             settings.keys.sealing_keys.clone(),
             settings.policy.clone(),
-        );
+        )
+        .with_browser(browser);
         let grpc = CertificationGrpc::new(
             Arc::new(service),
             settings.server.request_timeout,

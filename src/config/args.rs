@@ -126,6 +126,23 @@ pub struct ServeArgs {
     pub portone_imp_key: Option<String>,
     #[arg(long, env = "PORTONE_IMP_SECRET", hide_env_values = true, value_parser = secret)]
     pub portone_imp_secret: Option<Secret>,
+    /// A V1 sub-merchant's 3-character code, sent as the `Tier` header on lookups.
+    #[arg(long, env = "PORTONE_TIER")]
+    pub portone_tier: Option<String>,
+    /// PortOne V2 API secret: turns V2 identity verifications on (beside V1 when both are set).
+    #[arg(long, env = "PORTONE_V2_API_SECRET", hide_env_values = true, value_parser = secret)]
+    pub portone_v2_api_secret: Option<Secret>,
+    #[arg(long, env = "PORTONE_V2_BASE_URL", default_value = "https://api.portone.io")]
+    pub portone_v2_base_url: String,
+    /// The V2 store, sent as `storeId`, and handed to callers for the browser SDK.
+    #[arg(long, env = "PORTONE_STORE_ID")]
+    pub portone_store_id: Option<String>,
+    /// The V2 channel key handed to callers for the browser SDK.
+    #[arg(long, env = "PORTONE_V2_CHANNEL_KEY")]
+    pub portone_v2_channel_key: Option<String>,
+    /// Accept V2 verifications made on a TEST channel (not real people). `--sandbox` sets it.
+    #[arg(long, env = "PORTONE_ALLOW_TEST_CHANNEL", action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", default_value = "false", value_parser = BoolishValueParser::new())]
+    pub portone_allow_test_channel: bool,
     /// One HTTP attempt at PortOne, e.g. 5s.
     #[arg(long, env = "PORTONE_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub portone_timeout: Duration,

@@ -11,9 +11,15 @@ use crate::{
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error(
-        "PortOne credentials missing: set PORTONE_IMP_KEY and PORTONE_IMP_SECRET (or --portone-imp-key/--portone-imp-secret), or run `serve --sandbox` for development"
+        "PortOne credentials missing: set PORTONE_IMP_KEY and PORTONE_IMP_SECRET (V1), PORTONE_V2_API_SECRET (V2), or both; or run `serve --sandbox` for development"
     )]
     MissingPortoneCredentials,
+    #[error("PORTONE_IMP_KEY and PORTONE_IMP_SECRET go together: set both or neither")]
+    HalfPortoneCredentials,
+    #[error("PORTONE_TIER must be 3 ASCII letters or digits")]
+    Tier,
+    #[error("{0} must be 1 to 128 printable ASCII characters")]
+    PortoneIdentifier(&'static str),
     #[error(
         "CI_INDEX_KEY missing: set it to a base64 key of at least 32 bytes (e.g. `openssl rand -base64 32`), or run `serve --sandbox` for development"
     )]

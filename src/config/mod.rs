@@ -5,6 +5,7 @@
 
 mod args;
 mod errors;
+mod portone;
 #[cfg(test)]
 mod tests;
 mod validate;
@@ -17,7 +18,7 @@ pub use errors::{ConfigError, ConfigErrors};
 use crate::{
     domain::{CiIndexKey, SealingKeys},
     grpc::{CallerPermissions, CallerTokens},
-    portone::v1::PortoneSettings,
+    portone::{v1::PortoneSettings, v2::PortoneV2Settings},
     secret::Secret,
     service::Policy,
     store::StoreSettings,
@@ -38,7 +39,10 @@ pub struct Settings {
     pub store: StoreSettings,
     /// None: the PortOne token stays in process.
     pub redis: Option<RedisSettings>,
+    /// PortOne V1 (`enabled: false` for a V2-only merchant).
     pub portone: PortoneSettings,
+    /// PortOne V2, when PORTONE_V2_API_SECRET is set (or `--sandbox`).
+    pub portone_v2: Option<PortoneV2Settings>,
     pub keys: KeySettings,
     pub policy: Policy,
     pub maintenance: MaintenanceSettings,

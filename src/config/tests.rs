@@ -19,6 +19,7 @@ fn every_missing_setting_is_reported_at_once_and_once() {
     let error = serve(&[
         "--portone-imp-key=",
         "--portone-imp-secret=",
+        "--portone-v2-api-secret=",
         "--max-in-flight=0",
         "--metrics-listen-addr=nowhere",
     ])
@@ -39,8 +40,9 @@ fn every_missing_setting_is_reported_at_once_and_once() {
     assert!(error.contains("ALLOW_UNAUTHENTICATED"), "{error}");
 }
 
-const SECRETS: [&str; 6] = [
+const SECRETS: [&str; 7] = [
     "portone-secret-value",
+    "portone-v2-secret-value",
     "db-password-value",
     "redis-password-value",
     "caller-token-value-0123456789",
@@ -52,6 +54,7 @@ fn configured() -> super::ServeArgs {
     serve(&[
         "--portone-imp-key=key",
         "--portone-imp-secret=portone-secret-value",
+        "--portone-v2-api-secret=portone-v2-secret-value",
         "--database-url=postgres://service:db-password-value@db/certification",
         "--redis-url=redis://:redis-password-value@redis:6379",
         "--caller-tokens=signup=caller-token-value-0123456789",
@@ -107,4 +110,80 @@ fn boolean_flags_take_an_explicit_value_or_none() {
     );
     assert!(serve(&["--sandbox", "--reject-underage"]).reject_underage);
     assert!(!serve(&["--sandbox", "--skip-migrations=no"]).skip_migrations);
+}
+
+const KEYS: [&str; 3] = [
+    "--ci-index-key=c2VjcmV0LWluZGV4LWtleS1mb3ItdGhlLWNsaS10ZXN0cyE=",
+    "--ci-encryption-keys=k1:c2VjcmV0LWVuY3J5cHRpb24ta2V5LW9mLTMyLWJ5dGU=",
+    "--allow-unauthenticated",
+];
+
+fn with_keys(args: &[&str]) -> Result<super::Settings, super::ConfigErrors> {
+    let mut all = KEYS.to_vec();
+    all.extend_from_slice(args);
+    serve(&all).into_settings(None)
+}
+
+#[test]
+fn either_portone_api_alone_or_both_configure_the_service() {
+    let v2_only = with_keys(&[
+        "--portone-imp-key=",
+        "--portone-imp-secret=",
+        "--portone-v2-api-secret=v2-secret",
+        "--portone-store-id=store-1",
+        "--portone-v2-channel-key=channel-key-1",
+    ])
+    .unwrap();
+    assert!(!v2_only.portone.enabled);
+    let v2 = v2_only.portone_v2.unwrap();
+    assert_eq!(v2.base_url, "https://api.portone.io");
+    assert_eq!(v2.store_id.as_deref(), Some("store-1"));
+    assert_eq!(v2.channel_key.as_deref(), Some("channel-key-1"));
+
+    let both = with_keys(&[
+        "--portone-imp-key=key",
+        "--portone-imp-secret=secret",
+        "--portone-v2-api-secret=v2-secret",
+        "--portone-tier=T01",
+    ])
+    .unwrap();
+    assert!(both.portone.enabled && both.portone_v2.is_some());
+    assert_eq!(both.portone.tier.as_deref(), Some("T01"));
+    assert!(
+        !both.policy.allow_test_channel,
+        "test channels are refused unless allowed"
+    );
+
+    let v1_only = with_keys(&[
+        "--portone-imp-key=key",
+        "--portone-imp-secret=secret",
+        "--portone-v2-api-secret=",
+    ]);
+    assert!(v1_only.unwrap().portone_v2.is_none());
+}
+
+#[test]
+fn half_credentials_a_bad_tier_or_no_api_at_all_are_refused() {
+    let half = with_keys(&[
+        "--portone-imp-key=key",
+        "--portone-imp-secret=",
+        "--portone-v2-api-secret=v2",
+    ]);
+    assert!(half.unwrap_err().to_string().contains("set both or neither"));
+    let tier = with_keys(&[
+        "--portone-imp-key=k",
+        "--portone-imp-secret=s",
+        "--portone-tier=T0/1",
+    ]);
+    assert!(tier.unwrap_err().to_string().contains("PORTONE_TIER"));
+    let none = with_keys(&[
+        "--portone-imp-key=",
+        "--portone-imp-secret=",
+        "--portone-v2-api-secret=",
+    ]);
+    assert!(none.unwrap_err().to_string().contains("PORTONE_V2_API_SECRET"));
+    let sandbox = serve(&["--sandbox"])
+        .into_settings(Some("http://127.0.0.1:1".into()))
+        .unwrap();
+    assert!(sandbox.portone.enabled && sandbox.portone_v2.is_some() && sandbox.policy.allow_test_channel);
 }

@@ -5,14 +5,12 @@ use std::{path::Path, time::Duration};
 
 use super::{
     ConnectionSettings, KeySettings, MaintenanceSettings, RedisSettings, RetentionArgs, ServeArgs,
-    ServerSettings, Settings, ShutdownSettings, TOKEN_MARGIN, TOKEN_REFRESH_AHEAD, TlsSettings,
+    ServerSettings, Settings, ShutdownSettings, TlsSettings,
     errors::{ConfigError, ConfigErrors, Problems},
 };
 use crate::{
     domain::{CiIndexKey, MinAge, SealingKeys},
     grpc::{CallerPermissions, CallerTokens},
-    portone::{CircuitSettings, HttpSettings, http::check_base_url, v1::PortoneSettings},
-    secret::Secret,
     service::Policy,
 };
 
@@ -73,24 +71,7 @@ impl ServeArgs {
     /// `--sandbox`, whose fixed credentials and development keys then apply.
     pub fn into_settings(self, sandbox_base_url: Option<String>) -> Result<Settings, ConfigErrors> {
         let mut problems = Problems::default();
-        let credentials = match sandbox_base_url {
-            Some(url) => Some((
-                url,
-                crate::sandbox::SANDBOX_IMP_KEY.to_owned(),
-                Secret::new(crate::sandbox::SANDBOX_IMP_SECRET),
-            )),
-            None => match (self.portone_imp_key, self.portone_imp_secret) {
-                (Some(key), Some(secret)) if !key.is_empty() && !secret.expose().is_empty() => {
-                    Some((self.portone_base_url, key, secret))
-                }
-                _ => problems.fail(ConfigError::MissingPortoneCredentials),
-            },
-        };
-        let credentials = credentials.and_then(|(base_url, key, secret)| {
-            let base_url = base_url.trim_end_matches('/').to_owned();
-            let checked = check_base_url(&base_url).map_err(ConfigError::BaseUrl);
-            problems.take(checked).map(|()| (base_url, key, secret))
-        });
+        let portone = super::portone::portone_settings(&self, sandbox_base_url.as_deref(), &mut problems);
         let ci_index_key = match (self.ci_index_key, self.sandbox) {
             (Some(encoded), _) => problems.take(CiIndexKey::from_base64(encoded.expose())),
             (None, true) => {
@@ -269,8 +250,8 @@ impl ServeArgs {
             address => problems.take(address.parse().map_err(|_| ConfigError::MetricsAddr)),
         };
 
-        let (Some((base_url, imp_key, imp_secret)), Some(ci_index_key), Some(sealing_keys), true) =
-            (credentials, ci_index_key, sealing_keys, problems.0.is_empty())
+        let (Some((portone, portone_v2)), Some(ci_index_key), Some(sealing_keys), true) =
+            (portone, ci_index_key, sealing_keys, problems.0.is_empty())
         else {
             return Err(ConfigErrors(problems.0));
         };
@@ -308,24 +289,8 @@ impl ServeArgs {
                     timeout: self.redis_timeout,
                     ca_file: self.redis_ca_file,
                 }),
-            portone: PortoneSettings {
-                base_url,
-                imp_key,
-                imp_secret,
-                token_margin: TOKEN_MARGIN,
-                token_refresh_ahead: TOKEN_REFRESH_AHEAD,
-                token_lock_ttl: self.token_lock_ttl,
-                http: HttpSettings {
-                    request_timeout: self.portone_timeout,
-                    connect_timeout: Duration::from_secs(3).min(self.portone_timeout),
-                    max_attempts: self.portone_max_attempts,
-                    max_connections: self.portone_max_connections,
-                    circuit: CircuitSettings {
-                        failure_threshold: self.portone_circuit_failures,
-                        open_for: self.portone_circuit_open_for,
-                    },
-                },
-            },
+            portone,
+            portone_v2,
             keys: KeySettings {
                 ci_index_key,
                 sealing_keys,
@@ -337,6 +302,8 @@ impl ServeArgs {
                 rejoin_cooldown: self.retention.rejoin_cooldown,
                 clock_skew: self.clock_skew,
                 require_session: self.require_session,
+                // The sandbox's verifications are test data by design.
+                allow_test_channel: self.portone_allow_test_channel || self.sandbox,
                 session_ttl: self.verification_session_ttl,
             },
             maintenance: MaintenanceSettings {

@@ -100,6 +100,8 @@ pub enum Gender {
     Unspecified,
     Male,
     Female,
+    /// Neither: PortOne V2 may report it.
+    Other,
 }
 
 /// A person as the identity provider verified them.

@@ -71,6 +71,43 @@ impl fmt::Debug for ImpUid {
     }
 }
 
+/// PortOne V2's identity verification id, chosen by the merchant (by this service, for its
+/// sessions). Letters, digits, `.`, `_` and `-` only, so it is one safe URL path segment; not
+/// only dots (`.` and `..` would change the path).
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct IdentityVerificationId(String);
+
+impl IdentityVerificationId {
+    pub const MAX_LEN: usize = 128;
+
+    pub fn parse_field(raw: &str, field: &'static str) -> Result<Self, FieldViolation> {
+        let fine = (1..=Self::MAX_LEN).contains(&raw.len())
+            && raw
+                .bytes()
+                .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'_' | b'-'))
+            && !raw.bytes().all(|byte| byte == b'.');
+        if fine {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(FieldViolation::new(
+                field,
+                "INVALID_IDENTITY_VERIFICATION_ID",
+                "must be 1 to 128 characters of A-Z a-z 0-9 . _ -",
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for IdentityVerificationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "IdentityVerificationId({})", self.0)
+    }
+}
+
 /// Our own services' account id. Opaque to us, but bounded and plain so it is safe in logs,
 /// metrics labels are never built from it, and it cannot smuggle control characters into storage.
 #[derive(Clone, PartialEq, Eq, Hash)]

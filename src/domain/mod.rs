@@ -13,7 +13,7 @@ pub use age::{AgeCheck, full_age, today_in_seoul};
 pub use binding::{BindConflict, BindOutcome, Holder};
 pub use identity::{Carrier, Ci, Di, Gender, Identity, PersonName, Phone};
 pub use index_key::{CiIndexKey, IndexKeyError, PersonIndex};
-pub use input::{AccountId, FieldViolation, ImpUid, MerchantUid, MinAge};
+pub use input::{AccountId, FieldViolation, IdentityVerificationId, ImpUid, MerchantUid, MinAge};
 pub use sealing::{Purpose, Sealed, SealingError, SealingKeys};
 pub use session::{
     ExpectedPerson, Redemption, Session, SessionId, SessionSpec, VerificationPurpose, normalise_name,
@@ -26,18 +26,20 @@ use chrono::{DateTime, Utc};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Provider {
     PortoneV1,
+    PortoneV2,
 }
 
 impl Provider {
     pub fn as_str(self) -> &'static str {
         match self {
             Provider::PortoneV1 => "portone_v1",
+            Provider::PortoneV2 => "portone_v2",
         }
     }
 
     /// The provider a stored `as_str` names.
     pub fn from_stored(raw: &str) -> Option<Self> {
-        [Provider::PortoneV1]
+        [Provider::PortoneV1, Provider::PortoneV2]
             .into_iter()
             .find(|provider| provider.as_str() == raw)
     }
@@ -56,6 +58,13 @@ impl CertificationRef {
         Self {
             provider: Provider::PortoneV1,
             id: imp_uid.as_str().to_owned(),
+        }
+    }
+
+    pub fn portone_v2(id: IdentityVerificationId) -> Self {
+        Self {
+            provider: Provider::PortoneV2,
+            id: id.as_str().to_owned(),
         }
     }
 
@@ -91,5 +100,11 @@ pub struct ProviderCertification {
     pub pg_provider: String,
     pub certified: bool,
     pub certified_at: Option<DateTime<Utc>>,
+    /// Present when certified and the provider sent a CI.
     pub identity: Option<Identity>,
+    /// Certified, but without a CI (KG Inicis with Kakao and other channels without the CI
+    /// contract): such a person cannot be de-duplicated.
+    pub ci_unavailable: bool,
+    /// Made on a provider's test channel (PortOne V2 `channel.type` TEST): not a real person.
+    pub test_channel: bool,
 }

@@ -202,6 +202,8 @@ impl ExpectedPerson {
 #[derive(Debug)]
 pub struct SessionSpec {
     pub purpose: VerificationPurpose,
+    /// None: the configured default (V2 when configured, else V1).
+    pub provider: Option<Provider>,
     pub account: Option<AccountId>,
     pub min_age: Option<MinAge>,
     pub expected: ExpectedPerson,
@@ -229,6 +231,7 @@ impl SessionSpec {
             }
             _ => Ok(Self {
                 purpose,
+                provider: None,
                 account,
                 min_age,
                 expected,
@@ -243,6 +246,8 @@ pub struct Session {
     pub id: SessionId,
     pub caller: String,
     pub purpose: VerificationPurpose,
+    /// The API the browser certifies with; a Verify through the other is SESSION_MISMATCH.
+    pub provider: Provider,
     pub account: Option<AccountId>,
     pub min_age: Option<MinAge>,
     pub expected: ExpectedPerson,

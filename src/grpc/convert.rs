@@ -6,20 +6,51 @@ use prost_types::Timestamp;
 use super::proto;
 use crate::{
     domain::{
-        AccountId, CertificationRef, Ci, ExpectedPerson, FieldViolation, Gender, Holder, ImpUid, MerchantUid,
-        MinAge, SessionSpec, VerificationPurpose,
+        AccountId, CertificationRef, Ci, ExpectedPerson, FieldViolation, Gender, Holder,
+        IdentityVerificationId, ImpUid, MerchantUid, MinAge, Provider, SessionSpec, VerificationPurpose,
     },
     service::{Began, DuplicateKey, Verified, VerifyCommand},
 };
 
 pub fn verify_command(request: proto::VerifyRequest) -> Result<VerifyCommand, FieldViolation> {
+    // proto3 strings: empty means "not given".
+    let mut merchant_uid = non_empty(&request.merchant_uid)
+        .map(MerchantUid::parse)
+        .transpose()?;
+    let certification = match (
+        non_empty(&request.imp_uid),
+        non_empty(&request.identity_verification_id),
+    ) {
+        (Some(_), Some(_)) => {
+            return Err(FieldViolation::new(
+                "identity_verification_id",
+                "INVALID_IDENTITY_VERIFICATION_ID",
+                "set imp_uid (PortOne V1) or identity_verification_id (PortOne V2), not both",
+            ));
+        }
+        (None, Some(raw)) => {
+            let id = IdentityVerificationId::parse_field(raw, "identity_verification_id")?;
+            // V2 has no merchant_uid: the id is the merchant's own, and a session's id.
+            match &merchant_uid {
+                Some(given) if given.as_str() != id.as_str() => {
+                    return Err(FieldViolation::new(
+                        "merchant_uid",
+                        "INVALID_MERCHANT_UID",
+                        "with identity_verification_id, leave merchant_uid empty or equal to it",
+                    ));
+                }
+                Some(_) => {}
+                None => merchant_uid = Some(MerchantUid::parse(id.as_str())?),
+            }
+            CertificationRef::portone_v2(id)
+        }
+        // Neither: today's INVALID_IMP_UID ("required"), as before V2.
+        (_, None) => CertificationRef::portone_v1(ImpUid::parse(&request.imp_uid)?),
+    };
     Ok(VerifyCommand {
-        certification: CertificationRef::portone_v1(ImpUid::parse(&request.imp_uid)?),
-        // proto3 strings: empty means "not given".
+        certification,
         account: non_empty(&request.account_id).map(AccountId::parse).transpose()?,
-        merchant_uid: non_empty(&request.merchant_uid)
-            .map(MerchantUid::parse)
-            .transpose()?,
+        merchant_uid,
         min_age: request.min_age.map(MinAge::parse).transpose()?,
     })
 }
@@ -39,8 +70,13 @@ pub fn session_spec(request: proto::BeginVerificationRequest) -> Result<SessionS
             ));
         }
     };
-    let expected = request.expected.unwrap_or_default();
-    SessionSpec::new(
+    let provider = match request.provider() {
+        proto::Provider::Unspecified => None,
+        proto::Provider::PortoneV1 => Some(Provider::PortoneV1),
+        proto::Provider::PortoneV2 => Some(Provider::PortoneV2),
+    };
+    let expected = request.expected.clone().unwrap_or_default();
+    let mut spec = SessionSpec::new(
         purpose,
         request.account_id.as_deref().map(AccountId::parse).transpose()?,
         request.min_age.map(MinAge::parse).transpose()?,
@@ -49,13 +85,31 @@ pub fn session_spec(request: proto::BeginVerificationRequest) -> Result<SessionS
             expected.birth_date.as_deref(),
             expected.phone.as_deref(),
         )?,
-    )
+    )?;
+    spec.provider = provider;
+    Ok(spec)
 }
 
 pub fn begin_response(began: Began) -> proto::BeginVerificationResponse {
+    let id = began.merchant_uid.as_str().to_owned();
+    let (merchant_uid, identity_verification_id) = match began.provider {
+        Provider::PortoneV1 => (id, String::new()),
+        Provider::PortoneV2 => (String::new(), id),
+    };
     proto::BeginVerificationResponse {
-        merchant_uid: began.merchant_uid.as_str().to_owned(),
+        merchant_uid,
         expires_at: Some(timestamp(began.expires_at)),
+        identity_verification_id,
+        store_id: began.store_id.unwrap_or_default(),
+        channel_key: began.channel_key.unwrap_or_default(),
+        provider: provider(began.provider).into(),
+    }
+}
+
+fn provider(provider: Provider) -> proto::Provider {
+    match provider {
+        Provider::PortoneV1 => proto::Provider::PortoneV1,
+        Provider::PortoneV2 => proto::Provider::PortoneV2,
     }
 }
 
@@ -86,10 +140,15 @@ pub fn duplicate_key(request: proto::CheckDuplicateRequest) -> Result<DuplicateK
             CertificationRef::portone_v1(ImpUid::parse(&raw)?),
         )),
         Some(proto::check_duplicate_request::Key::Ci(raw)) => Ok(DuplicateKey::Ci(Ci::parse(&raw)?)),
+        Some(proto::check_duplicate_request::Key::IdentityVerificationId(raw)) => {
+            Ok(DuplicateKey::Certification(CertificationRef::portone_v2(
+                IdentityVerificationId::parse_field(&raw, "identity_verification_id")?,
+            )))
+        }
         None => Err(FieldViolation::new(
             "key",
             "MISSING_KEY",
-            "set exactly one of imp_uid or ci",
+            "set exactly one of imp_uid, identity_verification_id or ci",
         )),
     }
 }
@@ -100,6 +159,7 @@ pub fn verify_response(verified: Verified) -> proto::VerifyResponse {
         Gender::Unspecified => proto::Gender::Unspecified,
         Gender::Male => proto::Gender::Male,
         Gender::Female => proto::Gender::Female,
+        Gender::Other => proto::Gender::Other,
     };
     let duplicate = duplicate_status(verified.holder_before.as_ref());
     proto::VerifyResponse {
@@ -114,7 +174,13 @@ pub fn verify_response(verified: Verified) -> proto::VerifyResponse {
             di: identity.di.map(|di| di.expose().to_owned()).unwrap_or_default(),
         }),
         certification: Some(proto::Certification {
-            imp_uid: verified.certification.id,
+            imp_uid: if verified.certification.provider == Provider::PortoneV1 {
+                verified.certification.id.clone()
+            } else {
+                String::new()
+            },
+            provider: provider(verified.certification.provider).into(),
+            id: verified.certification.id,
             merchant_uid: verified.certification.merchant_uid.unwrap_or_default(),
             pg_provider: verified.certification.pg_provider,
             certified_at: Some(timestamp(verified.certification.certified_at)),
@@ -233,6 +299,7 @@ mod proptests {
                 account_id: account_id.clone(),
                 merchant_uid: merchant_uid.clone(),
                 min_age,
+                identity_verification_id: String::new(),
             };
             match verify_command(request) {
                 Ok(command) => {
@@ -252,6 +319,30 @@ mod proptests {
                     prop_assert!(["imp_uid", "account_id", "merchant_uid", "min_age"].contains(&violation.field));
                     prop_assert!(violation.reason.starts_with("INVALID_"));
                 }
+            }
+        }
+
+        #[test]
+        fn identity_verification_ids_are_one_safe_path_segment(raw in field(), merchant_uid in field()) {
+            let request = VerifyRequest {
+                identity_verification_id: raw.clone(),
+                merchant_uid: merchant_uid.clone(),
+                ..VerifyRequest::default()
+            };
+            match verify_command(request) {
+                Ok(command) => {
+                    let id = command.certification.id();
+                    prop_assert_eq!(id, raw.as_str());
+                    prop_assert!((1..=128).contains(&id.len()));
+                    prop_assert!(id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)));
+                    prop_assert!(id != "." && id != "..");
+                    // The session is the id itself.
+                    prop_assert_eq!(command.merchant_uid.as_ref().map(MerchantUid::as_str), Some(id));
+                }
+                Err(violation) => prop_assert!(
+                    ["identity_verification_id", "merchant_uid", "imp_uid"].contains(&violation.field),
+                    "{violation:?}"
+                ),
             }
         }
 

@@ -142,6 +142,8 @@ impl From<ServiceError> for Status {
                 details.add_bad_request_violation(field, "must be unset or equal the session's");
                 Status::with_error_details(Code::InvalidArgument, message, details)
             }
+            ServiceError::CiUnavailable => reasoned(Code::FailedPrecondition, "CI_UNAVAILABLE", message, []),
+            ServiceError::TestChannel => reasoned(Code::FailedPrecondition, "TEST_CHANNEL", message, []),
             ServiceError::CertifiedBeforeSession => {
                 reasoned(Code::FailedPrecondition, "CERTIFIED_BEFORE_SESSION", message, [])
             }

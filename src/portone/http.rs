@@ -149,6 +149,8 @@ impl Exchange {
 }
 
 pub struct ResilientHttp {
+    /// `portone_v1` or `portone_v2`: the metric label of every attempt.
+    provider: &'static str,
     client: reqwest::Client,
     settings: HttpSettings,
     circuit: CircuitBreaker,
@@ -156,7 +158,7 @@ pub struct ResilientHttp {
 }
 
 impl ResilientHttp {
-    pub fn new(settings: HttpSettings) -> Result<Self, reqwest::Error> {
+    pub fn new(settings: HttpSettings, provider: &'static str) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder()
             .connect_timeout(settings.connect_timeout)
             // A redirect would carry the request (getToken's body holds the secret) to a host
@@ -165,6 +167,7 @@ impl ResilientHttp {
             .user_agent(concat!("certification-service/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(Self {
+            provider,
             client,
             circuit: CircuitBreaker::new(settings.circuit.clone()),
             connections: tokio::sync::Semaphore::new(settings.max_connections.max(1)),
@@ -193,12 +196,12 @@ impl ResilientHttp {
                 return Err(HttpError::DeadlineExceeded);
             }
             if let Err(retry_after) = self.circuit.admit() {
-                metrics::record_portone_attempt(endpoint, "circuit_open", now.into_std());
+                metrics::record_portone_attempt(self.provider, endpoint, "circuit_open", now.into_std());
                 return Err(HttpError::CircuitOpen { retry_after });
             }
             let Ok(Ok(connection)) = tokio::time::timeout_at(deadline, self.connections.acquire()).await
             else {
-                metrics::record_portone_attempt(endpoint, "deadline", now.into_std());
+                metrics::record_portone_attempt(self.provider, endpoint, "deadline", now.into_std());
                 return Err(HttpError::DeadlineExceeded);
             };
             let now = Instant::now();
@@ -214,14 +217,14 @@ impl ResilientHttp {
                 Ok(exchange) => exchange,
                 Err(_) if Instant::now() >= deadline => {
                     // The caller's deadline, not PortOne's failure: the circuit learns nothing.
-                    metrics::record_portone_attempt(endpoint, "deadline", now.into_std());
+                    metrics::record_portone_attempt(self.provider, endpoint, "deadline", now.into_std());
                     return Err(HttpError::DeadlineExceeded);
                 }
                 Err(_) => Exchange::Transient(Transient::Timeout),
             };
             // Not held through the backoff: another call may use the place meanwhile.
             drop(connection);
-            metrics::record_portone_attempt(endpoint, exchange.outcome(), now.into_std());
+            metrics::record_portone_attempt(self.provider, endpoint, exchange.outcome(), now.into_std());
             match exchange {
                 Exchange::Answered(answer) => {
                     self.circuit.succeeded();

@@ -1,9 +1,10 @@
 //! PortOne: one resilient HTTP layer ([`http`]) shared by every API, and each API's protocol on
-//! top of it (V1 today: `v1`). The service sees only [`crate::service::IdentityProvider`].
+//! top of it (`v1`: tokens and certifications; `v2`: identity verifications). The service sees only [`crate::service::IdentityProvider`].
 
 mod circuit;
 pub mod http;
 pub mod v1;
+pub mod v2;
 
 pub use circuit::CircuitSettings;
 pub use http::HttpSettings;

@@ -40,6 +40,8 @@ pub struct Policy {
     pub require_session: bool,
     /// How long a session may wait for its Verify (VERIFICATION_SESSION_TTL).
     pub session_ttl: Duration,
+    /// Accept PortOne V2 verifications made on a TEST channel (PORTONE_ALLOW_TEST_CHANNEL).
+    pub allow_test_channel: bool,
 }
 
 /// A parsed Verify request.
@@ -61,6 +63,7 @@ pub enum DuplicateKey {
 /// The certification's own facts, as reported back to the caller.
 #[derive(Clone, Debug)]
 pub struct CertificationFacts {
+    pub provider: crate::domain::Provider,
     /// The provider's id of the certification (an imp_uid for PortOne V1).
     pub id: String,
     pub merchant_uid: Option<String>,
@@ -84,7 +87,17 @@ pub struct Verified {
     pub reverified_at: Option<DateTime<Utc>>,
 }
 
+/// What BeginVerification tells a caller's browser about the providers: which one a session is
+/// for when the caller does not say, and V2's store and channel for its SDK.
+#[derive(Clone, Debug)]
+pub struct BrowserSetup {
+    pub default_provider: crate::domain::Provider,
+    pub store_id: Option<String>,
+    pub channel_key: Option<String>,
+}
+
 pub struct IdentityService {
+    browser: BrowserSetup,
     providers: Providers,
     store: Store,
     index_key: CiIndexKey,
@@ -101,12 +114,23 @@ impl IdentityService {
         policy: Policy,
     ) -> Self {
         Self {
+            browser: BrowserSetup {
+                default_provider: crate::domain::Provider::PortoneV1,
+                store_id: None,
+                channel_key: None,
+            },
             providers,
             store,
             index_key,
             sealing,
             policy,
         }
+    }
+
+    /// The providers' browser-side facts, for BeginVerification.
+    pub fn with_browser(mut self, browser: BrowserSetup) -> Self {
+        self.browser = browser;
+        self
     }
 
     /// The account no longer holds its person. Idempotent: `None` when it held nobody.
@@ -133,7 +157,7 @@ impl IdentityService {
                     return Ok(holder);
                 }
                 let found = self.providers.lookup(&reference, deadline).await?;
-                let (identity, certified_at) = certified_parts(&found)?;
+                let (identity, certified_at) = certified_parts(&found, &self.policy)?;
                 let ci_index = self.index_key.ci_index(&identity.ci);
                 let recordable = Recordable::new(self, &found, &identity, ci_index, certified_at);
                 Ok(self.store.record(recordable.as_seen()).await?.holder)
@@ -192,10 +216,23 @@ impl Recordable {
     }
 }
 
-/// The identity and time of a certified certification; NOT_CERTIFIED otherwise.
-fn certified_parts(found: &ProviderCertification) -> Result<(Identity, DateTime<Utc>), ServiceError> {
+/// The identity and time of a certified certification: NOT_CERTIFIED when the person did not
+/// finish, TEST_CHANNEL for a test channel (unless allowed), CI_UNAVAILABLE without a CI.
+fn certified_parts(
+    found: &ProviderCertification,
+    policy: &Policy,
+) -> Result<(Identity, DateTime<Utc>), ServiceError> {
+    if !found.certified {
+        return Err(ServiceError::NotCertified);
+    }
+    if found.test_channel && !policy.allow_test_channel {
+        return Err(ServiceError::TestChannel);
+    }
+    if found.ci_unavailable {
+        return Err(ServiceError::CiUnavailable);
+    }
     match (&found.identity, found.certified_at) {
-        (Some(identity), Some(certified_at)) if found.certified => Ok((identity.clone(), certified_at)),
+        (Some(identity), Some(certified_at)) => Ok((identity.clone(), certified_at)),
         _ => Err(ServiceError::NotCertified),
     }
 }

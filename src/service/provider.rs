@@ -62,6 +62,10 @@ impl Providers {
         self
     }
 
+    pub fn has(&self, provider: Provider) -> bool {
+        self.by_provider.contains_key(&provider)
+    }
+
     pub async fn lookup(
         &self,
         reference: &CertificationRef,

@@ -2,24 +2,32 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{IdentityService, VerifyCommand};
+use super::{IdentityService, ProviderError, VerifyCommand};
 use crate::{
-    domain::{ExpectedPerson, MinAge, Purpose, Session, SessionId, SessionSpec},
+    domain::{ExpectedPerson, MinAge, Provider, Purpose, Session, SessionId, SessionSpec},
     error::ServiceError,
     store::{NewSession, StoreError, StoredSession},
 };
 
-/// A session begun: the merchant_uid for PortOne's `IMP.certification`, and its deadline.
+/// A session begun: its id (V1's merchant_uid, V2's identity verification id), its deadline,
+/// and what the browser needs for the provider.
 #[derive(Debug)]
 pub struct Began {
     pub merchant_uid: SessionId,
     pub expires_at: DateTime<Utc>,
+    pub provider: Provider,
+    pub store_id: Option<String>,
+    pub channel_key: Option<String>,
 }
 
 impl IdentityService {
     /// Issues a session for `caller`: only they can redeem it, once, before it expires.
     #[tracing::instrument(skip_all, fields(purpose = spec.purpose.as_str()))]
     pub async fn begin_verification(&self, spec: SessionSpec, caller: &str) -> Result<Began, ServiceError> {
+        let provider = spec.provider.unwrap_or(self.browser.default_provider);
+        if !self.providers.has(provider) {
+            return Err(ProviderError::NotConfigured(provider).into());
+        }
         let id = SessionId::generate();
         let created_at = super::verify::stored_precision(Utc::now());
         let ttl = chrono::Duration::from_std(self.policy.session_ttl).unwrap_or(chrono::Duration::MAX);
@@ -35,6 +43,7 @@ impl IdentityService {
         self.store
             .begin_session(NewSession {
                 id: &id,
+                provider,
                 caller,
                 spec: &spec,
                 expected_sealed: expected_sealed.as_ref(),
@@ -44,9 +53,13 @@ impl IdentityService {
             .await?;
         crate::telemetry::metrics::session_begun(spec.purpose);
         tracing::info!("verification session begun");
+        let v2 = provider == Provider::PortoneV2;
         Ok(Began {
             merchant_uid: id,
             expires_at,
+            provider,
+            store_id: self.browser.store_id.clone().filter(|_| v2),
+            channel_key: self.browser.channel_key.clone().filter(|_| v2),
         })
     }
 
@@ -59,6 +72,9 @@ impl IdentityService {
             });
         }
         let reference = &command.certification;
+        if stored.provider != reference.provider() {
+            return Err(ServiceError::SessionMismatch { field: "provider" });
+        }
         if stored.redemption.as_ref().is_some_and(|redemption| {
             redemption.provider != reference.provider() || redemption.certification_id != reference.id()
         }) {
@@ -130,6 +146,7 @@ impl IdentityService {
             id: stored.id,
             caller: stored.caller,
             purpose: stored.purpose,
+            provider: stored.provider,
             account: stored.account,
             min_age: stored.min_age,
             expected,

@@ -74,7 +74,7 @@ impl IdentityService {
         deadline: Instant,
     ) -> Result<Answer, ServiceError> {
         let found = self.providers.lookup(&command.certification, deadline).await?;
-        let (identity, certified_at) = certified_parts(&found)?;
+        let (identity, certified_at) = certified_parts(&found, &self.policy)?;
         let now = stored_precision(Utc::now());
         self.check_time(certified_at, now)?;
         self.check_belongs(&found, certified_at, &command, session.as_ref())?;
@@ -107,6 +107,7 @@ impl IdentityService {
         };
         let ci_index = self.index_key.ci_index(&identity.ci);
         let facts = CertificationFacts {
+            provider: found.provider,
             id: found.id.clone(),
             merchant_uid: found.merchant_uid.clone(),
             pg_provider: found.pg_provider.clone(),

@@ -15,6 +15,7 @@ use crate::domain::{
 /// A session about to be stored.
 pub struct NewSession<'a> {
     pub id: &'a SessionId,
+    pub provider: Provider,
     pub caller: &'a str,
     pub spec: &'a SessionSpec,
     pub expected_sealed: Option<&'a Sealed>,
@@ -28,6 +29,7 @@ pub struct StoredSession {
     pub id: SessionId,
     pub caller: String,
     pub purpose: VerificationPurpose,
+    pub provider: Provider,
     pub account: Option<AccountId>,
     pub min_age: Option<MinAge>,
     pub expected_sealed: Option<Sealed>,
@@ -61,6 +63,7 @@ impl Store {
             merchant_uid: Set(new.id.as_str().to_owned()),
             caller: Set(new.caller.to_owned()),
             purpose: Set(new.spec.purpose.as_str().to_owned()),
+            provider: Set(new.provider.as_str().to_owned()),
             account_id: Set(new
                 .spec
                 .account
@@ -252,6 +255,7 @@ fn stored(row: session::Model) -> Result<StoredSession, StoreError> {
         id,
         caller: row.caller,
         purpose,
+        provider: Provider::from_stored(&row.provider).ok_or_else(|| corrupt("provider"))?,
         account: row.account_id.map(AccountId::from_trusted),
         min_age,
         expected_sealed,

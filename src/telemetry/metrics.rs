@@ -86,9 +86,15 @@ async fn render(State(pool_usage): State<PoolUsage>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }
 
-/// One PortOne HTTP attempt: `endpoint` is `get_token` or `certification`.
-pub fn record_portone_attempt(endpoint: &'static str, outcome: &'static str, started: Instant) {
-    histogram!(PORTONE_DURATION, "endpoint" => endpoint, "outcome" => outcome)
+/// One PortOne HTTP attempt: `provider` `portone_v1` or `portone_v2`, `endpoint` `get_token`,
+/// `certification` (V1) or `identity_verification` (V2).
+pub fn record_portone_attempt(
+    provider: &'static str,
+    endpoint: &'static str,
+    outcome: &'static str,
+    started: Instant,
+) {
+    histogram!(PORTONE_DURATION, "provider" => provider, "endpoint" => endpoint, "outcome" => outcome)
         .record(started.elapsed().as_secs_f64());
 }
 

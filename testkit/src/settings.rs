@@ -10,7 +10,8 @@ use certification_service::{
         TOKEN_MARGIN, TOKEN_REFRESH_AHEAD,
     },
     domain::{CiIndexKey, SealingKeys},
-    portone::{CircuitSettings, HttpSettings, v1::PortoneSettings},
+    portone::{CircuitSettings, HttpSettings, v1::PortoneSettings, v2::PortoneV2Settings},
+    sandbox::{SANDBOX_STORE_ID, SANDBOX_V2_API_SECRET, SANDBOX_V2_CHANNEL_KEY},
     secret::Secret,
     service::Policy,
     store::StoreSettings,
@@ -60,20 +61,24 @@ pub fn test_settings(
             readiness_interval: Duration::from_millis(200),
         },
         redis: None,
+        // The sandbox answers V2 on the same address, with its development secret and store.
+        portone_v2: Some(PortoneV2Settings {
+            base_url: portone_base_url.to_owned(),
+            api_secret: Secret::new(SANDBOX_V2_API_SECRET),
+            store_id: Some(SANDBOX_STORE_ID.to_owned()),
+            channel_key: Some(SANDBOX_V2_CHANNEL_KEY.to_owned()),
+            http: test_http(),
+        }),
         portone: PortoneSettings {
+            enabled: true,
+            tier: None,
             base_url: portone_base_url.to_owned(),
             imp_key: imp_key.to_owned(),
             imp_secret: Secret::new(imp_secret),
             token_margin: TOKEN_MARGIN,
             token_refresh_ahead: TOKEN_REFRESH_AHEAD,
             token_lock_ttl: Duration::from_secs(3),
-            http: HttpSettings {
-                request_timeout: Duration::from_secs(2),
-                connect_timeout: Duration::from_secs(1),
-                max_attempts: 3,
-                circuit: CircuitSettings::default(),
-                max_connections: 128,
-            },
+            http: test_http(),
         },
         keys: KeySettings {
             ci_index_key: CiIndexKey::from_base64(&STANDARD.encode(TEST_INDEX_KEY)).expect("a 32-byte key"),
@@ -89,10 +94,23 @@ pub fn test_settings(
             // issues its own merchant_uids does; the session tests turn it on (the default).
             require_session: false,
             session_ttl: Duration::from_secs(15 * 60),
+            // The sandbox's V2 test-channel fixtures are refused, as in production.
+            allow_test_channel: false,
         },
         maintenance: MaintenanceSettings {
             purge_interval: None,
             certification_retention: Duration::from_secs(90 * 24 * 3600),
         },
+    }
+}
+
+/// Short time-outs and the production retry and circuit defaults.
+fn test_http() -> HttpSettings {
+    HttpSettings {
+        request_timeout: Duration::from_secs(2),
+        connect_timeout: Duration::from_secs(1),
+        max_attempts: 3,
+        circuit: CircuitSettings::default(),
+        max_connections: 128,
     }
 }

@@ -265,6 +265,7 @@ fn serve_with_the_sandbox_answers_verify_and_stops_on_sigterm() {
         let session = client
             .begin_verification(BeginVerificationRequest {
                 purpose: Purpose::Signup.into(),
+                provider: certification_service::grpc::proto::Provider::PortoneV1.into(),
                 account_id: Some("user-1001".into()),
                 ..Default::default()
             })

@@ -162,14 +162,15 @@ async fn each_person_verifies_with_the_traits_the_proto_promises() {
 }
 
 #[tokio::test]
-async fn a_certification_without_ci_is_upstream_malformed_for_now() {
+async fn a_certification_without_ci_is_ci_unavailable() {
     let app = spawn_app().await;
     let imp_uid = certify(&app, "m-no-ci", Person::NoCi).await;
-    assert_status(
+    let status = assert_status(
         verify(&app, &imp_uid, "m-no-ci").await,
-        Code::Internal,
-        "UPSTREAM_MALFORMED",
+        Code::FailedPrecondition,
+        "CI_UNAVAILABLE",
     );
+    assert!(status.message().contains("contract"), "{status:?}");
 }
 
 #[tokio::test]

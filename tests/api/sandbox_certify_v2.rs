@@ -9,7 +9,7 @@ use certification_service::sandbox::{
 use tonic::Code;
 
 use crate::{
-    helpers::{TestApp, assert_status, spawn_app},
+    helpers::{TestApp, assert_status, spawn_app, spawn_app_with},
     sandbox_certify::{certify_request, certify_with, verify},
 };
 
@@ -101,17 +101,31 @@ async fn certify_with_an_identity_verification_id_makes_a_v2_verification_of_the
 
 #[tokio::test]
 async fn certify_with_the_sandboxs_tier_makes_a_certification_only_that_tier_sees() {
-    let app = spawn_app().await;
-    let request = CertifyRequest {
+    let request = || CertifyRequest {
         tier: Some(SANDBOX_TIER.to_owned()),
         ..certify_request("m-tier", Person::Adult)
     };
-    let imp_uid = certify_with(&app, request).await.unwrap();
-    // The service sends no Tier header (yet): to it, the sub-merchant's certification is unknown.
+    // A service configured as the sub-merchant sends its Tier header and finds it ...
+    let sub_merchant = spawn_app_with(|settings| settings.portone.tier = Some(SANDBOX_TIER.into())).await;
+    let imp_uid = certify_with(&sub_merchant, request()).await.unwrap();
+    let identity = verify(&sub_merchant, &imp_uid, "m-tier")
+        .await
+        .unwrap()
+        .identity
+        .unwrap();
+    assert_eq!(identity.ci, ci_for("hong"));
+    assert_eq!(
+        sub_merchant.sandbox.stats().last_tier.as_deref(),
+        Some(SANDBOX_TIER)
+    );
+
+    // ... the main merchant, without the header, does not.
+    let main_merchant = spawn_app().await;
+    let imp_uid = certify_with(&main_merchant, request()).await.unwrap();
     assert_status(
-        verify(&app, &imp_uid, "m-tier").await,
+        verify(&main_merchant, &imp_uid, "m-tier").await,
         Code::NotFound,
         "CERTIFICATION_NOT_FOUND",
     );
-    assert_eq!(app.sandbox.stats().last_tier, None);
+    assert_eq!(main_merchant.sandbox.stats().last_tier, None);
 }

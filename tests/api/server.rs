@@ -144,10 +144,7 @@ async fn reflection_carries_the_protos_comments_for_describe() {
         .iter()
         .map(|location| location.leading_comments())
         .collect();
-    assert!(
-        comments.contains("Required. PortOne's certification id"),
-        "{comments}"
-    );
+    assert!(comments.contains("PortOne V1's certification id"), "{comments}");
     assert!(
         descriptors
             .file

@@ -12,8 +12,8 @@ use certification_service::{
     grpc::{
         CallerTokens,
         proto::{
-            BeginVerificationRequest, BeginVerificationResponse, ExpectedPerson, Purpose, VerifyRequest,
-            VerifyResponse,
+            BeginVerificationRequest, BeginVerificationResponse, ExpectedPerson, Provider, Purpose,
+            VerifyRequest, VerifyResponse,
         },
     },
     sandbox::identities::CertificationRecord,
@@ -74,10 +74,15 @@ pub async fn begin(app: &TestApp, purpose: Purpose, account: Option<&str>) -> Be
     .unwrap()
 }
 
+/// A V1 session unless the request names a provider: these tests certify through V1's records
+/// (portone_v2.rs covers V2).
 pub async fn begin_with(
     app: &TestApp,
-    request: BeginVerificationRequest,
+    mut request: BeginVerificationRequest,
 ) -> Result<BeginVerificationResponse, Status> {
+    if request.provider == 0 {
+        request.provider = Provider::PortoneV1.into();
+    }
     app.client
         .clone()
         .begin_verification(request)
@@ -180,6 +185,7 @@ async fn a_session_is_redeemable_only_by_the_caller_that_began_it() {
     .await;
     let begin = BeginVerificationRequest {
         purpose: Purpose::Signup.into(),
+        provider: Provider::PortoneV1.into(),
         account_id: Some("acct-owner".into()),
         ..Default::default()
     };

@@ -11,7 +11,7 @@
 import { createClient, type Client, type Transport } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
-import { CertificationService, Purpose } from "./gen/certification/v1/certification_pb.js";
+import { CertificationService, Provider, Purpose } from "./gen/certification/v1/certification_pb.js";
 import { callError } from "./errors.js";
 
 export type CertificationClient = Client<typeof CertificationService>;
@@ -65,6 +65,9 @@ export async function beginSignup(client: CertificationClient, req: BeginSignupR
   const res = await client.beginVerification(
     {
       purpose: Purpose.SIGNUP,
+      // This example drives PortOne V1's popup (IMP.certification with a merchant_uid); a V2
+      // integration leaves it unset or asks for PORTONE_V2 and reads identityVerificationId.
+      provider: Provider.PORTONE_V1,
       accountId: req.accountId,
       minAge: req.minAge,
       expected: req.expected,

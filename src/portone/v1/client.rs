@@ -25,6 +25,8 @@ use crate::{
 
 #[derive(Clone, Debug)]
 pub struct PortoneSettings {
+    /// False for a merchant with V2 credentials only: no V1 lookups are made.
+    pub enabled: bool,
     /// `https://api.iamport.kr`, or the sandbox. No trailing slash.
     pub base_url: String,
     pub imp_key: String,
@@ -38,6 +40,8 @@ pub struct PortoneSettings {
     /// How long the fleet-wide getToken lock is held at most: a replica that dies holding it
     /// delays the others by no more than this.
     pub token_lock_ttl: Duration,
+    /// PORTONE_TIER: a sub-merchant's 3-character code, sent as `Tier` on lookups.
+    pub tier: Option<String>,
     /// Retries, time-outs, the circuit breaker and the connection bound.
     pub http: HttpSettings,
 }
@@ -73,7 +77,7 @@ impl PortoneClient {
     pub fn new(settings: PortoneSettings, tokens: TokenCache) -> Result<Self, reqwest::Error> {
         Ok(Self {
             inner: Arc::new(Inner {
-                http: ResilientHttp::new(settings.http.clone())?,
+                http: ResilientHttp::new(settings.http.clone(), "portone_v1")?,
                 settings,
                 tokens,
                 refreshing: AtomicBool::new(false),
@@ -255,7 +259,13 @@ impl PortoneClient {
         let answer = http
             .send(
                 "certification",
-                || http.client().get(&url).header("Authorization", token.expose()),
+                || {
+                    let request = http.client().get(&url).header("Authorization", token.expose());
+                    match &self.inner.settings.tier {
+                        Some(tier) => request.header("Tier", tier),
+                        None => request,
+                    }
+                },
                 deadline,
             )
             .await

@@ -82,13 +82,19 @@ impl CertificationBody {
             ),
             _ => None,
         };
+        // No `unique_key`: certified, but without the CI contract (KG Inicis with Kakao).
+        let ci_unavailable = certified && self.unique_key.as_deref().is_none_or(str::is_empty);
         let identity = if certified {
             if certified_at.is_none() {
                 return Err(ProviderError::Malformed(
                     "certified record lacks certified_at".into(),
                 ));
             }
-            Some(self.identity()?)
+            if ci_unavailable {
+                None
+            } else {
+                Some(self.identity()?)
+            }
         } else {
             None
         };
@@ -100,6 +106,9 @@ impl CertificationBody {
             certified,
             certified_at,
             identity,
+            ci_unavailable,
+            // V1 has no test channels in its answer.
+            test_channel: false,
         })
     }
 
@@ -247,10 +256,25 @@ mod tests {
     }
 
     #[test]
+    fn a_certified_record_without_unique_key_has_no_ci_to_offer() {
+        for without in [
+            DANAL.replace(r#""unique_key":"QUJD==""#, r#""unique_key":null"#),
+            DANAL.replace(r#""unique_key":"QUJD==","#, ""),
+        ] {
+            let certification = parse(&without).unwrap();
+            assert!(
+                certification.certified && certification.ci_unavailable,
+                "{without}"
+            );
+            assert!(certification.identity.is_none());
+        }
+    }
+
+    #[test]
     fn broken_certified_records_are_malformed_not_panics() {
         for broken in [
             DANAL.replace(r#""birthday":"1993-07-08""#, r#""birthday":"07/08/1993""#),
-            DANAL.replace(r#""unique_key":"QUJD==""#, r#""unique_key":null"#),
+            DANAL.replace(r#""unique_key":"QUJD==""#, r#""unique_key":"not base64!""#),
             DANAL.replace(r#""name":"홍길동""#, r#""name":"  ""#),
             DANAL.replace(r#""certified_at":1795459469"#, r#""certified_at":0"#),
             DANAL.replace(r#""certified":true"#, r#""certified":"yes""#),

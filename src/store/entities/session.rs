@@ -9,6 +9,7 @@ pub struct Model {
     pub merchant_uid: String,
     pub caller: String,
     pub purpose: String,
+    pub provider: String,
     pub account_id: Option<String>,
     pub min_age: Option<i32>,
     pub expected_sealed: Option<String>,

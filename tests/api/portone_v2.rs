@@ -1,0 +1,216 @@
+//! PortOne V2 identity verifications behind the same RPCs: V2 sessions (the service issues the
+//! identity verification id), statuses, test channels, absent fields, no CI, one person across
+//! V1 and V2, and the configuration's defaults.
+
+use certification_service::{
+    grpc::proto::{
+        BeginVerificationRequest, CheckDuplicateRequest, Gender, Provider, Purpose, VerifyRequest, VerifyResponse,
+        check_duplicate_request::Key,
+    },
+    sandbox::grpc::proto::{ChannelType, CertifyRequest, Person},
+    secret::Secret,
+};
+use tonic::{Code, Status};
+
+use crate::{
+    helpers::{TestApp, assert_status, spawn_app_with},
+    sessions::{begin_with, certify, redeem, sessions_on},
+};
+
+/// The browser's part for V2: `person` verifies under `id` (on a LIVE channel unless `test`).
+async fn certify_v2(app: &TestApp, id: &str, person: Person, person_key: Option<&str>, test: bool) {
+    let request = CertifyRequest {
+        identity_verification_id: id.to_owned(),
+        person: person as i32,
+        person_key: person_key.map(str::to_owned),
+        channel: if test { ChannelType::Test } else { ChannelType::Live } as i32,
+        ..CertifyRequest::default()
+    };
+    let answer = app.sandbox_client().certify(request).await.unwrap().into_inner();
+    assert_eq!(answer.identity_verification_id, id);
+}
+
+async fn begin_v2(app: &TestApp, purpose: Purpose, account: Option<&str>) -> String {
+    let request = BeginVerificationRequest {
+        purpose: purpose.into(),
+        account_id: account.map(str::to_owned),
+        ..Default::default()
+    };
+    // No provider named: V2, because it is configured.
+    let session = app.client.clone().begin_verification(request).await.unwrap().into_inner();
+    assert_eq!(session.provider(), Provider::PortoneV2);
+    assert!(session.merchant_uid.is_empty());
+    session.identity_verification_id
+}
+
+async fn verify_v2(app: &TestApp, id: &str) -> Result<VerifyResponse, Status> {
+    let request = VerifyRequest {
+        identity_verification_id: id.to_owned(),
+        ..Default::default()
+    };
+    app.client.clone().verify(request).await.map(tonic::Response::into_inner)
+}
+
+#[tokio::test]
+async fn a_v2_signup_session_hands_out_the_browsers_ids_and_binds_once() {
+    let app = spawn_app_with(sessions_on).await;
+    let request = BeginVerificationRequest {
+        purpose: Purpose::Signup.into(),
+        account_id: Some("acct-v2".into()),
+        ..Default::default()
+    };
+    let session = app.client.clone().begin_verification(request).await.unwrap().into_inner();
+    let id = session.identity_verification_id.clone();
+    assert!(id.starts_with("vs_") && id.len() == 35, "{id}");
+    assert_eq!(session.store_id, certification_service::sandbox::SANDBOX_STORE_ID);
+    assert_eq!(session.channel_key, certification_service::sandbox::SANDBOX_V2_CHANNEL_KEY);
+
+    certify_v2(&app, &id, Person::Adult, Some("v2-signup"), false).await;
+    let answer = verify_v2(&app, &id).await.unwrap();
+    assert!(answer.bound);
+    let certification = answer.certification.clone().unwrap();
+    assert_eq!(certification.provider(), Provider::PortoneV2);
+    assert_eq!(certification.id, id);
+    assert!(certification.imp_uid.is_empty());
+    assert_eq!(answer.identity.as_ref().unwrap().birth_date, "1990-03-15");
+    // A retry answers the same; the id is the session, so nothing else can redeem it.
+    assert_eq!(verify_v2(&app, &id).await.unwrap(), answer);
+    let stats = app.sandbox.stats();
+    assert!(stats.identity_verification_lookups >= 2, "{stats:?}");
+}
+
+#[tokio::test]
+async fn one_person_is_one_person_across_v1_and_v2() {
+    let app = spawn_app_with(sessions_on).await;
+    // Bound through V1 ...
+    let v1 = begin_with(&app, BeginVerificationRequest {
+        purpose: Purpose::Signup.into(),
+        account_id: Some("acct-moved".into()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let imp_uid = certify(&app, &v1.merchant_uid, "moving-person");
+    assert!(redeem(&app, &v1.merchant_uid, &imp_uid).await.unwrap().bound);
+    // ... and back through V2 for another account: the same CI, so the same person.
+    let id = begin_v2(&app, Purpose::Signup, Some("acct-second")).await;
+    certify_v2(&app, &id, Person::Adult, Some("moving-person"), false).await;
+    assert_status(verify_v2(&app, &id).await, Code::AlreadyExists, "ALREADY_REGISTERED");
+
+    let recovery = begin_v2(&app, Purpose::Recovery, None).await;
+    certify_v2(&app, &recovery, Person::Adult, Some("moving-person"), false).await;
+    let answer = verify_v2(&app, &recovery).await.unwrap();
+    assert_eq!(answer.duplicate.unwrap().account_id, "acct-moved");
+    for key in [Key::ImpUid(imp_uid), Key::IdentityVerificationId(recovery)] {
+        let holder = app
+            .client
+            .clone()
+            .check_duplicate(CheckDuplicateRequest { key: Some(key) })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(holder.account_id, "acct-moved");
+    }
+}
+
+#[tokio::test]
+async fn unfinished_test_channel_and_ci_less_verifications_are_refused_for_what_they_are() {
+    let app = spawn_app_with(sessions_on).await;
+    let cases = [
+        (Person::NotCertified, false, "NOT_CERTIFIED"),
+        (Person::Adult, true, "TEST_CHANNEL"),
+        (Person::NoCi, false, "CI_UNAVAILABLE"),
+    ];
+    for (person, test, reason) in cases {
+        let id = begin_v2(&app, Purpose::Signup, Some("acct-refused")).await;
+        certify_v2(&app, &id, person, Some(reason), test).await;
+        assert_status(verify_v2(&app, &id).await, Code::FailedPrecondition, reason);
+    }
+    let persons = crate::sessions::count(&app, "SELECT COUNT(*) FROM persons").await;
+    assert_eq!(persons, 0, "nothing stored about a refused verification");
+}
+
+#[tokio::test]
+async fn test_channels_pass_when_allowed_and_absent_fields_stay_absent() {
+    let app = spawn_app_with(|settings| {
+        sessions_on(settings);
+        settings.policy.allow_test_channel = true;
+    })
+    .await;
+    let id = begin_v2(&app, Purpose::AgeCheck, None).await;
+    certify_v2(&app, &id, Person::Inicis, Some("v2-inicis"), true).await;
+    let identity = verify_v2(&app, &id).await.unwrap().identity.unwrap();
+    assert_eq!(identity.gender(), Gender::Unspecified);
+    assert!(identity.di.is_empty() && identity.phone.is_none() && identity.carrier.is_none());
+}
+
+#[tokio::test]
+async fn unknown_ids_wrong_secrets_and_mixed_keys_get_their_own_answers() {
+    let app = spawn_app_with(|settings| settings.policy.require_session = false).await;
+    assert_status(verify_v2(&app, "no-such-verification").await, Code::NotFound, "CERTIFICATION_NOT_FOUND");
+    let both = VerifyRequest {
+        imp_uid: "imp_100000000001".into(),
+        identity_verification_id: "iv-1".into(),
+        ..Default::default()
+    };
+    let result = app.client.clone().verify(both).await;
+    assert_status(result, Code::InvalidArgument, "INVALID_IDENTITY_VERIFICATION_ID");
+    assert_status(verify_v2(&app, "../users").await, Code::InvalidArgument, "INVALID_IDENTITY_VERIFICATION_ID");
+
+    let wrong = spawn_app_with(|settings| {
+        settings.policy.require_session = false;
+        settings.portone_v2.as_mut().unwrap().api_secret = Secret::new("not-the-secret");
+    })
+    .await;
+    assert_status(verify_v2(&wrong, "anything").await, Code::Unavailable, "UPSTREAM_AUTH_FAILED");
+}
+
+#[tokio::test]
+async fn a_session_redeems_only_through_its_own_provider_and_an_unconfigured_one_is_refused() {
+    let app = spawn_app_with(sessions_on).await;
+    let v1 = begin_with(&app, BeginVerificationRequest {
+        purpose: Purpose::Signup.into(),
+        account_id: Some("acct-p".into()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let result = verify_v2(&app, &v1.merchant_uid).await;
+    assert_status(result, Code::InvalidArgument, "SESSION_MISMATCH");
+
+    let v1_only = spawn_app_with(|settings| {
+        sessions_on(settings);
+        settings.portone_v2 = None;
+    })
+    .await;
+    let request = BeginVerificationRequest {
+        purpose: Purpose::Signup.into(),
+        provider: Provider::PortoneV2.into(),
+        ..Default::default()
+    };
+    let refused = v1_only.client.clone().begin_verification(request).await;
+    assert_status(refused, Code::FailedPrecondition, "PROVIDER_NOT_CONFIGURED");
+    let default = v1_only
+        .client
+        .clone()
+        .begin_verification(BeginVerificationRequest {
+            purpose: Purpose::Signup.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(default.provider(), Provider::PortoneV1);
+    assert!(!default.merchant_uid.is_empty() && default.identity_verification_id.is_empty());
+}
+
+#[tokio::test]
+async fn a_sub_merchants_lookups_carry_its_tier() {
+    let app = spawn_app_with(|settings| {
+        settings.policy.require_session = false;
+        settings.portone.tier = Some("T01".into());
+    })
+    .await;
+    let _ = app.verify(certification_service::sandbox::identities::ADULT).await;
+    assert_eq!(app.sandbox.stats().last_tier.as_deref(), Some("T01"));
+}
