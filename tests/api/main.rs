@@ -12,6 +12,7 @@ mod input;
 mod lookup;
 mod metrics;
 mod overload;
+mod portone_v2;
 mod processes;
 mod protection;
 mod proxy;

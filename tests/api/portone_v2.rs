@@ -4,10 +4,10 @@
 
 use certification_service::{
     grpc::proto::{
-        BeginVerificationRequest, CheckDuplicateRequest, Gender, Provider, Purpose, VerifyRequest, VerifyResponse,
-        check_duplicate_request::Key,
+        BeginVerificationRequest, CheckDuplicateRequest, Gender, Provider, Purpose, VerifyRequest,
+        VerifyResponse, check_duplicate_request::Key,
     },
-    sandbox::grpc::proto::{ChannelType, CertifyRequest, Person},
+    sandbox::grpc::proto::{CertifyRequest, ChannelType, Person},
     secret::Secret,
 };
 use tonic::{Code, Status};
@@ -23,7 +23,11 @@ async fn certify_v2(app: &TestApp, id: &str, person: Person, person_key: Option<
         identity_verification_id: id.to_owned(),
         person: person as i32,
         person_key: person_key.map(str::to_owned),
-        channel: if test { ChannelType::Test } else { ChannelType::Live } as i32,
+        channel: if test {
+            ChannelType::Test
+        } else {
+            ChannelType::Live
+        } as i32,
         ..CertifyRequest::default()
     };
     let answer = app.sandbox_client().certify(request).await.unwrap().into_inner();
@@ -37,7 +41,13 @@ async fn begin_v2(app: &TestApp, purpose: Purpose, account: Option<&str>) -> Str
         ..Default::default()
     };
     // No provider named: V2, because it is configured.
-    let session = app.client.clone().begin_verification(request).await.unwrap().into_inner();
+    let session = app
+        .client
+        .clone()
+        .begin_verification(request)
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(session.provider(), Provider::PortoneV2);
     assert!(session.merchant_uid.is_empty());
     session.identity_verification_id
@@ -48,7 +58,11 @@ async fn verify_v2(app: &TestApp, id: &str) -> Result<VerifyResponse, Status> {
         identity_verification_id: id.to_owned(),
         ..Default::default()
     };
-    app.client.clone().verify(request).await.map(tonic::Response::into_inner)
+    app.client
+        .clone()
+        .verify(request)
+        .await
+        .map(tonic::Response::into_inner)
 }
 
 #[tokio::test]
@@ -59,11 +73,20 @@ async fn a_v2_signup_session_hands_out_the_browsers_ids_and_binds_once() {
         account_id: Some("acct-v2".into()),
         ..Default::default()
     };
-    let session = app.client.clone().begin_verification(request).await.unwrap().into_inner();
+    let session = app
+        .client
+        .clone()
+        .begin_verification(request)
+        .await
+        .unwrap()
+        .into_inner();
     let id = session.identity_verification_id.clone();
     assert!(id.starts_with("vs_") && id.len() == 35, "{id}");
     assert_eq!(session.store_id, certification_service::sandbox::SANDBOX_STORE_ID);
-    assert_eq!(session.channel_key, certification_service::sandbox::SANDBOX_V2_CHANNEL_KEY);
+    assert_eq!(
+        session.channel_key,
+        certification_service::sandbox::SANDBOX_V2_CHANNEL_KEY
+    );
 
     certify_v2(&app, &id, Person::Adult, Some("v2-signup"), false).await;
     let answer = verify_v2(&app, &id).await.unwrap();
@@ -83,11 +106,14 @@ async fn a_v2_signup_session_hands_out_the_browsers_ids_and_binds_once() {
 async fn one_person_is_one_person_across_v1_and_v2() {
     let app = spawn_app_with(sessions_on).await;
     // Bound through V1 ...
-    let v1 = begin_with(&app, BeginVerificationRequest {
-        purpose: Purpose::Signup.into(),
-        account_id: Some("acct-moved".into()),
-        ..Default::default()
-    })
+    let v1 = begin_with(
+        &app,
+        BeginVerificationRequest {
+            purpose: Purpose::Signup.into(),
+            account_id: Some("acct-moved".into()),
+            ..Default::default()
+        },
+    )
     .await
     .unwrap();
     let imp_uid = certify(&app, &v1.merchant_uid, "moving-person");
@@ -95,7 +121,11 @@ async fn one_person_is_one_person_across_v1_and_v2() {
     // ... and back through V2 for another account: the same CI, so the same person.
     let id = begin_v2(&app, Purpose::Signup, Some("acct-second")).await;
     certify_v2(&app, &id, Person::Adult, Some("moving-person"), false).await;
-    assert_status(verify_v2(&app, &id).await, Code::AlreadyExists, "ALREADY_REGISTERED");
+    assert_status(
+        verify_v2(&app, &id).await,
+        Code::AlreadyExists,
+        "ALREADY_REGISTERED",
+    );
 
     let recovery = begin_v2(&app, Purpose::Recovery, None).await;
     certify_v2(&app, &recovery, Person::Adult, Some("moving-person"), false).await;
@@ -147,7 +177,11 @@ async fn test_channels_pass_when_allowed_and_absent_fields_stay_absent() {
 #[tokio::test]
 async fn unknown_ids_wrong_secrets_and_mixed_keys_get_their_own_answers() {
     let app = spawn_app_with(|settings| settings.policy.require_session = false).await;
-    assert_status(verify_v2(&app, "no-such-verification").await, Code::NotFound, "CERTIFICATION_NOT_FOUND");
+    assert_status(
+        verify_v2(&app, "no-such-verification").await,
+        Code::NotFound,
+        "CERTIFICATION_NOT_FOUND",
+    );
     let both = VerifyRequest {
         imp_uid: "imp_100000000001".into(),
         identity_verification_id: "iv-1".into(),
@@ -155,24 +189,35 @@ async fn unknown_ids_wrong_secrets_and_mixed_keys_get_their_own_answers() {
     };
     let result = app.client.clone().verify(both).await;
     assert_status(result, Code::InvalidArgument, "INVALID_IDENTITY_VERIFICATION_ID");
-    assert_status(verify_v2(&app, "../users").await, Code::InvalidArgument, "INVALID_IDENTITY_VERIFICATION_ID");
+    assert_status(
+        verify_v2(&app, "../users").await,
+        Code::InvalidArgument,
+        "INVALID_IDENTITY_VERIFICATION_ID",
+    );
 
     let wrong = spawn_app_with(|settings| {
         settings.policy.require_session = false;
         settings.portone_v2.as_mut().unwrap().api_secret = Secret::new("not-the-secret");
     })
     .await;
-    assert_status(verify_v2(&wrong, "anything").await, Code::Unavailable, "UPSTREAM_AUTH_FAILED");
+    assert_status(
+        verify_v2(&wrong, "anything").await,
+        Code::Unavailable,
+        "UPSTREAM_AUTH_FAILED",
+    );
 }
 
 #[tokio::test]
 async fn a_session_redeems_only_through_its_own_provider_and_an_unconfigured_one_is_refused() {
     let app = spawn_app_with(sessions_on).await;
-    let v1 = begin_with(&app, BeginVerificationRequest {
-        purpose: Purpose::Signup.into(),
-        account_id: Some("acct-p".into()),
-        ..Default::default()
-    })
+    let v1 = begin_with(
+        &app,
+        BeginVerificationRequest {
+            purpose: Purpose::Signup.into(),
+            account_id: Some("acct-p".into()),
+            ..Default::default()
+        },
+    )
     .await
     .unwrap();
     let result = verify_v2(&app, &v1.merchant_uid).await;
@@ -211,6 +256,8 @@ async fn a_sub_merchants_lookups_carry_its_tier() {
         settings.portone.tier = Some("T01".into());
     })
     .await;
-    let _ = app.verify(certification_service::sandbox::identities::ADULT).await;
+    let _ = app
+        .verify(certification_service::sandbox::identities::ADULT)
+        .await;
     assert_eq!(app.sandbox.stats().last_tier.as_deref(), Some("T01"));
 }
