@@ -169,9 +169,21 @@ async fn test_channels_pass_when_allowed_and_absent_fields_stay_absent() {
     .await;
     let id = begin_v2(&app, Purpose::AgeCheck, None).await;
     certify_v2(&app, &id, Person::Inicis, Some("v2-inicis"), true).await;
+    // KG Inicis through V2 (its OpenAPI): phone and gender always, operator and DI never.
     let identity = verify_v2(&app, &id).await.unwrap().identity.unwrap();
-    assert_eq!(identity.gender(), Gender::Unspecified);
-    assert!(identity.di.is_empty() && identity.phone.is_none() && identity.carrier.is_none());
+    assert_ne!(identity.gender(), Gender::Unspecified);
+    assert!(identity.phone.is_some());
+    assert!(
+        identity.di.is_empty() && identity.carrier.is_none(),
+        "{identity:?}"
+    );
+
+    // Danal without the phone contract: no phone, no carrier, and nothing invented.
+    let id = begin_v2(&app, Purpose::AgeCheck, None).await;
+    certify_v2(&app, &id, Person::NoPhone, Some("v2-no-phone"), false).await;
+    let identity = verify_v2(&app, &id).await.unwrap().identity.unwrap();
+    assert!(identity.phone.is_none() && identity.carrier.is_none());
+    assert!(!identity.di.is_empty() && identity.gender() != Gender::Unspecified);
 }
 
 #[tokio::test]

@@ -69,8 +69,12 @@ async fn certify_with_an_identity_verification_id_makes_a_v2_verification_of_the
     assert_eq!(body["channel"]["type"], "TEST");
     assert_eq!(body["channel"]["pgProvider"], "INICIS_UNIFIED");
     let customer = body["verifiedCustomer"].as_object().unwrap();
-    for absent in ["gender", "di", "phoneNumber"] {
+    // KG Inicis through V2: never operator or DI; phone and gender always.
+    for absent in ["operator", "di"] {
         assert!(!customer.contains_key(absent), "{absent}");
+    }
+    for present in ["gender", "phoneNumber", "isForeigner"] {
+        assert!(customer.contains_key(present), "{present}");
     }
 
     let no_ci = certify_v2(&app, v2_request("iv-no-ci", Person::NoCi)).await;

@@ -136,7 +136,11 @@ async fn optional_customer_fields_are_absent_not_null() {
 
     let inicis = harness.v2_ok(V2_INICIS).await;
     assert_eq!(inicis["channel"]["pgProvider"], "INICIS_UNIFIED");
-    assert_eq!(keys(&inicis["verifiedCustomer"]), ["birthDate", "ci", "name"]);
+    // KG Inicis (V2's OpenAPI): phone, gender and foreigner status always; operator and DI never.
+    assert_eq!(
+        keys(&inicis["verifiedCustomer"]),
+        ["birthDate", "ci", "gender", "isForeigner", "name", "phoneNumber"]
+    );
     assert!(inicis["pgTxId"].as_str().unwrap().starts_with("INISA_"));
 }
 

@@ -24,7 +24,7 @@
 //! | `sandbox-iv-name-birth-date-only` | [`V2_NAME_AND_BIRTH_DATE_ONLY`] | VERIFIED | 한지민 with only `name` and `birthDate` (1993-09-09): no gender, phone, operator, isForeigner, CI or DI |
 //! | `sandbox-iv-lgu-mvno-other-gender` | [`V2_LGU_MVNO_OTHER_GENDER`] | VERIFIED | SMITH JOHN (V1's foreigner): operator `LGU_MVNO`, gender `OTHER` (which V1 cannot express), `isForeigner` true |
 //! | `sandbox-iv-minor` | [`V2_MINOR`] | VERIFIED | 김민준, 15 years old, operator `KT` |
-//! | `sandbox-iv-inicis` | [`V2_INICIS`] | VERIFIED | 강서준 through `INICIS_UNIFIED` ([`SANDBOX_V2_INICIS_CHANNEL_KEY`]): no gender, DI, phone, operator or isForeigner |
+//! | `sandbox-iv-inicis` | [`V2_INICIS`] | VERIFIED | 강서준 through `INICIS_UNIFIED` ([`SANDBOX_V2_INICIS_CHANNEL_KEY`]): as KG Inicis answers through V2 (its OpenAPI): phone, gender and isForeigner always, operator and DI never |
 //! | `sandbox-iv-other-store` | [`V2_OTHER_STORE`] | VERIFIED | the adult in [`SANDBOX_OTHER_STORE_ID`]: always 404 |
 
 mod fixtures;

@@ -100,19 +100,67 @@ impl Person {
 }
 
 /// The V1 record's person in V2's words.
+/// What V2 sends by provider, as its OpenAPI (`IdentityVerificationVerifiedCustomer`) documents:
+/// Danal always sends gender, CI and DI, and phone, operator and foreigner status only under a
+/// separate contract (here: when the person's V1 record has them); KG Inicis always sends phone,
+/// gender and foreigner status, CI except through Kakao, and never operator or DI.
 fn verified_customer(v1: &CertificationRecord) -> VerifiedCustomer {
+    let inicis = v1.pg_provider.starts_with("inicis");
+    let gender = v1.gender.as_deref().map(str::to_ascii_uppercase);
+    if inicis {
+        return VerifiedCustomer {
+            id: None,
+            name: v1.name.clone().unwrap_or_default(),
+            operator: None,
+            // V1's Inicis record has no phone or gender; V2 always has them: derived, stable.
+            phone_number: Some(v1.phone.clone().unwrap_or_else(|| derived_phone(v1))),
+            birth_date: v1.birthday.clone(),
+            gender: Some(gender.unwrap_or_else(|| derived_gender(v1))),
+            is_foreigner: Some(v1.foreigner_v2.unwrap_or(v1.foreigner)),
+            ci: v1.unique_key.clone(),
+            di: None,
+        };
+    }
     VerifiedCustomer {
         id: None,
         name: v1.name.clone().unwrap_or_default(),
         operator: v1.carrier.as_deref().map(operator_of),
         phone_number: v1.phone.clone(),
         birth_date: v1.birthday.clone(),
-        gender: v1.gender.as_deref().map(str::to_ascii_uppercase),
+        gender,
         // The main merchant has the foreigner contract; without it V1 sends null, V2 nothing.
         is_foreigner: v1.foreigner_v2,
         ci: v1.unique_key.clone(),
         di: v1.unique_in_site.clone(),
     }
+}
+
+/// A stable mobile number for a person whose V1 record has none (from their CI, or name).
+fn derived_phone(v1: &CertificationRecord) -> String {
+    let seed = v1
+        .unique_key
+        .as_deref()
+        .or(v1.name.as_deref())
+        .unwrap_or_default();
+    let number = seed.bytes().fold(7_u32, |acc, byte| {
+        acc.wrapping_mul(31).wrapping_add(u32::from(byte))
+    });
+    format!("010{:08}", number % 100_000_000)
+}
+
+/// A stable gender for a person whose V1 record has none.
+fn derived_gender(v1: &CertificationRecord) -> String {
+    let seed = v1
+        .unique_key
+        .as_deref()
+        .or(v1.name.as_deref())
+        .unwrap_or_default();
+    if seed.len().is_multiple_of(2) {
+        "MALE"
+    } else {
+        "FEMALE"
+    }
+    .to_owned()
 }
 
 /// V1 calls LG U+ `LGT`, V2 `LGU`; the other carriers keep their names.
