@@ -6,8 +6,11 @@ use chrono::{DateTime, NaiveDate, Utc};
 use reqwest::StatusCode;
 use serde::{Deserialize, de::DeserializeOwned};
 
-use crate::domain::{Carrier, Ci, Di, Gender, Identity, PersonName, Phone, Provider, ProviderCertification};
-use crate::service::ProviderError;
+use crate::{
+    domain::{Ci, Di, Gender, Identity, PersonName, Provider, ProviderCertification},
+    portone::answer::{malformed_json, operator_text, phone_and_carrier},
+    service::ProviderError,
+};
 
 /// `{code, message, response}`: every PortOne V1 answer. `code` 0 is success; errors may arrive
 /// with HTTP 200 and a non-zero code, so both must be checked.
@@ -16,17 +19,6 @@ pub(super) struct Envelope<T> {
     pub code: i64,
     pub message: Option<String>,
     pub response: Option<T>,
-}
-
-/// PortOne's own words about a refusal, for the operator: short, on one line.
-fn operator_text(message: Option<String>) -> String {
-    let text: String = message
-        .unwrap_or_default()
-        .chars()
-        .map(|character| if character.is_control() { ' ' } else { character })
-        .take(200)
-        .collect();
-    text.trim().to_owned()
 }
 
 /// A permanent refusal, with whatever the body says about it.
@@ -131,21 +123,12 @@ impl CertificationBody {
             // null (KG Inicis) and values PortOne may add later.
             _ => Gender::Unspecified,
         };
-        // Digits only by PortOne's contract; strip anything else rather than fail the person.
-        let phone = self
-            .phone
-            .as_deref()
-            .map(|raw| raw.chars().filter(char::is_ascii_digit).collect::<String>())
-            .and_then(|digits| Phone::new(&digits));
+        let (phone, carrier) = phone_and_carrier(self.phone.as_deref(), self.carrier.clone());
         Ok(Identity {
             name,
             gender,
             birth_date,
-            carrier: phone
-                .as_ref()
-                .and(self.carrier.clone())
-                .filter(|code| !code.is_empty())
-                .map(Carrier),
+            carrier,
             phone,
             // foreigner_v2 is null when not contracted; then the legacy flag (false) stands.
             foreigner: self.foreigner_v2.or(self.foreigner).unwrap_or(false),
@@ -175,14 +158,7 @@ pub(super) fn decode<T: DeserializeOwned>(status: StatusCode, body: &[u8]) -> Re
             )));
         }
     }
-    let malformed = |error: serde_json::Error| {
-        ProviderError::Malformed(format!(
-            "{} at line {} column {}",
-            classify(&error),
-            error.line(),
-            error.column()
-        ))
-    };
+    let malformed = |error: serde_json::Error| malformed_json(&error);
     // The code first: an error envelope is an error whatever shape its `response` has.
     let head: Envelope<serde::de::IgnoredAny> = serde_json::from_slice(body).map_err(malformed)?;
     if head.code != 0 {
@@ -194,19 +170,10 @@ pub(super) fn decode<T: DeserializeOwned>(status: StatusCode, body: &[u8]) -> Re
         .ok_or_else(|| ProviderError::Malformed("code 0 without a response".into()))
 }
 
-/// serde_json's messages can quote the input; keep only the category.
-fn classify(error: &serde_json::Error) -> &'static str {
-    match error.classify() {
-        serde_json::error::Category::Io => "io error",
-        serde_json::error::Category::Syntax => "invalid json",
-        serde_json::error::Category::Data => "unexpected json shape",
-        serde_json::error::Category::Eof => "truncated json",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::Carrier;
 
     fn parse(json: &str) -> Result<ProviderCertification, ProviderError> {
         let envelope: Envelope<CertificationBody> =

@@ -7,7 +7,8 @@ use reqwest::StatusCode;
 use serde::Deserialize;
 
 use crate::{
-    domain::{Carrier, Ci, Di, Gender, Identity, PersonName, Phone, Provider, ProviderCertification},
+    domain::{Ci, Di, Gender, Identity, PersonName, Provider, ProviderCertification},
+    portone::answer::{malformed_json, operator_text, phone_and_carrier},
     service::ProviderError,
 };
 
@@ -79,15 +80,8 @@ pub(super) fn decode(
     if status != StatusCode::OK {
         return Err(refusal(status, body));
     }
-    let verification: IdentityVerification = serde_json::from_slice(body).map_err(|error| {
-        // serde_json's messages may quote the input: its category and place only.
-        ProviderError::Malformed(format!(
-            "unexpected identity verification json ({:?}) at line {} column {}",
-            error.classify(),
-            error.line(),
-            error.column()
-        ))
-    })?;
+    let verification: IdentityVerification =
+        serde_json::from_slice(body).map_err(|error| malformed_json(&error))?;
     let (id, channel) = match &verification {
         IdentityVerification::Verified(verified) => (verified.id.as_str(), verified.channel.as_ref()),
         IdentityVerification::Ready(other) | IdentityVerification::Failed(other) => {
@@ -149,20 +143,15 @@ fn identity(customer: VerifiedCustomer) -> Result<Identity, ProviderError> {
         // Absent, and values PortOne may add later.
         _ => Gender::Unspecified,
     };
-    let phone = customer
-        .phone_number
-        .as_deref()
-        .map(|raw| raw.chars().filter(char::is_ascii_digit).collect::<String>())
-        .and_then(|digits| Phone::new(&digits));
+    let (phone, carrier) = phone_and_carrier(
+        customer.phone_number.as_deref(),
+        customer.operator.as_deref().map(carrier_code),
+    );
     Ok(Identity {
         name,
         gender,
         birth_date,
-        carrier: phone
-            .as_ref()
-            .and(customer.operator.as_deref())
-            .filter(|code| !code.is_empty())
-            .map(|code| Carrier(carrier_code(code))),
+        carrier,
         phone,
         foreigner: customer.is_foreigner.unwrap_or(false),
         ci,
@@ -195,21 +184,11 @@ fn refusal(status: StatusCode, body: &[u8]) -> ProviderError {
         }
         (StatusCode::PAYLOAD_TOO_LARGE, _) => ProviderError::Malformed("answer larger than 1 MiB".into()),
         (refused, _) if refused.is_redirection() || refused.is_client_error() => {
-            let message: String = error
-                .and_then(|error| error.message)
-                .unwrap_or_default()
-                .chars()
-                .map(|character| if character.is_control() { ' ' } else { character })
-                .take(200)
-                .collect();
+            let message = operator_text(error.and_then(|error| error.message));
             ProviderError::Rejected {
                 status: refused.as_u16(),
                 code: None,
-                message: format!(
-                    "{}: {}",
-                    kind.as_deref().unwrap_or("no error type"),
-                    message.trim()
-                ),
+                message: format!("{}: {message}", kind.as_deref().unwrap_or("no error type")),
             }
         }
         (other, _) => ProviderError::Unavailable(format!("unexpected http {}", other.as_u16())),
