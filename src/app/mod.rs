@@ -88,22 +88,15 @@ impl Application {
         if settings.portone.enabled {
             providers = providers.with(Provider::PortoneV1, Arc::new(portone.clone()));
         }
-        let browser = match &settings.portone_v2 {
-            Some(v2) => {
-                let client = PortoneV2Client::new(v2.clone()).context("building the PortOne V2 client")?;
-                providers = providers.with(Provider::PortoneV2, Arc::new(client));
-                BrowserSetup {
-                    default_provider: Provider::PortoneV2,
-                    store_id: v2.store_id.clone(),
-                    channel_key: v2.channel_key.clone(),
-                }
-            }
-            None => BrowserSetup {
-                default_provider: Provider::PortoneV1,
-                store_id: None,
-                channel_key: None,
-            },
-        };
+        let mut browser = BrowserSetup::default();
+        if let Some(v2) = &settings.portone_v2 {
+            let client = PortoneV2Client::new(v2.clone()).context("building the PortOne V2 client")?;
+            providers = providers.with(Provider::PortoneV2, Arc::new(client));
+            browser = BrowserSetup {
+                store_id: v2.store_id.clone(),
+                channel_key: v2.channel_key.clone(),
+            };
+        }
         let service = IdentityService::new(
             providers,
             store.clone(),

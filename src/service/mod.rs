@@ -87,11 +87,10 @@ pub struct Verified {
     pub reverified_at: Option<DateTime<Utc>>,
 }
 
-/// What BeginVerification tells a caller's browser about the providers: which one a session is
-/// for when the caller does not say, and V2's store and channel for its SDK.
-#[derive(Clone, Debug)]
+/// What BeginVerification tells a caller's browser for a V2 session: the store and channel its
+/// SDK takes.
+#[derive(Clone, Debug, Default)]
 pub struct BrowserSetup {
-    pub default_provider: crate::domain::Provider,
     pub store_id: Option<String>,
     pub channel_key: Option<String>,
 }
@@ -114,11 +113,7 @@ impl IdentityService {
         policy: Policy,
     ) -> Self {
         Self {
-            browser: BrowserSetup {
-                default_provider: crate::domain::Provider::PortoneV1,
-                store_id: None,
-                channel_key: None,
-            },
+            browser: BrowserSetup::default(),
             providers,
             store,
             index_key,

@@ -24,7 +24,13 @@ impl IdentityService {
     /// Issues a session for `caller`: only they can redeem it, once, before it expires.
     #[tracing::instrument(skip_all, fields(purpose = spec.purpose.as_str()))]
     pub async fn begin_verification(&self, spec: SessionSpec, caller: &str) -> Result<Began, ServiceError> {
-        let provider = spec.provider.unwrap_or(self.browser.default_provider);
+        // Unnamed: V2 when it is configured (PortOne's recommendation for new sessions), else V1.
+        let default = if self.providers.has(Provider::PortoneV2) {
+            Provider::PortoneV2
+        } else {
+            Provider::PortoneV1
+        };
+        let provider = spec.provider.unwrap_or(default);
         if !self.providers.has(provider) {
             return Err(ProviderError::NotConfigured(provider).into());
         }
