@@ -14,7 +14,7 @@ use tonic::{Code, Status};
 
 use crate::{
     helpers::{TestApp, assert_status, spawn_app_with},
-    sessions::{begin_with, certify, redeem, sessions_on},
+    sessions::{begin, certify, redeem, sessions_on},
 };
 
 /// The browser's part for V2: `person` verifies under `id` (on a LIVE channel unless `test`).
@@ -106,16 +106,7 @@ async fn a_v2_signup_session_hands_out_the_browsers_ids_and_binds_once() {
 async fn one_person_is_one_person_across_v1_and_v2() {
     let app = spawn_app_with(sessions_on).await;
     // Bound through V1 ...
-    let v1 = begin_with(
-        &app,
-        BeginVerificationRequest {
-            purpose: Purpose::Signup.into(),
-            account_id: Some("acct-moved".into()),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let v1 = begin(&app, Purpose::Signup, Some("acct-moved")).await;
     let imp_uid = certify(&app, &v1.merchant_uid, "moving-person");
     assert!(redeem(&app, &v1.merchant_uid, &imp_uid).await.unwrap().bound);
     // ... and back through V2 for another account: the same CI, so the same person.
@@ -222,16 +213,7 @@ async fn unknown_ids_wrong_secrets_and_mixed_keys_get_their_own_answers() {
 #[tokio::test]
 async fn a_session_redeems_only_through_its_own_provider_and_an_unconfigured_one_is_refused() {
     let app = spawn_app_with(sessions_on).await;
-    let v1 = begin_with(
-        &app,
-        BeginVerificationRequest {
-            purpose: Purpose::Signup.into(),
-            account_id: Some("acct-p".into()),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let v1 = begin(&app, Purpose::Signup, Some("acct-p")).await;
     let result = verify_v2(&app, &v1.merchant_uid).await;
     assert_status(result, Code::InvalidArgument, "SESSION_MISMATCH");
 

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use certification_service::{
     grpc::{
         CallerTokens,
-        proto::{Gender, VerifyRequest, VerifyResponse},
+        proto::{Gender, VerifyRequest},
     },
     sandbox::{
         grpc::proto::{CertifyRequest, Person},
@@ -15,7 +15,10 @@ use certification_service::{
 };
 use tonic::{Code, Request, Status, metadata::MetadataValue};
 
-use crate::helpers::{TestApp, assert_status, spawn_app, spawn_app_with};
+use crate::{
+    helpers::{TestApp, assert_status, spawn_app, spawn_app_with},
+    sessions::redeem,
+};
 
 pub fn certify_request(merchant_uid: &str, person: Person) -> CertifyRequest {
     CertifyRequest {
@@ -49,25 +52,11 @@ async fn certify(app: &TestApp, merchant_uid: &str, person: Person) -> String {
         .unwrap()
 }
 
-/// Verify as the caller that issued `merchant_uid` calls it.
-pub async fn verify(app: &TestApp, imp_uid: &str, merchant_uid: &str) -> Result<VerifyResponse, Status> {
-    let request = VerifyRequest {
-        imp_uid: imp_uid.to_owned(),
-        merchant_uid: merchant_uid.to_owned(),
-        ..VerifyRequest::default()
-    };
-    app.client
-        .clone()
-        .verify(request)
-        .await
-        .map(tonic::Response::into_inner)
-}
-
 #[tokio::test]
 async fn certify_makes_an_adult_that_verify_accepts_for_that_merchant_uid() {
     let app = spawn_app().await;
     let imp_uid = certify(&app, "order-1", Person::Adult).await;
-    let response = verify(&app, &imp_uid, "order-1").await.unwrap();
+    let response = redeem(&app, "order-1", &imp_uid).await.unwrap();
     let identity = response.identity.unwrap();
     assert_eq!(identity.name, "홍길동");
     assert_eq!(identity.birth_date, "1990-03-15");
@@ -83,7 +72,7 @@ async fn certify_makes_an_adult_that_verify_accepts_for_that_merchant_uid() {
     assert!(response.age_check.unwrap().satisfied);
     // Certified for order-1, so another merchant_uid is refused.
     assert_status(
-        verify(&app, &imp_uid, "order-2").await,
+        redeem(&app, "order-2", &imp_uid).await,
         Code::FailedPrecondition,
         "MERCHANT_MISMATCH",
     );
@@ -96,7 +85,7 @@ async fn the_adult_certified_twice_is_the_same_person_under_a_new_imp_uid() {
     let second = certify(&app, "signup-b", Person::Adult).await;
     assert_ne!(first, second);
     assert!(app.bind(&first, "acct-first").await.unwrap().bound);
-    let again = verify(&app, &second, "signup-b").await.unwrap();
+    let again = redeem(&app, "signup-b", &second).await.unwrap();
     assert_eq!(again.identity.unwrap().ci, ci_for("hong"));
     let duplicate = again.duplicate.unwrap();
     assert!(duplicate.duplicate);
@@ -108,12 +97,12 @@ async fn each_person_verifies_with_the_traits_the_proto_promises() {
     let app = spawn_app().await;
 
     let minor = certify(&app, "m-minor", Person::Minor).await;
-    let response = verify(&app, &minor, "m-minor").await.unwrap();
+    let response = redeem(&app, "m-minor", &minor).await.unwrap();
     assert_eq!(response.identity.unwrap().carrier.as_deref(), Some("KT"));
     assert_eq!(response.age_check.unwrap().age, 15);
 
     let foreigner = certify(&app, "m-foreigner", Person::Foreigner).await;
-    let identity = verify(&app, &foreigner, "m-foreigner")
+    let identity = redeem(&app, "m-foreigner", &foreigner)
         .await
         .unwrap()
         .identity
@@ -122,7 +111,7 @@ async fn each_person_verifies_with_the_traits_the_proto_promises() {
     assert_eq!(identity.ci, ci_for("smith-john"));
 
     let no_phone = certify(&app, "m-no-phone", Person::NoPhone).await;
-    let response = verify(&app, &no_phone, "m-no-phone").await.unwrap();
+    let response = redeem(&app, "m-no-phone", &no_phone).await.unwrap();
     let identity = response.identity.unwrap();
     assert_eq!(identity.gender(), Gender::Male);
     assert_eq!((identity.phone, identity.carrier), (None, None));
@@ -130,7 +119,7 @@ async fn each_person_verifies_with_the_traits_the_proto_promises() {
     assert_eq!(response.certification.unwrap().pg_provider, "danal");
 
     let inicis = certify(&app, "m-inicis", Person::Inicis).await;
-    let response = verify(&app, &inicis, "m-inicis").await.unwrap();
+    let response = redeem(&app, "m-inicis", &inicis).await.unwrap();
     let identity = response.identity.unwrap();
     assert_eq!(identity.gender(), Gender::Unspecified);
     assert_eq!(identity.di, "");
@@ -166,7 +155,7 @@ async fn a_certification_without_ci_is_ci_unavailable() {
     let app = spawn_app().await;
     let imp_uid = certify(&app, "m-no-ci", Person::NoCi).await;
     let status = assert_status(
-        verify(&app, &imp_uid, "m-no-ci").await,
+        redeem(&app, "m-no-ci", &imp_uid).await,
         Code::FailedPrecondition,
         "CI_UNAVAILABLE",
     );
@@ -178,7 +167,7 @@ async fn a_person_who_never_finished_is_not_certified() {
     let app = spawn_app().await;
     let imp_uid = certify(&app, "m-abandoned", Person::NotCertified).await;
     assert_status(
-        verify(&app, &imp_uid, "m-abandoned").await,
+        redeem(&app, "m-abandoned", &imp_uid).await,
         Code::FailedPrecondition,
         "NOT_CERTIFIED",
     );
@@ -195,7 +184,7 @@ async fn person_keys_make_fifty_distinct_adults_with_the_adults_traits() {
             ..certify_request("m-keys", Person::Adult)
         };
         let imp_uid = certify_with(&app, request).await.unwrap();
-        let identity = verify(&app, &imp_uid, "m-keys").await.unwrap().identity.unwrap();
+        let identity = redeem(&app, "m-keys", &imp_uid).await.unwrap().identity.unwrap();
         assert_eq!(identity.name, "홍길동");
         assert_eq!(identity.ci, ci_for(&person_key));
         assert_eq!(identity.di, di_for(&person_key));
@@ -216,7 +205,7 @@ async fn certified_seconds_ago_counts_back_from_the_sandboxs_clock() {
         ..certify_request("m-earlier", Person::Adult)
     };
     let imp_uid = certify_with(&app, request).await.unwrap();
-    let certified_at = verify(&app, &imp_uid, "m-earlier")
+    let certified_at = redeem(&app, "m-earlier", &imp_uid)
         .await
         .unwrap()
         .certification
@@ -237,7 +226,7 @@ async fn certified_seconds_ago_counts_back_from_the_sandboxs_clock() {
     };
     let imp_uid = certify_with(&app, request).await.unwrap();
     assert_status(
-        verify(&app, &imp_uid, "m-stale").await,
+        redeem(&app, "m-stale", &imp_uid).await,
         Code::FailedPrecondition,
         "CERTIFICATION_EXPIRED",
     );

@@ -10,7 +10,8 @@ use tonic::Code;
 
 use crate::{
     helpers::{TestApp, assert_status, spawn_app, spawn_app_with},
-    sandbox_certify::{certify_request, certify_with, verify},
+    sandbox_certify::{certify_request, certify_with},
+    sessions::redeem,
 };
 
 /// Certify with `identity_verification_id`: the sandbox's V2 answers it over HTTP (the service
@@ -112,7 +113,7 @@ async fn certify_with_the_sandboxs_tier_makes_a_certification_only_that_tier_see
     // A service configured as the sub-merchant sends its Tier header and finds it ...
     let sub_merchant = spawn_app_with(|settings| settings.portone.tier = Some(SANDBOX_TIER.into())).await;
     let imp_uid = certify_with(&sub_merchant, request()).await.unwrap();
-    let identity = verify(&sub_merchant, &imp_uid, "m-tier")
+    let identity = redeem(&sub_merchant, "m-tier", &imp_uid)
         .await
         .unwrap()
         .identity
@@ -127,7 +128,7 @@ async fn certify_with_the_sandboxs_tier_makes_a_certification_only_that_tier_see
     let main_merchant = spawn_app().await;
     let imp_uid = certify_with(&main_merchant, request()).await.unwrap();
     assert_status(
-        verify(&main_merchant, &imp_uid, "m-tier").await,
+        redeem(&main_merchant, "m-tier", &imp_uid).await,
         Code::NotFound,
         "CERTIFICATION_NOT_FOUND",
     );
