@@ -135,9 +135,13 @@ impl IdentityService {
                 )
                 .await?;
             return match redeemed {
-                Redeemed::Bound { holder_before, .. } => Ok(Answer {
+                Redeemed::Bound {
+                    holder_before,
+                    redeemed_session,
+                    ..
+                } => Ok(Answer {
                     verified: verified(holder_before, true, None),
-                    first_redemption: claim.is_some(),
+                    first_redemption: redeemed_session,
                 }),
                 Redeemed::SessionUsed => Err(ServiceError::SessionUsed),
                 Redeemed::SessionExpired => Err(session_expired(session.as_ref())),

@@ -41,6 +41,8 @@ pub enum Redeemed {
     Bound {
         holder_before: Option<Holder>,
         bound_at: DateTime<Utc>,
+        /// This call redeemed the session (false for a retry, and without a session).
+        redeemed_session: bool,
     },
     /// Refused: nothing was written, the session (if any) is not redeemed.
     Refused(BindOutcome),
@@ -107,6 +109,7 @@ impl Store {
             txn.rollback().await.map_err(classify)?;
             return Ok(Redeemed::Refused(outcome));
         };
+        let redeemed_session = claim.is_some() && earlier.is_none();
         let holder_before = match (claim, earlier) {
             (_, Some(earlier)) => earlier.holder_before,
             (Some(claim), None) => {
@@ -119,6 +122,7 @@ impl Store {
         Ok(Redeemed::Bound {
             holder_before,
             bound_at,
+            redeemed_session,
         })
     }
 
