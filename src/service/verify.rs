@@ -8,7 +8,7 @@ use tokio::time::Instant;
 use super::{CertificationFacts, IdentityService, Recordable, Verified, VerifyCommand, certified_parts};
 use crate::{
     domain::{
-        AgeCheck, BindOutcome, Holder, Identity, MinAge, ProviderCertification, Session, SessionId,
+        AgeCheck, BindOutcome, Holder, MinAge, ProviderCertification, Session, SessionId,
         VerificationPurpose, full_age, today_in_seoul,
     },
     error::ServiceError,
@@ -128,7 +128,7 @@ impl IdentityService {
             let redeemed = self
                 .store
                 .record_and_bind(
-                    self.seen(&found, &identity, &ci_index, certified_at).as_seen(),
+                    Recordable::new(self, &found, &identity, ci_index.clone(), certified_at).as_seen(),
                     account,
                     self.policy.rejoin_cooldown,
                     claim.as_ref(),
@@ -170,7 +170,9 @@ impl IdentityService {
             // Without a session, today's behaviour: a certified person who passed is recorded.
             let holder = if age.satisfied() {
                 self.store
-                    .record(self.seen(&found, &identity, &ci_index, certified_at).as_seen())
+                    .record(
+                        Recordable::new(self, &found, &identity, ci_index.clone(), certified_at).as_seen(),
+                    )
                     .await?
                     .holder
             } else {
@@ -272,16 +274,6 @@ impl IdentityService {
             }
         }
         Ok(())
-    }
-
-    fn seen(
-        &self,
-        found: &ProviderCertification,
-        identity: &Identity,
-        ci_index: &crate::domain::PersonIndex,
-        certified_at: DateTime<Utc>,
-    ) -> Recordable {
-        Recordable::new(self, found, identity, ci_index.clone(), certified_at)
     }
 }
 
