@@ -52,6 +52,10 @@ pub(super) async fn observe(State(sandbox): State<SandboxHandle>, request: Reque
                 state.stats.certification_lookups += 1;
                 state.stats.last_tier = tier;
             }
+            Some(Endpoint::DeleteCertification) => {
+                state.stats.certification_deletions += 1;
+                state.stats.last_tier = tier;
+            }
             Some(Endpoint::GetIdentityVerification) => state.stats.identity_verification_lookups += 1,
             Some(Endpoint::Any) | None => {}
         }
@@ -85,8 +89,14 @@ fn classify(method: &Method, path: &str) -> Option<Endpoint> {
         return (is_get && !id.contains('/')).then_some(Endpoint::GetIdentityVerification);
     }
     let imp_uid = path.strip_prefix(CERTIFICATIONS_PREFIX)?;
-    let is_lookup = is_get && !imp_uid.is_empty() && !imp_uid.contains('/');
-    is_lookup.then_some(Endpoint::GetCertification)
+    if imp_uid.is_empty() || imp_uid.contains('/') {
+        return None;
+    }
+    if is_get {
+        Some(Endpoint::GetCertification)
+    } else {
+        (*method == Method::DELETE).then_some(Endpoint::DeleteCertification)
+    }
 }
 
 fn fault_kind(fault: &Fault) -> &'static str {

@@ -1,10 +1,11 @@
 //! A PortOne API emulator ("the sandbox") for integration tests, `serve --sandbox` and the
 //! standalone `portone-sandbox` binary.
 //!
-//! On one base URL it answers PortOne V1's `POST /users/getToken` and
-//! `GET /certifications/{imp_uid}` the way `api.iamport.kr` does (see `shared/portone-api.md`):
-//! the `{code, message, response}` envelope, PortOne's token reuse and last-minute extension, 401
-//! for bad credentials or tokens, 404 for unknown certifications. It emulates two merchants
+//! On one base URL it answers PortOne V1's `POST /users/getToken`, `GET /certifications/{imp_uid}`
+//! and `DELETE /certifications/{imp_uid}` the way `api.iamport.kr` does (see
+//! `shared/portone-api.md`): the `{code, message, response}` envelope, PortOne's token reuse and
+//! last-minute extension, 401 for bad credentials or tokens, 404 for unknown (or deleted)
+//! certifications. A DELETE answers with the record as a GET would have shown it. It emulates two merchants
 //! ([`merchants`]: each sees only its own certifications) and the main merchant's sub-merchant
 //! (the `Tier` header). The built-in V1 identities are listed in [`identities`].
 //!
@@ -18,9 +19,9 @@
 //! | request | effect |
 //! |---|---|
 //! | `GET /__sandbox/stats` | [`SandboxStats`] as JSON |
-//! | `POST /__sandbox/reset` | clears faults, latency, stats and clock skew; keeps inserted records and tokens |
+//! | `POST /__sandbox/reset` | clears faults, latency, stats and clock skew; restores deleted certifications; keeps inserted records and tokens |
 //! | `POST /__sandbox/latency` `{"millis":N}` | [`SandboxHandle::set_latency`] |
-//! | `POST /__sandbox/faults` `{"endpoint":"get_certification","fault":{"kind":"status","status":503},"times":2}` | [`SandboxHandle::inject`] (`times` defaults to 1; endpoints `get_token`, `get_certification`, `get_identity_verification`, `any`) |
+//! | `POST /__sandbox/faults` `{"endpoint":"get_certification","fault":{"kind":"status","status":503},"times":2}` | [`SandboxHandle::inject`] (`times` defaults to 1; endpoints `get_token`, `get_certification`, `delete_certification`, `get_identity_verification`, `any`) |
 //! | `POST /__sandbox/tokens/expire` | [`SandboxHandle::expire_tokens`] |
 //! | `POST /__sandbox/clock` `{"skew_seconds":N}` | [`SandboxHandle::set_clock_skew`] |
 //! | `POST /__sandbox/certifications` (a [`CertificationRecord`], plus optional `"merchant":"other"` and `"tier":"T01"`) | [`SandboxHandle::insert_certification_as`] |
@@ -237,17 +238,16 @@ impl SandboxHandle {
     }
 
     /// Added for the main merchant (no tier), or replaced by imp_uid; it shadows a fixture with
-    /// the same imp_uid.
+    /// the same imp_uid, and undoes a deletion of that imp_uid.
     pub fn insert_certification(&self, record: CertificationRecord) {
         self.insert_certification_as(Owner::main(), record);
     }
 
     /// Like [`Self::insert_certification`], visible only to `owner`.
     pub fn insert_certification_as(&self, owner: Owner, record: CertificationRecord) {
-        self.shared
-            .state()
-            .inserted
-            .insert(record.imp_uid.clone(), (owner, record));
+        let mut state = self.shared.state();
+        state.deleted.remove(&record.imp_uid);
+        state.inserted.insert(record.imp_uid.clone(), (owner, record));
     }
 
     /// The sandbox's base URL, as [`Sandbox::base_url`]: where V1 and V2 are both served.
@@ -268,10 +268,11 @@ impl SandboxHandle {
         self.shared.state().stats = SandboxStats::default();
     }
 
-    /// What `POST /__sandbox/reset` does: faults, latency, stats and skew cleared; inserted records
-    /// and the current token kept.
+    /// What `POST /__sandbox/reset` does: faults, latency, stats and skew cleared, deleted
+    /// certifications back; inserted records and the current token kept.
     fn reset(&self) {
         let mut state = self.shared.state();
+        state.deleted.clear();
         state.faults.clear();
         state.latency = Duration::ZERO;
         state.stats = SandboxStats::default();
@@ -285,6 +286,8 @@ impl SandboxHandle {
 pub enum Endpoint {
     GetToken,
     GetCertification,
+    /// V1's `DELETE /certifications/{imp_uid}`.
+    DeleteCertification,
     /// V2's `GET /identity-verifications/{id}`.
     GetIdentityVerification,
     Any,
@@ -322,10 +325,12 @@ pub struct SandboxStats {
     pub tokens_issued: u64,
     /// Requests to `GET /certifications/..`, whatever their outcome.
     pub certification_lookups: u64,
+    /// Requests to `DELETE /certifications/..`, whatever their outcome.
+    pub certification_deletions: u64,
     /// Requests to V2's `GET /identity-verifications/..`, whatever their outcome.
     pub identity_verification_lookups: u64,
-    /// The `Tier` header of the last certification lookup (`None`: it had none), so a client's
-    /// test can see that it sends its sub-merchant code.
+    /// The `Tier` header of the last certification lookup or deletion (`None`: it had none), so
+    /// a client's test can see that it sends its sub-merchant code.
     pub last_tier: Option<String>,
     /// 401 answers.
     pub unauthorized: u64,

@@ -1,5 +1,5 @@
-//! The sandbox's HTTP surface: the router, PortOne V1's response envelope, and V1's two
-//! endpoints (getToken and the certification lookup). V2's handler is in [`super::v2`], the
+//! The sandbox's HTTP surface: the router, PortOne V1's response envelope, and V1's endpoints
+//! (getToken, the certification lookup and its deletion). V2's handler is in [`super::v2`], the
 //! fault/latency/stats middleware around them in [`super::middleware`], the `/__sandbox/` admin
 //! routes in [`super::admin`].
 
@@ -16,8 +16,10 @@ use serde_json::Value;
 
 use super::{
     SandboxHandle, admin,
+    identities::CertificationRecord,
     merchants::{Merchant, Owner},
     middleware::observe,
+    state::State as SandboxState,
     v2,
 };
 
@@ -37,7 +39,10 @@ pub(super) const TIER_HEADER: &str = "tier";
 pub(super) fn router(sandbox: SandboxHandle) -> Router {
     Router::new()
         .route(GET_TOKEN_PATH, post(get_token))
-        .route("/certifications/{imp_uid}", get(get_certification))
+        .route(
+            "/certifications/{imp_uid}",
+            get(get_certification).delete(delete_certification),
+        )
         .route("/identity-verifications/{id}", get(v2::get_identity_verification))
         .route(
             v2::IDENTITY_VERIFICATIONS_PREFIX,
@@ -169,24 +174,55 @@ async fn get_certification(
     headers: HeaderMap,
     imp_uid: Result<Path<String>, PathRejection>,
 ) -> Response {
+    let configured_tier = sandbox.shared.config.tier.as_deref();
     let record = {
         let state = sandbox.shared.state();
-        let now = state.now();
-        let merchant = presented_token(&headers).and_then(|token| state.merchant_of_token(token, now));
-        let Some(merchant) = merchant else {
-            return failure(StatusCode::UNAUTHORIZED, -1, UNAUTHENTICATED);
+        let owner = match requester(&state, &headers) {
+            Ok(owner) => owner,
+            Err(unauthenticated) => return unauthenticated,
         };
-        // A sub-merchant's certifications need its Tier header, and a Tier header sees only them:
-        // another merchant's, another tier's or the main merchant's own are all "not found".
-        let owner = Owner {
-            merchant,
-            tier: presented_tier(&headers).map(str::to_owned),
-        };
-        // An imp_uid that does not even decode cannot exist.
-        imp_uid.ok().and_then(|Path(imp_uid)| {
-            state.certification(&imp_uid, &owner, sandbox.shared.config.tier.as_deref())
-        })
+        decoded(imp_uid).and_then(|imp_uid| state.certification(&imp_uid, &owner, configured_tier))
     };
+    certification_answer(record)
+}
+
+/// Answers with the record as the lookup would have shown it; afterwards both answer 404.
+async fn delete_certification(
+    State(sandbox): State<SandboxHandle>,
+    headers: HeaderMap,
+    imp_uid: Result<Path<String>, PathRejection>,
+) -> Response {
+    let configured_tier = sandbox.shared.config.tier.as_deref();
+    let record = {
+        let mut state = sandbox.shared.state();
+        let owner = match requester(&state, &headers) {
+            Ok(owner) => owner,
+            Err(unauthenticated) => return unauthenticated,
+        };
+        decoded(imp_uid).and_then(|imp_uid| state.delete_certification(&imp_uid, &owner, configured_tier))
+    };
+    certification_answer(record)
+}
+
+/// Whose certifications the request may see; without a valid token, the 401 to answer.
+fn requester(state: &SandboxState, headers: &HeaderMap) -> Result<Owner, Response> {
+    let merchant = presented_token(headers)
+        .and_then(|token| state.merchant_of_token(token, state.now()))
+        .ok_or_else(|| failure(StatusCode::UNAUTHORIZED, -1, UNAUTHENTICATED))?;
+    // A sub-merchant's certifications need its Tier header, and a Tier header sees only them:
+    // another merchant's, another tier's or the main merchant's own are all "not found".
+    Ok(Owner {
+        merchant,
+        tier: presented_tier(headers).map(str::to_owned),
+    })
+}
+
+/// An imp_uid that does not even decode names no certification.
+fn decoded(imp_uid: Result<Path<String>, PathRejection>) -> Option<String> {
+    imp_uid.ok().map(|Path(imp_uid)| imp_uid)
+}
+
+fn certification_answer(record: Option<CertificationRecord>) -> Response {
     match record {
         Some(record) => success(record),
         None => failure(StatusCode::NOT_FOUND, -1, CERTIFICATION_NOT_FOUND),

@@ -1,10 +1,10 @@
 //! The sandbox's mutable state, shared by the server task and every [`SandboxHandle`]: tokens,
-//! queued faults, clock skew, inserted records and statistics.
+//! queued faults, clock skew, inserted and deleted records, and statistics.
 //!
 //! [`SandboxHandle`]: super::SandboxHandle
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::{HashMap, HashSet, VecDeque},
     sync::{Mutex, MutexGuard, PoisonError},
     time::Duration,
 };
@@ -52,6 +52,10 @@ pub(super) struct State {
     pub(super) tokens: HashMap<Merchant, IssuedToken>,
     /// V1 records by imp_uid (unique across merchants, as at PortOne), with their owner.
     pub(super) inserted: HashMap<String, (Owner, CertificationRecord)>,
+    /// V1 imp_uids deleted by `DELETE /certifications/{imp_uid}`, fixtures and inserted alike.
+    /// A set beside the records rather than a removal, so a reset can bring fixtures back and
+    /// `certify` never reissues a deleted imp_uid.
+    pub(super) deleted: HashSet<String>,
     /// V2 records by id, with the store they belong to.
     pub(super) identity_verifications: HashMap<String, (String, IdentityVerificationRecord)>,
     pub(super) stats: SandboxStats,
@@ -127,6 +131,9 @@ impl State {
         owner: &Owner,
         configured_tier: Option<&str>,
     ) -> Option<CertificationRecord> {
+        if self.deleted.contains(imp_uid) {
+            return None;
+        }
         if let Some((record_owner, record)) = self.inserted.get(imp_uid) {
             return (record_owner == owner).then(|| record.clone());
         }
@@ -139,6 +146,18 @@ impl State {
             _ => Vec::new(),
         };
         fixtures.into_iter().find(|record| record.imp_uid == imp_uid)
+    }
+
+    /// Deletes the record `imp_uid` if `owner` may see it, returning it as a lookup would have.
+    pub(super) fn delete_certification(
+        &mut self,
+        imp_uid: &str,
+        owner: &Owner,
+        configured_tier: Option<&str>,
+    ) -> Option<CertificationRecord> {
+        let record = self.certification(imp_uid, owner, configured_tier)?;
+        self.deleted.insert(imp_uid.to_owned());
+        Some(record)
     }
 }
 

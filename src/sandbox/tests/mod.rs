@@ -2,6 +2,7 @@
 
 mod certify;
 mod control;
+mod deletions;
 mod faults;
 mod fixtures;
 mod lookups;
@@ -92,6 +93,21 @@ impl Harness {
             .client
             .get(self.url(&format!("/certifications/{imp_uid}")))
             .header("Authorization", token);
+        if let Some(tier) = tier {
+            request = request.header("Tier", tier);
+        }
+        read(request.send().await.unwrap()).await
+    }
+
+    /// `DELETE /certifications/{imp_uid}` with this `Authorization` value and, if given, a `Tier`
+    /// header.
+    async fn delete(&self, imp_uid: &str, authorization: Option<&str>, tier: Option<&str>) -> (u16, Value) {
+        let mut request = self
+            .client
+            .delete(self.url(&format!("/certifications/{imp_uid}")));
+        if let Some(value) = authorization {
+            request = request.header("Authorization", value);
+        }
         if let Some(tier) = tier {
             request = request.header("Tier", tier);
         }
