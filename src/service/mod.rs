@@ -21,6 +21,8 @@ use crate::{
 };
 
 pub use provider::{BoxFuture, IdentityProvider, ProviderError, Providers};
+// The delete seam (issue 16), re-exported beside the lookup seam for the PortOne V1 client.
+pub use provider::{CertificationEraser, Erased};
 pub use sessions::Began;
 
 /// The checks every Verify applies.

@@ -1,13 +1,14 @@
 //! The seam between the use cases and the identity providers: what the service asks of one
-//! (look a certification up by reference, within a deadline) and how one may fail, in words
-//! that name no provider. Each provider (PortOne V1 today) implements [`IdentityProvider`]
-//! and translates its own failures into [`ProviderError`].
+//! (look a certification up by reference, within a deadline; delete it once used, where the
+//! provider can) and how one may fail, in words that name no provider. Each provider implements
+//! [`IdentityProvider`] (PortOne V1 also [`CertificationEraser`]) and translates its own failures
+//! into [`ProviderError`].
 
 use std::{collections::HashMap, future::Future, pin::Pin, sync::Arc, time::Duration};
 
 use tokio::time::Instant;
 
-use crate::domain::{CertificationRef, Provider, ProviderCertification};
+use crate::domain::{CertificationRef, ImpUid, Provider, ProviderCertification};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -18,6 +19,27 @@ pub trait IdentityProvider: Send + Sync {
         reference: &'a CertificationRef,
         deadline: Instant,
     ) -> BoxFuture<'a, Result<ProviderCertification, ProviderError>>;
+}
+
+/// Deletes a certification at its provider, so the provider keeps no copy of the person once we
+/// have stored what we need. PortOne V1 only: V2 has no delete endpoint, hence the V1 id.
+pub trait CertificationEraser: Send + Sync {
+    /// Idempotent: deleting what is already gone is [`Erased::Absent`], not an error, so a retry
+    /// after a lost answer (or PortOne's 500 after it did delete) ends as done.
+    fn delete<'a>(
+        &'a self,
+        imp_uid: &'a ImpUid,
+        deadline: Instant,
+    ) -> BoxFuture<'a, Result<Erased, ProviderError>>;
+}
+
+/// How a deletion ended; both mean the provider holds no such certification now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Erased {
+    /// It existed and this call deleted it.
+    Deleted,
+    /// There was none to delete (never existed, deleted before, or another merchant's).
+    Absent,
 }
 
 /// What can go wrong asking a provider, classified by the provider's client. Messages never

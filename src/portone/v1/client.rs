@@ -1,4 +1,5 @@
 //! The PortOne V1 REST client: getToken and certification lookups, on the shared HTTP layer.
+//! Deletions are in [`super::erase`].
 
 use std::{
     sync::{
@@ -8,7 +9,7 @@ use std::{
     time::Duration,
 };
 
-use reqwest::StatusCode;
+use reqwest::{RequestBuilder, StatusCode};
 use tokio::time::{Instant, sleep_until};
 
 use super::{
@@ -67,8 +68,9 @@ struct Inner {
     last_refresh: Mutex<Option<Instant>>,
 }
 
-/// Why one lookup failed: PortOne refusing the token is the one case a fresh token handles.
-enum LookupFailure {
+/// Why one call with a token failed: PortOne refusing the token is the one case a fresh token
+/// handles.
+pub(super) enum CallFailure {
     Unauthorized,
     Failed(ProviderError),
 }
@@ -88,6 +90,57 @@ impl PortoneClient {
 
     pub fn token_cache(&self) -> &TokenCache {
         &self.inner.tokens
+    }
+
+    /// The token, and the sub-merchant's `Tier` header when one is configured: what every call
+    /// about a certification carries.
+    pub(super) fn authorized(&self, request: RequestBuilder, token: &AccessToken) -> RequestBuilder {
+        let request = request.header("Authorization", token.expose());
+        match &self.inner.settings.tier {
+            Some(tier) => request.header("Tier", tier),
+            None => request,
+        }
+    }
+
+    pub(super) fn http(&self) -> &ResilientHttp {
+        &self.inner.http
+    }
+
+    pub(super) fn settings(&self) -> &PortoneSettings {
+        &self.inner.settings
+    }
+
+    /// Runs `call` with a valid token. If PortOne refuses it (expired or revoked under us: early
+    /// expiry, another replica's refresh), drops it and runs `call` once more with a fresh one;
+    /// the caller never sees that first 401.
+    pub(super) async fn with_token<T, Call>(
+        &self,
+        deadline: Instant,
+        call: impl Fn(AccessToken) -> Call,
+    ) -> Result<T, ProviderError>
+    where
+        // An owned token, not a borrowed one: a closure returning a future that borrows its
+        // argument is not provably `Send` for every lifetime, which `BoxFuture` needs.
+        Call: Future<Output = Result<T, CallFailure>>,
+    {
+        let token = self.access_token(deadline).await?;
+        match call(token.clone()).await {
+            Ok(done) => return Ok(done),
+            Err(CallFailure::Failed(error)) => return Err(error),
+            Err(CallFailure::Unauthorized) => self.inner.tokens.invalidate(&token).await,
+        }
+        let fresh = self.access_token(deadline).await?;
+        match call(fresh.clone()).await {
+            Ok(done) => Ok(done),
+            Err(CallFailure::Failed(error)) => Err(error),
+            Err(CallFailure::Unauthorized) => {
+                self.inner.tokens.invalidate(&fresh).await;
+                tracing::error!(
+                    "portone rejected a freshly issued access token; check PORTONE_IMP_KEY / PORTONE_IMP_SECRET"
+                );
+                Err(ProviderError::CredentialsRejected)
+            }
+        }
     }
 
     /// A valid access token: from memory, from Redis, or fetched once for the whole fleet (one
@@ -251,7 +304,7 @@ impl PortoneClient {
         imp_uid: &str,
         token: &AccessToken,
         deadline: Instant,
-    ) -> Result<ProviderCertification, LookupFailure> {
+    ) -> Result<ProviderCertification, CallFailure> {
         // A V1 reference is built only from a parsed ImpUid ("imp_" and digits): nothing in it
         // can change the path.
         let url = format!("{}/certifications/{imp_uid}", self.inner.settings.base_url);
@@ -259,23 +312,17 @@ impl PortoneClient {
         let answer = http
             .send(
                 "certification",
-                || {
-                    let request = http.client().get(&url).header("Authorization", token.expose());
-                    match &self.inner.settings.tier {
-                        Some(tier) => request.header("Tier", tier),
-                        None => request,
-                    }
-                },
+                || self.authorized(http.client().get(&url), token),
                 deadline,
             )
             .await
-            .map_err(|error| LookupFailure::Failed(error.into()))?;
+            .map_err(|error| CallFailure::Failed(error.into()))?;
         if answer.status == StatusCode::UNAUTHORIZED {
-            return Err(LookupFailure::Unauthorized);
+            return Err(CallFailure::Unauthorized);
         }
         decode::<CertificationBody>(answer.status, &answer.body)
             .and_then(|body| body.into_domain(imp_uid))
-            .map_err(LookupFailure::Failed)
+            .map_err(CallFailure::Failed)
     }
 }
 
@@ -287,26 +334,10 @@ impl IdentityProvider for PortoneClient {
     ) -> BoxFuture<'a, Result<ProviderCertification, ProviderError>> {
         Box::pin(async move {
             let imp_uid = reference.id();
-            let token = self.access_token(deadline).await?;
-            match self.lookup_once(imp_uid, &token, deadline).await {
-                Ok(found) => return Ok(found),
-                Err(LookupFailure::Failed(error)) => return Err(error),
-                // Expired or revoked under us (early expiry, another replica's refresh):
-                // drop it and try once with a fresh one; the caller never sees this.
-                Err(LookupFailure::Unauthorized) => self.inner.tokens.invalidate(&token).await,
-            }
-            let fresh = self.access_token(deadline).await?;
-            match self.lookup_once(imp_uid, &fresh, deadline).await {
-                Ok(found) => Ok(found),
-                Err(LookupFailure::Failed(error)) => Err(error),
-                Err(LookupFailure::Unauthorized) => {
-                    self.inner.tokens.invalidate(&fresh).await;
-                    tracing::error!(
-                        "portone rejected a freshly issued access token; check PORTONE_IMP_KEY / PORTONE_IMP_SECRET"
-                    );
-                    Err(ProviderError::CredentialsRejected)
-                }
-            }
+            self.with_token(deadline, |token| async move {
+                self.lookup_once(imp_uid, &token, deadline).await
+            })
+            .await
         })
     }
 }
