@@ -84,6 +84,10 @@ pub enum ServiceError {
     /// Made on a PortOne V2 test channel while PORTONE_ALLOW_TEST_CHANNEL is off.
     #[error("the verification was made on a test channel")]
     TestChannel,
+    /// PortOne no longer has the certification because we deleted it there
+    /// (PORTONE_DELETE_AFTER): it existed, and its session was redeemed.
+    #[error("the certification was deleted at the identity provider after its session was redeemed")]
+    CertificationDeleted,
     /// The certified person is not the one expected; the fields, never their values.
     #[error("the certified person differs from the expected one in: {}", fields.join(","))]
     IdentityMismatch { fields: Vec<&'static str> },
@@ -113,6 +117,7 @@ impl ServiceError {
             Self::IdentityMismatch { .. } => "IDENTITY_MISMATCH",
             Self::CiUnavailable => "CI_UNAVAILABLE",
             Self::TestChannel => "TEST_CHANNEL",
+            Self::CertificationDeleted => "CERTIFICATION_DELETED",
             Self::Upstream(ProviderError::NotFound) => "CERTIFICATION_NOT_FOUND",
             _ => return None,
         })

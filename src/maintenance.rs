@@ -87,8 +87,9 @@ pub async fn rekey(
 const EXPIRED_SESSION_GRACE: Duration = Duration::from_secs(3600);
 
 /// Deletes certification records last seen longer than `retention` ago, then the persons left
-/// with no account, no certification and no running re-signup cooldown, and the verification
-/// sessions expired over an hour ago.
+/// with no account, no certification and no running re-signup cooldown, the verification
+/// sessions expired over an hour ago, and deletions at PortOne finished longer than `retention`
+/// ago (until then a Verify of such a certification learns CERTIFICATION_DELETED).
 pub async fn purge(
     store: &Store,
     retention: Duration,
@@ -105,6 +106,7 @@ pub async fn purge(
     let (before, rejoin_from) = (ago(retention), ago(rejoin_cooldown));
     let purged = store.purge(before, rejoin_from).await?;
     let (sessions, unredeemed) = store.purge_sessions(ago(EXPIRED_SESSION_GRACE)).await?;
+    let deletions = store.purge_deletions(before).await?;
     for (purpose, count) in unredeemed {
         crate::telemetry::metrics::sessions_expired(purpose, count);
     }
@@ -112,6 +114,7 @@ pub async fn purge(
         certifications = purged.certifications,
         persons = purged.persons,
         sessions,
+        deletions,
         "purged records past retention"
     );
     Ok(purged)

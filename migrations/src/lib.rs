@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261123_000001_create_persons_and_certifications;
 mod m20261124_000001_sealed_identities_and_unlink;
 mod m20261130_000001_verification_sessions;
+mod m20261130_000002_portone_deletions;
 
 /// Every migration, in the order they apply.
 pub struct Migrator;
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000001_create_persons_and_certifications::Migration),
             Box::new(m20261124_000001_sealed_identities_and_unlink::Migration),
             Box::new(m20261130_000001_verification_sessions::Migration),
+            Box::new(m20261130_000002_portone_deletions::Migration),
         ]
     }
 }

@@ -1,5 +1,5 @@
-//! Loops that run beside the server: readiness (migrations, then the database's health) and
-//! the optional background purge.
+//! Loops that run beside the server: readiness (migrations, then the database's health), the
+//! optional background purge, and the optional deletions at PortOne.
 
 use std::{
     sync::{
@@ -13,7 +13,13 @@ use tokio::{sync::watch, task::JoinHandle};
 use tonic_health::{ServingStatus, server::HealthReporter};
 
 use super::SERVICE_NAME;
-use crate::store::Store;
+use crate::{service::Deleter, store::Store};
+
+/// How often a replica looks for deletions that came due. One indexed query; a full batch
+/// is followed by the next one at once.
+const DELETION_POLL: Duration = Duration::from_secs(1);
+/// Passes between two readings of the outbox's size for the pending gauge.
+const PENDING_EVERY: u32 = 10;
 
 /// PURGE_INTERVAL: `purge` in the background. Every replica may run it; the deletes are
 /// idempotent, so several at once only repeat work.
@@ -32,6 +38,43 @@ pub(super) fn spawn_purge(
             }
             if let Err(error) = crate::maintenance::purge(&store, retention, rejoin_cooldown).await {
                 tracing::warn!(%error, "background purge failed; retrying at the next interval");
+            }
+        }
+    })
+}
+
+/// PORTONE_DELETE_AFTER: passes over the deletion outbox once the database is ready. Every
+/// replica runs it; the store hands each due row to one of them. Stopping mid-pass loses
+/// nothing: the rows taken come due again when their lease lapses.
+pub(super) fn spawn_deletions(
+    deleter: Deleter,
+    ready: Arc<AtomicBool>,
+    mut stopped: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut passes = 0u32;
+        loop {
+            let mut pause = DELETION_POLL;
+            if ready.load(Ordering::Acquire) {
+                let pass = tokio::select! {
+                    pass = deleter.pass() => pass,
+                    _ = stopped.changed() => return,
+                };
+                match pass {
+                    Ok(pass) if pass.full() => pause = Duration::ZERO,
+                    Ok(_) => {}
+                    Err(error) => tracing::warn!(%error, "deletions at PortOne: a pass failed; retrying"),
+                }
+                if passes.is_multiple_of(PENDING_EVERY)
+                    && let Err(error) = deleter.report_pending().await
+                {
+                    tracing::warn!(%error, "deletions at PortOne: cannot count the pending ones");
+                }
+                passes = passes.wrapping_add(1);
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = stopped.changed() => return,
             }
         }
     })

@@ -14,7 +14,7 @@ use tonic_health::{ServingStatus, pb::health_server::HealthServer, server::Healt
 
 use super::{
     Application, MAX_REQUEST_BYTES, SERVICE_NAME,
-    background::{spawn_purge, spawn_readiness},
+    background::{spawn_deletions, spawn_purge, spawn_readiness},
 };
 use crate::{
     grpc::{
@@ -25,6 +25,7 @@ use crate::{
         self,
         grpc::{SandboxGrpc, proto::sandbox_server::SandboxServer},
     },
+    service::{CertificationEraser, Deleter},
     telemetry::metrics::{self, RpcMetricsLayer},
 };
 
@@ -90,6 +91,19 @@ impl Application {
                 stop_readiness.subscribe(),
             )
         });
+        let deleting = self
+            .settings
+            .policy
+            .delete_after
+            .filter(|_| self.settings.portone.enabled)
+            .map(|_| {
+                let eraser: Arc<dyn CertificationEraser> = Arc::new(self.portone.clone());
+                spawn_deletions(
+                    Deleter::new(self.store.clone(), eraser),
+                    self.grpc.ready_flag(),
+                    stop_readiness.subscribe(),
+                )
+            });
         // Scrapes keep working through the drain; the listener stops with the server.
         let (stop_metrics, metrics_stopped) = watch::channel(false);
         let metrics = self.metrics_listener.map(|listener| {
@@ -192,6 +206,9 @@ impl Application {
         };
         let _ = stop_readiness.send(true);
         let _ = readiness.await;
+        if let Some(deleting) = deleting {
+            let _ = deleting.await;
+        }
         if let Some(purging) = purging {
             let _ = purging.await;
         }

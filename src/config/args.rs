@@ -243,6 +243,10 @@ pub struct ServeArgs {
     /// Verify working for callers that issue merchant_uids themselves.
     #[arg(long, env = "REQUIRE_SESSION", action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", default_value = "true", value_parser = BoolishValueParser::new())]
     pub require_session: bool,
+    /// Delete a redeemed session's V1 certification at PortOne this long after (e.g. 10m);
+    /// unset: never (PortOne keeps it).
+    #[arg(long, env = "PORTONE_DELETE_AFTER", value_parser = humantime::parse_duration)]
+    pub portone_delete_after: Option<Duration>,
     /// How long a verification session waits for its Verify, e.g. 15m.
     #[arg(long, env = "VERIFICATION_SESSION_TTL", default_value = "15m", value_parser = humantime::parse_duration)]
     pub verification_session_ttl: Duration,

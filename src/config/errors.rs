@@ -16,6 +16,10 @@ pub enum ConfigError {
     MissingPortoneCredentials,
     #[error("PORTONE_IMP_KEY and PORTONE_IMP_SECRET go together: set both or neither")]
     HalfPortoneCredentials,
+    #[error(
+        "PORTONE_DELETE_AFTER deletes V1 certifications and needs V1 credentials (PORTONE_IMP_KEY, PORTONE_IMP_SECRET): V2 has no delete endpoint"
+    )]
+    DeleteWithoutV1,
     #[error("PORTONE_TIER must be 3 ASCII letters or digits")]
     Tier,
     #[error("{0} must be 1 to 128 printable ASCII characters")]

@@ -129,6 +129,8 @@ pub(super) fn portone_settings(
     };
     match (v1_settings, v2_settings) {
         (None, None) => problems.fail(ConfigError::MissingPortoneCredentials),
+        // Silently deleting nothing would let an operator believe PortOne keeps no copies.
+        (None, Some(_)) if args.portone_delete_after.is_some() => problems.fail(ConfigError::DeleteWithoutV1),
         (Some(v1), v2) => Some((v1, v2)),
         // V2 only: V1 stays off; its settings are never used.
         (None, Some(v2)) => Some((v1(String::new(), String::new(), Secret::new(""), false), Some(v2))),

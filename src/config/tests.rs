@@ -187,3 +187,30 @@ fn half_credentials_a_bad_tier_or_no_api_at_all_are_refused() {
         .unwrap();
     assert!(sandbox.portone.enabled && sandbox.portone_v2.is_some() && sandbox.policy.allow_test_channel);
 }
+
+#[test]
+fn portone_delete_after_is_off_unless_set_and_needs_v1() {
+    let unset = with_keys(&["--portone-imp-key=k", "--portone-imp-secret=s"]).unwrap();
+    assert_eq!(unset.policy.delete_after, None);
+    let set = with_keys(&[
+        "--portone-imp-key=k",
+        "--portone-imp-secret=s",
+        "--portone-delete-after=10m",
+    ])
+    .unwrap();
+    assert_eq!(set.policy.delete_after, Some(std::time::Duration::from_secs(600)));
+    let too_long = with_keys(&[
+        "--portone-imp-key=k",
+        "--portone-imp-secret=s",
+        "--portone-delete-after=31d",
+    ]);
+    assert!(too_long.unwrap_err().to_string().contains("PORTONE_DELETE_AFTER"));
+    let v2_only = with_keys(&[
+        "--portone-imp-key=",
+        "--portone-imp-secret=",
+        "--portone-v2-api-secret=v2",
+        "--portone-delete-after=10m",
+    ]);
+    let error = v2_only.unwrap_err().to_string();
+    assert!(error.contains("V2 has no delete endpoint"), "{error}");
+}

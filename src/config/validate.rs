@@ -187,6 +187,12 @@ impl ServeArgs {
             ),
             ("CLOCK_SKEW", self.clock_skew, ZERO, HOUR),
             (
+                "PORTONE_DELETE_AFTER",
+                self.portone_delete_after.unwrap_or(ZERO),
+                ZERO,
+                30 * DAY,
+            ),
+            (
                 "VERIFICATION_SESSION_TTL",
                 self.verification_session_ttl,
                 MINUTE,
@@ -305,6 +311,7 @@ impl ServeArgs {
                 // The sandbox's verifications are test data by design.
                 allow_test_channel: self.portone_allow_test_channel || self.sandbox,
                 session_ttl: self.verification_session_ttl,
+                delete_after: self.portone_delete_after,
             },
             maintenance: MaintenanceSettings {
                 purge_interval: self.purge_interval.filter(|interval| !interval.is_zero()),

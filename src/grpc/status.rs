@@ -144,6 +144,9 @@ impl From<ServiceError> for Status {
             }
             ServiceError::CiUnavailable => reasoned(Code::FailedPrecondition, "CI_UNAVAILABLE", message, []),
             ServiceError::TestChannel => reasoned(Code::FailedPrecondition, "TEST_CHANNEL", message, []),
+            ServiceError::CertificationDeleted => {
+                reasoned(Code::FailedPrecondition, "CERTIFICATION_DELETED", message, [])
+            }
             ServiceError::CertifiedBeforeSession => {
                 reasoned(Code::FailedPrecondition, "CERTIFIED_BEFORE_SESSION", message, [])
             }

@@ -2,6 +2,7 @@
 //! Transport-free: the gRPC layer parses requests into commands and maps results back.
 //! Provider-free too: certifications are looked up through [`Providers`].
 
+mod deletions;
 mod provider;
 mod sessions;
 mod verify;
@@ -20,9 +21,8 @@ use crate::{
     store::{SeenCertification, Store},
 };
 
-pub use provider::{BoxFuture, IdentityProvider, ProviderError, Providers};
-// The delete seam (issue 16), re-exported beside the lookup seam for the PortOne V1 client.
-pub use provider::{CertificationEraser, Erased};
+pub use deletions::{Deleter, DeletionPass};
+pub use provider::{BoxFuture, CertificationEraser, Erased, IdentityProvider, ProviderError, Providers};
 pub use sessions::Began;
 
 /// The checks every Verify applies.
@@ -44,6 +44,9 @@ pub struct Policy {
     pub session_ttl: Duration,
     /// Accept PortOne V2 verifications made on a TEST channel (PORTONE_ALLOW_TEST_CHANNEL).
     pub allow_test_channel: bool,
+    /// PORTONE_DELETE_AFTER: how long after its session was redeemed a V1 certification is
+    /// deleted at PortOne; None keeps it there.
+    pub delete_after: Option<Duration>,
 }
 
 /// A parsed Verify request.
@@ -153,12 +156,32 @@ impl IdentityService {
                 if let Some(holder) = self.store.holder_by_certification(&reference).await? {
                     return Ok(holder);
                 }
-                let found = self.providers.lookup(&reference, deadline).await?;
+                let found = self.lookup(&reference, deadline).await?;
                 let (identity, certified_at) = certified_parts(&found, &self.policy)?;
                 let ci_index = self.index_key.ci_index(&identity.ci);
                 let recordable = Recordable::new(self, &found, &identity, ci_index, certified_at);
                 Ok(self.store.record(recordable.as_seen()).await?.holder)
             }
+        }
+    }
+}
+
+impl IdentityService {
+    /// The certification at its provider. A V1 certification PortOne no longer has, and that we
+    /// deleted there (PORTONE_DELETE_AFTER), is CERTIFICATION_DELETED: we know it existed.
+    async fn lookup(
+        &self,
+        reference: &CertificationRef,
+        deadline: Instant,
+    ) -> Result<ProviderCertification, ServiceError> {
+        match self.providers.lookup(reference, deadline).await {
+            Err(ProviderError::NotFound)
+                if reference.provider() == crate::domain::Provider::PortoneV1
+                    && self.store.deleted_at_provider(reference.id()).await? =>
+            {
+                Err(ServiceError::CertificationDeleted)
+            }
+            found => Ok(found?),
         }
     }
 }

@@ -73,7 +73,7 @@ impl IdentityService {
         session: Option<Session>,
         deadline: Instant,
     ) -> Result<Answer, ServiceError> {
-        let found = self.providers.lookup(&command.certification, deadline).await?;
+        let found = self.lookup(&command.certification, deadline).await?;
         let (identity, certified_at) = certified_parts(&found, &self.policy)?;
         let now = stored_precision(Utc::now());
         self.check_time(certified_at, now)?;
@@ -124,7 +124,9 @@ impl IdentityService {
         };
 
         if let (Ok(()), true, Some(account)) = (&verdict, age.satisfied(), &account) {
-            let claim = session.as_ref().map(|session| claim_for(&session.id, &found));
+            let claim = session
+                .as_ref()
+                .map(|session| claim_for(&session.id, &found, self.policy.delete_after));
             let redeemed = self
                 .store
                 .record_and_bind(
@@ -183,7 +185,7 @@ impl IdentityService {
                 first_redemption: false,
             });
         };
-        let claim = claim_for(&session.id, &found);
+        let claim = claim_for(&session.id, &found, self.policy.delete_after);
         let (holder_before, redeemed_at, first) =
             match self.redeem(&claim, holder.as_ref(), Some(session), now).await? {
                 None => (holder, now, true),
@@ -277,11 +279,16 @@ impl IdentityService {
     }
 }
 
-fn claim_for<'a>(session: &'a SessionId, found: &'a ProviderCertification) -> Claim<'a> {
+fn claim_for<'a>(
+    session: &'a SessionId,
+    found: &'a ProviderCertification,
+    delete_after: Option<std::time::Duration>,
+) -> Claim<'a> {
     Claim {
         session,
         provider: found.provider,
         certification_id: &found.id,
+        delete_after,
     }
 }
 

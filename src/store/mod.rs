@@ -5,6 +5,7 @@
 //! Races are decided by the database: unique constraints and conditional updates inside one
 //! transaction, never a read followed by a write.
 
+mod deletions;
 mod entities;
 mod housekeeping;
 mod identities;
@@ -19,6 +20,7 @@ use sea_orm::{
     TransactionTrait, sqlx,
 };
 
+pub use deletions::{DeletionOutcome, DueDeletion};
 pub use housekeeping::{Purged, SealedPerson};
 
 use crate::secret::Secret;

@@ -4,10 +4,11 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, sea_query::Expr,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, TransactionTrait,
+    sea_query::Expr,
 };
 
-use super::{Store, StoreError, classify, entities::session, identities::holder};
+use super::{Store, StoreError, classify, deletions, entities::session, identities::holder};
 use crate::domain::{
     AccountId, Holder, MinAge, Provider, Redemption, Sealed, SessionId, SessionSpec, VerificationPurpose,
 };
@@ -43,6 +44,9 @@ pub struct Claim<'a> {
     pub session: &'a SessionId,
     pub provider: Provider,
     pub certification_id: &'a str,
+    /// PORTONE_DELETE_AFTER: the first redemption of a V1 certification enqueues its deletion
+    /// at PortOne this long after, in the same transaction.
+    pub delete_after: Option<std::time::Duration>,
 }
 
 /// What a claim found.
@@ -108,7 +112,14 @@ impl Store {
         holder_before: Option<&Holder>,
         now: DateTime<Utc>,
     ) -> Result<Claimed, StoreError> {
-        claim_in(&self.db, claim, Some(holder_before), now).await
+        if claim.delete_after.is_none() {
+            return claim_in(&self.db, claim, Some(holder_before), now).await;
+        }
+        // The redemption and its deletion commit together, or neither does.
+        let txn = self.db.begin().await.map_err(classify)?;
+        let claimed = claim_in(&txn, claim, Some(holder_before), now).await?;
+        txn.commit().await.map_err(classify)?;
+        Ok(claimed)
     }
 
     /// Deletes sessions that expired before `before`; how many, by purpose, were never redeemed.
@@ -181,6 +192,9 @@ pub(super) async fn claim_in(
         .await
         .map_err(classify)?;
     if claimed.rows_affected == 1 {
+        if let (Some(delay), Provider::PortoneV1) = (claim.delete_after, claim.provider) {
+            deletions::enqueue_in(db, claim.certification_id, now, delay).await?;
+        }
         return Ok(Claimed::First);
     }
     // Lost: to ourselves (a concurrent retry), to another certification, or to the clock.

@@ -32,6 +32,9 @@ pub const SESSIONS_BEGUN: &str = "certification_sessions_begun_total";
 pub const SESSIONS_REDEEMED: &str = "certification_sessions_redeemed_total";
 pub const SESSIONS_REFUSED: &str = "certification_sessions_refused_total";
 pub const SESSIONS_EXPIRED: &str = "certification_sessions_expired_total";
+pub const DELETIONS_PENDING: &str = "certification_deletions_pending";
+pub const DELETIONS_DONE: &str = "certification_deletions_done_total";
+pub const DELETIONS_FAILED: &str = "certification_deletions_failed_total";
 
 /// Seconds, from a warm in-process call to PortOne's slowest answers.
 const BUCKETS: &[f64] = &[
@@ -130,6 +133,23 @@ pub fn session_refused(purpose: Option<VerificationPurpose>, reason: &'static st
 /// Sessions that expired without being redeemed, counted when purged.
 pub fn sessions_expired(purpose: VerificationPurpose, count: u64) {
     counter!(SESSIONS_EXPIRED, "purpose" => purpose.as_str()).increment(count);
+}
+
+/// Deletions at PortOne not finished yet (the shared outbox: every replica reports the same).
+pub fn set_deletions_pending(count: u64) {
+    gauge!(DELETIONS_PENDING).set(count as f64);
+}
+
+/// A deletion at PortOne finished: `outcome` `deleted` (200) or `absent` (404).
+pub fn deletion_done(outcome: &'static str) {
+    counter!(DELETIONS_DONE, "outcome" => outcome).increment(1);
+}
+
+/// A deletion attempt failed (`reason`: `unavailable`, `timeout`, `rejected`, …); `retrying`
+/// false when it was given up.
+pub fn deletion_failed(reason: &'static str, retrying: bool) {
+    counter!(DELETIONS_FAILED, "reason" => reason, "retrying" => if retrying { "true" } else { "false" })
+        .increment(1);
 }
 
 pub fn record_token_fetch() {

@@ -94,6 +94,7 @@ pub fn test_settings(
             // issues its own merchant_uids does; the session tests turn it on (the default).
             require_session: false,
             session_ttl: Duration::from_secs(15 * 60),
+            delete_after: None,
             // The sandbox's V2 test-channel fixtures are refused, as in production.
             allow_test_channel: false,
         },

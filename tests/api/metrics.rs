@@ -10,9 +10,9 @@ use certification_service::{
 use crate::helpers::spawn_app_with;
 
 /// One sample: name, labels, value.
-type Sample = (String, BTreeMap<String, String>, f64);
+pub type Sample = (String, BTreeMap<String, String>, f64);
 
-fn parse(text: &str) -> Vec<Sample> {
+pub fn parse(text: &str) -> Vec<Sample> {
     text.lines()
         .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
         .map(|line| {
@@ -35,7 +35,7 @@ fn parse(text: &str) -> Vec<Sample> {
 }
 
 /// The value of the first sample named `name` whose labels include `wanted`.
-fn value(samples: &[Sample], name: &str, wanted: &[(&str, &str)]) -> Option<f64> {
+pub fn value(samples: &[Sample], name: &str, wanted: &[(&str, &str)]) -> Option<f64> {
     samples
         .iter()
         .find(|(sample, labels, _)| {
