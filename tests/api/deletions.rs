@@ -163,6 +163,15 @@ async fn every_redemption_is_deleted_bound_or_not_accepted_or_refused_and_nothin
         Code::FailedPrecondition,
         "IDENTITY_MISMATCH",
     );
+    // Refused by the bind (the person holds another account): rolled back, yet spent and deleted.
+    let (bound_uid, _) = redeemed_signup(&app, "acct-del-first", "del-twice").await;
+    let second = begin(&app, Purpose::Signup, Some("acct-del-second")).await;
+    let conflict_uid = certify(&app, &second.merchant_uid, "del-twice");
+    assert_status(
+        redeem(&app, &second.merchant_uid, &conflict_uid).await,
+        Code::AlreadyExists,
+        "ALREADY_REGISTERED",
+    );
     // Refused before the session was spent (made for another session): not ours to delete.
     let other = begin(&app, Purpose::Signup, Some("acct-del-other")).await;
     let foreign_uid = certify(&app, "vs_00000000000000000000000000000000", "del-foreign");
@@ -177,6 +186,9 @@ async fn every_redemption_is_deleted_bound_or_not_accepted_or_refused_and_nothin
         finished(&app, &refused_uid, Duration::from_secs(10)).await,
         "deleted"
     );
+    for uid in [&bound_uid, &conflict_uid] {
+        assert_eq!(finished(&app, uid, Duration::from_secs(10)).await, "deleted");
+    }
     assert!(outbox_row(&app, &foreign_uid).await.is_none());
     assert_eq!(deletes_of(&app, &foreign_uid), 0);
 
