@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The load benchmark (BENCHMARKS.md): builds the binaries, starts the PortOne sandbox answering in
-# 50 ms, the service on the real PostgreSQL and Redis, then the load generator, and prints one
-# table. Everything runs on this machine.
+# 20 ms, the service on the real PostgreSQL and Redis, then the load generator, and prints one
+# table and the ratios of each figure to its floor measured in the same run (loadgen's own HTTP
+# client straight at the sandbox; the bare indexed query). Everything runs on this machine.
 #
 #   bench/load.sh            full run, release build (~2 minutes of load)
 #   bench/load.sh --smoke    every scenario for a moment on the debug build: CI runs this to keep
@@ -13,13 +14,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-profile=release duration=20s warmup=3s callers=200 few_callers=50 dup_callers=16 crowd=1000 persons=2000
-certifications=5000 overload_limit=64 overload_callers=256
+profile=release duration=15s warmup=3s callers=200 few_callers=50 dup_callers=16 crowd=1000 persons=2000
+certifications=5000 overload_limit=64 overload_callers=256 signups=10000 warmup_signups=1000
 if [ "${1:-}" = --smoke ]; then
   profile=debug duration=1s warmup=300ms callers=20 few_callers=5 dup_callers=4 crowd=100 persons=40
-  certifications=200 overload_limit=4 overload_callers=16
+  certifications=200 overload_limit=4 overload_callers=16 signups=40 warmup_signups=10
 fi
-latency_ms=50
+latency_ms=20
 pg_url=${BENCH_PG_URL:-postgres://root@127.0.0.1:5432/test}
 redis_url=${BENCH_REDIS_URL:-redis://127.0.0.1:6379}
 bench_db=cs_bench_load
@@ -30,8 +31,9 @@ if [ "$profile" = release ]; then
 else
   cargo build --quiet --locked -p certification-service -p loadgen --bins
 fi
-bin=target/$profile
+bin=${CARGO_TARGET_DIR:-target}/$profile
 work=$(mktemp -d)
+results=$work/results
 pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
@@ -82,19 +84,25 @@ main_pid=$service_pid main_addr=$service_addr
 sleep 1
 
 load="$bin/loadgen"
-common=(--addr "http://$main_addr" --duration "$duration" --warmup "$warmup")
+common=(--addr "http://$main_addr" --duration "$duration" --warmup "$warmup" --results "$results")
+direct=(--sandbox-url "$sandbox_url" --duration "$duration" --warmup "$warmup" --results "$results")
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)," \
   "$(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1); PortOne sandbox latency ${latency_ms} ms;" \
   "$profile build; PostgreSQL + Redis"
 "$load" header
-"$load" rss --pid "$main_pid" --label "service idle, after start"
-"$load" verify "${common[@]}" --sandbox-url "$sandbox_url" --concurrency "$callers" \
+"$load" rss --pid "$main_pid" --label "service idle, after start" --key rss_idle_mib --results "$results"
+# Each floor right before the figure divided by it, so drift on the machine falls on both.
+"$load" direct "${direct[@]}" --concurrency 1 --key direct_one --label "direct GET at the sandbox"
+"$load" verify "${common[@]}" --sandbox-url "$sandbox_url" --concurrency 1 --key verify_one \
+  --certifications "$certifications" --pid "$main_pid" --label "Verify (warm token), 1 caller"
+"$load" direct "${direct[@]}" --concurrency "$few_callers" --key direct_few --label "direct GET at the sandbox"
+"$load" verify "${common[@]}" --sandbox-url "$sandbox_url" --concurrency "$few_callers" --key verify_few \
   --certifications "$certifications" --pid "$main_pid" --label "Verify (warm token)"
-"$load" verify "${common[@]}" --sandbox-url "$sandbox_url" --concurrency "$few_callers" \
-  --certifications "$certifications" --pid "$main_pid" --label "Verify (warm token), fewer callers"
-"$load" verify "${common[@]}" --sandbox-url "$sandbox_url" --concurrency "$callers" \
-  --certifications "$certifications" --pid "$main_pid" --bind --label "Verify + bind account"
-"$load" duplicate "${common[@]}" --sandbox-url "$sandbox_url" --concurrency "$dup_callers" \
+"$load" signup "${common[@]}" --sandbox-url "$sandbox_url" --concurrency "$few_callers" --key signup_few \
+  --signups "$signups" --warmup-signups "$warmup_signups" --pid "$main_pid" --label "signup: redeem + bind"
+"$load" verify "${common[@]}" --sandbox-url "$sandbox_url" --concurrency "$callers" --key verify_many \
+  --certifications "$certifications" --pid "$main_pid" --label "Verify (warm token)"
+"$load" duplicate "${common[@]}" --key duplicate --sandbox-url "$sandbox_url" --concurrency "$dup_callers" \
   --persons "$persons" --database-url "$db_url" --ci-index-key "$ci_index_key"
 
 # Peak memory under a crowd, on a fresh process so the peak is this load's alone.
@@ -104,7 +112,8 @@ sleep 1
 "$load" verify --addr "http://$service_addr" --duration "$duration" --warmup "$warmup" \
   --sandbox-url "$sandbox_url" --concurrency "$crowd" --certifications "$certifications" \
   --pid "$service_pid" --label "Verify, $crowd in flight"
-"$load" rss --pid "$service_pid" --label "that service after $crowd in flight"
+"$load" rss --pid "$service_pid" --label "that service after $crowd in flight" \
+  --key rss_crowd_mib --results "$results"
 kill "$service_pid"
 
 kill "$main_pid"
@@ -114,3 +123,6 @@ start_service overload "$overload_limit"
   --expect-refusals --label "Verify, MAX_IN_FLIGHT=$overload_limit"
 
 "$load" startup --binary "$bin/certification-service" --runs 5
+
+echo
+"$load" ratios --results "$results"

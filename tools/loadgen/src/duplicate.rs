@@ -128,6 +128,8 @@ pub(crate) async fn duplicate(args: DuplicateArgs) -> anyhow::Result<()> {
             "SELECT account_id, bound_at FROM persons WHERE ci_hash = $1"
         )
     );
+    crate::results::record(load.results.as_deref(), "duplicate_rate", service_rate)?;
+    crate::results::record(load.results.as_deref(), "bare_rate", bare_rate)?;
     if !service.errors.is_empty() || !bare.errors.is_empty() || service.ok() == 0 || bare.ok() == 0 {
         bail!("CheckDuplicate or the bare lookup failed");
     }

@@ -7,10 +7,13 @@
 //! end by letting every caller finish its call in flight, so counters read between phases (the
 //! sandbox's request counts) belong to exactly one phase.
 
+mod direct;
 mod duplicate;
 mod grpc;
 mod measure;
+mod results;
 mod sandbox;
+mod signup;
 mod system;
 mod verify;
 
@@ -19,8 +22,10 @@ use std::{path::PathBuf, time::Duration};
 use clap::{Args, Parser, Subcommand};
 
 use crate::{
+    direct::direct,
     duplicate::duplicate,
     measure::header,
+    signup::signup,
     system::{rss_kib, startup},
     verify::verify,
 };
@@ -38,6 +43,15 @@ enum Command {
     Header,
     /// Verify in a closed loop against certifications inserted into the sandbox.
     Verify(VerifyArgs),
+    /// The floor: loadgen's own HTTP client straight at the sandbox (token once, then GET).
+    Direct(DirectArgs),
+    /// The signup path: Verify redeeming a session made beforehand and binding a new person.
+    Signup(SignupArgs),
+    /// The ratio table from the figures the other subcommands wrote to `--results`.
+    Ratios {
+        #[arg(long)]
+        results: PathBuf,
+    },
     /// CheckDuplicate by CI beside the bare indexed lookup on the same table, same client count.
     Duplicate(DuplicateArgs),
     /// Peak and current resident memory of a process.
@@ -46,6 +60,11 @@ enum Command {
         pid: u32,
         #[arg(long)]
         label: String,
+        /// Record the peak (MiB) under this key in the results file.
+        #[arg(long, requires = "results")]
+        key: Option<String>,
+        #[arg(long)]
+        results: Option<PathBuf>,
     },
     /// Time from spawning the service to health SERVING, on a fresh SQLite file each run.
     Startup(StartupArgs),
@@ -71,6 +90,52 @@ struct LoadArgs {
     /// Each call's deadline (grpc-timeout).
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     timeout: Duration,
+    /// Append this scenario's figures to this file, for `loadgen ratios`, under `--key`.
+    #[arg(long, requires = "key")]
+    results: Option<PathBuf>,
+    /// The scenario's name in the results file: `<key>_rate`, `<key>_p50`, `<key>_cpu_ms`.
+    #[arg(long)]
+    key: Option<String>,
+}
+
+#[derive(Args)]
+struct DirectArgs {
+    #[arg(long)]
+    sandbox_url: String,
+    #[arg(long, default_value_t = 1)]
+    concurrency: usize,
+    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+    warmup: Duration,
+    /// Distinct certifications the callers cycle through.
+    #[arg(long, default_value_t = 5000)]
+    certifications: usize,
+    #[arg(long, default_value = "direct GET at the sandbox")]
+    label: String,
+    #[arg(long, requires = "key")]
+    results: Option<PathBuf>,
+    #[arg(long)]
+    key: Option<String>,
+}
+
+#[derive(Args)]
+struct SignupArgs {
+    #[command(flatten)]
+    load: LoadArgs,
+    #[arg(long)]
+    sandbox_url: String,
+    /// Signups measured (each a session and a certification made beforehand).
+    #[arg(long, default_value_t = 10000)]
+    signups: usize,
+    /// Signups run first, unmeasured.
+    #[arg(long, default_value_t = 1000)]
+    warmup_signups: usize,
+    #[arg(long, default_value = "signup: redeem + bind")]
+    label: String,
+    /// The service's process: report its CPU time per call.
+    #[arg(long)]
+    pid: Option<u32>,
 }
 
 #[derive(Args)]
@@ -134,9 +199,20 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Verify(args) => verify(args).await,
+        Command::Direct(args) => direct(args).await,
+        Command::Signup(args) => signup(args).await,
+        Command::Ratios { results } => results::ratios(&results),
         Command::Duplicate(args) => duplicate(args).await,
-        Command::Rss { pid, label } => {
+        Command::Rss {
+            pid,
+            label,
+            key,
+            results,
+        } => {
             let (peak, current) = rss_kib(pid)?;
+            if let Some(key) = key {
+                results::record(results.as_deref(), &key, peak as f64 / 1024.0)?;
+            }
             println!(
                 "{label:<34} peak RSS {:.1} MiB, current {:.1} MiB (pid {pid})",
                 peak as f64 / 1024.0,

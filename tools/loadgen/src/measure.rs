@@ -79,6 +79,16 @@ impl Measured {
         self.ok() + self.errors.values().sum::<u64>()
     }
 
+    /// Successful calls per second.
+    pub(crate) fn rate(&self) -> f64 {
+        self.ok() as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// Median latency of the successful calls, in milliseconds.
+    pub(crate) fn p50_ms(&self) -> f64 {
+        self.histogram.value_at_quantile(0.5) as f64 / 1000.0
+    }
+
     pub(crate) fn row(&self, label: &str, concurrency: usize, notes: &str) -> String {
         let ms = |quantile: f64| self.histogram.value_at_quantile(quantile) as f64 / 1000.0;
         let errors = self.errors.values().sum::<u64>();
@@ -118,8 +128,37 @@ where
     F: Fn(C, u64) -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = Result<(), String>> + Send,
 {
+    run_loop(callers, Limit::Time(duration), call).await
+}
+
+/// Like [`closed_loop`], but for exactly `calls` calls (numbered 0..calls), however long they
+/// take: for scenarios that consume a pool made beforehand, such as signup sessions.
+pub(crate) async fn closed_loop_count<C, F, Fut>(callers: &[C], calls: u64, call: F) -> Measured
+where
+    C: Clone + Send + 'static,
+    F: Fn(C, u64) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), String>> + Send,
+{
+    run_loop(callers, Limit::Calls(calls), call).await
+}
+
+enum Limit {
+    Time(Duration),
+    Calls(u64),
+}
+
+async fn run_loop<C, F, Fut>(callers: &[C], limit: Limit, call: F) -> Measured
+where
+    C: Clone + Send + 'static,
+    F: Fn(C, u64) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), String>> + Send,
+{
     let sequence = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
+    let max_calls = match limit {
+        Limit::Time(_) => u64::MAX,
+        Limit::Calls(calls) => calls,
+    };
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(callers.len());
     for client in callers {
@@ -129,6 +168,9 @@ where
             let mut measured = Measured::new();
             while !stop.load(Ordering::Relaxed) {
                 let n = sequence.fetch_add(1, Ordering::Relaxed);
+                if n >= max_calls {
+                    break;
+                }
                 let sent = Instant::now();
                 match call(client.clone(), n).await {
                     Ok(()) => measured
@@ -148,8 +190,10 @@ where
             measured
         }));
     }
-    tokio::time::sleep(duration).await;
-    stop.store(true, Ordering::Relaxed);
+    if let Limit::Time(duration) = limit {
+        tokio::time::sleep(duration).await;
+        stop.store(true, Ordering::Relaxed);
+    }
     let mut measured = Measured::new();
     for task in tasks {
         measured.merge(task.await.expect("a caller panicked"));

@@ -7,23 +7,44 @@ use anyhow::Context as _;
 use certification_service::sandbox::identities::CertificationRecord;
 
 /// Certifications `imp_9<batch><n>` for persons `load-<batch>-<n>`, put into the sandbox through
-/// its admin API, `concurrency` at a time.
+/// its admin API, 64 at a time.
 pub(crate) async fn insert_certifications(
     sandbox_url: &str,
     batch: u32,
     count: usize,
 ) -> anyhow::Result<Vec<String>> {
-    let http = reqwest::Client::new();
-    let now = chrono::Utc::now().timestamp();
-    let birthday = chrono::NaiveDate::from_ymd_opt(1990, 1, 1).expect("a valid date");
-    let imp_uids: Vec<String> = (0..count).map(|n| format!("imp_9{batch:03}{n:08}")).collect();
-    let records: Vec<CertificationRecord> = imp_uids
+    let imp_uids: Vec<String> = (0..count).map(|n| imp_uid(batch, n)).collect();
+    let records = imp_uids
         .iter()
         .enumerate()
-        .map(|(n, imp_uid)| {
-            CertificationRecord::certified(imp_uid, &person_key(batch, n), "부하", birthday, now)
-        })
+        .map(|(n, imp_uid)| record(imp_uid, &person_key(batch, n)))
         .collect();
+    insert_records(sandbox_url, records).await?;
+    Ok(imp_uids)
+}
+
+pub(crate) fn imp_uid(batch: u32, n: usize) -> String {
+    format!("imp_9{batch:03}{n:08}")
+}
+
+/// A certified adult, certified now.
+pub(crate) fn record(imp_uid: &str, person_key: &str) -> CertificationRecord {
+    let birthday = chrono::NaiveDate::from_ymd_opt(1990, 1, 1).expect("a valid date");
+    CertificationRecord::certified(
+        imp_uid,
+        person_key,
+        "부하",
+        birthday,
+        chrono::Utc::now().timestamp(),
+    )
+}
+
+/// Puts records into the sandbox through its admin API, 64 at a time.
+pub(crate) async fn insert_records(
+    sandbox_url: &str,
+    records: Vec<CertificationRecord>,
+) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
     let url = Arc::new(format!("{sandbox_url}/__sandbox/certifications"));
     let mut records = records.into_iter().peekable();
     while records.peek().is_some() {
@@ -43,7 +64,7 @@ pub(crate) async fn insert_certifications(
                 .context("inserting a certification into the sandbox")?;
         }
     }
-    Ok(imp_uids)
+    Ok(())
 }
 
 pub(crate) fn person_key(batch: u32, n: usize) -> String {

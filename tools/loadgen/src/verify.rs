@@ -69,6 +69,19 @@ pub(crate) async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
         );
     }
     println!("{}", measured.row(&args.label, load.concurrency, &notes));
+    if let (0, Some(key)) = (refused, &load.key) {
+        let results = load.results.as_deref();
+        crate::results::record(results, &format!("{key}_rate"), measured.rate())?;
+        crate::results::record(results, &format!("{key}_p50"), measured.p50_ms())?;
+        if let (Some(before), Some(after)) = (cpu_before, cpu_after) {
+            let cpu_ms = (after - before) as f64 * 1000.0 / clock_ticks_per_second() as f64;
+            crate::results::record(
+                results,
+                &format!("{key}_cpu_ms"),
+                cpu_ms / measured.calls().max(1) as f64,
+            )?;
+        }
+    }
     let failed = measured.errors.values().sum::<u64>() - refused;
     if failed > 0 || (refused > 0 && !args.expect_refusals) {
         bail!("{}: calls failed: {:?}", args.label, measured.errors);
