@@ -78,6 +78,16 @@ impl Store {
         claim: Option<&Claim<'_>>,
     ) -> Result<Redeemed, StoreError> {
         let now = Utc::now();
+        // A new person for a new account: one statement instead of a transaction of six.
+        if self.db.get_database_backend() == DbBackend::Postgres
+            && super::fresh_bind::bind_fresh_postgres(&self.db, &seen, account, claim, now).await?
+        {
+            return Ok(Redeemed::Bound {
+                holder_before: None,
+                bound_at: now,
+                redeemed_session: claim.is_some(),
+            });
+        }
         let txn = self.db.begin().await.map_err(classify)?;
         // The claim first: it is a write (SQLite takes its write lock up front), and on
         // PostgreSQL concurrent redemptions of one session queue on its row right here.

@@ -7,6 +7,7 @@
 
 mod deletions;
 mod entities;
+mod fresh_bind;
 mod housekeeping;
 mod identities;
 mod sessions;
