@@ -10,7 +10,9 @@
 #
 # Environment: BENCH_PG_URL (a PostgreSQL server URL whose database is used to create and drop
 # `cs_bench_load`; default postgres://root@127.0.0.1:5432/test), BENCH_REDIS_URL
-# (default redis://127.0.0.1:6379; the service's token key lives there during the run).
+# (default redis://127.0.0.1:6379; the service's token key lives there during the run),
+# BENCH_PERF_OUT (a file: `perf record` the service through the 200-caller Verify phase; build
+# with CARGO_PROFILE_RELEASE_DEBUG=line-tables-only for symbols with lines).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -100,8 +102,14 @@ echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}
   --certifications "$certifications" --pid "$main_pid" --label "Verify (warm token)"
 "$load" signup "${common[@]}" --sandbox-url "$sandbox_url" --concurrency "$few_callers" --key signup_few \
   --signups "$signups" --warmup-signups "$warmup_signups" --pid "$main_pid" --label "signup: redeem + bind"
+perf_pid=
+if [ -n "${BENCH_PERF_OUT:-}" ]; then
+  perf record -q -F 499 -g -o "$BENCH_PERF_OUT" -p "$main_pid" 2>/dev/null &
+  perf_pid=$!
+fi
 "$load" verify "${common[@]}" --sandbox-url "$sandbox_url" --concurrency "$callers" --key verify_many \
   --certifications "$certifications" --pid "$main_pid" --label "Verify (warm token)"
+if [ -n "$perf_pid" ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
 "$load" duplicate "${common[@]}" --key duplicate --sandbox-url "$sandbox_url" --concurrency "$dup_callers" \
   --persons "$persons" --database-url "$db_url" --ci-index-key "$ci_index_key"
 
