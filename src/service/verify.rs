@@ -31,7 +31,9 @@ impl IdentityService {
         caller: &str,
         deadline: Instant,
     ) -> Result<Verified, ServiceError> {
-        let session = match self.session_of(&command, caller).await {
+        // The database calls are boxed: the future that waits on PortOne (most of a call's life,
+        // and what 1,000 calls in flight are made of) then carries no room for their state.
+        let session = match Box::pin(self.session_of(&command, caller)).await {
             Ok(session) => session,
             Err(error) => {
                 // Refusals of a session that exists were counted with its purpose.
@@ -127,15 +129,13 @@ impl IdentityService {
             let claim = session
                 .as_ref()
                 .map(|session| claim_for(&session.id, &found, self.policy.delete_after));
-            let redeemed = self
-                .store
-                .record_and_bind(
-                    Recordable::new(self, &found, &identity, ci_index.clone(), certified_at).as_seen(),
-                    account,
-                    self.policy.rejoin_cooldown,
-                    claim.as_ref(),
-                )
-                .await?;
+            let redeemed = Box::pin(self.store.record_and_bind(
+                Recordable::new(self, &found, &identity, ci_index.clone(), certified_at).as_seen(),
+                account,
+                self.policy.rejoin_cooldown,
+                claim.as_ref(),
+            ))
+            .await?;
             return match redeemed {
                 Redeemed::Bound {
                     holder_before,
@@ -151,7 +151,7 @@ impl IdentityService {
                     let refusal = refusal(outcome);
                     // Refused after every check of the certification itself: the session is spent.
                     if let Some(claim) = &claim {
-                        self.redeem(claim, None, session.as_ref(), now).await?;
+                        Box::pin(self.redeem(claim, None, session.as_ref(), now)).await?;
                     }
                     Err(refusal)
                 }
@@ -159,7 +159,7 @@ impl IdentityService {
         }
 
         // Nothing to bind (or not allowed to): who holds the person is read, not written.
-        let holder = self.store.holder_by_ci(&ci_index).await?;
+        let holder = Box::pin(self.store.holder_by_ci(&ci_index)).await?;
         if verdict.is_ok()
             && let Some(session) = &session
             && session.purpose == VerificationPurpose::Reverify
@@ -171,12 +171,11 @@ impl IdentityService {
             verdict?;
             // Without a session, today's behaviour: a certified person who passed is recorded.
             let holder = if age.satisfied() {
-                self.store
-                    .record(
-                        Recordable::new(self, &found, &identity, ci_index.clone(), certified_at).as_seen(),
-                    )
-                    .await?
-                    .holder
+                Box::pin(self.store.record(
+                    Recordable::new(self, &found, &identity, ci_index.clone(), certified_at).as_seen(),
+                ))
+                .await?
+                .holder
             } else {
                 holder
             };
@@ -187,7 +186,7 @@ impl IdentityService {
         };
         let claim = claim_for(&session.id, &found, self.policy.delete_after);
         let (holder_before, redeemed_at, first) =
-            match self.redeem(&claim, holder.as_ref(), Some(session), now).await? {
+            match Box::pin(self.redeem(&claim, holder.as_ref(), Some(session), now)).await? {
                 None => (holder, now, true),
                 Some(earlier) => (earlier.holder_before, earlier.redeemed_at, false),
             };
