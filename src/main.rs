@@ -9,16 +9,17 @@ fn main() -> ExitCode {
 }
 
 /// glibc gives every thread that allocates concurrently an arena of its own (up to 8 per core)
-/// and keeps their freed memory; two arenas serve two worker threads and lower the peak
-/// (measured at 1,000 calls in flight: 64.9 MiB with the default, 62.9 MiB with two; see
-/// BENCHMARKS.md). MALLOC_ARENA_MAX in the environment still wins.
+/// and keeps their freed memory. One arena for the two worker threads lowers the peak further
+/// than two, at no measured CPU cost (1,000 calls in flight, 20 ms PortOne, fresh process each:
+/// 64.7–66.4 MiB with one, 69.1–69.9 MiB with two; see BENCHMARKS.md). MALLOC_ARENA_MAX in the
+/// environment still wins.
 fn limit_malloc_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
         // SAFETY: mallopt only sets an allocator parameter; it runs before any other thread
         // exists, and a refusal (return 0) leaves the default in place.
         unsafe {
-            libc::mallopt(libc::M_ARENA_MAX, 2);
+            libc::mallopt(libc::M_ARENA_MAX, 1);
         }
     }
 }
