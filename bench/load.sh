@@ -133,4 +133,5 @@ start_service overload "$overload_limit"
 "$load" startup --binary "$bin/certification-service" --runs 5
 
 echo
+[ "$profile" = debug ] && echo "(smoke: debug build, a moment per phase, fewer callers than the labels say: the verdicts mean nothing)"
 "$load" ratios --results "$results"
