@@ -177,7 +177,8 @@ impl IdentityService {
         match self.providers.lookup(reference, deadline).await {
             Err(ProviderError::NotFound)
                 if reference.provider() == crate::domain::Provider::PortoneV1
-                    && self.store.deleted_at_provider(reference.id()).await? =>
+                    // Boxed like Verify's other database calls: see verify.rs.
+                    && Box::pin(self.store.deleted_at_provider(reference.id())).await? =>
             {
                 Err(ServiceError::CertificationDeleted)
             }

@@ -64,7 +64,8 @@ pub(super) async fn bind_fresh_postgres(
 /// $1 ci_hash, $2 di_hash, $3 ci_sealed, $4 di_sealed, $5 sealing_key_id, $6 now, $7 provider,
 /// $8 provider_id, $9 certified_at, $10 account, $11 session (NULL without), $12 has a session.
 /// The session's recorded answer is the one a new person gets: nobody held them, now bound.
-/// Whatever else a first redemption writes must join this statement as another CTE.
+/// Whatever else a first redemption writes must join this statement as another CTE; the
+/// PortOne deletion outbox (PORTONE_DELETE_AFTER) does not yet, so such claims skip this path.
 const BIND_FRESH: &str = "\
 WITH fresh AS (
     SELECT NOT EXISTS (SELECT 1 FROM persons WHERE ci_hash = $1)

@@ -78,8 +78,10 @@ impl Store {
         claim: Option<&Claim<'_>>,
     ) -> Result<Redeemed, StoreError> {
         let now = Utc::now();
-        // A new person for a new account: one statement instead of a transaction of six.
+        // A new person for a new account: one statement instead of a transaction of six. Not
+        // when a first redemption must also enqueue its PortOne deletion: `claim_in` does that.
         if self.db.get_database_backend() == DbBackend::Postgres
+            && claim.is_none_or(|claim| claim.delete_after.is_none())
             && super::fresh_bind::bind_fresh_postgres(&self.db, &seen, account, claim, now).await?
         {
             return Ok(Redeemed::Bound {
