@@ -9,7 +9,7 @@
 #                            the benchmark working; its figures mean nothing
 #
 # Environment: BENCH_PG_URL (a PostgreSQL server URL whose database is used to create and drop
-# `cs_bench_load`; default postgres://root@127.0.0.1:5432/test), BENCH_REDIS_URL
+# `cs_bench_load_<pid>`, one per run so two runs on one server never share it; default postgres://root@127.0.0.1:5432/test), BENCH_REDIS_URL
 # (default redis://127.0.0.1:6379; the service's token key lives there during the run),
 # BENCH_PERF_OUT (a file: `perf record` the service through the 200-caller Verify phase; build
 # with CARGO_PROFILE_RELEASE_DEBUG=line-tables-only for symbols with lines).
@@ -25,7 +25,7 @@ fi
 latency_ms=20
 pg_url=${BENCH_PG_URL:-postgres://root@127.0.0.1:5432/test}
 redis_url=${BENCH_REDIS_URL:-redis://127.0.0.1:6379}
-bench_db=cs_bench_load
+bench_db=cs_bench_load_$$
 db_url="${pg_url%/*}/$bench_db"
 
 if [ "$profile" = release ]; then
