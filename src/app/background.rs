@@ -61,8 +61,8 @@ pub(super) fn spawn_deletions(
                     _ = stopped.changed() => return,
                 };
                 match pass {
-                    Ok(pass) if pass.full() => pause = Duration::ZERO,
-                    Ok(_) => {}
+                    Ok(true) => pause = Duration::ZERO,
+                    Ok(false) => {}
                     Err(error) => tracing::warn!(%error, "deletions at PortOne: a pass failed; retrying"),
                 }
                 if passes.is_multiple_of(PENDING_EVERY)

@@ -29,23 +29,6 @@ const LAST_RETRY: Duration = Duration::from_secs(600);
 /// Attempts before a permanent refusal (not an outage) is given up.
 const REFUSALS_BEFORE_GIVING_UP: u32 = 5;
 
-/// What one pass did.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct DeletionPass {
-    pub taken: usize,
-    pub deleted: usize,
-    pub absent: usize,
-    pub retrying: usize,
-    pub abandoned: usize,
-}
-
-impl DeletionPass {
-    /// A full batch: more may be due right now.
-    pub fn full(&self) -> bool {
-        self.taken >= BATCH as usize
-    }
-}
-
 #[derive(Clone)]
 pub struct Deleter {
     store: Store,
@@ -57,19 +40,17 @@ impl Deleter {
         Self { store, eraser }
     }
 
-    /// Takes the deletions due now and attempts each once.
-    pub async fn pass(&self) -> Result<DeletionPass, StoreError> {
+    /// Takes the deletions due now and attempts each once; `true` when the batch was full, so
+    /// more may be due right now. What each attempt did is counted in the metrics.
+    pub async fn pass(&self) -> Result<bool, StoreError> {
         let now = Utc::now();
         let due = self
             .store
             .take_due_deletions(now, later(now, LEASE), BATCH)
             .await?;
-        let mut pass = DeletionPass {
-            taken: due.len(),
-            ..DeletionPass::default()
-        };
+        let full = due.len() >= BATCH as usize;
         if due.is_empty() {
-            return Ok(pass);
+            return Ok(false);
         }
         let deadline = Instant::now() + ATTEMPT_DEADLINE;
         let mut attempts = tokio::task::JoinSet::new();
@@ -101,13 +82,13 @@ impl Deleter {
         let mut first_error = None;
         for (index, answer) in answers {
             let row = &due[index];
-            let settled = self.settle(row, answer, &mut pass).await;
+            let settled = self.settle(row, answer).await;
             if let Err(error) = settled {
                 // The row's lease lapses and another pass repeats it: a repeated DELETE finds 404.
                 first_error.get_or_insert(error);
             }
         }
-        first_error.map_or(Ok(pass), Err)
+        first_error.map_or(Ok(full), Err)
     }
 
     /// Reports the outbox's size to the pending gauge.
@@ -120,19 +101,17 @@ impl Deleter {
         &self,
         row: &DueDeletion,
         answer: Result<Erased, ProviderError>,
-        pass: &mut DeletionPass,
     ) -> Result<(), StoreError> {
         let now = Utc::now();
         let error = match answer {
             Ok(erased) => {
-                let (outcome, label) = match erased {
-                    Erased::Deleted => (DeletionOutcome::Deleted, &mut pass.deleted),
-                    Erased::Absent => (DeletionOutcome::Absent, &mut pass.absent),
+                let outcome = match erased {
+                    Erased::Deleted => DeletionOutcome::Deleted,
+                    Erased::Absent => DeletionOutcome::Absent,
                 };
                 self.store
                     .finish_deletion(&row.imp_uid, outcome, None, now)
                     .await?;
-                *label += 1;
                 metrics::deletion_done(outcome.as_str());
                 tracing::info!(imp_uid = %row.imp_uid, outcome = outcome.as_str(), "certification deleted at PortOne");
                 return Ok(());
@@ -144,7 +123,6 @@ impl Deleter {
             self.store
                 .finish_deletion(&row.imp_uid, DeletionOutcome::Abandoned, Some(reason), now)
                 .await?;
-            pass.abandoned += 1;
             metrics::deletion_failed(reason, false);
             tracing::error!(imp_uid = %row.imp_uid, attempts = row.attempts, reason, %error, "deleting a certification at PortOne refused; given up");
             return Ok(());
@@ -156,7 +134,6 @@ impl Deleter {
         self.store
             .retry_deletion(&row.imp_uid, reason, later(now, pause))
             .await?;
-        pass.retrying += 1;
         metrics::deletion_failed(reason, true);
         tracing::warn!(imp_uid = %row.imp_uid, attempts = row.attempts, reason, retry_in_ms = pause.as_millis() as u64, %error, "deleting a certification at PortOne failed; will retry");
         Ok(())

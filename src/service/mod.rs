@@ -21,7 +21,7 @@ use crate::{
     store::{SeenCertification, Store},
 };
 
-pub use deletions::{Deleter, DeletionPass};
+pub use deletions::Deleter;
 pub use provider::{BoxFuture, CertificationEraser, Erased, IdentityProvider, ProviderError, Providers};
 pub use sessions::Began;
 

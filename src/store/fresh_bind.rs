@@ -28,24 +28,15 @@ pub(super) async fn bind_fresh_postgres(
     claim: Option<&Claim<'_>>,
     now: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
-    debug_assert!(seen.di_sealed.is_none_or(|di| di.key_id == seen.ci_sealed.key_id));
     debug_assert!(
         claim.is_none_or(|claim| claim.provider == seen.provider && claim.certification_id == seen.id)
     );
-    let values: Vec<sea_orm::Value> = vec![
-        seen.ci_index.0.clone().into(),
-        seen.di_index.map(|index| index.0.clone()).into(),
-        seen.ci_sealed.blob.clone().into(),
-        seen.di_sealed.map(|di| di.blob.clone()).into(),
-        seen.ci_sealed.key_id.clone().into(),
-        now.into(),
-        seen.provider.as_str().to_owned().into(),
-        seen.id.to_owned().into(),
-        seen.certified_at.into(),
+    let mut values = super::writes::seen_values(seen, now);
+    values.extend([
         account.as_str().to_owned().into(),
         claim.map(|claim| claim.session.as_str().to_owned()).into(),
         claim.is_some().into(),
-    ];
+    ]);
     let statement = Statement::from_sql_and_values(DbBackend::Postgres, BIND_FRESH, values);
     match db.query_one_raw(statement).await {
         Ok(row) => {

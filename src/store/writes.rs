@@ -83,16 +83,12 @@ pub(super) async fn record_sqlite(
     })
 }
 
-/// [`Store::record`] on PostgreSQL: one statement, so one round trip instead of five; under
-/// load that is most of the database's share of a Verify. Same effect as the SQLite path: the
-/// person inserted unless present, the certification upserted, and the person's holder returned.
-pub(super) async fn record_postgres(
-    db: &impl ConnectionTrait,
-    seen: &SeenCertification<'_>,
-    now: DateTime<Utc>,
-) -> Result<Recorded, StoreError> {
+/// A seen certification as the PostgreSQL statements bind it: $1 ci_hash, $2 di_hash,
+/// $3 ci_sealed, $4 di_sealed, $5 sealing_key_id, $6 now, $7 provider, $8 provider_id,
+/// $9 certified_at. Shared by `record_postgres` and the one-statement signup.
+pub(super) fn seen_values(seen: &SeenCertification<'_>, now: DateTime<Utc>) -> Vec<sea_orm::Value> {
     debug_assert!(seen.di_sealed.is_none_or(|di| di.key_id == seen.ci_sealed.key_id));
-    let values: Vec<sea_orm::Value> = vec![
+    vec![
         seen.ci_index.0.clone().into(),
         seen.di_index.map(|index| index.0.clone()).into(),
         seen.ci_sealed.blob.clone().into(),
@@ -102,7 +98,18 @@ pub(super) async fn record_postgres(
         seen.provider.as_str().to_owned().into(),
         seen.id.to_owned().into(),
         seen.certified_at.into(),
-    ];
+    ]
+}
+
+/// [`Store::record`] on PostgreSQL: one statement, so one round trip instead of five; under
+/// load that is most of the database's share of a Verify. Same effect as the SQLite path: the
+/// person inserted unless present, the certification upserted, and the person's holder returned.
+pub(super) async fn record_postgres(
+    db: &impl ConnectionTrait,
+    seen: &SeenCertification<'_>,
+    now: DateTime<Utc>,
+) -> Result<Recorded, StoreError> {
+    let values = seen_values(seen, now);
     // The statement's snapshot predates a person inserted concurrently by another call,
     // which our insert then skips: no row comes back, and the next try sees that person.
     for _ in 0..3 {
