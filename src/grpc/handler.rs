@@ -123,9 +123,15 @@ impl CertificationGrpc {
             let command = parse(request.into_inner())?;
             self.ensure_ready()?;
             let context = Call { deadline, caller };
-            let output = timeout_at(deadline, run(Arc::clone(&self.service), command, context))
-                .await
-                .map_err(|_| ServiceError::DeadlineExceeded)??;
+            // Boxed: this wrapper's state machine keeps more than one slot for what it awaits,
+            // so an inline use case would be carried several times over by every call in
+            // flight (measured: 11.5 KB per Verify call inline, 1.3 KB + the boxed 2.5 KB).
+            let output = timeout_at(
+                deadline,
+                Box::pin(run(Arc::clone(&self.service), command, context)),
+            )
+            .await
+            .map_err(|_| ServiceError::DeadlineExceeded)??;
             Ok::<_, ServiceError>(Response::new(respond(output)))
         };
         // Mapped inside the span: the mapping logs internal causes, with the call's context.
