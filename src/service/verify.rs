@@ -159,17 +159,10 @@ impl IdentityService {
         }
 
         // Nothing to bind (or not allowed to): who holds the person is read, not written.
-        let holder = Box::pin(self.store.holder_by_ci(&ci_index)).await?;
-        if verdict.is_ok()
-            && let Some(session) = &session
-            && session.purpose == VerificationPurpose::Reverify
-            && holder.as_ref().map(|holder| &holder.account_id) != session.account.as_ref()
-        {
-            verdict = Err(ServiceError::IdentityMismatch { fields: vec!["ci"] });
-        }
         let Some(session) = &session else {
             verdict?;
-            // Without a session, today's behaviour: a certified person who passed is recorded.
+            // Without a session, today's behaviour: a certified person who passed is recorded,
+            // and the record's one statement also says who holds them.
             let holder = if age.satisfied() {
                 Box::pin(self.store.record(
                     Recordable::new(self, &found, &identity, ci_index.clone(), certified_at).as_seen(),
@@ -177,13 +170,20 @@ impl IdentityService {
                 .await?
                 .holder
             } else {
-                holder
+                Box::pin(self.store.holder_by_ci(&ci_index)).await?
             };
             return Ok(Answer {
                 verified: verified(holder, false, None),
                 first_redemption: false,
             });
         };
+        let holder = Box::pin(self.store.holder_by_ci(&ci_index)).await?;
+        if verdict.is_ok()
+            && session.purpose == VerificationPurpose::Reverify
+            && holder.as_ref().map(|holder| &holder.account_id) != session.account.as_ref()
+        {
+            verdict = Err(ServiceError::IdentityMismatch { fields: vec!["ci"] });
+        }
         let claim = claim_for(&session.id, &found, self.policy.delete_after);
         let (holder_before, redeemed_at, first) =
             match Box::pin(self.redeem(&claim, holder.as_ref(), Some(session), now)).await? {
