@@ -136,6 +136,7 @@ impl Store {
     /// means "deleted", not "never existed".
     #[tracing::instrument(name = "db.deletion_of", skip_all, fields(otel.kind = "client", db.system = %self.system()))]
     pub async fn deleted_at_provider(&self, imp_uid: &str) -> Result<bool, StoreError> {
+        let _place = self.place().await?;
         let row = deletion::Entity::find_by_id(imp_uid)
             .one(&self.db)
             .await

@@ -57,6 +57,7 @@ impl Store {
     /// who held the person before this call.
     #[tracing::instrument(name = "db.record", skip_all, fields(otel.kind = "client", db.system = %self.system()))]
     pub async fn record(&self, seen: SeenCertification<'_>) -> Result<Recorded, StoreError> {
+        let _place = self.place().await?;
         let now = Utc::now();
         if self.db.get_database_backend() == DbBackend::Postgres {
             return record_postgres(&self.db, &seen, now).await;
@@ -77,6 +78,7 @@ impl Store {
         rejoin_cooldown: Duration,
         claim: Option<&Claim<'_>>,
     ) -> Result<Redeemed, StoreError> {
+        let _place = self.place().await?;
         let now = Utc::now();
         // A new person for a new account: one statement instead of a transaction of six. Not
         // when a first redemption must also enqueue its PortOne deletion: `claim_in` does that.
@@ -141,6 +143,7 @@ impl Store {
     /// The account no longer holds its person (회원 탈퇴). `Some(time)` when a binding existed.
     #[tracing::instrument(name = "db.unlink", skip_all, fields(otel.kind = "client", db.system = %self.system()))]
     pub async fn unlink(&self, account: &AccountId) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let _place = self.place().await?;
         let now = Utc::now();
         let unlinked = person::Entity::update_many()
             .col_expr(person::Column::AccountId, Expr::value(Option::<String>::None))
@@ -160,6 +163,7 @@ impl Store {
     /// Who holds the person with this CI index, if anyone.
     #[tracing::instrument(name = "db.holder_by_ci", skip_all, fields(otel.kind = "client", db.system = %self.system()))]
     pub async fn holder_by_ci(&self, ci_index: &PersonIndex) -> Result<Option<Holder>, StoreError> {
+        let _place = self.place().await?;
         // Only the two columns the answer needs: not the sealed blobs, on the hottest read.
         let holder: Option<(Option<String>, Option<DateTime<Utc>>)> = person::Entity::find()
             .select_only()
@@ -183,6 +187,7 @@ impl Store {
         &self,
         reference: &CertificationRef,
     ) -> Result<Option<Option<Holder>>, StoreError> {
+        let _place = self.place().await?;
         let Some(seen) = certification::Entity::find()
             .filter(certification::Column::Provider.eq(reference.provider().as_str()))
             .filter(certification::Column::ProviderId.eq(reference.id()))

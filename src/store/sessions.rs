@@ -63,6 +63,7 @@ pub enum Claimed {
 impl Store {
     #[tracing::instrument(name = "db.begin_session", skip_all, fields(otel.kind = "client", db.system = %self.system()))]
     pub async fn begin_session(&self, new: NewSession<'_>) -> Result<(), StoreError> {
+        let _place = self.place().await?;
         session::Entity::insert(session::ActiveModel {
             merchant_uid: Set(new.id.as_str().to_owned()),
             caller: Set(new.caller.to_owned()),
@@ -96,6 +97,7 @@ impl Store {
 
     #[tracing::instrument(name = "db.session", skip_all, fields(otel.kind = "client", db.system = %self.system()))]
     pub async fn session(&self, id: &SessionId) -> Result<Option<StoredSession>, StoreError> {
+        let _place = self.place().await?;
         let row = session::Entity::find_by_id(id.as_str())
             .one(&self.db)
             .await
@@ -112,6 +114,7 @@ impl Store {
         holder_before: Option<&Holder>,
         now: DateTime<Utc>,
     ) -> Result<Claimed, StoreError> {
+        let _place = self.place().await?;
         if claim.delete_after.is_none() {
             return claim_in(&self.db, claim, Some(holder_before), now).await;
         }

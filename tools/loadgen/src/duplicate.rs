@@ -152,6 +152,9 @@ impl BareLookups {
         options
             .max_connections(clients as u32)
             .min_connections(clients as u32)
+            // Pooled as the service pools its connections (src/store/mod.rs), so the floor is
+            // the same query through the same client, not a different round-trip count.
+            .test_before_acquire_if_idle_for(Duration::from_millis(250))
             .sqlx_logging(false);
         let db = Database::connect(options)
             .await
