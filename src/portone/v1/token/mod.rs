@@ -56,6 +56,19 @@ struct CachedToken {
     valid_until: Instant,
 }
 
+/// The in-process copy, and the token PortOne last refused (its SHA-256): a copy of that token
+/// read from Redis before the refusal and stored after it must not come back, or the call
+/// retrying with a fresh token would be handed the refused one again.
+#[derive(Default)]
+struct Local {
+    cached: Option<CachedToken>,
+    refused: Option<[u8; 32]>,
+}
+
+fn fingerprint(token: &AccessToken) -> [u8; 32] {
+    Sha256::digest(token.expose().as_bytes()).into()
+}
+
 /// What Redis said about the shared token.
 pub(super) enum SharedToken {
     Found(UsableToken),
@@ -100,7 +113,7 @@ struct Counters {
 }
 
 pub struct TokenCache {
-    local: Mutex<Option<CachedToken>>,
+    local: Mutex<Local>,
     redis: Option<RedisTokens>,
     /// Held while fetching a fresh token, so concurrent cold requests in one process make one
     /// getToken call (or one wait on another replica's) and the rest find its result.
@@ -116,7 +129,7 @@ const RECOVERY_PROBE_INTERVAL: Duration = Duration::from_secs(1);
 impl TokenCache {
     pub fn in_process() -> Self {
         Self {
-            local: Mutex::new(None),
+            local: Mutex::new(Local::default()),
             redis: None,
             refill: tokio::sync::Mutex::new(()),
             instance: uuid::Uuid::new_v4().simple().to_string(),
@@ -219,7 +232,11 @@ impl TokenCache {
             Some((Some(token), remaining_ms)) if remaining_ms > 0 => {
                 // Bounded by the token's own expiry as Redis counts it: no clock of ours involved.
                 let remaining = Duration::from_millis(remaining_ms.unsigned_abs());
-                self.put_local(&token, remaining);
+                // A token PortOne refused since is a miss: the fetch that follows replaces it.
+                if !self.put_local_unless_refused(&token, remaining) {
+                    metrics::record_token_lookup("redis", "miss");
+                    return SharedToken::Missing;
+                }
                 self.counters.redis_hits.fetch_add(1, Ordering::Relaxed);
                 metrics::record_token_lookup("redis", "hit");
                 SharedToken::Found(UsableToken { token, remaining })
@@ -261,7 +278,17 @@ impl TokenCache {
         if valid_for.is_zero() {
             return;
         }
-        self.put_local(token, valid_for);
+        {
+            let mut local = self.local.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            // PortOne issued it anew: no longer the refused one.
+            if local.refused == Some(fingerprint(token)) {
+                local.refused = None;
+            }
+            local.cached = Some(CachedToken {
+                token: token.clone(),
+                valid_until: Instant::now() + valid_for,
+            });
+        }
         if let Some(redis) = &self.redis {
             let millis = u64::try_from(valid_for.as_millis()).unwrap_or(u64::MAX);
             let mut connection = redis.connection.clone();
@@ -282,8 +309,9 @@ impl TokenCache {
     pub(super) async fn invalidate(&self, token: &AccessToken) {
         {
             let mut local = self.local.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            if local.as_ref().is_some_and(|cached| &cached.token == token) {
-                *local = None;
+            local.refused = Some(fingerprint(token));
+            if local.cached.as_ref().is_some_and(|cached| &cached.token == token) {
+                local.cached = None;
             }
         }
         if let Some(redis) = &self.redis {
@@ -329,6 +357,7 @@ impl TokenCache {
         let local = self.local.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let now = Instant::now();
         local
+            .cached
             .as_ref()
             .filter(|cached| cached.valid_until > now)
             .map(|cached| UsableToken {
@@ -337,11 +366,20 @@ impl TokenCache {
             })
     }
 
-    fn put_local(&self, token: &AccessToken, valid_for: Duration) {
+    /// Copies a token read from Redis into memory; false, storing nothing, when it is the one
+    /// PortOne refused. Checked and stored under one lock, so a refusal cannot slip between.
+    fn put_local_unless_refused(&self, token: &AccessToken, valid_for: Duration) -> bool {
         let mut local = self.local.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        *local = Some(CachedToken {
+        if local.refused == Some(fingerprint(token)) {
+            return false;
+        }
+        local.cached = Some(CachedToken {
             token: token.clone(),
             valid_until: Instant::now() + valid_for,
         });
+        true
     }
 }
+
+#[cfg(test)]
+mod tests;
