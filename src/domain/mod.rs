@@ -21,6 +21,15 @@ pub use session::{
 
 use chrono::{DateTime, Utc};
 
+/// `period` after `start`, or the end of time when that lies past what the calendar holds: a
+/// configured period too long to add means "never", not an error.
+pub fn saturating_after(start: DateTime<Utc>, period: std::time::Duration) -> DateTime<Utc> {
+    chrono::TimeDelta::from_std(period)
+        .ok()
+        .and_then(|period| start.checked_add_signed(period))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
 /// Which identity provider and API a certification came from: the stored certification is keyed
 /// by (provider, id) so PortOne V2 identity verifications can join without reshaping the store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

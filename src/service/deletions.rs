@@ -5,13 +5,13 @@
 
 use std::{sync::Arc, time::Duration};
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use rand::Rng as _;
 use tokio::time::Instant;
 
 use super::{CertificationEraser, Erased, ProviderError};
 use crate::{
-    domain::ImpUid,
+    domain::{ImpUid, saturating_after},
     store::{DeletionOutcome, DueDeletion, Store, StoreError},
     telemetry::metrics,
 };
@@ -46,7 +46,7 @@ impl Deleter {
         let now = Utc::now();
         let due = self
             .store
-            .take_due_deletions(now, later(now, LEASE), BATCH)
+            .take_due_deletions(now, saturating_after(now, LEASE), BATCH)
             .await?;
         let full = due.len() >= BATCH as usize;
         if due.is_empty() {
@@ -132,7 +132,7 @@ impl Deleter {
             pause = pause.max(*retry_after);
         }
         self.store
-            .retry_deletion(&row.imp_uid, reason, later(now, pause))
+            .retry_deletion(&row.imp_uid, reason, saturating_after(now, pause))
             .await?;
         metrics::deletion_failed(reason, true);
         tracing::warn!(imp_uid = %row.imp_uid, attempts = row.attempts, reason, retry_in_ms = pause.as_millis() as u64, %error, "deleting a certification at PortOne failed; will retry");
@@ -164,13 +164,6 @@ fn backoff(attempts: u32) -> Duration {
     let pause = doubled.min(LAST_RETRY);
     let jitter = rand::rng().random_range(0.0..0.2);
     pause.mul_f64(1.0 - jitter)
-}
-
-fn later(now: DateTime<Utc>, after: Duration) -> DateTime<Utc> {
-    chrono::TimeDelta::from_std(after)
-        .ok()
-        .and_then(|after| now.checked_add_signed(after))
-        .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 #[cfg(test)]

@@ -36,10 +36,7 @@ impl IdentityService {
         }
         let id = SessionId::generate();
         let created_at = super::verify::stored_precision(Utc::now());
-        let ttl = chrono::Duration::from_std(self.policy.session_ttl).unwrap_or(chrono::Duration::MAX);
-        let expires_at = created_at
-            .checked_add_signed(ttl)
-            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        let expires_at = crate::domain::saturating_after(created_at, self.policy.session_ttl);
         let expected_sealed = (!spec.expected.is_empty()).then(|| {
             let plaintext =
                 serde_json::to_string(&spec.expected).expect("a few strings and a date serialise");

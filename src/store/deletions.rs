@@ -14,6 +14,7 @@ use sea_orm::{
 };
 
 use super::{Store, StoreError, classify, entities::deletion};
+use crate::domain::saturating_after;
 
 /// A deletion this replica has taken: its attempt is under way.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -166,14 +167,10 @@ pub(super) async fn enqueue_in(
     now: DateTime<Utc>,
     delay: Duration,
 ) -> Result<(), StoreError> {
-    let not_before = chrono::TimeDelta::from_std(delay)
-        .ok()
-        .and_then(|delay| now.checked_add_signed(delay))
-        .unwrap_or(DateTime::<Utc>::MAX_UTC);
     deletion::Entity::insert(deletion::ActiveModel {
         imp_uid: Set(imp_uid.to_owned()),
         enqueued_at: Set(now),
-        not_before: Set(Some(not_before)),
+        not_before: Set(Some(saturating_after(now, delay))),
         attempts: Set(0),
         last_error: Set(None),
         finished_at: Set(None),

@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
-use certification_service::grpc::proto::certification_service_client::CertificationServiceClient;
+use certification_service::grpc::proto::{
+    VerifyRequest, certification_service_client::CertificationServiceClient,
+};
 use tonic::transport::{Channel, Endpoint};
 
 use crate::LoadArgs;
@@ -41,6 +43,24 @@ pub(crate) fn grpc_clients(
 /// A failed call's row label: its gRPC code.
 pub(crate) fn code(status: tonic::Status) -> String {
     format!("{:?}", status.code())
+}
+
+/// One Verify; an OK answer that was to bind a person and did not is a failure too.
+pub(crate) async fn verify_once(
+    client: &mut CertificationServiceClient<Channel>,
+    request: VerifyRequest,
+    timeout: Duration,
+    must_bind: bool,
+) -> Result<(), String> {
+    let answer = client
+        .verify(with_timeout(request, timeout))
+        .await
+        .map_err(code)?
+        .into_inner();
+    if must_bind && !answer.bound {
+        return Err("answered OK without binding".to_owned());
+    }
+    Ok(())
 }
 
 pub(crate) fn with_timeout<T>(message: T, timeout: Duration) -> tonic::Request<T> {

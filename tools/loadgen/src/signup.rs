@@ -14,11 +14,11 @@ use tonic::transport::Channel;
 
 use crate::{
     SignupArgs,
-    grpc::{channels, code, grpc_clients, with_timeout},
+    grpc::{channels, grpc_clients, verify_once, with_timeout},
     measure::closed_loop_count,
     results,
     sandbox::{imp_uid, insert_records, record},
-    system::{clock_ticks_per_second, cpu_ticks},
+    system::{cpu_ms_per_call, cpu_ticks},
 };
 
 /// (imp_uid, merchant_uid) of each signup, in the order the callers take them.
@@ -87,15 +87,7 @@ pub(crate) async fn signup(args: SignupArgs) -> anyhow::Result<()> {
                     merchant_uid: merchant_uid.clone(),
                     ..Default::default()
                 };
-                let answer = client
-                    .verify(with_timeout(request, timeout))
-                    .await
-                    .map_err(code)?
-                    .into_inner();
-                if !answer.bound {
-                    return Err("answered OK without binding".to_owned());
-                }
-                Ok(())
+                verify_once(&mut client, request, timeout, true).await
             }
         }
     };
@@ -105,11 +97,8 @@ pub(crate) async fn signup(args: SignupArgs) -> anyhow::Result<()> {
     let cpu_after = args.pid.map(cpu_ticks).transpose()?;
     let mut notes = "redeem the session + bind a new person; sessions made beforehand".to_owned();
     if let (Some(before), Some(after)) = (cpu_before, cpu_after) {
-        let cpu_ms = (after - before) as f64 * 1000.0 / clock_ticks_per_second() as f64;
-        notes = format!(
-            "{notes}; service CPU {:.2} ms/call",
-            cpu_ms / measured.calls().max(1) as f64
-        );
+        let cpu_ms = cpu_ms_per_call(before, after, measured.calls());
+        notes = format!("{notes}; service CPU {cpu_ms:.2} ms/call");
     }
     println!("{}", measured.row(&args.label, load.concurrency, &notes));
     if let Some(key) = &load.key {

@@ -27,7 +27,12 @@ pub(crate) fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
     Ok(field(11)? + field(12)?)
 }
 
-pub(crate) fn clock_ticks_per_second() -> u64 {
+/// Milliseconds of CPU per call between two [`cpu_ticks`] readings.
+pub(crate) fn cpu_ms_per_call(before: u64, after: u64, calls: u64) -> f64 {
+    (after - before) as f64 * 1000.0 / clock_ticks_per_second() as f64 / calls.max(1) as f64
+}
+
+fn clock_ticks_per_second() -> u64 {
     // SAFETY: sysconf reads a constant of the running system.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     u64::try_from(ticks)

@@ -11,10 +11,10 @@ use tonic::transport::Channel;
 
 use crate::{
     VerifyArgs,
-    grpc::{channels, code, grpc_clients, with_timeout},
+    grpc::{channels, grpc_clients, verify_once},
     measure::closed_loop,
     sandbox::{insert_certifications, sandbox_calls},
-    system::{clock_ticks_per_second, cpu_ticks, rss_kib},
+    system::{cpu_ms_per_call, cpu_ticks, rss_kib},
 };
 
 pub(crate) async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
@@ -36,15 +36,7 @@ pub(crate) async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
                 },
                 ..Default::default()
             };
-            let answer = client
-                .verify(with_timeout(request, timeout))
-                .await
-                .map_err(code)?
-                .into_inner();
-            if bind && !answer.bound {
-                return Err("answered OK without binding".to_owned());
-            }
-            Ok(())
+            verify_once(&mut client, request, timeout, bind).await
         }
     };
     closed_loop(&clients, load.warmup, call.clone()).await;
@@ -59,12 +51,13 @@ pub(crate) async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
         "PortOne calls/Verify {:.2}",
         portone_calls as f64 / (measured.calls() - refused).max(1) as f64
     );
-    if let (Some(pid), Some(before), Some(after)) = (args.pid, cpu_before, cpu_after) {
+    let cpu_ms = cpu_before
+        .zip(cpu_after)
+        .map(|(before, after)| cpu_ms_per_call(before, after, measured.calls()));
+    if let (Some(pid), Some(cpu_ms)) = (args.pid, cpu_ms) {
         let (peak, _) = rss_kib(pid)?;
-        let cpu_ms = (after - before) as f64 * 1000.0 / clock_ticks_per_second() as f64;
         notes = format!(
-            "{notes}, service CPU {:.2} ms/call, peak RSS {:.1} MiB",
-            cpu_ms / measured.calls().max(1) as f64,
+            "{notes}, service CPU {cpu_ms:.2} ms/call, peak RSS {:.1} MiB",
             peak as f64 / 1024.0
         );
     }
@@ -73,13 +66,8 @@ pub(crate) async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
         let results = load.results.as_deref();
         crate::results::record(results, &format!("{key}_rate"), measured.rate())?;
         crate::results::record(results, &format!("{key}_p50"), measured.p50_ms())?;
-        if let (Some(before), Some(after)) = (cpu_before, cpu_after) {
-            let cpu_ms = (after - before) as f64 * 1000.0 / clock_ticks_per_second() as f64;
-            crate::results::record(
-                results,
-                &format!("{key}_cpu_ms"),
-                cpu_ms / measured.calls().max(1) as f64,
-            )?;
+        if let Some(cpu_ms) = cpu_ms {
+            crate::results::record(results, &format!("{key}_cpu_ms"), cpu_ms)?;
         }
     }
     let failed = measured.errors.values().sum::<u64>() - refused;
