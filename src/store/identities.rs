@@ -4,9 +4,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sea_orm::{
-    ColumnTrait, DbBackend, EntityTrait, QueryFilter, QuerySelect, TransactionTrait, sea_query::Expr,
-};
+use sea_orm::{ColumnTrait, DbBackend, EntityTrait, QueryFilter, TransactionTrait, sea_query::Expr};
 
 use super::{
     Store, StoreError, classify,
@@ -160,21 +158,11 @@ impl Store {
         Ok((unlinked.rows_affected > 0).then_some(now))
     }
 
-    /// Who holds the person with this CI index, if anyone.
+    /// Who holds the person with this CI index, if anyone: asked together with whoever else is
+    /// asking (see [`super::lookups`]).
     #[tracing::instrument(name = "db.holder_by_ci", skip_all, fields(otel.kind = "client", db.system = %self.system()))]
     pub async fn holder_by_ci(&self, ci_index: &PersonIndex) -> Result<Option<Holder>, StoreError> {
-        let _place = self.place().await?;
-        // Only the two columns the answer needs: not the sealed blobs, on the hottest read.
-        let holder: Option<(Option<String>, Option<DateTime<Utc>>)> = person::Entity::find()
-            .select_only()
-            .column(person::Column::AccountId)
-            .column(person::Column::BoundAt)
-            .filter(person::Column::CiHash.eq(ci_index.0.as_str()))
-            .into_tuple()
-            .one(&self.db)
-            .await
-            .map_err(classify)?;
-        Ok(holder.and_then(|(account_id, bound_at)| self::holder(account_id, bound_at)))
+        self.lookups.holder(ci_index).await
     }
 
     /// `None` when we have never seen this certification; otherwise who holds its person.

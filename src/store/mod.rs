@@ -10,6 +10,7 @@ mod entities;
 mod fresh_bind;
 mod housekeeping;
 mod identities;
+mod lookups;
 mod sessions;
 mod writes;
 
@@ -29,7 +30,7 @@ use crate::secret::Secret;
 pub use identities::{Recorded, Redeemed, SeenCertification};
 pub use sessions::{Claim, Claimed, NewSession, StoredSession};
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database cannot be reached or has no free connection: worth retrying.
     #[error("database unavailable: {0}")]
@@ -48,6 +49,8 @@ pub struct Store {
     /// One place per pooled connection, for the statements of calls: see [`Store::place`].
     places: Arc<Semaphore>,
     acquire_timeout: Duration,
+    /// Lookups by CI, answered together: see [`lookups`].
+    lookups: lookups::HolderLookups,
 }
 
 #[derive(Clone, Debug)]
@@ -121,9 +124,11 @@ impl Store {
                     .into(),
             )
         })?;
+        let places = Arc::new(Semaphore::new(settings.max_connections.max(1) as usize));
         Ok(Self {
+            lookups: lookups::HolderLookups::start(&db, &places, settings.acquire_timeout),
             db,
-            places: Arc::new(Semaphore::new(settings.max_connections.max(1) as usize)),
+            places,
             acquire_timeout: settings.acquire_timeout,
         })
     }
@@ -135,15 +140,7 @@ impl Store {
     /// holds a few bytes instead, for no longer than the pool would have waited. A holder runs
     /// one statement or transaction at a time, so places never exceed connections.
     async fn place(&self) -> Result<SemaphorePermit<'_>, StoreError> {
-        if let Ok(place) = self.places.try_acquire() {
-            return Ok(place);
-        }
-        match tokio::time::timeout(self.acquire_timeout, self.places.acquire()).await {
-            Ok(Ok(place)) => Ok(place),
-            _ => Err(StoreError::Unavailable(
-                "no database connection came free in time".into(),
-            )),
-        }
+        place(&self.places, self.acquire_timeout).await
     }
 
     /// (connections open, of which idle), for the pool gauge.
@@ -210,6 +207,19 @@ impl Store {
     #[cfg(any(test, feature = "test-support"))]
     pub fn connection(&self) -> &impl ConnectionTrait {
         &self.db
+    }
+}
+
+/// See [`Store::place`]: waits no longer than the pool would for a connection.
+async fn place(places: &Semaphore, acquire_timeout: Duration) -> Result<SemaphorePermit<'_>, StoreError> {
+    if let Ok(place) = places.try_acquire() {
+        return Ok(place);
+    }
+    match tokio::time::timeout(acquire_timeout, places.acquire()).await {
+        Ok(Ok(place)) => Ok(place),
+        _ => Err(StoreError::Unavailable(
+            "no database connection came free in time".into(),
+        )),
     }
 }
 

@@ -2,8 +2,11 @@
 
 use certification_service::{
     grpc::proto::check_duplicate_request::Key,
-    sandbox::identities::{ADULT, ADULT_SECOND_CERTIFICATION, NOT_CERTIFIED, STALE, ci_for},
+    sandbox::identities::{
+        ADULT, ADULT_SECOND_CERTIFICATION, CertificationRecord, NOT_CERTIFIED, STALE, ci_for,
+    },
 };
+use chrono::{NaiveDate, Utc};
 use tonic::Code;
 
 use crate::helpers::{assert_status, spawn_app};
@@ -98,4 +101,60 @@ async fn check_duplicate_refuses_a_missing_key_or_a_malformed_one() {
         app.sandbox.stats().requests.is_empty(),
         "bad input reached PortOne"
     );
+}
+
+/// Lookups that arrive together are answered by one statement (src/store/lookups.rs): each
+/// caller must still get its own person's answer, whether that person is bound, seen but free,
+/// or never seen, and however many callers ask about the same person.
+#[tokio::test]
+async fn concurrent_lookups_by_ci_each_answer_for_their_own_person() {
+    let app = spawn_app().await;
+    let born = NaiveDate::from_ymd_opt(1990, 5, 5).unwrap();
+    let persons = 30;
+    for index in 0..persons {
+        let imp_uid = format!("imp_6000000{index:05}");
+        let certified_at = Utc::now().timestamp() - 30;
+        let record =
+            CertificationRecord::certified(&imp_uid, &format!("crowd-{index}"), "군중", born, certified_at);
+        app.sandbox.insert_certification(record);
+        match index % 3 {
+            0 => assert!(
+                app.bind(&imp_uid, &format!("acct-crowd-{index}"))
+                    .await
+                    .unwrap()
+                    .bound
+            ),
+            1 => assert!(
+                !app.verify(&imp_uid)
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .duplicate
+                    .unwrap()
+                    .duplicate
+            ),
+            _ => {} // never seen
+        }
+    }
+    let lookups = (0..600).map(|n| {
+        let (app, index) = (&app, n % persons);
+        async move {
+            (
+                index,
+                app.check_duplicate(Key::Ci(ci_for(&format!("crowd-{index}"))))
+                    .await,
+            )
+        }
+    });
+    for (index, answer) in futures::future::join_all(lookups).await {
+        let answer = answer.unwrap();
+        if index % 3 == 0 {
+            assert!(answer.duplicate, "person {index} is bound");
+            assert_eq!(answer.account_id, format!("acct-crowd-{index}"));
+            assert!(answer.bound_at.is_some());
+        } else {
+            assert!(!answer.duplicate, "person {index} is free");
+            assert!(answer.account_id.is_empty() && answer.bound_at.is_none());
+        }
+    }
 }

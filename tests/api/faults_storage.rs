@@ -10,8 +10,8 @@ use std::{
 
 use certification_service::{
     app::SERVICE_NAME,
-    grpc::proto::VerifyRequest,
-    sandbox::identities::{ADULT, CertificationRecord},
+    grpc::proto::{CheckDuplicateRequest, VerifyRequest, check_duplicate_request::Key},
+    sandbox::identities::{ADULT, CertificationRecord, ci_for},
     secret::Secret,
 };
 use sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
@@ -83,12 +83,7 @@ async fn signups_until(app: &TestApp, callers: usize, stop_at: Instant) -> Signu
                         acknowledged.lock().unwrap().push(account);
                     }
                     Err(status) => {
-                        let reason = status
-                            .get_error_details()
-                            .error_info()
-                            .map(|info| info.reason.clone())
-                            .unwrap_or_default();
-                        failures.lock().unwrap().push((status.code(), reason));
+                        failures.lock().unwrap().push((status.code(), reason_of(&status)));
                         tokio::time::sleep(Duration::from_millis(20)).await;
                     }
                 }
@@ -99,6 +94,43 @@ async fn signups_until(app: &TestApp, callers: usize, stop_at: Instant) -> Signu
         task.await.unwrap();
     }
     load
+}
+
+/// CheckDuplicate by CI from `callers` loops until `stop_at`: the failures' codes and reasons,
+/// and how many answered.
+async fn lookups_until(app: &TestApp, callers: usize, stop_at: Instant) -> (usize, Vec<(Code, String)>) {
+    let lookups = (0..callers).map(|caller| {
+        let client = app.client.clone();
+        async move {
+            let (mut answered, mut failures) = (0, Vec::new());
+            while Instant::now() < stop_at {
+                let key = Key::Ci(ci_for(&format!("cut-{caller}-1")));
+                let mut request = tonic::Request::new(CheckDuplicateRequest { key: Some(key) });
+                request.set_timeout(Duration::from_secs(3));
+                match client.clone().check_duplicate(request).await {
+                    Ok(_) => answered += 1,
+                    Err(status) => failures.push((status.code(), reason_of(&status))),
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            (answered, failures)
+        }
+    });
+    futures::future::join_all(lookups).await.into_iter().fold(
+        (0, Vec::new()),
+        |(answered, mut failures), (more, seen)| {
+            failures.extend(seen);
+            (answered + more, failures)
+        },
+    )
+}
+
+fn reason_of(status: &tonic::Status) -> String {
+    status
+        .get_error_details()
+        .error_info()
+        .map(|info| info.reason.clone())
+        .unwrap_or_default()
 }
 
 #[tokio::test]
@@ -121,6 +153,8 @@ async fn postgres_cut_mid_load_is_unavailable_then_recovers_and_loses_nothing_ac
 
     let started = Instant::now();
     let load = signups_until(&app, 8, started + Duration::from_millis(3500));
+    // Lookups by CI share statements (src/store/lookups.rs): a cut fails them the same way.
+    let lookups = lookups_until(&app, 4, started + Duration::from_millis(3500));
     let faults = async {
         tokio::time::sleep(Duration::from_millis(1000)).await;
         proxy.cut();
@@ -131,7 +165,17 @@ async fn postgres_cut_mid_load_is_unavailable_then_recovers_and_loses_nothing_ac
         // Back without a restart.
         app.wait_for_health(SERVICE_NAME, ServingStatus::Serving).await;
     };
-    let (load, ()) = tokio::join!(load, faults);
+    let (load, (answered, lookup_failures), ()) = tokio::join!(load, lookups, faults);
+    assert!(
+        answered > 0 && !lookup_failures.is_empty(),
+        "lookups never felt the cut"
+    );
+    for (code, reason) in &lookup_failures {
+        assert!(
+            *code == Code::Unavailable && reason == "STORE_UNAVAILABLE",
+            "a lookup on a cut database is UNAVAILABLE/STORE_UNAVAILABLE, got {code:?} {reason}"
+        );
+    }
 
     let failures = load.failures.lock().unwrap().clone();
     assert!(!failures.is_empty(), "the cut was never felt");
@@ -155,6 +199,12 @@ async fn postgres_cut_mid_load_is_unavailable_then_recovers_and_loses_nothing_ac
     // Calls after the recovery succeed.
     let after = signups_until(&app, 2, Instant::now() + Duration::from_millis(300)).await;
     assert!(after.failures.lock().unwrap().is_empty());
+    let (answered, lookup_failures) =
+        lookups_until(&app, 2, Instant::now() + Duration::from_millis(100)).await;
+    assert!(
+        answered > 0 && lookup_failures.is_empty(),
+        "lookups after the recovery: {lookup_failures:?}"
+    );
     acknowledged_bindings_are_stored(&database_url, &acknowledged).await;
     let acknowledged_after = after.acknowledged.lock().unwrap().clone();
     assert!(!acknowledged_after.is_empty());
