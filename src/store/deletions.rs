@@ -63,6 +63,7 @@ impl Store {
         lease_until: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<DueDeletion>, StoreError> {
+        let _cold = self.kept.cold();
         let backend = self.db.get_database_backend();
         let sql = match backend {
             DbBackend::Postgres => TAKE_POSTGRES,
@@ -94,6 +95,7 @@ impl Store {
         reason: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
+        let _cold = self.kept.cold();
         deletion::Entity::update_many()
             .col_expr(deletion::Column::NotBefore, Expr::value(None::<DateTime<Utc>>))
             .col_expr(deletion::Column::FinishedAt, Expr::value(now))
@@ -113,6 +115,7 @@ impl Store {
         reason: &str,
         not_before: DateTime<Utc>,
     ) -> Result<(), StoreError> {
+        let _cold = self.kept.cold();
         deletion::Entity::update_many()
             .col_expr(deletion::Column::NotBefore, Expr::value(not_before))
             .col_expr(deletion::Column::LastError, Expr::value(reason))
@@ -126,6 +129,7 @@ impl Store {
 
     /// Deletions not finished yet, due or not.
     pub async fn pending_deletions(&self) -> Result<u64, StoreError> {
+        let _cold = self.kept.cold();
         deletion::Entity::find()
             .filter(deletion::Column::FinishedAt.is_null())
             .count(&self.db)
@@ -150,6 +154,7 @@ impl Store {
 
     /// Forgets deletions finished before `before`.
     pub async fn purge_deletions(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let _cold = self.kept.cold();
         let deleted = deletion::Entity::delete_many()
             .filter(deletion::Column::FinishedAt.lt(before))
             .exec(&self.db)

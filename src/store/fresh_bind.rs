@@ -16,13 +16,13 @@
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DbBackend, SqlErr, Statement};
 
-use super::{StoreError, classify, identities::SeenCertification, sessions::Claim};
+use super::{StoreError, classify, identities::SeenCertification, sessions::Claim, statement::On};
 use crate::domain::AccountId;
 
 /// `true` when the statement bound the fresh person (and redeemed the session); `false` when it
 /// wrote nothing and the caller must run the general path.
-pub(super) async fn bind_fresh_postgres(
-    db: &impl ConnectionTrait,
+pub(super) async fn bind_fresh_postgres<C: ConnectionTrait>(
+    on: &mut On<'_, C>,
     seen: &SeenCertification<'_>,
     account: &AccountId,
     claim: Option<&Claim<'_>>,
@@ -38,7 +38,7 @@ pub(super) async fn bind_fresh_postgres(
         claim.is_some().into(),
     ]);
     let statement = Statement::from_sql_and_values(DbBackend::Postgres, BIND_FRESH, values);
-    match db.query_one_raw(statement).await {
+    match on.query_one(statement).await {
         Ok(row) => {
             let bound: i64 = match row {
                 Some(row) => row.try_get("", "bound").map_err(classify)?,

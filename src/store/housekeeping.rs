@@ -36,6 +36,7 @@ impl Store {
         after_id: i64,
         limit: u64,
     ) -> Result<Vec<SealedPerson>, StoreError> {
+        let _cold = self.kept.cold();
         let rows = person::Entity::find()
             .filter(person::Column::Id.gt(after_id))
             .filter(person::Column::SealingKeyId.is_not_null())
@@ -77,6 +78,7 @@ impl Store {
         ci: &Sealed,
         di: Option<&Sealed>,
     ) -> Result<bool, StoreError> {
+        let _cold = self.kept.cold();
         let updated = person::Entity::update_many()
             .col_expr(person::Column::CiSealed, Expr::value(ci.blob.as_str()))
             .col_expr(
@@ -101,6 +103,7 @@ impl Store {
         before: DateTime<Utc>,
         rejoin_from: DateTime<Utc>,
     ) -> Result<Purged, StoreError> {
+        let _cold = self.kept.cold();
         let certifications = certification::Entity::delete_many()
             .filter(certification::Column::LastSeenAt.lt(before))
             .exec(&self.db)

@@ -4,12 +4,13 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ColumnTrait, DbBackend, EntityTrait, QueryFilter, TransactionTrait, sea_query::Expr};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, TransactionTrait, sea_query::Expr};
 
 use super::{
     Store, StoreError, classify,
     entities::{certification, person},
     sessions::{Claim, Claimed},
+    statement::On,
     writes::{bind_in, record_postgres, record_sqlite},
 };
 use crate::domain::{AccountId, BindOutcome, CertificationRef, Holder, PersonIndex, Provider, Sealed};
@@ -55,11 +56,14 @@ impl Store {
     /// who held the person before this call.
     #[tracing::instrument(name = "db.record", skip_all, fields(otel.kind = "client", db.system = %self.system()))]
     pub async fn record(&self, seen: SeenCertification<'_>) -> Result<Recorded, StoreError> {
-        let _place = self.place().await?;
         let now = Utc::now();
-        if self.db.get_database_backend() == DbBackend::Postgres {
-            return record_postgres(&self.db, &seen, now).await;
+        if self.is_postgres() {
+            let (_place, mut lent) = self.hot().await?;
+            let recorded = record_postgres(&mut lent.on()?, &seen, now).await?;
+            lent.keep();
+            return Ok(recorded);
         }
+        let _place = self.place().await?;
         let txn = self.db.begin().await.map_err(classify)?;
         let recorded = record_sqlite(&txn, &seen, now).await?;
         txn.commit().await.map_err(classify)?;
@@ -76,20 +80,23 @@ impl Store {
         rejoin_cooldown: Duration,
         claim: Option<&Claim<'_>>,
     ) -> Result<Redeemed, StoreError> {
-        let _place = self.place().await?;
         let now = Utc::now();
         // A new person for a new account: one statement instead of a transaction of six. Not
         // when a first redemption must also enqueue its PortOne deletion: `claim_in` does that.
-        if self.db.get_database_backend() == DbBackend::Postgres
-            && claim.is_none_or(|claim| claim.delete_after.is_none())
-            && super::fresh_bind::bind_fresh_postgres(&self.db, &seen, account, claim, now).await?
-        {
-            return Ok(Redeemed::Bound {
-                holder_before: None,
-                bound_at: now,
-                redeemed_session: claim.is_some(),
-            });
+        if self.is_postgres() && claim.is_none_or(|claim| claim.delete_after.is_none()) {
+            let (_place, mut lent) = self.hot().await?;
+            let bound =
+                super::fresh_bind::bind_fresh_postgres(&mut lent.on()?, &seen, account, claim, now).await?;
+            lent.keep();
+            if bound {
+                return Ok(Redeemed::Bound {
+                    holder_before: None,
+                    bound_at: now,
+                    redeemed_session: claim.is_some(),
+                });
+            }
         }
+        let _place = self.place().await?;
         let txn = self.db.begin().await.map_err(classify)?;
         // The claim first: it is a write (SQLite takes its write lock up front), and on
         // PostgreSQL concurrent redemptions of one session queue on its row right here.
@@ -102,8 +109,8 @@ impl Store {
                 Claimed::Expired => return Ok(Redeemed::SessionExpired),
             },
         };
-        let recorded = if self.db.get_database_backend() == DbBackend::Postgres {
-            record_postgres(&txn, &seen, now).await?
+        let recorded = if self.is_postgres() {
+            record_postgres(&mut On::Sea(&txn), &seen, now).await?
         } else {
             record_sqlite(&txn, &seen, now).await?
         };

@@ -15,13 +15,15 @@ use std::{
 };
 
 use chrono::{DateTime, Utc};
-use sea_orm::{
-    DatabaseConnection, DbBackend, DbErr, RuntimeErr,
-    sqlx::{self, Postgres, Sqlite, pool::PoolConnection},
-};
+use sea_orm::{DbErr, RuntimeErr, sqlx};
 use tokio::sync::{Mutex, Semaphore, mpsc, oneshot};
 
-use super::{StoreError, classify, identities::holder, place};
+use super::{
+    StoreError, classify,
+    identities::holder,
+    kept::{Connection, Kept},
+    place,
+};
 use crate::domain::{Holder, PersonIndex};
 
 /// Statements in flight at once for lookups. One: lookups arriving together then share a
@@ -52,13 +54,13 @@ pub(super) struct HolderLookups {
 impl HolderLookups {
     /// Starts the lanes on the current runtime. A lane holds a place at the database (see
     /// `Store::place`) while it holds a connection, as a call's own statement would.
-    pub(super) fn start(db: &DatabaseConnection, places: &Arc<Semaphore>, acquire_timeout: Duration) -> Self {
+    pub(super) fn start(kept: &Kept, places: &Arc<Semaphore>, acquire_timeout: Duration) -> Self {
         let (queue, waiting) = mpsc::channel(QUEUE);
         let waiting = Arc::new(Mutex::new(waiting));
         for _ in 0..LANES {
             tokio::spawn(lane(
                 Arc::clone(&waiting),
-                db.clone(),
+                kept.clone(),
                 Arc::clone(places),
                 acquire_timeout,
             ));
@@ -80,11 +82,11 @@ impl HolderLookups {
 }
 
 /// Takes whatever lookups are waiting (at least one), answers them with one statement, and
-/// repeats on the same connection while more are waiting, so a busy lane pays neither the
-/// pool nor sqlx's ping on releasing a connection between statements.
+/// repeats on the same connection while more are waiting, so a busy lane pays nothing
+/// between statements.
 async fn lane(
     waiting: Arc<Mutex<mpsc::Receiver<Pending>>>,
-    db: DatabaseConnection,
+    kept: Kept,
     places: Arc<Semaphore>,
     acquire_timeout: Duration,
 ) {
@@ -108,8 +110,8 @@ async fn lane(
                 continue;
             }
         };
-        let mut connection = match Connection::acquire(&db).await {
-            Ok(connection) => connection,
+        let mut lent = match kept.take().await {
+            Ok(lent) => lent,
             Err(error) => {
                 answer(&mut batch, &Err(error));
                 continue;
@@ -120,20 +122,22 @@ async fn lane(
             // A caller that gave up (its deadline passed) needs no answer.
             batch.retain(|pending| !pending.reply.is_closed());
             if !batch.is_empty() {
-                let answers = connection.holders(&batch).await;
+                let answers = holders(&mut lent.connection, &batch).await;
                 answer(&mut batch, &answers);
                 if answers.is_err() {
-                    // Back to the pool, whose ping on release closes it if it is broken.
+                    // Dropped: back to the pool, whose ping on release closes it if broken.
                     break;
                 }
             }
-            // Given back now and then, so the pool's lifetime and fairness rules still apply.
+            // Given back now and then, so other statements get their turn at it.
             if held_since.elapsed() >= HOLD_AT_MOST {
+                lent.keep();
                 break;
             }
             // Lookups already waiting are this connection's; none, or another lane idle to
-            // take them, and it goes back to the pool.
+            // take them, and it goes back.
             let Ok(mut queue) = waiting.try_lock() else {
+                lent.keep();
                 break;
             };
             while batch.len() < MOST_PER_STATEMENT
@@ -142,6 +146,7 @@ async fn lane(
                 batch.push(pending);
             }
             if batch.is_empty() {
+                lent.keep();
                 break;
             }
         }
@@ -160,63 +165,41 @@ fn answer(batch: &mut Vec<Pending>, answers: &Result<HashMap<String, Option<Hold
     }
 }
 
-/// A pooled connection a lane keeps while lookups keep coming.
-enum Connection {
-    Postgres(PoolConnection<Postgres>),
-    Sqlite(PoolConnection<Sqlite>),
-}
-
-impl Connection {
-    async fn acquire(db: &DatabaseConnection) -> Result<Self, StoreError> {
-        Ok(match db.get_database_backend() {
-            DbBackend::Postgres => Self::Postgres(
-                db.get_postgres_connection_pool()
-                    .acquire()
-                    .await
-                    .map_err(sqlx_error)?,
-            ),
-            _ => Self::Sqlite(
-                db.get_sqlite_connection_pool()
-                    .acquire()
-                    .await
-                    .map_err(sqlx_error)?,
-            ),
-        })
-    }
-
-    /// The holder of each person found (absent: never seen), by CI hash, in one statement.
-    async fn holders(&mut self, batch: &[Pending]) -> Result<HashMap<String, Option<Holder>>, StoreError> {
-        let keys: Vec<&str> = batch.iter().map(|pending| pending.ci_hash.as_str()).collect();
-        // Only the columns the answer needs: not the sealed blobs.
-        let rows: Vec<(String, Option<String>, Option<DateTime<Utc>>)> = match self {
-            Self::Postgres(connection) => {
-                sqlx::query_as("SELECT ci_hash, account_id, bound_at FROM persons WHERE ci_hash = ANY($1)")
-                    .bind(&keys)
-                    .fetch_all(&mut **connection)
-                    .await
-            }
-            Self::Sqlite(connection) => {
-                // One statement for any number of keys: the keys as one JSON array.
-                let keys =
-                    serde_json::to_string(&keys).map_err(|error| StoreError::Failure(error.to_string()))?;
-                sqlx::query_as(
-                    "SELECT ci_hash, account_id, bound_at FROM persons \
-                     WHERE ci_hash IN (SELECT value FROM json_each(?1))",
-                )
-                .bind(keys)
+/// The holder of each person found (absent: never seen), by CI hash, in one statement.
+async fn holders(
+    connection: &mut Connection,
+    batch: &[Pending],
+) -> Result<HashMap<String, Option<Holder>>, StoreError> {
+    let keys: Vec<&str> = batch.iter().map(|pending| pending.ci_hash.as_str()).collect();
+    // Only the columns the answer needs: not the sealed blobs.
+    let rows: Vec<(String, Option<String>, Option<DateTime<Utc>>)> = match connection {
+        Connection::Postgres(connection) => {
+            sqlx::query_as("SELECT ci_hash, account_id, bound_at FROM persons WHERE ci_hash = ANY($1)")
+                .bind(&keys)
                 .fetch_all(&mut **connection)
                 .await
-            }
         }
-        .map_err(sqlx_error)?;
-        Ok(rows
-            .into_iter()
-            .map(|(ci_hash, account_id, bound_at)| (ci_hash, holder(account_id, bound_at)))
-            .collect())
+        Connection::Sqlite(connection) => {
+            // One statement for any number of keys: the keys as one JSON array.
+            let keys =
+                serde_json::to_string(&keys).map_err(|error| StoreError::Failure(error.to_string()))?;
+            sqlx::query_as(
+                "SELECT ci_hash, account_id, bound_at FROM persons \
+                 WHERE ci_hash IN (SELECT value FROM json_each(?1))",
+            )
+            .bind(keys)
+            .fetch_all(&mut **connection)
+            .await
+        }
     }
+    .map_err(sqlx_error)?;
+    Ok(rows
+        .into_iter()
+        .map(|(ci_hash, account_id, bound_at)| (ci_hash, holder(account_id, bound_at)))
+        .collect())
 }
 
 /// sqlx's errors sorted as sea-orm's are, by the one [`classify`].
-fn sqlx_error(error: sqlx::Error) -> StoreError {
+pub(super) fn sqlx_error(error: sqlx::Error) -> StoreError {
     classify(DbErr::Query(RuntimeErr::SqlxError(Arc::new(error))))
 }

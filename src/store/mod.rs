@@ -10,8 +10,10 @@ mod entities;
 mod fresh_bind;
 mod housekeeping;
 mod identities;
+mod kept;
 mod lookups;
 mod sessions;
+mod statement;
 mod writes;
 
 use std::{path::Path, sync::Arc, time::Duration};
@@ -49,6 +51,8 @@ pub struct Store {
     /// One place per pooled connection, for the statements of calls: see [`Store::place`].
     places: Arc<Semaphore>,
     acquire_timeout: Duration,
+    /// Connections kept between hot statements: see [`kept`].
+    kept: kept::Kept,
     /// Lookups by CI, answered together: see [`lookups`].
     lookups: lookups::HolderLookups,
 }
@@ -125,8 +129,10 @@ impl Store {
             )
         })?;
         let places = Arc::new(Semaphore::new(settings.max_connections.max(1) as usize));
+        let kept = kept::Kept::new(&db);
         Ok(Self {
-            lookups: lookups::HolderLookups::start(&db, &places, settings.acquire_timeout),
+            lookups: lookups::HolderLookups::start(&kept, &places, settings.acquire_timeout),
+            kept,
             db,
             places,
             acquire_timeout: settings.acquire_timeout,
@@ -139,8 +145,21 @@ impl Store {
     /// futures were a third of the peak heap at 1,000 Verify calls in flight. Waiting here
     /// holds a few bytes instead, for no longer than the pool would have waited. A holder runs
     /// one statement or transaction at a time, so places never exceed connections.
-    async fn place(&self) -> Result<SemaphorePermit<'_>, StoreError> {
-        place(&self.places, self.acquire_timeout).await
+    ///
+    /// This place is for statements through sea-orm's pool; see [`kept::Kept::cold`].
+    async fn place(&self) -> Result<(SemaphorePermit<'_>, kept::Cold), StoreError> {
+        let place = place(&self.places, self.acquire_timeout).await?;
+        Ok((place, self.kept.cold()))
+    }
+
+    /// A place and a kept connection (see [`kept`]), for a hot statement on PostgreSQL.
+    async fn hot(&self) -> Result<(SemaphorePermit<'_>, kept::Lent), StoreError> {
+        let place = place(&self.places, self.acquire_timeout).await?;
+        Ok((place, self.kept.take().await?))
+    }
+
+    fn is_postgres(&self) -> bool {
+        self.db.get_database_backend() == DbBackend::Postgres
     }
 
     /// (connections open, of which idle), for the pool gauge.
@@ -156,6 +175,8 @@ impl Store {
             }
             _ => (0, 0),
         };
+        // Kept connections wait for the next statement as the pool's idle ones do.
+        let idle = idle.saturating_add(self.kept.idle_count());
         (size, u32::try_from(idle).unwrap_or(u32::MAX))
     }
 
@@ -193,11 +214,17 @@ impl Store {
         txn.commit().await.map_err(classify)
     }
 
+    /// Readiness: the database answers. Also hands back to the pool the connections kept
+    /// idle for a while, so a quiet service holds none out of it.
     pub async fn ping(&self) -> Result<(), StoreError> {
+        self.kept.sweep();
+        let _cold = self.kept.cold();
         self.db.ping().await.map_err(classify)
     }
 
     pub async fn close(self) {
+        // The pool waits for every connection out of it before it closes.
+        self.kept.release_all();
         if let Err(error) = self.db.close().await {
             tracing::warn!(%error, "closing the database pool failed");
         }

@@ -4,8 +4,8 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, TransactionTrait,
-    sea_query::Expr,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter,
+    QuerySelect, QueryTrait, TransactionTrait, sea_query::Expr,
 };
 
 use super::{Store, StoreError, classify, deletions, entities::session, identities::holder};
@@ -97,12 +97,28 @@ impl Store {
 
     #[tracing::instrument(name = "db.session", skip_all, fields(otel.kind = "client", db.system = %self.system()))]
     pub async fn session(&self, id: &SessionId) -> Result<Option<StoredSession>, StoreError> {
-        let _place = self.place().await?;
-        let row = session::Entity::find_by_id(id.as_str())
-            .one(&self.db)
+        let find = session::Entity::find_by_id(id.as_str());
+        if !self.is_postgres() {
+            let _place = self.place().await?;
+            return find
+                .one(&self.db)
+                .await
+                .map_err(classify)?
+                .map(stored)
+                .transpose();
+        }
+        // Read by every Verify under a session: a hot statement.
+        let (_place, mut lent) = self.hot().await?;
+        let row = lent
+            .on()?
+            .query_one(find.build(DbBackend::Postgres))
             .await
             .map_err(classify)?;
-        row.map(stored).transpose()
+        lent.keep();
+        row.map(|row| session::Model::from_query_result(&row, "").map_err(classify))
+            .transpose()?
+            .map(stored)
+            .transpose()
     }
 
     /// Redeems the session for a Verify that binds nothing, recording the answer it gave
@@ -131,6 +147,7 @@ impl Store {
         &self,
         before: DateTime<Utc>,
     ) -> Result<(u64, Vec<(VerificationPurpose, u64)>), StoreError> {
+        let _cold = self.kept.cold();
         let unredeemed: Vec<(String, i64)> = session::Entity::find()
             .select_only()
             .column(session::Column::Purpose)

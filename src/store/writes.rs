@@ -6,7 +6,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, SqlErr, Statement,
+    ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QueryTrait, SqlErr,
+    Statement,
     sea_query::{Expr, Func, OnConflict},
 };
 
@@ -14,6 +15,7 @@ use super::{
     StoreError, classify,
     entities::{certification, person},
     identities::{Recorded, SeenCertification, holder, holder_of},
+    statement::On,
 };
 use crate::domain::{AccountId, BindConflict, BindOutcome, Provider};
 
@@ -53,7 +55,7 @@ pub(super) async fn record_sqlite(
         .map_err(classify)?
         .ok_or_else(|| StoreError::Failure("person vanished inside its transaction".into()))?;
     if person.ci_sealed.is_none() {
-        seal_legacy_person(txn, person.id, seen).await?;
+        seal_legacy_person(&mut On::Sea(txn), person.id, seen).await?;
     }
     let upserted = certification::Entity::insert(certification::ActiveModel {
         provider: Set(seen.provider.as_str().to_owned()),
@@ -104,8 +106,8 @@ pub(super) fn seen_values(seen: &SeenCertification<'_>, now: DateTime<Utc>) -> V
 /// [`Store::record`] on PostgreSQL: one statement, so one round trip instead of five; under
 /// load that is most of the database's share of a Verify. Same effect as the SQLite path: the
 /// person inserted unless present, the certification upserted, and the person's holder returned.
-pub(super) async fn record_postgres(
-    db: &impl ConnectionTrait,
+pub(super) async fn record_postgres<C: ConnectionTrait>(
+    on: &mut On<'_, C>,
     seen: &SeenCertification<'_>,
     now: DateTime<Utc>,
 ) -> Result<Recorded, StoreError> {
@@ -113,8 +115,8 @@ pub(super) async fn record_postgres(
     // The statement's snapshot predates a person inserted concurrently by another call,
     // which our insert then skips: no row comes back, and the next try sees that person.
     for _ in 0..3 {
-        let row = db
-            .query_one_raw(Statement::from_sql_and_values(
+        let row = on
+            .query_one(Statement::from_sql_and_values(
                 DbBackend::Postgres,
                 RECORD_POSTGRES,
                 values.clone(),
@@ -127,7 +129,7 @@ pub(super) async fn record_postgres(
         let bound_at: Option<DateTime<Utc>> = row.try_get("", "bound_at").map_err(classify)?;
         let unsealed: bool = row.try_get("", "unsealed").map_err(classify)?;
         if unsealed {
-            seal_legacy_person(db, person_id, seen).await?;
+            seal_legacy_person(on, person_id, seen).await?;
         }
         return Ok(Recorded {
             person_id,
@@ -225,12 +227,12 @@ pub(super) async fn bind_in(
 }
 
 /// A person written before sealing existed gets sealed values once we hold them again.
-async fn seal_legacy_person(
-    db: &impl ConnectionTrait,
+async fn seal_legacy_person<C: ConnectionTrait>(
+    on: &mut On<'_, C>,
     person_id: i64,
     seen: &SeenCertification<'_>,
 ) -> Result<(), StoreError> {
-    person::Entity::update_many()
+    let update = person::Entity::update_many()
         .col_expr(
             person::Column::CiSealed,
             Expr::value(seen.ci_sealed.blob.as_str()),
@@ -245,9 +247,8 @@ async fn seal_legacy_person(
         )
         .filter(person::Column::Id.eq(person_id))
         .filter(person::Column::CiSealed.is_null())
-        .exec(db)
-        .await
-        .map_err(classify)?;
+        .build(on.backend());
+    on.execute(update).await.map_err(classify)?;
     Ok(())
 }
 

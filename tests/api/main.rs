@@ -3,6 +3,7 @@ mod binding;
 mod check_duplicate;
 mod checks;
 mod cli;
+mod connections;
 mod deletions;
 mod faults;
 mod faults_storage;
