@@ -223,7 +223,7 @@ impl Lent {
     /// Where a PostgreSQL statement runs on this connection.
     pub(super) fn on(&mut self) -> Result<On<'_, DatabaseConnection>, StoreError> {
         match &mut self.connection {
-            Connection::Postgres(connection) => Ok(On::Kept(&mut **connection)),
+            Connection::Postgres(connection) => Ok(On::Kept(connection)),
             Connection::Sqlite(_) => Err(StoreError::Failure(
                 "a PostgreSQL statement on a SQLite connection".into(),
             )),
