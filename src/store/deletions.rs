@@ -63,8 +63,8 @@ impl Store {
         lease_until: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<DueDeletion>, StoreError> {
-        let _cold = self.kept.cold();
-        let backend = self.db.get_database_backend();
+        let db = self.background();
+        let backend = db.get_database_backend();
         let sql = match backend {
             DbBackend::Postgres => TAKE_POSTGRES,
             _ => TAKE_SQLITE,
@@ -95,14 +95,14 @@ impl Store {
         reason: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let _cold = self.kept.cold();
+        let db = self.background();
         deletion::Entity::update_many()
             .col_expr(deletion::Column::NotBefore, Expr::value(None::<DateTime<Utc>>))
             .col_expr(deletion::Column::FinishedAt, Expr::value(now))
             .col_expr(deletion::Column::Outcome, Expr::value(outcome.as_str()))
             .col_expr(deletion::Column::LastError, Expr::value(reason))
             .filter(deletion::Column::ImpUid.eq(imp_uid))
-            .exec(&self.db)
+            .exec(&*db)
             .await
             .map_err(classify)?;
         Ok(())
@@ -115,13 +115,13 @@ impl Store {
         reason: &str,
         not_before: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let _cold = self.kept.cold();
+        let db = self.background();
         deletion::Entity::update_many()
             .col_expr(deletion::Column::NotBefore, Expr::value(not_before))
             .col_expr(deletion::Column::LastError, Expr::value(reason))
             .filter(deletion::Column::ImpUid.eq(imp_uid))
             .filter(deletion::Column::FinishedAt.is_null())
-            .exec(&self.db)
+            .exec(&*db)
             .await
             .map_err(classify)?;
         Ok(())
@@ -129,10 +129,10 @@ impl Store {
 
     /// Deletions not finished yet, due or not.
     pub async fn pending_deletions(&self) -> Result<u64, StoreError> {
-        let _cold = self.kept.cold();
+        let db = self.background();
         deletion::Entity::find()
             .filter(deletion::Column::FinishedAt.is_null())
-            .count(&self.db)
+            .count(&*db)
             .await
             .map_err(classify)
     }
@@ -154,10 +154,10 @@ impl Store {
 
     /// Forgets deletions finished before `before`.
     pub async fn purge_deletions(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
-        let _cold = self.kept.cold();
+        let db = self.background();
         let deleted = deletion::Entity::delete_many()
             .filter(deletion::Column::FinishedAt.lt(before))
-            .exec(&self.db)
+            .exec(&*db)
             .await
             .map_err(classify)?;
         Ok(deleted.rows_affected)

@@ -36,7 +36,7 @@ impl Store {
         after_id: i64,
         limit: u64,
     ) -> Result<Vec<SealedPerson>, StoreError> {
-        let _cold = self.kept.cold();
+        let db = self.background();
         let rows = person::Entity::find()
             .filter(person::Column::Id.gt(after_id))
             .filter(person::Column::SealingKeyId.is_not_null())
@@ -47,7 +47,7 @@ impl Store {
             )
             .order_by_asc(person::Column::Id)
             .limit(limit)
-            .all(&self.db)
+            .all(&*db)
             .await
             .map_err(classify)?;
         Ok(rows
@@ -78,7 +78,7 @@ impl Store {
         ci: &Sealed,
         di: Option<&Sealed>,
     ) -> Result<bool, StoreError> {
-        let _cold = self.kept.cold();
+        let db = self.background();
         let updated = person::Entity::update_many()
             .col_expr(person::Column::CiSealed, Expr::value(ci.blob.as_str()))
             .col_expr(
@@ -89,7 +89,7 @@ impl Store {
             .filter(person::Column::Id.eq(id))
             .filter(person::Column::SealingKeyId.eq(old_ci.key_id.as_str()))
             .filter(person::Column::CiSealed.eq(old_ci.blob.as_str()))
-            .exec(&self.db)
+            .exec(&*db)
             .await
             .map_err(classify)?;
         Ok(updated.rows_affected == 1)
@@ -103,10 +103,10 @@ impl Store {
         before: DateTime<Utc>,
         rejoin_from: DateTime<Utc>,
     ) -> Result<Purged, StoreError> {
-        let _cold = self.kept.cold();
+        let db = self.background();
         let certifications = certification::Entity::delete_many()
             .filter(certification::Column::LastSeenAt.lt(before))
-            .exec(&self.db)
+            .exec(&*db)
             .await
             .map_err(classify)?
             .rows_affected;
@@ -126,7 +126,7 @@ impl Store {
                         .to_owned(),
                 ),
             )
-            .exec(&self.db)
+            .exec(&*db)
             .await
             .map_err(classify)?
             .rows_affected;

@@ -13,7 +13,7 @@
 //! before use, as the pool would ping it.
 //!
 //! Kept connections stay checked out of the pool, so they count against its size: the database
-//! never sees more connections than `DB_MAX_CONNECTIONS`.
+//! never sees more connections than `DATABASE_MAX_CONNECTIONS`.
 
 use std::{
     sync::{
@@ -28,7 +28,10 @@ use sea_orm::{
     sqlx::{Connection as _, Postgres, Sqlite, pool::PoolConnection},
 };
 
-use super::{PING_IF_IDLE_FOR, StoreError, lookups::sqlx_error, statement::On};
+use super::{
+    PING_IF_IDLE_FOR, StoreError,
+    statement::{On, sqlx_error},
+};
 
 /// The longest a connection stays out of the pool, however busy.
 const OUT_AT_MOST: Duration = Duration::from_secs(1);

@@ -15,14 +15,15 @@ use std::{
 };
 
 use chrono::{DateTime, Utc};
-use sea_orm::{DbErr, RuntimeErr, sqlx};
+use sea_orm::sqlx;
 use tokio::sync::{Mutex, Semaphore, mpsc, oneshot};
 
 use super::{
-    StoreError, classify,
+    StoreError,
     identities::holder,
     kept::{Connection, Kept},
     place,
+    statement::sqlx_error,
 };
 use crate::domain::{Holder, PersonIndex};
 
@@ -197,9 +198,4 @@ async fn holders(
         .into_iter()
         .map(|(ci_hash, account_id, bound_at)| (ci_hash, holder(account_id, bound_at)))
         .collect())
-}
-
-/// sqlx's errors sorted as sea-orm's are, by the one [`classify`].
-pub(super) fn sqlx_error(error: sqlx::Error) -> StoreError {
-    classify(DbErr::Query(RuntimeErr::SqlxError(Arc::new(error))))
 }

@@ -158,6 +158,15 @@ impl Store {
         Ok((place, self.kept.take().await?))
     }
 
+    /// The pool, for a statement of its own that takes no place (housekeeping, readiness):
+    /// while the returned guard lives, kept connections make way for it ([`kept::Kept::cold`]).
+    fn background(&self) -> Background<'_> {
+        Background {
+            db: &self.db,
+            _cold: self.kept.cold(),
+        }
+    }
+
     fn is_postgres(&self) -> bool {
         self.db.get_database_backend() == DbBackend::Postgres
     }
@@ -218,8 +227,8 @@ impl Store {
     /// idle for a while, so a quiet service holds none out of it.
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.kept.sweep();
-        let _cold = self.kept.cold();
-        self.db.ping().await.map_err(classify)
+        let db = self.background();
+        db.ping().await.map_err(classify)
     }
 
     pub async fn close(self) {
@@ -234,6 +243,20 @@ impl Store {
     #[cfg(any(test, feature = "test-support"))]
     pub fn connection(&self) -> &impl ConnectionTrait {
         &self.db
+    }
+}
+
+/// See [`Store::background`].
+struct Background<'a> {
+    db: &'a DatabaseConnection,
+    _cold: kept::Cold,
+}
+
+impl std::ops::Deref for Background<'_> {
+    type Target = DatabaseConnection;
+
+    fn deref(&self) -> &DatabaseConnection {
+        self.db
     }
 }
 

@@ -147,7 +147,7 @@ impl Store {
         &self,
         before: DateTime<Utc>,
     ) -> Result<(u64, Vec<(VerificationPurpose, u64)>), StoreError> {
-        let _cold = self.kept.cold();
+        let db = self.background();
         let unredeemed: Vec<(String, i64)> = session::Entity::find()
             .select_only()
             .column(session::Column::Purpose)
@@ -156,12 +156,12 @@ impl Store {
             .filter(session::Column::RedeemedId.is_null())
             .group_by(session::Column::Purpose)
             .into_tuple()
-            .all(&self.db)
+            .all(&*db)
             .await
             .map_err(classify)?;
         let deleted = session::Entity::delete_many()
             .filter(session::Column::ExpiresAt.lt(before))
-            .exec(&self.db)
+            .exec(&*db)
             .await
             .map_err(classify)?;
         let unredeemed = unredeemed

@@ -11,6 +11,8 @@ use sea_orm::{
 };
 use sea_query_sqlx::SqlxValues;
 
+use super::{StoreError, classify};
+
 pub(super) enum On<'a, C> {
     Sea(&'a C),
     Kept(&'a mut PgConnection),
@@ -57,4 +59,9 @@ fn bound(statement: Statement) -> sqlx::query::Query<'static, sqlx::Postgres, Sq
 /// The error sea-orm would have returned, so one [`super::classify`] and `sql_err` serve both.
 fn query_error(error: sqlx::Error) -> DbErr {
     DbErr::Query(RuntimeErr::SqlxError(Arc::new(error)))
+}
+
+/// sqlx's errors sorted as sea-orm's are, by the one [`super::classify`].
+pub(super) fn sqlx_error(error: sqlx::Error) -> StoreError {
+    classify(query_error(error))
 }
