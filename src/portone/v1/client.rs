@@ -9,7 +9,7 @@ use std::{
     time::Duration,
 };
 
-use reqwest::{RequestBuilder, StatusCode};
+use reqwest::{RequestBuilder, StatusCode, Url};
 use tokio::time::{Instant, sleep_until};
 
 use super::{
@@ -62,6 +62,9 @@ pub struct PortoneClient {
 struct Inner {
     http: ResilientHttp,
     settings: PortoneSettings,
+    /// `{base_url}/certifications/`, parsed once: a lookup appends its imp_uid instead of
+    /// parsing a whole URL (host and all) per request.
+    certifications: Option<Url>,
     tokens: TokenCache,
     /// One refresh ahead at a time in this process.
     refreshing: AtomicBool,
@@ -80,6 +83,7 @@ impl PortoneClient {
         Ok(Self {
             inner: Arc::new(Inner {
                 http: ResilientHttp::new(settings.http.clone(), "portone_v1")?,
+                certifications: Url::parse(&format!("{}/certifications/", settings.base_url)).ok(),
                 settings,
                 tokens,
                 refreshing: AtomicBool::new(false),
@@ -305,14 +309,23 @@ impl PortoneClient {
         token: &AccessToken,
         deadline: Instant,
     ) -> Result<ProviderCertification, CallFailure> {
-        // A V1 reference is built only from a parsed ImpUid ("imp_" and digits): nothing in it
-        // can change the path.
-        let url = format!("{}/certifications/{imp_uid}", self.inner.settings.base_url);
+        // A V1 reference is built only from a parsed ImpUid ("imp_" and digits); pushed as one
+        // segment all the same.
+        let unusable = || {
+            CallFailure::Failed(ProviderError::Unavailable(
+                "PORTONE_BASE_URL cannot take a path".into(),
+            ))
+        };
+        let mut url = self.inner.certifications.clone().ok_or_else(unusable)?;
+        url.path_segments_mut()
+            .map_err(|()| unusable())?
+            .pop_if_empty()
+            .push(imp_uid);
         let http = &self.inner.http;
         let answer = http
             .send(
                 "certification",
-                || self.authorized(http.client().get(&url), token),
+                || self.authorized(http.client().get(url.clone()), token),
                 deadline,
             )
             .await
