@@ -1,10 +1,9 @@
 //! The deletion outbox: V1 certifications to delete at PortOne once their session was redeemed
-//! (PORTONE_DELETE_AFTER). Enqueued in the transaction that redeems the session, so a redemption
-//! never commits without its deletion; taken by one replica at a time by moving `not_before`
-//! past the attempt (a lease that lapses if the replica dies); finished rows stay until purged,
-//! so a later Verify can be told the certification was deleted.
-
-use std::time::Duration;
+//! (PORTONE_DELETE_AFTER). Enqueued by the transaction or the one statement (`fresh_bind`) that
+//! redeems the session, so a redemption never commits without its deletion; taken by one
+//! replica at a time by moving `not_before` past the attempt (a lease that lapses if the
+//! replica dies); finished rows stay until purged, so a later Verify can be told the
+//! certification was deleted.
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
@@ -14,7 +13,6 @@ use sea_orm::{
 };
 
 use super::{Store, StoreError, classify, entities::deletion};
-use crate::domain::saturating_after;
 
 /// A deletion this replica has taken: its attempt is under way.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -170,12 +168,12 @@ pub(super) async fn enqueue_in(
     db: &impl ConnectionTrait,
     imp_uid: &str,
     now: DateTime<Utc>,
-    delay: Duration,
+    not_before: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     deletion::Entity::insert(deletion::ActiveModel {
         imp_uid: Set(imp_uid.to_owned()),
         enqueued_at: Set(now),
-        not_before: Set(Some(saturating_after(now, delay))),
+        not_before: Set(Some(not_before)),
         attempts: Set(0),
         last_error: Set(None),
         finished_at: Set(None),

@@ -12,6 +12,8 @@
 //!   with a unique violation, claim included; the caller then takes the long way.
 //! - Nothing refused here: every refusal (conflict, cooldown) needs a row that exists, and then
 //!   `fresh` is false and nothing is written.
+//! - A deletion only with its redemption (PORTONE_DELETE_AFTER): the outbox row is inserted by
+//!   the same statement, only when the claim redeemed and the person was bound.
 
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DbBackend, SqlErr, Statement};
@@ -36,6 +38,7 @@ pub(super) async fn bind_fresh_postgres<C: ConnectionTrait>(
         account.as_str().to_owned().into(),
         claim.map(|claim| claim.session.as_str().to_owned()).into(),
         claim.is_some().into(),
+        claim.and_then(|claim| claim.deletion_not_before(now)).into(),
     ]);
     let statement = Statement::from_sql_and_values(DbBackend::Postgres, BIND_FRESH, values);
     match on.query_one(statement).await {
@@ -53,10 +56,11 @@ pub(super) async fn bind_fresh_postgres<C: ConnectionTrait>(
 }
 
 /// $1 ci_hash, $2 di_hash, $3 ci_sealed, $4 di_sealed, $5 sealing_key_id, $6 now, $7 provider,
-/// $8 provider_id, $9 certified_at, $10 account, $11 session (NULL without), $12 has a session.
+/// $8 provider_id, $9 certified_at, $10 account, $11 session (NULL without), $12 has a session,
+/// $13 when PortOne may delete the certification (NULL: nothing to enqueue).
 /// The session's recorded answer is the one a new person gets: nobody held them, now bound.
-/// Whatever else a first redemption writes must join this statement as another CTE; the
-/// PortOne deletion outbox (PORTONE_DELETE_AFTER) does not yet, so such claims skip this path.
+/// Whatever else a first redemption writes joins this statement as another CTE, as the PortOne
+/// deletion outbox (PORTONE_DELETE_AFTER) does, written as `deletions::enqueue_in` writes it.
 const BIND_FRESH: &str = "\
 WITH fresh AS (
     SELECT NOT EXISTS (SELECT 1 FROM persons WHERE ci_hash = $1)
@@ -79,5 +83,10 @@ WITH fresh AS (
                                 last_seen_at, consumed_by, consumed_at)
     SELECT $7, $8, id, $9, $6, $6, $10, $6 FROM person
     RETURNING id
+), deletion AS (
+    INSERT INTO portone_deletions (imp_uid, enqueued_at, not_before, attempts)
+    SELECT $8, $6, $13, 0
+    WHERE $13 IS NOT NULL AND EXISTS (SELECT 1 FROM claim) AND EXISTS (SELECT 1 FROM person)
+    ON CONFLICT (imp_uid) DO NOTHING
 )
 SELECT count(*) AS bound FROM certification";

@@ -81,9 +81,9 @@ impl Store {
         claim: Option<&Claim<'_>>,
     ) -> Result<Redeemed, StoreError> {
         let now = Utc::now();
-        // A new person for a new account: one statement instead of a transaction of six. Not
-        // when a first redemption must also enqueue its PortOne deletion: `claim_in` does that.
-        if self.is_postgres() && claim.is_none_or(|claim| claim.delete_after.is_none()) {
+        // A new person for a new account: one statement instead of a transaction of six, its
+        // PortOne deletion (PORTONE_DELETE_AFTER) enqueued by the same statement.
+        if self.is_postgres() {
             let (_place, mut lent) = self.hot().await?;
             let bound =
                 super::fresh_bind::bind_fresh_postgres(&mut lent.on()?, &seen, account, claim, now).await?;

@@ -11,6 +11,7 @@ use sea_orm::{
 use super::{Store, StoreError, classify, deletions, entities::session, identities::holder};
 use crate::domain::{
     AccountId, Holder, MinAge, Provider, Redemption, Sealed, SessionId, SessionSpec, VerificationPurpose,
+    saturating_after,
 };
 
 /// A session about to be stored.
@@ -47,6 +48,17 @@ pub struct Claim<'a> {
     /// PORTONE_DELETE_AFTER: the first redemption of a V1 certification enqueues its deletion
     /// at PortOne this long after, in the same transaction.
     pub delete_after: Option<std::time::Duration>,
+}
+
+impl Claim<'_> {
+    /// When PortOne may be asked to delete the certification, if its first redemption now
+    /// must enqueue that (PORTONE_DELETE_AFTER, V1 only: V2 has no such call).
+    pub(super) fn deletion_not_before(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        match (self.delete_after, self.provider) {
+            (Some(delay), Provider::PortoneV1) => Some(saturating_after(now, delay)),
+            _ => None,
+        }
+    }
 }
 
 /// What a claim found.
@@ -131,7 +143,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Claimed, StoreError> {
         let _place = self.place().await?;
-        if claim.delete_after.is_none() {
+        if claim.deletion_not_before(now).is_none() {
             return claim_in(&self.db, claim, Some(holder_before), now).await;
         }
         // The redemption and its deletion commit together, or neither does.
@@ -212,8 +224,8 @@ pub(super) async fn claim_in(
         .await
         .map_err(classify)?;
     if claimed.rows_affected == 1 {
-        if let (Some(delay), Provider::PortoneV1) = (claim.delete_after, claim.provider) {
-            deletions::enqueue_in(db, claim.certification_id, now, delay).await?;
+        if let Some(not_before) = claim.deletion_not_before(now) {
+            deletions::enqueue_in(db, claim.certification_id, now, not_before).await?;
         }
         return Ok(Claimed::First);
     }

@@ -20,7 +20,7 @@ use crate::{
     sessions::{begin, begin_with, certify, count, redeem, sessions_on},
 };
 
-fn deleting_after(delay: Duration) -> impl Fn(&mut Settings) {
+pub(crate) fn deleting_after(delay: Duration) -> impl Fn(&mut Settings) {
     move |settings: &mut Settings| {
         sessions_on(settings);
         settings.policy.delete_after = Some(delay);
@@ -80,7 +80,7 @@ async fn finished(app: &TestApp, imp_uid: &str, within: Duration) -> String {
 }
 
 /// A SIGNUP session of `account`, certified and redeemed: its imp_uid and merchant_uid.
-async fn redeemed_signup(app: &TestApp, account: &str, person: &str) -> (String, String) {
+pub(crate) async fn redeemed_signup(app: &TestApp, account: &str, person: &str) -> (String, String) {
     let session = begin(app, Purpose::Signup, Some(account)).await;
     let imp_uid = certify(app, &session.merchant_uid, person);
     let answer = redeem(app, &session.merchant_uid, &imp_uid).await.unwrap();

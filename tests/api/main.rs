@@ -5,6 +5,7 @@ mod checks;
 mod cli;
 mod connections;
 mod deletions;
+mod deletions_signup;
 mod faults;
 mod faults_storage;
 mod fleet;
