@@ -106,12 +106,23 @@ impl PortoneClient {
         }
     }
 
-    pub(super) fn http(&self) -> &ResilientHttp {
-        &self.inner.http
+    /// `{base_url}/certifications/{imp_uid}`: what a lookup reads and a deletion deletes. An
+    /// imp_uid is "imp_" and digits; pushed as one segment all the same.
+    pub(super) fn certification_url(&self, imp_uid: &str) -> Result<Url, ProviderError> {
+        let mut url = self
+            .inner
+            .certifications
+            .clone()
+            .ok_or_else(|| ProviderError::Unavailable("PORTONE_BASE_URL is not a URL".into()))?;
+        url.path_segments_mut()
+            .map_err(|()| ProviderError::Unavailable("PORTONE_BASE_URL cannot take a path".into()))?
+            .pop_if_empty()
+            .push(imp_uid);
+        Ok(url)
     }
 
-    pub(super) fn settings(&self) -> &PortoneSettings {
-        &self.inner.settings
+    pub(super) fn http(&self) -> &ResilientHttp {
+        &self.inner.http
     }
 
     /// Runs `call` with a valid token. If PortOne refuses it (expired or revoked under us: early
@@ -309,18 +320,7 @@ impl PortoneClient {
         token: &AccessToken,
         deadline: Instant,
     ) -> Result<ProviderCertification, CallFailure> {
-        // A V1 reference is built only from a parsed ImpUid ("imp_" and digits); pushed as one
-        // segment all the same.
-        let unusable = || {
-            CallFailure::Failed(ProviderError::Unavailable(
-                "PORTONE_BASE_URL cannot take a path".into(),
-            ))
-        };
-        let mut url = self.inner.certifications.clone().ok_or_else(unusable)?;
-        url.path_segments_mut()
-            .map_err(|()| unusable())?
-            .pop_if_empty()
-            .push(imp_uid);
+        let url = self.certification_url(imp_uid).map_err(CallFailure::Failed)?;
         let http = &self.inner.http;
         let answer = http
             .send(

@@ -28,14 +28,15 @@ impl PortoneClient {
         token: &AccessToken,
         deadline: Instant,
     ) -> Result<Erased, CallFailure> {
-        // An ImpUid is "imp_" and digits: nothing in it can change the path.
-        let url = format!("{}/certifications/{imp_uid}", self.settings().base_url);
+        let url = self
+            .certification_url(imp_uid.as_str())
+            .map_err(CallFailure::Failed)?;
         let http = self.http();
         // Retrying a DELETE is safe: one that did delete before failing answers 404 next time.
         let answer = http
             .send(
                 "delete_certification",
-                || self.authorized(http.client().delete(&url), token),
+                || self.authorized(http.client().delete(url.clone()), token),
                 deadline,
             )
             .await
