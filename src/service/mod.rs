@@ -15,10 +15,10 @@ use tokio::time::Instant;
 use crate::{
     domain::{
         AccountId, AgeCheck, CertificationRef, Ci, CiIndexKey, Holder, Identity, MerchantUid, MinAge,
-        PersonIndex, ProviderCertification, Purpose, Sealed, SealingKeys, VerificationPurpose,
+        PersonIndex, ProviderCertification, Purpose, SealingKeys, VerificationPurpose,
     },
     error::ServiceError,
-    store::{SeenCertification, Store},
+    store::{Recordable, Store},
 };
 
 pub use deletions::Deleter;
@@ -187,18 +187,7 @@ impl IdentityService {
     }
 }
 
-/// A certification as the store records it: CI and DI as keyed lookup hashes and sealed under
-/// the row's CI hash. Owned, so a [`SeenCertification`] can borrow it.
-pub(crate) struct Recordable {
-    provider: crate::domain::Provider,
-    id: String,
-    ci_index: PersonIndex,
-    di_index: Option<PersonIndex>,
-    ci_sealed: Sealed,
-    di_sealed: Option<Sealed>,
-    certified_at: DateTime<Utc>,
-}
-
+/// What a Verify records, its CI and DI sealed here: the store never sees them in the clear.
 impl Recordable {
     fn new(
         service: &IdentityService,
@@ -221,18 +210,6 @@ impl Recordable {
             ci_sealed,
             di_sealed,
             certified_at,
-        }
-    }
-
-    fn as_seen(&self) -> SeenCertification<'_> {
-        SeenCertification {
-            provider: self.provider,
-            id: &self.id,
-            ci_index: &self.ci_index,
-            di_index: self.di_index.as_ref(),
-            ci_sealed: &self.ci_sealed,
-            di_sealed: self.di_sealed.as_ref(),
-            certified_at: self.certified_at,
         }
     }
 }

@@ -27,7 +27,49 @@ pub struct SeenCertification<'a> {
     pub certified_at: DateTime<Utc>,
 }
 
+/// A certification as the store records it: CI and DI as keyed lookup hashes and sealed under
+/// the row's CI hash. Owned, so a [`SeenCertification`] can borrow it and a record can wait in
+/// a lane (see [`super::records`]).
+pub struct Recordable {
+    pub provider: Provider,
+    pub id: String,
+    pub ci_index: PersonIndex,
+    pub di_index: Option<PersonIndex>,
+    pub ci_sealed: Sealed,
+    pub di_sealed: Option<Sealed>,
+    pub certified_at: DateTime<Utc>,
+}
+
+impl Recordable {
+    pub fn as_seen(&self) -> SeenCertification<'_> {
+        SeenCertification {
+            provider: self.provider,
+            id: &self.id,
+            ci_index: &self.ci_index,
+            di_index: self.di_index.as_ref(),
+            ci_sealed: &self.ci_sealed,
+            di_sealed: self.di_sealed.as_ref(),
+            certified_at: self.certified_at,
+        }
+    }
+}
+
+impl From<&SeenCertification<'_>> for Recordable {
+    fn from(seen: &SeenCertification<'_>) -> Self {
+        Self {
+            provider: seen.provider,
+            id: seen.id.to_owned(),
+            ci_index: seen.ci_index.clone(),
+            di_index: seen.di_index.cloned(),
+            ci_sealed: seen.ci_sealed.clone(),
+            di_sealed: seen.di_sealed.cloned(),
+            certified_at: seen.certified_at,
+        }
+    }
+}
+
 /// What [`Store::record`] learned: the person's row and who held them before this call.
+#[derive(Clone)]
 pub struct Recorded {
     pub person_id: i64,
     pub holder: Option<Holder>,
@@ -56,13 +98,10 @@ impl Store {
     /// who held the person before this call.
     #[tracing::instrument(name = "db.record", skip_all, fields(otel.kind = "client", db.system = %self.system()))]
     pub async fn record(&self, seen: SeenCertification<'_>) -> Result<Recorded, StoreError> {
-        let now = Utc::now();
         if self.is_postgres() {
-            let (_place, mut lent) = self.hot().await?;
-            let recorded = record_postgres(&mut lent.on()?, &seen, now).await?;
-            lent.keep();
-            return Ok(recorded);
+            return self.records.ask(Recordable::from(&seen)).await;
         }
+        let now = Utc::now();
         let _place = self.place().await?;
         let txn = self.db.begin().await.map_err(classify)?;
         let recorded = record_sqlite(&txn, &seen, now).await?;
@@ -169,7 +208,7 @@ impl Store {
     /// asking (see [`super::lookups`]).
     #[tracing::instrument(name = "db.holder_by_ci", skip_all, fields(otel.kind = "client", db.system = %self.system()))]
     pub async fn holder_by_ci(&self, ci_index: &PersonIndex) -> Result<Option<Holder>, StoreError> {
-        self.lookups.holder(ci_index).await
+        self.lookups.ask(super::lookups::ByCi(ci_index.0.clone())).await
     }
 
     /// `None` when we have never seen this certification; otherwise who holds its person.

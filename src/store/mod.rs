@@ -11,7 +11,9 @@ mod fresh_bind;
 mod housekeeping;
 mod identities;
 mod kept;
+mod lanes;
 mod lookups;
+mod records;
 mod sessions;
 mod statement;
 mod writes;
@@ -29,7 +31,7 @@ pub use deletions::{DeletionOutcome, DueDeletion};
 pub use housekeeping::{Purged, SealedPerson};
 
 use crate::secret::Secret;
-pub use identities::{Recorded, Redeemed, SeenCertification};
+pub use identities::{Recordable, Recorded, Redeemed, SeenCertification};
 pub use sessions::{Claim, Claimed, NewSession, StoredSession};
 
 #[derive(Clone, Debug, thiserror::Error)]
@@ -54,7 +56,9 @@ pub struct Store {
     /// Connections kept between hot statements: see [`kept`].
     kept: kept::Kept,
     /// Lookups by CI, answered together: see [`lookups`].
-    lookups: lookups::HolderLookups,
+    lookups: lanes::Lanes<lookups::ByCi>,
+    /// Verify's records on PostgreSQL, written together: see [`records`].
+    records: lanes::Lanes<Recordable>,
 }
 
 #[derive(Clone, Debug)]
@@ -131,7 +135,8 @@ impl Store {
         let places = Arc::new(Semaphore::new(settings.max_connections.max(1) as usize));
         let kept = kept::Kept::new(&db);
         Ok(Self {
-            lookups: lookups::HolderLookups::start(&kept, &places, settings.acquire_timeout),
+            lookups: lanes::Lanes::start(&kept, &places, settings.acquire_timeout),
+            records: lanes::Lanes::start(&kept, &places, settings.acquire_timeout),
             kept,
             db,
             places,

@@ -227,7 +227,7 @@ pub(super) async fn bind_in(
 }
 
 /// A person written before sealing existed gets sealed values once we hold them again.
-async fn seal_legacy_person<C: ConnectionTrait>(
+pub(super) async fn seal_legacy_person<C: ConnectionTrait>(
     on: &mut On<'_, C>,
     person_id: i64,
     seen: &SeenCertification<'_>,

@@ -19,6 +19,7 @@ mod portone_v2;
 mod processes;
 mod protection;
 mod proxy;
+mod records;
 mod sandbox_certify;
 mod sandbox_certify_v2;
 mod sealing;

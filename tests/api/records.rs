@@ -1,0 +1,136 @@
+//! Verify's records on PostgreSQL (`src/store/records.rs`): records waiting together are written
+//! by one statement, and each call still gets its own answer.
+
+use std::time::{Duration, Instant};
+
+use certification_service::{sandbox::identities::CertificationRecord, secret::Secret};
+use chrono::{NaiveDate, Utc};
+use sea_orm::{ConnectionTrait, Database, DbBackend, Statement, TransactionTrait};
+
+use crate::helpers::{TestApp, TestDatabase, postgres_for, spawn_app_with};
+
+fn certification(app: &TestApp, imp_uid: &str, person: &str) -> String {
+    let born = NaiveDate::from_ymd_opt(1990, 6, 1).unwrap();
+    let certified_at = Utc::now().timestamp() - 30;
+    app.sandbox.insert_certification(CertificationRecord::certified(
+        imp_uid,
+        person,
+        "묶음",
+        born,
+        certified_at,
+    ));
+    imp_uid.to_owned()
+}
+
+/// While one record waits on a row lock, the records behind it queue; the next statement
+/// writes them all. A person bound before, a new person seen twice and a certification seen
+/// twice are each answered as alone, and written once.
+#[tokio::test]
+async fn on_postgres_records_waiting_together_are_written_by_one_statement() {
+    let Some((admin_url, _server)) =
+        postgres_for("on_postgres_records_waiting_together_are_written_by_one_statement")
+    else {
+        return;
+    };
+    let database = TestDatabase::create(&admin_url).await;
+    let database_url = database.url().to_owned();
+    let app = spawn_app_with(|settings| {
+        settings.store.database_url = Secret::new(database_url.clone());
+    })
+    .await;
+    let blocker = certification(&app, "imp_610000000000", "batch-blocker");
+    let bound = certification(&app, "imp_610000000001", "batch-bound");
+    let bound_again = [
+        certification(&app, "imp_610000000002", "batch-bound"),
+        certification(&app, "imp_610000000003", "batch-bound"),
+    ];
+    let new_person = [
+        certification(&app, "imp_610000000004", "batch-new"),
+        certification(&app, "imp_610000000005", "batch-new"),
+    ];
+    assert!(app.bind(&bound, "acct-batch").await.unwrap().bound);
+    app.verify(&blocker).await.unwrap();
+    // Which transaction wrote each certification row, and with which statement.
+    app.store
+        .connection()
+        .execute_unprepared(
+            "CREATE TABLE certification_writers (tx bigint NOT NULL, query text NOT NULL, provider_id text NOT NULL); \
+             CREATE FUNCTION note_certification_writer() RETURNS trigger LANGUAGE plpgsql AS $$ \
+             BEGIN INSERT INTO certification_writers VALUES (txid_current(), current_query(), NEW.provider_id); \
+             RETURN NEW; END $$; \
+             CREATE TRIGGER certification_writer BEFORE INSERT OR UPDATE ON certifications \
+             FOR EACH ROW EXECUTE FUNCTION note_certification_writer()",
+        )
+        .await
+        .unwrap();
+
+    // The blocker's record waits on its certification's row, locked here.
+    let other = Database::connect(database_url.as_str()).await.unwrap();
+    let lock = other.begin().await.unwrap();
+    lock.execute_unprepared(&format!(
+        "SELECT 1 FROM certifications WHERE provider_id = '{blocker}' FOR UPDATE"
+    ))
+    .await
+    .unwrap();
+    let lookups = || app.sandbox.stats().certification_lookups;
+    let asked = lookups();
+    let blocked = tokio::spawn({
+        let mut client = app.client.clone();
+        let request = crate::helpers::verify_request(&blocker);
+        async move { client.verify(request).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let queued = [
+        &bound_again[0],
+        &bound_again[1],
+        &new_person[0],
+        &new_person[1],
+        &new_person[0],
+    ]
+    .map(|imp_uid| app.verify(imp_uid));
+    // Released once the five have had their answers from PortOne and queued behind it.
+    let release = async {
+        let waiting_since = Instant::now();
+        while lookups() < asked + 6 && waiting_since.elapsed() < Duration::from_secs(2) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        lock.commit().await.unwrap();
+    };
+    let (answers, ()) = tokio::join!(futures::future::join_all(queued), release);
+    assert!(blocked.await.unwrap().is_ok());
+
+    let answers: Vec<_> = answers
+        .into_iter()
+        .map(|answer| answer.unwrap().into_inner().duplicate.unwrap())
+        .collect();
+    for held in &answers[..2] {
+        assert!(held.duplicate);
+        assert_eq!(held.account_id, "acct-batch");
+    }
+    for fresh in &answers[2..] {
+        assert!(!fresh.duplicate, "{fresh:?}");
+    }
+    let one = |sql: &str| {
+        let sql = sql.to_owned();
+        let connection = app.store.connection();
+        async move {
+            let row = connection
+                .query_one_raw(Statement::from_string(DbBackend::Postgres, sql))
+                .await
+                .unwrap()
+                .unwrap();
+            row.try_get_by_index::<i64>(0).unwrap()
+        }
+    };
+    // blocker, bound and new: three persons; six certifications.
+    assert_eq!(one("SELECT count(*) FROM persons").await, 3);
+    assert_eq!(one("SELECT count(*) FROM certifications").await, 6);
+    // The four queued certifications (one of them asked twice) written by one statement.
+    let batched = one(
+        "SELECT coalesce(max(written), 0) FROM (SELECT count(DISTINCT provider_id) AS written \
+         FROM certification_writers WHERE query LIKE '%unnest%' GROUP BY tx) AS per_tx",
+    )
+    .await;
+    assert_eq!(batched, 4, "the queued records were not written together");
+}
