@@ -160,7 +160,7 @@ impl IdentityService {
                 let (identity, certified_at) = certified_parts(&found, &self.policy)?;
                 let ci_index = self.index_key.ci_index(&identity.ci);
                 let recordable = Recordable::new(self, &found, &identity, ci_index, certified_at);
-                Ok(self.store.record(recordable.as_seen()).await?.holder)
+                Ok(self.store.record(recordable).await?.holder)
             }
         }
     }

@@ -164,9 +164,13 @@ impl IdentityService {
             // Without a session, today's behaviour: a certified person who passed is recorded,
             // and the record's one statement also says who holds them.
             let holder = if age.satisfied() {
-                Box::pin(self.store.record(
-                    Recordable::new(self, &found, &identity, ci_index.clone(), certified_at).as_seen(),
-                ))
+                Box::pin(self.store.record(Recordable::new(
+                    self,
+                    &found,
+                    &identity,
+                    ci_index.clone(),
+                    certified_at,
+                )))
                 .await?
                 .holder
             } else {

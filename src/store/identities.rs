@@ -29,7 +29,7 @@ pub struct SeenCertification<'a> {
 
 /// A certification as the store records it: CI and DI as keyed lookup hashes and sealed under
 /// the row's CI hash. Owned, so a [`SeenCertification`] can borrow it and a record can wait in
-/// a lane (see [`super::records`]).
+/// a lane (see [`super::records`]) without a copy.
 pub struct Recordable {
     pub provider: Provider,
     pub id: String,
@@ -50,20 +50,6 @@ impl Recordable {
             ci_sealed: &self.ci_sealed,
             di_sealed: self.di_sealed.as_ref(),
             certified_at: self.certified_at,
-        }
-    }
-}
-
-impl From<&SeenCertification<'_>> for Recordable {
-    fn from(seen: &SeenCertification<'_>) -> Self {
-        Self {
-            provider: seen.provider,
-            id: seen.id.to_owned(),
-            ci_index: seen.ci_index.clone(),
-            di_index: seen.di_index.cloned(),
-            ci_sealed: seen.ci_sealed.clone(),
-            di_sealed: seen.di_sealed.cloned(),
-            certified_at: seen.certified_at,
         }
     }
 }
@@ -97,14 +83,14 @@ impl Store {
     /// Records a certified certification and its person (created on first sight), and returns
     /// who held the person before this call.
     #[tracing::instrument(name = "db.record", skip_all, fields(otel.kind = "client", db.system = %self.system()))]
-    pub async fn record(&self, seen: SeenCertification<'_>) -> Result<Recorded, StoreError> {
+    pub async fn record(&self, recordable: Recordable) -> Result<Recorded, StoreError> {
         if self.is_postgres() {
-            return self.records.ask(Recordable::from(&seen)).await;
+            return self.records.ask(recordable).await;
         }
         let now = Utc::now();
         let _place = self.place().await?;
         let txn = self.db.begin().await.map_err(classify)?;
-        let recorded = record_sqlite(&txn, &seen, now).await?;
+        let recorded = record_sqlite(&txn, &recordable.as_seen(), now).await?;
         txn.commit().await.map_err(classify)?;
         Ok(recorded)
     }
