@@ -130,7 +130,7 @@ impl IdentityService {
                 .as_ref()
                 .map(|session| claim_for(&session.id, &found, self.policy.delete_after));
             let redeemed = Box::pin(self.store.record_and_bind(
-                Recordable::new(self, &found, &identity, ci_index.clone(), certified_at).as_seen(),
+                Recordable::new(self, &found, &identity, ci_index.clone(), certified_at),
                 account,
                 self.policy.rejoin_cooldown,
                 claim.as_ref(),

@@ -9,6 +9,7 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, TransactionTrait, sea_query
 use super::{
     Store, StoreError, classify,
     entities::{certification, person},
+    fresh_binds::{Fresh, FreshBind},
     sessions::{Claim, Claimed},
     statement::On,
     writes::{bind_in, record_postgres, record_sqlite},
@@ -30,6 +31,7 @@ pub struct SeenCertification<'a> {
 /// A certification as the store records it: CI and DI as keyed lookup hashes and sealed under
 /// the row's CI hash. Owned, so a [`SeenCertification`] can borrow it and a record can wait in
 /// a lane (see [`super::records`]) without a copy.
+#[derive(Clone)]
 pub struct Recordable {
     pub provider: Provider,
     pub id: String,
@@ -100,27 +102,38 @@ impl Store {
     #[tracing::instrument(name = "db.record_and_bind", skip_all, fields(otel.kind = "client", db.system = %self.system()))]
     pub async fn record_and_bind(
         &self,
-        seen: SeenCertification<'_>,
+        recordable: Recordable,
         account: &AccountId,
         rejoin_cooldown: Duration,
         claim: Option<&Claim<'_>>,
     ) -> Result<Redeemed, StoreError> {
-        let now = Utc::now();
+        debug_assert!(claim.is_none_or(|claim| {
+            claim.provider == recordable.provider && claim.certification_id == recordable.id
+        }));
         // A new person for a new account: one statement instead of a transaction of six, its
-        // PortOne deletion (PORTONE_DELETE_AFTER) enqueued by the same statement.
-        if self.is_postgres() {
-            let (_place, mut lent) = self.hot().await?;
-            let bound =
-                super::fresh_bind::bind_fresh_postgres(&mut lent.on()?, &seen, account, claim, now).await?;
-            lent.keep();
-            if bound {
-                return Ok(Redeemed::Bound {
-                    holder_before: None,
-                    bound_at: now,
-                    redeemed_session: claim.is_some(),
-                });
+        // PortOne deletion (PORTONE_DELETE_AFTER) enqueued by the same statement, and signups
+        // arriving together in one statement (see [`super::fresh_binds`]).
+        let recordable = if self.is_postgres() {
+            let bind = FreshBind {
+                recordable,
+                account: account.clone(),
+                session: claim.map(|claim| (claim.session.clone(), claim.delete_after)),
+            };
+            match self.fresh_binds.ask(bind).await? {
+                Fresh::Bound(bound_at) => {
+                    return Ok(Redeemed::Bound {
+                        holder_before: None,
+                        bound_at,
+                        redeemed_session: claim.is_some(),
+                    });
+                }
+                Fresh::Not(recordable) => *recordable,
             }
-        }
+        } else {
+            recordable
+        };
+        let seen = recordable.as_seen();
+        let now = Utc::now();
         let _place = self.place().await?;
         let txn = self.db.begin().await.map_err(classify)?;
         // The claim first: it is a write (SQLite takes its write lock up front), and on

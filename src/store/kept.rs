@@ -28,10 +28,7 @@ use sea_orm::{
     sqlx::{Connection as _, Postgres, Sqlite, pool::PoolConnection},
 };
 
-use super::{
-    PING_IF_IDLE_FOR, StoreError,
-    statement::{On, sqlx_error},
-};
+use super::{PING_IF_IDLE_FOR, StoreError, statement::sqlx_error};
 
 /// The longest a connection stays out of the pool, however busy.
 const OUT_AT_MOST: Duration = Duration::from_secs(1);
@@ -223,16 +220,6 @@ pub(super) struct Lent {
 }
 
 impl Lent {
-    /// Where a PostgreSQL statement runs on this connection.
-    pub(super) fn on(&mut self) -> Result<On<'_, DatabaseConnection>, StoreError> {
-        match &mut self.connection {
-            Connection::Postgres(connection) => Ok(On::Kept(connection)),
-            Connection::Sqlite(_) => Err(StoreError::Failure(
-                "a PostgreSQL statement on a SQLite connection".into(),
-            )),
-        }
-    }
-
     /// The statement answered: the connection is fit for the next one.
     pub(super) fn keep(self) {
         let Self {

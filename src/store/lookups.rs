@@ -1,15 +1,17 @@
 //! Who holds a person, for many calls at once (see [`super::lanes`]). The lookup by CI is the
 //! hottest read (CheckDuplicate), and on its own each one is a statement, a connection from
 //! the pool and sqlx's ping on releasing it: several times the work of the index probe it asks
-//! for. Lookups waiting together are answered by one statement (`ci_hash = ANY($1)`).
+//! for. Lookups waiting together are answered by one statement (`ci_hash = ANY($1)`). The read
+//! of a session, which every Verify under a session makes first, is answered the same way.
 
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use sea_orm::sqlx;
+use sea_orm::{FromQueryResult, QueryResult, sqlx};
 
 use super::{
-    StoreError,
+    StoreError, classify,
+    entities::session,
     identities::holder,
     kept::Connection,
     lanes::{Pending, Work},
@@ -74,4 +76,50 @@ async fn holders(
         .into_iter()
         .map(|(ci_hash, account_id, bound_at)| (ci_hash, holder(account_id, bound_at)))
         .collect())
+}
+
+/// One read of a session: its merchant_uid. PostgreSQL only (SQLite reads through the pool).
+pub(super) struct BySession(pub(super) String);
+
+impl Work for BySession {
+    type Answer = Option<session::Model>;
+    const LANES: usize = 1;
+    const MOST_PER_STATEMENT: usize = 64;
+
+    async fn serve(
+        connection: &mut Connection,
+        batch: &[Pending<Self>],
+    ) -> Vec<Result<Option<session::Model>, StoreError>> {
+        match sessions(connection, batch).await {
+            Ok(sessions) => batch
+                .iter()
+                .map(|pending| Ok(sessions.get(&pending.work.0).cloned()))
+                .collect(),
+            Err(error) => vec![Err(error); batch.len()],
+        }
+    }
+}
+
+/// Each session found, by merchant_uid, in one statement.
+async fn sessions(
+    connection: &mut Connection,
+    batch: &[Pending<BySession>],
+) -> Result<HashMap<String, session::Model>, StoreError> {
+    let Connection::Postgres(connection) = connection else {
+        return Err(StoreError::Failure(
+            "a PostgreSQL statement on a SQLite connection".into(),
+        ));
+    };
+    let keys: Vec<&str> = batch.iter().map(|pending| pending.work.0.as_str()).collect();
+    let rows = sqlx::query("SELECT * FROM verification_sessions WHERE merchant_uid = ANY($1)")
+        .bind(&keys)
+        .fetch_all(&mut **connection)
+        .await
+        .map_err(sqlx_error)?;
+    rows.into_iter()
+        .map(|row| {
+            let model = session::Model::from_query_result(&QueryResult::from(row), "").map_err(classify)?;
+            Ok((model.merchant_uid.clone(), model))
+        })
+        .collect()
 }

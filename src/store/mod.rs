@@ -8,6 +8,7 @@
 mod deletions;
 mod entities;
 mod fresh_bind;
+mod fresh_binds;
 mod housekeeping;
 mod identities;
 mod kept;
@@ -59,6 +60,10 @@ pub struct Store {
     lookups: lanes::Lanes<lookups::ByCi>,
     /// Verify's records on PostgreSQL, written together: see [`records`].
     records: lanes::Lanes<Recordable>,
+    /// Reads of sessions on PostgreSQL, answered together: see [`lookups`].
+    sessions: lanes::Lanes<lookups::BySession>,
+    /// Signups' binds on PostgreSQL, written together: see [`fresh_binds`].
+    fresh_binds: lanes::Lanes<fresh_binds::FreshBind>,
 }
 
 #[derive(Clone, Debug)]
@@ -137,6 +142,8 @@ impl Store {
         Ok(Self {
             lookups: lanes::Lanes::start(&kept, &places, settings.acquire_timeout),
             records: lanes::Lanes::start(&kept, &places, settings.acquire_timeout),
+            sessions: lanes::Lanes::start(&kept, &places, settings.acquire_timeout),
+            fresh_binds: lanes::Lanes::start(&kept, &places, settings.acquire_timeout),
             kept,
             db,
             places,
@@ -155,12 +162,6 @@ impl Store {
     async fn place(&self) -> Result<(SemaphorePermit<'_>, kept::Cold), StoreError> {
         let place = place(&self.places, self.acquire_timeout).await?;
         Ok((place, self.kept.cold()))
-    }
-
-    /// A place and a kept connection (see [`kept`]), for a hot statement on PostgreSQL.
-    async fn hot(&self) -> Result<(SemaphorePermit<'_>, kept::Lent), StoreError> {
-        let place = place(&self.places, self.acquire_timeout).await?;
-        Ok((place, self.kept.take().await?))
     }
 
     /// The pool, for a statement of its own that takes no place (housekeeping, readiness):

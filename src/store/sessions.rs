@@ -4,8 +4,8 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter,
-    QuerySelect, QueryTrait, TransactionTrait, sea_query::Expr,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, TransactionTrait,
+    sea_query::Expr,
 };
 
 use super::{Store, StoreError, classify, deletions, entities::session, identities::holder};
@@ -119,16 +119,11 @@ impl Store {
                 .map(stored)
                 .transpose();
         }
-        // Read by every Verify under a session: a hot statement.
-        let (_place, mut lent) = self.hot().await?;
-        let row = lent
-            .on()?
-            .query_one(find.build(DbBackend::Postgres))
-            .await
-            .map_err(classify)?;
-        lent.keep();
-        row.map(|row| session::Model::from_query_result(&row, "").map_err(classify))
-            .transpose()?
+        // Read by every Verify under a session: reads arriving together share a statement
+        // (see [`super::lookups`]).
+        self.sessions
+            .ask(super::lookups::BySession(id.as_str().to_owned()))
+            .await?
             .map(stored)
             .transpose()
     }

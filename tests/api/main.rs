@@ -10,6 +10,7 @@ mod faults;
 mod faults_storage;
 mod fleet;
 mod fleet_outages;
+mod fresh_binds;
 mod helpers;
 mod input;
 mod lookup;

@@ -22,6 +22,27 @@ fn certification(app: &TestApp, imp_uid: &str, person: &str) -> String {
     imp_uid.to_owned()
 }
 
+/// From here on, which transaction wrote each certification row, and with which statement
+/// (the table `certification_writers`): see [`WRITTEN_TOGETHER`].
+pub async fn note_certification_writers(app: &TestApp) {
+    app.store
+        .connection()
+        .execute_unprepared(
+            "CREATE TABLE certification_writers (tx bigint NOT NULL, query text NOT NULL, provider_id text NOT NULL); \
+             CREATE FUNCTION note_certification_writer() RETURNS trigger LANGUAGE plpgsql AS $$ \
+             BEGIN INSERT INTO certification_writers VALUES (txid_current(), current_query(), NEW.provider_id); \
+             RETURN NEW; END $$; \
+             CREATE TRIGGER certification_writer BEFORE INSERT OR UPDATE ON certifications \
+             FOR EACH ROW EXECUTE FUNCTION note_certification_writer()",
+        )
+        .await
+        .unwrap();
+}
+
+/// The most certifications one batch statement (`unnest`) wrote in one transaction.
+pub const WRITTEN_TOGETHER: &str = "SELECT coalesce(max(written), 0) FROM (SELECT count(DISTINCT provider_id) AS written \
+     FROM certification_writers WHERE query LIKE '%unnest%' GROUP BY tx) AS per_tx";
+
 /// While one record waits on a row lock, the records behind it queue; the next statement
 /// writes them all. A person bound before, a new person seen twice and a certification seen
 /// twice are each answered as alone, and written once.
@@ -50,19 +71,7 @@ async fn on_postgres_records_waiting_together_are_written_by_one_statement() {
     ];
     assert!(app.bind(&bound, "acct-batch").await.unwrap().bound);
     app.verify(&blocker).await.unwrap();
-    // Which transaction wrote each certification row, and with which statement.
-    app.store
-        .connection()
-        .execute_unprepared(
-            "CREATE TABLE certification_writers (tx bigint NOT NULL, query text NOT NULL, provider_id text NOT NULL); \
-             CREATE FUNCTION note_certification_writer() RETURNS trigger LANGUAGE plpgsql AS $$ \
-             BEGIN INSERT INTO certification_writers VALUES (txid_current(), current_query(), NEW.provider_id); \
-             RETURN NEW; END $$; \
-             CREATE TRIGGER certification_writer BEFORE INSERT OR UPDATE ON certifications \
-             FOR EACH ROW EXECUTE FUNCTION note_certification_writer()",
-        )
-        .await
-        .unwrap();
+    note_certification_writers(&app).await;
 
     // The blocker's record waits on its certification's row, locked here.
     let other = Database::connect(database_url.as_str()).await.unwrap();
@@ -127,10 +136,6 @@ async fn on_postgres_records_waiting_together_are_written_by_one_statement() {
     assert_eq!(one("SELECT count(*) FROM persons").await, 3);
     assert_eq!(one("SELECT count(*) FROM certifications").await, 6);
     // The four queued certifications (one of them asked twice) written by one statement.
-    let batched = one(
-        "SELECT coalesce(max(written), 0) FROM (SELECT count(DISTINCT provider_id) AS written \
-         FROM certification_writers WHERE query LIKE '%unnest%' GROUP BY tx) AS per_tx",
-    )
-    .await;
+    let batched = one(WRITTEN_TOGETHER).await;
     assert_eq!(batched, 4, "the queued records were not written together");
 }

@@ -1,0 +1,247 @@
+//! Signups' binds on PostgreSQL (`src/store/fresh_binds.rs`): binds waiting together are
+//! written by one statement, each call still gets the answer it would get alone, and a batch
+//! that loses a race leaves every bind to its own statement.
+
+use std::time::{Duration, Instant};
+
+use certification_service::{
+    grpc::proto::{Purpose, VerifyResponse},
+    secret::Secret,
+};
+use sea_orm::{ConnectionTrait, Database, DatabaseTransaction, DbBackend, Statement, TransactionTrait};
+use tonic::{Code, Status};
+
+use crate::{
+    helpers::{TestApp, TestDatabase, assert_status, postgres_for, spawn_app_with},
+    sessions::{begin, certify, count, redeem},
+};
+
+struct Setup {
+    app: TestApp,
+    database_url: String,
+    _database: TestDatabase,
+    _server: Option<certification_testkit::PostgresServer>,
+}
+
+async fn setup(test: &str) -> Option<Setup> {
+    let (admin_url, server) = postgres_for(test)?;
+    let database = TestDatabase::create(&admin_url).await;
+    let database_url = database.url().to_owned();
+    let app = spawn_app_with(|settings| {
+        settings.store.database_url = Secret::new(database_url.clone());
+    })
+    .await;
+    crate::records::note_certification_writers(&app).await;
+    Some(Setup {
+        app,
+        database_url,
+        _database: database,
+        _server: server,
+    })
+}
+
+/// A signup session for `account`, certified by `person`: (merchant_uid, imp_uid).
+async fn signup(app: &TestApp, account: &str, person: &str) -> (String, String) {
+    let session = begin(app, Purpose::Signup, Some(account)).await;
+    let imp_uid = certify(app, &session.merchant_uid, person);
+    (session.merchant_uid, imp_uid)
+}
+
+/// Holds the lane: `blocker`'s bind waits on its session's row, locked by the returned
+/// transaction, until that commits.
+async fn hold_lane(
+    setup: &Setup,
+    blocker: &(String, String),
+) -> (
+    DatabaseTransaction,
+    tokio::task::JoinHandle<Result<VerifyResponse, Status>>,
+) {
+    let other = Database::connect(setup.database_url.as_str()).await.unwrap();
+    let lock = other.begin().await.unwrap();
+    lock.execute_unprepared(&format!(
+        "SELECT 1 FROM verification_sessions WHERE merchant_uid = '{}' FOR UPDATE",
+        blocker.0
+    ))
+    .await
+    .unwrap();
+    let blocked = tokio::spawn({
+        let app_client = setup.app.client.clone();
+        let (merchant_uid, imp_uid) = blocker.clone();
+        async move {
+            let mut client = app_client;
+            client
+                .verify(certification_service::grpc::proto::VerifyRequest {
+                    imp_uid,
+                    merchant_uid,
+                    ..Default::default()
+                })
+                .await
+                .map(tonic::Response::into_inner)
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    (lock, blocked)
+}
+
+/// Waits until the sandbox has answered `count` more lookups than `since` (the queued calls
+/// reached the lane), then a little more.
+async fn until_looked_up(app: &TestApp, since: u64, count: u64) {
+    let waiting_since = Instant::now();
+    while app.sandbox.stats().certification_lookups < since + count
+        && waiting_since.elapsed() < Duration::from_secs(2)
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+}
+
+/// One count, on a connection of the test's own.
+async fn one(db: &impl ConnectionTrait, sql: &str) -> i64 {
+    let statement = Statement::from_string(DbBackend::Postgres, sql.to_owned());
+    let row = db.query_one_raw(statement).await.unwrap().unwrap();
+    row.try_get_by_index::<i64>(0).unwrap()
+}
+
+/// While one bind waits on a row lock, the signups behind it queue; the next statement binds
+/// the fresh ones together. One sharing its person with an earlier one, and one whose person
+/// was bound before, get the refusals they would get alone, and redeem nothing.
+#[tokio::test]
+async fn on_postgres_signups_waiting_together_are_bound_by_one_statement() {
+    let Some(setup) = setup("on_postgres_signups_waiting_together_are_bound_by_one_statement").await else {
+        return;
+    };
+    let app = &setup.app;
+    let bound_before = signup(app, "acct-before", "fresh-before").await;
+    assert!(redeem(app, &bound_before.0, &bound_before.1).await.unwrap().bound);
+    let blocker = signup(app, "acct-blocker", "fresh-blocker").await;
+    let a = signup(app, "acct-a", "fresh-a").await;
+    let b = signup(app, "acct-b", "fresh-b").await;
+    let same_person_as_a = signup(app, "acct-d", "fresh-a").await;
+    let seen_before = signup(app, "acct-e", "fresh-before").await;
+    // A bind without a session (REQUIRE_SESSION=false here): the account named by the call.
+    let c = crate::sessions::certify(app, "merchant-c", "fresh-c");
+
+    let (lock, blocked) = hold_lane(&setup, &blocker).await;
+    let asked = app.sandbox.stats().certification_lookups;
+    let queued = async {
+        tokio::join!(
+            redeem(app, &a.0, &a.1),
+            redeem(app, &b.0, &b.1),
+            app.bind(&c, "acct-c"),
+            redeem(app, &same_person_as_a.0, &same_person_as_a.1),
+            redeem(app, &seen_before.0, &seen_before.1),
+        )
+    };
+    let release = async {
+        until_looked_up(app, asked, 5).await;
+        lock.commit().await.unwrap();
+    };
+    let ((a_answer, b_answer, c_answer, d_answer, e_answer), ()) = tokio::join!(queued, release);
+    assert!(blocked.await.unwrap().unwrap().bound);
+
+    for answer in [a_answer.unwrap(), b_answer.unwrap(), c_answer.unwrap()] {
+        assert!(answer.bound, "{answer:?}");
+        assert!(!answer.duplicate.unwrap().duplicate);
+    }
+    assert_status(d_answer, Code::AlreadyExists, "ALREADY_REGISTERED");
+    assert_status(e_answer, Code::AlreadyExists, "ALREADY_REGISTERED");
+
+    // before, blocker, a, b, c: five persons, each bound; five certifications.
+    assert_eq!(
+        count(app, "SELECT count(*) FROM persons WHERE account_id IS NOT NULL").await,
+        5
+    );
+    assert_eq!(count(app, "SELECT count(*) FROM certifications").await, 5);
+    let redeemed = |merchant_uid: &str| {
+        format!(
+            "SELECT count(*) FROM verification_sessions WHERE merchant_uid = '{merchant_uid}' AND redeemed_id IS NOT NULL AND bound"
+        )
+    };
+    for (session, expected) in [
+        (&a.0, 1),
+        (&b.0, 1),
+        (&same_person_as_a.0, 0),
+        (&seen_before.0, 0),
+    ] {
+        assert_eq!(count(app, &redeemed(session)).await, expected, "{session}");
+    }
+    // a, b and c written by one statement.
+    let together = count(app, crate::records::WRITTEN_TOGETHER).await;
+    assert_eq!(together, 3, "the queued signups were not bound together");
+}
+
+/// A batch whose insert meets a row another transaction inserted meanwhile fails as a whole;
+/// each of its binds then takes its own statement, and only the one that lost the race is
+/// refused.
+#[tokio::test]
+async fn on_postgres_a_batch_that_loses_a_race_leaves_each_signup_to_its_own_statement() {
+    let Some(setup) =
+        setup("on_postgres_a_batch_that_loses_a_race_leaves_each_signup_to_its_own_statement").await
+    else {
+        return;
+    };
+    let app = &setup.app;
+    let blocker = signup(app, "acct-race-blocker", "race-blocker").await;
+    let a = signup(app, "acct-race-a", "race-a").await;
+    let b = signup(app, "acct-race-b", "race-b").await;
+    let c = signup(app, "acct-race-c", "race-c").await;
+
+    let (lock, blocked) = hold_lane(&setup, &blocker).await;
+    // Another writer takes acct-race-b for someone else, not yet committed: the batch cannot
+    // see it, and its insert of acct-race-b waits for this transaction.
+    let rival_db = Database::connect(setup.database_url.as_str()).await.unwrap();
+    let rival = rival_db.begin().await.unwrap();
+    rival
+        .execute_unprepared(
+            "INSERT INTO persons (ci_hash, ci_sealed, sealing_key_id, account_id, bound_at, created_at, updated_at) \
+             VALUES (repeat('f', 64), 'sealed', 'k', 'acct-race-b', now(), now(), now())",
+        )
+        .await
+        .unwrap();
+    let asked = app.sandbox.stats().certification_lookups;
+    let queued = async {
+        tokio::join!(
+            redeem(app, &a.0, &a.1),
+            redeem(app, &b.0, &b.1),
+            redeem(app, &c.0, &c.1),
+        )
+    };
+    let release = async {
+        until_looked_up(app, asked, 3).await;
+        lock.commit().await.unwrap();
+        // Committed once the batch statement waits on it.
+        let waiting_since = Instant::now();
+        let waiting = "SELECT count(*) FROM pg_stat_activity \
+                       WHERE wait_event_type = 'Lock' AND query LIKE '%unnest%'";
+        while one(&rival_db, waiting).await == 0 {
+            assert!(
+                waiting_since.elapsed() < Duration::from_secs(5),
+                "the batch statement never waited on the rival's insert"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        rival.commit().await.unwrap();
+    };
+    let ((a_answer, b_answer, c_answer), ()) = tokio::join!(queued, release);
+    assert!(blocked.await.unwrap().unwrap().bound);
+
+    assert!(a_answer.unwrap().bound);
+    assert!(c_answer.unwrap().bound);
+    assert_status(b_answer, Code::AlreadyExists, "ACCOUNT_HAS_IDENTITY");
+    assert_eq!(count(app, "SELECT count(*) FROM certifications").await, 3);
+    // Nothing of the failed batch remains: every certification came from a one-bind statement.
+    assert_eq!(
+        count(
+            app,
+            "SELECT count(*) FROM certification_writers WHERE query LIKE '%unnest%'"
+        )
+        .await,
+        0
+    );
+    // The refused signup spent its session, as it would alone, and bound nothing.
+    let spent = format!(
+        "SELECT count(*) FROM verification_sessions WHERE merchant_uid = '{}' AND redeemed_id IS NOT NULL AND NOT bound",
+        b.0
+    );
+    assert_eq!(count(app, &spent).await, 1);
+}
