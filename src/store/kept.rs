@@ -1,9 +1,10 @@
 //! Connections the store keeps between the statements of calls. sqlx pings every connection
 //! that goes back to its pool, from a task it spawns: a round trip to the database, with its
 //! wake-ups on both sides, for each statement, about as much as a Verify's own statement. The
-//! hot statements (a Verify's record, the one-statement signup, lookups by CI) take a
-//! connection here and, once it answered, put it back here: under load it goes straight to the
-//! next statement, as it would inside one long checkout from the pool.
+//! hot statements (a Verify's record, the one-statement signup, a session's read, lookups by
+//! CI: the lanes of [`super::lanes`]) take a connection here and, once it answered, put it back
+//! here: under load it goes straight to the next statement, as it would inside one long
+//! checkout from the pool.
 //!
 //! The pool's rules still apply, a little later: a connection goes back to the pool (and
 //! through its ping) after an error, when its statement was cancelled halfway, once it has
