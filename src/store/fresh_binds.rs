@@ -21,6 +21,7 @@ use super::{
     identities::Recordable,
     kept::Connection,
     lanes::{Pending, Work},
+    records::bind_records,
     sessions::Claim,
     statement::{On, sqlx_error},
 };
@@ -63,9 +64,9 @@ impl Work for FreshBind {
     const MOST_PER_STATEMENT: usize = 16;
 
     async fn serve(connection: &mut Connection, batch: &[Pending<Self>]) -> Vec<Result<Fresh, StoreError>> {
-        let Connection::Postgres(connection) = connection else {
-            let wrong = StoreError::Failure("a PostgreSQL statement on a SQLite connection".into());
-            return vec![Err(wrong); batch.len()];
+        let connection = match connection.postgres() {
+            Ok(connection) => connection,
+            Err(wrong) => return vec![Err(wrong); batch.len()],
         };
         let now = Utc::now();
         let together = together(batch);
@@ -156,25 +157,8 @@ async fn bind_many(
         .iter()
         .map(|(position, _)| i64::try_from(*position).unwrap_or(i64::MAX))
         .collect();
-    let rows: Vec<(i64,)> = sqlx::query_as(BIND_FRESH_MANY)
-        .bind(column(|bind| Some(bind.recordable.ci_index.0.clone())))
-        .bind(column(|bind| {
-            bind.recordable.di_index.as_ref().map(|index| index.0.clone())
-        }))
-        .bind(column(|bind| Some(bind.recordable.ci_sealed.blob.clone())))
-        .bind(column(|bind| {
-            bind.recordable.di_sealed.as_ref().map(|di| di.blob.clone())
-        }))
-        .bind(column(|bind| Some(bind.recordable.ci_sealed.key_id.clone())))
-        .bind(now)
-        .bind(column(|bind| Some(bind.recordable.provider.as_str().to_owned())))
-        .bind(column(|bind| Some(bind.recordable.id.clone())))
-        .bind(
-            binds
-                .iter()
-                .map(|(_, bind)| bind.recordable.certified_at)
-                .collect::<Vec<_>>(),
-        )
+    let records: Vec<&Recordable> = binds.iter().map(|(_, bind)| &bind.recordable).collect();
+    let rows: Vec<(i64,)> = bind_records(sqlx::query_as(BIND_FRESH_MANY), &records, now)
         .bind(column(|bind| Some(bind.account.as_str().to_owned())))
         .bind(column(|bind| {
             bind.session

@@ -26,7 +26,7 @@ use std::{
 
 use sea_orm::{
     DatabaseConnection, DbBackend,
-    sqlx::{Connection as _, Postgres, Sqlite, pool::PoolConnection},
+    sqlx::{Connection as _, PgConnection, Postgres, Sqlite, pool::PoolConnection},
 };
 
 use super::{PING_IF_IDLE_FOR, StoreError, statement::sqlx_error};
@@ -56,6 +56,16 @@ impl Connection {
                     .map_err(sqlx_error)?,
             ),
         })
+    }
+
+    /// The PostgreSQL connection a PostgreSQL statement needs (the lanes' statements).
+    pub(super) fn postgres(&mut self) -> Result<&mut PgConnection, StoreError> {
+        match self {
+            Self::Postgres(connection) => Ok(connection),
+            Self::Sqlite(_) => Err(StoreError::Failure(
+                "a PostgreSQL statement on a SQLite connection".into(),
+            )),
+        }
     }
 
     async fn ping(&mut self) -> bool {

@@ -105,15 +105,11 @@ async fn sessions(
     connection: &mut Connection,
     batch: &[Pending<BySession>],
 ) -> Result<HashMap<String, session::Model>, StoreError> {
-    let Connection::Postgres(connection) = connection else {
-        return Err(StoreError::Failure(
-            "a PostgreSQL statement on a SQLite connection".into(),
-        ));
-    };
+    let connection = connection.postgres()?;
     let keys: Vec<&str> = batch.iter().map(|pending| pending.work.0.as_str()).collect();
     let rows = sqlx::query("SELECT * FROM verification_sessions WHERE merchant_uid = ANY($1)")
         .bind(&keys)
-        .fetch_all(&mut **connection)
+        .fetch_all(connection)
         .await
         .map_err(sqlx_error)?;
     rows.into_iter()

@@ -4,7 +4,7 @@
 //! [`super::writes::record_postgres`] does for one. A record alone takes that statement.
 
 use chrono::{DateTime, Utc};
-use sea_orm::sqlx::{self, PgConnection};
+use sea_orm::sqlx::{self, PgConnection, Postgres, postgres::PgArguments, query::QueryAs};
 
 use super::{
     StoreError,
@@ -28,9 +28,9 @@ impl Work for Recordable {
         connection: &mut Connection,
         batch: &[Pending<Self>],
     ) -> Vec<Result<Recorded, StoreError>> {
-        let Connection::Postgres(connection) = connection else {
-            let wrong = StoreError::Failure("a PostgreSQL statement on a SQLite connection".into());
-            return vec![Err(wrong); batch.len()];
+        let connection = match connection.postgres() {
+            Ok(connection) => connection,
+            Err(wrong) => return vec![Err(wrong); batch.len()],
         };
         let now = Utc::now();
         let found = match batch {
@@ -97,24 +97,8 @@ async fn record_many(
     batch: &[Pending<Recordable>],
     now: DateTime<Utc>,
 ) -> Result<Vec<PersonRow>, StoreError> {
-    let column = |value: fn(&Recordable) -> Option<String>| -> Vec<Option<String>> {
-        batch.iter().map(|pending| value(&pending.work)).collect()
-    };
-    let rows: Vec<PersonColumns> = sqlx::query_as(RECORD_MANY)
-        .bind(column(|seen| Some(seen.ci_index.0.clone())))
-        .bind(column(|seen| seen.di_index.as_ref().map(|index| index.0.clone())))
-        .bind(column(|seen| Some(seen.ci_sealed.blob.clone())))
-        .bind(column(|seen| seen.di_sealed.as_ref().map(|di| di.blob.clone())))
-        .bind(column(|seen| Some(seen.ci_sealed.key_id.clone())))
-        .bind(now)
-        .bind(column(|seen| Some(seen.provider.as_str().to_owned())))
-        .bind(column(|seen| Some(seen.id.clone())))
-        .bind(
-            batch
-                .iter()
-                .map(|pending| pending.work.certified_at)
-                .collect::<Vec<_>>(),
-        )
+    let records: Vec<&Recordable> = batch.iter().map(|pending| &pending.work).collect();
+    let rows: Vec<PersonColumns> = bind_records(sqlx::query_as(RECORD_MANY), &records, now)
         .fetch_all(connection)
         .await
         .map_err(sqlx_error)?;
@@ -128,6 +112,33 @@ async fn record_many(
             unsealed,
         })
         .collect())
+}
+
+/// $1 to $9 of a batch statement over records (see [`RECORD_MANY`]), each an array in the
+/// records' order, as [`super::writes::seen_values`] gives them for one.
+pub(super) fn bind_records<'q, O>(
+    query: QueryAs<'q, Postgres, O, PgArguments>,
+    records: &[&Recordable],
+    now: DateTime<Utc>,
+) -> QueryAs<'q, Postgres, O, PgArguments> {
+    let column = |value: fn(&Recordable) -> Option<String>| -> Vec<Option<String>> {
+        records.iter().map(|record| value(record)).collect()
+    };
+    query
+        .bind(column(|seen| Some(seen.ci_index.0.clone())))
+        .bind(column(|seen| seen.di_index.as_ref().map(|index| index.0.clone())))
+        .bind(column(|seen| Some(seen.ci_sealed.blob.clone())))
+        .bind(column(|seen| seen.di_sealed.as_ref().map(|di| di.blob.clone())))
+        .bind(column(|seen| Some(seen.ci_sealed.key_id.clone())))
+        .bind(now)
+        .bind(column(|seen| Some(seen.provider.as_str().to_owned())))
+        .bind(column(|seen| Some(seen.id.clone())))
+        .bind(
+            records
+                .iter()
+                .map(|record| record.certified_at)
+                .collect::<Vec<_>>(),
+        )
 }
 
 /// [`super::writes::record_postgres`]'s statement for many, as arrays in the same order: $1

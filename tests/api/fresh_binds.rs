@@ -4,12 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use certification_service::{
-    grpc::proto::{Purpose, VerifyResponse},
-    secret::Secret,
-};
+use certification_service::{grpc::proto::Purpose, secret::Secret};
 use sea_orm::{ConnectionTrait, Database, DatabaseTransaction, DbBackend, Statement, TransactionTrait};
-use tonic::{Code, Status};
+use tonic::Code;
 
 use crate::{
     helpers::{TestApp, TestDatabase, assert_status, postgres_for, spawn_app_with},
@@ -47,41 +44,21 @@ async fn signup(app: &TestApp, account: &str, person: &str) -> (String, String) 
     (session.merchant_uid, imp_uid)
 }
 
-/// Holds the lane: `blocker`'s bind waits on its session's row, locked by the returned
-/// transaction, until that commits.
-async fn hold_lane(
-    setup: &Setup,
-    blocker: &(String, String),
-) -> (
-    DatabaseTransaction,
-    tokio::task::JoinHandle<Result<VerifyResponse, Status>>,
-) {
+/// Locks `merchant_uid`'s session row until the returned transaction commits: a bind redeeming
+/// it then waits in the lane, and the binds behind it queue.
+async fn lock_session(setup: &Setup, merchant_uid: &str) -> DatabaseTransaction {
     let other = Database::connect(setup.database_url.as_str()).await.unwrap();
     let lock = other.begin().await.unwrap();
     lock.execute_unprepared(&format!(
-        "SELECT 1 FROM verification_sessions WHERE merchant_uid = '{}' FOR UPDATE",
-        blocker.0
+        "SELECT 1 FROM verification_sessions WHERE merchant_uid = '{merchant_uid}' FOR UPDATE"
     ))
     .await
     .unwrap();
-    let blocked = tokio::spawn({
-        let app_client = setup.app.client.clone();
-        let (merchant_uid, imp_uid) = blocker.clone();
-        async move {
-            let mut client = app_client;
-            client
-                .verify(certification_service::grpc::proto::VerifyRequest {
-                    imp_uid,
-                    merchant_uid,
-                    ..Default::default()
-                })
-                .await
-                .map(tonic::Response::into_inner)
-        }
-    });
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    (lock, blocked)
+    lock
 }
+
+/// Time for the blocker's bind to reach the lane before the others are sent.
+const BLOCKER_FIRST: Duration = Duration::from_millis(300);
 
 /// Waits until the sandbox has answered `count` more lookups than `since` (the queued calls
 /// reached the lane), then a little more.
@@ -121,9 +98,10 @@ async fn on_postgres_signups_waiting_together_are_bound_by_one_statement() {
     // A bind without a session (REQUIRE_SESSION=false here): the account named by the call.
     let c = crate::sessions::certify(app, "merchant-c", "fresh-c");
 
-    let (lock, blocked) = hold_lane(&setup, &blocker).await;
+    let lock = lock_session(&setup, &blocker.0).await;
     let asked = app.sandbox.stats().certification_lookups;
     let queued = async {
+        tokio::time::sleep(BLOCKER_FIRST).await;
         tokio::join!(
             redeem(app, &a.0, &a.1),
             redeem(app, &b.0, &b.1),
@@ -133,11 +111,13 @@ async fn on_postgres_signups_waiting_together_are_bound_by_one_statement() {
         )
     };
     let release = async {
-        until_looked_up(app, asked, 5).await;
+        // The blocker's lookup and the five queued.
+        until_looked_up(app, asked, 6).await;
         lock.commit().await.unwrap();
     };
-    let ((a_answer, b_answer, c_answer, d_answer, e_answer), ()) = tokio::join!(queued, release);
-    assert!(blocked.await.unwrap().unwrap().bound);
+    let (blocked, (a_answer, b_answer, c_answer, d_answer, e_answer), ()) =
+        tokio::join!(redeem(app, &blocker.0, &blocker.1), queued, release);
+    assert!(blocked.unwrap().bound);
 
     for answer in [a_answer.unwrap(), b_answer.unwrap(), c_answer.unwrap()] {
         assert!(answer.bound, "{answer:?}");
@@ -186,7 +166,7 @@ async fn on_postgres_a_batch_that_loses_a_race_leaves_each_signup_to_its_own_sta
     let b = signup(app, "acct-race-b", "race-b").await;
     let c = signup(app, "acct-race-c", "race-c").await;
 
-    let (lock, blocked) = hold_lane(&setup, &blocker).await;
+    let lock = lock_session(&setup, &blocker.0).await;
     // Another writer takes acct-race-b for someone else, not yet committed: the batch cannot
     // see it, and its insert of acct-race-b waits for this transaction.
     let rival_db = Database::connect(setup.database_url.as_str()).await.unwrap();
@@ -200,6 +180,7 @@ async fn on_postgres_a_batch_that_loses_a_race_leaves_each_signup_to_its_own_sta
         .unwrap();
     let asked = app.sandbox.stats().certification_lookups;
     let queued = async {
+        tokio::time::sleep(BLOCKER_FIRST).await;
         tokio::join!(
             redeem(app, &a.0, &a.1),
             redeem(app, &b.0, &b.1),
@@ -207,7 +188,8 @@ async fn on_postgres_a_batch_that_loses_a_race_leaves_each_signup_to_its_own_sta
         )
     };
     let release = async {
-        until_looked_up(app, asked, 3).await;
+        // The blocker's lookup and the three queued.
+        until_looked_up(app, asked, 4).await;
         lock.commit().await.unwrap();
         // Committed once the batch statement waits on it.
         let waiting_since = Instant::now();
@@ -222,8 +204,9 @@ async fn on_postgres_a_batch_that_loses_a_race_leaves_each_signup_to_its_own_sta
         }
         rival.commit().await.unwrap();
     };
-    let ((a_answer, b_answer, c_answer), ()) = tokio::join!(queued, release);
-    assert!(blocked.await.unwrap().unwrap().bound);
+    let (blocked, (a_answer, b_answer, c_answer), ()) =
+        tokio::join!(redeem(app, &blocker.0, &blocker.1), queued, release);
+    assert!(blocked.unwrap().bound);
 
     assert!(a_answer.unwrap().bound);
     assert!(c_answer.unwrap().bound);
