@@ -32,7 +32,10 @@ fn assert_answers_with(body: Value, looked_up: &Value) {
     let (deleted_at, deleted) = clock_made(&body["response"]);
     let (looked_up_at, looked_up) = clock_made(looked_up);
     assert_eq!(deleted, looked_up);
-    assert!((0..=5).contains(&(deleted_at - looked_up_at)), "{deleted_at} vs {looked_up_at}");
+    assert!(
+        (0..=5).contains(&(deleted_at - looked_up_at)),
+        "{deleted_at} vs {looked_up_at}"
+    );
 }
 
 #[tokio::test]
