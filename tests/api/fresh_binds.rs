@@ -10,6 +10,7 @@ use tonic::Code;
 
 use crate::{
     helpers::{TestApp, TestDatabase, assert_status, postgres_for, spawn_app_with},
+    records::until_looked_up,
     sessions::{begin, certify, count, redeem},
 };
 
@@ -59,18 +60,6 @@ async fn lock_session(setup: &Setup, merchant_uid: &str) -> DatabaseTransaction 
 
 /// Time for the blocker's bind to reach the lane before the others are sent.
 const BLOCKER_FIRST: Duration = Duration::from_millis(300);
-
-/// Waits until the sandbox has answered `count` more lookups than `since` (the queued calls
-/// reached the lane), then a little more.
-async fn until_looked_up(app: &TestApp, since: u64, count: u64) {
-    let waiting_since = Instant::now();
-    while app.sandbox.stats().certification_lookups < since + count
-        && waiting_since.elapsed() < Duration::from_secs(2)
-    {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(200)).await;
-}
 
 /// One count, on a connection of the test's own.
 async fn one(db: &impl ConnectionTrait, sql: &str) -> i64 {

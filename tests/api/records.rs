@@ -5,9 +5,12 @@ use std::time::{Duration, Instant};
 
 use certification_service::{sandbox::identities::CertificationRecord, secret::Secret};
 use chrono::{NaiveDate, Utc};
-use sea_orm::{ConnectionTrait, Database, DbBackend, Statement, TransactionTrait};
+use sea_orm::{ConnectionTrait, Database, TransactionTrait};
 
-use crate::helpers::{TestApp, TestDatabase, postgres_for, spawn_app_with};
+use crate::{
+    helpers::{TestApp, TestDatabase, postgres_for, spawn_app_with},
+    sessions::count,
+};
 
 fn certification(app: &TestApp, imp_uid: &str, person: &str) -> String {
     let born = NaiveDate::from_ymd_opt(1990, 6, 1).unwrap();
@@ -42,6 +45,18 @@ pub async fn note_certification_writers(app: &TestApp) {
 /// The most certifications one batch statement (`unnest`) wrote in one transaction.
 pub const WRITTEN_TOGETHER: &str = "SELECT coalesce(max(written), 0) FROM (SELECT count(DISTINCT provider_id) AS written \
      FROM certification_writers WHERE query LIKE '%unnest%' GROUP BY tx) AS per_tx";
+
+/// Waits until the sandbox has answered `count` more lookups than `since` (the queued calls
+/// reached the lane), then a little more.
+pub async fn until_looked_up(app: &TestApp, since: u64, count: u64) {
+    let waiting_since = Instant::now();
+    while app.sandbox.stats().certification_lookups < since + count
+        && waiting_since.elapsed() < Duration::from_secs(2)
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+}
 
 /// While one record waits on a row lock, the records behind it queue; the next statement
 /// writes them all. A person bound before, a new person seen twice and a certification seen
@@ -81,8 +96,7 @@ async fn on_postgres_records_waiting_together_are_written_by_one_statement() {
     ))
     .await
     .unwrap();
-    let lookups = || app.sandbox.stats().certification_lookups;
-    let asked = lookups();
+    let asked = app.sandbox.stats().certification_lookups;
     let blocked = tokio::spawn({
         let mut client = app.client.clone();
         let request = crate::helpers::verify_request(&blocker);
@@ -99,11 +113,7 @@ async fn on_postgres_records_waiting_together_are_written_by_one_statement() {
     .map(|imp_uid| app.verify(imp_uid));
     // Released once the five have had their answers from PortOne and queued behind it.
     let release = async {
-        let waiting_since = Instant::now();
-        while lookups() < asked + 6 && waiting_since.elapsed() < Duration::from_secs(2) {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        until_looked_up(&app, asked, 6).await;
         lock.commit().await.unwrap();
     };
     let (answers, ()) = tokio::join!(futures::future::join_all(queued), release);
@@ -120,22 +130,10 @@ async fn on_postgres_records_waiting_together_are_written_by_one_statement() {
     for fresh in &answers[2..] {
         assert!(!fresh.duplicate, "{fresh:?}");
     }
-    let one = |sql: &str| {
-        let sql = sql.to_owned();
-        let connection = app.store.connection();
-        async move {
-            let row = connection
-                .query_one_raw(Statement::from_string(DbBackend::Postgres, sql))
-                .await
-                .unwrap()
-                .unwrap();
-            row.try_get_by_index::<i64>(0).unwrap()
-        }
-    };
     // blocker, bound and new: three persons; six certifications.
-    assert_eq!(one("SELECT count(*) FROM persons").await, 3);
-    assert_eq!(one("SELECT count(*) FROM certifications").await, 6);
+    assert_eq!(count(&app, "SELECT count(*) FROM persons").await, 3);
+    assert_eq!(count(&app, "SELECT count(*) FROM certifications").await, 6);
     // The four queued certifications (one of them asked twice) written by one statement.
-    let batched = one(WRITTEN_TOGETHER).await;
+    let batched = count(&app, WRITTEN_TOGETHER).await;
     assert_eq!(batched, 4, "the queued records were not written together");
 }
