@@ -1,8 +1,8 @@
+pub mod access;
 pub mod app;
 pub mod cli;
 pub mod config;
 pub mod domain;
-pub mod error;
 pub mod grpc;
 pub mod maintenance;
 pub mod portone;

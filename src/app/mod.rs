@@ -5,13 +5,18 @@
 mod background;
 mod run;
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    net::SocketAddr,
+    sync::{Arc, atomic::AtomicBool},
+    time::Duration,
+};
 
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tonic_health::{ServingStatus, server::HealthReporter};
 
 use crate::{
+    access::Method,
     config::Settings,
     domain::Provider,
     grpc::CertificationGrpc,
@@ -46,6 +51,8 @@ pub struct Application {
     settings: Settings,
     /// Set in sandbox mode only: then the gRPC port also serves `certification.sandbox.v1.Sandbox`.
     sandbox: Option<SandboxHandle>,
+    /// Set by readiness once migrations are applied and the database answers; calls wait for it.
+    ready: Arc<AtomicBool>,
 }
 
 /// rustls needs one process-wide crypto provider; ring is the only one compiled in.
@@ -105,12 +112,7 @@ impl Application {
             settings.policy.clone(),
         )
         .with_browser(browser);
-        let grpc = CertificationGrpc::new(
-            Arc::new(service),
-            settings.server.request_timeout,
-            settings.server.max_in_flight,
-            settings.server.caller_permissions.clone(),
-        );
+        let grpc = CertificationGrpc::new(Arc::new(service));
 
         let health = HealthReporter::new();
         // tonic-health starts "" as SERVING; nothing is ready until the database answers.
@@ -131,6 +133,7 @@ impl Application {
             health,
             settings,
             sandbox: None,
+            ready: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -165,6 +168,27 @@ impl Application {
     pub fn portone(&self) -> PortoneClient {
         self.portone.clone()
     }
+}
+
+/// Every service and method served on the gRPC port, for bounded metric labels.
+fn known_methods() -> Vec<(&'static str, Vec<&'static str>)> {
+    vec![
+        (
+            crate::grpc::SERVICE,
+            Method::ALL.iter().map(|method| method.as_str()).collect(),
+        ),
+        // Served only in sandbox mode; listed always, since the list is fixed at build time.
+        (crate::sandbox::grpc::SERVICE, vec!["Certify"]),
+        ("grpc.health.v1.Health", vec!["Check", "Watch"]),
+        (
+            "grpc.reflection.v1.ServerReflection",
+            vec!["ServerReflectionInfo"],
+        ),
+        (
+            "grpc.reflection.v1alpha.ServerReflection",
+            vec!["ServerReflectionInfo"],
+        ),
+    ]
 }
 
 /// Binds an optional side port (health, metrics) and reads back the address it got.
@@ -209,4 +233,45 @@ fn redis_connection(
         .set_max_delay(Duration::from_secs(2));
     redis::aio::ConnectionManager::new_lazy_with_config(client, config)
         .context("preparing the Redis connection")
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+    use prost_types::FileDescriptorSet;
+
+    use super::known_methods;
+
+    #[test]
+    fn the_sandbox_service_is_known_with_every_rpc_of_its_proto() {
+        let descriptors =
+            FileDescriptorSet::decode(crate::sandbox::grpc::proto::FILE_DESCRIPTOR_SET).unwrap();
+        let in_proto: Vec<(String, Vec<String>)> = descriptors
+            .file
+            .iter()
+            .flat_map(|file| {
+                file.service.iter().map(|service| {
+                    (
+                        format!("{}.{}", file.package(), service.name()),
+                        service
+                            .method
+                            .iter()
+                            .map(|method| method.name().to_owned())
+                            .collect(),
+                    )
+                })
+            })
+            .collect();
+        let known: Vec<(String, Vec<String>)> = known_methods()
+            .into_iter()
+            .filter(|(service, _)| service.starts_with("certification.sandbox."))
+            .map(|(service, methods)| {
+                (
+                    service.to_owned(),
+                    methods.into_iter().map(str::to_owned).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(in_proto, known);
+    }
 }

@@ -1,28 +1,43 @@
-//! Serving: the gRPC server with health, reflection and authentication, the side ports, and
-//! the shutdown choreography (NOT_SERVING, drain, bounded wait for calls in flight).
+//! Serving: the gRPC server with health, reflection, authentication and the call layers, the
+//! side ports, the background loops, and the shutdown choreography (NOT_SERVING, drain, bounded
+//! wait for calls in flight).
 
-use std::sync::Arc;
+use std::sync::{Arc, atomic::AtomicBool};
 
 use anyhow::Context;
-use tokio::{net::TcpListener, sync::watch};
+use tokio::{
+    net::TcpListener,
+    sync::{Notify, watch},
+    task::JoinHandle,
+};
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{
     service::interceptor::InterceptedService,
-    transport::{Certificate, Identity, Server, ServerTlsConfig},
+    transport::{Certificate, Identity, Server, ServerTlsConfig, server::Router},
 };
-use tonic_health::{ServingStatus, pb::health_server::HealthServer, server::HealthService};
+use tonic_health::{
+    ServingStatus,
+    pb::health_server::HealthServer,
+    server::{HealthReporter, HealthService},
+};
+use tower::{
+    ServiceBuilder,
+    layer::util::{Identity as NoLayer, Stack},
+};
 
 use super::{
     Application, MAX_REQUEST_BYTES, SERVICE_NAME,
     background::{spawn_deletions, spawn_purge, spawn_readiness},
 };
 use crate::{
+    config::{ServerSettings, ShutdownSettings},
     grpc::{
-        Authenticator, known_methods,
+        Admission, Authenticator, CallSpanLayer, CertificationGrpc, DeadlineLayer, GateLayer, Permission,
+        Readiness,
         proto::{self, certification_service_server::CertificationServiceServer},
     },
     sandbox::{
-        self,
+        self, SandboxHandle,
         grpc::{SandboxGrpc, proto::sandbox_server::SandboxServer},
     },
     service::{CertificationEraser, Deleter},
@@ -30,136 +45,55 @@ use crate::{
 };
 
 impl Application {
-    /// Serves until `shutdown` resolves, then closes the database pool.
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
-        let with_sandbox = self.sandbox.is_some();
-        let (reflection_v1, reflection_v1alpha) = if self.settings.server.grpc_reflection {
-            // The same message-size limit as the service: reflection answers anyone who reaches
-            // the port, and a megabyte request is no reason to buffer one.
-            let v1 = reflection_builder(with_sandbox)
-                .build_v1()
-                .context("building reflection v1")?
-                .max_decoding_message_size(MAX_REQUEST_BYTES);
-            // grpcurl 1.8, Postman and grpcui still speak only v1alpha.
-            let v1alpha = reflection_builder(with_sandbox)
-                .build_v1alpha()
-                .context("building reflection v1alpha")?
-                .max_decoding_message_size(MAX_REQUEST_BYTES);
-            (Some(v1), Some(v1alpha))
-        } else {
-            (None, None)
-        };
-        let mutual_tls = self.settings.server.mutual_tls();
-        match &self.settings.server.caller_tokens {
-            Some(tokens) => tracing::info!(
-                callers = %tokens.names().collect::<Vec<_>>().join(","),
-                mutual_tls,
-                "caller authentication on"
-            ),
-            None if mutual_tls => tracing::info!("caller authentication on: client certificates"),
-            None => tracing::warn!(
-                "ALLOW_UNAUTHENTICATED: any client that reaches the port may call CertificationService"
-            ),
-        }
-        let authenticator = Authenticator::new(self.settings.server.caller_tokens.clone(), mutual_tls);
-        let sandbox_service = self.sandbox.map(|handle| {
-            tracing::warn!(
-                "sandbox mode: serving {} on the gRPC port",
-                sandbox::grpc::SERVICE
-            );
-            InterceptedService::new(
-                SandboxServer::new(SandboxGrpc::new(handle)).max_decoding_message_size(MAX_REQUEST_BYTES),
-                authenticator.clone(),
-            )
-        });
-
-        let (stop_readiness, stopped) = watch::channel(false);
-        let readiness = spawn_readiness(
-            self.store.clone(),
-            self.health.clone(),
-            self.grpc.ready_flag(),
-            self.settings.store.migrate_on_start,
-            self.settings.store.readiness_interval,
-            stopped,
+    /// Serves until `shutdown` resolves, then stops the loops beside it and closes the database
+    /// pool.
+    pub async fn run_until_stopped(
+        mut self,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> anyhow::Result<()> {
+        let (stop, stopped) = watch::channel(false);
+        let background = self.spawn_background(&stopped);
+        let side_ports = self.serve_side_ports(&stopped);
+        let server = self.server_builder()?;
+        let Application {
+            listener,
+            store,
+            grpc,
+            health,
+            settings,
+            sandbox,
+            ready,
+            ..
+        } = self;
+        let stopping = Arc::new(Notify::new());
+        let shutdown = drain_on(
+            shutdown,
+            health.clone(),
+            settings.server.shutdown.clone(),
+            side_ports.plain_health_stop,
+            Arc::clone(&stopping),
         );
-        let purging = self.settings.maintenance.purge_interval.map(|interval| {
-            spawn_purge(
-                self.store.clone(),
-                interval,
-                self.settings.maintenance.certification_retention,
-                self.settings.policy.rejoin_cooldown,
-                stop_readiness.subscribe(),
-            )
-        });
-        let deleting = self
-            .settings
-            .policy
-            .delete_after
-            .filter(|_| self.settings.portone.enabled)
-            .map(|_| {
-                let eraser: Arc<dyn CertificationEraser> = Arc::new(self.portone.clone());
-                spawn_deletions(
-                    Deleter::new(self.store.clone(), eraser),
-                    self.grpc.ready_flag(),
-                    stop_readiness.subscribe(),
-                )
-            });
-        // Scrapes keep working through the drain; the listener stops with the server.
-        let (stop_metrics, metrics_stopped) = watch::channel(false);
-        let metrics = self.metrics_listener.map(|listener| {
-            let mut stopped = metrics_stopped;
-            let store = self.store.clone();
-            tokio::spawn(metrics::serve(
-                listener,
-                Arc::new(move || store.pool_usage()),
-                async move {
-                    let _ = stopped.changed().await;
-                },
-            ))
-        });
-        let (stop_plain_health, plain_health_stopped) = watch::channel(false);
-        let plain_health = self.health_listener.map(|listener| {
-            let service = HealthServer::new(HealthService::from_health_reporter(self.health.clone()))
-                .max_decoding_message_size(MAX_REQUEST_BYTES);
-            let mut stopped = plain_health_stopped;
-            tokio::spawn(
-                Server::builder()
-                    .add_service(service)
-                    .serve_with_incoming_shutdown(accept_without_nagle(listener), async move {
-                        let _ = stopped.changed().await;
-                    }),
-            )
-        });
-        let health = self.health.clone();
-        let drain = self.settings.server.shutdown.clone();
-        let stopping = Arc::new(tokio::sync::Notify::new());
-        let stopping_signal = Arc::clone(&stopping);
-        // SIGTERM -> NOT_SERVING at once -> keep serving for the drain delay (endpoints leave
-        // the Service asynchronously) -> stop accepting and let calls in flight finish.
-        let shutdown = async move {
-            shutdown.await;
-            tracing::info!(
-                drain_delay_ms = drain.drain_delay.as_millis() as u64,
-                "shutdown requested; health NOT_SERVING, draining"
-            );
-            health.set_service_status("", ServingStatus::NotServing).await;
-            health
-                .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
-                .await;
-            tokio::time::sleep(drain.drain_delay).await;
-            tracing::info!("drain over; no new connections, finishing calls in flight");
-            let _ = stop_plain_health.send(true);
-            stopping_signal.notify_one();
-        };
+        let router = add_services(server, &settings.server, health, grpc, sandbox, ready)?;
+        let served = router.serve_with_incoming_shutdown(accept_without_nagle(listener), shutdown);
+        let served = bounded(served, &stopping, settings.server.shutdown.timeout).await;
+        let _ = stop.send(true);
+        for task in background.into_iter().chain(side_ports.tasks) {
+            let _ = task.await;
+        }
+        store.close().await;
+        served
+    }
 
-        let connections = &self.settings.server.connections;
+    /// The connection settings, TLS, and the metrics layer every service shares.
+    fn server_builder(&self) -> anyhow::Result<Server<Stack<RpcMetricsLayer, NoLayer>>> {
+        let server_settings = &self.settings.server;
+        let connections = &server_settings.connections;
         let mut server = Server::builder()
-            .layer(RpcMetricsLayer::new(known_methods()))
             .max_connection_age(connections.max_connection_age)
             .http2_keepalive_interval(Some(connections.keepalive_interval))
             .http2_keepalive_timeout(Some(connections.keepalive_timeout))
             .max_concurrent_streams(connections.max_concurrent_streams);
-        if let Some(tls) = &self.settings.server.tls {
+        if let Some(tls) = &server_settings.tls {
             let mut config = ServerTlsConfig::new().identity(Identity::from_pem(&tls.cert_pem, &tls.key_pem));
             if let Some(client_ca) = &tls.client_ca_pem {
                 config = config.client_ca_root(Certificate::from_pem(client_ca));
@@ -170,58 +104,211 @@ impl Application {
         }
         tracing::info!(
             address = %self.local_addr,
-            tls = self.settings.server.tls.is_some(),
-            mutual_tls,
+            tls = server_settings.tls.is_some(),
+            mutual_tls = server_settings.mutual_tls(),
             plain_health = ?self.health_addr,
             metrics = ?self.metrics_addr,
             "serving gRPC"
         );
-        let served = server
-            .add_service(
-                HealthServer::new(HealthService::from_health_reporter(self.health.clone()))
-                    .max_decoding_message_size(MAX_REQUEST_BYTES),
-            )
-            .add_optional_service(reflection_v1)
-            .add_optional_service(reflection_v1alpha)
-            .add_service(InterceptedService::new(
-                CertificationServiceServer::new(self.grpc).max_decoding_message_size(MAX_REQUEST_BYTES),
-                authenticator,
-            ))
-            .add_optional_service(sandbox_service)
-            .serve_with_incoming_shutdown(accept_without_nagle(self.listener), shutdown);
-        // tonic waits for calls in flight without a bound of its own: SHUTDOWN_TIMEOUT is it.
-        let shutdown_timeout = self.settings.server.shutdown.timeout;
-        let served = tokio::select! {
-            served = served => served,
-            () = async {
-                stopping.notified().await;
-                tokio::time::sleep(shutdown_timeout).await;
-            } => {
-                tracing::warn!(
-                    timeout_ms = shutdown_timeout.as_millis() as u64,
-                    "calls still in flight at SHUTDOWN_TIMEOUT; stopping anyway"
-                );
-                Ok(())
-            }
-        };
-        let _ = stop_readiness.send(true);
-        let _ = readiness.await;
-        if let Some(deleting) = deleting {
-            let _ = deleting.await;
-        }
-        if let Some(purging) = purging {
-            let _ = purging.await;
-        }
-        let _ = stop_metrics.send(true);
-        if let Some(metrics) = metrics {
-            let _ = metrics.await;
-        }
-        if let Some(plain_health) = plain_health {
-            let _ = plain_health.await;
-        }
-        self.store.close().await;
-        served.context("gRPC server failed")
+        Ok(server.layer(RpcMetricsLayer::new(super::known_methods())))
     }
+
+    /// Readiness always; the purge and the deletions at PortOne where configured.
+    fn spawn_background(&self, stopped: &watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
+        let store = &self.store;
+        let mut tasks = vec![spawn_readiness(
+            store.clone(),
+            self.health.clone(),
+            Arc::clone(&self.ready),
+            self.settings.store.migrate_on_start,
+            self.settings.store.readiness_interval,
+            stopped.clone(),
+        )];
+        if let Some(interval) = self.settings.maintenance.purge_interval {
+            tasks.push(spawn_purge(
+                store.clone(),
+                interval,
+                self.settings.maintenance.certification_retention,
+                self.settings.policy.rejoin_cooldown,
+                stopped.clone(),
+            ));
+        }
+        if self.settings.policy.delete_after.is_some() && self.settings.portone.enabled {
+            let eraser: Arc<dyn CertificationEraser> = Arc::new(self.portone.clone());
+            tasks.push(spawn_deletions(
+                Deleter::new(store.clone(), eraser),
+                Arc::clone(&self.ready),
+                stopped.clone(),
+            ));
+        }
+        tasks
+    }
+
+    /// `/metrics` and the plain-text health port, when configured. Scrapes keep working
+    /// through the drain: metrics stop with the server, plain health when the drain ends.
+    fn serve_side_ports(&mut self, stopped: &watch::Receiver<bool>) -> SidePorts {
+        let mut tasks = Vec::new();
+        if let Some(listener) = self.metrics_listener.take() {
+            let mut stopped = stopped.clone();
+            let store = self.store.clone();
+            tasks.push(tokio::spawn(metrics::serve(
+                listener,
+                Arc::new(move || store.pool_usage()),
+                async move {
+                    let _ = stopped.changed().await;
+                },
+            )));
+        }
+        let (plain_health_stop, mut plain_health_stopped) = watch::channel(false);
+        if let Some(listener) = self.health_listener.take() {
+            let service = HealthServer::new(HealthService::from_health_reporter(self.health.clone()))
+                .max_decoding_message_size(MAX_REQUEST_BYTES);
+            let served = Server::builder()
+                .add_service(service)
+                .serve_with_incoming_shutdown(accept_without_nagle(listener), async move {
+                    let _ = plain_health_stopped.changed().await;
+                });
+            tasks.push(tokio::spawn(async move {
+                if let Err(error) = served.await {
+                    tracing::warn!(%error, "plain-text health port failed");
+                }
+            }));
+        }
+        SidePorts {
+            tasks,
+            plain_health_stop,
+        }
+    }
+}
+
+struct SidePorts {
+    tasks: Vec<JoinHandle<()>>,
+    /// Ends the plain-text health port when the drain ends.
+    plain_health_stop: watch::Sender<bool>,
+}
+
+/// The server until it stops; past SHUTDOWN_TIMEOUT after the drain began, calls still in
+/// flight are abandoned (tonic's own wait has no bound).
+async fn bounded<E: std::error::Error + Send + Sync + 'static>(
+    served: impl Future<Output = Result<(), E>>,
+    stopping: &Notify,
+    timeout: std::time::Duration,
+) -> anyhow::Result<()> {
+    tokio::select! {
+        served = served => served.context("gRPC server failed"),
+        () = async {
+            stopping.notified().await;
+            tokio::time::sleep(timeout).await;
+        } => {
+            tracing::warn!(
+                timeout_ms = timeout.as_millis() as u64,
+                "calls still in flight at SHUTDOWN_TIMEOUT; stopping anyway"
+            );
+            Ok(())
+        }
+    }
+}
+
+/// SIGTERM → NOT_SERVING at once → keep serving for the drain delay (endpoints leave the
+/// Service asynchronously) → stop accepting and let calls in flight finish.
+async fn drain_on(
+    shutdown: impl Future<Output = ()> + Send,
+    health: HealthReporter,
+    drain: ShutdownSettings,
+    plain_health_stop: watch::Sender<bool>,
+    stopping: Arc<Notify>,
+) {
+    shutdown.await;
+    tracing::info!(
+        drain_delay_ms = drain.drain_delay.as_millis() as u64,
+        "shutdown requested; health NOT_SERVING, draining"
+    );
+    health.set_service_status("", ServingStatus::NotServing).await;
+    health
+        .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
+        .await;
+    tokio::time::sleep(drain.drain_delay).await;
+    tracing::info!("drain over; no new connections, finishing calls in flight");
+    let _ = plain_health_stop.send(true);
+    stopping.notify_one();
+}
+
+/// Health, reflection, CertificationService behind authentication and the call layers, and in
+/// sandbox mode the sandbox's service behind the same authentication.
+fn add_services<L>(
+    mut server: Server<L>,
+    settings: &ServerSettings,
+    health: HealthReporter,
+    grpc: CertificationGrpc,
+    sandbox: Option<SandboxHandle>,
+    ready: Arc<AtomicBool>,
+) -> anyhow::Result<Router<L>>
+where
+    L: Clone,
+{
+    let authenticator = authenticator(settings);
+    let certification = ServiceBuilder::new()
+        .layer(CallSpanLayer)
+        .layer(GateLayer::new(Permission::new(
+            settings.caller_permissions.clone(),
+        )))
+        .layer(GateLayer::new(Admission::new(settings.max_in_flight)))
+        .layer(DeadlineLayer::new(settings.request_timeout))
+        .layer(GateLayer::new(Readiness::new(ready)))
+        .service(CertificationServiceServer::new(grpc).max_decoding_message_size(MAX_REQUEST_BYTES));
+    let with_sandbox = sandbox.is_some();
+    let sandbox_service = sandbox.map(|handle| {
+        tracing::warn!(
+            "sandbox mode: serving {} on the gRPC port",
+            sandbox::grpc::SERVICE
+        );
+        InterceptedService::new(
+            SandboxServer::new(SandboxGrpc::new(handle)).max_decoding_message_size(MAX_REQUEST_BYTES),
+            authenticator.clone(),
+        )
+    });
+    let (reflection_v1, reflection_v1alpha) = if settings.grpc_reflection {
+        // The same message-size limit as the service: reflection answers anyone who reaches the
+        // port, and a megabyte request is no reason to buffer one.
+        let v1 = reflection_builder(with_sandbox)
+            .build_v1()
+            .context("building reflection v1")?
+            .max_decoding_message_size(MAX_REQUEST_BYTES);
+        // grpcurl 1.8, Postman and grpcui still speak only v1alpha.
+        let v1alpha = reflection_builder(with_sandbox)
+            .build_v1alpha()
+            .context("building reflection v1alpha")?
+            .max_decoding_message_size(MAX_REQUEST_BYTES);
+        (Some(v1), Some(v1alpha))
+    } else {
+        (None, None)
+    };
+    Ok(server
+        .add_service(
+            HealthServer::new(HealthService::from_health_reporter(health))
+                .max_decoding_message_size(MAX_REQUEST_BYTES),
+        )
+        .add_optional_service(reflection_v1)
+        .add_optional_service(reflection_v1alpha)
+        .add_service(InterceptedService::new(certification, authenticator))
+        .add_optional_service(sandbox_service))
+}
+
+/// CALLER_TOKENS and/or mTLS, logged once at start (the names, never the tokens).
+fn authenticator(settings: &ServerSettings) -> Authenticator {
+    let mutual_tls = settings.mutual_tls();
+    match &settings.caller_tokens {
+        Some(tokens) => tracing::info!(
+            callers = %tokens.names().collect::<Vec<_>>().join(","),
+            mutual_tls,
+            "caller authentication on"
+        ),
+        None if mutual_tls => tracing::info!("caller authentication on: client certificates"),
+        None => tracing::warn!(
+            "ALLOW_UNAUTHENTICATED: any client that reaches the port may call CertificationService"
+        ),
+    }
+    Authenticator::new(settings.caller_tokens.clone(), mutual_tls)
 }
 
 /// Our services plus google.rpc's error details, so grpcurl prints an error's ErrorInfo and

@@ -4,8 +4,8 @@
 use std::fmt;
 
 use crate::{
+    access::{CallerPermissionsError, CallerTokensError},
     domain::{IndexKeyError, SealingError},
-    grpc::{CallerPermissionsError, CallerTokensError},
 };
 
 #[derive(Debug, thiserror::Error)]

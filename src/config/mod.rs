@@ -16,8 +16,8 @@ pub use args::{Cli, Command, DatabaseArgs, HealthArgs, PurgeArgs, RekeyArgs, Ret
 pub use errors::{ConfigError, ConfigErrors};
 
 use crate::{
+    access::{CallerPermissions, CallerTokens},
     domain::{CiIndexKey, SealingKeys},
-    grpc::{CallerPermissions, CallerTokens},
     portone::{v1::PortoneSettings, v2::PortoneV2Settings},
     secret::Secret,
     service::Policy,

@@ -9,8 +9,8 @@ use super::{
     errors::{ConfigError, ConfigErrors, Problems},
 };
 use crate::{
+    access::{CallerPermissions, CallerTokens},
     domain::{CiIndexKey, MinAge, SealingKeys},
-    grpc::{CallerPermissions, CallerTokens},
     service::Policy,
 };
 

@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use tokio::time::Instant;
-use tonic::metadata::MetadataMap;
 
 /// Our answer must be on the wire before the caller gives up, and before tonic's own timeout
 /// layer answers CANCELLED in our place; keep a small slice of the budget for that.
@@ -13,8 +12,8 @@ fn with_headroom(budget: Duration) -> Duration {
 
 /// The instant by which this call must finish: the caller's deadline or `default`, whichever
 /// comes first.
-pub fn deadline(metadata: &MetadataMap, default: Duration) -> Instant {
-    let budget = metadata
+pub(crate) fn deadline(headers: &http::HeaderMap, default: Duration) -> Instant {
+    let budget = headers
         .get("grpc-timeout")
         .and_then(|value| value.to_str().ok())
         .and_then(parse_grpc_timeout)
@@ -64,14 +63,14 @@ mod tests {
 
     #[test]
     fn the_shorter_of_caller_and_default_wins() {
-        let mut metadata = MetadataMap::new();
-        metadata.insert("grpc-timeout", "100m".parse().unwrap());
-        let until = deadline(&metadata, Duration::from_secs(15)) - Instant::now();
+        let mut headers = http::HeaderMap::new();
+        headers.insert("grpc-timeout", "100m".parse().unwrap());
+        let until = deadline(&headers, Duration::from_secs(15)) - Instant::now();
         assert!(
             until <= Duration::from_millis(100) && until >= Duration::from_millis(80),
             "{until:?}"
         );
-        let until = deadline(&MetadataMap::new(), Duration::from_secs(2)) - Instant::now();
+        let until = deadline(&http::HeaderMap::new(), Duration::from_secs(2)) - Instant::now();
         assert!(
             until <= Duration::from_secs(2) && until >= Duration::from_millis(1900),
             "{until:?}"

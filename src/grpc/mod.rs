@@ -1,18 +1,20 @@
-//! The gRPC surface: generated types, the CertificationService handlers, request parsing,
-//! response building and the one mapping from errors to gRPC status.
+//! The gRPC surface: generated types, the CertificationService handlers, the layers in front of
+//! them (authentication, permission, admission, deadline, readiness), request parsing, response
+//! building and the one mapping to gRPC status.
 
 mod auth;
 mod convert;
 mod deadline;
 mod handler;
-mod method;
-mod permissions;
+mod layers;
 mod status;
 
-pub use auth::{Authenticator, Caller, CallerTokens, CallerTokensError};
+pub use auth::Authenticator;
 pub use handler::CertificationGrpc;
-pub use method::{Method, SERVICE, known_methods};
-pub use permissions::{CallerPermissions, CallerPermissionsError};
+pub use layers::{Admission, CallSpanLayer, DeadlineLayer, GateLayer, Permission, Readiness};
+
+/// CertificationService's fully qualified name.
+pub const SERVICE: &str = "certification.v1.CertificationService";
 
 /// Generated from `proto/certification/v1/certification.proto`.
 pub mod proto {
@@ -25,3 +27,31 @@ pub mod proto {
 
 /// The domain of every `google.rpc.ErrorInfo` this service returns.
 pub const ERROR_DOMAIN: &str = "certification.v1";
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+    use prost_types::FileDescriptorSet;
+
+    use super::*;
+    use crate::access::Method;
+
+    #[test]
+    fn every_rpc_in_the_proto_is_a_method_and_back() {
+        let descriptors = FileDescriptorSet::decode(proto::FILE_DESCRIPTOR_SET).unwrap();
+        let in_proto: Vec<String> = descriptors
+            .file
+            .iter()
+            .filter(|file| file.package() == "certification.v1")
+            .flat_map(|file| &file.service)
+            .filter(|service| format!("certification.v1.{}", service.name()) == SERVICE)
+            .flat_map(|service| &service.method)
+            .map(|method| method.name().to_owned())
+            .collect();
+        let known: Vec<String> = Method::ALL
+            .iter()
+            .map(|method| method.as_str().to_owned())
+            .collect();
+        assert_eq!(in_proto, known);
+    }
+}

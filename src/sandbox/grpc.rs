@@ -1,5 +1,5 @@
 //! `certification.sandbox.v1.Sandbox`: the sandbox plays the browser over gRPC. Registered only
-//! in sandbox mode ([`crate::app::Application::with_sandbox`]).
+//! in sandbox mode (`Application::with_sandbox`).
 
 use tonic::{Request, Response, Status};
 
@@ -10,7 +10,7 @@ use super::{
     people::Person,
     v2::{ChannelType, MAX_IDENTITY_VERIFICATION_ID_CHARS},
 };
-use crate::{domain::FieldViolation, error::ServiceError};
+use crate::domain::FieldViolation;
 
 /// Generated from `proto/certification/sandbox/v1/sandbox.proto`.
 pub mod proto {
@@ -106,7 +106,7 @@ impl SandboxService for SandboxGrpc {
 
 /// The service's mapping: ErrorInfo plus BadRequest, like every INVALID_ARGUMENT.
 fn invalid(violation: FieldViolation) -> Status {
-    Status::from(ServiceError::from(violation))
+    Status::from(violation)
 }
 
 fn tier_violation() -> FieldViolation {

@@ -33,7 +33,7 @@
 //!
 //! In sandbox mode nobody completes PortOne's popup, so the gRPC port also serves
 //! `certification.sandbox.v1.Sandbox/Certify` ([`grpc`], registered only by
-//! [`crate::app::Application::with_sandbox`], which `serve --sandbox` and the tests call). It
+//! `Application::with_sandbox`, which `serve --sandbox` and the tests call). It
 //! makes a certification of one of the built-in [`people::Person`]s for a given `merchant_uid`
 //! exist now (by the sandbox's clock, skew included, less `certified_seconds_ago`) and returns
 //! its new imp_uid; `person_key` makes a distinct person with the same traits, `tier` makes it
@@ -49,6 +49,7 @@ pub mod merchants;
 mod middleware;
 pub mod people;
 mod record;
+mod routes;
 mod server;
 mod state;
 #[cfg(test)]
@@ -139,7 +140,7 @@ impl Sandbox {
             state: Mutex::default(),
             stopped,
         });
-        let app = server::router(SandboxHandle {
+        let app = routes::router(SandboxHandle {
             shared: Arc::clone(&shared),
         });
         let server = tokio::spawn(async move {

@@ -1,4 +1,4 @@
-//! The sandbox's people, each defined once: the V1 fixtures ([`super::identities::fixtures`]),
+//! The sandbox's people, each defined once: the V1 fixtures (`identities::fixtures`),
 //! the V2 fixtures ([`super::v2::fixtures`]) and `Sandbox/Certify` ([`SandboxHandle::certify`])
 //! all build their records from [`Person`], so one person has one CI on both APIs.
 //!

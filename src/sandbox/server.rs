@@ -1,26 +1,20 @@
-//! The sandbox's HTTP surface: the router, PortOne V1's response envelope, and V1's endpoints
-//! (getToken, the certification lookup and its deletion). V2's handler is in [`super::v2`], the
-//! fault/latency/stats middleware around them in [`super::middleware`], the `/__sandbox/` admin
-//! routes in [`super::admin`].
+//! PortOne V1's response envelope and V1's endpoints (getToken, the certification lookup and its
+//! deletion). The routes are in `routes.rs`.
 
 use axum::{
-    Form, Json, Router,
+    Form, Json,
     extract::{FromRequest, Path, Request, State, rejection::PathRejection},
     http::{HeaderMap, StatusCode, header},
-    middleware,
     response::{IntoResponse, Response},
-    routing::{get, post},
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{
-    SandboxHandle, admin,
+    SandboxHandle,
     identities::CertificationRecord,
     merchants::{Merchant, Owner},
-    middleware::observe,
     state::State as SandboxState,
-    v2,
 };
 
 pub(super) const GET_TOKEN_PATH: &str = "/users/getToken";
@@ -35,36 +29,6 @@ const UNAUTHENTICATED: &str = "Unauthenticated";
 const CERTIFICATION_NOT_FOUND: &str = "인증결과가 존재하지 않습니다.";
 /// V1's sub-merchant header: `Tier: <3-character code>`.
 pub(super) const TIER_HEADER: &str = "tier";
-
-pub(super) fn router(sandbox: SandboxHandle) -> Router {
-    Router::new()
-        .route(GET_TOKEN_PATH, post(get_token))
-        .route(
-            "/certifications/{imp_uid}",
-            get(get_certification).delete(delete_certification),
-        )
-        .route("/identity-verifications/{id}", get(v2::get_identity_verification))
-        .route(
-            v2::IDENTITY_VERIFICATIONS_PREFIX,
-            get(v2::get_identity_verification_without_id),
-        )
-        .route("/__sandbox/stats", get(admin::stats))
-        .route("/__sandbox/reset", post(admin::reset))
-        .route("/__sandbox/latency", post(admin::latency))
-        .route("/__sandbox/faults", post(admin::faults))
-        .route("/__sandbox/tokens/expire", post(admin::expire_tokens))
-        .route("/__sandbox/clock", post(admin::clock))
-        .route("/__sandbox/certifications", post(admin::insert_certification))
-        .route(
-            "/__sandbox/identity-verifications",
-            post(admin::insert_identity_verification),
-        )
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        // A layer on the whole router, not per route, so unknown paths are counted and faulted too.
-        .layer(middleware::from_fn_with_state(sandbox.clone(), observe))
-        .with_state(sandbox)
-}
 
 /// PortOne's response envelope.
 #[derive(Serialize)]
@@ -106,7 +70,7 @@ struct TokenResponse {
     expired_at: i64,
 }
 
-async fn get_token(State(sandbox): State<SandboxHandle>, request: Request) -> Response {
+pub(super) async fn get_token(State(sandbox): State<SandboxHandle>, request: Request) -> Response {
     let credentials = match read_credentials(request).await {
         Ok(credentials) => credentials,
         Err(problem) => return failure(StatusCode::BAD_REQUEST, -1, problem),
@@ -169,7 +133,7 @@ async fn read_credentials(request: Request) -> Result<Credentials, &'static str>
     Err("request body must be JSON or application/x-www-form-urlencoded")
 }
 
-async fn get_certification(
+pub(super) async fn get_certification(
     State(sandbox): State<SandboxHandle>,
     headers: HeaderMap,
     imp_uid: Result<Path<String>, PathRejection>,
@@ -187,7 +151,7 @@ async fn get_certification(
 }
 
 /// Answers with the record as the lookup would have shown it; afterwards both answer 404.
-async fn delete_certification(
+pub(super) async fn delete_certification(
     State(sandbox): State<SandboxHandle>,
     headers: HeaderMap,
     imp_uid: Result<Path<String>, PathRejection>,
@@ -246,10 +210,10 @@ pub(super) fn presented_tier(headers: &HeaderMap) -> Option<&str> {
     Some(value.to_str().map_or("\u{fffd}", str::trim))
 }
 
-async fn not_found() -> Response {
+pub(super) async fn not_found() -> Response {
     failure(StatusCode::NOT_FOUND, -1, "Not Found")
 }
 
-async fn method_not_allowed() -> Response {
+pub(super) async fn method_not_allowed() -> Response {
     failure(StatusCode::METHOD_NOT_ALLOWED, -1, "Method Not Allowed")
 }

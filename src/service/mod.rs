@@ -3,6 +3,7 @@
 //! Provider-free too: certifications are looked up through [`Providers`].
 
 mod deletions;
+mod error;
 mod provider;
 mod sessions;
 mod verify;
@@ -17,11 +18,11 @@ use crate::{
         AccountId, AgeCheck, CertificationRef, Ci, CiIndexKey, Holder, Identity, MerchantUid, MinAge,
         PersonIndex, ProviderCertification, Purpose, SealingKeys, VerificationPurpose,
     },
-    error::ServiceError,
     store::{Recordable, Store},
 };
 
 pub use deletions::Deleter;
+pub use error::{DEADLINE_EXCEEDED, ErrorKind, ServiceError};
 pub use provider::{BoxFuture, CertificationEraser, Erased, IdentityProvider, ProviderError, Providers};
 pub use sessions::Began;
 

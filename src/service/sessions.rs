@@ -2,10 +2,9 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{IdentityService, ProviderError, VerifyCommand};
+use super::{IdentityService, ProviderError, ServiceError, VerifyCommand};
 use crate::{
     domain::{ExpectedPerson, MinAge, Provider, Purpose, Session, SessionId, SessionSpec},
-    error::ServiceError,
     store::{NewSession, StoreError, StoredSession},
 };
 
@@ -126,10 +125,7 @@ impl IdentityService {
             .filter(|stored| stored.caller == caller)
             .ok_or(ServiceError::SessionNotFound)?;
         if let Err(refusal) = self.admits(&stored, command) {
-            crate::telemetry::metrics::session_refused(
-                Some(stored.purpose),
-                refusal.refusal_reason().unwrap_or("OTHER"),
-            );
+            crate::telemetry::metrics::session_refused(Some(stored.purpose), refusal.reason());
             return Err(refusal);
         }
         let expected = match &stored.expected_sealed {

@@ -5,13 +5,14 @@
 use chrono::{DateTime, Timelike as _, Utc};
 use tokio::time::Instant;
 
-use super::{CertificationFacts, IdentityService, Recordable, Verified, VerifyCommand, certified_parts};
+use super::{
+    CertificationFacts, IdentityService, Recordable, ServiceError, Verified, VerifyCommand, certified_parts,
+};
 use crate::{
     domain::{
         AgeCheck, BindOutcome, Holder, MinAge, ProviderCertification, Session, SessionId,
         VerificationPurpose, full_age, today_in_seoul,
     },
-    error::ServiceError,
     store::{Claim, Claimed, Redeemed, StoreError},
     telemetry::metrics,
 };
@@ -41,7 +42,7 @@ impl IdentityService {
                     error,
                     ServiceError::SessionRequired | ServiceError::SessionNotFound
                 ) {
-                    metrics::session_refused(None, error.refusal_reason().unwrap_or("OTHER"));
+                    metrics::session_refused(None, error.reason());
                 }
                 return Err(error);
             }
@@ -52,10 +53,8 @@ impl IdentityService {
             (Ok(answer), Some(purpose)) if answer.first_redemption => {
                 metrics::session_redeemed(purpose, answer.verified.bound);
             }
-            (Err(error), Some(purpose)) => {
-                if let Some(reason) = error.refusal_reason() {
-                    metrics::session_refused(Some(purpose), reason);
-                }
+            (Err(error), Some(purpose)) if error.is_refusal() => {
+                metrics::session_refused(Some(purpose), error.reason());
             }
             _ => {}
         }

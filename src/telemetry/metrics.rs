@@ -231,14 +231,8 @@ where
         let answer = self.inner.call(request);
         Box::pin(async move {
             let response = answer.await;
-            // A unary success carries grpc-status in the trailers, an error in the headers.
             let code = match &response {
-                Ok(response) => response
-                    .headers()
-                    .get("grpc-status")
-                    .and_then(|value| value.to_str().ok())
-                    .and_then(|value| value.parse::<i32>().ok())
-                    .map_or("OK", code_name),
+                Ok(response) => code_name(answered_code(response.headers())),
                 Err(_) => "UNKNOWN",
             };
             counter!(RPC_REQUESTS, "service" => service, "method" => method, "code" => code).increment(1);
@@ -269,8 +263,18 @@ fn service_and_method(
         .unwrap_or(("unknown", "unknown"))
 }
 
-fn code_name(code: i32) -> &'static str {
-    match tonic::Code::from_i32(code) {
+/// The status code of a gRPC answer: a unary success carries grpc-status in the trailers (so
+/// none in the headers), an error in the headers.
+pub fn answered_code(headers: &http::HeaderMap) -> tonic::Code {
+    headers
+        .get("grpc-status")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<i32>().ok())
+        .map_or(tonic::Code::Ok, tonic::Code::from_i32)
+}
+
+fn code_name(code: tonic::Code) -> &'static str {
+    match code {
         tonic::Code::Ok => "OK",
         tonic::Code::Cancelled => "CANCELLED",
         tonic::Code::Unknown => "UNKNOWN",
@@ -315,6 +319,6 @@ mod tests {
             service_and_method("/certification.v1.CertificationService/Nope"),
             ("unknown", "unknown")
         );
-        assert_eq!(code_name(16), "UNAUTHENTICATED");
+        assert_eq!(code_name(tonic::Code::from_i32(16)), "UNAUTHENTICATED");
     }
 }

@@ -6,29 +6,23 @@ use std::collections::HashMap;
 use opentelemetry::propagation::{Extractor, Injector};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-struct MetadataExtractor<'a>(&'a tonic::metadata::MetadataMap);
+struct HeaderExtractor<'a>(&'a http::HeaderMap);
 
-impl Extractor for MetadataExtractor<'_> {
+impl Extractor for HeaderExtractor<'_> {
     fn get(&self, key: &str) -> Option<&str> {
         self.0.get(key).and_then(|value| value.to_str().ok())
     }
 
     fn keys(&self) -> Vec<&str> {
-        self.0
-            .keys()
-            .filter_map(|key| match key {
-                tonic::metadata::KeyRef::Ascii(key) => Some(key.as_str()),
-                tonic::metadata::KeyRef::Binary(_) => None,
-            })
-            .collect()
+        self.0.keys().map(http::HeaderName::as_str).collect()
     }
 }
 
 /// Makes `span` a child of the caller's trace, when the caller sent one, and records the trace
 /// id on it so log lines of the call carry it.
-pub fn continue_trace(span: &tracing::Span, metadata: &tonic::metadata::MetadataMap) {
+pub fn continue_trace(span: &tracing::Span, headers: &http::HeaderMap) {
     let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
-        propagator.extract(&MetadataExtractor(metadata))
+        propagator.extract(&HeaderExtractor(headers))
     });
     let _ = span.set_parent(parent);
     let trace_id = {

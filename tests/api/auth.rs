@@ -2,11 +2,9 @@
 //! health stays open for the kubelet.
 
 use certification_service::{
+    access::CallerTokens,
     app::SERVICE_NAME,
-    grpc::{
-        CallerTokens,
-        proto::{CheckDuplicateRequest, UnlinkRequest, check_duplicate_request::Key},
-    },
+    grpc::proto::{CheckDuplicateRequest, UnlinkRequest, check_duplicate_request::Key},
     sandbox::identities::{ADULT, ci_for},
 };
 use tonic::{Code, Request, metadata::MetadataValue};

@@ -4,10 +4,8 @@
 use std::collections::HashSet;
 
 use certification_service::{
-    grpc::{
-        CallerTokens,
-        proto::{Gender, VerifyRequest},
-    },
+    access::CallerTokens,
+    grpc::proto::{Gender, VerifyRequest},
     sandbox::{
         grpc::proto::{CertifyRequest, Person},
         identities::{ci_for, di_for},

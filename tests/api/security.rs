@@ -9,11 +9,9 @@ use std::{
 
 use axum::{Router, http::StatusCode, response::IntoResponse, routing::any};
 use certification_service::{
+    access::{CallerPermissions, CallerTokens},
     app::{Application, SERVICE_NAME},
-    grpc::{
-        CallerPermissions, CallerTokens,
-        proto::{CheckDuplicateRequest, UnlinkRequest, check_duplicate_request::Key},
-    },
+    grpc::proto::{CheckDuplicateRequest, UnlinkRequest, check_duplicate_request::Key},
     sandbox::identities::{ADULT, CertificationRecord, ci_for},
 };
 use redis::AsyncCommands;

@@ -8,13 +8,11 @@ use std::{
 };
 
 use certification_service::{
+    access::CallerTokens,
     config::Settings,
-    grpc::{
-        CallerTokens,
-        proto::{
-            BeginVerificationRequest, BeginVerificationResponse, ExpectedPerson, Provider, Purpose,
-            VerifyRequest, VerifyResponse,
-        },
+    grpc::proto::{
+        BeginVerificationRequest, BeginVerificationResponse, ExpectedPerson, Provider, Purpose,
+        VerifyRequest, VerifyResponse,
     },
     sandbox::identities::CertificationRecord,
 };

@@ -165,7 +165,7 @@ async fn under_mtls_a_token_must_belong_to_the_certificates_caller() {
         key_pem: pki.server.key_pem.clone().into_bytes(),
         client_ca_pem: Some(pki.ours.pem.clone().into_bytes()),
     };
-    let tokens = certification_service::grpc::CallerTokens::parse(
+    let tokens = certification_service::access::CallerTokens::parse(
         "signup=signup-token-0123456789abcdef,ops=ops-token-0123456789abcdef0",
     )
     .unwrap();

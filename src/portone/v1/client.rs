@@ -1,5 +1,5 @@
 //! The PortOne V1 REST client: getToken and certification lookups, on the shared HTTP layer.
-//! Deletions are in [`super::erase`].
+//! Deletions are in `erase.rs`.
 
 use std::{
     sync::{

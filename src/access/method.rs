@@ -1,0 +1,33 @@
+//! CertificationService's RPCs, named once: CALLER_PERMISSIONS names them, the handlers' spans
+//! and the metrics' labels come from here, and a test in `grpc` checks the list against the
+//! proto, so a new RPC cannot be counted as `unknown` unnoticed.
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    BeginVerification,
+    Verify,
+    CheckDuplicate,
+    Unlink,
+}
+
+impl Method {
+    pub const ALL: &'static [Method] = &[
+        Method::BeginVerification,
+        Method::Verify,
+        Method::CheckDuplicate,
+        Method::Unlink,
+    ];
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|method| method.as_str() == name)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::BeginVerification => "BeginVerification",
+            Method::Verify => "Verify",
+            Method::CheckDuplicate => "CheckDuplicate",
+            Method::Unlink => "Unlink",
+        }
+    }
+}
