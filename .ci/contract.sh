@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The API contract (README "The API contract"), run by .ci/run after the cargo test steps:
+# The API contract (docs/api.md, "The API contract"), run by .ci/run after the cargo test steps:
 #   1. buf lint (STANDARD + COMMENTS) of proto/;
 #   2. buf breaking: proto/ against proto-released/, the last released API;
 #   3. examples/typescript-signup: code generated from proto/, compiled with tsc, and its node:test
