@@ -166,7 +166,7 @@ async fn start_fleet(
     });
     settings.store.acquire_timeout = Duration::from_secs(10);
     settings.store.readiness_interval = Duration::from_millis(100);
-    settings.portone.http.request_timeout = Duration::from_secs(5);
+    settings.portone_v1.as_mut().unwrap().http.request_timeout = Duration::from_secs(5);
     settings.server.request_timeout = Duration::from_secs(30);
     settings.server.max_in_flight = 4096;
     let mut fleet = Vec::new();
@@ -176,7 +176,7 @@ async fn start_fleet(
                 .await
                 .unwrap();
         let address = application.local_addr();
-        let portone = application.portone();
+        let portone = application.portone().expect("the benchmark configures V1");
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(application.run_until_stopped(async {
             let _ = stopped.await;

@@ -45,7 +45,8 @@ pub struct Application {
     metrics_listener: Option<TcpListener>,
     metrics_addr: Option<SocketAddr>,
     store: Store,
-    portone: PortoneClient,
+    /// PortOne V1's client, where V1 is configured: the deletions at PortOne use it too.
+    portone: Option<PortoneClient>,
     grpc: CertificationGrpc,
     health: HealthReporter,
     settings: Settings,
@@ -66,9 +67,8 @@ impl Application {
     /// first ([`install_crypto_provider`]).
     pub async fn build(settings: Settings, listener: TcpListener) -> anyhow::Result<Self> {
         // Fail closed: no caller authentication only when asked for in so many words.
-        let server = &settings.server;
         anyhow::ensure!(
-            server.caller_tokens.is_some() || server.mutual_tls() || server.allow_unauthenticated,
+            settings.server.authentication_decided(),
             "no caller authentication: set CALLER_TOKENS (or CALLER_TOKENS_FILE) or TLS_CLIENT_CA_FILE, or ALLOW_UNAUTHENTICATED=true to let anyone who reaches the port call"
         );
         let local_addr = listener.local_addr().context("reading the bound address")?;
@@ -80,30 +80,7 @@ impl Application {
         let store = Store::connect(&settings.store)
             .await
             .context("preparing the database pool")?;
-        let tokens = match &settings.redis {
-            Some(redis) => TokenCache::redis(
-                redis_connection(redis.url.expose(), redis.ca_file.as_deref(), redis.timeout)?,
-                &settings.portone.imp_key,
-                settings.portone.imp_secret.expose(),
-                redis.timeout,
-            ),
-            None => TokenCache::in_process(),
-        };
-        let portone =
-            PortoneClient::new(settings.portone.clone(), tokens).context("building the PortOne client")?;
-        let mut providers = Providers::default();
-        if settings.portone.enabled {
-            providers = providers.with(Provider::PortoneV1, Arc::new(portone.clone()));
-        }
-        let mut browser = BrowserSetup::default();
-        if let Some(v2) = &settings.portone_v2 {
-            let client = PortoneV2Client::new(v2.clone()).context("building the PortOne V2 client")?;
-            providers = providers.with(Provider::PortoneV2, Arc::new(client));
-            browser = BrowserSetup {
-                store_id: v2.store_id.clone(),
-                channel_key: v2.channel_key.clone(),
-            };
-        }
+        let (providers, portone, browser) = providers(&settings)?;
         let service = IdentityService::new(
             providers,
             store.clone(),
@@ -112,8 +89,6 @@ impl Application {
             settings.policy.clone(),
         )
         .with_browser(browser);
-        let grpc = CertificationGrpc::new(Arc::new(service));
-
         let health = HealthReporter::new();
         // tonic-health starts "" as SERVING; nothing is ready until the database answers.
         health.set_service_status("", ServingStatus::NotServing).await;
@@ -129,7 +104,7 @@ impl Application {
             metrics_addr,
             store,
             portone,
-            grpc,
+            grpc: CertificationGrpc::new(Arc::new(service)),
             health,
             settings,
             sandbox: None,
@@ -164,10 +139,43 @@ impl Application {
         self.store.clone()
     }
 
-    /// The PortOne client, for its token cache's counters.
-    pub fn portone(&self) -> PortoneClient {
+    /// The PortOne V1 client, where V1 is configured: for its token cache's counters.
+    pub fn portone(&self) -> Option<PortoneClient> {
         self.portone.clone()
     }
+}
+
+/// The identity providers configured, the PortOne V1 client among them, and what V2 hands the
+/// browser.
+fn providers(settings: &Settings) -> anyhow::Result<(Providers, Option<PortoneClient>, BrowserSetup)> {
+    let mut providers = Providers::default();
+    let portone = match &settings.portone_v1 {
+        Some(v1) => {
+            let tokens = match &settings.redis {
+                Some(redis) => TokenCache::redis(
+                    redis_connection(redis.url.expose(), redis.ca_file.as_deref(), redis.timeout)?,
+                    &v1.imp_key,
+                    v1.imp_secret.expose(),
+                    redis.timeout,
+                ),
+                None => TokenCache::in_process(),
+            };
+            let client = PortoneClient::new(v1.clone(), tokens).context("building the PortOne client")?;
+            providers = providers.with(Provider::PortoneV1, Arc::new(client.clone()));
+            Some(client)
+        }
+        None => None,
+    };
+    let mut browser = BrowserSetup::default();
+    if let Some(v2) = &settings.portone_v2 {
+        let client = PortoneV2Client::new(v2.clone()).context("building the PortOne V2 client")?;
+        providers = providers.with(Provider::PortoneV2, Arc::new(client));
+        browser = BrowserSetup {
+            store_id: v2.store_id.clone(),
+            channel_key: v2.channel_key.clone(),
+        };
+    }
+    Ok((providers, portone, browser))
 }
 
 /// Every service and method served on the gRPC port, for bounded metric labels.

@@ -133,8 +133,9 @@ impl Application {
                 stopped.clone(),
             ));
         }
-        if self.settings.policy.delete_after.is_some() && self.settings.portone.enabled {
-            let eraser: Arc<dyn CertificationEraser> = Arc::new(self.portone.clone());
+        // PORTONE_DELETE_AFTER is set only where V1 is configured (config).
+        if let (Some(_), Some(portone)) = (self.settings.policy.delete_after, &self.portone) {
+            let eraser: Arc<dyn CertificationEraser> = Arc::new(portone.clone());
             tasks.push(spawn_deletions(
                 Deleter::new(store.clone(), eraser),
                 Arc::clone(&self.ready),

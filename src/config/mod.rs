@@ -39,8 +39,8 @@ pub struct Settings {
     pub store: StoreSettings,
     /// None: the PortOne token stays in process.
     pub redis: Option<RedisSettings>,
-    /// PortOne V1 (`enabled: false` for a V2-only merchant).
-    pub portone: PortoneSettings,
+    /// PortOne V1, when its key and secret are set (or `--sandbox`).
+    pub portone_v1: Option<PortoneSettings>,
     /// PortOne V2, when PORTONE_V2_API_SECRET is set (or `--sandbox`).
     pub portone_v2: Option<PortoneV2Settings>,
     pub keys: KeySettings,
@@ -76,6 +76,11 @@ impl ServerSettings {
     /// Clients must present a certificate from our CA, which names the caller.
     pub fn mutual_tls(&self) -> bool {
         self.tls.as_ref().is_some_and(|tls| tls.client_ca_pem.is_some())
+    }
+
+    /// Callers authenticate (tokens or mTLS), or an open port was asked for in so many words.
+    pub fn authentication_decided(&self) -> bool {
+        self.caller_tokens.is_some() || self.mutual_tls() || self.allow_unauthenticated
     }
 }
 
@@ -118,17 +123,6 @@ pub struct ConnectionSettings {
     pub keepalive_interval: Duration,
     pub keepalive_timeout: Duration,
     pub max_concurrent_streams: u32,
-}
-
-impl Default for ConnectionSettings {
-    fn default() -> Self {
-        Self {
-            max_connection_age: Duration::from_secs(300),
-            keepalive_interval: Duration::from_secs(30),
-            keepalive_timeout: Duration::from_secs(10),
-            max_concurrent_streams: 256,
-        }
-    }
 }
 
 /// Certificates for serving TLS, read at start so a wrong path fails before serving.

@@ -134,7 +134,7 @@ fn either_portone_api_alone_or_both_configure_the_service() {
         "--portone-v2-channel-key=channel-key-1",
     ])
     .unwrap();
-    assert!(!v2_only.portone.enabled);
+    assert!(v2_only.portone_v1.is_none());
     let v2 = v2_only.portone_v2.unwrap();
     assert_eq!(v2.base_url, "https://api.portone.io");
     assert_eq!(v2.store_id.as_deref(), Some("store-1"));
@@ -147,8 +147,8 @@ fn either_portone_api_alone_or_both_configure_the_service() {
         "--portone-tier=T01",
     ])
     .unwrap();
-    assert!(both.portone.enabled && both.portone_v2.is_some());
-    assert_eq!(both.portone.tier.as_deref(), Some("T01"));
+    assert!(both.portone_v1.is_some() && both.portone_v2.is_some());
+    assert_eq!(both.portone_v1.as_ref().unwrap().tier.as_deref(), Some("T01"));
     assert!(
         !both.policy.allow_test_channel,
         "test channels are refused unless allowed"
@@ -185,7 +185,9 @@ fn half_credentials_a_bad_tier_or_no_api_at_all_are_refused() {
     let sandbox = serve(&["--sandbox"])
         .into_settings(Some("http://127.0.0.1:1".into()))
         .unwrap();
-    assert!(sandbox.portone.enabled && sandbox.portone_v2.is_some() && sandbox.policy.allow_test_channel);
+    assert!(
+        sandbox.portone_v1.is_some() && sandbox.portone_v2.is_some() && sandbox.policy.allow_test_channel
+    );
 }
 
 #[test]
@@ -213,4 +215,66 @@ fn portone_delete_after_is_off_unless_set_and_needs_v1() {
     ]);
     let error = v2_only.unwrap_err().to_string();
     assert!(error.contains("V2 has no delete endpoint"), "{error}");
+}
+
+/// The defaults docs/configuration.md gives, by variable: the first `code` of the default cell
+/// (positionally when a row names several variables), None where the cell names no value.
+fn documented_defaults() -> std::collections::HashMap<String, Option<String>> {
+    let doc = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/configuration.md"));
+    let code =
+        |cell: &str| -> Vec<String> { cell.split('`').skip(1).step_by(2).map(str::to_owned).collect() };
+    let mut defaults = std::collections::HashMap::new();
+    for row in doc.lines().filter(|line| line.starts_with("| `")) {
+        let cells: Vec<&str> = row.split(" | ").collect();
+        let variables: Vec<String> = code(cells[0])
+            .into_iter()
+            .filter(|name| {
+                name.bytes()
+                    .all(|byte| byte.is_ascii_uppercase() || byte.is_ascii_digit() || byte == b'_')
+            })
+            .collect();
+        let values = if cells[1].trim_start().starts_with('`') {
+            code(cells[1])
+        } else {
+            Vec::new()
+        };
+        let positional = variables.len() > 1 && values.len() == variables.len();
+        for (index, variable) in variables.iter().enumerate() {
+            let value = if positional {
+                values.get(index)
+            } else {
+                values.first()
+            };
+            defaults.insert(variable.clone(), value.cloned());
+        }
+    }
+    defaults
+}
+
+/// Each default is written once, on its flag: the documentation's table says the same, and the
+/// tests' settings are parsed from the same flags (testkit).
+#[test]
+fn the_documented_defaults_are_the_flags_own() {
+    use clap::CommandFactory;
+
+    let documented = documented_defaults();
+    let command = Cli::command();
+    let serve = command.find_subcommand("serve").unwrap();
+    let mut checked = 0;
+    for arg in serve.get_arguments() {
+        let Some(variable) = arg.get_env().and_then(|env| env.to_str()) else {
+            continue;
+        };
+        let in_doc = documented
+            .get(variable)
+            .unwrap_or_else(|| panic!("{variable} is missing from docs/configuration.md"));
+        let default = arg.get_default_values().first().and_then(|value| value.to_str());
+        assert_eq!(
+            in_doc.as_deref(),
+            default,
+            "{variable}: documented vs the flag's default"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 45, "only {checked} variables checked");
 }

@@ -72,7 +72,42 @@ impl ServeArgs {
     pub fn into_settings(self, sandbox_base_url: Option<String>) -> Result<Settings, ConfigErrors> {
         let mut problems = Problems::default();
         let portone = super::portone::portone_settings(&self, sandbox_base_url.as_deref(), &mut problems);
-        let ci_index_key = match (self.ci_index_key, self.sandbox) {
+        let keys = self.keys(&mut problems);
+        let server = self.server(&mut problems);
+        self.check_counts(&mut problems);
+        self.check_durations(&mut problems);
+        let (Some(portone), Some(keys), Some(server), true) = (portone, keys, server, problems.0.is_empty())
+        else {
+            return Err(ConfigErrors(problems.0));
+        };
+        let mut store = self.database.store_settings();
+        store.migrate_on_start = !self.skip_migrations;
+        Ok(Settings {
+            server,
+            store,
+            redis: self
+                .redis_url
+                .clone()
+                .filter(|url| !url.expose().is_empty())
+                .map(|url| RedisSettings {
+                    url,
+                    timeout: self.redis_timeout,
+                    ca_file: self.redis_ca_file.clone(),
+                }),
+            policy: self.policy(portone.v1.is_some()),
+            portone_v1: portone.v1,
+            portone_v2: portone.v2,
+            keys,
+            maintenance: MaintenanceSettings {
+                purge_interval: self.purge_interval.filter(|interval| !interval.is_zero()),
+                certification_retention: self.retention.certification_retention,
+            },
+        })
+    }
+
+    /// The CI index and sealing keys: given, or with `--sandbox` the fixed development ones.
+    fn keys(&self, problems: &mut Problems) -> Option<KeySettings> {
+        let ci_index_key = match (&self.ci_index_key, self.sandbox) {
             (Some(encoded), _) => problems.take(CiIndexKey::from_base64(encoded.expose())),
             (None, true) => {
                 tracing::warn!(
@@ -82,7 +117,7 @@ impl ServeArgs {
             }
             (None, false) => problems.fail(ConfigError::MissingIndexKey),
         };
-        let sealing_keys = match (self.ci_encryption_keys, self.sandbox) {
+        let sealing_keys = match (&self.ci_encryption_keys, self.sandbox) {
             (Some(spec), _) if !spec.expose().trim().is_empty() => {
                 problems.take(SealingKeys::parse(spec.expose()))
             }
@@ -94,12 +129,62 @@ impl ServeArgs {
             }
             (_, false) => problems.fail(ConfigError::MissingEncryptionKeys),
         };
-        // A set but blank or unparsable CALLER_TOKENS is a mistake, never "no authentication".
+        Some(KeySettings {
+            ci_index_key: ci_index_key?,
+            sealing_keys: sealing_keys?,
+        })
+    }
+
+    /// The gRPC port's listeners, TLS, callers and limits.
+    fn server(&self, problems: &mut Problems) -> Option<ServerSettings> {
+        let (caller_tokens, caller_permissions, unparsed_tokens) = self.callers(problems);
+        let tls = self.tls(problems);
+        // Unusable tokens or TLS files were reported already; they were meant to authenticate.
+        let reported = unparsed_tokens || tls.is_none();
+        let metrics_listen_addr = match self.metrics_listen_addr.trim() {
+            "" | "off" => Some(None),
+            address => problems
+                .take(address.parse().map_err(|_| ConfigError::MetricsAddr))
+                .map(Some),
+        };
+        let usable = tls.is_some() && metrics_listen_addr.is_some();
+        let server = ServerSettings {
+            grpc_listen_addr: self.grpc_listen_addr,
+            metrics_listen_addr: metrics_listen_addr.flatten(),
+            health_listen_addr: self.health_listen_addr,
+            tls: tls.flatten(),
+            caller_tokens,
+            caller_permissions,
+            allow_unauthenticated: self.allow_unauthenticated || self.sandbox,
+            grpc_reflection: self.grpc_reflection.unwrap_or(self.sandbox),
+            request_timeout: self.request_timeout,
+            max_in_flight: self.max_in_flight,
+            shutdown: ShutdownSettings {
+                drain_delay: self.shutdown_drain_delay,
+                timeout: self.shutdown_timeout,
+            },
+            connections: ConnectionSettings {
+                max_connection_age: self.grpc_max_connection_age,
+                keepalive_interval: self.grpc_keepalive_interval,
+                keepalive_timeout: self.grpc_keepalive_timeout,
+                max_concurrent_streams: self.grpc_max_concurrent_streams,
+            },
+        };
+        problems.check(
+            server.authentication_decided() || reported,
+            ConfigError::NoAuthentication,
+        );
+        usable.then_some(server)
+    }
+
+    /// CALLER_TOKENS (or its file) and CALLER_PERMISSIONS. A set but blank or unparsable
+    /// CALLER_TOKENS is a mistake, never "no authentication".
+    fn callers(&self, problems: &mut Problems) -> (Option<CallerTokens>, Option<CallerPermissions>, bool) {
         let tokens_given = self.caller_tokens.is_some() || self.caller_tokens_file.is_some();
-        let caller_tokens = match (self.caller_tokens, self.caller_tokens_file) {
+        let caller_tokens = match (&self.caller_tokens, &self.caller_tokens_file) {
             (Some(_), Some(_)) => problems.fail(ConfigError::CallerTokensTwice),
             (Some(spec), None) => problems.take(CallerTokens::parse(spec.expose())),
-            (None, Some(path)) => std::fs::read_to_string(&path)
+            (None, Some(path)) => std::fs::read_to_string(path)
                 .map_err(|error| {
                     ConfigError::CallerTokensFile(path.display().to_string(), error.kind().to_string())
                 })
@@ -110,30 +195,54 @@ impl ServeArgs {
         };
         let caller_permissions = self
             .caller_permissions
-            .and_then(|spec| problems.take(CallerPermissions::parse(&spec)));
-        let mutual_tls = self.tls_client_ca_file.is_some();
-        let allow_unauthenticated = self.allow_unauthenticated || self.sandbox;
-        problems.check(
-            tokens_given || mutual_tls || allow_unauthenticated,
-            ConfigError::NoAuthentication,
-        );
-        let tls = match (self.tls_cert_file, self.tls_key_file, self.tls_client_ca_file) {
-            (None, None, None) => None,
+            .as_ref()
+            .and_then(|spec| problems.take(CallerPermissions::parse(spec)));
+        // Tokens that did not parse were reported already.
+        let unparsed_tokens = tokens_given && caller_tokens.is_none();
+        (
+            caller_tokens.filter(|_| !unparsed_tokens),
+            caller_permissions,
+            unparsed_tokens,
+        )
+    }
+
+    /// TLS_CERT_FILE and TLS_KEY_FILE together, TLS_CLIENT_CA_FILE only with them. `Some(None)`:
+    /// plain text; None: a problem was recorded.
+    fn tls(&self, problems: &mut Problems) -> Option<Option<TlsSettings>> {
+        match (&self.tls_cert_file, &self.tls_key_file, &self.tls_client_ca_file) {
+            (None, None, None) => Some(None),
             (Some(cert), Some(key), client_ca) => {
-                let cert_pem = problems.take(read_pem(&cert));
-                let key_pem = problems.take(read_pem(&key));
+                let cert_pem = problems.take(read_pem(cert));
+                let key_pem = problems.take(read_pem(key));
                 let client_ca_pem = problems.take(client_ca.as_deref().map(read_pem).transpose());
-                match (cert_pem, key_pem, client_ca_pem) {
-                    (Some(cert_pem), Some(key_pem), Some(client_ca_pem)) => Some(TlsSettings {
-                        cert_pem,
-                        key_pem,
-                        client_ca_pem,
-                    }),
-                    _ => None,
-                }
+                Some(Some(TlsSettings {
+                    cert_pem: cert_pem?,
+                    key_pem: key_pem?,
+                    client_ca_pem: client_ca_pem?,
+                }))
             }
             _ => problems.fail(ConfigError::TlsIncomplete),
-        };
+        }
+    }
+
+    /// The checks every Verify applies. PORTONE_DELETE_AFTER only where V1 is configured: V2 has
+    /// no delete call.
+    fn policy(&self, with_v1: bool) -> Policy {
+        Policy {
+            min_age: self.min_age,
+            reject_underage: self.reject_underage,
+            max_certification_age: self.certification_max_age,
+            rejoin_cooldown: self.retention.rejoin_cooldown,
+            clock_skew: self.clock_skew,
+            require_session: self.require_session,
+            // The sandbox's verifications are test data by design.
+            allow_test_channel: self.portone_allow_test_channel || self.sandbox,
+            session_ttl: self.verification_session_ttl,
+            delete_after: self.portone_delete_after.filter(|_| with_v1),
+        }
+    }
+
+    fn check_counts(&self, problems: &mut Problems) {
         let counts: [(bool, &'static str); 8] = [
             (self.min_age <= MinAge::MAX, "MIN_AGE must be between 0 and 150"),
             (
@@ -168,6 +277,9 @@ impl ServeArgs {
         for (ok, message) in counts {
             problems.check(ok, ConfigError::OutOfRange(message));
         }
+    }
+
+    fn check_durations(&self, problems: &mut Problems) {
         let durations = [
             ("PORTONE_TIMEOUT", self.portone_timeout, MILLISECOND, 5 * MINUTE),
             ("REQUEST_TIMEOUT", self.request_timeout, MILLISECOND, 10 * MINUTE),
@@ -251,72 +363,5 @@ impl ServeArgs {
         if let Err(error) = self.retention.validate() {
             problems.0.extend(error.0);
         }
-        let metrics_listen_addr = match self.metrics_listen_addr.trim() {
-            "" | "off" => None,
-            address => problems.take(address.parse().map_err(|_| ConfigError::MetricsAddr)),
-        };
-
-        let (Some((portone, portone_v2)), Some(ci_index_key), Some(sealing_keys), true) =
-            (portone, ci_index_key, sealing_keys, problems.0.is_empty())
-        else {
-            return Err(ConfigErrors(problems.0));
-        };
-        let mut store = self.database.store_settings();
-        store.migrate_on_start = !self.skip_migrations;
-        Ok(Settings {
-            server: ServerSettings {
-                grpc_listen_addr: self.grpc_listen_addr,
-                metrics_listen_addr,
-                health_listen_addr: self.health_listen_addr,
-                tls,
-                caller_tokens,
-                caller_permissions,
-                allow_unauthenticated,
-                grpc_reflection: self.grpc_reflection.unwrap_or(self.sandbox),
-                request_timeout: self.request_timeout,
-                max_in_flight: self.max_in_flight,
-                shutdown: ShutdownSettings {
-                    drain_delay: self.shutdown_drain_delay,
-                    timeout: self.shutdown_timeout,
-                },
-                connections: ConnectionSettings {
-                    max_connection_age: self.grpc_max_connection_age,
-                    keepalive_interval: self.grpc_keepalive_interval,
-                    keepalive_timeout: self.grpc_keepalive_timeout,
-                    max_concurrent_streams: self.grpc_max_concurrent_streams,
-                },
-            },
-            store,
-            redis: self
-                .redis_url
-                .filter(|url| !url.expose().is_empty())
-                .map(|url| RedisSettings {
-                    url,
-                    timeout: self.redis_timeout,
-                    ca_file: self.redis_ca_file,
-                }),
-            portone,
-            portone_v2,
-            keys: KeySettings {
-                ci_index_key,
-                sealing_keys,
-            },
-            policy: Policy {
-                min_age: self.min_age,
-                reject_underage: self.reject_underage,
-                max_certification_age: self.certification_max_age,
-                rejoin_cooldown: self.retention.rejoin_cooldown,
-                clock_skew: self.clock_skew,
-                require_session: self.require_session,
-                // The sandbox's verifications are test data by design.
-                allow_test_channel: self.portone_allow_test_channel || self.sandbox,
-                session_ttl: self.verification_session_ttl,
-                delete_after: self.portone_delete_after,
-            },
-            maintenance: MaintenanceSettings {
-                purge_interval: self.purge_interval.filter(|interval| !interval.is_zero()),
-                certification_retention: self.retention.certification_retention,
-            },
-        })
     }
 }

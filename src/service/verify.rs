@@ -10,8 +10,8 @@ use super::{
 };
 use crate::{
     domain::{
-        AgeCheck, BindOutcome, Holder, MinAge, ProviderCertification, Session, SessionId,
-        VerificationPurpose, full_age, today_in_seoul,
+        AgeCheck, BindOutcome, Holder, MinAge, Provider, ProviderCertification, Session, SessionId,
+        VerificationPurpose, full_age, saturating_after, today_in_seoul,
     },
     store::{Claim, Claimed, Redeemed, StoreError},
     telemetry::metrics,
@@ -127,7 +127,7 @@ impl IdentityService {
         if let (Ok(()), true, Some(account)) = (&verdict, age.satisfied(), &account) {
             let claim = session
                 .as_ref()
-                .map(|session| claim_for(&session.id, &found, self.policy.delete_after));
+                .map(|session| claim_for(&session.id, &found, self.policy.delete_after, now));
             let redeemed = Box::pin(self.store.record_and_bind(
                 Recordable::new(self, &found, &identity, ci_index.clone(), certified_at),
                 account,
@@ -187,7 +187,7 @@ impl IdentityService {
         {
             verdict = Err(ServiceError::IdentityMismatch { fields: vec!["ci"] });
         }
-        let claim = claim_for(&session.id, &found, self.policy.delete_after);
+        let claim = claim_for(&session.id, &found, self.policy.delete_after, now);
         let (holder_before, redeemed_at, first) =
             match Box::pin(self.redeem(&claim, holder.as_ref(), Some(session), now)).await? {
                 None => (holder, now, true),
@@ -281,16 +281,22 @@ impl IdentityService {
     }
 }
 
+/// The certification's claim on its session. Its first redemption also enqueues the deletion at
+/// PortOne (PORTONE_DELETE_AFTER) where there is one: V1 only, V2 has no such call.
 fn claim_for<'a>(
     session: &'a SessionId,
     found: &'a ProviderCertification,
     delete_after: Option<std::time::Duration>,
+    now: DateTime<Utc>,
 ) -> Claim<'a> {
+    let deletion_due = delete_after
+        .filter(|_| found.provider == Provider::PortoneV1)
+        .map(|after| saturating_after(now, after));
     Claim {
         session,
         provider: found.provider,
         certification_id: &found.id,
-        delete_after,
+        deletion_due,
     }
 }
 

@@ -38,7 +38,7 @@ pub(super) async fn bind_fresh_postgres<C: ConnectionTrait>(
         account.as_str().to_owned().into(),
         claim.map(|claim| claim.session.as_str().to_owned()).into(),
         claim.is_some().into(),
-        claim.and_then(|claim| claim.deletion_not_before(now)).into(),
+        claim.and_then(|claim| claim.deletion_due).into(),
     ]);
     let statement = Statement::from_sql_and_values(DbBackend::Postgres, BIND_FRESH, values);
     match on.query_one(statement).await {

@@ -10,7 +10,7 @@
 //!   takes the one-bind statement, which decides its own race. Any other failure does the same,
 //!   so one bind's fault stays its own.
 
-use std::{collections::HashSet, time::Duration};
+use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
 use sea_orm::sqlx::{self, PgConnection};
@@ -31,8 +31,8 @@ use crate::domain::{AccountId, SessionId};
 pub(super) struct FreshBind {
     pub(super) recordable: Recordable,
     pub(super) account: AccountId,
-    /// The session it redeems, if any, and its PORTONE_DELETE_AFTER.
-    pub(super) session: Option<(SessionId, Option<Duration>)>,
+    /// The session it redeems, if any, and when its deletion at the provider is due.
+    pub(super) session: Option<(SessionId, Option<DateTime<Utc>>)>,
 }
 
 /// What the statement did with one bind.
@@ -47,11 +47,11 @@ pub(super) enum Fresh {
 
 impl FreshBind {
     fn claim(&self) -> Option<Claim<'_>> {
-        self.session.as_ref().map(|(session, delete_after)| Claim {
+        self.session.as_ref().map(|(session, deletion_due)| Claim {
             session,
             provider: self.recordable.provider,
             certification_id: &self.recordable.id,
-            delete_after: *delete_after,
+            deletion_due: *deletion_due,
         })
     }
 }
@@ -168,7 +168,7 @@ async fn bind_many(
         .bind(
             binds
                 .iter()
-                .map(|(_, bind)| bind.claim().and_then(|claim| claim.deletion_not_before(now)))
+                .map(|(_, bind)| bind.claim().and_then(|claim| claim.deletion_due))
                 .collect::<Vec<_>>(),
         )
         .bind(positions)

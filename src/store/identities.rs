@@ -111,13 +111,13 @@ impl Store {
             claim.provider == recordable.provider && claim.certification_id == recordable.id
         }));
         // A new person for a new account: one statement instead of a transaction of six, its
-        // PortOne deletion (PORTONE_DELETE_AFTER) enqueued by the same statement, and signups
+        // deletion at the provider enqueued by the same statement, and signups
         // arriving together in one statement (see [`super::fresh_binds`]).
         let recordable = if self.is_postgres() {
             let bind = FreshBind {
                 recordable,
                 account: account.clone(),
-                session: claim.map(|claim| (claim.session.clone(), claim.delete_after)),
+                session: claim.map(|claim| (claim.session.clone(), claim.deletion_due)),
             };
             match self.fresh_binds.ask(bind).await? {
                 Fresh::Bound(bound_at) => {

@@ -11,7 +11,6 @@ use sea_orm::{
 use super::{Store, StoreError, classify, deletions, entities::session, identities::holder};
 use crate::domain::{
     AccountId, Holder, MinAge, Provider, Redemption, Sealed, SessionId, SessionSpec, VerificationPurpose,
-    saturating_after,
 };
 
 /// A session about to be stored.
@@ -45,20 +44,9 @@ pub struct Claim<'a> {
     pub session: &'a SessionId,
     pub provider: Provider,
     pub certification_id: &'a str,
-    /// PORTONE_DELETE_AFTER: the first redemption of a V1 certification enqueues its deletion
-    /// at PortOne this long after, in the same transaction.
-    pub delete_after: Option<std::time::Duration>,
-}
-
-impl Claim<'_> {
-    /// When PortOne may be asked to delete the certification, if its first redemption now
-    /// must enqueue that (PORTONE_DELETE_AFTER, V1 only: V2 has no such call).
-    pub(super) fn deletion_not_before(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        match (self.delete_after, self.provider) {
-            (Some(delay), Provider::PortoneV1) => Some(saturating_after(now, delay)),
-            _ => None,
-        }
-    }
+    /// Set: the first redemption also enqueues the certification's deletion at its provider,
+    /// due at this time, in the same transaction.
+    pub deletion_due: Option<DateTime<Utc>>,
 }
 
 /// What a claim found.
@@ -138,7 +126,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Claimed, StoreError> {
         let _place = self.place().await?;
-        if claim.deletion_not_before(now).is_none() {
+        if claim.deletion_due.is_none() {
             return claim_in(&self.db, claim, Some(holder_before), now).await;
         }
         // The redemption and its deletion commit together, or neither does.
@@ -219,7 +207,7 @@ pub(super) async fn claim_in(
         .await
         .map_err(classify)?;
     if claimed.rows_affected == 1 {
-        if let Some(not_before) = claim.deletion_not_before(now) {
+        if let Some(not_before) = claim.deletion_due {
             deletions::enqueue_in(db, claim.certification_id, now, not_before).await?;
         }
         return Ok(Claimed::First);

@@ -242,7 +242,7 @@ async fn portone_failing_with_500_is_retried_until_it_deletes() {
     })
     .await;
     // Every HTTP attempt of the first try (the shared layer retries too), then one more.
-    let failing = app.settings.portone.http.max_attempts + 1;
+    let failing = app.settings.portone_v1.as_ref().unwrap().http.max_attempts + 1;
     app.sandbox.inject(
         Endpoint::DeleteCertification,
         Fault::Status { status: 500 },
@@ -280,6 +280,8 @@ async fn a_404_from_portone_counts_as_done() {
     // Someone (the merchant's console, another tool) deleted it first.
     let deleted = app
         .portone
+        .as_ref()
+        .unwrap()
         .delete(&ImpUid::parse(&imp_uid).unwrap(), deadline())
         .await
         .unwrap();

@@ -26,10 +26,10 @@ async fn app_with_portone_behind_proxy(
 ) -> (TestApp, FaultProxy) {
     let (mut settings, sandbox, data) = test_settings(|_| {}).await;
     let proxy = FaultProxy::start(sandbox.local_addr()).await;
-    settings.portone.base_url = format!("http://{}", proxy.addr());
-    settings.portone.http.circuit = circuit;
-    settings.portone.http.request_timeout = portone_timeout;
-    settings.portone.http.max_attempts = max_attempts;
+    settings.portone_v1.as_mut().unwrap().base_url = format!("http://{}", proxy.addr());
+    settings.portone_v1.as_mut().unwrap().http.circuit = circuit;
+    settings.portone_v1.as_mut().unwrap().http.request_timeout = portone_timeout;
+    settings.portone_v1.as_mut().unwrap().http.max_attempts = max_attempts;
     let app = spawn_app_on(settings, sandbox, data, |_| {}, true).await;
     (app, proxy)
 }
@@ -46,7 +46,7 @@ fn circuit_is_open(status: &tonic::Status) -> bool {
 #[tokio::test]
 async fn a_lasting_outage_opens_the_circuit_calls_stop_reaching_portone_and_a_probe_closes_it() {
     let app = spawn_app_with(|settings| {
-        settings.portone.http.circuit = CircuitSettings {
+        settings.portone_v1.as_mut().unwrap().http.circuit = CircuitSettings {
             failure_threshold: 3,
             open_for: Duration::from_millis(600),
         };

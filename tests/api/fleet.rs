@@ -36,7 +36,7 @@ pub fn assert_all_ok(results: &[Result<(), tonic::Status>]) {
 /// Ten calls over the fleet: one getToken, the token in Redis, no replica degraded.
 async fn assert_token_shared_through(redis: &RedisServer, fleet: &Fleet) {
     assert_all_ok(&fleet.verify_burst(10, ADULT).await);
-    let key = token_key(&fleet.replicas[0].settings.portone.imp_key);
+    let key = token_key(&fleet.replicas[0].settings.portone_v1.as_ref().unwrap().imp_key);
     let stored: Option<String> = redis.connection().await.get(&key).await.unwrap();
     assert!(stored.is_some(), "the token is in Redis");
     assert_eq!(fleet.sandbox.stats().get_token_calls, 1);
@@ -55,7 +55,7 @@ pub fn start_service_process(
     data: &tempfile::TempDir,
     extra: &[(&str, &str)],
 ) -> ServiceProcess {
-    let portone = &fleet.replicas[0].settings.portone;
+    let portone = &fleet.replicas[0].settings.portone_v1.as_ref().unwrap();
     let database_url = format!("sqlite://{}/service.db?mode=rwc", data.path().display());
     let index_key = STANDARD.encode(TEST_INDEX_KEY);
     let encryption_keys = test_encryption_keys();
@@ -158,7 +158,7 @@ async fn a_token_near_expiry_is_refreshed_in_the_background_by_one_replica() {
         |_| {},
     )
     .await;
-    let key = token_key(&fleet.replicas[0].settings.portone.imp_key);
+    let key = token_key(&fleet.replicas[0].settings.portone_v1.as_ref().unwrap().imp_key);
     let mut connection = redis.connection().await;
     assert_all_ok(&fleet.verify_burst(3, ADULT).await);
     tokio::time::sleep(Duration::from_secs(8)).await;
@@ -208,7 +208,7 @@ async fn a_late_401_for_an_old_token_never_deletes_the_fresh_one() {
     fleet.sandbox.expire_tokens();
     // The first replica meets the 401 and stores a fresh token in Redis.
     first.verify(ADULT).await.unwrap();
-    let key = token_key(&first.settings.portone.imp_key);
+    let key = token_key(&first.settings.portone_v1.as_ref().unwrap().imp_key);
     let mut connection = redis.connection().await;
     let fresh: String = connection.get(&key).await.unwrap();
 
@@ -243,7 +243,7 @@ async fn rediss_with_a_private_ca_and_a_password_shares_the_token() {
 async fn no_token_secret_or_personal_data_reaches_the_logs_even_at_debug_level() {
     let mut redis = RedisServer::start_with_password(Some("redis-pass-never-logged"));
     let fleet = spawn_fleet(1, Some(&redis.url()), |_| {}, |_| {}).await;
-    let portone = &fleet.replicas[0].settings.portone;
+    let portone = &fleet.replicas[0].settings.portone_v1.as_ref().unwrap();
     let data = tempfile::tempdir().unwrap();
     let service = start_service_process(&fleet, &redis.url(), &data, &[("RUST_LOG", "debug")]);
     service.wait_serving().await;

@@ -48,7 +48,7 @@ async fn redis_killed_mid_burst_costs_no_call_and_is_used_again_once_back() {
     }
 
     redis.restart();
-    let key = token_key(&fleet.replicas[0].settings.portone.imp_key);
+    let key = token_key(&fleet.replicas[0].settings.portone_v1.as_ref().unwrap().imp_key);
     let mut connection = redis.connection().await;
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
@@ -73,7 +73,7 @@ async fn a_replica_killed_holding_the_lock_delays_the_others_only_until_it_expir
     let redis = RedisServer::start();
     let fleet = spawn_fleet(1, Some(&redis.url()), |_| {}, |_| {}).await;
     let survivor = &fleet.replicas[0];
-    let portone = &survivor.settings.portone;
+    let portone = &survivor.settings.portone_v1.as_ref().unwrap();
     let data = tempfile::tempdir().unwrap();
     let mut doomed = start_service_process(&fleet, &redis.url(), &data, &[("TOKEN_LOCK_TTL", "2s")]);
     doomed.wait_serving().await;

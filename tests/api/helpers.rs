@@ -49,7 +49,8 @@ pub struct TestApp {
     pub health: HealthClient<Channel>,
     pub sandbox: SandboxHandle,
     pub store: Store,
-    pub portone: PortoneClient,
+    /// PortOne V1's client, where V1 is configured.
+    pub portone: Option<PortoneClient>,
     pub settings: Settings,
     _sandbox: Arc<Sandbox>,
     _data: Arc<TestData>,
@@ -265,12 +266,16 @@ impl TestApp {
         SandboxClient::new(channel)
     }
 
+    fn v1(&self) -> &PortoneClient {
+        self.portone.as_ref().expect("this test's server has PortOne V1")
+    }
+
     pub fn token_stats(&self) -> TokenCacheStats {
-        self.portone.token_cache().stats()
+        self.v1().token_cache().stats()
     }
 
     pub fn token_cache_degraded(&self) -> bool {
-        self.portone.token_cache().is_degraded()
+        self.v1().token_cache().is_degraded()
     }
 
     pub async fn verify(

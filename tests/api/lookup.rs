@@ -106,7 +106,8 @@ async fn a_garbled_token_answer_is_upstream_malformed() {
 #[tokio::test]
 async fn wrong_portone_credentials_are_unavailable_with_auth_failed() {
     let app = spawn_app_with(|settings| {
-        settings.portone.imp_secret = certification_service::secret::Secret::new("wrong-secret");
+        settings.portone_v1.as_mut().unwrap().imp_secret =
+            certification_service::secret::Secret::new("wrong-secret");
     })
     .await;
     assert_status(app.verify(ADULT).await, Code::Unavailable, "UPSTREAM_AUTH_FAILED");
@@ -146,8 +147,8 @@ async fn a_hanging_portone_is_cut_by_the_callers_deadline() {
 #[tokio::test]
 async fn a_hanging_portone_is_cut_by_our_own_timeout_without_a_caller_deadline() {
     let app = spawn_app_with(|settings| {
-        settings.portone.http.request_timeout = Duration::from_millis(200);
-        settings.portone.http.max_attempts = 2;
+        settings.portone_v1.as_mut().unwrap().http.request_timeout = Duration::from_millis(200);
+        settings.portone_v1.as_mut().unwrap().http.max_attempts = 2;
     })
     .await;
     // The token first, so the hang hits the lookup.
@@ -182,6 +183,9 @@ async fn a_portone_that_refuses_connections_is_unavailable_after_retries() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let app = spawn_app_with(|settings| settings.portone.base_url = format!("http://{closed}")).await;
+    let app = spawn_app_with(|settings| {
+        settings.portone_v1.as_mut().unwrap().base_url = format!("http://{closed}")
+    })
+    .await;
     assert_status(app.verify(ADULT).await, Code::Unavailable, "UPSTREAM_UNAVAILABLE");
 }

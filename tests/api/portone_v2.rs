@@ -247,11 +247,38 @@ async fn a_session_redeems_only_through_its_own_provider_and_an_unconfigured_one
 async fn a_sub_merchants_lookups_carry_its_tier() {
     let app = spawn_app_with(|settings| {
         settings.policy.require_session = false;
-        settings.portone.tier = Some("T01".into());
+        settings.portone_v1.as_mut().unwrap().tier = Some("T01".into());
     })
     .await;
     let _ = app
         .verify(certification_service::sandbox::identities::ADULT)
         .await;
     assert_eq!(app.sandbox.stats().last_tier.as_deref(), Some("T01"));
+}
+
+#[tokio::test]
+async fn a_v2_only_merchant_builds_no_v1_client_and_signs_up_through_v2() {
+    let app = spawn_app_with(|settings| {
+        sessions_on(settings);
+        settings.portone_v1 = None;
+    })
+    .await;
+    assert!(app.portone.is_none(), "no V1 client without V1 settings");
+    let id = begin_v2(&app, Purpose::Signup, Some("acct-v2-only")).await;
+    certify_v2(&app, &id, Person::Adult, Some("v2-only"), false).await;
+    assert!(verify_v2(&app, &id).await.unwrap().bound);
+
+    let v1 = BeginVerificationRequest {
+        purpose: Purpose::Signup.into(),
+        provider: Provider::PortoneV1.into(),
+        ..Default::default()
+    };
+    let refused = app.client.clone().begin_verification(v1).await;
+    assert_status(refused, Code::FailedPrecondition, "PROVIDER_NOT_CONFIGURED");
+    let stats = app.sandbox.stats();
+    assert_eq!(
+        (stats.get_token_calls, stats.certification_lookups),
+        (0, 0),
+        "{stats:?}"
+    );
 }

@@ -111,7 +111,9 @@ async fn certify_with_the_sandboxs_tier_makes_a_certification_only_that_tier_see
         ..certify_request("m-tier", Person::Adult)
     };
     // A service configured as the sub-merchant sends its Tier header and finds it ...
-    let sub_merchant = spawn_app_with(|settings| settings.portone.tier = Some(SANDBOX_TIER.into())).await;
+    let sub_merchant =
+        spawn_app_with(|settings| settings.portone_v1.as_mut().unwrap().tier = Some(SANDBOX_TIER.into()))
+            .await;
     let imp_uid = certify_with(&sub_merchant, request()).await.unwrap();
     let identity = redeem(&sub_merchant, "m-tier", &imp_uid)
         .await

@@ -111,14 +111,14 @@ async fn the_portone_token_in_redis_is_sealed_and_a_planted_one_is_replaced() {
     let redis = RedisServer::start();
     let app = spawn_app_with(|settings| settings.redis = Some(redis_settings(&redis.url()))).await;
     app.verify(ADULT).await.unwrap();
-    let key = token_key(&app.settings.portone.imp_key);
+    let key = token_key(&app.settings.portone_v1.as_ref().unwrap().imp_key);
     let mut connection = redis.connection().await;
     let stored: String = connection.get(&key).await.unwrap();
     // What Redis holds is no credential: PortOne refuses it.
     let presented = reqwest::Client::new()
         .get(format!(
             "{}/certifications/{ADULT}",
-            app.settings.portone.base_url
+            app.settings.portone_v1.as_ref().unwrap().base_url
         ))
         .header("Authorization", &stored)
         .send()
@@ -179,7 +179,8 @@ async fn a_redirecting_portone_never_receives_or_forwards_the_secret() {
         }));
         axum::serve(redirector, app).await.unwrap();
     });
-    let app = spawn_app_with(|settings| settings.portone.base_url = redirector_url).await;
+    let app =
+        spawn_app_with(|settings| settings.portone_v1.as_mut().unwrap().base_url = redirector_url).await;
     assert_status(
         app.verify(ADULT).await,
         Code::FailedPrecondition,

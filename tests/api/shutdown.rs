@@ -55,7 +55,7 @@ async fn calls_hanging_past_the_shutdown_timeout_do_not_keep_the_server_up() {
         settings.server.shutdown.drain_delay = Duration::ZERO;
         settings.server.shutdown.timeout = Duration::from_millis(300);
         settings.server.request_timeout = Duration::from_secs(60);
-        settings.portone.http.request_timeout = Duration::from_secs(60);
+        settings.portone_v1.as_mut().unwrap().http.request_timeout = Duration::from_secs(60);
     })
     .await;
     app.sandbox.inject(Endpoint::GetCertification, Fault::Hang, 1);

@@ -74,7 +74,7 @@ async fn the_token_is_shared_through_redis_under_a_key_without_secrets() {
     let key = format!(
         "certification-service:portone-v1:token:{}",
         &hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
-            app.settings.portone.imp_key.as_bytes()
+            app.settings.portone_v1.as_ref().unwrap().imp_key.as_bytes()
         ))[..32]
     );
     let mut redis = redis::Client::open(url)
@@ -93,7 +93,7 @@ async fn the_token_is_shared_through_redis_under_a_key_without_secrets() {
         (1800 - 60..=1800 - 30).contains(&ttl),
         "30 minutes less the 30 s margin, got {ttl}"
     );
-    assert!(!key.contains(&app.settings.portone.imp_key));
+    assert!(!key.contains(&app.settings.portone_v1.as_ref().unwrap().imp_key));
 
     // A second replica sharing Redis and the sandbox takes the token from Redis.
     replica.verify(ADULT_SECOND_CERTIFICATION).await.unwrap();

@@ -26,8 +26,6 @@ use crate::{
 
 #[derive(Clone, Debug)]
 pub struct PortoneSettings {
-    /// False for a merchant with V2 credentials only: no V1 lookups are made.
-    pub enabled: bool,
     /// `https://api.iamport.kr`, or the sandbox. No trailing slash.
     pub base_url: String,
     pub imp_key: String,

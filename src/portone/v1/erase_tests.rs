@@ -27,7 +27,6 @@ async fn sandbox() -> Sandbox {
 
 fn client(sandbox: &Sandbox, tier: Option<&str>) -> PortoneClient {
     let settings = PortoneSettings {
-        enabled: true,
         base_url: sandbox.base_url(),
         imp_key: SANDBOX_IMP_KEY.to_owned(),
         imp_secret: Secret::new(SANDBOX_IMP_SECRET),
