@@ -280,7 +280,21 @@ impl ServeArgs {
     }
 
     fn check_durations(&self, problems: &mut Problems) {
-        let durations = [
+        for (name, value, min, max) in self.duration_bounds() {
+            problems.check(
+                (min..=max).contains(&value),
+                ConfigError::Duration(name, human(min), human(max)),
+            );
+        }
+        if let Err(error) = self.retention.validate() {
+            problems.0.extend(error.0);
+        }
+    }
+
+    /// Each duration flag, its value and its bounds: past them, date arithmetic overflows or a
+    /// time-out means nothing.
+    fn duration_bounds(&self) -> [(&'static str, Duration, Duration, Duration); 17] {
+        [
             ("PORTONE_TIMEOUT", self.portone_timeout, MILLISECOND, 5 * MINUTE),
             ("REQUEST_TIMEOUT", self.request_timeout, MILLISECOND, 10 * MINUTE),
             ("REDIS_TIMEOUT", self.redis_timeout, MILLISECOND, MINUTE),
@@ -353,15 +367,6 @@ impl ServeArgs {
                 MILLISECOND,
                 HOUR,
             ),
-        ];
-        for (name, value, min, max) in durations {
-            problems.check(
-                (min..=max).contains(&value),
-                ConfigError::Duration(name, human(min), human(max)),
-            );
-        }
-        if let Err(error) = self.retention.validate() {
-            problems.0.extend(error.0);
-        }
+        ]
     }
 }

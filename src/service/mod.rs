@@ -2,6 +2,7 @@
 //! Transport-free: the gRPC layer parses requests into commands and maps results back.
 //! Provider-free too: certifications are looked up through [`Providers`].
 
+mod decide;
 mod deletions;
 mod error;
 mod provider;
@@ -158,7 +159,7 @@ impl IdentityService {
                     return Ok(holder);
                 }
                 let found = self.lookup(&reference, deadline).await?;
-                let (identity, certified_at) = certified_parts(&found, &self.policy)?;
+                let (identity, certified_at) = decide::certified_parts(&found, &self.policy)?;
                 let ci_index = self.index_key.ci_index(&identity.ci);
                 let recordable = Recordable::new(self, &found, &identity, ci_index, certified_at);
                 Ok(self.store.record(recordable).await?.holder)
@@ -212,27 +213,6 @@ impl Recordable {
             di_sealed,
             certified_at,
         }
-    }
-}
-
-/// The identity and time of a certified certification: NOT_CERTIFIED when the person did not
-/// finish, TEST_CHANNEL for a test channel (unless allowed), CI_UNAVAILABLE without a CI.
-fn certified_parts(
-    found: &ProviderCertification,
-    policy: &Policy,
-) -> Result<(Identity, DateTime<Utc>), ServiceError> {
-    if !found.certified {
-        return Err(ServiceError::NotCertified);
-    }
-    if found.test_channel && !policy.allow_test_channel {
-        return Err(ServiceError::TestChannel);
-    }
-    if found.ci_unavailable {
-        return Err(ServiceError::CiUnavailable);
-    }
-    match (&found.identity, found.certified_at) {
-        (Some(identity), Some(certified_at)) => Ok((identity.clone(), certified_at)),
-        _ => Err(ServiceError::NotCertified),
     }
 }
 

@@ -6,12 +6,13 @@ use chrono::{DateTime, Timelike as _, Utc};
 use tokio::time::Instant;
 
 use super::{
-    CertificationFacts, IdentityService, Recordable, ServiceError, Verified, VerifyCommand, certified_parts,
+    IdentityService, Recordable, ServiceError, Verified, VerifyCommand,
+    decide::{Plan, Write, after_holder, decide},
 };
 use crate::{
     domain::{
-        AgeCheck, BindOutcome, Holder, MinAge, Provider, ProviderCertification, Session, SessionId,
-        VerificationPurpose, full_age, saturating_after, today_in_seoul,
+        BindOutcome, Holder, Provider, ProviderCertification, Session, SessionId, VerificationPurpose,
+        saturating_after,
     },
     store::{Claim, Claimed, Redeemed, StoreError},
     telemetry::metrics,
@@ -68,6 +69,7 @@ impl IdentityService {
         Ok(verified)
     }
 
+    /// Looks the certification up, decides ([`decide`]), and applies the plan.
     async fn verify_in(
         &self,
         command: VerifyCommand,
@@ -75,130 +77,97 @@ impl IdentityService {
         deadline: Instant,
     ) -> Result<Answer, ServiceError> {
         let found = self.lookup(&command.certification, deadline).await?;
-        let (identity, certified_at) = certified_parts(&found, &self.policy)?;
         let now = stored_precision(Utc::now());
-        self.check_time(certified_at, now)?;
-        self.check_belongs(&found, certified_at, &command, session.as_ref())?;
-
-        let min_age = match &session {
-            Some(session) => session.min_age,
-            None => command.min_age,
+        let Plan { facts, write } = decide(&found, session.as_ref(), &command, &self.policy, now)?;
+        let ci_index = self.index_key.ci_index(&facts.identity.ci);
+        let record = || {
+            Recordable::new(
+                self,
+                &found,
+                &facts.identity,
+                ci_index.clone(),
+                facts.certification.certified_at,
+            )
         };
-        let age = full_age(identity.birth_date, today_in_seoul(now)).ok_or(ServiceError::BornInTheFuture)?;
-        let age = AgeCheck {
-            age,
-            min_age: min_age.map_or(self.policy.min_age, MinAge::get),
+        let answered = |holder_before, bound, reverified_at, first_redemption| Answer {
+            verified: Verified {
+                identity: facts.identity.clone(),
+                certification: facts.certification.clone(),
+                age: facts.age,
+                holder_before,
+                bound,
+                purpose: session.as_ref().map(|session| session.purpose),
+                reverified_at,
+            },
+            first_redemption,
         };
-
-        // From here on the certification is the session's: whatever the verdict, it redeems it.
-        let mut verdict = Ok(());
-        if let Some(session) = &session {
-            let fields = session.expected.mismatches(&identity);
-            if !fields.is_empty() {
-                verdict = Err(ServiceError::IdentityMismatch { fields });
+        // The database calls are boxed: see `verify`.
+        match write {
+            Write::Bind { account } => {
+                let claim = session
+                    .as_ref()
+                    .map(|session| claim_for(&session.id, &found, self.policy.delete_after, now));
+                let redeemed = Box::pin(self.store.record_and_bind(
+                    record(),
+                    &account,
+                    self.policy.rejoin_cooldown,
+                    claim.as_ref(),
+                ))
+                .await?;
+                let (holder_before, first) = self
+                    .bound(redeemed, claim.as_ref(), session.as_ref(), now)
+                    .await?;
+                Ok(answered(holder_before, true, None, first))
+            }
+            Write::Record => {
+                let holder = Box::pin(self.store.record(record())).await?.holder;
+                Ok(answered(holder, false, None, false))
+            }
+            Write::Read => {
+                let holder = Box::pin(self.store.holder_by_ci(&ci_index)).await?;
+                Ok(answered(holder, false, None, false))
+            }
+            Write::Redeem { verdict } => {
+                let session = session.as_ref().expect("decide redeems only a session");
+                let holder = Box::pin(self.store.holder_by_ci(&ci_index)).await?;
+                let verdict = after_holder(verdict, session, holder.as_ref());
+                let claim = claim_for(&session.id, &found, self.policy.delete_after, now);
+                let (holder_before, redeemed_at, first) =
+                    match Box::pin(self.redeem(&claim, holder.as_ref(), Some(session), now)).await? {
+                        None => (holder, now, true),
+                        Some(earlier) => (earlier.holder_before, earlier.redeemed_at, false),
+                    };
+                verdict?;
+                let reverified_at = (session.purpose == VerificationPurpose::Reverify).then_some(redeemed_at);
+                Ok(answered(holder_before, false, reverified_at, first))
             }
         }
-        if verdict.is_ok() && self.policy.reject_underage && !age.satisfied() {
-            verdict = Err(ServiceError::Underage(age));
-        }
-        let account = match &session {
-            Some(session) if session.binds() => session.account.clone(),
-            Some(_) => None,
-            None => command.account.clone(),
-        };
-        let ci_index = self.index_key.ci_index(&identity.ci);
-        let facts = CertificationFacts {
-            provider: found.provider,
-            id: found.id.clone(),
-            merchant_uid: found.merchant_uid.clone(),
-            pg_provider: found.pg_provider.clone(),
-            certified_at,
-        };
-        let verified = |holder_before, bound, reverified_at| Verified {
-            identity: identity.clone(),
-            certification: facts.clone(),
-            age,
-            holder_before,
-            bound,
-            purpose: session.as_ref().map(|session| session.purpose),
-            reverified_at,
-        };
+    }
 
-        if let (Ok(()), true, Some(account)) = (&verdict, age.satisfied(), &account) {
-            let claim = session
-                .as_ref()
-                .map(|session| claim_for(&session.id, &found, self.policy.delete_after, now));
-            let redeemed = Box::pin(self.store.record_and_bind(
-                Recordable::new(self, &found, &identity, ci_index.clone(), certified_at),
-                account,
-                self.policy.rejoin_cooldown,
-                claim.as_ref(),
-            ))
-            .await?;
-            return match redeemed {
-                Redeemed::Bound {
-                    holder_before,
-                    redeemed_session,
-                    ..
-                } => Ok(Answer {
-                    verified: verified(holder_before, true, None),
-                    first_redemption: redeemed_session,
-                }),
-                Redeemed::SessionUsed => Err(ServiceError::SessionUsed),
-                Redeemed::SessionExpired => Err(session_expired(session.as_ref())),
-                Redeemed::Refused(outcome) => {
-                    let refusal = refusal(outcome);
-                    // Refused after every check of the certification itself: the session is spent.
-                    if let Some(claim) = &claim {
-                        Box::pin(self.redeem(claim, None, session.as_ref(), now)).await?;
-                    }
-                    Err(refusal)
+    /// A bind's outcome: who held the person before, and whether this call redeemed the session
+    /// first. A refused bind spends its session: the certification was the session's.
+    async fn bound(
+        &self,
+        redeemed: Redeemed,
+        claim: Option<&Claim<'_>>,
+        session: Option<&Session>,
+        now: DateTime<Utc>,
+    ) -> Result<(Option<Holder>, bool), ServiceError> {
+        match redeemed {
+            Redeemed::Bound {
+                holder_before,
+                redeemed_session,
+                ..
+            } => Ok((holder_before, redeemed_session)),
+            Redeemed::SessionUsed => Err(ServiceError::SessionUsed),
+            Redeemed::SessionExpired => Err(session_expired(session)),
+            Redeemed::Refused(outcome) => {
+                if let Some(claim) = claim {
+                    Box::pin(self.redeem(claim, None, session, now)).await?;
                 }
-            };
+                Err(refusal(outcome))
+            }
         }
-
-        // Nothing to bind (or not allowed to): who holds the person is read, not written.
-        let Some(session) = &session else {
-            verdict?;
-            // Without a session, today's behaviour: a certified person who passed is recorded,
-            // and the record's one statement also says who holds them.
-            let holder = if age.satisfied() {
-                Box::pin(self.store.record(Recordable::new(
-                    self,
-                    &found,
-                    &identity,
-                    ci_index.clone(),
-                    certified_at,
-                )))
-                .await?
-                .holder
-            } else {
-                Box::pin(self.store.holder_by_ci(&ci_index)).await?
-            };
-            return Ok(Answer {
-                verified: verified(holder, false, None),
-                first_redemption: false,
-            });
-        };
-        let holder = Box::pin(self.store.holder_by_ci(&ci_index)).await?;
-        if verdict.is_ok()
-            && session.purpose == VerificationPurpose::Reverify
-            && holder.as_ref().map(|holder| &holder.account_id) != session.account.as_ref()
-        {
-            verdict = Err(ServiceError::IdentityMismatch { fields: vec!["ci"] });
-        }
-        let claim = claim_for(&session.id, &found, self.policy.delete_after, now);
-        let (holder_before, redeemed_at, first) =
-            match Box::pin(self.redeem(&claim, holder.as_ref(), Some(session), now)).await? {
-                None => (holder, now, true),
-                Some(earlier) => (earlier.holder_before, earlier.redeemed_at, false),
-            };
-        verdict?;
-        let reverified_at = (session.purpose == VerificationPurpose::Reverify).then_some(redeemed_at);
-        Ok(Answer {
-            verified: verified(holder_before, false, reverified_at),
-            first_redemption: first,
-        })
     }
 
     /// Redeems the session for a Verify that binds nothing: `None` for the first redemption,
@@ -216,68 +185,6 @@ impl IdentityService {
             Claimed::UsedByAnother => Err(ServiceError::SessionUsed),
             Claimed::Expired => Err(session_expired(session)),
         }
-    }
-
-    /// Certified no later than now plus the clock skew, and no longer ago than allowed.
-    fn check_time(&self, certified_at: DateTime<Utc>, now: DateTime<Utc>) -> Result<(), ServiceError> {
-        let clock_skew = self.policy.clock_skew;
-        let latest = chrono::TimeDelta::from_std(clock_skew)
-            .ok()
-            .and_then(|skew| now.checked_add_signed(skew))
-            .unwrap_or(now);
-        if certified_at > latest {
-            return Err(ServiceError::CertifiedInFuture {
-                certified_at,
-                clock_skew,
-            });
-        }
-        let max_age = self.policy.max_certification_age;
-        if (now - certified_at).to_std().unwrap_or_default() > max_age {
-            return Err(ServiceError::CertificationExpired {
-                certified_at,
-                max_age,
-            });
-        }
-        Ok(())
-    }
-
-    /// The certification was made for this session (or, without one, for this merchant_uid),
-    /// after the session began.
-    fn check_belongs(
-        &self,
-        found: &ProviderCertification,
-        certified_at: DateTime<Utc>,
-        command: &VerifyCommand,
-        session: Option<&Session>,
-    ) -> Result<(), ServiceError> {
-        let certified_for = found.merchant_uid.as_deref();
-        match session {
-            Some(session) => {
-                if certified_for != Some(session.id.as_str()) {
-                    return Err(ServiceError::MerchantMismatch);
-                }
-                let skew = chrono::TimeDelta::from_std(self.policy.clock_skew).unwrap_or_default();
-                let earliest = session
-                    .created_at
-                    .checked_sub_signed(skew)
-                    .unwrap_or(session.created_at);
-                if certified_at < earliest {
-                    return Err(ServiceError::CertifiedBeforeSession);
-                }
-            }
-            None => {
-                if let Some(expected) = &command.merchant_uid
-                    && certified_for != Some(expected.as_str())
-                {
-                    return Err(ServiceError::MerchantMismatch);
-                }
-                // A certification made for a session is redeemed through that session only.
-                if certified_for.and_then(SessionId::recognise).is_some() {
-                    return Err(ServiceError::SessionRequired);
-                }
-            }
-        }
-        Ok(())
     }
 }
 
