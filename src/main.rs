@@ -9,10 +9,8 @@ fn main() -> ExitCode {
 }
 
 /// glibc gives every thread that allocates concurrently an arena of its own (up to 8 per core)
-/// and keeps their freed memory. One arena for the two worker threads lowers the peak further
-/// than two, at no measured CPU cost (1,000 calls in flight, 20 ms PortOne, fresh process each:
-/// 64.7–66.4 MiB with one, 69.1–69.9 MiB with two; see BENCHMARKS.md). MALLOC_ARENA_MAX in the
-/// environment still wins.
+/// and keeps their freed memory. One arena lowers the peak at no measured CPU cost
+/// (BENCHMARKS.md, "malloc arenas"). MALLOC_ARENA_MAX in the environment still wins.
 fn limit_malloc_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     if std::env::var_os("MALLOC_ARENA_MAX").is_none() {

@@ -28,7 +28,7 @@ pub struct RekeyReport {
     /// Rows now sealed under the first key by this run.
     pub resealed: u64,
     /// Rows another writer re-sealed between our read and our write.
-    pub raced: u64,
+    pub(crate) raced: u64,
 }
 
 /// Re-seals every person still under an older key, or sealed before values were bound to their

@@ -3,7 +3,7 @@
 //! proto, so a new RPC cannot be counted as `unknown` unnoticed.
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Method {
+pub(crate) enum Method {
     BeginVerification,
     Verify,
     CheckDuplicate,
@@ -11,18 +11,18 @@ pub enum Method {
 }
 
 impl Method {
-    pub const ALL: &'static [Method] = &[
+    pub(crate) const ALL: &'static [Method] = &[
         Method::BeginVerification,
         Method::Verify,
         Method::CheckDuplicate,
         Method::Unlink,
     ];
 
-    pub fn from_name(name: &str) -> Option<Self> {
+    pub(crate) fn from_name(name: &str) -> Option<Self> {
         Self::ALL.iter().copied().find(|method| method.as_str() == name)
     }
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Method::BeginVerification => "BeginVerification",
             Method::Verify => "Verify",

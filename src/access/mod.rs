@@ -6,10 +6,10 @@ mod method;
 mod permissions;
 mod tokens;
 
-pub use method::Method;
+pub(crate) use method::Method;
 pub use permissions::{CallerPermissions, CallerPermissionsError};
 pub use tokens::{CallerTokens, CallerTokensError};
 
 /// The name of the service that called, as configured (never the token).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Caller(pub String);
+pub(crate) struct Caller(pub String);

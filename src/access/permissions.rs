@@ -65,7 +65,7 @@ impl CallerPermissions {
 
     /// Whether `caller` (None: not authenticated) may call `method`. A caller without an entry
     /// may call nothing.
-    pub fn allows(&self, caller: Option<&str>, method: Method) -> bool {
+    pub(crate) fn allows(&self, caller: Option<&str>, method: Method) -> bool {
         match caller.and_then(|caller| self.by_caller.get(caller)) {
             Some(Allowed::Every) => true,
             Some(Allowed::Only(methods)) => methods.contains(&method),

@@ -45,224 +45,224 @@ pub enum Command {
 pub struct HealthArgs {
     /// host:port of the gRPC (or plain health) port.
     #[arg(long, default_value = "127.0.0.1:50051")]
-    pub addr: String,
+    pub(crate) addr: String,
     /// The service to ask about: "" (the process) or certification.v1.CertificationService.
     #[arg(long, default_value = "")]
-    pub service: String,
+    pub(crate) service: String,
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
 }
 
 #[derive(Args, Debug)]
 pub struct RekeyArgs {
     #[command(flatten)]
-    pub database: DatabaseArgs,
+    pub(crate) database: DatabaseArgs,
     #[arg(long, env = "CI_ENCRYPTION_KEYS", hide_env_values = true, value_parser = secret)]
-    pub ci_encryption_keys: Secret,
+    pub(crate) ci_encryption_keys: Secret,
     /// Rows per batch; each batch is read, re-sealed and written back row by row.
     #[arg(long, default_value_t = 500)]
-    pub batch_size: u64,
+    pub(crate) batch_size: u64,
 }
 
 #[derive(Args, Debug)]
 pub struct PurgeArgs {
     #[command(flatten)]
-    pub database: DatabaseArgs,
+    pub(crate) database: DatabaseArgs,
     #[command(flatten)]
-    pub retention: RetentionArgs,
+    pub(crate) retention: RetentionArgs,
 }
 
 #[derive(Args, Debug, Clone)]
 pub struct RetentionArgs {
     /// How long a certification record is kept after it was last seen, e.g. 90d.
     #[arg(long, env = "CERTIFICATION_RETENTION", default_value = "90d", value_parser = humantime::parse_duration)]
-    pub certification_retention: Duration,
+    pub(crate) certification_retention: Duration,
     /// After Unlink, how long the person may not bind to a new account, e.g. 30d; 0s: at once.
     #[arg(long, env = "REJOIN_COOLDOWN", default_value = "0s", value_parser = humantime::parse_duration)]
-    pub rejoin_cooldown: Duration,
+    pub(crate) rejoin_cooldown: Duration,
 }
 
 #[derive(Args, Debug, Clone)]
 pub struct DatabaseArgs {
     /// postgres://… in production; the default is an embedded SQLite file under ./data.
     #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, hide_env_values = true, value_parser = secret)]
-    pub database_url: Secret,
+    pub(crate) database_url: Secret,
     #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 10)]
-    pub database_max_connections: u32,
+    pub(crate) database_max_connections: u32,
     /// PostgreSQL: a statement running longer is cancelled, so a stuck one cannot hold a pooled
     /// connection (and its locks) for ever, e.g. 10s.
     #[arg(long, env = "DATABASE_STATEMENT_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
-    pub database_statement_timeout: Duration,
+    pub(crate) database_statement_timeout: Duration,
     /// PostgreSQL: how long a statement waits for a row lock before giving up, e.g. 3s.
     #[arg(long, env = "DATABASE_LOCK_TIMEOUT", default_value = "3s", value_parser = humantime::parse_duration)]
-    pub database_lock_timeout: Duration,
+    pub(crate) database_lock_timeout: Duration,
 }
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
     #[command(flatten)]
-    pub database: DatabaseArgs,
+    pub(crate) database: DatabaseArgs,
     #[arg(long, env = "GRPC_LISTEN_ADDR", default_value = "0.0.0.0:50051")]
-    pub grpc_listen_addr: SocketAddr,
+    pub(crate) grpc_listen_addr: SocketAddr,
     /// Prometheus text at http://<this>/metrics; `off` for none.
     #[arg(long, env = "METRICS_LISTEN_ADDR", default_value = "0.0.0.0:9090")]
-    pub metrics_listen_addr: String,
+    pub(crate) metrics_listen_addr: String,
     /// redis://, or rediss:// for TLS; unset keeps the PortOne token in process.
     #[arg(long, env = "REDIS_URL", hide_env_values = true, value_parser = secret)]
-    pub redis_url: Option<Secret>,
+    pub(crate) redis_url: Option<Secret>,
     /// PEM file of the CA that signed the Redis server's certificate, for `rediss://` with a
     /// private CA; unset: the public web PKI roots.
     #[arg(long, env = "REDIS_CA_FILE")]
-    pub redis_ca_file: Option<PathBuf>,
+    pub(crate) redis_ca_file: Option<PathBuf>,
     /// Bound on every Redis call; past it the in-process token copy answers, e.g. 250ms.
     #[arg(long, env = "REDIS_TIMEOUT", default_value = "250ms", value_parser = humantime::parse_duration)]
-    pub redis_timeout: Duration,
+    pub(crate) redis_timeout: Duration,
     /// Longest time one replica holds the fleet-wide getToken lock, e.g. 3s.
     #[arg(long, env = "TOKEN_LOCK_TTL", default_value = "3s", value_parser = humantime::parse_duration)]
-    pub token_lock_ttl: Duration,
+    pub(crate) token_lock_ttl: Duration,
     #[arg(long, env = "PORTONE_BASE_URL", default_value = "https://api.iamport.kr")]
-    pub portone_base_url: String,
+    pub(crate) portone_base_url: String,
     #[arg(long, env = "PORTONE_IMP_KEY", hide_env_values = true)]
-    pub portone_imp_key: Option<String>,
+    pub(crate) portone_imp_key: Option<String>,
     #[arg(long, env = "PORTONE_IMP_SECRET", hide_env_values = true, value_parser = secret)]
-    pub portone_imp_secret: Option<Secret>,
+    pub(crate) portone_imp_secret: Option<Secret>,
     /// A V1 sub-merchant's 3-character code, sent as the `Tier` header on lookups.
     #[arg(long, env = "PORTONE_TIER")]
-    pub portone_tier: Option<String>,
+    pub(crate) portone_tier: Option<String>,
     /// PortOne V2 API secret: turns V2 identity verifications on (beside V1 when both are set).
     #[arg(long, env = "PORTONE_V2_API_SECRET", hide_env_values = true, value_parser = secret)]
-    pub portone_v2_api_secret: Option<Secret>,
+    pub(crate) portone_v2_api_secret: Option<Secret>,
     #[arg(long, env = "PORTONE_V2_BASE_URL", default_value = "https://api.portone.io")]
-    pub portone_v2_base_url: String,
+    pub(crate) portone_v2_base_url: String,
     /// The V2 store, sent as `storeId`, and handed to callers for the browser SDK.
     #[arg(long, env = "PORTONE_STORE_ID")]
-    pub portone_store_id: Option<String>,
+    pub(crate) portone_store_id: Option<String>,
     /// The V2 channel key handed to callers for the browser SDK.
     #[arg(long, env = "PORTONE_V2_CHANNEL_KEY")]
-    pub portone_v2_channel_key: Option<String>,
+    pub(crate) portone_v2_channel_key: Option<String>,
     /// Accept V2 verifications made on a TEST channel (not real people). `--sandbox` sets it.
     #[arg(long, env = "PORTONE_ALLOW_TEST_CHANNEL", action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", default_value = "false", value_parser = BoolishValueParser::new())]
-    pub portone_allow_test_channel: bool,
+    pub(crate) portone_allow_test_channel: bool,
     /// One HTTP attempt at PortOne, e.g. 5s.
     #[arg(long, env = "PORTONE_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
-    pub portone_timeout: Duration,
+    pub(crate) portone_timeout: Duration,
     /// Attempts for an idempotent PortOne call on 5xx, timeouts and connection errors.
     #[arg(long, env = "PORTONE_MAX_ATTEMPTS", default_value_t = 3)]
-    pub portone_max_attempts: u32,
+    pub(crate) portone_max_attempts: u32,
     /// Consecutive failed PortOne attempts (connection errors, timeouts, 5xx) after which calls
     /// fail at once with UNAVAILABLE instead of waiting on an outage; 0 never stops calling.
     #[arg(long, env = "PORTONE_CIRCUIT_FAILURES", default_value_t = 5)]
-    pub portone_circuit_failures: u32,
+    pub(crate) portone_circuit_failures: u32,
     /// How long the circuit stays open before one probe call tests PortOne again.
     #[arg(long, env = "PORTONE_CIRCUIT_OPEN_FOR", default_value = "5s", value_parser = humantime::parse_duration)]
-    pub portone_circuit_open_for: Duration,
+    pub(crate) portone_circuit_open_for: Duration,
     /// Requests to PortOne at once (and so connections to it); more wait for a place within
     /// their deadline.
     #[arg(long, env = "PORTONE_MAX_CONNECTIONS", default_value_t = 128)]
-    pub portone_max_connections: usize,
+    pub(crate) portone_max_connections: usize,
     /// Calls in progress at once; past it a call is refused at once with RESOURCE_EXHAUSTED
     /// (reason OVERLOADED) instead of queueing behind the others.
     #[arg(long, env = "MAX_IN_FLIGHT", default_value_t = 1024)]
-    pub max_in_flight: usize,
+    pub(crate) max_in_flight: usize,
     /// Base64 HMAC key (at least 32 bytes) for the CI/DI lookup hashes. Required unless --sandbox.
     #[arg(long, env = "CI_INDEX_KEY", hide_env_values = true, value_parser = secret)]
-    pub ci_index_key: Option<Secret>,
+    pub(crate) ci_index_key: Option<Secret>,
     /// `id:base64key,…` AES-256 keys for CI/DI at rest: the first encrypts, all decrypt.
     /// Required unless --sandbox.
     #[arg(long, env = "CI_ENCRYPTION_KEYS", hide_env_values = true, value_parser = secret)]
-    pub ci_encryption_keys: Option<Secret>,
+    pub(crate) ci_encryption_keys: Option<Secret>,
     #[command(flatten)]
-    pub retention: RetentionArgs,
+    pub(crate) retention: RetentionArgs,
     /// After SIGTERM: health turns NOT_SERVING at once and calls are still served this long,
     /// while Kubernetes takes the pod out of the Service's endpoints.
     #[arg(long, env = "SHUTDOWN_DRAIN_DELAY", default_value = "5s", value_parser = humantime::parse_duration)]
-    pub shutdown_drain_delay: Duration,
+    pub(crate) shutdown_drain_delay: Duration,
     /// After the drain: how long calls in flight may take to finish before the process exits.
     #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
-    pub shutdown_timeout: Duration,
+    pub(crate) shutdown_timeout: Duration,
     /// A connection is closed (gracefully) after this age, so clients rebalance onto new pods.
     #[arg(long, env = "GRPC_MAX_CONNECTION_AGE", default_value = "5m", value_parser = humantime::parse_duration)]
-    pub grpc_max_connection_age: Duration,
+    pub(crate) grpc_max_connection_age: Duration,
     /// HTTP/2 PING interval on idle connections, and how long to wait for the answer.
     #[arg(long, env = "GRPC_KEEPALIVE_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
-    pub grpc_keepalive_interval: Duration,
+    pub(crate) grpc_keepalive_interval: Duration,
     #[arg(long, env = "GRPC_KEEPALIVE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
-    pub grpc_keepalive_timeout: Duration,
+    pub(crate) grpc_keepalive_timeout: Duration,
     /// Concurrent calls per HTTP/2 connection.
     #[arg(long, env = "GRPC_MAX_CONCURRENT_STREAMS", default_value_t = 256)]
-    pub grpc_max_concurrent_streams: u32,
+    pub(crate) grpc_max_concurrent_streams: u32,
     /// Run `purge` in the background this often, e.g. 24h; unset: only the subcommand purges.
     #[arg(long, env = "PURGE_INTERVAL", value_parser = humantime::parse_duration)]
-    pub purge_interval: Option<Duration>,
+    pub(crate) purge_interval: Option<Duration>,
     /// `name=token,…`: every CertificationService call must carry `authorization: Bearer <token>`
     /// of one of them. `serve` refuses to start with neither this (or its file) nor
     /// TLS_CLIENT_CA_FILE, unless ALLOW_UNAUTHENTICATED=true.
     #[arg(long, env = "CALLER_TOKENS", hide_env_values = true, value_parser = secret)]
-    pub caller_tokens: Option<Secret>,
+    pub(crate) caller_tokens: Option<Secret>,
     /// A file of `name=token` lines, instead of CALLER_TOKENS (a mounted Kubernetes Secret).
     #[arg(long, env = "CALLER_TOKENS_FILE")]
-    pub caller_tokens_file: Option<PathBuf>,
+    pub(crate) caller_tokens_file: Option<PathBuf>,
     /// PEM certificate chain: serve gRPC over TLS (with TLS_KEY_FILE).
     #[arg(long, env = "TLS_CERT_FILE")]
-    pub tls_cert_file: Option<PathBuf>,
+    pub(crate) tls_cert_file: Option<PathBuf>,
     /// PEM private key of TLS_CERT_FILE.
     #[arg(long, env = "TLS_KEY_FILE")]
-    pub tls_key_file: Option<PathBuf>,
+    pub(crate) tls_key_file: Option<PathBuf>,
     /// PEM CA: require client certificates signed by it (mTLS); the caller's name is the
     /// certificate's common name (or first DNS name).
     #[arg(long, env = "TLS_CLIENT_CA_FILE")]
-    pub tls_client_ca_file: Option<PathBuf>,
+    pub(crate) tls_client_ca_file: Option<PathBuf>,
     /// A plain-text port serving only health, for kubelet probes when the gRPC port needs mTLS.
     #[arg(long, env = "HEALTH_LISTEN_ADDR")]
-    pub health_listen_addr: Option<SocketAddr>,
+    pub(crate) health_listen_addr: Option<SocketAddr>,
     /// `name=Method+Method,…` (`*`: every method): which methods each caller may call. Unset:
     /// every authenticated caller may call every method.
     #[arg(long, env = "CALLER_PERMISSIONS")]
-    pub caller_permissions: Option<String>,
+    pub(crate) caller_permissions: Option<String>,
     /// Serve without caller authentication (no CALLER_TOKENS, no TLS_CLIENT_CA_FILE): anyone who
     /// reaches the port may call. `--sandbox` sets it.
     #[arg(long, env = "ALLOW_UNAUTHENTICATED", action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", default_value = "false", value_parser = BoolishValueParser::new())]
-    pub allow_unauthenticated: bool,
+    pub(crate) allow_unauthenticated: bool,
     /// Serve gRPC server reflection (grpcurl without .proto files). Default: on with
     /// `--sandbox`, off otherwise.
     #[arg(long, env = "GRPC_REFLECTION", action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = BoolishValueParser::new())]
-    pub grpc_reflection: Option<bool>,
+    pub(crate) grpc_reflection: Option<bool>,
     /// Minimum full age (만 나이) when a request does not say.
     #[arg(long, env = "MIN_AGE", default_value_t = 14)]
-    pub min_age: u32,
+    pub(crate) min_age: u32,
     /// Fail Verify with UNDERAGE below the minimum age, instead of only reporting it.
     #[arg(long, env = "REJECT_UNDERAGE", action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", default_value = "false", value_parser = BoolishValueParser::new())]
-    pub reject_underage: bool,
+    pub(crate) reject_underage: bool,
     /// How old a certification may be when verified, e.g. 30m.
     #[arg(long, env = "CERTIFICATION_MAX_AGE", default_value = "30m", value_parser = humantime::parse_duration)]
-    pub certification_max_age: Duration,
+    pub(crate) certification_max_age: Duration,
     /// How far a certification's time may be ahead of our clock; later is refused, e.g. 60s.
     #[arg(long, env = "CLOCK_SKEW", default_value = "60s", value_parser = humantime::parse_duration)]
-    pub clock_skew: Duration,
+    pub(crate) clock_skew: Duration,
     /// Verify must redeem a session BeginVerification issued (its merchant_uid). `false` keeps
     /// Verify working for callers that issue merchant_uids themselves.
     #[arg(long, env = "REQUIRE_SESSION", action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", default_value = "true", value_parser = BoolishValueParser::new())]
-    pub require_session: bool,
+    pub(crate) require_session: bool,
     /// Delete a redeemed session's V1 certification at PortOne this long after (e.g. 10m);
     /// unset: never (PortOne keeps it).
     #[arg(long, env = "PORTONE_DELETE_AFTER", value_parser = humantime::parse_duration)]
-    pub portone_delete_after: Option<Duration>,
+    pub(crate) portone_delete_after: Option<Duration>,
     /// How long a verification session waits for its Verify, e.g. 15m.
     #[arg(long, env = "VERIFICATION_SESSION_TTL", default_value = "15m", value_parser = humantime::parse_duration)]
-    pub verification_session_ttl: Duration,
+    pub(crate) verification_session_ttl: Duration,
     /// Upper bound of one call when the caller sets no deadline, e.g. 15s.
     #[arg(long, env = "REQUEST_TIMEOUT", default_value = "15s", value_parser = humantime::parse_duration)]
-    pub request_timeout: Duration,
+    pub(crate) request_timeout: Duration,
     /// Do not apply pending migrations at start (run `migrate` separately).
     #[arg(long, env = "SKIP_MIGRATIONS", action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", default_value = "false", value_parser = BoolishValueParser::new())]
-    pub skip_migrations: bool,
+    pub(crate) skip_migrations: bool,
     /// Run the built-in PortOne sandbox in process and use it: development only.
     #[arg(long)]
-    pub sandbox: bool,
+    pub(crate) sandbox: bool,
 }
 
 impl DatabaseArgs {
-    pub fn store_settings(&self) -> StoreSettings {
+    pub(crate) fn store_settings(&self) -> StoreSettings {
         StoreSettings {
             database_url: self.database_url.clone(),
             max_connections: self.database_max_connections.max(1),

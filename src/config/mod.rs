@@ -24,13 +24,13 @@ use crate::{
     store::StoreSettings,
 };
 
-pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/certification-service.db?mode=rwc";
+pub(crate) const DEFAULT_DATABASE_URL: &str = "sqlite://data/certification-service.db?mode=rwc";
 
 /// A token is used until 30 s before PortOne's expiry, and refreshed in the background once it
 /// has less than 25 s of that left: 55 s before expiry, inside the last minute in which PortOne
 /// extends a token instead of returning the same expiry.
-pub const TOKEN_MARGIN: Duration = Duration::from_secs(30);
-pub const TOKEN_REFRESH_AHEAD: Duration = Duration::from_secs(25);
+pub(crate) const TOKEN_MARGIN: Duration = Duration::from_secs(30);
+pub(crate) const TOKEN_REFRESH_AHEAD: Duration = Duration::from_secs(25);
 
 /// Everything the server needs, validated.
 #[derive(Clone, Debug)]
@@ -51,7 +51,7 @@ pub struct Settings {
 /// The gRPC port and its neighbours: listeners, TLS, callers, limits, shutdown.
 #[derive(Clone, Debug)]
 pub struct ServerSettings {
-    pub grpc_listen_addr: SocketAddr,
+    pub(crate) grpc_listen_addr: SocketAddr,
     /// None: no metrics listener.
     pub metrics_listen_addr: Option<SocketAddr>,
     pub health_listen_addr: Option<SocketAddr>,
@@ -69,17 +69,17 @@ pub struct ServerSettings {
     /// Calls admitted at once; the rest get RESOURCE_EXHAUSTED.
     pub max_in_flight: usize,
     pub shutdown: ShutdownSettings,
-    pub connections: ConnectionSettings,
+    pub(crate) connections: ConnectionSettings,
 }
 
 impl ServerSettings {
     /// Clients must present a certificate from our CA, which names the caller.
-    pub fn mutual_tls(&self) -> bool {
+    pub(crate) fn mutual_tls(&self) -> bool {
         self.tls.as_ref().is_some_and(|tls| tls.client_ca_pem.is_some())
     }
 
     /// Callers authenticate (tokens or mTLS), or an open port was asked for in so many words.
-    pub fn authentication_decided(&self) -> bool {
+    pub(crate) fn authentication_decided(&self) -> bool {
         self.caller_tokens.is_some() || self.mutual_tls() || self.allow_unauthenticated
     }
 }
@@ -97,7 +97,7 @@ pub struct RedisSettings {
 /// The keys that protect CI and DI at rest.
 #[derive(Clone, Debug)]
 pub struct KeySettings {
-    pub ci_index_key: CiIndexKey,
+    pub(crate) ci_index_key: CiIndexKey,
     pub sealing_keys: SealingKeys,
 }
 
@@ -118,11 +118,11 @@ pub struct ShutdownSettings {
 
 /// HTTP/2 connection management.
 #[derive(Clone, Debug)]
-pub struct ConnectionSettings {
-    pub max_connection_age: Duration,
-    pub keepalive_interval: Duration,
-    pub keepalive_timeout: Duration,
-    pub max_concurrent_streams: u32,
+pub(crate) struct ConnectionSettings {
+    pub(crate) max_connection_age: Duration,
+    pub(crate) keepalive_interval: Duration,
+    pub(crate) keepalive_timeout: Duration,
+    pub(crate) max_concurrent_streams: u32,
 }
 
 /// Certificates for serving TLS, read at start so a wrong path fails before serving.

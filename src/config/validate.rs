@@ -42,7 +42,7 @@ fn human(duration: Duration) -> String {
 impl RetentionArgs {
     /// Bounds the retention settings, which `purge` uses too: past them, date arithmetic
     /// overflows (a re-signup cooldown of 270000 years once made a bind panic).
-    pub fn validate(&self) -> Result<(), ConfigErrors> {
+    pub(crate) fn validate(&self) -> Result<(), ConfigErrors> {
         let mut problems = Problems::default();
         for (name, value, min) in [
             ("CERTIFICATION_RETENTION", self.certification_retention, SECOND),

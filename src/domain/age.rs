@@ -9,7 +9,7 @@ fn korea_standard_time() -> FixedOffset {
 }
 
 /// The calendar date in Asia/Seoul at `now`.
-pub fn today_in_seoul(now: DateTime<Utc>) -> NaiveDate {
+pub(crate) fn today_in_seoul(now: DateTime<Utc>) -> NaiveDate {
     now.with_timezone(&korea_standard_time()).date_naive()
 }
 
@@ -18,7 +18,7 @@ pub fn today_in_seoul(now: DateTime<Utc>) -> NaiveDate {
 /// A year is completed on the birthday itself. Someone born on 29 February completes a year on
 /// 1 March in common years (Civil Act art. 160(3): a period whose last month lacks the day ends
 /// on that month's last day, so the new year of age starts the day after, 1 March).
-pub fn full_age(birth: NaiveDate, today: NaiveDate) -> Option<u32> {
+pub(crate) fn full_age(birth: NaiveDate, today: NaiveDate) -> Option<u32> {
     if birth > today {
         return None;
     }
@@ -35,13 +35,13 @@ pub fn full_age(birth: NaiveDate, today: NaiveDate) -> Option<u32> {
 
 /// The age policy applied to one call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct AgeCheck {
-    pub age: u32,
-    pub min_age: u32,
+pub(crate) struct AgeCheck {
+    pub(crate) age: u32,
+    pub(crate) min_age: u32,
 }
 
 impl AgeCheck {
-    pub fn satisfied(&self) -> bool {
+    pub(crate) fn satisfied(&self) -> bool {
         self.age >= self.min_age
     }
 }

@@ -8,8 +8,8 @@ use super::AccountId;
 /// Who holds a person.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Holder {
-    pub account_id: AccountId,
-    pub bound_at: DateTime<Utc>,
+    pub(crate) account_id: AccountId,
+    pub(crate) bound_at: DateTime<Utc>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

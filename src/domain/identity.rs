@@ -72,20 +72,20 @@ impl Ci {
 }
 
 impl Di {
-    pub fn parse(raw: &str) -> Option<Self> {
+    pub(crate) fn parse(raw: &str) -> Option<Self> {
         is_base64_identifier(raw).then(|| Self(raw.to_owned()))
     }
 }
 
 impl PersonName {
-    pub fn new(raw: &str) -> Option<Self> {
+    pub(crate) fn new(raw: &str) -> Option<Self> {
         let trimmed = raw.trim();
         (!trimmed.is_empty()).then(|| Self(trimmed.to_owned()))
     }
 }
 
 impl Phone {
-    pub fn new(raw: &str) -> Option<Self> {
+    pub(crate) fn new(raw: &str) -> Option<Self> {
         (!raw.is_empty() && raw.bytes().all(|byte| byte.is_ascii_digit())).then(|| Self(raw.to_owned()))
     }
 }
@@ -107,14 +107,14 @@ pub enum Gender {
 /// A person as the identity provider verified them.
 #[derive(Clone)]
 pub struct Identity {
-    pub name: PersonName,
-    pub gender: Gender,
-    pub birth_date: NaiveDate,
-    pub phone: Option<Phone>,
-    pub carrier: Option<Carrier>,
-    pub foreigner: bool,
-    pub ci: Ci,
-    pub di: Option<Di>,
+    pub(crate) name: PersonName,
+    pub(crate) gender: Gender,
+    pub(crate) birth_date: NaiveDate,
+    pub(crate) phone: Option<Phone>,
+    pub(crate) carrier: Option<Carrier>,
+    pub(crate) foreigner: bool,
+    pub(crate) ci: Ci,
+    pub(crate) di: Option<Di>,
 }
 
 impl fmt::Debug for Identity {

@@ -28,7 +28,7 @@ pub enum IndexKeyError {
 }
 
 impl CiIndexKey {
-    pub const MIN_LEN: usize = 32;
+    pub(crate) const MIN_LEN: usize = 32;
 
     pub fn from_base64(encoded: &str) -> Result<Self, IndexKeyError> {
         let bytes = STANDARD
@@ -44,7 +44,7 @@ impl CiIndexKey {
         self.digest(b"ci:", ci.expose())
     }
 
-    pub fn di_index(&self, di: &Di) -> PersonIndex {
+    pub(crate) fn di_index(&self, di: &Di) -> PersonIndex {
         self.digest(b"di:", di.expose())
     }
 

@@ -7,13 +7,13 @@ use std::fmt;
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {description}")]
 pub struct FieldViolation {
-    pub field: &'static str,
-    pub reason: &'static str,
-    pub description: String,
+    pub(crate) field: &'static str,
+    pub(crate) reason: &'static str,
+    pub(crate) description: String,
 }
 
 impl FieldViolation {
-    pub fn new(field: &'static str, reason: &'static str, description: impl Into<String>) -> Self {
+    pub(crate) fn new(field: &'static str, reason: &'static str, description: impl Into<String>) -> Self {
         Self {
             field,
             reason,
@@ -29,15 +29,15 @@ impl FieldViolation {
 pub struct ImpUid(String);
 
 impl ImpUid {
-    pub const MIN_DIGITS: usize = 8;
-    pub const MAX_DIGITS: usize = 20;
+    pub(crate) const MIN_DIGITS: usize = 8;
+    pub(crate) const MAX_DIGITS: usize = 20;
 
     pub fn parse(raw: &str) -> Result<Self, FieldViolation> {
         Self::parse_field(raw, "imp_uid")
     }
 
     /// Parses for a field whose name differs from `imp_uid` (the oneof in CheckDuplicate).
-    pub fn parse_field(raw: &str, field: &'static str) -> Result<Self, FieldViolation> {
+    pub(crate) fn parse_field(raw: &str, field: &'static str) -> Result<Self, FieldViolation> {
         let invalid = |description: &str| FieldViolation::new(field, "INVALID_IMP_UID", description);
         if raw.is_empty() {
             return Err(invalid("required"));
@@ -54,7 +54,7 @@ impl ImpUid {
         Ok(Self(raw.to_owned()))
     }
 
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 }
@@ -78,9 +78,9 @@ impl fmt::Debug for ImpUid {
 pub struct IdentityVerificationId(String);
 
 impl IdentityVerificationId {
-    pub const MAX_LEN: usize = 128;
+    pub(crate) const MAX_LEN: usize = 128;
 
-    pub fn parse_field(raw: &str, field: &'static str) -> Result<Self, FieldViolation> {
+    pub(crate) fn parse_field(raw: &str, field: &'static str) -> Result<Self, FieldViolation> {
         let fine = (1..=Self::MAX_LEN).contains(&raw.len())
             && raw
                 .bytes()
@@ -97,7 +97,7 @@ impl IdentityVerificationId {
         }
     }
 
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 }
@@ -114,9 +114,9 @@ impl fmt::Debug for IdentityVerificationId {
 pub struct AccountId(String);
 
 impl AccountId {
-    pub const MAX_LEN: usize = 128;
+    pub(crate) const MAX_LEN: usize = 128;
 
-    pub fn parse(raw: &str) -> Result<Self, FieldViolation> {
+    pub(crate) fn parse(raw: &str) -> Result<Self, FieldViolation> {
         let invalid =
             |description: &str| FieldViolation::new("account_id", "INVALID_ACCOUNT_ID", description);
         if raw.is_empty() {
@@ -133,11 +133,11 @@ impl AccountId {
     }
 
     /// Rebuilds an id read back from our own database, where it was stored already parsed.
-    pub fn from_trusted(stored: String) -> Self {
+    pub(crate) fn from_trusted(stored: String) -> Self {
         Self(stored)
     }
 
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 }
@@ -153,9 +153,9 @@ impl fmt::Debug for AccountId {
 pub struct MerchantUid(String);
 
 impl MerchantUid {
-    pub const MAX_LEN: usize = 256;
+    pub(crate) const MAX_LEN: usize = 256;
 
-    pub fn parse(raw: &str) -> Result<Self, FieldViolation> {
+    pub(crate) fn parse(raw: &str) -> Result<Self, FieldViolation> {
         let invalid =
             |description: &str| FieldViolation::new("merchant_uid", "INVALID_MERCHANT_UID", description);
         if raw.is_empty() {
@@ -170,7 +170,7 @@ impl MerchantUid {
         Ok(Self(raw.to_owned()))
     }
 
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 }
@@ -180,9 +180,9 @@ impl MerchantUid {
 pub struct MinAge(u32);
 
 impl MinAge {
-    pub const MAX: u32 = 150;
+    pub(crate) const MAX: u32 = 150;
 
-    pub fn parse(raw: u32) -> Result<Self, FieldViolation> {
+    pub(crate) fn parse(raw: u32) -> Result<Self, FieldViolation> {
         if raw > Self::MAX {
             return Err(FieldViolation::new(
                 "min_age",
@@ -193,7 +193,7 @@ impl MinAge {
         Ok(Self(raw))
     }
 
-    pub fn get(self) -> u32 {
+    pub(crate) fn get(self) -> u32 {
         self.0
     }
 }

@@ -9,21 +9,19 @@ mod input;
 mod sealing;
 mod session;
 
-pub use age::{AgeCheck, full_age, today_in_seoul};
-pub use binding::{BindConflict, BindOutcome, Holder};
+pub(crate) use age::{AgeCheck, full_age, today_in_seoul};
+pub(crate) use binding::{BindConflict, BindOutcome, Holder};
 pub use identity::{Carrier, Ci, Di, Gender, Identity, PersonName, Phone};
 pub use index_key::{CiIndexKey, IndexKeyError, PersonIndex};
 pub use input::{AccountId, FieldViolation, IdentityVerificationId, ImpUid, MerchantUid, MinAge};
 pub use sealing::{Purpose, Sealed, SealingError, SealingKeys};
-pub use session::{
-    ExpectedPerson, Redemption, Session, SessionId, SessionSpec, VerificationPurpose, normalise_name,
-};
+pub(crate) use session::{ExpectedPerson, Redemption, Session, SessionId, SessionSpec, VerificationPurpose};
 
 use chrono::{DateTime, Utc};
 
 /// `period` after `start`, or the end of time when that lies past what the calendar holds: a
 /// configured period too long to add means "never", not an error.
-pub fn saturating_after(start: DateTime<Utc>, period: std::time::Duration) -> DateTime<Utc> {
+pub(crate) fn saturating_after(start: DateTime<Utc>, period: std::time::Duration) -> DateTime<Utc> {
     chrono::TimeDelta::from_std(period)
         .ok()
         .and_then(|period| start.checked_add_signed(period))
@@ -39,7 +37,7 @@ pub enum Provider {
 }
 
 impl Provider {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Provider::PortoneV1 => "portone_v1",
             Provider::PortoneV2 => "portone_v2",
@@ -47,7 +45,7 @@ impl Provider {
     }
 
     /// The provider a stored `as_str` names.
-    pub fn from_stored(raw: &str) -> Option<Self> {
+    pub(crate) fn from_stored(raw: &str) -> Option<Self> {
         [Provider::PortoneV1, Provider::PortoneV2]
             .into_iter()
             .find(|provider| provider.as_str() == raw)
@@ -63,25 +61,25 @@ pub struct CertificationRef {
 }
 
 impl CertificationRef {
-    pub fn portone_v1(imp_uid: ImpUid) -> Self {
+    pub(crate) fn portone_v1(imp_uid: ImpUid) -> Self {
         Self {
             provider: Provider::PortoneV1,
             id: imp_uid.as_str().to_owned(),
         }
     }
 
-    pub fn portone_v2(id: IdentityVerificationId) -> Self {
+    pub(crate) fn portone_v2(id: IdentityVerificationId) -> Self {
         Self {
             provider: Provider::PortoneV2,
             id: id.as_str().to_owned(),
         }
     }
 
-    pub fn provider(&self) -> Provider {
+    pub(crate) fn provider(&self) -> Provider {
         self.provider
     }
 
-    pub fn id(&self) -> &str {
+    pub(crate) fn id(&self) -> &str {
         &self.id
     }
 }
@@ -103,17 +101,17 @@ impl std::fmt::Debug for CertificationRef {
 /// and `certified` are always known: a record exists at PortOne before the person finishes.
 #[derive(Clone, Debug)]
 pub struct ProviderCertification {
-    pub provider: Provider,
-    pub id: String,
-    pub merchant_uid: Option<String>,
-    pub pg_provider: String,
-    pub certified: bool,
-    pub certified_at: Option<DateTime<Utc>>,
+    pub(crate) provider: Provider,
+    pub(crate) id: String,
+    pub(crate) merchant_uid: Option<String>,
+    pub(crate) pg_provider: String,
+    pub(crate) certified: bool,
+    pub(crate) certified_at: Option<DateTime<Utc>>,
     /// Present when certified and the provider sent a CI.
-    pub identity: Option<Identity>,
+    pub(crate) identity: Option<Identity>,
     /// Certified, but without a CI (KG Inicis with Kakao and other channels without the CI
     /// contract): such a person cannot be de-duplicated.
-    pub ci_unavailable: bool,
+    pub(crate) ci_unavailable: bool,
     /// Made on a provider's test channel (PortOne V2 `channel.type` TEST): not a real person.
-    pub test_channel: bool,
+    pub(crate) test_channel: bool,
 }

@@ -133,12 +133,12 @@ impl SealingKeys {
     }
 
     /// The id new writes use.
-    pub fn primary_id(&self) -> &str {
+    pub(crate) fn primary_id(&self) -> &str {
         &self.keys[0].0
     }
 
     /// Seals `plaintext` for the person row whose CI lookup hash is `row`.
-    pub fn seal(&self, purpose: Purpose, row: &PersonIndex, plaintext: &str) -> Sealed {
+    pub(crate) fn seal(&self, purpose: Purpose, row: &PersonIndex, plaintext: &str) -> Sealed {
         self.seal_row(purpose, &row.0, plaintext)
     }
 
@@ -148,7 +148,7 @@ impl SealingKeys {
     }
 
     /// Seals `plaintext` for the row whose unchanging key is `row` (a CI hash, a session id).
-    pub fn seal_row(&self, purpose: Purpose, row: &str, plaintext: &str) -> Sealed {
+    pub(crate) fn seal_row(&self, purpose: Purpose, row: &str, plaintext: &str) -> Sealed {
         let (key_id, cipher) = &self.keys[0];
         let mut nonce = [0u8; NONCE_LEN];
         // A random 96-bit nonce per value: safe far beyond the number of people we will store.
@@ -170,7 +170,12 @@ impl SealingKeys {
     }
 
     /// Opens a value sealed by [`SealingKeys::seal_row`] for `row`.
-    pub fn open_row(&self, purpose: Purpose, row: &str, sealed: &Sealed) -> Result<String, SealingError> {
+    pub(crate) fn open_row(
+        &self,
+        purpose: Purpose,
+        row: &str,
+        sealed: &Sealed,
+    ) -> Result<String, SealingError> {
         let cipher = self
             .keys
             .iter()

@@ -25,10 +25,10 @@ pub enum VerificationPurpose {
 }
 
 impl VerificationPurpose {
-    pub const ALL: [Self; 4] = [Self::Signup, Self::Recovery, Self::Reverify, Self::AgeCheck];
+    pub(crate) const ALL: [Self; 4] = [Self::Signup, Self::Recovery, Self::Reverify, Self::AgeCheck];
 
     /// Stored in the database and used as a metric label.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Signup => "signup",
             Self::Recovery => "recovery",
@@ -37,7 +37,7 @@ impl VerificationPurpose {
         }
     }
 
-    pub fn from_stored(raw: &str) -> Option<Self> {
+    pub(crate) fn from_stored(raw: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|purpose| purpose.as_str() == raw)
     }
 }
@@ -51,7 +51,7 @@ const SESSION_PREFIX: &str = "vs_";
 const SESSION_HEX_DIGITS: usize = 32;
 
 impl SessionId {
-    pub fn generate() -> Self {
+    pub(crate) fn generate() -> Self {
         let mut bytes = [0u8; SESSION_HEX_DIGITS / 2];
         rand::rng().fill_bytes(&mut bytes);
         Self(format!("{SESSION_PREFIX}{}", hex::encode(bytes)))
@@ -59,13 +59,13 @@ impl SessionId {
 
     /// Some when `raw` has the shape of an id this service issues: such a merchant_uid is always
     /// redeemed as a session, whatever REQUIRE_SESSION says.
-    pub fn recognise(raw: &str) -> Option<Self> {
+    pub(crate) fn recognise(raw: &str) -> Option<Self> {
         let digits = raw.strip_prefix(SESSION_PREFIX)?;
         (digits.len() == SESSION_HEX_DIGITS && digits.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
             .then(|| Self(raw.to_owned()))
     }
 
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 }
@@ -79,15 +79,15 @@ impl fmt::Debug for SessionId {
 
 /// Whom a caller expects to be certified. Personal data: sealed at rest, redacted in `Debug`.
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ExpectedPerson {
+pub(crate) struct ExpectedPerson {
     /// Normalised (NFC, trimmed, whitespace runs as one space).
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "n")]
-    pub name: Option<String>,
+    pub(crate) name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "b")]
-    pub birth_date: Option<NaiveDate>,
+    pub(crate) birth_date: Option<NaiveDate>,
     /// Digits only.
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "p")]
-    pub phone: Option<String>,
+    pub(crate) phone: Option<String>,
 }
 
 impl fmt::Debug for ExpectedPerson {
@@ -103,13 +103,13 @@ impl fmt::Debug for ExpectedPerson {
 const NAME_MAX_CHARS: usize = 100;
 
 /// NFC, trimmed, every run of whitespace one space: how names are compared.
-pub fn normalise_name(raw: &str) -> String {
+pub(crate) fn normalise_name(raw: &str) -> String {
     let composed: String = raw.nfc().collect();
     composed.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 impl ExpectedPerson {
-    pub fn parse(
+    pub(crate) fn parse(
         name: Option<&str>,
         birth_date: Option<&str>,
         phone: Option<&str>,
@@ -167,13 +167,13 @@ impl ExpectedPerson {
         })
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.name.is_none() && self.birth_date.is_none() && self.phone.is_none()
     }
 
     /// The fields whose expected value the certified person does not have, in a fixed order.
     /// A certification without a phone cannot confirm an expected phone: that is a mismatch.
-    pub fn mismatches(&self, identity: &Identity) -> Vec<&'static str> {
+    pub(crate) fn mismatches(&self, identity: &Identity) -> Vec<&'static str> {
         let mut fields = Vec::new();
         if self
             .name
@@ -201,16 +201,16 @@ impl ExpectedPerson {
 /// What BeginVerification asks for, checked: the account rules of each purpose hold.
 #[derive(Debug)]
 pub struct SessionSpec {
-    pub purpose: VerificationPurpose,
+    pub(crate) purpose: VerificationPurpose,
     /// None: the configured default (V2 when configured, else V1).
-    pub provider: Option<Provider>,
-    pub account: Option<AccountId>,
-    pub min_age: Option<MinAge>,
-    pub expected: ExpectedPerson,
+    pub(crate) provider: Option<Provider>,
+    pub(crate) account: Option<AccountId>,
+    pub(crate) min_age: Option<MinAge>,
+    pub(crate) expected: ExpectedPerson,
 }
 
 impl SessionSpec {
-    pub fn new(
+    pub(crate) fn new(
         purpose: VerificationPurpose,
         account: Option<AccountId>,
         min_age: Option<MinAge>,
@@ -242,42 +242,30 @@ impl SessionSpec {
 
 /// A session as stored, with its expected person opened.
 #[derive(Debug)]
-pub struct Session {
-    pub id: SessionId,
-    pub caller: String,
-    pub purpose: VerificationPurpose,
-    /// The API the browser certifies with; a Verify through the other is SESSION_MISMATCH.
-    pub provider: Provider,
-    pub account: Option<AccountId>,
-    pub min_age: Option<MinAge>,
-    pub expected: ExpectedPerson,
-    pub created_at: DateTime<Utc>,
-    pub expires_at: DateTime<Utc>,
-    pub redemption: Option<Redemption>,
+pub(crate) struct Session {
+    pub(crate) id: SessionId,
+    pub(crate) purpose: VerificationPurpose,
+    pub(crate) account: Option<AccountId>,
+    pub(crate) min_age: Option<MinAge>,
+    pub(crate) expected: ExpectedPerson,
+    pub(crate) created_at: DateTime<Utc>,
+    pub(crate) expires_at: DateTime<Utc>,
 }
 
 /// Which certification redeemed a session, and the answer it got.
 #[derive(Clone, Debug)]
 pub struct Redemption {
-    pub provider: Provider,
-    pub certification_id: String,
-    pub redeemed_at: DateTime<Utc>,
+    pub(crate) provider: Provider,
+    pub(crate) certification_id: String,
+    pub(crate) redeemed_at: DateTime<Utc>,
     /// Who held the person before the redemption.
-    pub holder_before: Option<Holder>,
-    pub bound: bool,
+    pub(crate) holder_before: Option<Holder>,
 }
 
 impl Session {
     /// Whether the purpose binds the session's account once every check passed.
-    pub fn binds(&self) -> bool {
+    pub(crate) fn binds(&self) -> bool {
         self.purpose == VerificationPurpose::Signup && self.account.is_some()
-    }
-
-    /// The redemption by this certification, when there is one: a retry of the first Verify.
-    pub fn redeemed_by(&self, provider: Provider, certification_id: &str) -> Option<&Redemption> {
-        self.redemption.as_ref().filter(|redemption| {
-            redemption.provider == provider && redemption.certification_id == certification_id
-        })
     }
 }
 

@@ -11,14 +11,14 @@ use crate::access::{Caller, CallerTokens};
 /// The interceptor in front of CertificationService. Without tokens or mTLS every call passes
 /// (only with ALLOW_UNAUTHENTICATED); health is a separate service and never passes through here.
 #[derive(Clone)]
-pub struct Authenticator {
+pub(crate) struct Authenticator {
     tokens: Option<Arc<CallerTokens>>,
     /// The TLS layer has verified a client certificate from our CA; its name is the caller's.
     mutual_tls: bool,
 }
 
 impl Authenticator {
-    pub fn new(tokens: Option<CallerTokens>, mutual_tls: bool) -> Self {
+    pub(crate) fn new(tokens: Option<CallerTokens>, mutual_tls: bool) -> Self {
         Self {
             tokens: tokens.map(Arc::new),
             mutual_tls,

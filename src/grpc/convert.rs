@@ -12,7 +12,7 @@ use crate::{
     service::{Began, DuplicateKey, Verified, VerifyCommand},
 };
 
-pub fn verify_command(request: proto::VerifyRequest) -> Result<VerifyCommand, FieldViolation> {
+pub(crate) fn verify_command(request: proto::VerifyRequest) -> Result<VerifyCommand, FieldViolation> {
     // proto3 strings: empty means "not given".
     let mut merchant_uid = non_empty(&request.merchant_uid)
         .map(MerchantUid::parse)
@@ -55,7 +55,7 @@ pub fn verify_command(request: proto::VerifyRequest) -> Result<VerifyCommand, Fi
     })
 }
 
-pub fn session_spec(request: proto::BeginVerificationRequest) -> Result<SessionSpec, FieldViolation> {
+pub(crate) fn session_spec(request: proto::BeginVerificationRequest) -> Result<SessionSpec, FieldViolation> {
     // The getter reads an unknown number as PURPOSE_UNSPECIFIED, which is refused below.
     let purpose = match request.purpose() {
         proto::Purpose::Signup => VerificationPurpose::Signup,
@@ -90,7 +90,7 @@ pub fn session_spec(request: proto::BeginVerificationRequest) -> Result<SessionS
     Ok(spec)
 }
 
-pub fn begin_response(began: Began) -> proto::BeginVerificationResponse {
+pub(crate) fn begin_response(began: Began) -> proto::BeginVerificationResponse {
     let id = began.merchant_uid.as_str().to_owned();
     let (merchant_uid, identity_verification_id) = match began.provider {
         Provider::PortoneV1 => (id, String::new()),
@@ -123,18 +123,18 @@ fn purpose(purpose: Option<VerificationPurpose>) -> proto::Purpose {
     }
 }
 
-pub fn unlink_account(request: proto::UnlinkRequest) -> Result<AccountId, FieldViolation> {
+pub(crate) fn unlink_account(request: proto::UnlinkRequest) -> Result<AccountId, FieldViolation> {
     AccountId::parse(&request.account_id)
 }
 
-pub fn unlink_response(unlinked_at: Option<DateTime<Utc>>) -> proto::UnlinkResponse {
+pub(crate) fn unlink_response(unlinked_at: Option<DateTime<Utc>>) -> proto::UnlinkResponse {
     proto::UnlinkResponse {
         unlinked: unlinked_at.is_some(),
         unlinked_at: unlinked_at.map(timestamp),
     }
 }
 
-pub fn duplicate_key(request: proto::CheckDuplicateRequest) -> Result<DuplicateKey, FieldViolation> {
+pub(crate) fn duplicate_key(request: proto::CheckDuplicateRequest) -> Result<DuplicateKey, FieldViolation> {
     match request.key {
         Some(proto::check_duplicate_request::Key::ImpUid(raw)) => Ok(DuplicateKey::Certification(
             CertificationRef::portone_v1(ImpUid::parse(&raw)?),
@@ -153,7 +153,7 @@ pub fn duplicate_key(request: proto::CheckDuplicateRequest) -> Result<DuplicateK
     }
 }
 
-pub fn verify_response(verified: Verified) -> proto::VerifyResponse {
+pub(crate) fn verify_response(verified: Verified) -> proto::VerifyResponse {
     let identity = verified.identity;
     let gender = match identity.gender {
         Gender::Unspecified => proto::Gender::Unspecified,
@@ -201,7 +201,7 @@ pub fn verify_response(verified: Verified) -> proto::VerifyResponse {
     }
 }
 
-pub fn duplicate_status(holder: Option<&Holder>) -> proto::CheckDuplicateResponse {
+pub(crate) fn duplicate_status(holder: Option<&Holder>) -> proto::CheckDuplicateResponse {
     match holder {
         Some(holder) => proto::CheckDuplicateResponse {
             duplicate: true,

@@ -19,12 +19,12 @@ use crate::{
     service::{IdentityService, ServiceError},
 };
 
-pub struct CertificationGrpc {
+pub(crate) struct CertificationGrpc {
     service: Arc<IdentityService>,
 }
 
 impl CertificationGrpc {
-    pub fn new(service: Arc<IdentityService>) -> Self {
+    pub(crate) fn new(service: Arc<IdentityService>) -> Self {
         Self { service }
     }
 
@@ -51,9 +51,9 @@ impl CertificationGrpc {
 
 /// What a call's use case may know about the call: its deadline, and who is calling
 /// (`anonymous` without authentication), to whom sessions belong.
-pub struct Call {
-    pub deadline: Instant,
-    pub caller: String,
+pub(crate) struct Call {
+    pub(crate) deadline: Instant,
+    pub(crate) caller: String,
 }
 
 impl Call {

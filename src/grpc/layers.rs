@@ -48,17 +48,17 @@ pub(crate) fn caller_of<B>(request: &http::Request<B>) -> &str {
 }
 
 /// One check a call must pass before it goes on; `Pass` is held until the call is answered.
-pub trait Gate: Clone + Send + Sync + 'static {
+pub(crate) trait Gate: Clone + Send + Sync + 'static {
     type Pass: Send + 'static;
     fn check<B>(&self, request: &http::Request<B>) -> Result<Self::Pass, Status>;
 }
 
 /// A [`Gate`] as a tower layer.
 #[derive(Clone, Debug)]
-pub struct GateLayer<G>(G);
+pub(crate) struct GateLayer<G>(G);
 
 impl<G> GateLayer<G> {
-    pub fn new(gate: G) -> Self {
+    pub(crate) fn new(gate: G) -> Self {
         Self(gate)
     }
 }
@@ -75,7 +75,7 @@ impl<S, G: Clone> tower::Layer<S> for GateLayer<G> {
 }
 
 #[derive(Clone, Debug)]
-pub struct Gated<S, G> {
+pub(crate) struct Gated<S, G> {
     inner: S,
     gate: G,
 }
@@ -118,10 +118,10 @@ where
 /// CALLER_PERMISSIONS, first: a refused call costs nothing. None lets every authenticated
 /// caller call every method.
 #[derive(Clone, Debug)]
-pub struct Permission(Option<Arc<CallerPermissions>>);
+pub(crate) struct Permission(Option<Arc<CallerPermissions>>);
 
 impl Permission {
-    pub fn new(permissions: Option<CallerPermissions>) -> Self {
+    pub(crate) fn new(permissions: Option<CallerPermissions>) -> Self {
         Self(permissions.map(Arc::new))
     }
 }
@@ -148,13 +148,13 @@ impl Gate for Permission {
 /// MAX_IN_FLIGHT: a call that finds no place is refused, not queued, so the calls already
 /// admitted keep their latency and memory stays bounded.
 #[derive(Clone, Debug)]
-pub struct Admission {
+pub(crate) struct Admission {
     places: Arc<Semaphore>,
     limit: usize,
 }
 
 impl Admission {
-    pub fn new(limit: usize) -> Self {
+    pub(crate) fn new(limit: usize) -> Self {
         Self {
             places: Arc::new(Semaphore::new(limit)),
             limit,
@@ -163,7 +163,7 @@ impl Admission {
 }
 
 /// One admitted call; dropping it (answered or cancelled) frees its place.
-pub struct InFlight {
+pub(crate) struct InFlight {
     _place: OwnedSemaphorePermit,
 }
 
@@ -188,10 +188,10 @@ impl Gate for Admission {
 /// Set once migrations are applied and the database has answered; calls before that would meet
 /// a schema that may not exist yet.
 #[derive(Clone, Debug)]
-pub struct Readiness(Arc<AtomicBool>);
+pub(crate) struct Readiness(Arc<AtomicBool>);
 
 impl Readiness {
-    pub fn new(ready: Arc<AtomicBool>) -> Self {
+    pub(crate) fn new(ready: Arc<AtomicBool>) -> Self {
         Self(ready)
     }
 }
@@ -211,12 +211,12 @@ impl Gate for Readiness {
 /// The caller's deadline (`grpc-timeout`) or REQUEST_TIMEOUT, whichever comes first: set on the
 /// request for the use case, and enforced around the handler.
 #[derive(Clone, Copy, Debug)]
-pub struct DeadlineLayer {
+pub(crate) struct DeadlineLayer {
     default: Duration,
 }
 
 impl DeadlineLayer {
-    pub fn new(default: Duration) -> Self {
+    pub(crate) fn new(default: Duration) -> Self {
         Self { default }
     }
 }
@@ -233,7 +233,7 @@ impl<S> tower::Layer<S> for DeadlineLayer {
 }
 
 #[derive(Clone, Debug)]
-pub struct WithDeadline<S> {
+pub(crate) struct WithDeadline<S> {
     inner: S,
     default: Duration,
 }
@@ -273,7 +273,7 @@ where
 /// A span per call naming the method and the caller (never a token), so every log line of the
 /// call (the layers' refusals included) says who asked; it records the call's status code.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct CallSpanLayer;
+pub(crate) struct CallSpanLayer;
 
 impl<S> tower::Layer<S> for CallSpanLayer {
     type Service = CallSpan<S>;
@@ -284,7 +284,7 @@ impl<S> tower::Layer<S> for CallSpanLayer {
 }
 
 #[derive(Clone, Debug)]
-pub struct CallSpan<S> {
+pub(crate) struct CallSpan<S> {
     inner: S,
 }
 

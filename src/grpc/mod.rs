@@ -9,12 +9,12 @@ mod handler;
 mod layers;
 mod status;
 
-pub use auth::Authenticator;
-pub use handler::CertificationGrpc;
-pub use layers::{Admission, CallSpanLayer, DeadlineLayer, GateLayer, Permission, Readiness};
+pub(crate) use auth::Authenticator;
+pub(crate) use handler::CertificationGrpc;
+pub(crate) use layers::{Admission, CallSpanLayer, DeadlineLayer, GateLayer, Permission, Readiness};
 
 /// CertificationService's fully qualified name.
-pub const SERVICE: &str = "certification.v1.CertificationService";
+pub(crate) const SERVICE: &str = "certification.v1.CertificationService";
 
 /// Generated from `proto/certification/v1/certification.proto`.
 pub mod proto {
@@ -26,7 +26,7 @@ pub mod proto {
 }
 
 /// The domain of every `google.rpc.ErrorInfo` this service returns.
-pub const ERROR_DOMAIN: &str = "certification.v1";
+pub(crate) const ERROR_DOMAIN: &str = "certification.v1";
 
 #[cfg(test)]
 mod tests {

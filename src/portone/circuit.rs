@@ -45,13 +45,13 @@ enum State {
     },
 }
 
-pub struct CircuitBreaker {
+pub(crate) struct CircuitBreaker {
     settings: CircuitSettings,
     state: Mutex<State>,
 }
 
 impl CircuitBreaker {
-    pub fn new(settings: CircuitSettings) -> Self {
+    pub(crate) fn new(settings: CircuitSettings) -> Self {
         metrics::set_portone_circuit(0.0);
         Self {
             settings,
@@ -60,7 +60,7 @@ impl CircuitBreaker {
     }
 
     /// Ok: send the attempt. Err: the circuit is open; PortOne may be tried again after this.
-    pub fn admit(&self) -> Result<(), Duration> {
+    pub(crate) fn admit(&self) -> Result<(), Duration> {
         let now = Instant::now();
         let mut state = self.lock();
         match *state {
@@ -85,7 +85,7 @@ impl CircuitBreaker {
     }
 
     /// PortOne answered.
-    pub fn succeeded(&self) {
+    pub(crate) fn succeeded(&self) {
         let mut state = self.lock();
         if !matches!(*state, State::Closed { .. }) {
             tracing::info!("portone answered again; circuit closed");
@@ -95,7 +95,7 @@ impl CircuitBreaker {
     }
 
     /// An attempt failed the way an outage fails.
-    pub fn failed(&self) {
+    pub(crate) fn failed(&self) {
         if self.settings.failure_threshold == 0 {
             return;
         }

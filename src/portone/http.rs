@@ -13,11 +13,11 @@ use super::circuit::{CircuitBreaker, CircuitSettings};
 use crate::{service::ProviderError, telemetry::metrics};
 
 /// PortOne answers are small; a larger body is a fault, not something to buffer.
-pub const MAX_BODY_BYTES: usize = 1 << 20;
+pub(crate) const MAX_BODY_BYTES: usize = 1 << 20;
 
 /// A base URL we may send credentials to: `https://`, or plain `http://` to this machine only
 /// (the sandbox, a local proxy). Anything else would put the secret on the network in clear.
-pub fn check_base_url(base_url: &str) -> Result<(), &'static str> {
+pub(crate) fn check_base_url(base_url: &str) -> Result<(), &'static str> {
     let url = reqwest::Url::parse(base_url).map_err(|_| "is not a URL")?;
     match url.scheme() {
         "https" => Ok(()),
@@ -42,7 +42,7 @@ pub fn check_base_url(base_url: &str) -> Result<(), &'static str> {
 pub struct HttpSettings {
     /// One HTTP attempt's limit; the caller's deadline may cut it shorter.
     pub request_timeout: Duration,
-    pub connect_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
     /// Attempts for one idempotent call on 5xx, 429, timeouts and connection errors.
     pub max_attempts: u32,
     /// When to stop calling an API that keeps failing, and for how long.
@@ -50,18 +50,18 @@ pub struct HttpSettings {
     /// Requests in flight at once (so connections open at once); further ones wait for a
     /// place within their deadline. Each HTTP/1 connection holds its own buffers: at 1,000
     /// calls in flight, unbounded connections were a fifth of the peak (80 → 64 MiB).
-    pub max_connections: usize,
+    pub(crate) max_connections: usize,
 }
 
 /// A complete answer: any status that is not worth another attempt, with its body.
-pub struct Answer {
-    pub status: StatusCode,
-    pub body: Vec<u8>,
+pub(crate) struct Answer {
+    pub(crate) status: StatusCode,
+    pub(crate) body: Vec<u8>,
 }
 
 /// An attempt that failed in a way another attempt may not: worth a retry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum Transient {
+pub(crate) enum Transient {
     #[error("http {0}")]
     ServerError(u16),
     #[error("http 429")]
@@ -103,7 +103,7 @@ impl Transient {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum HttpError {
+pub(crate) enum HttpError {
     #[error("the caller's deadline passed")]
     DeadlineExceeded,
     #[error("circuit open for another {}ms", retry_after.as_millis())]
@@ -148,7 +148,7 @@ impl Exchange {
     }
 }
 
-pub struct ResilientHttp {
+pub(crate) struct ResilientHttp {
     /// `portone_v1` or `portone_v2`: the metric label of every attempt.
     provider: &'static str,
     client: reqwest::Client,
@@ -158,7 +158,7 @@ pub struct ResilientHttp {
 }
 
 impl ResilientHttp {
-    pub fn new(settings: HttpSettings, provider: &'static str) -> Result<Self, reqwest::Error> {
+    pub(crate) fn new(settings: HttpSettings, provider: &'static str) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder()
             .connect_timeout(settings.connect_timeout)
             // A redirect would carry the request (getToken's body holds the secret) to a host
@@ -176,13 +176,13 @@ impl ResilientHttp {
     }
 
     /// The underlying client, to build requests with.
-    pub fn client(&self) -> &reqwest::Client {
+    pub(crate) fn client(&self) -> &reqwest::Client {
         &self.client
     }
 
     /// Sends an idempotent request, retrying transient failures with jittered exponential
     /// backoff, never past the caller's deadline. `endpoint` labels the metric.
-    pub async fn send(
+    pub(crate) async fn send(
         &self,
         endpoint: &'static str,
         request: impl Fn() -> RequestBuilder,

@@ -3,9 +3,9 @@
 
 mod answer;
 mod circuit;
-pub mod http;
+pub(crate) mod http;
 pub mod v1;
-pub mod v2;
+pub(crate) mod v2;
 
 pub use circuit::CircuitSettings;
-pub use http::HttpSettings;
+pub(crate) use http::HttpSettings;

@@ -19,7 +19,8 @@ impl SandboxHandle {
     /// What a browser finishing PortOne's popup does: a new certification of `person` for
     /// `merchant_uid` at the main merchant, completed `seconds_ago` before the sandbox's now.
     /// Returns its imp_uid.
-    pub fn certify(
+    #[cfg(test)]
+    pub(crate) fn certify(
         &self,
         person: Person,
         merchant_uid: &str,
@@ -33,7 +34,7 @@ impl SandboxHandle {
 
     /// Like [`Self::certify`], for `owner`: the other merchant, or the main merchant's configured
     /// sub-merchant ([`super::SandboxConfig::tier`]).
-    pub fn certify_as(
+    pub(crate) fn certify_as(
         &self,
         owner: Owner,
         person: Person,

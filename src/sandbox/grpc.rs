@@ -17,7 +17,7 @@ pub mod proto {
     tonic::include_proto!("certification.sandbox.v1");
 
     /// The descriptor set reflection serves in sandbox mode, with the proto's comments kept.
-    pub const FILE_DESCRIPTOR_SET: &[u8] =
+    pub(crate) const FILE_DESCRIPTOR_SET: &[u8] =
         include_bytes!(concat!(env!("OUT_DIR"), "/sandbox_descriptor.bin"));
 }
 
@@ -32,12 +32,12 @@ const MAX_CERTIFIED_SECONDS_AGO: u32 = 86_400;
 
 /// The Sandbox service over a running sandbox.
 #[derive(Clone)]
-pub struct SandboxGrpc {
+pub(crate) struct SandboxGrpc {
     sandbox: SandboxHandle,
 }
 
 impl SandboxGrpc {
-    pub fn new(sandbox: SandboxHandle) -> Self {
+    pub(crate) fn new(sandbox: SandboxHandle) -> Self {
         Self { sandbox }
     }
 }

@@ -50,14 +50,14 @@ pub const STALE: &str = "imp_100000000005";
 pub const FOREIGNER: &str = "imp_100000000006";
 pub const TURNS_19_TODAY: &str = "imp_100000000007";
 pub const TURNS_19_TOMORROW: &str = "imp_100000000008";
-pub const LEAP_DAY: &str = "imp_100000000009";
+pub(crate) const LEAP_DAY: &str = "imp_100000000009";
 pub const NO_PHONE: &str = "imp_100000000010";
-pub const NO_CI: &str = "imp_100000000011";
-pub const BORN_BEFORE_1970: &str = "imp_100000000012";
-pub const KCP: &str = "imp_100000000013";
-pub const OTHER_MERCHANT_ADULT: &str = "imp_100000000014";
-pub const OTHER_MERCHANT_FOREIGNER: &str = "imp_100000000015";
-pub const TIER_ADULT: &str = "imp_100000000016";
+pub(crate) const NO_CI: &str = "imp_100000000011";
+pub(crate) const BORN_BEFORE_1970: &str = "imp_100000000012";
+pub(crate) const KCP: &str = "imp_100000000013";
+pub(crate) const OTHER_MERCHANT_ADULT: &str = "imp_100000000014";
+pub(crate) const OTHER_MERCHANT_FOREIGNER: &str = "imp_100000000015";
+pub(crate) const TIER_ADULT: &str = "imp_100000000016";
 
 /// A fixture with the defaults the table promises: merchant_uid `signup-<last 4 digits>`.
 fn fixture(
@@ -85,7 +85,7 @@ fn minutes_before(now: DateTime<Utc>, minutes: i64) -> i64 {
 /// The main merchant's own fixtures (no tier) as of `now`: birthdays and certified_at are
 /// computed relative to now (dates in Asia/Seoul, UTC+9, no DST) so the table stays true on any
 /// day.
-pub fn fixtures(now: DateTime<Utc>) -> Vec<CertificationRecord> {
+pub(crate) fn fixtures(now: DateTime<Utc>) -> Vec<CertificationRecord> {
     let ago = |minutes| minutes_before(now, minutes);
     let main = |person, imp_uid, certified_at| fixture(person, imp_uid, certified_at, Merchant::Main, now);
     vec![
@@ -106,7 +106,7 @@ pub fn fixtures(now: DateTime<Utc>) -> Vec<CertificationRecord> {
 }
 
 /// The other merchant's fixtures as of `now`.
-pub fn other_merchant_fixtures(now: DateTime<Utc>) -> Vec<CertificationRecord> {
+pub(crate) fn other_merchant_fixtures(now: DateTime<Utc>) -> Vec<CertificationRecord> {
     let other = |person, imp_uid| fixture(person, imp_uid, minutes_before(now, 2), Merchant::Other, now);
     vec![
         other(Person::Adult, OTHER_MERCHANT_ADULT),
@@ -115,7 +115,7 @@ pub fn other_merchant_fixtures(now: DateTime<Utc>) -> Vec<CertificationRecord> {
 }
 
 /// The main merchant's sub-merchant's fixtures as of `now` (whichever tier code is configured).
-pub fn tier_fixtures(now: DateTime<Utc>) -> Vec<CertificationRecord> {
+pub(crate) fn tier_fixtures(now: DateTime<Utc>) -> Vec<CertificationRecord> {
     vec![fixture(
         Person::Adult,
         TIER_ADULT,

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 /// The two merchant accounts the sandbox emulates.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Merchant {
+pub(crate) enum Merchant {
     /// `SandboxConfig::imp_key`: owns the built-in fixtures and has the foreigner-detection
     /// contract (`foreigner_v2` true or false).
     #[default]
@@ -30,18 +30,19 @@ impl Merchant {
 /// The account a certification belongs to: it is visible only to a token of `merchant`, and only
 /// with a `Tier` header equal to `tier` (no header when `tier` is `None`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
-pub struct Owner {
-    pub merchant: Merchant,
-    pub tier: Option<String>,
+pub(crate) struct Owner {
+    pub(crate) merchant: Merchant,
+    pub(crate) tier: Option<String>,
 }
 
 impl Owner {
     /// The main merchant itself, no sub-merchant: what the fixtures and plain inserts belong to.
-    pub fn main() -> Self {
+    pub(crate) fn main() -> Self {
         Self::default()
     }
 
-    pub fn other_merchant() -> Self {
+    #[cfg(test)]
+    pub(crate) fn other_merchant() -> Self {
         Self {
             merchant: Merchant::Other,
             tier: None,
@@ -49,7 +50,7 @@ impl Owner {
     }
 
     /// The main merchant's sub-merchant `tier`.
-    pub fn tier(tier: &str) -> Self {
+    pub(crate) fn tier(tier: &str) -> Self {
         Self {
             merchant: Merchant::Main,
             tier: Some(tier.to_owned()),

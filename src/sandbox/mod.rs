@@ -2,8 +2,8 @@
 //! standalone `portone-sandbox` binary.
 //!
 //! On one base URL it answers PortOne V1's `POST /users/getToken`, `GET /certifications/{imp_uid}`
-//! and `DELETE /certifications/{imp_uid}` the way `api.iamport.kr` does (see
-//! `shared/portone-api.md`): the `{code, message, response}` envelope, PortOne's token reuse and
+//! and `DELETE /certifications/{imp_uid}` the way `api.iamport.kr` does (PortOne's
+//! V1 API reference, developers.portone.io): the `{code, message, response}` envelope, PortOne's token reuse and
 //! last-minute extension, 401 for bad credentials or tokens, 404 for unknown (or deleted)
 //! certifications. A DELETE answers with the record as a GET would have shown it. It emulates two merchants
 //! ([`merchants`]: each sees only its own certifications) and the main merchant's sub-merchant
@@ -45,16 +45,16 @@ mod admin;
 mod certify;
 pub mod grpc;
 pub mod identities;
-pub mod merchants;
+pub(crate) mod merchants;
 mod middleware;
-pub mod people;
+pub(crate) mod people;
 mod record;
 mod routes;
 mod server;
 mod state;
 #[cfg(test)]
 mod tests;
-pub mod v2;
+pub(crate) mod v2;
 
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
@@ -245,7 +245,7 @@ impl SandboxHandle {
     }
 
     /// Like [`Self::insert_certification`], visible only to `owner`.
-    pub fn insert_certification_as(&self, owner: Owner, record: CertificationRecord) {
+    pub(crate) fn insert_certification_as(&self, owner: Owner, record: CertificationRecord) {
         let mut state = self.shared.state();
         state.deleted.remove(&record.imp_uid);
         state.inserted.insert(record.imp_uid.clone(), (owner, record));
@@ -254,11 +254,6 @@ impl SandboxHandle {
     /// The sandbox's base URL, as [`Sandbox::base_url`]: where V1 and V2 are both served.
     pub fn base_url(&self) -> &str {
         &self.shared.base_url
-    }
-
-    /// The configuration the sandbox runs with.
-    pub fn config(&self) -> &SandboxConfig {
-        &self.shared.config
     }
 
     pub fn stats(&self) -> SandboxStats {
@@ -327,7 +322,7 @@ pub struct SandboxStats {
     /// Requests to `GET /certifications/..`, whatever their outcome.
     pub certification_lookups: u64,
     /// Requests to `DELETE /certifications/..`, whatever their outcome.
-    pub certification_deletions: u64,
+    pub(crate) certification_deletions: u64,
     /// Requests to V2's `GET /identity-verifications/..`, whatever their outcome.
     pub identity_verification_lookups: u64,
     /// The `Tier` header of the last certification lookup or deletion (`None`: it had none), so

@@ -17,7 +17,7 @@ const INICIS_ORIGIN: &str = "about:blank";
 /// Who certifies. Each person has a name, birthday, provider and carrier of their own, and an
 /// own key from which their CI, DI and phone derive.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Person {
+pub(crate) enum Person {
     /// 홍길동, born 1990-03-15, danal, male, phone `01012345678`, SKT.
     Adult,
     /// 김민준, 15 years and 100 days old, KT.
@@ -49,21 +49,21 @@ pub enum Person {
 }
 
 /// One certification's own facts, as opposed to the person's.
-pub struct Certification<'a> {
-    pub imp_uid: &'a str,
-    pub merchant_uid: &'a str,
+pub(crate) struct Certification<'a> {
+    pub(crate) imp_uid: &'a str,
+    pub(crate) merchant_uid: &'a str,
     /// Unix seconds; ignored for [`Person::NotCertified`].
-    pub certified_at: i64,
+    pub(crate) certified_at: i64,
     /// CI, DI and phone derive from this instead of the person's own key.
-    pub person_key: Option<&'a str>,
+    pub(crate) person_key: Option<&'a str>,
     /// Whose certification it is: the DI is per merchant site, and only [`Merchant::Main`] has
     /// the foreigner contract.
-    pub merchant: Merchant,
+    pub(crate) merchant: Merchant,
 }
 
 impl Person {
     /// The key the person's CI, DI and phone derive from.
-    pub fn own_key(self) -> &'static str {
+    pub(crate) fn own_key(self) -> &'static str {
         match self {
             Person::Adult => "hong",
             Person::Minor => "kim-minjun",
@@ -83,7 +83,11 @@ impl Person {
 
     /// The record of this person completing `certification`, with ages relative to `now`
     /// (the sandbox's clock) in Asia/Seoul.
-    pub fn certify(self, certification: &Certification<'_>, now: DateTime<Utc>) -> CertificationRecord {
+    pub(crate) fn certify(
+        self,
+        certification: &Certification<'_>,
+        now: DateTime<Utc>,
+    ) -> CertificationRecord {
         let record = self.certify_for_main_merchant(certification, now);
         let key = certification.person_key.unwrap_or(self.own_key());
         match certification.merchant.di_site() {

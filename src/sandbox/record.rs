@@ -17,30 +17,30 @@ pub(super) const ORIGIN: &str = "https://example.com/signup";
 /// merchants not approved for them; every other `None` is sent as `null`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CertificationRecord {
-    pub imp_uid: String,
+    pub(crate) imp_uid: String,
     pub merchant_uid: Option<String>,
-    pub pg_tid: Option<String>,
-    pub pg_provider: String,
-    pub name: Option<String>,
+    pub(crate) pg_tid: Option<String>,
+    pub(crate) pg_provider: String,
+    pub(crate) name: Option<String>,
     /// `male` / `female`; null for `inicis_unified`.
-    pub gender: Option<String>,
+    pub(crate) gender: Option<String>,
     /// `YYYY-MM-DD`: the source of truth for age.
-    pub birthday: Option<String>,
+    pub(crate) birthday: Option<String>,
     /// Deprecated by PortOne but still sent: unix seconds of 00:00 KST of the birthday.
-    pub birth: Option<i64>,
-    pub foreigner: bool,
-    pub foreigner_v2: Option<bool>,
+    pub(crate) birth: Option<i64>,
+    pub(crate) foreigner: bool,
+    pub(crate) foreigner_v2: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub phone: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub carrier: Option<String>,
-    pub certified: bool,
-    pub certified_at: Option<i64>,
+    pub(crate) carrier: Option<String>,
+    pub(crate) certified: bool,
+    pub(crate) certified_at: Option<i64>,
     /// The CI.
-    pub unique_key: Option<String>,
+    pub(crate) unique_key: Option<String>,
     /// The DI.
-    pub unique_in_site: Option<String>,
-    pub origin: Option<String>,
+    pub(crate) unique_in_site: Option<String>,
+    pub(crate) origin: Option<String>,
 }
 
 impl CertificationRecord {

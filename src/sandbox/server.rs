@@ -20,12 +20,12 @@ use super::{
 pub(super) const GET_TOKEN_PATH: &str = "/users/getToken";
 pub(super) const CERTIFICATIONS_PREFIX: &str = "/certifications/";
 
-// Ours, not PortOne's: portone-api.md and PortOne's V1 OpenAPI give only the 401 ("imp_key,
+// Ours, not PortOne's: PortOne's V1 API reference and OpenAPI give only the 401 ("imp_key,
 // imp_secret 인증에 실패한 경우" describes the case, not the message). Clients must not match it.
 const CREDENTIALS_REJECTED: &str = "imp_key, imp_secret 인증에 실패하였습니다.";
 // Ours, not PortOne's: no source gives the message of a lookup's 401.
 const UNAUTHENTICATED: &str = "Unauthenticated";
-// PortOne's, byte for byte (portone-api.md, "Unknown certification"): clients may show it.
+// PortOne's, byte for byte (its answer to an unknown certification): clients may show it.
 const CERTIFICATION_NOT_FOUND: &str = "인증결과가 존재하지 않습니다.";
 /// V1's sub-merchant header: `Tier: <3-character code>`.
 pub(super) const TIER_HEADER: &str = "tier";

@@ -8,7 +8,6 @@ use chrono::{NaiveDate, TimeDelta};
 use super::*;
 use crate::domain::{
     Carrier, CertificationRef, Ci, ExpectedPerson, Gender, ImpUid, MerchantUid, PersonName, Phone, Provider,
-    Redemption,
 };
 
 fn now() -> DateTime<Utc> {
@@ -61,15 +60,12 @@ const CHILD: (i32, u32, u32) = (2016, 1, 1);
 fn session(purpose: VerificationPurpose, account: Option<&str>) -> Session {
     Session {
         id: SessionId::generate(),
-        caller: "signup".into(),
         purpose,
-        provider: Provider::PortoneV1,
         account: account.map(|account| AccountId::parse(account).unwrap()),
         min_age: None,
         expected: ExpectedPerson::default(),
         created_at: now() - TimeDelta::minutes(5),
         expires_at: now() + TimeDelta::minutes(10),
-        redemption: None::<Redemption>,
     }
 }
 

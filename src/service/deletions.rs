@@ -30,19 +30,19 @@ const LAST_RETRY: Duration = Duration::from_secs(600);
 const REFUSALS_BEFORE_GIVING_UP: u32 = 5;
 
 #[derive(Clone)]
-pub struct Deleter {
+pub(crate) struct Deleter {
     store: Store,
     eraser: Arc<dyn CertificationEraser>,
 }
 
 impl Deleter {
-    pub fn new(store: Store, eraser: Arc<dyn CertificationEraser>) -> Self {
+    pub(crate) fn new(store: Store, eraser: Arc<dyn CertificationEraser>) -> Self {
         Self { store, eraser }
     }
 
     /// Takes the deletions due now and attempts each once; `true` when the batch was full, so
     /// more may be due right now. What each attempt did is counted in the metrics.
-    pub async fn pass(&self) -> Result<bool, StoreError> {
+    pub(crate) async fn pass(&self) -> Result<bool, StoreError> {
         let now = Utc::now();
         let due = self
             .store
@@ -92,7 +92,7 @@ impl Deleter {
     }
 
     /// Reports the outbox's size to the pending gauge.
-    pub async fn report_pending(&self) -> Result<(), StoreError> {
+    pub(crate) async fn report_pending(&self) -> Result<(), StoreError> {
         metrics::set_deletions_pending(self.store.pending_deletions().await?);
         Ok(())
     }

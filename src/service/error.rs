@@ -16,11 +16,11 @@ use crate::{
 
 /// The reason of a call that ran out of time, wherever it did: a use case waiting on a provider
 /// here, or the transport's own deadline.
-pub const DEADLINE_EXCEEDED: &str = "DEADLINE_EXCEEDED";
+pub(crate) const DEADLINE_EXCEEDED: &str = "DEADLINE_EXCEEDED";
 
 /// What kind of outcome an error is, in words that name no transport.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ErrorKind {
+pub(crate) enum ErrorKind {
     /// The request itself is wrong: retrying it unchanged cannot help.
     InvalidArgument,
     NotFound,
@@ -35,7 +35,7 @@ pub enum ErrorKind {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum ServiceError {
+pub(crate) enum ServiceError {
     #[error("invalid argument: {0}")]
     InvalidArgument(#[from] FieldViolation),
     #[error("the person has not completed this certification")]
@@ -106,7 +106,7 @@ static PROVIDER_DOWN: LogLimit = LogLimit::per(Duration::from_secs(1));
 
 impl ServiceError {
     /// The machine-readable reason callers see (`google.rpc.ErrorInfo.reason`) and metrics count.
-    pub fn reason(&self) -> &'static str {
+    pub(crate) fn reason(&self) -> &'static str {
         use ProviderError as P;
         match self {
             Self::InvalidArgument(violation) => violation.reason,
@@ -141,7 +141,7 @@ impl ServiceError {
         }
     }
 
-    pub fn kind(&self) -> ErrorKind {
+    pub(crate) fn kind(&self) -> ErrorKind {
         use ErrorKind as K;
         use ProviderError as P;
         match self {
@@ -174,7 +174,7 @@ impl ServiceError {
 
     /// A refusal caused by the request or the person, as opposed to an outage, a time-out or a
     /// failure: what the session metrics count by reason.
-    pub fn is_refusal(&self) -> bool {
+    pub(crate) fn is_refusal(&self) -> bool {
         match self {
             Self::Upstream(ProviderError::NotFound) => true,
             Self::Upstream(_) | Self::Store(_) | Self::BornInTheFuture => false,
@@ -184,7 +184,7 @@ impl ServiceError {
 
     /// What the caller is told. Outages and failures get a clean sentence: their causes are
     /// for the operator's log ([`Self::log_cause`]), never for the caller.
-    pub fn public_message(&self) -> String {
+    pub(crate) fn public_message(&self) -> String {
         use ProviderError as P;
         match self {
             Self::Upstream(P::NotFound) => "no such certification at PortOne for our merchant account".into(),
@@ -205,7 +205,7 @@ impl ServiceError {
     }
 
     /// The `ErrorInfo` metadata: facts about the refusal, never a value of the person's.
-    pub fn metadata(&self) -> Vec<(&'static str, String)> {
+    pub(crate) fn metadata(&self) -> Vec<(&'static str, String)> {
         match self {
             Self::CertificationExpired {
                 certified_at,
@@ -239,7 +239,7 @@ impl ServiceError {
     }
 
     /// The field a request got wrong and what is wrong with it, for a `BadRequest` detail.
-    pub fn violation(&self) -> Option<(&'static str, String)> {
+    pub(crate) fn violation(&self) -> Option<(&'static str, String)> {
         match self {
             Self::InvalidArgument(violation) => Some((violation.field, violation.description.clone())),
             Self::SessionMismatch { field } => Some((field, "must be unset or equal the session's".into())),
@@ -248,7 +248,7 @@ impl ServiceError {
     }
 
     /// When retrying may succeed, where we know.
-    pub fn retry_after(&self) -> Option<Duration> {
+    pub(crate) fn retry_after(&self) -> Option<Duration> {
         match self {
             Self::Upstream(ProviderError::CircuitOpen { retry_after }) => Some(*retry_after),
             _ => None,
@@ -257,7 +257,7 @@ impl ServiceError {
 
     /// Logs what the operator needs to know about this outcome, once, where the transport
     /// answers it: outages rate-limited, failures always, refusals not at all.
-    pub fn log_cause(&self) {
+    pub(crate) fn log_cause(&self) {
         use ProviderError as P;
         match self {
             Self::CertifiedInFuture { certified_at, .. } => {

@@ -22,10 +22,10 @@ use crate::{
     store::{Recordable, Store},
 };
 
-pub use deletions::Deleter;
-pub use error::{DEADLINE_EXCEEDED, ErrorKind, ServiceError};
+pub(crate) use deletions::Deleter;
+pub(crate) use error::{DEADLINE_EXCEEDED, ErrorKind, ServiceError};
 pub use provider::{BoxFuture, CertificationEraser, Erased, IdentityProvider, ProviderError, Providers};
-pub use sessions::Began;
+pub(crate) use sessions::Began;
 
 /// The checks every Verify applies.
 #[derive(Clone, Debug)]
@@ -39,7 +39,7 @@ pub struct Policy {
     /// How long after Unlink the person may not be bound to a new account (0: at once).
     pub rejoin_cooldown: Duration,
     /// How far a certification's time may be ahead of our clock (PortOne's clock and ours).
-    pub clock_skew: Duration,
+    pub(crate) clock_skew: Duration,
     /// A Verify must redeem a session BeginVerification issued (REQUIRE_SESSION).
     pub require_session: bool,
     /// How long a session may wait for its Verify (VERIFICATION_SESSION_TTL).
@@ -53,56 +53,56 @@ pub struct Policy {
 
 /// A parsed Verify request.
 #[derive(Debug)]
-pub struct VerifyCommand {
-    pub certification: CertificationRef,
-    pub account: Option<AccountId>,
-    pub merchant_uid: Option<MerchantUid>,
-    pub min_age: Option<MinAge>,
+pub(crate) struct VerifyCommand {
+    pub(crate) certification: CertificationRef,
+    pub(crate) account: Option<AccountId>,
+    pub(crate) merchant_uid: Option<MerchantUid>,
+    pub(crate) min_age: Option<MinAge>,
 }
 
 /// Which person CheckDuplicate asks about.
 #[derive(Debug)]
-pub enum DuplicateKey {
+pub(crate) enum DuplicateKey {
     Certification(CertificationRef),
     Ci(Ci),
 }
 
 /// The certification's own facts, as reported back to the caller.
 #[derive(Clone, Debug)]
-pub struct CertificationFacts {
-    pub provider: crate::domain::Provider,
+pub(crate) struct CertificationFacts {
+    pub(crate) provider: crate::domain::Provider,
     /// The provider's id of the certification (an imp_uid for PortOne V1).
-    pub id: String,
-    pub merchant_uid: Option<String>,
-    pub pg_provider: String,
-    pub certified_at: DateTime<Utc>,
+    pub(crate) id: String,
+    pub(crate) merchant_uid: Option<String>,
+    pub(crate) pg_provider: String,
+    pub(crate) certified_at: DateTime<Utc>,
 }
 
 /// A Verify that passed every check.
 #[derive(Debug)]
-pub struct Verified {
-    pub identity: Identity,
-    pub certification: CertificationFacts,
-    pub age: AgeCheck,
+pub(crate) struct Verified {
+    pub(crate) identity: Identity,
+    pub(crate) certification: CertificationFacts,
+    pub(crate) age: AgeCheck,
     /// Who held the person before this call (before the session's first redemption).
-    pub holder_before: Option<Holder>,
+    pub(crate) holder_before: Option<Holder>,
     /// Whether the requested account holds the person after this call.
-    pub bound: bool,
+    pub(crate) bound: bool,
     /// The purpose of the session this Verify redeemed.
-    pub purpose: Option<VerificationPurpose>,
+    pub(crate) purpose: Option<VerificationPurpose>,
     /// PURPOSE_REVERIFY: when the account's person was confirmed.
-    pub reverified_at: Option<DateTime<Utc>>,
+    pub(crate) reverified_at: Option<DateTime<Utc>>,
 }
 
 /// What BeginVerification tells a caller's browser for a V2 session: the store and channel its
 /// SDK takes.
 #[derive(Clone, Debug, Default)]
-pub struct BrowserSetup {
-    pub store_id: Option<String>,
-    pub channel_key: Option<String>,
+pub(crate) struct BrowserSetup {
+    pub(crate) store_id: Option<String>,
+    pub(crate) channel_key: Option<String>,
 }
 
-pub struct IdentityService {
+pub(crate) struct IdentityService {
     browser: BrowserSetup,
     providers: Providers,
     store: Store,
@@ -112,7 +112,7 @@ pub struct IdentityService {
 }
 
 impl IdentityService {
-    pub fn new(
+    pub(crate) fn new(
         providers: Providers,
         store: Store,
         index_key: CiIndexKey,
@@ -130,14 +130,14 @@ impl IdentityService {
     }
 
     /// The providers' browser-side facts, for BeginVerification.
-    pub fn with_browser(mut self, browser: BrowserSetup) -> Self {
+    pub(crate) fn with_browser(mut self, browser: BrowserSetup) -> Self {
         self.browser = browser;
         self
     }
 
     /// The account no longer holds its person. Idempotent: `None` when it held nobody.
     #[tracing::instrument(skip_all)]
-    pub async fn unlink(&self, account: &AccountId) -> Result<Option<DateTime<Utc>>, ServiceError> {
+    pub(crate) async fn unlink(&self, account: &AccountId) -> Result<Option<DateTime<Utc>>, ServiceError> {
         let unlinked = self.store.unlink(account).await?;
         tracing::info!(existed = unlinked.is_some(), "account unlinked");
         Ok(unlinked)
@@ -147,7 +147,7 @@ impl IdentityService {
     /// seen it; otherwise its provider does (and we record what it says). No freshness or
     /// merchant check here: the question is about the person, not about this signup.
     #[tracing::instrument(skip_all, fields(by = key_kind(&key)))]
-    pub async fn check_duplicate(
+    pub(crate) async fn check_duplicate(
         &self,
         key: DuplicateKey,
         deadline: Instant,

@@ -79,16 +79,16 @@ pub struct Providers {
 }
 
 impl Providers {
-    pub fn with(mut self, provider: Provider, client: Arc<dyn IdentityProvider>) -> Self {
+    pub(crate) fn with(mut self, provider: Provider, client: Arc<dyn IdentityProvider>) -> Self {
         self.by_provider.insert(provider, client);
         self
     }
 
-    pub fn has(&self, provider: Provider) -> bool {
+    pub(crate) fn has(&self, provider: Provider) -> bool {
         self.by_provider.contains_key(&provider)
     }
 
-    pub async fn lookup(
+    pub(crate) async fn lookup(
         &self,
         reference: &CertificationRef,
         deadline: Instant,

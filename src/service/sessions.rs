@@ -11,18 +11,22 @@ use crate::{
 /// A session begun: its id (V1's merchant_uid, V2's identity verification id), its deadline,
 /// and what the browser needs for the provider.
 #[derive(Debug)]
-pub struct Began {
-    pub merchant_uid: SessionId,
-    pub expires_at: DateTime<Utc>,
-    pub provider: Provider,
-    pub store_id: Option<String>,
-    pub channel_key: Option<String>,
+pub(crate) struct Began {
+    pub(crate) merchant_uid: SessionId,
+    pub(crate) expires_at: DateTime<Utc>,
+    pub(crate) provider: Provider,
+    pub(crate) store_id: Option<String>,
+    pub(crate) channel_key: Option<String>,
 }
 
 impl IdentityService {
     /// Issues a session for `caller`: only they can redeem it, once, before it expires.
     #[tracing::instrument(skip_all, fields(purpose = spec.purpose.as_str()))]
-    pub async fn begin_verification(&self, spec: SessionSpec, caller: &str) -> Result<Began, ServiceError> {
+    pub(crate) async fn begin_verification(
+        &self,
+        spec: SessionSpec,
+        caller: &str,
+    ) -> Result<Began, ServiceError> {
         // Unnamed: V2 when it is configured (PortOne's recommendation for new sessions), else V1.
         let default = if self.providers.has(Provider::PortoneV2) {
             Provider::PortoneV2
@@ -143,15 +147,12 @@ impl IdentityService {
         };
         Ok(Some(Session {
             id: stored.id,
-            caller: stored.caller,
             purpose: stored.purpose,
-            provider: stored.provider,
             account: stored.account,
             min_age: stored.min_age,
             expected,
             created_at: stored.created_at,
             expires_at: stored.expires_at,
-            redemption: stored.redemption,
         }))
     }
 }

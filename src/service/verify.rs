@@ -27,7 +27,7 @@ struct Answer {
 
 impl IdentityService {
     #[tracing::instrument(skip_all, fields(certification = %command.certification, session = command.merchant_uid.is_some()))]
-    pub async fn verify(
+    pub(crate) async fn verify(
         &self,
         command: VerifyCommand,
         caller: &str,

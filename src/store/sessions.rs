@@ -276,7 +276,6 @@ fn stored(row: session::Model) -> Result<StoredSession, StoreError> {
             certification_id,
             redeemed_at,
             holder_before: holder(row.holder_account_id, row.holder_bound_at),
-            bound: row.bound,
         }),
         _ => None,
     };

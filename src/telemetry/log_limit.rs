@@ -10,7 +10,7 @@ use std::{
 };
 
 /// At most one line per `interval`; the lines let through say how many were held back.
-pub struct LogLimit {
+pub(crate) struct LogLimit {
     interval: Duration,
     /// Milliseconds since [`epoch`] when a line was last let through, plus one (0: never).
     last: AtomicU64,
@@ -23,7 +23,7 @@ fn epoch() -> Instant {
 }
 
 impl LogLimit {
-    pub const fn per(interval: Duration) -> Self {
+    pub(crate) const fn per(interval: Duration) -> Self {
         Self {
             interval,
             last: AtomicU64::new(0),
@@ -32,7 +32,7 @@ impl LogLimit {
     }
 
     /// `Some(lines held back since the last one)` when a line may be logged now.
-    pub fn admit(&self) -> Option<u64> {
+    pub(crate) fn admit(&self) -> Option<u64> {
         let now = u64::try_from(epoch().elapsed().as_millis())
             .unwrap_or(u64::MAX)
             .saturating_add(1);

@@ -17,24 +17,24 @@ use tokio::net::TcpListener;
 
 use crate::domain::VerificationPurpose;
 
-pub const RPC_REQUESTS: &str = "certification_rpc_requests_total";
-pub const RPC_DURATION: &str = "certification_rpc_duration_seconds";
-pub const PORTONE_DURATION: &str = "certification_portone_request_duration_seconds";
-pub const TOKEN_LOOKUPS: &str = "certification_token_cache_lookups_total";
-pub const TOKEN_FETCHES: &str = "certification_token_fetches_total";
-pub const TOKEN_DEGRADED: &str = "certification_token_cache_degraded";
-pub const PORTONE_CIRCUIT: &str = "certification_portone_circuit_state";
-pub const IN_FLIGHT: &str = "certification_rpc_in_flight";
-pub const DB_POOL: &str = "certification_db_pool_connections";
-pub const BUILD_INFO: &str = "certification_build_info";
-pub const UPSTREAM_REJECTIONS: &str = "certification_portone_rejections_total";
-pub const SESSIONS_BEGUN: &str = "certification_sessions_begun_total";
-pub const SESSIONS_REDEEMED: &str = "certification_sessions_redeemed_total";
-pub const SESSIONS_REFUSED: &str = "certification_sessions_refused_total";
-pub const SESSIONS_EXPIRED: &str = "certification_sessions_expired_total";
-pub const DELETIONS_PENDING: &str = "certification_deletions_pending";
-pub const DELETIONS_DONE: &str = "certification_deletions_done_total";
-pub const DELETIONS_FAILED: &str = "certification_deletions_failed_total";
+pub(crate) const RPC_REQUESTS: &str = "certification_rpc_requests_total";
+pub(crate) const RPC_DURATION: &str = "certification_rpc_duration_seconds";
+pub(crate) const PORTONE_DURATION: &str = "certification_portone_request_duration_seconds";
+pub(crate) const TOKEN_LOOKUPS: &str = "certification_token_cache_lookups_total";
+pub(crate) const TOKEN_FETCHES: &str = "certification_token_fetches_total";
+pub(crate) const TOKEN_DEGRADED: &str = "certification_token_cache_degraded";
+pub(crate) const PORTONE_CIRCUIT: &str = "certification_portone_circuit_state";
+pub(crate) const IN_FLIGHT: &str = "certification_rpc_in_flight";
+pub(crate) const DB_POOL: &str = "certification_db_pool_connections";
+pub(crate) const BUILD_INFO: &str = "certification_build_info";
+pub(crate) const UPSTREAM_REJECTIONS: &str = "certification_portone_rejections_total";
+pub(crate) const SESSIONS_BEGUN: &str = "certification_sessions_begun_total";
+pub(crate) const SESSIONS_REDEEMED: &str = "certification_sessions_redeemed_total";
+pub(crate) const SESSIONS_REFUSED: &str = "certification_sessions_refused_total";
+pub(crate) const SESSIONS_EXPIRED: &str = "certification_sessions_expired_total";
+pub(crate) const DELETIONS_PENDING: &str = "certification_deletions_pending";
+pub(crate) const DELETIONS_DONE: &str = "certification_deletions_done_total";
+pub(crate) const DELETIONS_FAILED: &str = "certification_deletions_failed_total";
 
 /// Seconds, from a warm in-process call to PortOne's slowest answers.
 const BUCKETS: &[f64] = &[
@@ -45,7 +45,7 @@ static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
 /// Installs the recorder once per process (tests start many servers in one process; they share
 /// it). `None` if another recorder was installed first.
-pub fn handle() -> Option<&'static PrometheusHandle> {
+pub(crate) fn handle() -> Option<&'static PrometheusHandle> {
     HANDLE
         .get_or_init(|| {
             let builder = PrometheusBuilder::new()
@@ -59,10 +59,10 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
 }
 
 /// (connections open, of which idle) of the database pool, read at each scrape.
-pub type PoolUsage = Arc<dyn Fn() -> (u32, u32) + Send + Sync>;
+pub(crate) type PoolUsage = Arc<dyn Fn() -> (u32, u32) + Send + Sync>;
 
 /// Serves `/metrics` on `listener` until `shutdown` resolves.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     pool_usage: PoolUsage,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -91,7 +91,7 @@ async fn render(State(pool_usage): State<PoolUsage>) -> impl IntoResponse {
 
 /// One PortOne HTTP attempt: `provider` `portone_v1` or `portone_v2`, `endpoint` `get_token`,
 /// `certification` (V1) or `identity_verification` (V2).
-pub fn record_portone_attempt(
+pub(crate) fn record_portone_attempt(
     provider: &'static str,
     endpoint: &'static str,
     outcome: &'static str,
@@ -102,91 +102,91 @@ pub fn record_portone_attempt(
 }
 
 /// A token cache lookup: `level` is `in_process` or `redis`, `result` `hit`, `miss` or `error`.
-pub fn record_token_lookup(level: &'static str, result: &'static str) {
+pub(crate) fn record_token_lookup(level: &'static str, result: &'static str) {
     counter!(TOKEN_LOOKUPS, "level" => level, "result" => result).increment(1);
 }
 
 /// A permanent refusal from PortOne (HTTP 200 with an error code, 3xx, 4xx), by HTTP status.
-pub fn record_upstream_rejection(status: u16) {
+pub(crate) fn record_upstream_rejection(status: u16) {
     counter!(UPSTREAM_REJECTIONS, "http_status" => status.to_string()).increment(1);
 }
 
 /// A verification session begun, by purpose.
-pub fn session_begun(purpose: VerificationPurpose) {
+pub(crate) fn session_begun(purpose: VerificationPurpose) {
     counter!(SESSIONS_BEGUN, "purpose" => purpose.as_str()).increment(1);
 }
 
 /// A session redeemed by its first certification (retries are not counted again); `bound`
 /// says whether it bound an account.
-pub fn session_redeemed(purpose: VerificationPurpose, bound: bool) {
+pub(crate) fn session_redeemed(purpose: VerificationPurpose, bound: bool) {
     counter!(SESSIONS_REDEEMED, "purpose" => purpose.as_str(), "bound" => if bound { "true" } else { "false" })
         .increment(1);
 }
 
 /// A Verify a session refused, by the session's purpose (`unknown` when no session was found)
 /// and the refusal's reason (SESSION_USED, SESSION_EXPIRED, IDENTITY_MISMATCH, ...).
-pub fn session_refused(purpose: Option<VerificationPurpose>, reason: &'static str) {
+pub(crate) fn session_refused(purpose: Option<VerificationPurpose>, reason: &'static str) {
     let purpose = purpose.map_or("unknown", VerificationPurpose::as_str);
     counter!(SESSIONS_REFUSED, "purpose" => purpose, "reason" => reason).increment(1);
 }
 
 /// Sessions that expired without being redeemed, counted when purged.
-pub fn sessions_expired(purpose: VerificationPurpose, count: u64) {
+pub(crate) fn sessions_expired(purpose: VerificationPurpose, count: u64) {
     counter!(SESSIONS_EXPIRED, "purpose" => purpose.as_str()).increment(count);
 }
 
 /// Deletions at PortOne not finished yet (the shared outbox: every replica reports the same).
-pub fn set_deletions_pending(count: u64) {
+pub(crate) fn set_deletions_pending(count: u64) {
     gauge!(DELETIONS_PENDING).set(count as f64);
 }
 
 /// A deletion at PortOne finished: `outcome` `deleted` (200) or `absent` (404).
-pub fn deletion_done(outcome: &'static str) {
+pub(crate) fn deletion_done(outcome: &'static str) {
     counter!(DELETIONS_DONE, "outcome" => outcome).increment(1);
 }
 
 /// A deletion attempt failed (`reason`: `unavailable`, `timeout`, `rejected`, …); `retrying`
 /// false when it was given up.
-pub fn deletion_failed(reason: &'static str, retrying: bool) {
+pub(crate) fn deletion_failed(reason: &'static str, retrying: bool) {
     counter!(DELETIONS_FAILED, "reason" => reason, "retrying" => if retrying { "true" } else { "false" })
         .increment(1);
 }
 
-pub fn record_token_fetch() {
+pub(crate) fn record_token_fetch() {
     counter!(TOKEN_FETCHES).increment(1);
 }
 
 /// Calls admitted and not yet answered, against MAX_IN_FLIGHT.
-pub fn call_admitted() {
+pub(crate) fn call_admitted() {
     gauge!(IN_FLIGHT).increment(1.0);
 }
 
-pub fn call_finished() {
+pub(crate) fn call_finished() {
     gauge!(IN_FLIGHT).decrement(1.0);
 }
 
 /// 0 closed, 0.5 half-open, 1 open.
-pub fn set_portone_circuit(state: f64) {
+pub(crate) fn set_portone_circuit(state: f64) {
     gauge!(PORTONE_CIRCUIT).set(state);
 }
 
-pub fn set_token_cache_degraded(degraded: bool) {
+pub(crate) fn set_token_cache_degraded(degraded: bool) {
     gauge!(TOKEN_DEGRADED).set(if degraded { 1.0 } else { 0.0 });
 }
 
 /// Services and their methods by name, as the gRPC layer lists them.
-pub type KnownMethods = Arc<Vec<(&'static str, Vec<&'static str>)>>;
+pub(crate) type KnownMethods = Arc<Vec<(&'static str, Vec<&'static str>)>>;
 
 /// Counts and times every gRPC call by service, method and status code: one layer for every
 /// service, so no handler repeats it and refusals before a handler (authentication) count too.
 /// Only `known` services and methods become labels.
 #[derive(Clone, Debug)]
-pub struct RpcMetricsLayer {
+pub(crate) struct RpcMetricsLayer {
     known: KnownMethods,
 }
 
 impl RpcMetricsLayer {
-    pub fn new(known: Vec<(&'static str, Vec<&'static str>)>) -> Self {
+    pub(crate) fn new(known: Vec<(&'static str, Vec<&'static str>)>) -> Self {
         Self {
             known: Arc::new(known),
         }
@@ -205,7 +205,7 @@ impl<S> tower::Layer<S> for RpcMetricsLayer {
 }
 
 #[derive(Clone, Debug)]
-pub struct RpcMetrics<S> {
+pub(crate) struct RpcMetrics<S> {
     inner: S,
     known: KnownMethods,
 }
@@ -265,7 +265,7 @@ fn service_and_method(
 
 /// The status code of a gRPC answer: a unary success carries grpc-status in the trailers (so
 /// none in the headers), an error in the headers.
-pub fn answered_code(headers: &http::HeaderMap) -> tonic::Code {
+pub(crate) fn answered_code(headers: &http::HeaderMap) -> tonic::Code {
     headers
         .get("grpc-status")
         .and_then(|value| value.to_str().ok())

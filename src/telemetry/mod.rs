@@ -2,9 +2,9 @@
 //! credentials here, so the libraries that could print them are capped whatever RUST_LOG asks for,
 //! and span fields are chosen by hand (`skip_all`), never whole arguments.
 
-pub mod log_limit;
-pub mod metrics;
-pub mod tracing_context;
+pub(crate) mod log_limit;
+pub(crate) mod metrics;
+pub(crate) mod tracing_context;
 
 use std::io::IsTerminal;
 

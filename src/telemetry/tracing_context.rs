@@ -20,7 +20,7 @@ impl Extractor for HeaderExtractor<'_> {
 
 /// Makes `span` a child of the caller's trace, when the caller sent one, and records the trace
 /// id on it so log lines of the call carry it.
-pub fn continue_trace(span: &tracing::Span, headers: &http::HeaderMap) {
+pub(crate) fn continue_trace(span: &tracing::Span, headers: &http::HeaderMap) {
     let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
         propagator.extract(&HeaderExtractor(headers))
     });
@@ -35,7 +35,7 @@ pub fn continue_trace(span: &tracing::Span, headers: &http::HeaderMap) {
 }
 
 /// `traceparent` (and `tracestate`) of the current span, for an outgoing HTTP request.
-pub fn outgoing_headers() -> HashMap<String, String> {
+pub(crate) fn outgoing_headers() -> HashMap<String, String> {
     struct Headers(HashMap<String, String>);
     impl Injector for Headers {
         fn set(&mut self, key: &str, value: String) {

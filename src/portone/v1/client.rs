@@ -31,14 +31,14 @@ pub struct PortoneSettings {
     pub imp_key: String,
     pub imp_secret: Secret,
     /// A token is used until this long before PortOne's expiry, so none expires in flight.
-    pub token_margin: Duration,
+    pub(crate) token_margin: Duration,
     /// A token with less usable time than this is refreshed in the background. PortOne extends
     /// a token only when asked in its last minute, so `token_margin + token_refresh_ahead`
     /// must stay under 60 s or the refresh gets the same expiry back.
-    pub token_refresh_ahead: Duration,
+    pub(crate) token_refresh_ahead: Duration,
     /// How long the fleet-wide getToken lock is held at most: a replica that dies holding it
     /// delays the others by no more than this.
-    pub token_lock_ttl: Duration,
+    pub(crate) token_lock_ttl: Duration,
     /// PORTONE_TIER: a sub-merchant's 3-character code, sent as `Tier` on lookups.
     pub tier: Option<String>,
     /// Retries, time-outs, the circuit breaker and the connection bound.
@@ -77,7 +77,7 @@ pub(super) enum CallFailure {
 }
 
 impl PortoneClient {
-    pub fn new(settings: PortoneSettings, tokens: TokenCache) -> Result<Self, reqwest::Error> {
+    pub(crate) fn new(settings: PortoneSettings, tokens: TokenCache) -> Result<Self, reqwest::Error> {
         Ok(Self {
             inner: Arc::new(Inner {
                 http: ResilientHttp::new(settings.http.clone(), "portone_v1")?,
@@ -158,7 +158,7 @@ impl PortoneClient {
 
     /// A valid access token: from memory, from Redis, or fetched once for the whole fleet (one
     /// replica holds the lock and calls getToken, the others wait for its token in Redis).
-    pub async fn access_token(&self, deadline: Instant) -> Result<AccessToken, ProviderError> {
+    pub(crate) async fn access_token(&self, deadline: Instant) -> Result<AccessToken, ProviderError> {
         let tokens = &self.inner.tokens;
         if let Some(usable) = tokens.local() {
             self.after_hit(&usable);

@@ -16,9 +16,9 @@ use crate::{
 /// with HTTP 200 and a non-zero code, so both must be checked.
 #[derive(Deserialize)]
 pub(super) struct Envelope<T> {
-    pub code: i64,
-    pub message: Option<String>,
-    pub response: Option<T>,
+    pub(crate) code: i64,
+    pub(crate) message: Option<String>,
+    pub(crate) response: Option<T>,
 }
 
 /// A permanent refusal, with whatever the body says about it.
@@ -37,10 +37,10 @@ fn rejected(status: StatusCode, body: &[u8]) -> ProviderError {
 
 #[derive(Deserialize)]
 pub(super) struct TokenGrant {
-    pub access_token: String,
+    pub(crate) access_token: String,
     /// PortOne's clock at issue, so expiry is computed without trusting ours.
-    pub now: i64,
-    pub expired_at: i64,
+    pub(crate) now: i64,
+    pub(crate) expired_at: i64,
 }
 
 #[derive(Deserialize)]

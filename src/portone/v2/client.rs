@@ -15,20 +15,20 @@ use crate::{
 #[derive(Clone, Debug)]
 pub struct PortoneV2Settings {
     /// `https://api.portone.io`, or the sandbox. No trailing slash.
-    pub base_url: String,
+    pub(crate) base_url: String,
     /// PORTONE_V2_API_SECRET.
     pub api_secret: Secret,
     /// PORTONE_STORE_ID, sent as `storeId` (PortOne uses the secret's own store without it).
-    pub store_id: Option<String>,
+    pub(crate) store_id: Option<String>,
     /// PORTONE_V2_CHANNEL_KEY: not used here, handed to callers for the browser SDK.
-    pub channel_key: Option<String>,
+    pub(crate) channel_key: Option<String>,
     /// Retries, time-outs, the circuit breaker and the connection bound, as for V1.
-    pub http: HttpSettings,
+    pub(crate) http: HttpSettings,
 }
 
 /// Cheap to clone.
 #[derive(Clone)]
-pub struct PortoneV2Client {
+pub(crate) struct PortoneV2Client {
     inner: Arc<Inner>,
 }
 
@@ -39,7 +39,7 @@ struct Inner {
 }
 
 impl PortoneV2Client {
-    pub fn new(settings: PortoneV2Settings) -> Result<Self, reqwest::Error> {
+    pub(crate) fn new(settings: PortoneV2Settings) -> Result<Self, reqwest::Error> {
         Ok(Self {
             inner: Arc::new(Inner {
                 http: ResilientHttp::new(settings.http.clone(), "portone_v2")?,

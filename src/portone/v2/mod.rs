@@ -5,4 +5,4 @@
 mod client;
 mod model;
 
-pub use client::{PortoneV2Client, PortoneV2Settings};
+pub(crate) use client::{PortoneV2Client, PortoneV2Settings};

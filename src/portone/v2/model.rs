@@ -1,4 +1,4 @@
-//! PortOne V2's JSON (`shared/portone-v2-identity-verifications.openapi.json`) and its
+//! PortOne V2's JSON (PortOne's V2 OpenAPI, `IdentityVerification` and its errors) and its
 //! translation into the domain. Unknown fields are ignored, every field the OpenAPI does not mark
 //! required is optional, and an absent one is reported absent, never invented.
 

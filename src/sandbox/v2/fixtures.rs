@@ -10,7 +10,7 @@ use super::{
 use crate::sandbox::{people::Person, state::State};
 
 /// The fixtures as of `now`, each with the store it belongs to (`None`: the configured one).
-pub fn fixtures(now: DateTime<Utc>) -> Vec<(Option<&'static str>, IdentityVerificationRecord)> {
+pub(crate) fn fixtures(now: DateTime<Utc>) -> Vec<(Option<&'static str>, IdentityVerificationRecord)> {
     let two_minutes_ago = now.checked_sub_signed(TimeDelta::minutes(2)).unwrap_or(now);
     let verify = |person: Person, id: &str, channel: ChannelType| {
         let verification = Verification {

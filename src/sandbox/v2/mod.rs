@@ -34,16 +34,14 @@ mod server;
 
 use chrono::{DateTime, Utc};
 
+#[cfg(test)]
+pub(crate) use self::people::SANDBOX_V2_TEST_CHANNEL_KEY;
 pub(super) use self::server::{
     IDENTITY_VERIFICATIONS_PREFIX, get_identity_verification, get_identity_verification_without_id,
     v2_status_fault_body, v2_wrong_types_body,
 };
-pub use self::{
-    fixtures::fixtures,
-    people::{
-        ChannelType, SANDBOX_V2_INICIS_CHANNEL_KEY, SANDBOX_V2_KCP_CHANNEL_KEY, SANDBOX_V2_TEST_CHANNEL_KEY,
-        Verification,
-    },
+pub(crate) use self::{
+    people::{ChannelType, Verification},
     record::{Failure, IdentityVerificationRecord, RequestedCustomer, SelectedChannel, VerifiedCustomer},
 };
 #[cfg(doc)]
@@ -55,37 +53,41 @@ pub const SANDBOX_V2_API_SECRET: &str = "sandbox_v2_api_secret";
 /// The store that secret reads.
 pub const SANDBOX_STORE_ID: &str = "store-00000000-0000-4000-8000-000000000001";
 /// A store the secret cannot read: its verifications are 404.
-pub const SANDBOX_OTHER_STORE_ID: &str = "store-00000000-0000-4000-8000-000000000002";
+pub(crate) const SANDBOX_OTHER_STORE_ID: &str = "store-00000000-0000-4000-8000-000000000002";
 /// The LIVE Danal channel's key, the one the fixtures' adult verified through.
 pub const SANDBOX_V2_CHANNEL_KEY: &str = "channel-key-00000000-0000-4000-8000-000000000001";
 
-pub const V2_ADULT: &str = "sandbox-iv-adult";
-pub const V2_READY: &str = "sandbox-iv-ready";
-pub const V2_FAILED: &str = "sandbox-iv-failed";
-pub const V2_TEST_CHANNEL: &str = "sandbox-iv-test-channel";
-pub const V2_NAME_AND_BIRTH_DATE_ONLY: &str = "sandbox-iv-name-birth-date-only";
-pub const V2_LGU_MVNO_OTHER_GENDER: &str = "sandbox-iv-lgu-mvno-other-gender";
-pub const V2_MINOR: &str = "sandbox-iv-minor";
-pub const V2_INICIS: &str = "sandbox-iv-inicis";
-pub const V2_OTHER_STORE: &str = "sandbox-iv-other-store";
+pub(crate) const V2_ADULT: &str = "sandbox-iv-adult";
+pub(crate) const V2_READY: &str = "sandbox-iv-ready";
+pub(crate) const V2_FAILED: &str = "sandbox-iv-failed";
+pub(crate) const V2_TEST_CHANNEL: &str = "sandbox-iv-test-channel";
+pub(crate) const V2_NAME_AND_BIRTH_DATE_ONLY: &str = "sandbox-iv-name-birth-date-only";
+pub(crate) const V2_LGU_MVNO_OTHER_GENDER: &str = "sandbox-iv-lgu-mvno-other-gender";
+pub(crate) const V2_MINOR: &str = "sandbox-iv-minor";
+pub(crate) const V2_INICIS: &str = "sandbox-iv-inicis";
+pub(crate) const V2_OTHER_STORE: &str = "sandbox-iv-other-store";
 
 /// PortOne's limit on an identity verification id, in characters (ours: PortOne's OpenAPI gives
 /// none; 200 is the bound this sandbox promises its callers).
-pub const MAX_IDENTITY_VERIFICATION_ID_CHARS: usize = 200;
+pub(crate) const MAX_IDENTITY_VERIFICATION_ID_CHARS: usize = 200;
 
 /// `id` already names a VERIFIED verification: PortOne lets an id succeed only once.
 #[derive(Debug, PartialEq, Eq)]
-pub struct AlreadyVerified;
+pub(crate) struct AlreadyVerified;
 
 impl SandboxHandle {
     /// Added to the configured store, or replaced by id; it shadows a fixture with the same id.
-    pub fn insert_identity_verification(&self, record: IdentityVerificationRecord) {
+    pub(crate) fn insert_identity_verification(&self, record: IdentityVerificationRecord) {
         let store_id = self.shared.config.store_id.clone();
         self.insert_identity_verification_in_store(&store_id, record);
     }
 
     /// Like [`Self::insert_identity_verification`], in `store_id` (another store's is 404).
-    pub fn insert_identity_verification_in_store(&self, store_id: &str, record: IdentityVerificationRecord) {
+    pub(crate) fn insert_identity_verification_in_store(
+        &self,
+        store_id: &str,
+        record: IdentityVerificationRecord,
+    ) {
         self.shared
             .state()
             .identity_verifications
@@ -94,7 +96,7 @@ impl SandboxHandle {
 
     /// What a browser finishing PortOne V2's popup does: `person` verifies under `id` (chosen by
     /// the merchant), `seconds_ago` before the sandbox's now, in the configured store.
-    pub fn certify_identity_verification(
+    pub(crate) fn certify_identity_verification(
         &self,
         person: Person,
         id: &str,

@@ -14,37 +14,41 @@ use crate::sandbox::{
 };
 
 /// The TEST channel's key: verifications through it prove nothing about a real person.
-pub const SANDBOX_V2_TEST_CHANNEL_KEY: &str = "channel-key-00000000-0000-4000-8000-000000000002";
+pub(crate) const SANDBOX_V2_TEST_CHANNEL_KEY: &str = "channel-key-00000000-0000-4000-8000-000000000002";
 /// The LIVE KG Inicis channel's key (a channel is one provider contract).
-pub const SANDBOX_V2_INICIS_CHANNEL_KEY: &str = "channel-key-00000000-0000-4000-8000-000000000003";
+pub(crate) const SANDBOX_V2_INICIS_CHANNEL_KEY: &str = "channel-key-00000000-0000-4000-8000-000000000003";
 /// The LIVE KCP channel's key.
-pub const SANDBOX_V2_KCP_CHANNEL_KEY: &str = "channel-key-00000000-0000-4000-8000-000000000004";
+pub(crate) const SANDBOX_V2_KCP_CHANNEL_KEY: &str = "channel-key-00000000-0000-4000-8000-000000000004";
 
 /// How long the person spends in the popup: `requestedAt` is this long before `verifiedAt`.
 const SECONDS_IN_POPUP: i64 = 60;
 
 /// V2's `SelectedChannelType`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum ChannelType {
+pub(crate) enum ChannelType {
     #[default]
     Live,
     Test,
 }
 
 /// One verification's own facts, as opposed to the person's.
-pub struct Verification<'a> {
-    pub id: &'a str,
+pub(crate) struct Verification<'a> {
+    pub(crate) id: &'a str,
     /// When the person finished (or, for [`Person::NotCertified`], when the request was made).
-    pub verified_at: DateTime<Utc>,
+    pub(crate) verified_at: DateTime<Utc>,
     /// CI, DI and phone derive from this instead of the person's own key.
-    pub person_key: Option<&'a str>,
-    pub channel: ChannelType,
+    pub(crate) person_key: Option<&'a str>,
+    pub(crate) channel: ChannelType,
 }
 
 impl Person {
     /// The V2 record of this person verifying: `VERIFIED`, or `READY` for
     /// [`Person::NotCertified`] (who never finished). `now` places relative birthdays.
-    pub fn verify(self, verification: &Verification<'_>, now: DateTime<Utc>) -> IdentityVerificationRecord {
+    pub(crate) fn verify(
+        self,
+        verification: &Verification<'_>,
+        now: DateTime<Utc>,
+    ) -> IdentityVerificationRecord {
         let certified_at = verification.verified_at.timestamp();
         let v1 = self.certify(
             &Certification {

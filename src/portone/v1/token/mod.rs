@@ -47,8 +47,8 @@ impl fmt::Debug for AccessToken {
 /// A token with how long it remains usable (PortOne's expiry less our margin).
 #[derive(Clone, Debug)]
 pub(super) struct UsableToken {
-    pub token: AccessToken,
-    pub remaining: Duration,
+    pub(crate) token: AccessToken,
+    pub(crate) remaining: Duration,
 }
 
 struct CachedToken {
@@ -94,13 +94,13 @@ pub struct TokenCacheStats {
     /// Answered from the in-process copy.
     pub local_hits: u64,
     /// Answered by Redis (another replica's fetch, or ours after a restart).
-    pub redis_hits: u64,
+    pub(crate) redis_hits: u64,
     /// getToken calls this replica made.
     pub fetches: u64,
     /// Redis commands sent (a pipeline or a script counts once: it is one round trip).
     pub redis_round_trips: u64,
     /// Redis calls that failed or timed out.
-    pub redis_failures: u64,
+    pub(crate) redis_failures: u64,
 }
 
 #[derive(Default)]
@@ -127,7 +127,7 @@ pub struct TokenCache {
 const RECOVERY_PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
 impl TokenCache {
-    pub fn in_process() -> Self {
+    pub(crate) fn in_process() -> Self {
         Self {
             local: Mutex::new(Local::default()),
             redis: None,
@@ -139,7 +139,12 @@ impl TokenCache {
 
     /// `timeout` bounds every Redis call. The token is sealed in Redis under a key derived
     /// from `imp_secret`.
-    pub fn redis(connection: ConnectionManager, imp_key: &str, imp_secret: &str, timeout: Duration) -> Self {
+    pub(crate) fn redis(
+        connection: ConnectionManager,
+        imp_key: &str,
+        imp_secret: &str,
+        timeout: Duration,
+    ) -> Self {
         let key_hash = hex::encode(Sha256::digest(imp_key.as_bytes()));
         let key = format!("certification-service:portone-v1:token:{}", &key_hash[..32]);
         Self {
@@ -157,17 +162,9 @@ impl TokenCache {
     }
 
     /// The Redis key the token lives under, when Redis is in use.
-    pub fn redis_key(&self) -> Option<&str> {
+    #[cfg(test)]
+    fn redis_key(&self) -> Option<&str> {
         self.redis.as_ref().map(|redis| redis.key.as_str())
-    }
-
-    /// The Redis key of the fleet-wide getToken lock, when Redis is in use.
-    pub fn redis_lock_key(&self) -> Option<&str> {
-        self.redis.as_ref().map(|redis| redis.lock_key.as_str())
-    }
-
-    pub fn uses_redis(&self) -> bool {
-        self.redis.is_some()
     }
 
     /// True while Redis is failing and the in-process copy carries the load.
