@@ -132,7 +132,7 @@ impl IdentityService {
                 Recordable::new(self, &found, &identity, ci_index.clone(), certified_at),
                 account,
                 self.policy.rejoin_cooldown,
-                claim.as_ref(),
+                claim,
             ))
             .await?;
             return match redeemed {
@@ -149,8 +149,9 @@ impl IdentityService {
                 Redeemed::Refused(outcome) => {
                     let refusal = refusal(outcome);
                     // Refused after every check of the certification itself: the session is spent.
-                    if let Some(claim) = &claim {
-                        Box::pin(self.redeem(claim, None, session.as_ref(), now)).await?;
+                    if let Some(session) = &session {
+                        let claim = claim_for(&session.id, &found, self.policy.delete_after, now);
+                        Box::pin(self.redeem(&claim, None, Some(session), now)).await?;
                     }
                     Err(refusal)
                 }
@@ -205,7 +206,7 @@ impl IdentityService {
     /// the earlier one for a retry; SESSION_USED or SESSION_EXPIRED when it was lost.
     async fn redeem(
         &self,
-        claim: &Claim<'_>,
+        claim: &Claim,
         holder_before: Option<&Holder>,
         session: Option<&Session>,
         now: DateTime<Utc>,
@@ -283,19 +284,19 @@ impl IdentityService {
 
 /// The certification's claim on its session. Its first redemption also enqueues the deletion at
 /// PortOne (PORTONE_DELETE_AFTER) where there is one: V1 only, V2 has no such call.
-fn claim_for<'a>(
-    session: &'a SessionId,
-    found: &'a ProviderCertification,
+fn claim_for(
+    session: &SessionId,
+    found: &ProviderCertification,
     delete_after: Option<std::time::Duration>,
     now: DateTime<Utc>,
-) -> Claim<'a> {
+) -> Claim {
     let deletion_due = delete_after
         .filter(|_| found.provider == Provider::PortoneV1)
         .map(|after| saturating_after(now, after));
     Claim {
-        session,
+        session: session.clone(),
         provider: found.provider,
-        certification_id: &found.id,
+        certification_id: found.id.clone(),
         deletion_due,
     }
 }
