@@ -24,7 +24,7 @@ pub struct Recordable {
     pub certified_at: DateTime<Utc>,
 }
 
-/// What [`Store::record`](super::Store) learned: the person's row and who held them before.
+/// What `Store::record` learned: the person's row and who held them before.
 #[derive(Clone)]
 pub struct Recorded {
     pub person_id: i64,
@@ -53,7 +53,7 @@ pub enum Claimed {
     Expired,
 }
 
-/// What [`Store::record_and_bind`](super::Store) decided.
+/// What `Store::record_and_bind` decided.
 #[derive(Debug)]
 pub enum Redeemed {
     /// The account holds the person; `holder_before` is who held them before the first such call.

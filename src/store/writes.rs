@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryTrait, SqlErr,
+    ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryTrait, SqlErr, UpdateMany,
     sea_query::{Expr, Func, OnConflict},
 };
 
@@ -217,15 +217,7 @@ pub(super) async fn claim_in<C: ConnectionTrait>(
         )
         .col_expr(session::Column::RedeemedAt, Expr::value(now));
     if let Some(holder) = holder_before {
-        update = update
-            .col_expr(
-                session::Column::HolderAccountId,
-                Expr::value(holder.map(|holder| holder.account_id.as_str().to_owned())),
-            )
-            .col_expr(
-                session::Column::HolderBoundAt,
-                Expr::value(holder.map(|holder| holder.bound_at)),
-            );
+        update = answered(update, holder);
     }
     let update = update
         .filter(session::Column::MerchantUid.eq(claim.session.as_str()))
@@ -262,7 +254,20 @@ pub(super) async fn record_outcome<C: ConnectionTrait>(
     holder_before: Option<&Holder>,
     bound: bool,
 ) -> Result<(), StoreError> {
-    let update = session::Entity::update_many()
+    let update = answered(session::Entity::update_many(), holder_before)
+        .col_expr(session::Column::Bound, Expr::value(bound))
+        .filter(session::Column::MerchantUid.eq(id.as_str()))
+        .build(on.backend());
+    on.execute(update).await.map_err(classify)?;
+    Ok(())
+}
+
+/// The session's recorded answer: who held the person before its redemption.
+fn answered(
+    update: UpdateMany<session::Entity>,
+    holder_before: Option<&Holder>,
+) -> UpdateMany<session::Entity> {
+    update
         .col_expr(
             session::Column::HolderAccountId,
             Expr::value(holder_before.map(|holder| holder.account_id.as_str().to_owned())),
@@ -271,11 +276,6 @@ pub(super) async fn record_outcome<C: ConnectionTrait>(
             session::Column::HolderBoundAt,
             Expr::value(holder_before.map(|holder| holder.bound_at)),
         )
-        .col_expr(session::Column::Bound, Expr::value(bound))
-        .filter(session::Column::MerchantUid.eq(id.as_str()))
-        .build(on.backend());
-    on.execute(update).await.map_err(classify)?;
-    Ok(())
 }
 
 /// Enqueues the deletion of a redeemed V1 certification, inside the redeeming transaction. A

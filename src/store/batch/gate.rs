@@ -48,9 +48,8 @@ impl Gate {
     pub(crate) async fn place(&self) -> Result<Place<'_>, StoreError> {
         let place = self.wait_for_place().await?;
         Ok(Place {
-            db: &self.db,
             _place: place,
-            _cold: self.kept.cold(),
+            pool: self.background(),
         })
     }
 
@@ -128,16 +127,15 @@ impl Gate {
 
 /// A place at the database and sea-orm's pool behind it: see [`Gate::place`].
 pub(crate) struct Place<'a> {
-    db: &'a DatabaseConnection,
     _place: SemaphorePermit<'a>,
-    _cold: kept::Cold,
+    pool: Background<'a>,
 }
 
 impl std::ops::Deref for Place<'_> {
     type Target = DatabaseConnection;
 
     fn deref(&self) -> &DatabaseConnection {
-        self.db
+        &self.pool
     }
 }
 
