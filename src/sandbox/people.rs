@@ -1,8 +1,6 @@
 //! The sandbox's people, each defined once: the V1 fixtures (`identities::fixtures`),
-//! the V2 fixtures ([`super::v2::fixtures`]) and `Sandbox/Certify` ([`SandboxHandle::certify`])
+//! the V2 fixtures (`v2::fixtures`) and `Sandbox/Certify` (`SandboxHandle::certify`)
 //! all build their records from [`Person`], so one person has one CI on both APIs.
-//!
-//! [`SandboxHandle::certify`]: super::SandboxHandle::certify
 
 use chrono::{DateTime, Days, NaiveDate, Utc};
 

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use super::{IdentityService, ProviderError, ServiceError, VerifyCommand};
 use crate::{
     domain::{ExpectedPerson, MinAge, Provider, Purpose, Session, SessionId, SessionSpec},
-    store::{NewSession, StoreError, StoredSession},
+    store::{StoreError, StoredSession},
 };
 
 /// A session begun: its id (V1's merchant_uid, V2's identity verification id), its deadline,
@@ -47,14 +47,17 @@ impl IdentityService {
                 .seal_row(Purpose::ExpectedPerson, id.as_str(), &plaintext)
         });
         self.store
-            .begin_session(NewSession {
-                id: &id,
+            .begin_session(StoredSession {
+                id: id.clone(),
+                caller: caller.to_owned(),
+                purpose: spec.purpose,
                 provider,
-                caller,
-                spec: &spec,
-                expected_sealed: expected_sealed.as_ref(),
+                account: spec.account.clone(),
+                min_age: spec.min_age,
+                expected_sealed,
                 created_at,
                 expires_at,
+                redemption: None,
             })
             .await?;
         crate::telemetry::metrics::session_begun(spec.purpose);

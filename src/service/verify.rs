@@ -111,12 +111,10 @@ impl IdentityService {
                     record(),
                     &account,
                     self.policy.rejoin_cooldown,
-                    claim.as_ref(),
+                    claim,
                 ))
                 .await?;
-                let (holder_before, first) = self
-                    .bound(redeemed, claim.as_ref(), session.as_ref(), now)
-                    .await?;
+                let (holder_before, first) = self.bound(redeemed, session.as_ref(), &found, now).await?;
                 Ok(answered(holder_before, true, None, first))
             }
             Write::Record => {
@@ -149,8 +147,8 @@ impl IdentityService {
     async fn bound(
         &self,
         redeemed: Redeemed,
-        claim: Option<&Claim<'_>>,
         session: Option<&Session>,
+        found: &ProviderCertification,
         now: DateTime<Utc>,
     ) -> Result<(Option<Holder>, bool), ServiceError> {
         match redeemed {
@@ -162,8 +160,9 @@ impl IdentityService {
             Redeemed::SessionUsed => Err(ServiceError::SessionUsed),
             Redeemed::SessionExpired => Err(session_expired(session)),
             Redeemed::Refused(outcome) => {
-                if let Some(claim) = claim {
-                    Box::pin(self.redeem(claim, None, session, now)).await?;
+                if let Some(session) = session {
+                    let claim = claim_for(&session.id, found, self.policy.delete_after, now);
+                    Box::pin(self.redeem(&claim, None, Some(session), now)).await?;
                 }
                 Err(refusal(outcome))
             }
@@ -174,7 +173,7 @@ impl IdentityService {
     /// the earlier one for a retry; SESSION_USED or SESSION_EXPIRED when it was lost.
     async fn redeem(
         &self,
-        claim: &Claim<'_>,
+        claim: &Claim,
         holder_before: Option<&Holder>,
         session: Option<&Session>,
         now: DateTime<Utc>,
@@ -190,19 +189,19 @@ impl IdentityService {
 
 /// The certification's claim on its session. Its first redemption also enqueues the deletion at
 /// PortOne (PORTONE_DELETE_AFTER) where there is one: V1 only, V2 has no such call.
-fn claim_for<'a>(
-    session: &'a SessionId,
-    found: &'a ProviderCertification,
+fn claim_for(
+    session: &SessionId,
+    found: &ProviderCertification,
     delete_after: Option<std::time::Duration>,
     now: DateTime<Utc>,
-) -> Claim<'a> {
+) -> Claim {
     let deletion_due = delete_after
         .filter(|_| found.provider == Provider::PortoneV1)
         .map(|after| saturating_after(now, after));
     Claim {
-        session,
+        session: session.clone(),
         provider: found.provider,
-        certification_id: &found.id,
+        certification_id: found.id.clone(),
         deletion_due,
     }
 }

@@ -1,15 +1,14 @@
 //! The deletion outbox: V1 certifications to delete at PortOne once their session was redeemed
-//! (PORTONE_DELETE_AFTER). Enqueued by the transaction or the one statement (`fresh_bind`) that
-//! redeems the session, so a redemption never commits without its deletion; taken by one
+//! (PORTONE_DELETE_AFTER). Enqueued by the transaction or the one statement (`batch::binds`)
+//! that redeems the session, so a redemption never commits without its deletion; taken by one
 //! replica at a time by moving `not_before` past the attempt (a lease that lapses if the
 //! replica dies); finished rows stay until purged, so a later Verify can be told the
 //! certification was deleted.
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveValue::Set,
     ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, PaginatorTrait, QueryFilter, Statement,
-    sea_query::{Expr, OnConflict},
+    sea_query::Expr,
 };
 
 use super::{Store, StoreError, classify, entities::deletion};
@@ -61,15 +60,14 @@ impl Store {
         lease_until: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<DueDeletion>, StoreError> {
-        let db = self.background();
+        let db = self.gate.background();
         let backend = db.get_database_backend();
         let sql = match backend {
             DbBackend::Postgres => TAKE_POSTGRES,
             _ => TAKE_SQLITE,
         };
         let values = vec![lease_until.into(), now.into(), i64::from(limit).into()];
-        let rows = self
-            .db
+        let rows = db
             .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
             .await
             .map_err(classify)?;
@@ -86,14 +84,14 @@ impl Store {
     }
 
     /// The deletion ended (deleted, absent or given up): it is not due again.
-    pub async fn finish_deletion(
+    pub(crate) async fn finish_deletion(
         &self,
         imp_uid: &str,
         outcome: DeletionOutcome,
         reason: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let db = self.background();
+        let db = self.gate.background();
         deletion::Entity::update_many()
             .col_expr(deletion::Column::NotBefore, Expr::value(None::<DateTime<Utc>>))
             .col_expr(deletion::Column::FinishedAt, Expr::value(now))
@@ -107,13 +105,13 @@ impl Store {
     }
 
     /// The attempt failed for a reason worth retrying: due again at `not_before`.
-    pub async fn retry_deletion(
+    pub(crate) async fn retry_deletion(
         &self,
         imp_uid: &str,
         reason: &str,
         not_before: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let db = self.background();
+        let db = self.gate.background();
         deletion::Entity::update_many()
             .col_expr(deletion::Column::NotBefore, Expr::value(not_before))
             .col_expr(deletion::Column::LastError, Expr::value(reason))
@@ -126,8 +124,8 @@ impl Store {
     }
 
     /// Deletions not finished yet, due or not.
-    pub async fn pending_deletions(&self) -> Result<u64, StoreError> {
-        let db = self.background();
+    pub(crate) async fn pending_deletions(&self) -> Result<u64, StoreError> {
+        let db = self.gate.background();
         deletion::Entity::find()
             .filter(deletion::Column::FinishedAt.is_null())
             .count(&*db)
@@ -138,10 +136,10 @@ impl Store {
     /// Whether we deleted this certification at PortOne, or asked to: a PortOne 404 for it then
     /// means "deleted", not "never existed".
     #[tracing::instrument(name = "db.deletion_of", skip_all, fields(otel.kind = "client", db.system = %self.system()))]
-    pub async fn deleted_at_provider(&self, imp_uid: &str) -> Result<bool, StoreError> {
-        let _place = self.place().await?;
+    pub(crate) async fn deleted_at_provider(&self, imp_uid: &str) -> Result<bool, StoreError> {
+        let db = self.gate.place().await?;
         let row = deletion::Entity::find_by_id(imp_uid)
-            .one(&self.db)
+            .one(&*db)
             .await
             .map_err(classify)?;
         Ok(row.is_some_and(|row| {
@@ -151,8 +149,8 @@ impl Store {
     }
 
     /// Forgets deletions finished before `before`.
-    pub async fn purge_deletions(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
-        let db = self.background();
+    pub(crate) async fn purge_deletions(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let db = self.gate.background();
         let deleted = deletion::Entity::delete_many()
             .filter(deletion::Column::FinishedAt.lt(before))
             .exec(&*db)
@@ -160,32 +158,4 @@ impl Store {
             .map_err(classify)?;
         Ok(deleted.rows_affected)
     }
-}
-
-/// Enqueues the deletion of a redeemed V1 certification, inside the redeeming transaction. A
-/// certification already queued keeps its row (a retry does not postpone it).
-pub(super) async fn enqueue_in(
-    db: &impl ConnectionTrait,
-    imp_uid: &str,
-    now: DateTime<Utc>,
-    not_before: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    deletion::Entity::insert(deletion::ActiveModel {
-        imp_uid: Set(imp_uid.to_owned()),
-        enqueued_at: Set(now),
-        not_before: Set(Some(not_before)),
-        attempts: Set(0),
-        last_error: Set(None),
-        finished_at: Set(None),
-        outcome: Set(None),
-    })
-    .on_conflict(
-        OnConflict::column(deletion::Column::ImpUid)
-            .do_nothing()
-            .to_owned(),
-    )
-    .exec_without_returning(db)
-    .await
-    .map_err(classify)?;
-    Ok(())
 }

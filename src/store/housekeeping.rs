@@ -30,13 +30,13 @@ pub struct Purged {
 impl Store {
     /// Up to `limit` persons sealed under a key other than `primary_key_id`, or sealed before
     /// values were bound to their row, by id after `after_id`: the next batch for `rekey`.
-    pub async fn sealed_for_rekey(
+    pub(crate) async fn sealed_for_rekey(
         &self,
         primary_key_id: &str,
         after_id: i64,
         limit: u64,
     ) -> Result<Vec<SealedPerson>, StoreError> {
-        let db = self.background();
+        let db = self.gate.background();
         let rows = person::Entity::find()
             .filter(person::Column::Id.gt(after_id))
             .filter(person::Column::SealingKeyId.is_not_null())
@@ -71,14 +71,14 @@ impl Store {
 
     /// Replaces a person's ciphertexts if its CI is still `old_ci`: a row the service re-sealed
     /// meanwhile is left alone. True when this call changed the row.
-    pub async fn reseal(
+    pub(crate) async fn reseal(
         &self,
         id: i64,
         old_ci: &Sealed,
         ci: &Sealed,
         di: Option<&Sealed>,
     ) -> Result<bool, StoreError> {
-        let db = self.background();
+        let db = self.gate.background();
         let updated = person::Entity::update_many()
             .col_expr(person::Column::CiSealed, Expr::value(ci.blob.as_str()))
             .col_expr(
@@ -98,12 +98,12 @@ impl Store {
     /// Deletes certifications last seen before `before`, then persons that no account holds,
     /// that no certification refers to any more, untouched since `before`, and out of their
     /// re-signup cooldown (unlinked before `rejoin_from`).
-    pub async fn purge(
+    pub(crate) async fn purge(
         &self,
         before: DateTime<Utc>,
         rejoin_from: DateTime<Utc>,
     ) -> Result<Purged, StoreError> {
-        let db = self.background();
+        let db = self.gate.background();
         let certifications = certification::Entity::delete_many()
             .filter(certification::Column::LastSeenAt.lt(before))
             .exec(&*db)

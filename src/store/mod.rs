@@ -1,39 +1,51 @@
 //! Persistence: persons, certifications and their bindings, on PostgreSQL in production and
 //! SQLite embedded. This room holds the connection, migrations and error classification;
-//! `identities` the queries a call makes, `housekeeping` those of the operator tasks.
+//! `identities` and `sessions` the queries a call makes, `deletions` the outbox of deletions at
+//! PortOne, `housekeeping` the queries of operator tasks, `writes` the statements of their
+//! transactions, `rows` the shapes they share. The fast paths, and the gate every statement
+//! reaches its connection through, are in `batch`.
 //!
 //! Races are decided by the database: unique constraints and conditional updates inside one
-//! transaction, never a read followed by a write.
+//! transaction (or one statement), never a read followed by a write.
+//!
+//! Which path each operation takes (lane: calls waiting answered by one statement on a kept
+//! connection; place: a statement through sea-orm's pool, holding a place; held: a transaction
+//! on a kept connection, holding a place; background: the pool, without a place):
+//!
+//! | operation                      | PostgreSQL                                   | SQLite                     |
+//! |--------------------------------|----------------------------------------------|----------------------------|
+//! | `record`                       | lane `records`                               | place, transaction         |
+//! | `record_and_bind`, fresh       | lane `binds`                                 | place, transaction         |
+//! | `record_and_bind`, otherwise   | held, transaction (record: the lane's statement) | place, transaction     |
+//! | `holder_by_ci`                 | lane `lookups`                               | lane `lookups`             |
+//! | `session`                      | lane `sessions`                              | place, one statement       |
+//! | `redeem_session`               | place, one statement; a transaction with its deletion | the same          |
+//! | `begin_session`, `unlink`, `deleted_at_provider` | place, one statement       | the same                   |
+//! | `holder_by_certification`      | place, two statements                        | the same                   |
+//! | outbox, housekeeping, `ping`, `migrate` | background                          | the same                   |
 
+mod batch;
 mod deletions;
 mod entities;
-mod fresh_bind;
-mod fresh_binds;
 mod housekeeping;
 mod identities;
-mod kept;
-mod lanes;
-mod lookups;
-mod records;
+mod rows;
 mod sessions;
-mod statement;
 mod writes;
 
-use std::{path::Path, sync::Arc, time::Duration};
+use std::{path::Path, time::Duration};
 
 use certification_migrations::{Migrator, MigratorTrait};
 use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, RuntimeErr,
-    TransactionTrait, sqlx,
+    ConnectOptions, ConnectionTrait, Database, DbBackend, DbErr, RuntimeErr, TransactionTrait, sqlx,
 };
-use tokio::sync::{Semaphore, SemaphorePermit};
 
+use batch::{Lanes, gate::Gate};
 pub use deletions::{DeletionOutcome, DueDeletion};
 pub use housekeeping::{Purged, SealedPerson};
+pub use rows::{Claim, Claimed, Recordable, Recorded, Redeemed, StoredSession};
 
 use crate::secret::Secret;
-pub use identities::{Recordable, Recorded, Redeemed, SeenCertification};
-pub use sessions::{Claim, Claimed, NewSession, StoredSession};
 
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum StoreError {
@@ -50,20 +62,10 @@ const MIGRATION_LOCK_KEY: i64 = 0x6365_7274_6d69_6772;
 
 #[derive(Clone)]
 pub struct Store {
-    db: DatabaseConnection,
-    /// One place per pooled connection, for the statements of calls: see [`Store::place`].
-    places: Arc<Semaphore>,
-    acquire_timeout: Duration,
-    /// Connections kept between hot statements: see [`kept`].
-    kept: kept::Kept,
-    /// Lookups by CI, answered together: see [`lookups`].
-    lookups: lanes::Lanes<lookups::ByCi>,
-    /// Verify's records on PostgreSQL, written together: see [`records`].
-    records: lanes::Lanes<Recordable>,
-    /// Reads of sessions on PostgreSQL, answered together: see [`lookups`].
-    sessions: lanes::Lanes<lookups::BySession>,
-    /// Signups' binds on PostgreSQL, written together: see [`fresh_binds`].
-    fresh_binds: lanes::Lanes<fresh_binds::FreshBind>,
+    /// The only way to a connection.
+    gate: Gate,
+    /// The lanes the backend runs.
+    lanes: Lanes,
 }
 
 #[derive(Clone, Debug)]
@@ -137,75 +139,30 @@ impl Store {
                     .into(),
             )
         })?;
-        let places = Arc::new(Semaphore::new(settings.max_connections.max(1) as usize));
-        let kept = kept::Kept::new(&db);
+        let gate = Gate::new(db, settings.max_connections, settings.acquire_timeout);
         Ok(Self {
-            lookups: lanes::Lanes::start(&kept, &places, settings.acquire_timeout),
-            records: lanes::Lanes::start(&kept, &places, settings.acquire_timeout),
-            sessions: lanes::Lanes::start(&kept, &places, settings.acquire_timeout),
-            fresh_binds: lanes::Lanes::start(&kept, &places, settings.acquire_timeout),
-            kept,
-            db,
-            places,
-            acquire_timeout: settings.acquire_timeout,
+            lanes: Lanes::start(&gate),
+            gate,
         })
     }
 
-    /// A place at the database for a call's statements, taken before they are built and held
-    /// until they are answered. sea-orm builds a statement's future (about 12 KB, most of it the
-    /// pool's wait for a connection) before it waits; with calls queued on the pool those
-    /// futures were a third of the peak heap at 1,000 Verify calls in flight. Waiting here
-    /// holds a few bytes instead, for no longer than the pool would have waited. A holder runs
-    /// one statement or transaction at a time, so places never exceed connections.
-    ///
-    /// This place is for statements through sea-orm's pool; see [`kept::Kept::cold`].
-    async fn place(&self) -> Result<(SemaphorePermit<'_>, kept::Cold), StoreError> {
-        let place = place(&self.places, self.acquire_timeout).await?;
-        Ok((place, self.kept.cold()))
-    }
-
-    /// The pool, for a statement of its own that takes no place (housekeeping, readiness):
-    /// while the returned guard lives, kept connections make way for it ([`kept::Kept::cold`]).
-    fn background(&self) -> Background<'_> {
-        Background {
-            db: &self.db,
-            _cold: self.kept.cold(),
-        }
-    }
-
-    fn is_postgres(&self) -> bool {
-        self.db.get_database_backend() == DbBackend::Postgres
-    }
-
-    /// (connections open, of which idle), for the pool gauge.
-    pub fn pool_usage(&self) -> (u32, u32) {
-        let (size, idle) = match self.db.get_database_backend() {
-            DbBackend::Postgres => {
-                let pool = self.db.get_postgres_connection_pool();
-                (pool.size(), pool.num_idle())
-            }
-            DbBackend::Sqlite => {
-                let pool = self.db.get_sqlite_connection_pool();
-                (pool.size(), pool.num_idle())
-            }
-            _ => (0, 0),
-        };
-        // Kept connections wait for the next statement as the pool's idle ones do.
-        let idle = idle.saturating_add(self.kept.idle_count());
-        (size, u32::try_from(idle).unwrap_or(u32::MAX))
-    }
-
     /// OpenTelemetry's `db.system` name of the backend.
-    pub(super) fn system(&self) -> &'static str {
-        match self.db.get_database_backend() {
+    fn system(&self) -> &'static str {
+        match self.gate.backend() {
             DbBackend::Postgres => "postgresql",
             DbBackend::Sqlite => "sqlite",
             _ => "other_sql",
         }
     }
 
+    /// (connections open, of which idle), for the pool gauge.
+    pub(crate) fn pool_usage(&self) -> (u32, u32) {
+        self.gate.pool_usage()
+    }
+
+    #[cfg(any(test, feature = "test-support"))]
     pub fn backend(&self) -> DbBackend {
-        self.db.get_database_backend()
+        self.gate.backend()
     }
 
     /// Applies pending migrations. On PostgreSQL under a transaction-scoped advisory lock, so
@@ -213,10 +170,11 @@ impl Store {
     /// lock goes with the transaction, even if the process dies holding it. SQLite's write lock
     /// already serialises writers.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        if self.db.get_database_backend() != DbBackend::Postgres {
-            return Migrator::up(&self.db, None).await.map_err(classify);
+        let db = self.gate.background();
+        if db.get_database_backend() != DbBackend::Postgres {
+            return Migrator::up(&*db, None).await.map_err(classify);
         }
-        let txn = self.db.begin().await.map_err(classify)?;
+        let txn = db.begin().await.map_err(classify)?;
         // A migration may rightly run long (an index on a large table), and replicas wait
         // here for one another: the pool's call-sized time-outs do not apply to it.
         txn.execute_unprepared("SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = 0")
@@ -231,51 +189,20 @@ impl Store {
 
     /// Readiness: the database answers. Also hands back to the pool the connections kept
     /// idle for a while, so a quiet service holds none out of it.
-    pub async fn ping(&self) -> Result<(), StoreError> {
-        self.kept.sweep();
-        let db = self.background();
+    pub(crate) async fn ping(&self) -> Result<(), StoreError> {
+        self.gate.sweep();
+        let db = self.gate.background();
         db.ping().await.map_err(classify)
     }
 
     pub async fn close(self) {
-        // The pool waits for every connection out of it before it closes.
-        self.kept.release_all();
-        if let Err(error) = self.db.close().await {
-            tracing::warn!(%error, "closing the database pool failed");
-        }
+        self.gate.close().await;
     }
 
     /// Runs raw SQL: for tests and benchmarks that inspect the tables directly.
     #[cfg(any(test, feature = "test-support"))]
     pub fn connection(&self) -> &impl ConnectionTrait {
-        &self.db
-    }
-}
-
-/// See [`Store::background`].
-struct Background<'a> {
-    db: &'a DatabaseConnection,
-    _cold: kept::Cold,
-}
-
-impl std::ops::Deref for Background<'_> {
-    type Target = DatabaseConnection;
-
-    fn deref(&self) -> &DatabaseConnection {
-        self.db
-    }
-}
-
-/// See [`Store::place`]: waits no longer than the pool would for a connection.
-async fn place(places: &Semaphore, acquire_timeout: Duration) -> Result<SemaphorePermit<'_>, StoreError> {
-    if let Ok(place) = places.try_acquire() {
-        return Ok(place);
-    }
-    match tokio::time::timeout(acquire_timeout, places.acquire()).await {
-        Ok(Ok(place)) => Ok(place),
-        _ => Err(StoreError::Unavailable(
-            "no database connection came free in time".into(),
-        )),
+        self.gate.unguarded()
     }
 }
 

@@ -1,41 +1,48 @@
-//! The statements a record and a bind run inside the caller's transaction: recording a
-//! certification and its person (one statement on PostgreSQL), and binding the person.
+//! The statements of a transaction, on either backend (see `On`): claiming a session, recording
+//! a certification on SQLite, binding a person, and enqueueing a deletion. Each decided by the
+//! database, with conditional updates and unique indexes, never a read followed by a write.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QueryTrait, SqlErr,
-    Statement,
+    ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryTrait, SqlErr, UpdateMany,
     sea_query::{Expr, Func, OnConflict},
 };
 
 use super::{
-    StoreError, classify,
-    entities::{certification, person},
-    identities::{Recorded, SeenCertification, holder, holder_of},
-    statement::On,
+    StoreError,
+    batch::statement::On,
+    classify,
+    entities::{certification, deletion, person, session},
+    rows::{Claim, Claimed, Recordable, Recorded, StoredSession, holder},
 };
-use crate::domain::{AccountId, BindConflict, BindOutcome, Provider};
+use crate::domain::{AccountId, BindConflict, BindOutcome, Holder, SessionId};
 
-/// [`Store::record`] on SQLite, inside the caller's transaction.
+/// The record on SQLite, inside the caller's transaction; PostgreSQL's is one statement
+/// (`batch::records`), which SQLite cannot run: it has no data-modifying `WITH`.
 pub(super) async fn record_sqlite(
     txn: &impl ConnectionTrait,
-    seen: &SeenCertification<'_>,
+    record: &Recordable,
     now: DateTime<Utc>,
 ) -> Result<Recorded, StoreError> {
     // A write first: on SQLite that takes the write lock up front, so two such
     // transactions queue on the busy timeout instead of deadlocking on a lock upgrade.
-    debug_assert!(seen.di_sealed.is_none_or(|di| di.key_id == seen.ci_sealed.key_id));
+    debug_assert!(
+        record
+            .di_sealed
+            .as_ref()
+            .is_none_or(|di| di.key_id == record.ci_sealed.key_id)
+    );
     let inserted = person::Entity::insert(person::ActiveModel {
-        ci_hash: Set(seen.ci_index.0.clone()),
-        di_hash: Set(seen.di_index.map(|index| index.0.clone())),
+        ci_hash: Set(record.ci_index.0.clone()),
+        di_hash: Set(record.di_index.as_ref().map(|index| index.0.clone())),
         account_id: Set(None),
         bound_at: Set(None),
-        ci_sealed: Set(Some(seen.ci_sealed.blob.clone())),
-        di_sealed: Set(seen.di_sealed.map(|di| di.blob.clone())),
-        sealing_key_id: Set(Some(seen.ci_sealed.key_id.clone())),
+        ci_sealed: Set(Some(record.ci_sealed.blob.clone())),
+        di_sealed: Set(record.di_sealed.as_ref().map(|di| di.blob.clone())),
+        sealing_key_id: Set(Some(record.ci_sealed.key_id.clone())),
         unbound_at: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
@@ -49,19 +56,19 @@ pub(super) async fn record_sqlite(
         Err(error) => return Err(classify(error)),
     }
     let person = person::Entity::find()
-        .filter(person::Column::CiHash.eq(seen.ci_index.0.as_str()))
+        .filter(person::Column::CiHash.eq(record.ci_index.0.as_str()))
         .one(txn)
         .await
         .map_err(classify)?
         .ok_or_else(|| StoreError::Failure("person vanished inside its transaction".into()))?;
     if person.ci_sealed.is_none() {
-        seal_legacy_person(&mut On::Sea(txn), person.id, seen).await?;
+        seal_legacy_person(&mut On::Sea(txn), person.id, record).await?;
     }
     let upserted = certification::Entity::insert(certification::ActiveModel {
-        provider: Set(seen.provider.as_str().to_owned()),
-        provider_id: Set(seen.id.to_owned()),
+        provider: Set(record.provider.as_str().to_owned()),
+        provider_id: Set(record.id.clone()),
         person_id: Set(person.id),
-        certified_at: Set(seen.certified_at),
+        certified_at: Set(record.certified_at),
         first_seen_at: Set(now),
         last_seen_at: Set(now),
         consumed_by: Set(None),
@@ -81,73 +88,42 @@ pub(super) async fn record_sqlite(
     }
     Ok(Recorded {
         person_id: person.id,
-        holder: holder_of(&person),
+        holder: holder(person.account_id, person.bound_at),
     })
 }
 
-/// A seen certification as the PostgreSQL statements bind it: $1 ci_hash, $2 di_hash,
-/// $3 ci_sealed, $4 di_sealed, $5 sealing_key_id, $6 now, $7 provider, $8 provider_id,
-/// $9 certified_at. Shared by `record_postgres` and the one-statement signup.
-pub(super) fn seen_values(seen: &SeenCertification<'_>, now: DateTime<Utc>) -> Vec<sea_orm::Value> {
-    debug_assert!(seen.di_sealed.is_none_or(|di| di.key_id == seen.ci_sealed.key_id));
-    vec![
-        seen.ci_index.0.clone().into(),
-        seen.di_index.map(|index| index.0.clone()).into(),
-        seen.ci_sealed.blob.clone().into(),
-        seen.di_sealed.map(|di| di.blob.clone()).into(),
-        seen.ci_sealed.key_id.clone().into(),
-        now.into(),
-        seen.provider.as_str().to_owned().into(),
-        seen.id.to_owned().into(),
-        seen.certified_at.into(),
-    ]
-}
-
-/// [`Store::record`] on PostgreSQL: one statement, so one round trip instead of five; under
-/// load that is most of the database's share of a Verify. Same effect as the SQLite path: the
-/// person inserted unless present, the certification upserted, and the person's holder returned.
-pub(super) async fn record_postgres<C: ConnectionTrait>(
+/// A person written before sealing existed gets sealed values once we hold them again.
+pub(super) async fn seal_legacy_person<C: ConnectionTrait>(
     on: &mut On<'_, C>,
-    seen: &SeenCertification<'_>,
-    now: DateTime<Utc>,
-) -> Result<Recorded, StoreError> {
-    let values = seen_values(seen, now);
-    // The statement's snapshot predates a person inserted concurrently by another call,
-    // which our insert then skips: no row comes back, and the next try sees that person.
-    for _ in 0..3 {
-        let row = on
-            .query_one(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                RECORD_POSTGRES,
-                values.clone(),
-            ))
-            .await
-            .map_err(classify)?;
-        let Some(row) = row else { continue };
-        let person_id: i64 = row.try_get("", "id").map_err(classify)?;
-        let account_id: Option<String> = row.try_get("", "account_id").map_err(classify)?;
-        let bound_at: Option<DateTime<Utc>> = row.try_get("", "bound_at").map_err(classify)?;
-        let unsealed: bool = row.try_get("", "unsealed").map_err(classify)?;
-        if unsealed {
-            seal_legacy_person(on, person_id, seen).await?;
-        }
-        return Ok(Recorded {
-            person_id,
-            holder: holder(account_id, bound_at),
-        });
-    }
-    Err(StoreError::Unavailable(
-        "the person's row stayed out of sight for three tries".into(),
-    ))
+    person_id: i64,
+    record: &Recordable,
+) -> Result<(), StoreError> {
+    let update = person::Entity::update_many()
+        .col_expr(
+            person::Column::CiSealed,
+            Expr::value(record.ci_sealed.blob.as_str()),
+        )
+        .col_expr(
+            person::Column::DiSealed,
+            Expr::value(record.di_sealed.as_ref().map(|di| di.blob.clone())),
+        )
+        .col_expr(
+            person::Column::SealingKeyId,
+            Expr::value(record.ci_sealed.key_id.as_str()),
+        )
+        .filter(person::Column::Id.eq(person_id))
+        .filter(person::Column::CiSealed.is_null())
+        .build(on.backend());
+    on.execute(update).await.map_err(classify)?;
+    Ok(())
 }
 
 /// Binds the person to `account` and marks the certification consumed by it, inside the
 /// caller's transaction, decided by conditional updates and the unique index on `account_id`.
 /// The caller commits only [`BindOutcome::Bound`].
-pub(super) async fn bind_in(
-    txn: &impl ConnectionTrait,
-    provider: Provider,
-    certification_id: &str,
+pub(super) async fn bind_in<C: ConnectionTrait>(
+    on: &mut On<'_, C>,
+    record: &Recordable,
     person_id: i64,
     account: &AccountId,
     rejoin_cooldown: Duration,
@@ -159,29 +135,27 @@ pub(super) async fn bind_in(
         .unwrap_or(DateTime::<Utc>::MIN_UTC);
 
     // Consume the certification unless another account already did.
-    let consumed = certification::Entity::update_many()
+    let consume = certification::Entity::update_many()
         .col_expr(certification::Column::ConsumedBy, Expr::value(account.as_str()))
         .col_expr(
             certification::Column::ConsumedAt,
             Func::coalesce([Expr::col(certification::Column::ConsumedAt), Expr::value(now)]).into(),
         )
-        .filter(certification::Column::Provider.eq(provider.as_str()))
-        .filter(certification::Column::ProviderId.eq(certification_id))
+        .filter(certification::Column::Provider.eq(record.provider.as_str()))
+        .filter(certification::Column::ProviderId.eq(record.id.as_str()))
         .filter(
             Condition::any()
                 .add(certification::Column::ConsumedBy.is_null())
                 .add(certification::Column::ConsumedBy.eq(account.as_str())),
         )
-        .exec(txn)
-        .await
-        .map_err(classify)?;
-    if consumed.rows_affected == 0 {
+        .build(on.backend());
+    if on.execute(consume).await.map_err(classify)? == 0 {
         return Ok(BindOutcome::Conflict(BindConflict::CertificationReused));
     }
 
     // Take the person if nobody holds them. The unique index on account_id refuses an
     // account that already holds someone else, even against a concurrent bind.
-    let claimed = person::Entity::update_many()
+    let take = person::Entity::update_many()
         .col_expr(person::Column::AccountId, Expr::value(account.as_str()))
         .col_expr(person::Column::BoundAt, Expr::value(now))
         .col_expr(person::Column::UpdatedAt, Expr::value(now))
@@ -192,26 +166,23 @@ pub(super) async fn bind_in(
                 .add(person::Column::UnboundAt.is_null())
                 .add(person::Column::UnboundAt.lte(rejoin_from)),
         )
-        .exec(txn)
-        .await;
-    let claimed = match claimed {
-        Ok(result) => result,
+        .build(on.backend());
+    match on.execute(take).await {
+        Ok(1) => return Ok(BindOutcome::Bound { bound_at: now }),
+        Ok(_) => {}
         Err(error) if matches!(error.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
             return Ok(BindOutcome::Conflict(BindConflict::AccountHasIdentity));
         }
         Err(error) => return Err(classify(error)),
-    };
-    if claimed.rows_affected == 1 {
-        return Ok(BindOutcome::Bound { bound_at: now });
     }
 
     // Somebody holds the person: this same account (a retry) or another one.
-    let person = person::Entity::find_by_id(person_id)
-        .one(txn)
-        .await
-        .map_err(classify)?
+    let find = person::Entity::find_by_id(person_id).build(on.backend());
+    let person: person::Model = on
+        .find(find)
+        .await?
         .ok_or_else(|| StoreError::Failure("person vanished inside its transaction".into()))?;
-    Ok(match holder_of(&person) {
+    Ok(match holder(person.account_id, person.bound_at) {
         Some(holder) if &holder.account_id == account => BindOutcome::Bound {
             bound_at: holder.bound_at,
         },
@@ -226,48 +197,110 @@ pub(super) async fn bind_in(
     })
 }
 
-/// A person written before sealing existed gets sealed values once we hold them again.
-pub(super) async fn seal_legacy_person<C: ConnectionTrait>(
+/// Claims the session for a certification, unless another redeemed it first or it expired.
+/// With `holder_before` (a Verify that binds nothing) the answer is recorded in the same
+/// statement; a binding Verify records it with [`record_outcome`] once its bind succeeded.
+pub(super) async fn claim_in<C: ConnectionTrait>(
     on: &mut On<'_, C>,
-    person_id: i64,
-    seen: &SeenCertification<'_>,
+    claim: &Claim,
+    holder_before: Option<Option<&Holder>>,
+    now: DateTime<Utc>,
+) -> Result<Claimed, StoreError> {
+    let mut update = session::Entity::update_many()
+        .col_expr(
+            session::Column::RedeemedProvider,
+            Expr::value(claim.provider.as_str()),
+        )
+        .col_expr(
+            session::Column::RedeemedId,
+            Expr::value(claim.certification_id.as_str()),
+        )
+        .col_expr(session::Column::RedeemedAt, Expr::value(now));
+    if let Some(holder) = holder_before {
+        update = answered(update, holder);
+    }
+    let update = update
+        .filter(session::Column::MerchantUid.eq(claim.session.as_str()))
+        .filter(session::Column::RedeemedId.is_null())
+        .filter(session::Column::ExpiresAt.gt(now))
+        .build(on.backend());
+    if on.execute(update).await.map_err(classify)? == 1 {
+        if let Some(not_before) = claim.deletion_due {
+            enqueue_in(on, &claim.certification_id, now, not_before).await?;
+        }
+        return Ok(Claimed::First);
+    }
+    // Lost: to ourselves (a concurrent retry), to another certification, or to the clock.
+    let find = session::Entity::find_by_id(claim.session.as_str()).build(on.backend());
+    let Some(row) = on.find::<session::Model>(find).await? else {
+        return Ok(Claimed::Expired);
+    };
+    match StoredSession::try_from(row)?.redemption {
+        Some(redemption)
+            if redemption.provider == claim.provider
+                && redemption.certification_id == claim.certification_id =>
+        {
+            Ok(Claimed::Again(redemption))
+        }
+        Some(_) => Ok(Claimed::UsedByAnother),
+        None => Ok(Claimed::Expired),
+    }
+}
+
+/// The answer of the binding Verify that redeemed the session, for its retries.
+pub(super) async fn record_outcome<C: ConnectionTrait>(
+    on: &mut On<'_, C>,
+    id: &SessionId,
+    holder_before: Option<&Holder>,
+    bound: bool,
 ) -> Result<(), StoreError> {
-    let update = person::Entity::update_many()
-        .col_expr(
-            person::Column::CiSealed,
-            Expr::value(seen.ci_sealed.blob.as_str()),
-        )
-        .col_expr(
-            person::Column::DiSealed,
-            Expr::value(seen.di_sealed.map(|di| di.blob.clone())),
-        )
-        .col_expr(
-            person::Column::SealingKeyId,
-            Expr::value(seen.ci_sealed.key_id.as_str()),
-        )
-        .filter(person::Column::Id.eq(person_id))
-        .filter(person::Column::CiSealed.is_null())
+    let update = answered(session::Entity::update_many(), holder_before)
+        .col_expr(session::Column::Bound, Expr::value(bound))
+        .filter(session::Column::MerchantUid.eq(id.as_str()))
         .build(on.backend());
     on.execute(update).await.map_err(classify)?;
     Ok(())
 }
 
-/// [`Store::record`] in one PostgreSQL statement. $1 ci_hash, $2 di_hash, $3 ci_sealed,
-/// $4 di_sealed, $5 sealing_key_id, $6 now, $7 provider, $8 provider_id, $9 certified_at.
-const RECORD_POSTGRES: &str = "\
-WITH inserted AS (
-    INSERT INTO persons (ci_hash, di_hash, ci_sealed, di_sealed, sealing_key_id, created_at, updated_at)
-    VALUES ($1, $2, $3, $4, $5, $6, $6)
-    ON CONFLICT (ci_hash) DO NOTHING
-    RETURNING id, account_id, bound_at, ci_sealed IS NULL AS unsealed
-), person AS (
-    SELECT id, account_id, bound_at, unsealed FROM inserted
-    UNION ALL
-    SELECT id, account_id, bound_at, ci_sealed IS NULL FROM persons
-    WHERE ci_hash = $1 AND NOT EXISTS (SELECT 1 FROM inserted)
-), certification AS (
-    INSERT INTO certifications (provider, provider_id, person_id, certified_at, first_seen_at, last_seen_at)
-    SELECT $7, $8, id, $9, $6, $6 FROM person
-    ON CONFLICT (provider, provider_id) DO UPDATE SET last_seen_at = EXCLUDED.last_seen_at
-)
-SELECT id, account_id, bound_at, unsealed FROM person";
+/// The session's recorded answer: who held the person before its redemption.
+fn answered(
+    update: UpdateMany<session::Entity>,
+    holder_before: Option<&Holder>,
+) -> UpdateMany<session::Entity> {
+    update
+        .col_expr(
+            session::Column::HolderAccountId,
+            Expr::value(holder_before.map(|holder| holder.account_id.as_str().to_owned())),
+        )
+        .col_expr(
+            session::Column::HolderBoundAt,
+            Expr::value(holder_before.map(|holder| holder.bound_at)),
+        )
+}
+
+/// Enqueues the deletion of a redeemed V1 certification, inside the redeeming transaction. A
+/// certification already queued keeps its row (a retry does not postpone it).
+async fn enqueue_in<C: ConnectionTrait>(
+    on: &mut On<'_, C>,
+    imp_uid: &str,
+    now: DateTime<Utc>,
+    not_before: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let insert = deletion::Entity::insert(deletion::ActiveModel {
+        imp_uid: Set(imp_uid.to_owned()),
+        enqueued_at: Set(now),
+        not_before: Set(Some(not_before)),
+        attempts: Set(0),
+        last_error: Set(None),
+        finished_at: Set(None),
+        outcome: Set(None),
+    })
+    .on_conflict(
+        OnConflict::column(deletion::Column::ImpUid)
+            .do_nothing()
+            .to_owned(),
+    )
+    .build(on.backend());
+    on.execute(insert).await.map_err(classify)?;
+    Ok(())
+}

@@ -103,7 +103,7 @@ async fn check_duplicate_refuses_a_missing_key_or_a_malformed_one() {
     );
 }
 
-/// Lookups that arrive together are answered by one statement (src/store/lookups.rs): each
+/// Lookups that arrive together are answered by one statement (src/store/batch/lookups.rs): each
 /// caller must still get its own person's answer, whether that person is bound, seen but free,
 /// or never seen, and however many callers ask about the same person.
 #[tokio::test]

@@ -1,4 +1,4 @@
-//! PORTONE_DELETE_AFTER on the one-statement signup (`src/store/fresh_bind.rs`): its deletion is
+//! PORTONE_DELETE_AFTER on the one-statement signup (`src/store/batch/binds.rs`): its deletion is
 //! enqueued by that statement.
 
 use std::time::Duration;
@@ -13,7 +13,7 @@ use crate::{
 };
 
 /// On PostgreSQL a fresh signup redeems its session, binds and enqueues its deletion in one
-/// statement (`src/store/fresh_bind.rs`): the outbox row is written by that statement, not by the
+/// statement (`src/store/batch/binds.rs`): the outbox row is written by that statement, not by the
 /// transaction the signup falls back to, which would write the same row.
 #[tokio::test]
 async fn on_postgres_a_fresh_signup_enqueues_its_deletion_in_its_one_statement() {
@@ -59,7 +59,7 @@ async fn on_postgres_a_fresh_signup_enqueues_its_deletion_in_its_one_statement()
         .unwrap();
     assert_eq!(writers.len(), 1);
     let writer: String = writers[0].try_get("", "query").unwrap();
-    assert!(writer.contains("WITH fresh AS"), "written by: {writer}");
+    assert!(writer.contains("fresh AS ("), "written by: {writer}");
     let row = app
         .store
         .connection()

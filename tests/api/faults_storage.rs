@@ -153,7 +153,7 @@ async fn postgres_cut_mid_load_is_unavailable_then_recovers_and_loses_nothing_ac
 
     let started = Instant::now();
     let load = signups_until(&app, 8, started + Duration::from_millis(3500));
-    // Lookups by CI share statements (src/store/lookups.rs): a cut fails them the same way.
+    // Lookups by CI share statements (src/store/batch/lookups.rs): a cut fails them the same way.
     let lookups = lookups_until(&app, 4, started + Duration::from_millis(3500));
     let faults = async {
         tokio::time::sleep(Duration::from_millis(1000)).await;

@@ -1,4 +1,4 @@
-//! Verify's records on PostgreSQL (`src/store/records.rs`): records waiting together are written
+//! Verify's records on PostgreSQL (`src/store/batch/records.rs`): records waiting together are written
 //! by one statement, and each call still gets its own answer.
 
 use std::time::{Duration, Instant};

@@ -1,10 +1,9 @@
-//! Connections the store keeps between the statements of calls. sqlx pings every connection
-//! that goes back to its pool, from a task it spawns: a round trip to the database, with its
-//! wake-ups on both sides, for each statement, about as much as a Verify's own statement. The
-//! hot statements (a Verify's record, the one-statement signup, a session's read, lookups by
-//! CI: the lanes of [`super::lanes`]) take a connection here and, once it answered, put it back
-//! here: under load it goes straight to the next statement, as it would inside one long
-//! checkout from the pool.
+//! Connections the gate keeps between hot statements. sqlx pings every connection that goes
+//! back to its pool, from a task it spawns: a round trip to the database, with its wake-ups on
+//! both sides, for each statement, about as much as a Verify's own statement. A connection held
+//! through the gate (the lanes' statements, and PostgreSQL's transaction of a signup) comes from
+//! here and, once it answered, goes back here: under load it goes straight to the next
+//! statement, as it would inside one long checkout from the pool.
 //!
 //! The pool's rules still apply, a little later: a connection goes back to the pool (and
 //! through its ping) after an error, when its statement was cancelled halfway, once it has
@@ -24,57 +23,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use sea_orm::{
-    DatabaseConnection, DbBackend,
-    sqlx::{Connection as _, PgConnection, Postgres, Sqlite, pool::PoolConnection},
-};
+use sea_orm::{DatabaseConnection, DbBackend};
 
-use super::{PING_IF_IDLE_FOR, StoreError, statement::sqlx_error};
+use super::{Connection, PING_IF_IDLE_FOR};
+use crate::store::StoreError;
 
 /// The longest a connection stays out of the pool, however busy.
 const OUT_AT_MOST: Duration = Duration::from_secs(1);
-
-/// A pooled connection, of either backend.
-pub(super) enum Connection {
-    Postgres(PoolConnection<Postgres>),
-    Sqlite(PoolConnection<Sqlite>),
-}
-
-impl Connection {
-    async fn acquire(db: &DatabaseConnection) -> Result<Self, StoreError> {
-        Ok(match db.get_database_backend() {
-            DbBackend::Postgres => Self::Postgres(
-                db.get_postgres_connection_pool()
-                    .acquire()
-                    .await
-                    .map_err(sqlx_error)?,
-            ),
-            _ => Self::Sqlite(
-                db.get_sqlite_connection_pool()
-                    .acquire()
-                    .await
-                    .map_err(sqlx_error)?,
-            ),
-        })
-    }
-
-    /// The PostgreSQL connection a PostgreSQL statement needs (the lanes' statements).
-    pub(super) fn postgres(&mut self) -> Result<&mut PgConnection, StoreError> {
-        match self {
-            Self::Postgres(connection) => Ok(connection),
-            Self::Sqlite(_) => Err(StoreError::Failure(
-                "a PostgreSQL statement on a SQLite connection".into(),
-            )),
-        }
-    }
-
-    async fn ping(&mut self) -> bool {
-        match self {
-            Self::Postgres(connection) => connection.ping().await.is_ok(),
-            Self::Sqlite(connection) => connection.ping().await.is_ok(),
-        }
-    }
-}
 
 struct Idle {
     connection: Connection,
@@ -110,8 +65,8 @@ impl Kept {
     }
 
     /// A connection for one statement (or a run of them): a kept one, else one from the pool.
-    /// The caller holds a place (`Store::place`), so this never takes more connections than
-    /// the pool has.
+    /// Only the gate calls it, holding a place, so this never takes more connections than the
+    /// pool has.
     pub(super) async fn take(&self) -> Result<Lent, StoreError> {
         while let Some(idle) = self.pop() {
             let mut connection = idle.connection;

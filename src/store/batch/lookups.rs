@@ -1,4 +1,4 @@
-//! Who holds a person, for many calls at once (see [`super::lanes`]). The lookup by CI is the
+//! Who holds a person, for many calls at once (see [`super::lane`]). The lookup by CI is the
 //! hottest read (CheckDuplicate), and on its own each one is a statement, a connection from
 //! the pool and sqlx's ping on releasing it: several times the work of the index probe it asks
 //! for. Lookups waiting together are answered by one statement (`ci_hash = ANY($1)`). The read
@@ -10,24 +10,20 @@ use chrono::{DateTime, Utc};
 use sea_orm::{FromQueryResult, QueryResult, sqlx};
 
 use super::{
-    StoreError, classify,
-    entities::session,
-    identities::holder,
-    kept::Connection,
-    lanes::{Pending, Work},
+    gate::Connection,
+    lane::{Pending, Work},
     statement::sqlx_error,
 };
-use crate::domain::Holder;
+use crate::{
+    domain::Holder,
+    store::{StoreError, classify, entities::session, rows::holder},
+};
 
 /// One lookup: the person's CI hash.
-pub(super) struct ByCi(pub(super) String);
+pub(crate) struct ByCi(pub(crate) String);
 
 impl Work for ByCi {
     type Answer = Option<Holder>;
-    /// One: lookups arriving together then share a statement, and its connection is kept
-    /// busy. Measured with 16 callers (BENCHMARKS.md), two lanes answered 3.3 lookups per
-    /// statement instead of 4.7, and about 10% fewer per second.
-    const LANES: usize = 1;
     const MOST_PER_STATEMENT: usize = 64;
 
     async fn serve(
@@ -79,11 +75,10 @@ async fn holders(
 }
 
 /// One read of a session: its merchant_uid. PostgreSQL only (SQLite reads through the pool).
-pub(super) struct BySession(pub(super) String);
+pub(crate) struct BySession(pub(crate) String);
 
 impl Work for BySession {
     type Answer = Option<session::Model>;
-    const LANES: usize = 1;
     const MOST_PER_STATEMENT: usize = 64;
 
     async fn serve(
