@@ -2,7 +2,8 @@
 # The load benchmark (BENCHMARKS.md): builds the binaries, starts the PortOne sandbox answering in
 # 20 ms, the service on the real PostgreSQL and Redis, then the load generator, and prints one
 # table and the ratios of each figure to its floor measured in the same run (loadgen's own HTTP
-# client straight at the sandbox; the bare indexed query). Everything runs on this machine.
+# client straight at the sandbox; the record's statement alone by pgbench, paced as Verify; the
+# bare indexed query). Everything runs on this machine; it needs psql and pgbench.
 #
 #   bench/load.sh            full run, release build (~2 minutes of load)
 #   bench/load.sh --smoke    every scenario for a moment on the debug build: CI runs this to keep
@@ -97,6 +98,9 @@ echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}
 "$load" direct "${direct[@]}" --concurrency 1 --key direct_one --label "direct GET at the sandbox"
 "$load" verify "${common[@]}" --sandbox-url "$sandbox_url" --concurrency 1 --key verify_one \
   --certifications "$certifications" --pid "$main_pid" --label "Verify (warm token), 1 caller"
+# The record's durable commit alone, paced as that Verify was: the rest of its floor.
+"$load" commit --database-url "$db_url" --rate-key verify_one_rate --duration "$duration" \
+  --warmup "$warmup" --results "$results" --key commit_one
 "$load" direct "${direct[@]}" --concurrency "$few_callers" --key direct_few --label "direct GET at the sandbox"
 "$load" verify "${common[@]}" --sandbox-url "$sandbox_url" --concurrency "$few_callers" --key verify_few \
   --certifications "$certifications" --pid "$main_pid" --label "Verify (warm token)"

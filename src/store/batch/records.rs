@@ -160,7 +160,7 @@ pub(super) fn bind_records<'q, O>(
 /// is inserted once (its second insert does nothing) and found through `inserted`, which the
 /// statement's own snapshot of `persons` does not show; a certification seen twice is upserted
 /// once, as one statement may not update a row twice.
-const RECORD: &str = "\
+pub(crate) const RECORD: &str = "\
 WITH seen AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $7::text[], $8::text[], $9::timestamptz[])
         WITH ORDINALITY AS seen (ci_hash, di_hash, ci_sealed, di_sealed, sealing_key_id, provider, provider_id, certified_at, n)

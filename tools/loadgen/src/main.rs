@@ -7,6 +7,7 @@
 //! end by letting every caller finish its call in flight, so counters read between phases (the
 //! sandbox's request counts) belong to exactly one phase.
 
+mod commit;
 mod direct;
 mod duplicate;
 mod grpc;
@@ -68,6 +69,8 @@ enum Command {
     },
     /// Time from spawning the service to health SERVING, on a fresh SQLite file each run.
     Startup(StartupArgs),
+    /// The record's statement alone, paced as Verify was, by pgbench: the commit floor.
+    Commit(commit::CommitArgs),
 }
 
 #[derive(Args, Clone)]
@@ -221,5 +224,6 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Startup(args) => startup(args).await,
+        Command::Commit(args) => commit::commit(args),
     }
 }

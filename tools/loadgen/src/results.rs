@@ -16,7 +16,7 @@ pub(crate) fn record(path: Option<&Path>, key: &str, value: f64) -> anyhow::Resu
     writeln!(file, "{key} {value}").with_context(|| format!("writing {}", path.display()))
 }
 
-fn read(path: &Path) -> anyhow::Result<BTreeMap<String, f64>> {
+pub(crate) fn read(path: &Path) -> anyhow::Result<BTreeMap<String, f64>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     Ok(text
         .lines()
@@ -33,11 +33,21 @@ pub(crate) fn ratios(path: &Path) -> anyhow::Result<()> {
     let get = |key: &str| figures.get(key).copied();
     let ratio = |a: &str, b: &str| Some(get(a)? / get(b)?);
     // (what, measured, target, whether a larger figure is better)
-    let rows: [(&str, Option<f64>, f64, bool); 9] = [
+    let rows: [(&str, Option<f64>, f64, bool); 10] = [
         (
             "Verify p50 / direct GET p50, 1 caller",
             ratio("verify_one_p50", "direct_one_p50"),
             1.05,
+            false,
+        ),
+        // The floor with the record's durable commit in it, paced as Verify is (pgbench).
+        (
+            "Verify p50 / (direct GET + commit), 1 caller",
+            get("verify_one_p50")
+                .zip(get("direct_one_p50"))
+                .zip(get("commit_one_p50"))
+                .map(|((verify, direct), commit)| verify / (direct + commit)),
+            1.02,
             false,
         ),
         (
@@ -85,14 +95,14 @@ pub(crate) fn ratios(path: &Path) -> anyhow::Result<()> {
             false,
         ),
     ];
-    println!("{:<42} {:>9} {:>8}  verdict", "ratio", "measured", "target");
+    println!("{:<46} {:>9} {:>8}  verdict", "ratio", "measured", "target");
     for (what, measured, target, larger_is_better) in rows {
         let Some(measured) = measured else {
-            println!("{what:<42} {:>9} {target:>8.2}  not measured", "-");
+            println!("{what:<46} {:>9} {target:>8.2}  not measured", "-");
             continue;
         };
         if target.is_nan() {
-            println!("{what:<42} {measured:>9.3} {:>8}  (no target)", "-");
+            println!("{what:<46} {measured:>9.3} {:>8}  (no target)", "-");
             continue;
         }
         let met = if larger_is_better {
@@ -102,7 +112,7 @@ pub(crate) fn ratios(path: &Path) -> anyhow::Result<()> {
         };
         let sign = if larger_is_better { "≥" } else { "≤" };
         println!(
-            "{what:<42} {measured:>9.3} {sign}{target:>7.2}  {}",
+            "{what:<46} {measured:>9.3} {sign}{target:>7.2}  {}",
             if met { "met" } else { "missed" }
         );
     }
