@@ -43,7 +43,7 @@ pub(super) fn spawn_purge(
     })
 }
 
-/// PORTONE_DELETE_AFTER: passes over the deletion outbox once the database is ready. Every
+/// Deletions at PortOne: passes over the deletion outbox once the database is ready. Every
 /// replica runs it; the store hands each due row to one of them. Stopping mid-pass loses
 /// nothing: the rows taken come due again when their lease lapses.
 pub(super) fn spawn_deletions(

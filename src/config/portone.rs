@@ -57,8 +57,6 @@ pub(super) fn portone_settings(
     };
     match (v1, v2) {
         (None, None) => problems.fail(ConfigError::MissingPortoneCredentials),
-        // Silently deleting nothing would let an operator believe PortOne keeps no copies.
-        (None, Some(_)) if args.portone_delete_after.is_some() => problems.fail(ConfigError::DeleteWithoutV1),
         (v1, v2) => Some(Portone { v1, v2 }),
     }
 }

@@ -76,6 +76,12 @@ impl ServeArgs {
         let server = self.server(&mut problems);
         self.check_counts(&mut problems);
         self.check_durations(&mut problems);
+        let with_v1 = portone.as_ref().is_none_or(|portone| portone.v1.is_some());
+        // Silently deleting nothing would let an operator believe PortOne keeps no copies.
+        problems.check(
+            with_v1 || self.portone_delete_after.is_none(),
+            ConfigError::DeleteWithoutV1,
+        );
         let (Some(portone), Some(keys), Some(server), true) = (portone, keys, server, problems.0.is_empty())
         else {
             return Err(ConfigErrors(problems.0));
@@ -94,7 +100,7 @@ impl ServeArgs {
                     timeout: self.redis_timeout,
                     ca_file: self.redis_ca_file.clone(),
                 }),
-            policy: self.policy(portone.v1.is_some()),
+            policy: self.policy(),
             portone_v1: portone.v1,
             portone_v2: portone.v2,
             keys,
@@ -225,9 +231,9 @@ impl ServeArgs {
         }
     }
 
-    /// The checks every Verify applies. PORTONE_DELETE_AFTER only where V1 is configured: V2 has
-    /// no delete call.
-    fn policy(&self, with_v1: bool) -> Policy {
+    /// The checks every Verify applies. Deleting after use needs V1 (checked above): V2 has no
+    /// delete call.
+    fn policy(&self) -> Policy {
         Policy {
             min_age: self.min_age,
             reject_underage: self.reject_underage,
@@ -238,7 +244,7 @@ impl ServeArgs {
             // The sandbox's verifications are test data by design.
             allow_test_channel: self.portone_allow_test_channel || self.sandbox,
             session_ttl: self.verification_session_ttl,
-            delete_after: self.portone_delete_after.filter(|_| with_v1),
+            delete_after: self.portone_delete_after,
         }
     }
 

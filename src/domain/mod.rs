@@ -28,6 +28,13 @@ pub(crate) fn saturating_after(start: DateTime<Utc>, period: std::time::Duration
         .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
+/// A time as the database keeps it (PostgreSQL: microseconds), so the first answer carries the
+/// same time as the retries that read it back.
+pub(crate) fn stored_precision(at: DateTime<Utc>) -> DateTime<Utc> {
+    use chrono::Timelike as _;
+    at.with_nanosecond(at.nanosecond() / 1_000 * 1_000).unwrap_or(at)
+}
+
 /// Which identity provider and API a certification came from: the stored certification is keyed
 /// by (provider, id) so PortOne V2 identity verifications can join without reshaping the store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -97,14 +104,23 @@ impl std::fmt::Debug for CertificationRef {
     }
 }
 
-/// A certification as the provider reports it, before any of our checks. Only `id`, `provider`
-/// and `certified` are always known: a record exists at PortOne before the person finishes.
-#[derive(Clone, Debug)]
-pub struct ProviderCertification {
+/// Which certification, made for what and through which PG, as its provider reports it: what a
+/// Verify's answer repeats to the caller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CertificationFacts {
     pub(crate) provider: Provider,
+    /// The provider's id of the certification (an imp_uid for PortOne V1).
     pub(crate) id: String,
     pub(crate) merchant_uid: Option<String>,
     pub(crate) pg_provider: String,
+}
+
+/// A certification as the provider reports it, before any of our checks. Only its facts' `id`
+/// and `provider`, and `certified`, are always known: a record exists at PortOne before the
+/// person finishes.
+#[derive(Clone, Debug)]
+pub struct ProviderCertification {
+    pub(crate) facts: CertificationFacts,
     pub(crate) certified: bool,
     pub(crate) certified_at: Option<DateTime<Utc>>,
     /// Present when certified and the provider sent a CI.

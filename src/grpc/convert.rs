@@ -183,7 +183,7 @@ pub(crate) fn verify_response(verified: Verified) -> proto::VerifyResponse {
             id: verified.certification.id,
             merchant_uid: verified.certification.merchant_uid.unwrap_or_default(),
             pg_provider: verified.certification.pg_provider,
-            certified_at: Some(timestamp(verified.certification.certified_at)),
+            certified_at: Some(timestamp(verified.certified_at)),
         }),
         age_check: Some(proto::AgeCheck {
             age: verified.age.age,

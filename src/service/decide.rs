@@ -4,10 +4,10 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{CertificationFacts, Policy, ServiceError, VerifyCommand};
+use super::{Policy, ServiceError, VerifyCommand};
 use crate::domain::{
-    AccountId, AgeCheck, Holder, Identity, MinAge, ProviderCertification, Session, SessionId,
-    VerificationPurpose, full_age, today_in_seoul,
+    AccountId, AgeCheck, CertificationFacts, Holder, Identity, MinAge, ProviderCertification, Session,
+    SessionId, VerificationPurpose, full_age, today_in_seoul,
 };
 
 /// What a Verify found, whatever it writes.
@@ -15,6 +15,7 @@ use crate::domain::{
 pub(super) struct Facts {
     pub(super) identity: Identity,
     pub(super) certification: CertificationFacts,
+    pub(super) certified_at: DateTime<Utc>,
     pub(super) age: AgeCheck,
 }
 
@@ -77,17 +78,11 @@ pub(super) fn decide(
             }
         }
     };
-    let certification = CertificationFacts {
-        provider: found.provider,
-        id: found.id.clone(),
-        merchant_uid: found.merchant_uid.clone(),
-        pg_provider: found.pg_provider.clone(),
-        certified_at,
-    };
     Ok(Plan {
         facts: Facts {
             identity,
-            certification,
+            certification: found.facts.clone(),
+            certified_at,
             age,
         },
         write,
@@ -181,7 +176,7 @@ fn check_belongs(
     command: &VerifyCommand,
     session: Option<&Session>,
 ) -> Result<(), ServiceError> {
-    let certified_for = found.merchant_uid.as_deref();
+    let certified_for = found.facts.merchant_uid.as_deref();
     match session {
         Some(session) => {
             if certified_for != Some(session.id.as_str()) {

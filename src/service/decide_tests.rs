@@ -7,7 +7,8 @@ use chrono::{NaiveDate, TimeDelta};
 
 use super::*;
 use crate::domain::{
-    Carrier, CertificationRef, Ci, ExpectedPerson, Gender, ImpUid, MerchantUid, PersonName, Phone, Provider,
+    Carrier, CertificationFacts, CertificationRef, Ci, ExpectedPerson, Gender, ImpUid, MerchantUid,
+    PersonName, Phone, Provider,
 };
 
 fn now() -> DateTime<Utc> {
@@ -33,10 +34,12 @@ fn policy() -> Policy {
 /// Born 1990-03-15 unless said otherwise.
 fn found(merchant_uid: &str, born: (i32, u32, u32)) -> ProviderCertification {
     ProviderCertification {
-        provider: Provider::PortoneV1,
-        id: "imp_123456789012".into(),
-        merchant_uid: Some(merchant_uid.into()),
-        pg_provider: "danal".into(),
+        facts: CertificationFacts {
+            provider: Provider::PortoneV1,
+            id: "imp_123456789012".into(),
+            merchant_uid: Some(merchant_uid.into()),
+            pg_provider: "danal".into(),
+        },
         certified: true,
         certified_at: Some(now() - TimeDelta::minutes(2)),
         identity: Some(Identity {
@@ -95,10 +98,7 @@ fn a_signup_session_of_an_adult_binds_its_account() {
     .unwrap();
     assert!(matches!(plan.write, Write::Bind { account } if account.as_str() == "acct-1"));
     assert!(plan.facts.age.satisfied());
-    assert_eq!(
-        plan.facts.certification.certified_at,
-        now() - TimeDelta::minutes(2)
-    );
+    assert_eq!(plan.facts.certified_at, now() - TimeDelta::minutes(2));
 }
 
 #[test]
@@ -146,7 +146,9 @@ fn refusals_before_the_certification_is_the_sessions_write_nothing() {
         "CERTIFIED_BEFORE_SESSION"
     );
     assert_eq!(
-        reason(for_session(|found| found.merchant_uid = Some("another".into()))),
+        reason(for_session(
+            |found| found.facts.merchant_uid = Some("another".into())
+        )),
         "MERCHANT_MISMATCH"
     );
     assert_eq!(

@@ -1,4 +1,4 @@
-//! PORTONE_DELETE_AFTER: deleting redeemed V1 certifications at PortOne, from the outbox their
+//! Deletions at PortOne: deleting redeemed V1 certifications at PortOne, from the outbox their
 //! redemptions filled. Every replica runs passes; the store hands each due row to one of them.
 //! Outages (5xx, time-outs, an open circuit) are retried with growing pauses for as long as it
 //! takes; a permanent refusal is retried a few times, then given up and logged for an operator.

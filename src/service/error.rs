@@ -92,7 +92,7 @@ pub(crate) enum ServiceError {
     #[error("the verification was made on a test channel")]
     TestChannel,
     /// PortOne no longer has the certification because we deleted it there
-    /// (PORTONE_DELETE_AFTER): it existed, and its session was redeemed.
+    /// after use: it existed, and its session was redeemed.
     #[error("the certification was deleted at the identity provider after its session was redeemed")]
     CertificationDeleted,
     /// The certified person is not the one expected; the fields, never their values.

@@ -16,8 +16,8 @@ use tokio::time::Instant;
 
 use crate::{
     domain::{
-        AccountId, AgeCheck, CertificationRef, Ci, CiIndexKey, Holder, Identity, MerchantUid, MinAge,
-        PersonIndex, ProviderCertification, Purpose, SealingKeys, VerificationPurpose,
+        AccountId, AgeCheck, CertificationFacts, CertificationRef, Ci, CiIndexKey, Holder, Identity,
+        MerchantUid, MinAge, PersonIndex, ProviderCertification, Purpose, SealingKeys, VerificationPurpose,
     },
     store::{Recordable, Store},
 };
@@ -67,22 +67,12 @@ pub(crate) enum DuplicateKey {
     Ci(Ci),
 }
 
-/// The certification's own facts, as reported back to the caller.
-#[derive(Clone, Debug)]
-pub(crate) struct CertificationFacts {
-    pub(crate) provider: crate::domain::Provider,
-    /// The provider's id of the certification (an imp_uid for PortOne V1).
-    pub(crate) id: String,
-    pub(crate) merchant_uid: Option<String>,
-    pub(crate) pg_provider: String,
-    pub(crate) certified_at: DateTime<Utc>,
-}
-
 /// A Verify that passed every check.
 #[derive(Debug)]
 pub(crate) struct Verified {
     pub(crate) identity: Identity,
     pub(crate) certification: CertificationFacts,
+    pub(crate) certified_at: DateTime<Utc>,
     pub(crate) age: AgeCheck,
     /// Who held the person before this call (before the session's first redemption).
     pub(crate) holder_before: Option<Holder>,
@@ -170,7 +160,7 @@ impl IdentityService {
 
 impl IdentityService {
     /// The certification at its provider. A V1 certification PortOne no longer has, and that we
-    /// deleted there (PORTONE_DELETE_AFTER), is CERTIFICATION_DELETED: we know it existed.
+    /// deleted there after use, is CERTIFICATION_DELETED: we know it existed.
     async fn lookup(
         &self,
         reference: &CertificationRef,
@@ -205,8 +195,8 @@ impl Recordable {
             .as_ref()
             .map(|di| service.sealing.seal(Purpose::Di, &ci_index, di.expose()));
         Self {
-            provider: found.provider,
-            id: found.id.clone(),
+            provider: found.facts.provider,
+            id: found.facts.id.clone(),
             ci_index,
             di_index,
             ci_sealed,

@@ -38,7 +38,7 @@ impl IdentityService {
             return Err(ProviderError::NotConfigured(provider).into());
         }
         let id = SessionId::generate();
-        let created_at = super::verify::stored_precision(Utc::now());
+        let created_at = crate::domain::stored_precision(Utc::now());
         let expires_at = crate::domain::saturating_after(created_at, self.policy.session_ttl);
         let expected_sealed = (!spec.expected.is_empty()).then(|| {
             let plaintext =

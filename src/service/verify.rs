@@ -2,7 +2,7 @@
 //! session, record and bind. Nothing about a certification is stored until it passed every
 //! check, and a person under the minimum age is never bound.
 
-use chrono::{DateTime, Timelike as _, Utc};
+use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 
 use super::{
@@ -77,7 +77,7 @@ impl IdentityService {
         deadline: Instant,
     ) -> Result<Answer, ServiceError> {
         let found = self.lookup(&command.certification, deadline).await?;
-        let now = stored_precision(Utc::now());
+        let now = crate::domain::stored_precision(Utc::now());
         let Plan { facts, write } = decide(&found, session.as_ref(), &command, &self.policy, now)?;
         let ci_index = self.index_key.ci_index(&facts.identity.ci);
         let record = || {
@@ -86,13 +86,14 @@ impl IdentityService {
                 &found,
                 &facts.identity,
                 ci_index.clone(),
-                facts.certification.certified_at,
+                facts.certified_at,
             )
         };
         let answered = |holder_before, bound, reverified_at, first_redemption| Answer {
             verified: Verified {
                 identity: facts.identity.clone(),
                 certification: facts.certification.clone(),
+                certified_at: facts.certified_at,
                 age: facts.age,
                 holder_before,
                 bound,
@@ -196,12 +197,12 @@ fn claim_for(
     now: DateTime<Utc>,
 ) -> Claim {
     let deletion_due = delete_after
-        .filter(|_| found.provider == Provider::PortoneV1)
+        .filter(|_| found.facts.provider == Provider::PortoneV1)
         .map(|after| saturating_after(now, after));
     Claim {
         session: session.clone(),
-        provider: found.provider,
-        certification_id: found.id.clone(),
+        provider: found.facts.provider,
+        certification_id: found.facts.id.clone(),
         deletion_due,
     }
 }
@@ -220,10 +221,4 @@ fn refusal(outcome: BindOutcome) -> ServiceError {
             ServiceError::Store(StoreError::Failure("a bind refused as bound".into()))
         }
     }
-}
-
-/// A time as the database keeps it (PostgreSQL: microseconds), so the first answer carries the
-/// same `reverified_at` as the retries that read it back.
-pub(super) fn stored_precision(at: DateTime<Utc>) -> DateTime<Utc> {
-    at.with_nanosecond(at.nanosecond() / 1_000 * 1_000).unwrap_or(at)
 }

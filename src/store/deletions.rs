@@ -1,5 +1,5 @@
 //! The deletion outbox: V1 certifications to delete at PortOne once their session was redeemed
-//! (PORTONE_DELETE_AFTER). Enqueued by the transaction or the one statement (`batch::binds`)
+//! (when a claim carries a due time). Enqueued by the transaction or the one statement (`batch::binds`)
 //! that redeems the session, so a redemption never commits without its deletion; taken by one
 //! replica at a time by moving `not_before` past the attempt (a lease that lapses if the
 //! replica dies); finished rows stay until purged, so a later Verify can be told the

@@ -7,7 +7,7 @@ use reqwest::StatusCode;
 use serde::{Deserialize, de::DeserializeOwned};
 
 use crate::{
-    domain::{Ci, Di, Gender, Identity, PersonName, Provider, ProviderCertification},
+    domain::{CertificationFacts, Ci, Di, Gender, Identity, PersonName, Provider, ProviderCertification},
     portone::answer::{malformed_json, operator_text, phone_and_carrier},
     service::ProviderError,
 };
@@ -91,10 +91,12 @@ impl CertificationBody {
             None
         };
         Ok(ProviderCertification {
-            provider: Provider::PortoneV1,
-            id: self.imp_uid,
-            merchant_uid: self.merchant_uid.filter(|uid| !uid.is_empty()),
-            pg_provider: self.pg_provider.unwrap_or_default(),
+            facts: CertificationFacts {
+                provider: Provider::PortoneV1,
+                id: self.imp_uid,
+                merchant_uid: self.merchant_uid.filter(|uid| !uid.is_empty()),
+                pg_provider: self.pg_provider.unwrap_or_default(),
+            },
             certified,
             certified_at,
             identity,
@@ -195,7 +197,7 @@ mod tests {
         let certification = parse(DANAL).unwrap();
         let identity = certification.identity.unwrap();
         assert!(certification.certified);
-        assert_eq!(certification.merchant_uid.as_deref(), Some("signup-8f2c"));
+        assert_eq!(certification.facts.merchant_uid.as_deref(), Some("signup-8f2c"));
         assert_eq!(identity.gender, Gender::Male);
         assert_eq!(identity.phone.unwrap().expose(), "01012345678");
         assert_eq!(identity.carrier, Some(Carrier("SKT".into())));

@@ -67,7 +67,7 @@ fn parse(status: StatusCode, body: &[u8]) -> Result<ProviderCertification, Provi
 fn check(result: &Result<ProviderCertification, ProviderError>) -> Result<(), TestCaseError> {
     match result {
         Ok(found) => {
-            prop_assert_eq!(found.id.as_str(), IMP_UID);
+            prop_assert_eq!(found.facts.id.as_str(), IMP_UID);
             if found.certified {
                 // Certified: a time, and an identity unless PortOne sent no CI (said so).
                 prop_assert!(found.certified_at.is_some());

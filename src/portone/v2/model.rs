@@ -7,7 +7,7 @@ use reqwest::StatusCode;
 use serde::Deserialize;
 
 use crate::{
-    domain::{Ci, Di, Gender, Identity, PersonName, Provider, ProviderCertification},
+    domain::{CertificationFacts, Ci, Di, Gender, Identity, PersonName, Provider, ProviderCertification},
     portone::answer::{malformed_json, operator_text, phone_and_carrier},
     service::ProviderError,
 };
@@ -100,11 +100,13 @@ pub(super) fn decode(
         .unwrap_or_default();
     let test_channel = channel.and_then(|channel| channel.kind.as_deref()) == Some("TEST");
     let mut found = ProviderCertification {
-        provider: Provider::PortoneV2,
-        id: requested.to_owned(),
-        // The id is the merchant's own (this service's, for its sessions): V1's merchant_uid.
-        merchant_uid: Some(requested.to_owned()),
-        pg_provider,
+        facts: CertificationFacts {
+            provider: Provider::PortoneV2,
+            id: requested.to_owned(),
+            // The id is the merchant's own (this service's, for its sessions): V1's merchant_uid.
+            merchant_uid: Some(requested.to_owned()),
+            pg_provider,
+        },
         certified: false,
         certified_at: None,
         identity: None,
@@ -219,8 +221,8 @@ mod tests {
         );
         let found = decode(StatusCode::OK, verified(&customer, "LIVE").as_bytes(), "iv-1").unwrap();
         assert!(found.certified && !found.test_channel && !found.ci_unavailable);
-        assert_eq!(found.pg_provider, "danal");
-        assert_eq!(found.merchant_uid.as_deref(), Some("iv-1"));
+        assert_eq!(found.facts.pg_provider, "danal");
+        assert_eq!(found.facts.merchant_uid.as_deref(), Some("iv-1"));
         assert_eq!(found.certified_at.unwrap().timestamp_subsec_millis(), 123);
         let identity = found.identity.unwrap();
         assert_eq!(identity.gender, Gender::Other);

@@ -16,7 +16,7 @@
 //!   certification or session (any that does waits for a statement of its own after it).
 //! - Nothing refused here: every refusal (conflict, cooldown) needs a row that exists, and then
 //!   the bind is not fresh and nothing is written for it.
-//! - A deletion only with its redemption (PORTONE_DELETE_AFTER): the outbox row is inserted by
+//! - A deletion only with its redemption (when the claim carries one): the outbox row is inserted by
 //!   the same statement, only when the claim redeemed and the person was bound.
 
 use std::collections::HashSet;
