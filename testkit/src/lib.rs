@@ -8,6 +8,8 @@ mod settings;
 
 use std::time::{Duration, Instant};
 
+use tonic_health::pb::health_check_response::ServingStatus;
+
 pub use postgres::{PostgresServer, TestDatabase};
 pub use redis_server::{RedisServer, RedisTls};
 pub use settings::{TEST_INDEX_KEY, test_encryption_keys, test_settings};
@@ -23,9 +25,26 @@ pub fn free_port() -> u16 {
 /// Waits until the gRPC health at `address` (host:port) reports CertificationService SERVING
 /// (migrations applied, database answering), checking every `poll`, for at most `limit`.
 pub async fn wait_for_serving(address: &str, limit: Duration, poll: Duration) -> Result<(), String> {
-    use tonic_health::pb::{
-        HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
-    };
+    wait_for_health(
+        address,
+        certification_service::app::SERVICE_NAME,
+        ServingStatus::Serving,
+        limit,
+        poll,
+    )
+    .await
+}
+
+/// Waits until the gRPC health at `address` (host:port) reports `service` as `wanted`, checking
+/// every `poll`, for at most `limit`.
+pub async fn wait_for_health(
+    address: &str,
+    service: &str,
+    wanted: ServingStatus,
+    limit: Duration,
+    poll: Duration,
+) -> Result<(), String> {
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
     let channel = tonic::transport::Channel::from_shared(format!("http://{address}"))
         .map_err(|error| format!("{address}: {error}"))?
         .connect_lazy();
@@ -33,15 +52,15 @@ pub async fn wait_for_serving(address: &str, limit: Duration, poll: Duration) ->
     let give_up = Instant::now() + limit;
     loop {
         let request = HealthCheckRequest {
-            service: certification_service::app::SERVICE_NAME.into(),
+            service: service.to_owned(),
         };
         if let Ok(answer) = health.check(request).await
-            && answer.into_inner().status() == ServingStatus::Serving
+            && answer.into_inner().status() == wanted
         {
             return Ok(());
         }
         if Instant::now() >= give_up {
-            return Err(format!("{address} not SERVING within {limit:?}"));
+            return Err(format!("{address}: {service:?} not {wanted:?} within {limit:?}"));
         }
         tokio::time::sleep(poll).await;
     }

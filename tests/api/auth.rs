@@ -4,20 +4,22 @@
 use certification_service::{
     access::CallerTokens,
     app::SERVICE_NAME,
+    config::Settings,
     grpc::proto::{CheckDuplicateRequest, UnlinkRequest, check_duplicate_request::Key},
     sandbox::identities::{ADULT, ci_for},
 };
 use tonic::{Code, Request, metadata::MetadataValue};
 use tonic_health::pb::health_check_response::ServingStatus;
 
-use crate::helpers::{TestApp, assert_status, spawn_app_with, verify_request};
+use crate::helpers::{App, assert_status, verify_request};
 
 const SIGNUP_TOKEN: &str = "signup-token-0123456789abcdef";
 const RECOVERY_TOKEN: &str = "recovery-token-0123456789abcdef";
 
-async fn spawn_authenticated_app() -> TestApp {
-    let tokens = CallerTokens::parse(&format!("signup={SIGNUP_TOKEN},recovery={RECOVERY_TOKEN}")).unwrap();
-    spawn_app_with(|settings| settings.server.caller_tokens = Some(tokens)).await
+/// CALLER_TOKENS with a signup and a recovery caller.
+fn authenticated(settings: &mut Settings) {
+    let tokens = format!("signup={SIGNUP_TOKEN},recovery={RECOVERY_TOKEN}");
+    settings.server.caller_tokens = Some(CallerTokens::parse(&tokens).unwrap());
 }
 
 fn with_authorization<T>(message: T, value: Option<&str>) -> Request<T> {
@@ -32,7 +34,7 @@ fn with_authorization<T>(message: T, value: Option<&str>) -> Request<T> {
 
 #[tokio::test]
 async fn a_call_without_a_token_is_unauthenticated_and_never_reaches_portone() {
-    let app = spawn_authenticated_app().await;
+    let app = App::new().adjust(authenticated).spawn().await;
     let result = app
         .client
         .clone()
@@ -45,7 +47,7 @@ async fn a_call_without_a_token_is_unauthenticated_and_never_reaches_portone() {
 
 #[tokio::test]
 async fn a_wrong_or_malformed_token_is_unauthenticated_on_every_method() {
-    let app = spawn_authenticated_app().await;
+    let app = App::new().adjust(authenticated).spawn().await;
     let mut client = app.client.clone();
     for presented in [
         "Bearer signup-token-0123456789abcdeX",
@@ -81,7 +83,7 @@ async fn a_wrong_or_malformed_token_is_unauthenticated_on_every_method() {
 
 #[tokio::test]
 async fn each_configured_token_is_accepted_and_health_needs_none() {
-    let app = spawn_authenticated_app().await;
+    let app = App::new().adjust(authenticated).spawn().await;
     let mut client = app.client.clone();
     for token in [SIGNUP_TOKEN, RECOVERY_TOKEN] {
         let bearer = format!("Bearer {token}");

@@ -10,7 +10,7 @@ use certification_service::{
 };
 use tonic::Code;
 
-use crate::helpers::{assert_status, spawn_app, spawn_app_with, verify_request};
+use crate::helpers::{App, assert_status, spawn_app, verify_request};
 
 #[tokio::test]
 async fn verify_returns_the_verified_identity_of_an_adult() {
@@ -87,9 +87,10 @@ async fn verify_fails_with_certification_expired_for_an_old_certification() {
 
 #[tokio::test]
 async fn the_freshness_window_is_configurable() {
-    let app =
-        spawn_app_with(|settings| settings.policy.max_certification_age = Duration::from_secs(3 * 3600))
-            .await;
+    let app = App::new()
+        .adjust(|settings| settings.policy.max_certification_age = Duration::from_secs(3 * 3600))
+        .spawn()
+        .await;
     app.verify(STALE).await.unwrap();
 }
 
@@ -135,11 +136,13 @@ async fn a_minor_is_reported_not_rejected_by_default() {
 
 #[tokio::test]
 async fn a_minor_is_rejected_with_underage_when_configured_to_reject() {
-    let app = spawn_app_with(|settings| {
-        settings.policy.reject_underage = true;
-        settings.policy.min_age = 19;
-    })
-    .await;
+    let app = App::new()
+        .adjust(|settings| {
+            settings.policy.reject_underage = true;
+            settings.policy.min_age = 19;
+        })
+        .spawn()
+        .await;
     let status = assert_status(app.verify(MINOR).await, Code::FailedPrecondition, "UNDERAGE");
     let details = tonic_types::StatusExt::get_error_details(&status);
     let info = details.error_info().unwrap();

@@ -16,8 +16,9 @@ use tonic::{Code, Request, Status};
 use tonic_types::StatusExt;
 
 use crate::{
-    helpers::{TestApp, spawn_app_with},
-    sessions::{begin_with, certify, sessions_on},
+    certify::insert_certified,
+    helpers::{App, TestApp},
+    sessions::{begin_with, sessions_on},
 };
 
 /// What one kind of call did until the deadline.
@@ -69,7 +70,7 @@ async fn signups(app: &TestApp, caller: usize, stop_at: Instant) -> (Calls, Call
         let Some(session) = begun.record(begin_with(app, begin).await) else {
             continue;
         };
-        let imp_uid = certify(app, &session.merchant_uid, &format!("conn-{caller}-{n}"));
+        let imp_uid = insert_certified(app, &session.merchant_uid, &format!("conn-{caller}-{n}"));
         let verify = VerifyRequest {
             imp_uid,
             merchant_uid: session.merchant_uid,
@@ -99,12 +100,14 @@ async fn lookups(app: &TestApp, caller: usize, stop_at: Instant) -> Calls {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_connections_serve_kept_and_pooled_statements_together_without_waiting_out_time() {
-    let app = spawn_app_with(|settings| {
-        sessions_on(settings);
-        settings.store.max_connections = 2;
-        settings.store.acquire_timeout = Duration::from_millis(500);
-    })
-    .await;
+    let app = App::new()
+        .adjust(|settings| {
+            sessions_on(settings);
+            settings.store.max_connections = 2;
+            settings.store.acquire_timeout = Duration::from_millis(500);
+        })
+        .spawn()
+        .await;
     let stop_at = Instant::now() + Duration::from_secs(3);
     let (signed_up, looked_up) = tokio::join!(
         futures::future::join_all((0..6).map(|caller| signups(&app, caller, stop_at))),

@@ -15,9 +15,10 @@ use sea_orm::{ConnectionTrait, Statement};
 use tonic::Code;
 
 use crate::{
-    helpers::{TestApp, assert_status, spawn_app_with, spawn_fleet, spawn_replica_of},
+    certify::insert_certified,
+    helpers::{App, TestApp, assert_status},
     metrics::{parse, value},
-    sessions::{begin, begin_with, certify, count, redeem, sessions_on},
+    sessions::{begin, begin_with, count, redeem, sessions_on},
 };
 
 pub(crate) fn deleting_after(delay: Duration) -> impl Fn(&mut Settings) {
@@ -82,7 +83,7 @@ async fn finished(app: &TestApp, imp_uid: &str, within: Duration) -> String {
 /// A SIGNUP session of `account`, certified and redeemed: its imp_uid and merchant_uid.
 pub(crate) async fn redeemed_signup(app: &TestApp, account: &str, person: &str) -> (String, String) {
     let session = begin(app, Purpose::Signup, Some(account)).await;
-    let imp_uid = certify(app, &session.merchant_uid, person);
+    let imp_uid = insert_certified(app, &session.merchant_uid, person);
     let answer = redeem(app, &session.merchant_uid, &imp_uid).await.unwrap();
     assert!(answer.bound);
     (imp_uid, session.merchant_uid)
@@ -91,7 +92,7 @@ pub(crate) async fn redeemed_signup(app: &TestApp, account: &str, person: &str) 
 #[tokio::test]
 async fn the_certification_is_deleted_after_the_delay_not_before_and_a_retry_then_learns_it() {
     let delay = Duration::from_secs(2);
-    let app = spawn_app_with(deleting_after(delay)).await;
+    let app = App::new().adjust(deleting_after(delay)).spawn().await;
     let (imp_uid, merchant_uid) = redeemed_signup(&app, "acct-del-1", "del-person-1").await;
     let redeemed = Instant::now();
 
@@ -137,10 +138,10 @@ async fn the_certification_is_deleted_after_the_delay_not_before_and_a_retry_the
 
 #[tokio::test]
 async fn every_redemption_is_deleted_bound_or_not_accepted_or_refused_and_nothing_else() {
-    let app = spawn_app_with(deleting_after(Duration::ZERO)).await;
+    let app = App::new().adjust(deleting_after(Duration::ZERO)).spawn().await;
     // AGE_CHECK: binds nothing, stores nothing about the person.
     let age = begin(&app, Purpose::AgeCheck, None).await;
-    let age_uid = certify(&app, &age.merchant_uid, "del-age");
+    let age_uid = insert_certified(&app, &age.merchant_uid, "del-age");
     redeem(&app, &age.merchant_uid, &age_uid).await.unwrap();
     // Refused after the lookup (not the expected person): the session is spent, so deleted too.
     let expected = begin_with(
@@ -157,7 +158,7 @@ async fn every_redemption_is_deleted_bound_or_not_accepted_or_refused_and_nothin
     )
     .await
     .unwrap();
-    let refused_uid = certify(&app, &expected.merchant_uid, "del-mismatch");
+    let refused_uid = insert_certified(&app, &expected.merchant_uid, "del-mismatch");
     assert_status(
         redeem(&app, &expected.merchant_uid, &refused_uid).await,
         Code::FailedPrecondition,
@@ -166,7 +167,7 @@ async fn every_redemption_is_deleted_bound_or_not_accepted_or_refused_and_nothin
     // Refused by the bind (the person holds another account): rolled back, yet spent and deleted.
     let (bound_uid, _) = redeemed_signup(&app, "acct-del-first", "del-twice").await;
     let second = begin(&app, Purpose::Signup, Some("acct-del-second")).await;
-    let conflict_uid = certify(&app, &second.merchant_uid, "del-twice");
+    let conflict_uid = insert_certified(&app, &second.merchant_uid, "del-twice");
     assert_status(
         redeem(&app, &second.merchant_uid, &conflict_uid).await,
         Code::AlreadyExists,
@@ -174,7 +175,7 @@ async fn every_redemption_is_deleted_bound_or_not_accepted_or_refused_and_nothin
     );
     // Refused before the session was spent (made for another session): not ours to delete.
     let other = begin(&app, Purpose::Signup, Some("acct-del-other")).await;
-    let foreign_uid = certify(&app, "vs_00000000000000000000000000000000", "del-foreign");
+    let foreign_uid = insert_certified(&app, "vs_00000000000000000000000000000000", "del-foreign");
     assert_status(
         redeem(&app, &other.merchant_uid, &foreign_uid).await,
         Code::FailedPrecondition,
@@ -208,7 +209,7 @@ async fn every_redemption_is_deleted_bound_or_not_accepted_or_refused_and_nothin
 
 #[tokio::test]
 async fn unset_means_never() {
-    let app = spawn_app_with(sessions_on).await;
+    let app = App::new().adjust(sessions_on).spawn().await;
     assert_eq!(app.settings.policy.delete_after, None);
     let (imp_uid, _) = redeemed_signup(&app, "acct-del-never", "del-never").await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -219,14 +220,14 @@ async fn unset_means_never() {
 #[tokio::test]
 async fn a_deletion_due_after_a_restart_is_done_by_the_next_process() {
     let delay = Duration::from_secs(2);
-    let app = spawn_app_with(deleting_after(delay)).await;
+    let app = App::new().adjust(deleting_after(delay)).spawn().await;
     let (imp_uid, _) = redeemed_signup(&app, "acct-del-restart", "del-restart").await;
     let mut app = app;
     app.request_stop();
     app.stopped().await.unwrap();
     assert_eq!(deletes_of(&app, &imp_uid), 0);
 
-    let next = spawn_replica_of(&app, |_| {}).await;
+    let next = App::replica_of(&app).spawn().await;
     assert_eq!(
         finished(&next, &imp_uid, Duration::from_secs(10)).await,
         "deleted"
@@ -236,11 +237,13 @@ async fn a_deletion_due_after_a_restart_is_done_by_the_next_process() {
 
 #[tokio::test]
 async fn portone_failing_with_500_is_retried_until_it_deletes() {
-    let app = spawn_app_with(|settings| {
-        deleting_after(Duration::ZERO)(settings);
-        settings.server.metrics_listen_addr = Some("127.0.0.1:0".parse().unwrap());
-    })
-    .await;
+    let app = App::new()
+        .adjust(|settings| {
+            deleting_after(Duration::ZERO)(settings);
+            settings.server.metrics_listen_addr = Some("127.0.0.1:0".parse().unwrap());
+        })
+        .spawn()
+        .await;
     // Every HTTP attempt of the first try (the shared layer retries too), then one more.
     let failing = app.settings.portone_v1.as_ref().unwrap().http.max_attempts + 1;
     app.sandbox.inject(
@@ -275,7 +278,10 @@ async fn portone_failing_with_500_is_retried_until_it_deletes() {
 
 #[tokio::test]
 async fn a_404_from_portone_counts_as_done() {
-    let app = spawn_app_with(deleting_after(Duration::from_secs(1))).await;
+    let app = App::new()
+        .adjust(deleting_after(Duration::from_secs(1)))
+        .spawn()
+        .await;
     let (imp_uid, _) = redeemed_signup(&app, "acct-del-404", "del-404").await;
     // Someone (the merchant's console, another tool) deleted it first.
     let deleted = app
@@ -301,13 +307,10 @@ async fn a_404_from_portone_counts_as_done() {
 
 #[tokio::test]
 async fn two_replicas_make_one_delete_per_certification() {
-    let fleet = spawn_fleet(
-        2,
-        crate::helpers::redis_url().as_deref(),
-        |_| {},
-        deleting_after(Duration::from_secs(1)),
-    )
-    .await;
+    let fleet = App::new()
+        .adjust(deleting_after(Duration::from_secs(1)))
+        .fleet(2)
+        .await;
     let mut redeemed = Vec::new();
     for index in 0..12 {
         let replica = &fleet.replicas[index % 2];
@@ -339,11 +342,14 @@ fn deadline() -> tokio::time::Instant {
 #[tokio::test]
 async fn concurrent_takers_never_take_the_same_deletion() {
     // Due in an hour: the service's own loop leaves them alone; the takers below look ahead.
-    let app = spawn_app_with(deleting_after(Duration::from_secs(3600))).await;
+    let app = App::new()
+        .adjust(deleting_after(Duration::from_secs(3600)))
+        .spawn()
+        .await;
     let mut queued = Vec::new();
     for _ in 0..60 {
         let session = begin(&app, Purpose::AgeCheck, None).await;
-        let imp_uid = certify(&app, &session.merchant_uid, "del-taker");
+        let imp_uid = insert_certified(&app, &session.merchant_uid, "del-taker");
         redeem(&app, &session.merchant_uid, &imp_uid).await.unwrap();
         queued.push(imp_uid);
     }

@@ -8,7 +8,7 @@ use sea_orm::{ConnectionTrait, Statement};
 
 use crate::{
     deletions::{deleting_after, redeemed_signup},
-    helpers::{TestDatabase, postgres_for, spawn_app_with},
+    helpers::{App, TestDatabase, postgres_for},
     sessions::redeem,
 };
 
@@ -25,11 +25,13 @@ async fn on_postgres_a_fresh_signup_enqueues_its_deletion_in_its_one_statement()
     let database = TestDatabase::create(&admin_url).await;
     let database_url = database.url().to_owned();
     let delay = Duration::from_secs(3600);
-    let app = spawn_app_with(|settings| {
-        deleting_after(delay)(settings);
-        settings.store.database_url = Secret::new(database_url);
-    })
-    .await;
+    let app = App::new()
+        .adjust(|settings| {
+            deleting_after(delay)(settings);
+            settings.store.database_url = Secret::new(database_url);
+        })
+        .spawn()
+        .await;
     // Which statement wrote each outbox row.
     app.store
         .connection()

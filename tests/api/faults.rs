@@ -14,7 +14,7 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_types::StatusExt;
 
 use crate::{
-    helpers::{TestApp, assert_status, spawn_app_on, spawn_app_with, test_settings},
+    helpers::{App, TestApp, assert_status, test_settings},
     proxy::{FaultProxy, Mode},
 };
 
@@ -30,7 +30,7 @@ async fn app_with_portone_behind_proxy(
     settings.portone_v1.as_mut().unwrap().http.circuit = circuit;
     settings.portone_v1.as_mut().unwrap().http.request_timeout = portone_timeout;
     settings.portone_v1.as_mut().unwrap().http.max_attempts = max_attempts;
-    let app = spawn_app_on(settings, sandbox, data, |_| {}, true).await;
+    let app = App::on(settings, sandbox, data).spawn().await;
     (app, proxy)
 }
 
@@ -45,13 +45,15 @@ fn circuit_is_open(status: &tonic::Status) -> bool {
 
 #[tokio::test]
 async fn a_lasting_outage_opens_the_circuit_calls_stop_reaching_portone_and_a_probe_closes_it() {
-    let app = spawn_app_with(|settings| {
-        settings.portone_v1.as_mut().unwrap().http.circuit = CircuitSettings {
-            failure_threshold: 3,
-            open_for: Duration::from_millis(600),
-        };
-    })
-    .await;
+    let app = App::new()
+        .adjust(|settings| {
+            settings.portone_v1.as_mut().unwrap().http.circuit = CircuitSettings {
+                failure_threshold: 3,
+                open_for: Duration::from_millis(600),
+            };
+        })
+        .spawn()
+        .await;
     app.verify(ADULT).await.unwrap();
     app.sandbox
         .inject(Endpoint::GetCertification, Fault::Status { status: 503 }, 1000);

@@ -20,7 +20,7 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_types::StatusExt;
 
 use crate::{
-    helpers::{TestApp, TestDatabase, postgres_for, redis_settings, spawn_app_with},
+    helpers::{App, TestApp, TestDatabase, postgres_for},
     processes::RedisServer,
     proxy::FaultProxy,
 };
@@ -144,12 +144,14 @@ async fn postgres_cut_mid_load_is_unavailable_then_recovers_and_loses_nothing_ac
     let database = TestDatabase::create(&admin_url).await;
     let database_url = database.url().to_owned();
     let proxy = FaultProxy::start(url_addr(&database_url)).await;
-    let app = spawn_app_with(|settings| {
-        settings.store.database_url = Secret::new(via(&database_url, proxy.addr()));
-        settings.store.acquire_timeout = Duration::from_millis(500);
-        settings.store.readiness_interval = Duration::from_millis(100);
-    })
-    .await;
+    let app = App::new()
+        .adjust(|settings| {
+            settings.store.database_url = Secret::new(via(&database_url, proxy.addr()));
+            settings.store.acquire_timeout = Duration::from_millis(500);
+            settings.store.readiness_interval = Duration::from_millis(100);
+        })
+        .spawn()
+        .await;
 
     let started = Instant::now();
     let load = signups_until(&app, 8, started + Duration::from_millis(3500));
@@ -239,8 +241,8 @@ async fn redis_blackholed_then_cut_mid_load_goes_unnoticed_by_callers() {
     let redis = RedisServer::start();
     let proxy = FaultProxy::start(url_addr(&redis.url())).await;
     let redis_url = via(&redis.url(), proxy.addr());
-    let first = spawn_app_with(|settings| settings.redis = Some(redis_settings(&redis_url))).await;
-    let second = crate::helpers::spawn_replica_of(&first, |_| {}).await;
+    let first = App::new().redis(&redis_url).spawn().await;
+    let second = App::replica_of(&first).spawn().await;
     first.verify(ADULT).await.unwrap();
     second.verify(ADULT).await.unwrap();
 

@@ -11,7 +11,7 @@ use certification_service::{
 use redis::AsyncCommands;
 
 use crate::{
-    helpers::{Fleet, TEST_INDEX_KEY, spawn_fleet, test_encryption_keys, verify_request},
+    helpers::{App, Fleet, TEST_INDEX_KEY, test_encryption_keys, verify_request},
     processes::{RedisServer, ServiceProcess},
 };
 
@@ -83,7 +83,7 @@ pub struct ProcessBesideFleet {
 
 pub async fn process_beside_fleet(extra: &[(&str, &str)]) -> ProcessBesideFleet {
     let redis = RedisServer::start();
-    let fleet = spawn_fleet(1, Some(&redis.url()), |_| {}, |_| {}).await;
+    let fleet = App::new().redis(&redis.url()).fleet(1).await;
     let data = tempfile::tempdir().unwrap();
     let service = start_service_process(&fleet, &redis.url(), &data, extra);
     ProcessBesideFleet {
@@ -97,7 +97,7 @@ pub async fn process_beside_fleet(extra: &[(&str, &str)]) -> ProcessBesideFleet 
 #[tokio::test]
 async fn a_cold_burst_over_three_replicas_makes_one_get_token_call() {
     let redis = RedisServer::start();
-    let fleet = spawn_fleet(3, Some(&redis.url()), |_| {}, |_| {}).await;
+    let fleet = App::new().redis(&redis.url()).fleet(3).await;
     // getToken takes a while, as over the internet: the other replicas must wait for it.
     fleet.sandbox.set_latency(Duration::from_millis(100));
 
@@ -117,7 +117,7 @@ async fn a_cold_burst_over_three_replicas_makes_one_get_token_call() {
 #[tokio::test]
 async fn a_warm_replica_answers_from_memory_without_a_redis_round_trip() {
     let redis = RedisServer::start();
-    let fleet = spawn_fleet(1, Some(&redis.url()), |_| {}, |_| {}).await;
+    let fleet = App::new().redis(&redis.url()).fleet(1).await;
     let replica = &fleet.replicas[0];
     replica.verify(ADULT).await.unwrap();
     let before = replica.token_stats();
@@ -132,7 +132,7 @@ async fn a_warm_replica_answers_from_memory_without_a_redis_round_trip() {
 #[tokio::test]
 async fn a_token_expired_early_is_replaced_once_for_the_whole_fleet() {
     let redis = RedisServer::start();
-    let fleet = spawn_fleet(3, Some(&redis.url()), |_| {}, |_| {}).await;
+    let fleet = App::new().redis(&redis.url()).fleet(3).await;
     assert_all_ok(&fleet.verify_burst(3, ADULT).await);
     assert_eq!(fleet.sandbox.stats().get_token_calls, 1);
 
@@ -151,13 +151,11 @@ async fn a_token_near_expiry_is_refreshed_in_the_background_by_one_replica() {
     let redis = RedisServer::start();
     // 62 s tokens: usable for 32 s (30 s margin), refreshed once less than 25 s of that is
     // left, i.e. from 7 s on, when PortOne (here the sandbox) extends rather than repeats it.
-    let fleet = spawn_fleet(
-        3,
-        Some(&redis.url()),
-        |sandbox| sandbox.token_lifetime = Duration::from_secs(62),
-        |_| {},
-    )
-    .await;
+    let fleet = App::new()
+        .sandbox(|sandbox| sandbox.token_lifetime = Duration::from_secs(62))
+        .redis(&redis.url())
+        .fleet(3)
+        .await;
     let key = token_key(&fleet.replicas[0].settings.portone_v1.as_ref().unwrap().imp_key);
     let mut connection = redis.connection().await;
     assert_all_ok(&fleet.verify_burst(3, ADULT).await);
@@ -193,14 +191,14 @@ async fn a_token_near_expiry_is_refreshed_in_the_background_by_one_replica() {
 #[tokio::test]
 async fn a_password_in_the_redis_url_is_used_and_the_token_is_shared() {
     let redis = RedisServer::start_with_password(Some("s3cret-redis-pass"));
-    let fleet = spawn_fleet(2, Some(&redis.url()), |_| {}, |_| {}).await;
+    let fleet = App::new().redis(&redis.url()).fleet(2).await;
     assert_token_shared_through(&redis, &fleet).await;
 }
 
 #[tokio::test]
 async fn a_late_401_for_an_old_token_never_deletes_the_fresh_one() {
     let redis = RedisServer::start();
-    let fleet = spawn_fleet(2, Some(&redis.url()), |_| {}, |_| {}).await;
+    let fleet = App::new().redis(&redis.url()).fleet(2).await;
     let (first, second) = (&fleet.replicas[0], &fleet.replicas[1]);
     first.verify(ADULT).await.unwrap();
     second.verify(ADULT).await.unwrap();
@@ -225,24 +223,22 @@ async fn a_late_401_for_an_old_token_never_deletes_the_fresh_one() {
 async fn rediss_with_a_private_ca_and_a_password_shares_the_token() {
     let redis = RedisServer::start_tls("tls-redis-pass");
     let ca_file = redis.tls().unwrap().ca_file();
-    let fleet = spawn_fleet(
-        2,
-        Some(&redis.url()),
-        |_| {},
-        |settings| {
+    let fleet = App::new()
+        .redis(&redis.url())
+        .adjust(|settings| {
             if let Some(redis) = settings.redis.as_mut() {
                 redis.ca_file = Some(ca_file.clone());
             }
-        },
-    )
-    .await;
+        })
+        .fleet(2)
+        .await;
     assert_token_shared_through(&redis, &fleet).await;
 }
 
 #[tokio::test]
 async fn no_token_secret_or_personal_data_reaches_the_logs_even_at_debug_level() {
     let mut redis = RedisServer::start_with_password(Some("redis-pass-never-logged"));
-    let fleet = spawn_fleet(1, Some(&redis.url()), |_| {}, |_| {}).await;
+    let fleet = App::new().redis(&redis.url()).fleet(1).await;
     let portone = &fleet.replicas[0].settings.portone_v1.as_ref().unwrap();
     let data = tempfile::tempdir().unwrap();
     let service = start_service_process(&fleet, &redis.url(), &data, &[("RUST_LOG", "debug")]);

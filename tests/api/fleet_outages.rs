@@ -13,14 +13,14 @@ use tonic_health::pb::health_check_response::ServingStatus;
 
 use crate::{
     fleet::{assert_all_ok, start_service_process, token_key},
-    helpers::{spawn_fleet, verify_request},
+    helpers::{App, verify_request},
     processes::RedisServer,
 };
 
 #[tokio::test]
 async fn redis_killed_mid_burst_costs_no_call_and_is_used_again_once_back() {
     let mut redis = RedisServer::start();
-    let fleet = spawn_fleet(3, Some(&redis.url()), |_| {}, |_| {}).await;
+    let fleet = App::new().redis(&redis.url()).fleet(3).await;
     fleet.sandbox.set_latency(Duration::from_millis(150));
 
     let burst = fleet.verify_burst(150, ADULT);
@@ -71,7 +71,7 @@ async fn redis_killed_mid_burst_costs_no_call_and_is_used_again_once_back() {
 #[tokio::test]
 async fn a_replica_killed_holding_the_lock_delays_the_others_only_until_it_expires() {
     let redis = RedisServer::start();
-    let fleet = spawn_fleet(1, Some(&redis.url()), |_| {}, |_| {}).await;
+    let fleet = App::new().redis(&redis.url()).fleet(1).await;
     let survivor = &fleet.replicas[0];
     let portone = &survivor.settings.portone_v1.as_ref().unwrap();
     let data = tempfile::tempdir().unwrap();
@@ -126,7 +126,7 @@ async fn a_redis_that_never_answers_costs_bounded_time_and_health_stays_serving(
             sockets.push(socket);
         }
     });
-    let fleet = spawn_fleet(2, Some(&url), |_| {}, |_| {}).await;
+    let fleet = App::new().redis(&url).fleet(2).await;
     assert_all_ok(&fleet.verify_burst(20, ADULT).await);
     let stats = fleet.sandbox.stats();
     assert!(stats.get_token_calls <= 2, "{stats:?}");
@@ -143,7 +143,7 @@ async fn a_redis_that_never_answers_costs_bounded_time_and_health_stays_serving(
 #[tokio::test]
 async fn a_redis_that_is_down_from_the_start_is_no_obstacle() {
     let url = format!("redis://127.0.0.1:{}", crate::processes::free_port());
-    let fleet = spawn_fleet(1, Some(&url), |_| {}, |_| {}).await;
+    let fleet = App::new().redis(&url).fleet(1).await;
     assert_all_ok(&fleet.verify_burst(10, ADULT).await);
     assert_eq!(fleet.sandbox.stats().get_token_calls, 1);
     assert!(fleet.replicas[0].token_cache_degraded());

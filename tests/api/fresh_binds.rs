@@ -9,9 +9,10 @@ use sea_orm::{ConnectionTrait, Database, DatabaseTransaction, DbBackend, Stateme
 use tonic::Code;
 
 use crate::{
-    helpers::{TestApp, TestDatabase, assert_status, postgres_for, spawn_app_with},
+    certify::insert_certified,
+    helpers::{App, TestApp, TestDatabase, assert_status, postgres_for},
     records::until_looked_up,
-    sessions::{begin, certify, count, redeem},
+    sessions::{begin, count, redeem},
 };
 
 struct Setup {
@@ -25,10 +26,12 @@ async fn setup(test: &str) -> Option<Setup> {
     let (admin_url, server) = postgres_for(test)?;
     let database = TestDatabase::create(&admin_url).await;
     let database_url = database.url().to_owned();
-    let app = spawn_app_with(|settings| {
-        settings.store.database_url = Secret::new(database_url.clone());
-    })
-    .await;
+    let app = App::new()
+        .adjust(|settings| {
+            settings.store.database_url = Secret::new(database_url.clone());
+        })
+        .spawn()
+        .await;
     crate::records::note_certification_writers(&app).await;
     Some(Setup {
         app,
@@ -41,7 +44,7 @@ async fn setup(test: &str) -> Option<Setup> {
 /// A signup session for `account`, certified by `person`: (merchant_uid, imp_uid).
 async fn signup(app: &TestApp, account: &str, person: &str) -> (String, String) {
     let session = begin(app, Purpose::Signup, Some(account)).await;
-    let imp_uid = certify(app, &session.merchant_uid, person);
+    let imp_uid = insert_certified(app, &session.merchant_uid, person);
     (session.merchant_uid, imp_uid)
 }
 
@@ -85,7 +88,7 @@ async fn on_postgres_signups_waiting_together_are_bound_by_one_statement() {
     let same_person_as_a = signup(app, "acct-d", "fresh-a").await;
     let seen_before = signup(app, "acct-e", "fresh-before").await;
     // A bind without a session (REQUIRE_SESSION=false here): the account named by the call.
-    let c = crate::sessions::certify(app, "merchant-c", "fresh-c");
+    let c = crate::certify::insert_certified(app, "merchant-c", "fresh-c");
 
     let lock = lock_session(&setup, &blocker.0).await;
     let asked = app.sandbox.stats().certification_lookups;

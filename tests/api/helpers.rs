@@ -1,6 +1,7 @@
 //! `spawn_app()`: the real server on port 0 with its own sandbox and its own database (a fresh
 //! SQLite file, or a fresh PostgreSQL database when DATABASE_URL points at PostgreSQL), and
-//! Redis when REDIS_URL is set.
+//! Redis when REDIS_URL is set. Anything else through [`App`]: adjusted settings, replicas,
+//! fleets, a server not yet ready or without the Sandbox service.
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -31,13 +32,17 @@ pub enum TestData {
 }
 
 /// Redis settings as the tests use them, for a Redis at `url`.
-pub fn redis_settings(url: &str) -> RedisSettings {
+fn redis_settings(url: &str) -> RedisSettings {
     RedisSettings {
         url: Secret::new(url),
         timeout: Duration::from_millis(250),
         ca_file: None,
     }
 }
+
+/// How long a server may take to report a health status, and how often the tests ask.
+pub const READY_WITHIN: Duration = Duration::from_secs(30);
+pub const READY_POLL: Duration = Duration::from_millis(25);
 
 pub struct TestApp {
     pub addr: SocketAddr,
@@ -93,47 +98,214 @@ pub fn redis_url() -> Option<String> {
     std::env::var("REDIS_URL").ok().filter(|url| !url.is_empty())
 }
 
+/// The server with everything as the tests' settings have it, SERVING: `App::new().spawn()`.
 pub async fn spawn_app() -> TestApp {
-    spawn_app_with(|_| {}).await
+    App::new().spawn().await
 }
 
-/// Starts everything; `adjust` may change the settings before the server is built.
-pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
-    let (settings, sandbox, data) = test_settings(|_| {}).await;
-    spawn_app_on(settings, sandbox, data, adjust, true).await
+/// What to start, and how: `App::new()` (or [`App::replica_of`], [`App::on`]), then options,
+/// then [`App::spawn`] for one server or [`App::fleet`] for replicas.
+///
+/// ```ignore
+/// let app = App::new().adjust(sessions_on).spawn().await;
+/// let next = App::replica_of(&app).adjust(|settings| settings.keys = rotated).spawn().await;
+/// let fleet = App::new().redis(&redis.url()).fleet(3).await;
+/// ```
+#[must_use = "an App starts nothing until spawned"]
+pub struct App<'a> {
+    /// What it runs on, for a replica or [`App::on`]; `None`: a sandbox and a database of its own.
+    parts: Option<Box<Parts>>,
+    adjust_sandbox: Option<Adjust<'a, SandboxConfig>>,
+    adjust: Vec<Adjust<'a, Settings>>,
+    start: Start,
 }
 
-/// Like [`spawn_app_with`] but returns without waiting for SERVING.
-pub async fn spawn_app_unready(adjust: impl FnOnce(&mut Settings)) -> TestApp {
-    let (settings, sandbox, data) = test_settings(|_| {}).await;
-    spawn_app_on(settings, sandbox, data, adjust, false).await
+type Adjust<'a, T> = Box<dyn FnOnce(&mut T) + 'a>;
+
+/// The settings of a server and what it runs on.
+#[derive(Clone)]
+struct Parts {
+    settings: Settings,
+    sandbox: Arc<Sandbox>,
+    data: Arc<TestData>,
 }
 
-/// Replicas of the service as production runs them: one PortOne (sandbox), one database, and
-/// the Redis at `redis_url` shared by all (or none).
+/// How [`App`] starts each server once the settings are final.
+struct Start {
+    wait_ready: bool,
+    serve_sandbox: bool,
+}
+
+impl Default for App<'_> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<'a> App<'a> {
+    /// A server with a sandbox and a database of its own.
+    pub fn new() -> Self {
+        Self {
+            parts: None,
+            adjust_sandbox: None,
+            adjust: Vec::new(),
+            start: Start {
+                wait_ready: true,
+                serve_sandbox: true,
+            },
+        }
+    }
+
+    /// Another server on the same sandbox and database as `app`, starting from its settings (a
+    /// rolling deployment with new keys, say).
+    pub fn replica_of(app: &TestApp) -> Self {
+        Self::with_parts(Parts {
+            settings: app.settings.clone(),
+            sandbox: app._sandbox.clone(),
+            data: app._data.clone(),
+        })
+    }
+
+    /// A server on parts from [`test_settings`] (settings that needed the sandbox's address, say).
+    pub fn on(settings: Settings, sandbox: Sandbox, data: TestData) -> Self {
+        Self::with_parts(Parts {
+            settings,
+            sandbox: Arc::new(sandbox),
+            data: Arc::new(data),
+        })
+    }
+
+    fn with_parts(parts: Parts) -> Self {
+        Self {
+            parts: Some(Box::new(parts)),
+            ..Self::new()
+        }
+    }
+
+    /// Changes the sandbox's configuration before it starts: only for a sandbox of its own.
+    pub fn sandbox(mut self, adjust: impl FnOnce(&mut SandboxConfig) + 'a) -> Self {
+        assert!(self.parts.is_none(), "only App::new() starts a sandbox");
+        self.adjust_sandbox = Some(Box::new(adjust));
+        self
+    }
+
+    /// Changes the settings before the server is built; adjustments apply in order.
+    pub fn adjust(mut self, adjust: impl FnOnce(&mut Settings) + 'a) -> Self {
+        self.adjust.push(Box::new(adjust));
+        self
+    }
+
+    /// The Redis at `url` rather than the run's (REDIS_URL, or none).
+    pub fn redis(self, url: &str) -> Self {
+        let redis = redis_settings(url);
+        self.adjust(move |settings| settings.redis = Some(redis))
+    }
+
+    /// Returns without waiting for SERVING.
+    pub fn unready(mut self) -> Self {
+        self.start.wait_ready = false;
+        self
+    }
+
+    /// As production runs: without `Application::with_sandbox`, so the gRPC port does not serve
+    /// `certification.sandbox.v1.Sandbox`.
+    pub fn without_sandbox_service(mut self) -> Self {
+        self.start.serve_sandbox = false;
+        self
+    }
+
+    /// One server, SERVING (on the plain health port where there is one) unless
+    /// [`App::unready`].
+    pub async fn spawn(self) -> TestApp {
+        let (parts, start) = self.finish().await;
+        start.start(parts).await
+    }
+
+    /// `replicas` servers as production runs them, with the same settings: see [`Fleet`].
+    pub async fn fleet(self, replicas: usize) -> Fleet {
+        let (parts, start) = self.finish().await;
+        let mut apps = Vec::with_capacity(replicas);
+        for _ in 0..replicas {
+            apps.push(start.start(parts.clone()).await);
+        }
+        Fleet {
+            sandbox: parts.sandbox.handle(),
+            replicas: apps,
+        }
+    }
+
+    /// The settings, adjusted, and what they run on.
+    async fn finish(self) -> (Parts, Start) {
+        let mut parts = match self.parts {
+            Some(parts) => *parts,
+            None => {
+                let adjust_sandbox = self.adjust_sandbox.unwrap_or_else(|| Box::new(|_| {}));
+                let (settings, sandbox, data) = test_settings(adjust_sandbox).await;
+                Parts {
+                    settings,
+                    sandbox: Arc::new(sandbox),
+                    data: Arc::new(data),
+                }
+            }
+        };
+        for adjust in self.adjust {
+            adjust(&mut parts.settings);
+        }
+        (parts, self.start)
+    }
+}
+
+impl Start {
+    async fn start(&self, parts: Parts) -> TestApp {
+        let Parts {
+            settings,
+            sandbox,
+            data,
+        } = parts;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut application = Application::build(settings.clone(), listener).await.unwrap();
+        if self.serve_sandbox {
+            application = application.with_sandbox(sandbox.handle());
+        }
+        let addr = application.local_addr();
+        let health_addr = application.health_addr();
+        let metrics_addr = application.metrics_addr();
+        let store = application.store();
+        let portone = application.portone();
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(application.run_until_stopped(async {
+            let _ = stopped.await;
+        }));
+        let channel = Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect_lazy();
+        let app = TestApp {
+            addr,
+            health_addr,
+            metrics_addr,
+            client: CertificationServiceClient::new(channel.clone()),
+            health: HealthClient::new(channel),
+            sandbox: sandbox.handle(),
+            store,
+            portone,
+            settings,
+            _sandbox: sandbox,
+            _data: data,
+            shutdown: Some(shutdown),
+            server: Some(server),
+        };
+        if self.wait_ready {
+            app.wait_for_health(SERVICE_NAME, ServingStatus::Serving).await;
+        }
+        app
+    }
+}
+
+/// What [`App::fleet`] starts: replicas sharing one PortOne (sandbox), one database, and one
+/// Redis (or none).
 pub struct Fleet {
     pub replicas: Vec<TestApp>,
     pub sandbox: SandboxHandle,
-}
-
-pub async fn spawn_fleet(
-    replicas: usize,
-    redis_url: Option<&str>,
-    adjust_sandbox: impl FnOnce(&mut SandboxConfig),
-    adjust: impl Fn(&mut Settings),
-) -> Fleet {
-    let (mut settings, sandbox, data) = test_settings(adjust_sandbox).await;
-    settings.redis = redis_url.map(redis_settings);
-    let sandbox = Arc::new(sandbox);
-    let data = Arc::new(data);
-    let mut apps = Vec::with_capacity(replicas);
-    for _ in 0..replicas {
-        apps.push(spawn_app_on(settings.clone(), sandbox.clone(), data.clone(), &adjust, true).await);
-    }
-    Fleet {
-        sandbox: sandbox.handle(),
-        replicas: apps,
-    }
 }
 
 impl Fleet {
@@ -145,19 +317,6 @@ impl Fleet {
         });
         futures::future::join_all(calls).await
     }
-}
-
-/// Another server on the same sandbox and database as `app`, with adjusted settings (a rolling
-/// deployment with new keys, say).
-pub async fn spawn_replica_of(app: &TestApp, adjust: impl FnOnce(&mut Settings)) -> TestApp {
-    spawn_app_on(
-        app.settings.clone(),
-        app._sandbox.clone(),
-        app._data.clone(),
-        adjust,
-        true,
-    )
-    .await
 }
 
 /// The settings every test starts from. The sandbox gets a unique key per test: the Redis
@@ -189,72 +348,6 @@ pub async fn test_settings(adjust_sandbox: impl FnOnce(&mut SandboxConfig)) -> (
     );
     settings.redis = redis_url().as_deref().map(redis_settings);
     (settings, sandbox, data)
-}
-
-/// Like [`spawn_app`] but as production runs: without `Application::with_sandbox`, so the gRPC
-/// port does not serve `certification.sandbox.v1.Sandbox`.
-pub async fn spawn_app_without_sandbox_service() -> TestApp {
-    let (settings, sandbox, data) = test_settings(|_| {}).await;
-    spawn_app_serving(settings, sandbox.into(), data.into(), |_| {}, true, false).await
-}
-
-/// The server as `serve --sandbox` runs it: the Sandbox service registered over this test's own
-/// sandbox.
-pub async fn spawn_app_on(
-    settings: Settings,
-    sandbox: impl Into<Arc<Sandbox>>,
-    data: impl Into<Arc<TestData>>,
-    adjust: impl FnOnce(&mut Settings),
-    wait_ready: bool,
-) -> TestApp {
-    spawn_app_serving(settings, sandbox.into(), data.into(), adjust, wait_ready, true).await
-}
-
-async fn spawn_app_serving(
-    mut settings: Settings,
-    sandbox: Arc<Sandbox>,
-    data: Arc<TestData>,
-    adjust: impl FnOnce(&mut Settings),
-    wait_ready: bool,
-    serve_sandbox: bool,
-) -> TestApp {
-    adjust(&mut settings);
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let mut application = Application::build(settings.clone(), listener).await.unwrap();
-    if serve_sandbox {
-        application = application.with_sandbox(sandbox.handle());
-    }
-    let addr = application.local_addr();
-    let health_addr = application.health_addr();
-    let metrics_addr = application.metrics_addr();
-    let store = application.store();
-    let portone = application.portone();
-    let (shutdown, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(application.run_until_stopped(async {
-        let _ = stopped.await;
-    }));
-    let channel = Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect_lazy();
-    let app = TestApp {
-        addr,
-        health_addr,
-        metrics_addr,
-        client: CertificationServiceClient::new(channel.clone()),
-        health: HealthClient::new(channel),
-        sandbox: sandbox.handle(),
-        store,
-        portone,
-        settings,
-        _sandbox: sandbox,
-        _data: data,
-        shutdown: Some(shutdown),
-        server: Some(server),
-    };
-    if wait_ready {
-        app.wait_for_health(SERVICE_NAME, ServingStatus::Serving).await;
-    }
-    app
 }
 
 impl TestApp {
@@ -323,18 +416,13 @@ impl TestApp {
         Ok(response.into_inner().status())
     }
 
+    /// Waits until health reports `service` as `wanted`: on the plain health port where there is
+    /// one (the gRPC port may want a client certificate), else on the gRPC port.
     pub async fn wait_for_health(&self, service: &str, wanted: ServingStatus) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-        loop {
-            if self.health_of(service).await.ok() == Some(wanted) {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{service:?} never reached {wanted:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        let address = self.health_addr.unwrap_or(self.addr).to_string();
+        certification_testkit::wait_for_health(&address, service, wanted, READY_WITHIN, READY_POLL)
+            .await
+            .unwrap();
     }
 
     /// Sends the shutdown signal (SIGTERM, in the binary) and returns at once.

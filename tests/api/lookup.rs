@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use certification_service::sandbox::{Endpoint, Fault, identities::ADULT};
 use tonic::Code;
 
-use crate::helpers::{assert_status, spawn_app, spawn_app_with, verify_request};
+use crate::helpers::{App, assert_status, spawn_app, verify_request};
 
 #[tokio::test]
 async fn an_unknown_imp_uid_is_not_found() {
@@ -105,11 +105,13 @@ async fn a_garbled_token_answer_is_upstream_malformed() {
 
 #[tokio::test]
 async fn wrong_portone_credentials_are_unavailable_with_auth_failed() {
-    let app = spawn_app_with(|settings| {
-        settings.portone_v1.as_mut().unwrap().imp_secret =
-            certification_service::secret::Secret::new("wrong-secret");
-    })
-    .await;
+    let app = App::new()
+        .adjust(|settings| {
+            settings.portone_v1.as_mut().unwrap().imp_secret =
+                certification_service::secret::Secret::new("wrong-secret");
+        })
+        .spawn()
+        .await;
     assert_status(app.verify(ADULT).await, Code::Unavailable, "UPSTREAM_AUTH_FAILED");
     assert_eq!(app.sandbox.stats().certification_lookups, 0);
 }
@@ -146,11 +148,13 @@ async fn a_hanging_portone_is_cut_by_the_callers_deadline() {
 
 #[tokio::test]
 async fn a_hanging_portone_is_cut_by_our_own_timeout_without_a_caller_deadline() {
-    let app = spawn_app_with(|settings| {
-        settings.portone_v1.as_mut().unwrap().http.request_timeout = Duration::from_millis(200);
-        settings.portone_v1.as_mut().unwrap().http.max_attempts = 2;
-    })
-    .await;
+    let app = App::new()
+        .adjust(|settings| {
+            settings.portone_v1.as_mut().unwrap().http.request_timeout = Duration::from_millis(200);
+            settings.portone_v1.as_mut().unwrap().http.max_attempts = 2;
+        })
+        .spawn()
+        .await;
     // The token first, so the hang hits the lookup.
     app.verify(ADULT).await.unwrap();
     app.sandbox.inject(Endpoint::GetCertification, Fault::Hang, 10);
@@ -183,9 +187,9 @@ async fn a_portone_that_refuses_connections_is_unavailable_after_retries() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let app = spawn_app_with(|settings| {
-        settings.portone_v1.as_mut().unwrap().base_url = format!("http://{closed}")
-    })
-    .await;
+    let app = App::new()
+        .adjust(|settings| settings.portone_v1.as_mut().unwrap().base_url = format!("http://{closed}"))
+        .spawn()
+        .await;
     assert_status(app.verify(ADULT).await, Code::Unavailable, "UPSTREAM_UNAVAILABLE");
 }

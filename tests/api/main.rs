@@ -1,5 +1,6 @@
 mod auth;
 mod binding;
+mod certify;
 mod check_duplicate;
 mod checks;
 mod cli;

@@ -7,7 +7,7 @@ use certification_service::{
     sandbox::identities::{ADULT, ci_for},
 };
 
-use crate::helpers::spawn_app_with;
+use crate::helpers::App;
 
 /// One sample: name, labels, value.
 pub type Sample = (String, BTreeMap<String, String>, f64);
@@ -49,9 +49,10 @@ pub fn value(samples: &[Sample], name: &str, wanted: &[(&str, &str)]) -> Option<
 
 #[tokio::test]
 async fn a_scrape_after_traffic_has_every_series_with_its_labels_and_no_personal_data() {
-    let app =
-        spawn_app_with(|settings| settings.server.metrics_listen_addr = Some("127.0.0.1:0".parse().unwrap()))
-            .await;
+    let app = App::new()
+        .adjust(|settings| settings.server.metrics_listen_addr = Some("127.0.0.1:0".parse().unwrap()))
+        .spawn()
+        .await;
     let identity = app.verify(ADULT).await.unwrap().into_inner().identity.unwrap();
     app.bind(ADULT, "acct-metrics").await.unwrap();
     assert!(app.verify("not-an-imp-uid").await.is_err());

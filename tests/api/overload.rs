@@ -8,11 +8,14 @@ use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_types::StatusExt;
 
-use crate::helpers::{assert_status, spawn_app_with};
+use crate::helpers::{App, assert_status};
 
 #[tokio::test]
 async fn calls_past_max_in_flight_are_refused_at_once_while_admitted_ones_finish() {
-    let app = spawn_app_with(|settings| settings.server.max_in_flight = 4).await;
+    let app = App::new()
+        .adjust(|settings| settings.server.max_in_flight = 4)
+        .spawn()
+        .await;
     app.verify(ADULT).await.unwrap();
     let lookups_before = app.sandbox.stats().certification_lookups;
     app.sandbox.set_latency(Duration::from_millis(400));
@@ -61,7 +64,10 @@ async fn calls_past_max_in_flight_are_refused_at_once_while_admitted_ones_finish
 
 #[tokio::test]
 async fn a_cancelled_call_gives_its_place_back() {
-    let app = spawn_app_with(|settings| settings.server.max_in_flight = 1).await;
+    let app = App::new()
+        .adjust(|settings| settings.server.max_in_flight = 1)
+        .spawn()
+        .await;
     app.verify(ADULT).await.unwrap();
     app.sandbox.set_latency(Duration::from_millis(300));
     let mut request = tonic::Request::new(crate::helpers::verify_request(ADULT));

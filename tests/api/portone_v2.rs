@@ -7,32 +7,16 @@ use certification_service::{
         BeginVerificationRequest, CheckDuplicateRequest, Gender, Provider, Purpose, VerifyRequest,
         VerifyResponse, check_duplicate_request::Key,
     },
-    sandbox::grpc::proto::{CertifyRequest, ChannelType, Person},
+    sandbox::grpc::proto::{ChannelType, Person},
     secret::Secret,
 };
 use tonic::{Code, Status};
 
 use crate::{
-    helpers::{TestApp, assert_status, spawn_app_with},
-    sessions::{begin, certify, redeem, sessions_on},
+    certify::{CertifyRequestExt, certify, insert_certified, v2_request},
+    helpers::{App, TestApp, assert_status},
+    sessions::{begin, redeem, sessions_on},
 };
-
-/// The browser's part for V2: `person` verifies under `id` (on a LIVE channel unless `test`).
-async fn certify_v2(app: &TestApp, id: &str, person: Person, person_key: Option<&str>, test: bool) {
-    let request = CertifyRequest {
-        identity_verification_id: id.to_owned(),
-        person: person as i32,
-        person_key: person_key.map(str::to_owned),
-        channel: if test {
-            ChannelType::Test
-        } else {
-            ChannelType::Live
-        } as i32,
-        ..CertifyRequest::default()
-    };
-    let answer = app.sandbox_client().certify(request).await.unwrap().into_inner();
-    assert_eq!(answer.identity_verification_id, id);
-}
 
 async fn begin_v2(app: &TestApp, purpose: Purpose, account: Option<&str>) -> String {
     let request = BeginVerificationRequest {
@@ -67,7 +51,7 @@ async fn verify_v2(app: &TestApp, id: &str) -> Result<VerifyResponse, Status> {
 
 #[tokio::test]
 async fn a_v2_signup_session_hands_out_the_browsers_ids_and_binds_once() {
-    let app = spawn_app_with(sessions_on).await;
+    let app = App::new().adjust(sessions_on).spawn().await;
     let request = BeginVerificationRequest {
         purpose: Purpose::Signup.into(),
         account_id: Some("acct-v2".into()),
@@ -88,7 +72,9 @@ async fn a_v2_signup_session_hands_out_the_browsers_ids_and_binds_once() {
         certification_service::sandbox::SANDBOX_V2_CHANNEL_KEY
     );
 
-    certify_v2(&app, &id, Person::Adult, Some("v2-signup"), false).await;
+    certify(&app, v2_request(&id, Person::Adult).person_key("v2-signup"))
+        .await
+        .unwrap();
     let answer = verify_v2(&app, &id).await.unwrap();
     assert!(answer.bound);
     let certification = answer.certification.clone().unwrap();
@@ -104,14 +90,16 @@ async fn a_v2_signup_session_hands_out_the_browsers_ids_and_binds_once() {
 
 #[tokio::test]
 async fn one_person_is_one_person_across_v1_and_v2() {
-    let app = spawn_app_with(sessions_on).await;
+    let app = App::new().adjust(sessions_on).spawn().await;
     // Bound through V1 ...
     let v1 = begin(&app, Purpose::Signup, Some("acct-moved")).await;
-    let imp_uid = certify(&app, &v1.merchant_uid, "moving-person");
+    let imp_uid = insert_certified(&app, &v1.merchant_uid, "moving-person");
     assert!(redeem(&app, &v1.merchant_uid, &imp_uid).await.unwrap().bound);
     // ... and back through V2 for another account: the same CI, so the same person.
     let id = begin_v2(&app, Purpose::Signup, Some("acct-second")).await;
-    certify_v2(&app, &id, Person::Adult, Some("moving-person"), false).await;
+    certify(&app, v2_request(&id, Person::Adult).person_key("moving-person"))
+        .await
+        .unwrap();
     assert_status(
         verify_v2(&app, &id).await,
         Code::AlreadyExists,
@@ -119,7 +107,12 @@ async fn one_person_is_one_person_across_v1_and_v2() {
     );
 
     let recovery = begin_v2(&app, Purpose::Recovery, None).await;
-    certify_v2(&app, &recovery, Person::Adult, Some("moving-person"), false).await;
+    certify(
+        &app,
+        v2_request(&recovery, Person::Adult).person_key("moving-person"),
+    )
+    .await
+    .unwrap();
     let answer = verify_v2(&app, &recovery).await.unwrap();
     assert_eq!(answer.duplicate.unwrap().account_id, "acct-moved");
     for key in [Key::ImpUid(imp_uid), Key::IdentityVerificationId(recovery)] {
@@ -136,15 +129,20 @@ async fn one_person_is_one_person_across_v1_and_v2() {
 
 #[tokio::test]
 async fn unfinished_test_channel_and_ci_less_verifications_are_refused_for_what_they_are() {
-    let app = spawn_app_with(sessions_on).await;
+    let app = App::new().adjust(sessions_on).spawn().await;
     let cases = [
-        (Person::NotCertified, false, "NOT_CERTIFIED"),
-        (Person::Adult, true, "TEST_CHANNEL"),
-        (Person::NoCi, false, "CI_UNAVAILABLE"),
+        (Person::NotCertified, ChannelType::Live, "NOT_CERTIFIED"),
+        (Person::Adult, ChannelType::Test, "TEST_CHANNEL"),
+        (Person::NoCi, ChannelType::Live, "CI_UNAVAILABLE"),
     ];
-    for (person, test, reason) in cases {
+    for (person, channel, reason) in cases {
         let id = begin_v2(&app, Purpose::Signup, Some("acct-refused")).await;
-        certify_v2(&app, &id, person, Some(reason), test).await;
+        certify(
+            &app,
+            v2_request(&id, person).person_key(reason).on_channel(channel),
+        )
+        .await
+        .unwrap();
         assert_status(verify_v2(&app, &id).await, Code::FailedPrecondition, reason);
     }
     let persons = crate::sessions::count(&app, "SELECT COUNT(*) FROM persons").await;
@@ -153,13 +151,22 @@ async fn unfinished_test_channel_and_ci_less_verifications_are_refused_for_what_
 
 #[tokio::test]
 async fn test_channels_pass_when_allowed_and_absent_fields_stay_absent() {
-    let app = spawn_app_with(|settings| {
-        sessions_on(settings);
-        settings.policy.allow_test_channel = true;
-    })
-    .await;
+    let app = App::new()
+        .adjust(|settings| {
+            sessions_on(settings);
+            settings.policy.allow_test_channel = true;
+        })
+        .spawn()
+        .await;
     let id = begin_v2(&app, Purpose::AgeCheck, None).await;
-    certify_v2(&app, &id, Person::Inicis, Some("v2-inicis"), true).await;
+    certify(
+        &app,
+        v2_request(&id, Person::Inicis)
+            .person_key("v2-inicis")
+            .on_channel(ChannelType::Test),
+    )
+    .await
+    .unwrap();
     // KG Inicis through V2 (its OpenAPI): phone and gender always, operator and DI never.
     let identity = verify_v2(&app, &id).await.unwrap().identity.unwrap();
     assert_ne!(identity.gender(), Gender::Unspecified);
@@ -171,7 +178,9 @@ async fn test_channels_pass_when_allowed_and_absent_fields_stay_absent() {
 
     // Danal without the phone contract: no phone, no carrier, and nothing invented.
     let id = begin_v2(&app, Purpose::AgeCheck, None).await;
-    certify_v2(&app, &id, Person::NoPhone, Some("v2-no-phone"), false).await;
+    certify(&app, v2_request(&id, Person::NoPhone).person_key("v2-no-phone"))
+        .await
+        .unwrap();
     let identity = verify_v2(&app, &id).await.unwrap().identity.unwrap();
     assert!(identity.phone.is_none() && identity.carrier.is_none());
     assert!(!identity.di.is_empty() && identity.gender() != Gender::Unspecified);
@@ -179,7 +188,10 @@ async fn test_channels_pass_when_allowed_and_absent_fields_stay_absent() {
 
 #[tokio::test]
 async fn unknown_ids_wrong_secrets_and_mixed_keys_get_their_own_answers() {
-    let app = spawn_app_with(|settings| settings.policy.require_session = false).await;
+    let app = App::new()
+        .adjust(|settings| settings.policy.require_session = false)
+        .spawn()
+        .await;
     assert_status(
         verify_v2(&app, "no-such-verification").await,
         Code::NotFound,
@@ -198,11 +210,13 @@ async fn unknown_ids_wrong_secrets_and_mixed_keys_get_their_own_answers() {
         "INVALID_IDENTITY_VERIFICATION_ID",
     );
 
-    let wrong = spawn_app_with(|settings| {
-        settings.policy.require_session = false;
-        settings.portone_v2.as_mut().unwrap().api_secret = Secret::new("not-the-secret");
-    })
-    .await;
+    let wrong = App::new()
+        .adjust(|settings| {
+            settings.policy.require_session = false;
+            settings.portone_v2.as_mut().unwrap().api_secret = Secret::new("not-the-secret");
+        })
+        .spawn()
+        .await;
     assert_status(
         verify_v2(&wrong, "anything").await,
         Code::Unavailable,
@@ -212,16 +226,18 @@ async fn unknown_ids_wrong_secrets_and_mixed_keys_get_their_own_answers() {
 
 #[tokio::test]
 async fn a_session_redeems_only_through_its_own_provider_and_an_unconfigured_one_is_refused() {
-    let app = spawn_app_with(sessions_on).await;
+    let app = App::new().adjust(sessions_on).spawn().await;
     let v1 = begin(&app, Purpose::Signup, Some("acct-p")).await;
     let result = verify_v2(&app, &v1.merchant_uid).await;
     assert_status(result, Code::InvalidArgument, "SESSION_MISMATCH");
 
-    let v1_only = spawn_app_with(|settings| {
-        sessions_on(settings);
-        settings.portone_v2 = None;
-    })
-    .await;
+    let v1_only = App::new()
+        .adjust(|settings| {
+            sessions_on(settings);
+            settings.portone_v2 = None;
+        })
+        .spawn()
+        .await;
     let request = BeginVerificationRequest {
         purpose: Purpose::Signup.into(),
         provider: Provider::PortoneV2.into(),
@@ -245,11 +261,13 @@ async fn a_session_redeems_only_through_its_own_provider_and_an_unconfigured_one
 
 #[tokio::test]
 async fn a_sub_merchants_lookups_carry_its_tier() {
-    let app = spawn_app_with(|settings| {
-        settings.policy.require_session = false;
-        settings.portone_v1.as_mut().unwrap().tier = Some("T01".into());
-    })
-    .await;
+    let app = App::new()
+        .adjust(|settings| {
+            settings.policy.require_session = false;
+            settings.portone_v1.as_mut().unwrap().tier = Some("T01".into());
+        })
+        .spawn()
+        .await;
     let _ = app
         .verify(certification_service::sandbox::identities::ADULT)
         .await;
@@ -258,14 +276,18 @@ async fn a_sub_merchants_lookups_carry_its_tier() {
 
 #[tokio::test]
 async fn a_v2_only_merchant_builds_no_v1_client_and_signs_up_through_v2() {
-    let app = spawn_app_with(|settings| {
-        sessions_on(settings);
-        settings.portone_v1 = None;
-    })
-    .await;
+    let app = App::new()
+        .adjust(|settings| {
+            sessions_on(settings);
+            settings.portone_v1 = None;
+        })
+        .spawn()
+        .await;
     assert!(app.portone.is_none(), "no V1 client without V1 settings");
     let id = begin_v2(&app, Purpose::Signup, Some("acct-v2-only")).await;
-    certify_v2(&app, &id, Person::Adult, Some("v2-only"), false).await;
+    certify(&app, v2_request(&id, Person::Adult).person_key("v2-only"))
+        .await
+        .unwrap();
     assert!(verify_v2(&app, &id).await.unwrap().bound);
 
     let v1 = BeginVerificationRequest {

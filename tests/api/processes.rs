@@ -9,6 +9,8 @@ use std::{
 
 pub use certification_testkit::{RedisServer, free_port};
 
+use crate::helpers::{READY_POLL, READY_WITHIN};
+
 /// The `certification-service serve` binary as a child process, killed when dropped.
 pub struct ServiceProcess {
     child: Child,
@@ -77,7 +79,9 @@ impl ServiceProcess {
 
     /// Waits until health reports the named service SERVING (migrations applied).
     pub async fn wait_serving(&self) {
-        wait_for_serving(&self.address).await;
+        certification_testkit::wait_for_serving(&self.address, READY_WITHIN, READY_POLL)
+            .await
+            .unwrap();
     }
 
     /// Waits (up to 10 s) until a logged line contains `needle`: lines reach us through a pipe
@@ -109,14 +113,6 @@ impl Drop for ServiceProcess {
     fn drop(&mut self) {
         self.kill();
     }
-}
-
-/// Waits until health at `address` reports the named service SERVING (migrations applied,
-/// database answering).
-pub async fn wait_for_serving(address: &str) {
-    certification_testkit::wait_for_serving(address, Duration::from_secs(30), Duration::from_millis(25))
-        .await
-        .unwrap();
 }
 
 /// The `address` field of a log line, in text (`address=…`) or JSON (`"address":"…"`) format.

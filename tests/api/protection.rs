@@ -13,7 +13,7 @@ use certification_service::{
 use sea_orm::{ConnectionTrait, Statement};
 use tonic::Code;
 
-use crate::helpers::{TestApp, assert_status, postgres_url, spawn_app, spawn_app_with, spawn_replica_of};
+use crate::helpers::{App, TestApp, assert_status, postgres_url, spawn_app};
 
 /// Every personal value a Verify answered with.
 fn personal_values(responses: &[VerifyResponse]) -> Vec<String> {
@@ -133,7 +133,10 @@ async fn a_new_first_key_seals_new_rows_old_rows_stay_readable_and_rekey_moves_t
     let second_key = format!("test-k2:{}", STANDARD.encode([10u8; 32]));
     let rotated_spec = format!("{second_key},test-k1:{}", STANDARD.encode([9u8; 32]));
     let rotated = SealingKeys::parse(&rotated_spec).unwrap();
-    let replica = spawn_replica_of(&app, |settings| settings.keys.sealing_keys = rotated.clone()).await;
+    let replica = App::replica_of(&app)
+        .adjust(|settings| settings.keys.sealing_keys = rotated.clone())
+        .spawn()
+        .await;
 
     let later = replica.bind(FOREIGNER, "acct-rotate-2").await.unwrap();
     let key_ids: Vec<String> = sealed_rows(&app).await.into_iter().map(|row| row.0).collect();
@@ -227,7 +230,10 @@ async fn unlink_refuses_a_malformed_account_id() {
 
 #[tokio::test]
 async fn a_rejoin_within_the_cooldown_is_refused_with_its_end_and_allowed_after() {
-    let app = spawn_app_with(|settings| settings.policy.rejoin_cooldown = Duration::from_secs(2)).await;
+    let app = App::new()
+        .adjust(|settings| settings.policy.rejoin_cooldown = Duration::from_secs(2))
+        .spawn()
+        .await;
     verify_and_bind(&app, ADULT, "acct-cooldown-1").await;
     unlink(&app, "acct-cooldown-1").await;
 
@@ -291,11 +297,13 @@ async fn purge_removes_old_certifications_and_unheld_persons_but_keeps_bindings(
 
 #[tokio::test]
 async fn purge_interval_runs_the_purge_in_the_background() {
-    let app = spawn_app_with(|settings| {
-        settings.maintenance.purge_interval = Some(Duration::from_millis(100));
-        settings.maintenance.certification_retention = Duration::ZERO;
-    })
-    .await;
+    let app = App::new()
+        .adjust(|settings| {
+            settings.maintenance.purge_interval = Some(Duration::from_millis(100));
+            settings.maintenance.certification_retention = Duration::ZERO;
+        })
+        .spawn()
+        .await;
     app.verify(FOREIGNER).await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !sealed_rows(&app).await.is_empty() {

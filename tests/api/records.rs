@@ -8,7 +8,7 @@ use chrono::{NaiveDate, Utc};
 use sea_orm::{ConnectionTrait, Database, TransactionTrait};
 
 use crate::{
-    helpers::{TestApp, TestDatabase, postgres_for, spawn_app_with},
+    helpers::{App, TestApp, TestDatabase, postgres_for},
     sessions::count,
 };
 
@@ -70,10 +70,12 @@ async fn on_postgres_records_waiting_together_are_written_by_one_statement() {
     };
     let database = TestDatabase::create(&admin_url).await;
     let database_url = database.url().to_owned();
-    let app = spawn_app_with(|settings| {
-        settings.store.database_url = Secret::new(database_url.clone());
-    })
-    .await;
+    let app = App::new()
+        .adjust(|settings| {
+            settings.store.database_url = Secret::new(database_url.clone());
+        })
+        .spawn()
+        .await;
     let blocker = certification(&app, "imp_610000000000", "batch-blocker");
     let bound = certification(&app, "imp_610000000001", "batch-bound");
     let bound_again = [

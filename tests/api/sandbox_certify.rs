@@ -11,49 +11,18 @@ use certification_service::{
         identities::{ci_for, di_for},
     },
 };
-use tonic::{Code, Request, Status, metadata::MetadataValue};
+use tonic::{Code, Request, metadata::MetadataValue};
 
 use crate::{
-    helpers::{TestApp, assert_status, spawn_app, spawn_app_with},
+    certify::{CertifyRequestExt, certify, v1_request, v2_request},
+    helpers::{App, assert_status, spawn_app},
     sessions::redeem,
 };
-
-pub fn certify_request(merchant_uid: &str, person: Person) -> CertifyRequest {
-    CertifyRequest {
-        merchant_uid: merchant_uid.to_owned(),
-        person: person as i32,
-        ..CertifyRequest::default()
-    }
-}
-
-pub async fn certify_with(app: &TestApp, request: CertifyRequest) -> Result<String, Status> {
-    let merchant_uid = request.merchant_uid.clone();
-    let response = app.sandbox_client().certify(request).await?.into_inner();
-    assert_eq!(response.merchant_uid, merchant_uid);
-    let imp_uid = response.imp_uid;
-    let digits = imp_uid.strip_prefix("imp_").expect("imp_ prefix");
-    assert!(
-        digits.len() == 12 && digits.bytes().all(|byte| byte.is_ascii_digit()),
-        "{imp_uid}"
-    );
-    assert!(
-        !imp_uid.starts_with("imp_1000000000"),
-        "a fixture's imp_uid: {imp_uid}"
-    );
-    Ok(imp_uid)
-}
-
-/// Certifies `person` for `merchant_uid` and returns the new imp_uid.
-async fn certify(app: &TestApp, merchant_uid: &str, person: Person) -> String {
-    certify_with(app, certify_request(merchant_uid, person))
-        .await
-        .unwrap()
-}
 
 #[tokio::test]
 async fn certify_makes_an_adult_that_verify_accepts_for_that_merchant_uid() {
     let app = spawn_app().await;
-    let imp_uid = certify(&app, "order-1", Person::Adult).await;
+    let imp_uid = certify(&app, v1_request("order-1", Person::Adult)).await.unwrap();
     let response = redeem(&app, "order-1", &imp_uid).await.unwrap();
     let identity = response.identity.unwrap();
     assert_eq!(identity.name, "홍길동");
@@ -79,8 +48,12 @@ async fn certify_makes_an_adult_that_verify_accepts_for_that_merchant_uid() {
 #[tokio::test]
 async fn the_adult_certified_twice_is_the_same_person_under_a_new_imp_uid() {
     let app = spawn_app().await;
-    let first = certify(&app, "signup-a", Person::Adult).await;
-    let second = certify(&app, "signup-b", Person::Adult).await;
+    let first = certify(&app, v1_request("signup-a", Person::Adult))
+        .await
+        .unwrap();
+    let second = certify(&app, v1_request("signup-b", Person::Adult))
+        .await
+        .unwrap();
     assert_ne!(first, second);
     assert!(app.bind(&first, "acct-first").await.unwrap().bound);
     let again = redeem(&app, "signup-b", &second).await.unwrap();
@@ -94,12 +67,14 @@ async fn the_adult_certified_twice_is_the_same_person_under_a_new_imp_uid() {
 async fn each_person_verifies_with_the_traits_the_proto_promises() {
     let app = spawn_app().await;
 
-    let minor = certify(&app, "m-minor", Person::Minor).await;
+    let minor = certify(&app, v1_request("m-minor", Person::Minor)).await.unwrap();
     let response = redeem(&app, "m-minor", &minor).await.unwrap();
     assert_eq!(response.identity.unwrap().carrier.as_deref(), Some("KT"));
     assert_eq!(response.age_check.unwrap().age, 15);
 
-    let foreigner = certify(&app, "m-foreigner", Person::Foreigner).await;
+    let foreigner = certify(&app, v1_request("m-foreigner", Person::Foreigner))
+        .await
+        .unwrap();
     let identity = redeem(&app, "m-foreigner", &foreigner)
         .await
         .unwrap()
@@ -108,7 +83,9 @@ async fn each_person_verifies_with_the_traits_the_proto_promises() {
     assert!(identity.foreigner);
     assert_eq!(identity.ci, ci_for("smith-john"));
 
-    let no_phone = certify(&app, "m-no-phone", Person::NoPhone).await;
+    let no_phone = certify(&app, v1_request("m-no-phone", Person::NoPhone))
+        .await
+        .unwrap();
     let response = redeem(&app, "m-no-phone", &no_phone).await.unwrap();
     let identity = response.identity.unwrap();
     assert_eq!(identity.gender(), Gender::Male);
@@ -116,7 +93,9 @@ async fn each_person_verifies_with_the_traits_the_proto_promises() {
     assert!(!identity.di.is_empty());
     assert_eq!(response.certification.unwrap().pg_provider, "danal");
 
-    let inicis = certify(&app, "m-inicis", Person::Inicis).await;
+    let inicis = certify(&app, v1_request("m-inicis", Person::Inicis))
+        .await
+        .unwrap();
     let response = redeem(&app, "m-inicis", &inicis).await.unwrap();
     let identity = response.identity.unwrap();
     assert_eq!(identity.gender(), Gender::Unspecified);
@@ -128,7 +107,7 @@ async fn each_person_verifies_with_the_traits_the_proto_promises() {
         (Person::Turns19Today, 19, true),
         (Person::Turns19Tomorrow, 18, false),
     ] {
-        let imp_uid = certify(&app, "m-birthday", person).await;
+        let imp_uid = certify(&app, v1_request("m-birthday", person)).await.unwrap();
         let request = VerifyRequest {
             imp_uid,
             merchant_uid: "m-birthday".to_owned(),
@@ -151,7 +130,7 @@ async fn each_person_verifies_with_the_traits_the_proto_promises() {
 #[tokio::test]
 async fn a_certification_without_ci_is_ci_unavailable() {
     let app = spawn_app().await;
-    let imp_uid = certify(&app, "m-no-ci", Person::NoCi).await;
+    let imp_uid = certify(&app, v1_request("m-no-ci", Person::NoCi)).await.unwrap();
     let status = assert_status(
         redeem(&app, "m-no-ci", &imp_uid).await,
         Code::FailedPrecondition,
@@ -163,7 +142,9 @@ async fn a_certification_without_ci_is_ci_unavailable() {
 #[tokio::test]
 async fn a_person_who_never_finished_is_not_certified() {
     let app = spawn_app().await;
-    let imp_uid = certify(&app, "m-abandoned", Person::NotCertified).await;
+    let imp_uid = certify(&app, v1_request("m-abandoned", Person::NotCertified))
+        .await
+        .unwrap();
     assert_status(
         redeem(&app, "m-abandoned", &imp_uid).await,
         Code::FailedPrecondition,
@@ -177,11 +158,8 @@ async fn person_keys_make_fifty_distinct_adults_with_the_adults_traits() {
     let mut cis = HashSet::new();
     for index in 0..50 {
         let person_key = format!("load-test.user_{index}");
-        let request = CertifyRequest {
-            person_key: Some(person_key.clone()),
-            ..certify_request("m-keys", Person::Adult)
-        };
-        let imp_uid = certify_with(&app, request).await.unwrap();
+        let request = v1_request("m-keys", Person::Adult).person_key(&person_key);
+        let imp_uid = certify(&app, request).await.unwrap();
         let identity = redeem(&app, "m-keys", &imp_uid).await.unwrap().identity.unwrap();
         assert_eq!(identity.name, "홍길동");
         assert_eq!(identity.ci, ci_for(&person_key));
@@ -200,9 +178,9 @@ async fn certified_seconds_ago_counts_back_from_the_sandboxs_clock() {
     app.sandbox.set_clock_skew(30);
     let request = CertifyRequest {
         certified_seconds_ago: Some(600),
-        ..certify_request("m-earlier", Person::Adult)
+        ..v1_request("m-earlier", Person::Adult)
     };
-    let imp_uid = certify_with(&app, request).await.unwrap();
+    let imp_uid = certify(&app, request).await.unwrap();
     let certified_at = redeem(&app, "m-earlier", &imp_uid)
         .await
         .unwrap()
@@ -220,9 +198,9 @@ async fn certified_seconds_ago_counts_back_from_the_sandboxs_clock() {
     // Older than the 30 minutes the test settings allow.
     let request = CertifyRequest {
         certified_seconds_ago: Some(3_600),
-        ..certify_request("m-stale", Person::Adult)
+        ..v1_request("m-stale", Person::Adult)
     };
-    let imp_uid = certify_with(&app, request).await.unwrap();
+    let imp_uid = certify(&app, request).await.unwrap();
     assert_status(
         redeem(&app, "m-stale", &imp_uid).await,
         Code::FailedPrecondition,
@@ -234,45 +212,45 @@ async fn certified_seconds_ago_counts_back_from_the_sandboxs_clock() {
 async fn malformed_requests_are_invalid_argument_naming_the_field() {
     let app = spawn_app().await;
     let cases = [
-        (certify_request("", Person::Adult), "INVALID_MERCHANT_UID"),
+        (v1_request("", Person::Adult), "INVALID_MERCHANT_UID"),
         (
-            certify_request(&"m".repeat(257), Person::Adult),
+            v1_request(&"m".repeat(257), Person::Adult),
             "INVALID_MERCHANT_UID",
         ),
-        (certify_request("a\tb", Person::Adult), "INVALID_MERCHANT_UID"),
-        (certify_request("m-1", Person::Unspecified), "INVALID_PERSON"),
+        (v1_request("a\tb", Person::Adult), "INVALID_MERCHANT_UID"),
+        (v1_request("m-1", Person::Unspecified), "INVALID_PERSON"),
         (
             CertifyRequest {
                 person: 42,
-                ..certify_request("m-1", Person::Adult)
+                ..v1_request("m-1", Person::Adult)
             },
             "INVALID_PERSON",
         ),
         (
             CertifyRequest {
                 person_key: Some("has space".to_owned()),
-                ..certify_request("m-1", Person::Adult)
+                ..v1_request("m-1", Person::Adult)
             },
             "INVALID_PERSON_KEY",
         ),
         (
             CertifyRequest {
                 person_key: Some(String::new()),
-                ..certify_request("m-1", Person::Adult)
+                ..v1_request("m-1", Person::Adult)
             },
             "INVALID_PERSON_KEY",
         ),
         (
             CertifyRequest {
                 certified_seconds_ago: Some(86_401),
-                ..certify_request("m-1", Person::Adult)
+                ..v1_request("m-1", Person::Adult)
             },
             "INVALID_CERTIFIED_SECONDS_AGO",
         ),
         (
             CertifyRequest {
                 tier: Some("T1".to_owned()),
-                ..certify_request("m-1", Person::Adult)
+                ..v1_request("m-1", Person::Adult)
             },
             "INVALID_TIER",
         ),
@@ -280,7 +258,7 @@ async fn malformed_requests_are_invalid_argument_naming_the_field() {
         (
             CertifyRequest {
                 tier: Some("T99".to_owned()),
-                ..certify_request("m-1", Person::Adult)
+                ..v1_request("m-1", Person::Adult)
             },
             "INVALID_TIER",
         ),
@@ -305,24 +283,19 @@ async fn malformed_requests_are_invalid_argument_naming_the_field() {
 async fn the_sandbox_service_needs_a_caller_token_like_certification_service() {
     let token = "signup-token-0123456789abcdef";
     let tokens = CallerTokens::parse(&format!("signup={token}")).unwrap();
-    let app = spawn_app_with(|settings| settings.server.caller_tokens = Some(tokens)).await;
+    let app = App::new()
+        .adjust(|settings| settings.server.caller_tokens = Some(tokens))
+        .spawn()
+        .await;
     let without_token = app
         .sandbox_client()
-        .certify(certify_request("m-auth", Person::Adult))
+        .certify(v1_request("m-auth", Person::Adult))
         .await;
     assert_status(without_token, Code::Unauthenticated, "UNAUTHENTICATED");
 
-    let mut request = Request::new(certify_request("m-auth", Person::Adult));
+    let mut request = Request::new(v1_request("m-auth", Person::Adult));
     let bearer = MetadataValue::try_from(format!("Bearer {token}")).unwrap();
     request.metadata_mut().insert("authorization", bearer);
     let response = app.sandbox_client().certify(request).await.unwrap();
     assert_eq!(response.into_inner().merchant_uid, "m-auth");
-}
-
-fn v2_request(id: &str, person: Person) -> CertifyRequest {
-    CertifyRequest {
-        identity_verification_id: id.to_owned(),
-        person: person as i32,
-        ..CertifyRequest::default()
-    }
 }

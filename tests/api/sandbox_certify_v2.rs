@@ -1,5 +1,6 @@
-//! `Sandbox/Certify` beyond V1's main merchant: a PortOne V2 identity verification (read back from
-//! the sandbox over HTTP, since the service cannot Verify V2 yet) and the sub-merchant's tier.
+//! `Sandbox/Certify` beyond V1's main merchant: a PortOne V2 identity verification, read back from
+//! the sandbox over HTTP to see exactly what PortOne's V2 would answer (portone_v2.rs has the
+//! service Verify V2), and the sub-merchant's tier.
 
 use certification_service::sandbox::{
     SANDBOX_STORE_ID, SANDBOX_TIER, SANDBOX_V2_API_SECRET, SANDBOX_V2_CHANNEL_KEY,
@@ -9,21 +10,15 @@ use certification_service::sandbox::{
 use tonic::Code;
 
 use crate::{
-    helpers::{TestApp, assert_status, spawn_app, spawn_app_with},
-    sandbox_certify::{certify_request, certify_with},
+    certify::{CertifyRequestExt, certify, v1_request, v2_request},
+    helpers::{App, TestApp, assert_status, spawn_app},
     sessions::redeem,
 };
 
-/// Certify with `identity_verification_id`: the sandbox's V2 answers it over HTTP (the service
-/// cannot Verify V2 yet).
-async fn certify_v2(app: &TestApp, request: CertifyRequest) -> serde_json::Value {
-    let id = request.identity_verification_id.clone();
-    let response = app.sandbox_client().certify(request).await.unwrap().into_inner();
-    assert_eq!(response.identity_verification_id, id);
-    assert_eq!(
-        (response.imp_uid.as_str(), response.merchant_uid.as_str()),
-        ("", "")
-    );
+/// Certifies through `Sandbox/Certify` and reads the verification back from the sandbox's V2
+/// over HTTP, as PortOne would answer it.
+async fn certify_and_read(app: &TestApp, request: CertifyRequest) -> serde_json::Value {
+    let id = certify(app, request).await.unwrap();
     let url = format!(
         "{}/identity-verifications/{id}?storeId={SANDBOX_STORE_ID}",
         app.sandbox.base_url()
@@ -38,18 +33,10 @@ async fn certify_v2(app: &TestApp, request: CertifyRequest) -> serde_json::Value
     answer.json().await.unwrap()
 }
 
-fn v2_request(id: &str, person: Person) -> CertifyRequest {
-    CertifyRequest {
-        identity_verification_id: id.to_owned(),
-        person: person as i32,
-        ..CertifyRequest::default()
-    }
-}
-
 #[tokio::test]
 async fn certify_with_an_identity_verification_id_makes_a_v2_verification_of_the_same_person() {
     let app = spawn_app().await;
-    let body = certify_v2(&app, v2_request("iv-signup-1", Person::Adult)).await;
+    let body = certify_and_read(&app, v2_request("iv-signup-1", Person::Adult)).await;
     assert_eq!(body["status"], "VERIFIED");
     assert_eq!(body["id"], "iv-signup-1");
     assert_eq!(body["version"], "V2");
@@ -62,11 +49,8 @@ async fn certify_with_an_identity_verification_id_makes_a_v2_verification_of_the
     assert_eq!(customer["ci"], ci_for("hong"), "the V1 adult's CI");
     assert_eq!(customer["di"], di_for("hong"));
 
-    let test_channel = CertifyRequest {
-        channel: ChannelType::Test as i32,
-        ..v2_request("iv-test-1", Person::Inicis)
-    };
-    let body = certify_v2(&app, test_channel).await;
+    let test_channel = v2_request("iv-test-1", Person::Inicis).on_channel(ChannelType::Test);
+    let body = certify_and_read(&app, test_channel).await;
     assert_eq!(body["channel"]["type"], "TEST");
     assert_eq!(body["channel"]["pgProvider"], "INICIS_UNIFIED");
     let customer = body["verifiedCustomer"].as_object().unwrap();
@@ -78,9 +62,9 @@ async fn certify_with_an_identity_verification_id_makes_a_v2_verification_of_the
         assert!(customer.contains_key(present), "{present}");
     }
 
-    let no_ci = certify_v2(&app, v2_request("iv-no-ci", Person::NoCi)).await;
+    let no_ci = certify_and_read(&app, v2_request("iv-no-ci", Person::NoCi)).await;
     assert!(no_ci["verifiedCustomer"].get("ci").is_none());
-    let ready = certify_v2(&app, v2_request("iv-ready", Person::NotCertified)).await;
+    let ready = certify_and_read(&app, v2_request("iv-ready", Person::NotCertified)).await;
     assert_eq!(ready["status"], "READY");
 
     // An id succeeds once; both ids at once, or a tier on V2, are refused.
@@ -108,13 +92,14 @@ async fn certify_with_an_identity_verification_id_makes_a_v2_verification_of_the
 async fn certify_with_the_sandboxs_tier_makes_a_certification_only_that_tier_sees() {
     let request = || CertifyRequest {
         tier: Some(SANDBOX_TIER.to_owned()),
-        ..certify_request("m-tier", Person::Adult)
+        ..v1_request("m-tier", Person::Adult)
     };
     // A service configured as the sub-merchant sends its Tier header and finds it ...
-    let sub_merchant =
-        spawn_app_with(|settings| settings.portone_v1.as_mut().unwrap().tier = Some(SANDBOX_TIER.into()))
-            .await;
-    let imp_uid = certify_with(&sub_merchant, request()).await.unwrap();
+    let sub_merchant = App::new()
+        .adjust(|settings| settings.portone_v1.as_mut().unwrap().tier = Some(SANDBOX_TIER.into()))
+        .spawn()
+        .await;
+    let imp_uid = certify(&sub_merchant, request()).await.unwrap();
     let identity = redeem(&sub_merchant, "m-tier", &imp_uid)
         .await
         .unwrap()
@@ -128,7 +113,7 @@ async fn certify_with_the_sandboxs_tier_makes_a_certification_only_that_tier_see
 
     // ... the main merchant, without the header, does not.
     let main_merchant = spawn_app().await;
-    let imp_uid = certify_with(&main_merchant, request()).await.unwrap();
+    let imp_uid = certify(&main_merchant, request()).await.unwrap();
     assert_status(
         redeem(&main_merchant, "m-tier", &imp_uid).await,
         Code::NotFound,

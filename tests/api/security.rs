@@ -19,7 +19,7 @@ use tonic::{Code, Request, metadata::MetadataValue};
 
 use crate::{
     fleet::token_key,
-    helpers::{assert_status, redis_settings, spawn_app, spawn_app_with, test_settings, verify_request},
+    helpers::{App, assert_status, spawn_app, test_settings, verify_request},
     processes::{RedisServer, ServiceProcess},
 };
 
@@ -44,11 +44,13 @@ async fn caller_permissions_limit_each_caller_to_its_methods() {
     ))
     .unwrap();
     let permissions = CallerPermissions::parse("signup=Verify+CheckDuplicate,deletion=Unlink,ops=*").unwrap();
-    let app = spawn_app_with(|settings| {
-        settings.server.caller_tokens = Some(tokens);
-        settings.server.caller_permissions = Some(permissions);
-    })
-    .await;
+    let app = App::new()
+        .adjust(|settings| {
+            settings.server.caller_tokens = Some(tokens);
+            settings.server.caller_permissions = Some(permissions);
+        })
+        .spawn()
+        .await;
     let mut client = app.client.clone();
     let by_ci = || CheckDuplicateRequest {
         key: Some(Key::Ci(ci_for("permissions"))),
@@ -109,7 +111,7 @@ async fn without_caller_authentication_the_server_is_not_built_unless_allowed() 
 #[tokio::test]
 async fn the_portone_token_in_redis_is_sealed_and_a_planted_one_is_replaced() {
     let redis = RedisServer::start();
-    let app = spawn_app_with(|settings| settings.redis = Some(redis_settings(&redis.url()))).await;
+    let app = App::new().redis(&redis.url()).spawn().await;
     app.verify(ADULT).await.unwrap();
     let key = token_key(&app.settings.portone_v1.as_ref().unwrap().imp_key);
     let mut connection = redis.connection().await;
@@ -137,7 +139,7 @@ async fn the_portone_token_in_redis_is_sealed_and_a_planted_one_is_replaced() {
         .await
         .unwrap();
     let fetched = app.sandbox.stats().get_token_calls;
-    let other = crate::helpers::spawn_replica_of(&app, |_| {}).await;
+    let other = App::replica_of(&app).spawn().await;
     other.verify(ADULT).await.unwrap();
     assert_eq!(
         app.sandbox.stats().get_token_calls,
@@ -179,8 +181,10 @@ async fn a_redirecting_portone_never_receives_or_forwards_the_secret() {
         }));
         axum::serve(redirector, app).await.unwrap();
     });
-    let app =
-        spawn_app_with(|settings| settings.portone_v1.as_mut().unwrap().base_url = redirector_url).await;
+    let app = App::new()
+        .adjust(|settings| settings.portone_v1.as_mut().unwrap().base_url = redirector_url)
+        .spawn()
+        .await;
     assert_status(
         app.verify(ADULT).await,
         Code::FailedPrecondition,
@@ -273,10 +277,12 @@ async fn pooled_postgres_connections_carry_statement_and_lock_timeouts() {
         return;
     };
     let database = crate::helpers::TestDatabase::create(&admin_url).await;
-    let app = spawn_app_with(|settings| {
-        settings.store.database_url = certification_service::secret::Secret::new(database.url());
-    })
-    .await;
+    let app = App::new()
+        .adjust(|settings| {
+            settings.store.database_url = certification_service::secret::Secret::new(database.url());
+        })
+        .spawn()
+        .await;
     let connection = app.store.connection();
     for (setting, expected) in [("statement_timeout", "10s"), ("lock_timeout", "3s")] {
         let row = connection

@@ -7,9 +7,7 @@ use tonic::{Code, transport::Channel};
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_reflection::pb::{v1, v1alpha};
 
-use crate::helpers::{
-    assert_status, spawn_app, spawn_app_unready, spawn_app_with, spawn_app_without_sandbox_service,
-};
+use crate::helpers::{App, assert_status, spawn_app};
 
 #[tokio::test]
 async fn health_reports_serving_once_the_database_answers() {
@@ -22,16 +20,19 @@ async fn health_reports_serving_once_the_database_answers() {
 
 #[tokio::test]
 async fn without_a_database_health_is_not_serving_and_calls_are_unavailable_not_ready() {
-    let app = spawn_app_unready(|settings| {
-        // Nothing listens on port 1.
-        settings.store = StoreSettings {
-            database_url: Secret::new("postgres://root@127.0.0.1:1/test"),
-            max_connections: 2,
-            acquire_timeout: std::time::Duration::from_millis(300),
-            ..settings.store.clone()
-        };
-    })
-    .await;
+    let app = App::new()
+        .adjust(|settings| {
+            // Nothing listens on port 1.
+            settings.store = StoreSettings {
+                database_url: Secret::new("postgres://root@127.0.0.1:1/test"),
+                max_connections: 2,
+                acquire_timeout: std::time::Duration::from_millis(300),
+                ..settings.store.clone()
+            };
+        })
+        .unready()
+        .spawn()
+        .await;
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     assert_eq!(
         app.health_of(SERVICE_NAME).await.unwrap(),
@@ -101,7 +102,7 @@ async fn reflection_lists_the_services_over_v1_and_v1alpha() {
 async fn reflection_lists_the_sandbox_service_only_where_it_is_served() {
     const SANDBOX: &str = certification_service::sandbox::grpc::SERVICE;
     let with_sandbox = spawn_app().await;
-    let without_sandbox = spawn_app_without_sandbox_service().await;
+    let without_sandbox = App::new().without_sandbox_service().spawn().await;
     for (app, served) in [(&with_sandbox, true), (&without_sandbox, false)] {
         let channel = Channel::from_shared(format!("http://{}", app.addr))
             .unwrap()
@@ -159,7 +160,10 @@ async fn reflection_switched_off_is_unimplemented_while_calls_and_health_work() 
         ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
         server_reflection_request::MessageRequest,
     };
-    let app = spawn_app_with(|settings| settings.server.grpc_reflection = false).await;
+    let app = App::new()
+        .adjust(|settings| settings.server.grpc_reflection = false)
+        .spawn()
+        .await;
     let channel = Channel::from_shared(format!("http://{}", app.addr))
         .unwrap()
         .connect()

@@ -2,10 +2,7 @@
 //! merchant_uid, the "browser" certifies under it (the sandbox's records), and Verify redeems it
 //! once, for its caller, before it expires.
 
-use std::{
-    sync::atomic::{AtomicU64, Ordering},
-    time::Duration,
-};
+use std::time::Duration;
 
 use certification_service::{
     access::CallerTokens,
@@ -14,46 +11,16 @@ use certification_service::{
         BeginVerificationRequest, BeginVerificationResponse, ExpectedPerson, Provider, Purpose,
         VerifyRequest, VerifyResponse,
     },
-    sandbox::identities::CertificationRecord,
 };
-use chrono::{NaiveDate, Utc};
+use chrono::Utc;
 use sea_orm::{ConnectionTrait, Statement};
 use tonic::{Code, Request, Status, metadata::MetadataValue};
 use tonic_types::StatusExt;
 
-use crate::helpers::{TestApp, assert_status, spawn_app_with, spawn_replica_of};
-
-/// A new imp_uid per certification, never one of the fixtures'.
-pub fn new_imp_uid() -> String {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let base = 300_000_000_000 + u64::from(std::process::id() % 1000) * 1_000_000;
-    format!("imp_{}", base + NEXT.fetch_add(1, Ordering::Relaxed))
-}
-
-pub fn adult_birthday() -> NaiveDate {
-    NaiveDate::from_ymd_opt(1990, 3, 15).unwrap()
-}
-
-/// The browser's part: `person_key` certifies now (or `seconds_ago`) for `merchant_uid`.
-pub fn certify_at(
-    app: &TestApp,
-    merchant_uid: &str,
-    person_key: &str,
-    birthday: NaiveDate,
-    seconds_ago: i64,
-) -> String {
-    let imp_uid = new_imp_uid();
-    let certified_at = Utc::now().timestamp() - seconds_ago;
-    let mut record = CertificationRecord::certified(&imp_uid, person_key, "홍길동", birthday, certified_at);
-    record.merchant_uid = Some(merchant_uid.to_owned());
-    record.phone = Some("01012345678".to_owned());
-    app.sandbox.insert_certification(record);
-    imp_uid
-}
-
-pub fn certify(app: &TestApp, merchant_uid: &str, person_key: &str) -> String {
-    certify_at(app, merchant_uid, person_key, adult_birthday(), 0)
-}
+use crate::{
+    certify::{adult_birthday, insert_certified, insert_certified_at},
+    helpers::{App, TestApp, assert_status},
+};
 
 pub fn sessions_on(settings: &mut Settings) {
     settings.policy.require_session = true;
@@ -113,14 +80,14 @@ pub async fn count(app: &TestApp, sql: &str) -> i64 {
 
 #[tokio::test]
 async fn a_signup_session_binds_its_account_once_and_a_retry_answers_the_same() {
-    let app = spawn_app_with(sessions_on).await;
+    let app = App::new().adjust(sessions_on).spawn().await;
     let session = begin(&app, Purpose::Signup, Some("acct-signup")).await;
     assert!(session.merchant_uid.starts_with("vs_") && session.merchant_uid.len() == 35);
     let expires_at = session.expires_at.unwrap().seconds;
     let in_15m = Utc::now().timestamp() + 15 * 60;
     assert!((in_15m - 5..=in_15m + 1).contains(&expires_at), "{expires_at}");
 
-    let imp_uid = certify(&app, &session.merchant_uid, "signup-person");
+    let imp_uid = insert_certified(&app, &session.merchant_uid, "signup-person");
     let first = redeem(&app, &session.merchant_uid, &imp_uid).await.unwrap();
     assert!(first.bound);
     assert_eq!(first.purpose(), Purpose::Signup);
@@ -134,7 +101,7 @@ async fn a_signup_session_binds_its_account_once_and_a_retry_answers_the_same() 
     assert_eq!(retry, first);
 
     // Someone else's certification under the same merchant_uid cannot redeem it again.
-    let other = certify(&app, &session.merchant_uid, "someone-else");
+    let other = insert_certified(&app, &session.merchant_uid, "someone-else");
     let lookups = app.sandbox.stats().certification_lookups;
     assert_status(
         redeem(&app, &session.merchant_uid, &other).await,
@@ -150,8 +117,8 @@ async fn a_signup_session_binds_its_account_once_and_a_retry_answers_the_same() 
 
 #[tokio::test]
 async fn without_a_session_or_with_one_never_issued_verify_is_refused_before_portone() {
-    let app = spawn_app_with(sessions_on).await;
-    let imp_uid = certify(&app, "signup-0001", "no-session");
+    let app = App::new().adjust(sessions_on).spawn().await;
+    let imp_uid = insert_certified(&app, "signup-0001", "no-session");
     let without = redeem(&app, "", &imp_uid).await;
     assert_status(without, Code::FailedPrecondition, "SESSION_REQUIRED");
     for merchant_uid in ["signup-0001", "vs_0123456789abcdef0123456789abcdef"] {
@@ -176,11 +143,13 @@ async fn a_session_is_redeemable_only_by_the_caller_that_began_it() {
     let tokens =
         CallerTokens::parse("signup=signup-token-0123456789abcdef,other=other-token-0123456789abcdef")
             .unwrap();
-    let app = spawn_app_with(|settings| {
-        sessions_on(settings);
-        settings.server.caller_tokens = Some(tokens);
-    })
-    .await;
+    let app = App::new()
+        .adjust(|settings| {
+            sessions_on(settings);
+            settings.server.caller_tokens = Some(tokens);
+        })
+        .spawn()
+        .await;
     let begin = BeginVerificationRequest {
         purpose: Purpose::Signup.into(),
         provider: Provider::PortoneV1.into(),
@@ -194,7 +163,7 @@ async fn a_session_is_redeemable_only_by_the_caller_that_began_it() {
         .await
         .unwrap()
         .into_inner();
-    let imp_uid = certify(&app, &session.merchant_uid, "owned-person");
+    let imp_uid = insert_certified(&app, &session.merchant_uid, "owned-person");
     let verify = VerifyRequest {
         imp_uid: imp_uid.clone(),
         merchant_uid: session.merchant_uid.clone(),
@@ -218,13 +187,15 @@ async fn a_session_is_redeemable_only_by_the_caller_that_began_it() {
 
 #[tokio::test]
 async fn an_expired_session_is_refused() {
-    let app = spawn_app_with(|settings| {
-        sessions_on(settings);
-        settings.policy.session_ttl = Duration::from_millis(300);
-    })
-    .await;
+    let app = App::new()
+        .adjust(|settings| {
+            sessions_on(settings);
+            settings.policy.session_ttl = Duration::from_millis(300);
+        })
+        .spawn()
+        .await;
     let session = begin(&app, Purpose::Signup, Some("acct-late")).await;
-    let imp_uid = certify(&app, &session.merchant_uid, "late-person");
+    let imp_uid = insert_certified(&app, &session.merchant_uid, "late-person");
     tokio::time::sleep(Duration::from_millis(400)).await;
     let late = redeem(&app, &session.merchant_uid, &imp_uid).await;
     assert_status(late, Code::FailedPrecondition, "SESSION_EXPIRED");
@@ -233,27 +204,27 @@ async fn an_expired_session_is_refused() {
 
 #[tokio::test]
 async fn a_certification_older_than_its_session_or_made_for_another_cannot_redeem_it() {
-    let app = spawn_app_with(sessions_on).await;
+    let app = App::new().adjust(sessions_on).spawn().await;
     let session = begin(&app, Purpose::Signup, Some("acct-old")).await;
     // Certified five minutes ago under this merchant_uid (guessed in advance, say).
-    let older = certify_at(&app, &session.merchant_uid, "old-person", adult_birthday(), 300);
+    let older = insert_certified_at(&app, &session.merchant_uid, "old-person", adult_birthday(), 300);
     let result = redeem(&app, &session.merchant_uid, &older).await;
     assert_status(result, Code::FailedPrecondition, "CERTIFIED_BEFORE_SESSION");
-    let elsewhere = certify(&app, "victim-session", "victim");
+    let elsewhere = insert_certified(&app, "victim-session", "victim");
     let result = redeem(&app, &session.merchant_uid, &elsewhere).await;
     assert_status(result, Code::FailedPrecondition, "MERCHANT_MISMATCH");
     // Neither spent the session: the real certification still redeems it.
-    let real = certify(&app, &session.merchant_uid, "real-person");
+    let real = insert_certified(&app, &session.merchant_uid, "real-person");
     assert!(redeem(&app, &session.merchant_uid, &real).await.unwrap().bound);
     assert_eq!(count(&app, "SELECT COUNT(*) FROM persons").await, 1);
 }
 
 #[tokio::test]
 async fn fifty_concurrent_redemptions_by_fifty_people_have_exactly_one_winner() {
-    let app = spawn_app_with(sessions_on).await;
+    let app = App::new().adjust(sessions_on).spawn().await;
     let session = begin(&app, Purpose::Signup, Some("acct-race")).await;
     let imp_uids: Vec<String> = (0..50)
-        .map(|index| certify(&app, &session.merchant_uid, &format!("racer-{index}")))
+        .map(|index| insert_certified(&app, &session.merchant_uid, &format!("racer-{index}")))
         .collect();
     let results = futures::future::join_all(
         imp_uids
@@ -279,7 +250,7 @@ async fn fifty_concurrent_redemptions_by_fifty_people_have_exactly_one_winner() 
 
 #[tokio::test]
 async fn the_session_decides_the_account_and_the_minimum_age() {
-    let app = spawn_app_with(sessions_on).await;
+    let app = App::new().adjust(sessions_on).spawn().await;
     let session = begin_with(
         &app,
         BeginVerificationRequest {
@@ -291,7 +262,7 @@ async fn the_session_decides_the_account_and_the_minimum_age() {
     )
     .await
     .unwrap();
-    let imp_uid = certify(&app, &session.merchant_uid, "mine");
+    let imp_uid = insert_certified(&app, &session.merchant_uid, "mine");
     let mut request = VerifyRequest {
         imp_uid: imp_uid.clone(),
         merchant_uid: session.merchant_uid.clone(),
@@ -316,10 +287,10 @@ async fn the_session_decides_the_account_and_the_minimum_age() {
 
 #[tokio::test]
 async fn a_session_begun_before_a_restart_is_redeemed_by_another_replica() {
-    let app = spawn_app_with(sessions_on).await;
-    let replica = spawn_replica_of(&app, |_| {}).await;
+    let app = App::new().adjust(sessions_on).spawn().await;
+    let replica = App::replica_of(&app).spawn().await;
     let session = begin(&app, Purpose::Signup, Some("acct-restart")).await;
-    let imp_uid = certify(&app, &session.merchant_uid, "restart-person");
+    let imp_uid = insert_certified(&app, &session.merchant_uid, "restart-person");
     app.stop().await;
     let answer = redeem(&replica, &session.merchant_uid, &imp_uid).await.unwrap();
     assert!(answer.bound);
@@ -327,7 +298,7 @@ async fn a_session_begun_before_a_restart_is_redeemed_by_another_replica() {
 
 #[tokio::test]
 async fn malformed_sessions_are_invalid_arguments() {
-    let app = spawn_app_with(sessions_on).await;
+    let app = App::new().adjust(sessions_on).spawn().await;
     let cases = [
         (BeginVerificationRequest::default(), "INVALID_PURPOSE"),
         (

@@ -13,19 +13,20 @@ use tonic_types::StatusExt;
 use unicode_normalization::UnicodeNormalization as _;
 
 use crate::{
-    helpers::{assert_status, spawn_app_with},
-    sessions::{begin, begin_with, certify, certify_at, count, redeem, sessions_on},
+    certify::{insert_certified, insert_certified_at},
+    helpers::{App, assert_status},
+    sessions::{begin, begin_with, count, redeem, sessions_on},
 };
 
 #[tokio::test]
 async fn recovery_says_who_holds_the_person_and_binds_nothing() {
-    let app = spawn_app_with(sessions_on).await;
+    let app = App::new().adjust(sessions_on).spawn().await;
     let signup = begin(&app, Purpose::Signup, Some("acct-holder")).await;
-    let imp_uid = certify(&app, &signup.merchant_uid, "recovering");
+    let imp_uid = insert_certified(&app, &signup.merchant_uid, "recovering");
     redeem(&app, &signup.merchant_uid, &imp_uid).await.unwrap();
 
     let recovery = begin(&app, Purpose::Recovery, None).await;
-    let imp_uid = certify(&app, &recovery.merchant_uid, "recovering");
+    let imp_uid = insert_certified(&app, &recovery.merchant_uid, "recovering");
     let answer = redeem(&app, &recovery.merchant_uid, &imp_uid).await.unwrap();
     assert_eq!(answer.purpose(), Purpose::Recovery);
     assert!(!answer.bound);
@@ -35,7 +36,7 @@ async fn recovery_says_who_holds_the_person_and_binds_nothing() {
 
     // A person nobody holds: answered, and nothing about them stored.
     let recovery = begin(&app, Purpose::Recovery, None).await;
-    let stranger = certify(&app, &recovery.merchant_uid, "stranger");
+    let stranger = insert_certified(&app, &recovery.merchant_uid, "stranger");
     let answer = redeem(&app, &recovery.merchant_uid, &stranger).await.unwrap();
     assert!(!answer.duplicate.unwrap().duplicate);
     assert_eq!(count(&app, "SELECT COUNT(*) FROM persons").await, 1);
@@ -43,13 +44,13 @@ async fn recovery_says_who_holds_the_person_and_binds_nothing() {
 
 #[tokio::test]
 async fn reverify_confirms_the_accounts_own_person_only() {
-    let app = spawn_app_with(sessions_on).await;
+    let app = App::new().adjust(sessions_on).spawn().await;
     let signup = begin(&app, Purpose::Signup, Some("acct-re")).await;
-    let imp_uid = certify(&app, &signup.merchant_uid, "owner");
+    let imp_uid = insert_certified(&app, &signup.merchant_uid, "owner");
     redeem(&app, &signup.merchant_uid, &imp_uid).await.unwrap();
 
     let reverify = begin(&app, Purpose::Reverify, Some("acct-re")).await;
-    let imp_uid = certify(&app, &reverify.merchant_uid, "owner");
+    let imp_uid = insert_certified(&app, &reverify.merchant_uid, "owner");
     let answer = redeem(&app, &reverify.merchant_uid, &imp_uid).await.unwrap();
     assert_eq!(answer.purpose(), Purpose::Reverify);
     assert!(!answer.bound);
@@ -59,7 +60,7 @@ async fn reverify_confirms_the_accounts_own_person_only() {
     assert_eq!(retry.reverified_at, answer.reverified_at);
 
     let impostor = begin(&app, Purpose::Reverify, Some("acct-re")).await;
-    let imp_uid = certify(&app, &impostor.merchant_uid, "impostor");
+    let imp_uid = insert_certified(&app, &impostor.merchant_uid, "impostor");
     let status = assert_status(
         redeem(&app, &impostor.merchant_uid, &imp_uid).await,
         Code::FailedPrecondition,
@@ -78,7 +79,7 @@ async fn reverify_confirms_the_accounts_own_person_only() {
 
 #[tokio::test]
 async fn an_age_check_reports_the_age_and_binds_nothing() {
-    let app = spawn_app_with(sessions_on).await;
+    let app = App::new().adjust(sessions_on).spawn().await;
     let session = begin_with(
         &app,
         BeginVerificationRequest {
@@ -89,7 +90,7 @@ async fn an_age_check_reports_the_age_and_binds_nothing() {
     )
     .await
     .unwrap();
-    let imp_uid = certify(&app, &session.merchant_uid, "of-age");
+    let imp_uid = insert_certified(&app, &session.merchant_uid, "of-age");
     let answer = redeem(&app, &session.merchant_uid, &imp_uid).await.unwrap();
     let age = answer.age_check.unwrap();
     assert!(age.satisfied && age.min_age == 19 && age.age >= 30);
@@ -99,7 +100,7 @@ async fn an_age_check_reports_the_age_and_binds_nothing() {
 
 #[tokio::test]
 async fn the_expected_person_matches_after_normalisation_and_a_mismatch_names_only_fields() {
-    let app = spawn_app_with(sessions_on).await;
+    let app = App::new().adjust(sessions_on).spawn().await;
     let expect = |name: &str, phone: &str| ExpectedPerson {
         name: Some(name.to_owned()),
         birth_date: Some("1990-03-15".to_owned()),
@@ -118,7 +119,7 @@ async fn the_expected_person_matches_after_normalisation_and_a_mismatch_names_on
     )
     .await
     .unwrap();
-    let imp_uid = certify(&app, &session.merchant_uid, "expected");
+    let imp_uid = insert_certified(&app, &session.merchant_uid, "expected");
     assert!(redeem(&app, &session.merchant_uid, &imp_uid).await.unwrap().bound);
 
     let session = begin_with(
@@ -132,7 +133,7 @@ async fn the_expected_person_matches_after_normalisation_and_a_mismatch_names_on
     )
     .await
     .unwrap();
-    let imp_uid = certify(&app, &session.merchant_uid, "mismatched");
+    let imp_uid = insert_certified(&app, &session.merchant_uid, "mismatched");
     let status = assert_status(
         redeem(&app, &session.merchant_uid, &imp_uid).await,
         Code::FailedPrecondition,
@@ -148,7 +149,7 @@ async fn the_expected_person_matches_after_normalisation_and_a_mismatch_names_on
     }
     // Refused: no sealed CI of the mismatched person, and the session is spent.
     assert_eq!(count(&app, "SELECT COUNT(*) FROM persons").await, 1);
-    let again = certify(&app, &session.merchant_uid, "another");
+    let again = insert_certified(&app, &session.merchant_uid, "another");
     assert_status(
         redeem(&app, &session.merchant_uid, &again).await,
         Code::FailedPrecondition,
@@ -171,7 +172,7 @@ async fn the_expected_person_matches_after_normalisation_and_a_mismatch_names_on
 
 #[tokio::test]
 async fn a_minor_is_never_bound_in_a_session_and_nothing_is_stored() {
-    let app = spawn_app_with(sessions_on).await;
+    let app = App::new().adjust(sessions_on).spawn().await;
     let session = begin_with(
         &app,
         BeginVerificationRequest {
@@ -185,7 +186,7 @@ async fn a_minor_is_never_bound_in_a_session_and_nothing_is_stored() {
     .unwrap();
     let today = Utc::now().date_naive();
     let fifteen = today.with_year(today.year() - 15).unwrap_or(today) - chrono::Days::new(100);
-    let imp_uid = certify_at(&app, &session.merchant_uid, "minor-person", fifteen, 0);
+    let imp_uid = insert_certified_at(&app, &session.merchant_uid, "minor-person", fifteen, 0);
     let answer = redeem(&app, &session.merchant_uid, &imp_uid).await.unwrap();
     assert!(!answer.age_check.unwrap().satisfied);
     assert!(!answer.bound);
@@ -199,7 +200,10 @@ async fn a_minor_is_never_bound_in_a_session_and_nothing_is_stored() {
 
 #[tokio::test]
 async fn without_sessions_a_minor_is_still_never_bound_and_session_certifications_stay_theirs() {
-    let app = spawn_app_with(|settings| settings.policy.require_session = false).await;
+    let app = App::new()
+        .adjust(|settings| settings.policy.require_session = false)
+        .spawn()
+        .await;
     let request = VerifyRequest {
         imp_uid: MINOR.into(),
         account_id: "acct-minor".into(),
@@ -213,7 +217,7 @@ async fn without_sessions_a_minor_is_still_never_bound_and_session_certification
 
     // A certification made for a session redeems only through it, whatever REQUIRE_SESSION says.
     let session = begin(&app, Purpose::Signup, Some("acct-victim")).await;
-    let imp_uid = certify(&app, &session.merchant_uid, "victim");
+    let imp_uid = insert_certified(&app, &session.merchant_uid, "victim");
     let hijack = VerifyRequest {
         imp_uid: imp_uid.clone(),
         account_id: "acct-attacker".into(),
@@ -226,15 +230,17 @@ async fn without_sessions_a_minor_is_still_never_bound_and_session_certification
 
 #[tokio::test]
 async fn sessions_are_counted_by_purpose_and_reason() {
-    let app = spawn_app_with(|settings| {
-        sessions_on(settings);
-        settings.server.metrics_listen_addr = Some("127.0.0.1:0".parse().unwrap());
-    })
-    .await;
+    let app = App::new()
+        .adjust(|settings| {
+            sessions_on(settings);
+            settings.server.metrics_listen_addr = Some("127.0.0.1:0".parse().unwrap());
+        })
+        .spawn()
+        .await;
     let session = begin(&app, Purpose::AgeCheck, None).await;
-    let imp_uid = certify(&app, &session.merchant_uid, "counted");
+    let imp_uid = insert_certified(&app, &session.merchant_uid, "counted");
     redeem(&app, &session.merchant_uid, &imp_uid).await.unwrap();
-    let other = certify(&app, &session.merchant_uid, "counted-again");
+    let other = insert_certified(&app, &session.merchant_uid, "counted-again");
     assert!(redeem(&app, &session.merchant_uid, &other).await.is_err());
     assert!(redeem(&app, "", &other).await.is_err());
 

@@ -13,15 +13,17 @@ use certification_service::{
 };
 use tonic_health::pb::health_check_response::ServingStatus;
 
-use crate::helpers::spawn_app_with;
+use crate::helpers::App;
 
 #[tokio::test]
 async fn a_verify_in_flight_across_shutdown_completes_while_health_reads_not_serving() {
-    let mut app = spawn_app_with(|settings| {
-        settings.server.shutdown.drain_delay = Duration::from_millis(600);
-        settings.server.shutdown.timeout = Duration::from_secs(10);
-    })
-    .await;
+    let mut app = App::new()
+        .adjust(|settings| {
+            settings.server.shutdown.drain_delay = Duration::from_millis(600);
+            settings.server.shutdown.timeout = Duration::from_secs(10);
+        })
+        .spawn()
+        .await;
     app.verify(ADULT).await.unwrap();
     app.sandbox.set_latency(Duration::from_millis(900));
     let client = app.client.clone();
@@ -51,13 +53,15 @@ async fn a_verify_in_flight_across_shutdown_completes_while_health_reads_not_ser
 
 #[tokio::test]
 async fn calls_hanging_past_the_shutdown_timeout_do_not_keep_the_server_up() {
-    let mut app = spawn_app_with(|settings| {
-        settings.server.shutdown.drain_delay = Duration::ZERO;
-        settings.server.shutdown.timeout = Duration::from_millis(300);
-        settings.server.request_timeout = Duration::from_secs(60);
-        settings.portone_v1.as_mut().unwrap().http.request_timeout = Duration::from_secs(60);
-    })
-    .await;
+    let mut app = App::new()
+        .adjust(|settings| {
+            settings.server.shutdown.drain_delay = Duration::ZERO;
+            settings.server.shutdown.timeout = Duration::from_millis(300);
+            settings.server.request_timeout = Duration::from_secs(60);
+            settings.portone_v1.as_mut().unwrap().http.request_timeout = Duration::from_secs(60);
+        })
+        .spawn()
+        .await;
     app.sandbox.inject(Endpoint::GetCertification, Fault::Hang, 1);
     let client = app.client.clone();
     let hanging = tokio::spawn(async move {

@@ -4,16 +4,14 @@
 use std::time::{Duration, Instant};
 
 use certification_service::{
-    config::TlsSettings, grpc::proto::certification_service_client::CertificationServiceClient,
+    config::{Settings, TlsSettings},
+    grpc::proto::certification_service_client::CertificationServiceClient,
     sandbox::identities::ADULT,
 };
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
-use crate::{
-    helpers::{TestApp, verify_request},
-    processes::wait_for_serving,
-};
+use crate::helpers::{App, verify_request};
 
 struct Authority {
     pem: String,
@@ -65,33 +63,19 @@ fn pki() -> Pki {
     Pki { ours, server }
 }
 
-async fn spawn_tls_app(pki: &Pki, mutual: bool) -> TestApp {
+/// TLS on the gRPC port with the server's certificate from `pki` (client certificates from our CA
+/// if `mutual`), and health on a plain port, where the app waits for SERVING: the TLS port may want
+/// a client certificate.
+fn serving_tls(pki: &Pki, mutual: bool) -> impl FnOnce(&mut Settings) {
     let tls = TlsSettings {
         cert_pem: pki.server.cert_pem.clone().into_bytes(),
         key_pem: pki.server.key_pem.clone().into_bytes(),
         client_ca_pem: mutual.then(|| pki.ours.pem.clone().into_bytes()),
     };
-    // Readiness is watched on the plain health port: the TLS port needs a client certificate.
-    spawn_app_unready_tls(tls).await
-}
-
-async fn spawn_app_unready_tls(tls: TlsSettings) -> TestApp {
-    spawn_app_unready_tls_with(tls, |_| {}).await
-}
-
-async fn spawn_app_unready_tls_with(
-    tls: TlsSettings,
-    adjust: impl FnOnce(&mut certification_service::config::Settings),
-) -> TestApp {
-    let app = crate::helpers::spawn_app_unready(|settings| {
-        adjust(settings);
+    move |settings| {
         settings.server.tls = Some(tls);
         settings.server.health_listen_addr = Some("127.0.0.1:0".parse().unwrap());
-    })
-    .await;
-    let health_addr = app.health_addr.expect("a plain health port");
-    wait_for_serving(&health_addr.to_string()).await;
-    app
+    }
 }
 
 async fn tls_client(
@@ -116,7 +100,7 @@ async fn tls_client(
 #[tokio::test]
 async fn tls_serves_verify_to_a_client_that_trusts_our_ca_and_refuses_plain_text() {
     let pki = pki();
-    let app = spawn_tls_app(&pki, false).await;
+    let app = App::new().adjust(serving_tls(&pki, false)).spawn().await;
     let address = app.addr.to_string();
     let mut client = tls_client(&address, &pki.ours.pem, None).await.unwrap();
     client.verify(verify_request(ADULT)).await.unwrap();
@@ -127,7 +111,7 @@ async fn tls_serves_verify_to_a_client_that_trusts_our_ca_and_refuses_plain_text
 #[tokio::test]
 async fn mtls_accepts_a_client_certificate_from_our_ca_only() {
     let pki = pki();
-    let app = spawn_tls_app(&pki, true).await;
+    let app = App::new().adjust(serving_tls(&pki, true)).spawn().await;
     let address = app.addr.to_string();
 
     let good = leaf(&pki.ours, "signup", &[]);
@@ -160,16 +144,15 @@ async fn mtls_accepts_a_client_certificate_from_our_ca_only() {
 async fn under_mtls_a_token_must_belong_to_the_certificates_caller() {
     use tonic::{Code, Request, metadata::MetadataValue};
     let pki = pki();
-    let tls = TlsSettings {
-        cert_pem: pki.server.cert_pem.clone().into_bytes(),
-        key_pem: pki.server.key_pem.clone().into_bytes(),
-        client_ca_pem: Some(pki.ours.pem.clone().into_bytes()),
-    };
     let tokens = certification_service::access::CallerTokens::parse(
         "signup=signup-token-0123456789abcdef,ops=ops-token-0123456789abcdef0",
     )
     .unwrap();
-    let app = spawn_app_unready_tls_with(tls, |settings| settings.server.caller_tokens = Some(tokens)).await;
+    let app = App::new()
+        .adjust(serving_tls(&pki, true))
+        .adjust(|settings| settings.server.caller_tokens = Some(tokens))
+        .spawn()
+        .await;
     let signup = leaf(&pki.ours, "signup", &[]);
     let mut client = tls_client(&app.addr.to_string(), &pki.ours.pem, Some(&signup))
         .await

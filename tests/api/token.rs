@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use redis::AsyncCommands;
 
-use crate::helpers::{redis_url, spawn_app, spawn_app_with, spawn_fleet};
+use crate::helpers::{App, redis_url, spawn_app};
 
 #[tokio::test]
 async fn concurrent_cold_verifies_make_one_get_token_call() {
@@ -45,9 +45,10 @@ async fn a_token_expired_early_is_replaced_without_the_caller_noticing() {
 #[tokio::test]
 async fn token_lifetime_is_counted_on_portones_clock_not_ours() {
     // The skewed sandbox also stamps certified_at an hour back: widen the freshness window.
-    let app =
-        spawn_app_with(|settings| settings.policy.max_certification_age = Duration::from_secs(3 * 3600))
-            .await;
+    let app = App::new()
+        .adjust(|settings| settings.policy.max_certification_age = Duration::from_secs(3 * 3600))
+        .spawn()
+        .await;
     // PortOne's clock an hour behind ours: expired_at is in our past, but the token has 30
     // minutes to live. Trusting our own clock would fetch a token for every request.
     app.sandbox.set_clock_skew(-3600);
@@ -68,7 +69,7 @@ async fn the_token_is_shared_through_redis_under_a_key_without_secrets() {
             private.url()
         }
     };
-    let fleet = spawn_fleet(2, Some(&url), |_| {}, |_| {}).await;
+    let fleet = App::new().redis(&url).fleet(2).await;
     let (app, replica) = (&fleet.replicas[0], &fleet.replicas[1]);
     app.verify(ADULT).await.unwrap();
     let key = format!(
