@@ -33,7 +33,8 @@ mod layout_tests {
                     let named = text.contains(&format!("crate::{module}"))
                         || text.lines().any(|line| {
                             let line = line.trim_start();
-                            line.starts_with(&format!("{module}::")) || line.starts_with(&format!("{module},"))
+                            line.starts_with(&format!("{module}::"))
+                                || line.starts_with(&format!("{module},"))
                         });
                     if named {
                         found.push(path.display().to_string());
