@@ -29,8 +29,7 @@ use crate::{
     store::Store,
 };
 
-/// Requests are a few short strings; anything near this is hostile.
-const MAX_REQUEST_BYTES: usize = 64 * 1024;
+use crate::grpc::MAX_REQUEST_BYTES;
 
 /// The fully qualified name health reports readiness under.
 pub const SERVICE_NAME: &str = crate::grpc::SERVICE;

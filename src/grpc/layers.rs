@@ -90,6 +90,9 @@ where
     S::Future: Send + 'static,
     S::Error: Send + 'static,
     G: Gate,
+    RequestBody: http_body::Body + Send + Unpin + 'static,
+    RequestBody::Data: Send,
+    RequestBody::Error: Send,
     ResponseBody: Default + Send + 'static,
 {
     type Response = S::Response;
@@ -102,7 +105,10 @@ where
 
     fn call(&mut self, request: http::Request<RequestBody>) -> Self::Future {
         match self.gate.check(&request) {
-            Err(status) => Box::pin(std::future::ready(Ok(status.into_http()))),
+            Err(status) => Box::pin(async move {
+                drain(request.into_body()).await;
+                Ok(status.into_http())
+            }),
             Ok(pass) => {
                 let answer = self.inner.call(request);
                 Box::pin(async move {
@@ -111,6 +117,25 @@ where
                     response
                 })
             }
+        }
+    }
+}
+
+/// Reads what the client sends of a refused call's request (up to the request limit) before the
+/// refusal is answered. Answered while the client still sends, HTTP/2 ends the stream under it,
+/// and the client sees a reset (UNKNOWN or CANCELLED) instead of the refusal.
+async fn drain<B>(mut body: B)
+where
+    B: http_body::Body + Unpin,
+{
+    use bytes::Buf as _;
+    use http_body_util::BodyExt as _;
+
+    let mut read = 0;
+    while read < super::MAX_REQUEST_BYTES {
+        match body.frame().await {
+            Some(Ok(frame)) => read += frame.data_ref().map_or(0, |data| data.remaining()),
+            _ => return,
         }
     }
 }

@@ -13,6 +13,9 @@ pub(crate) use auth::Authenticator;
 pub(crate) use handler::CertificationGrpc;
 pub(crate) use layers::{Admission, CallSpanLayer, DeadlineLayer, GateLayer, Permission, Readiness};
 
+/// Requests are a few short strings; anything near this is hostile.
+pub(crate) const MAX_REQUEST_BYTES: usize = 64 * 1024;
+
 /// CertificationService's fully qualified name.
 pub(crate) const SERVICE: &str = "certification.v1.CertificationService";
 

@@ -83,3 +83,33 @@ async fn a_cancelled_call_gives_its_place_back() {
     app.sandbox.set_latency(Duration::ZERO);
     app.verify(ADULT).await.unwrap();
 }
+
+/// A refusal answered while the client still sends its request reads the request first: a
+/// client that is still sending gets its refusal, never a reset stream (UNKNOWN or CANCELLED).
+#[tokio::test]
+async fn calls_refused_while_their_requests_arrive_get_the_refusal_not_a_reset() {
+    let app = App::new()
+        .adjust(|settings| settings.server.max_in_flight = 1)
+        .spawn()
+        .await;
+    app.sandbox.set_latency(Duration::from_millis(1500));
+    let holder = app.verify(ADULT);
+    let refused = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        // Requests near the size limit take several frames to arrive.
+        let calls = (0..200).map(|_| {
+            let mut client = app.client.clone();
+            let request = certification_service::grpc::proto::VerifyRequest {
+                imp_uid: ADULT.to_owned(),
+                account_id: "a".repeat(60_000),
+                ..Default::default()
+            };
+            async move { client.verify(request).await.map(drop) }
+        });
+        futures::future::join_all(calls).await
+    };
+    let (_, refused) = tokio::join!(holder, refused);
+    for answer in refused {
+        assert_status(answer, Code::ResourceExhausted, "OVERLOADED");
+    }
+}
