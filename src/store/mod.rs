@@ -45,9 +45,10 @@ pub use deletions::{DeletionOutcome, DueDeletion};
 pub use housekeeping::{Purged, SealedPerson};
 pub use rows::{Claim, Claimed, Recordable, Recorded, Redeemed, StoredSession};
 
-/// The statement that records what Verify saw, on PostgreSQL (`$1`-`$9`, see `batch/records.rs`):
-/// the load benchmark runs it alone, paced as Verify is, for the floor under a 1-caller Verify.
-pub const RECORD_STATEMENT: &str = batch::records::RECORD;
+/// The statement that records what a Verify alone saw, on PostgreSQL (`$1`-`$9`, see
+/// `batch/records.rs`): the load benchmark runs it, paced as Verify is, for the floor under a
+/// 1-caller Verify.
+pub const RECORD_STATEMENT: &str = batch::records::RECORD_ONE;
 
 use crate::secret::Secret;
 

@@ -1,7 +1,7 @@
 //! Verify's record on PostgreSQL, in one statement for every record waiting (see
 //! [`super::lane`]): the person inserted unless present, the certification upserted, and each
 //! person's holder returned, in one statement and one commit. A record alone, and a signup's
-//! record inside its transaction, take the same statement with arrays of one.
+//! record inside its transaction, take its single-row form, [`RECORD_ONE`].
 
 use chrono::{DateTime, Utc};
 use sea_orm::sqlx::{self, PgConnection, Postgres, postgres::PgArguments, query::QueryAs};
@@ -63,8 +63,19 @@ pub(crate) async fn record_one(
     // The statement's snapshot predates a person inserted concurrently by another call,
     // which our insert then skips: no row comes back, and the next try sees that person.
     for _ in 0..3 {
-        if let Some(row) = run(connection, &[record], now).await?.first() {
-            return finish(connection, row, record).await;
+        let row: Option<OnePersonColumns> = bind_one(sqlx::query_as(RECORD_ONE), record, now)
+            .fetch_optional(&mut *connection)
+            .await
+            .map_err(sqlx_error)?;
+        if let Some((id, account_id, bound_at, unsealed)) = row {
+            let row = PersonRow {
+                ci_hash: record.ci_index.0.clone(),
+                id,
+                account_id,
+                bound_at,
+                unsealed,
+            };
+            return finish(connection, &row, record).await;
         }
     }
     Err(StoreError::Unavailable(
@@ -74,6 +85,8 @@ pub(crate) async fn record_one(
 
 /// A person's row as the statement returns it: ci_hash, id, account_id, bound_at, unsealed.
 type PersonColumns = (String, i64, Option<String>, Option<DateTime<Utc>>, bool);
+/// The same without ci_hash, as [`RECORD_ONE`] returns it.
+type OnePersonColumns = (i64, Option<String>, Option<DateTime<Utc>>, bool);
 
 struct PersonRow {
     ci_hash: String,
@@ -119,6 +132,24 @@ async fn run(
         .collect())
 }
 
+/// $1 to $9 of [`RECORD_ONE`]: the values [`bind_records`] binds as arrays, for one record.
+fn bind_one<'q, O>(
+    query: QueryAs<'q, Postgres, O, PgArguments>,
+    record: &'q Recordable,
+    now: DateTime<Utc>,
+) -> QueryAs<'q, Postgres, O, PgArguments> {
+    query
+        .bind(record.ci_index.0.as_str())
+        .bind(record.di_index.as_ref().map(|index| index.0.as_str()))
+        .bind(record.ci_sealed.blob.as_str())
+        .bind(record.di_sealed.as_ref().map(|di| di.blob.as_str()))
+        .bind(record.ci_sealed.key_id.as_str())
+        .bind(now)
+        .bind(record.provider.as_str())
+        .bind(record.id.as_str())
+        .bind(record.certified_at)
+}
+
 /// $1 to $9 of a statement over records (see [`RECORD`]), each an array in the records' order.
 pub(super) fn bind_records<'q, O>(
     query: QueryAs<'q, Postgres, O, PgArguments>,
@@ -160,7 +191,7 @@ pub(super) fn bind_records<'q, O>(
 /// is inserted once (its second insert does nothing) and found through `inserted`, which the
 /// statement's own snapshot of `persons` does not show; a certification seen twice is upserted
 /// once, as one statement may not update a row twice.
-pub(crate) const RECORD: &str = "\
+const RECORD: &str = "\
 WITH seen AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $7::text[], $8::text[], $9::timestamptz[])
         WITH ORDINALITY AS seen (ci_hash, di_hash, ci_sealed, di_sealed, sealing_key_id, provider, provider_id, certified_at, n)
@@ -182,3 +213,27 @@ WITH seen AS (
     ON CONFLICT (provider, provider_id) DO UPDATE SET last_seen_at = EXCLUDED.last_seen_at
 )
 SELECT ci_hash, id, account_id, bound_at, unsealed FROM person";
+
+/// The writes of [`RECORD`] for one record: a record alone (at 1 caller, most of them) and a
+/// record the batch's snapshot missed. As arrays of one, [`RECORD`] cost PostgreSQL about half
+/// again as much, and the Verify rate at 50 callers fell from 0.89-0.93 to 0.82 of the direct
+/// GET (BENCHMARKS.md, "A record alone"): the one place a write is written twice, on purpose.
+/// $1 ci_hash, $2 di_hash, $3 ci_sealed, $4 di_sealed, $5 sealing_key_id, $6 now, $7 provider,
+/// $8 provider_id, $9 certified_at.
+pub(crate) const RECORD_ONE: &str = "\
+WITH inserted AS (
+    INSERT INTO persons (ci_hash, di_hash, ci_sealed, di_sealed, sealing_key_id, created_at, updated_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $6)
+    ON CONFLICT (ci_hash) DO NOTHING
+    RETURNING id, account_id, bound_at, ci_sealed IS NULL AS unsealed
+), person AS (
+    SELECT id, account_id, bound_at, unsealed FROM inserted
+    UNION ALL
+    SELECT id, account_id, bound_at, ci_sealed IS NULL FROM persons
+    WHERE ci_hash = $1 AND NOT EXISTS (SELECT 1 FROM inserted)
+), certification AS (
+    INSERT INTO certifications (provider, provider_id, person_id, certified_at, first_seen_at, last_seen_at)
+    SELECT $7, $8, id, $9, $6, $6 FROM person
+    ON CONFLICT (provider, provider_id) DO UPDATE SET last_seen_at = EXCLUDED.last_seen_at
+)
+SELECT id, account_id, bound_at, unsealed FROM person";

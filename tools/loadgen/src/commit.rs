@@ -35,15 +35,15 @@ pub(crate) struct CommitArgs {
 /// Each parameter of the record statement as a pgbench expression: the person and the
 /// certification are new each call (`:r`), the sizes those the service binds.
 const PARAMETERS: [&str; 9] = [
-    "ARRAY[md5(:r::text) || md5(:r::text || 'c')]",
-    "ARRAY[md5(:r::text || 'd') || md5(:r::text || 'e')]",
-    "ARRAY[repeat('s', 96)]",
-    "ARRAY[repeat('s', 96)]",
-    "ARRAY['bench']",
+    "md5(:r::text) || md5(:r::text || 'c')",
+    "md5(:r::text || 'd') || md5(:r::text || 'e')",
+    "repeat('s', 96)",
+    "repeat('s', 96)",
+    "'bench'",
     "now()",
-    "ARRAY['portone_v1']",
-    "ARRAY['imp_' || :r::text]",
-    "ARRAY[now()]",
+    "'portone_v1'",
+    "'imp_' || :r::text",
+    "now()",
 ];
 
 pub(crate) fn commit(args: CommitArgs) -> anyhow::Result<()> {
