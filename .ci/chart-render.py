@@ -504,7 +504,7 @@ def check_auth(render, fail):
 def exported_metrics():
     """The metric names src/telemetry/metrics.rs exports (counters with their _total)."""
     with open(os.path.join(ROOT, "src", "telemetry", "metrics.rs")) as source:
-        names = set(re.findall(r'pub const [A-Z_]+: &str = "([a-z_]+)";', source.read()))
+        names = set(re.findall(r'pub(?:\(crate\))? const [A-Z_]+: &str = "([a-z_]+)";', source.read()))
     if not names:
         sys.exit("found no metric names in src/telemetry/metrics.rs")
     return names
