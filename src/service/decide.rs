@@ -21,7 +21,7 @@ pub(super) struct Facts {
 
 /// What a Verify writes.
 #[derive(Debug)]
-pub(super) enum Write {
+pub(super) enum Write<'s> {
     /// Record the certification and bind its person to `account`, redeeming the session where
     /// there is one: by one statement, which may refuse the bind (and then spends the session).
     Bind { account: AccountId },
@@ -31,24 +31,27 @@ pub(super) enum Write {
     Read,
     /// A session that binds nothing, or whose certification was refused after it was proven the
     /// session's: read who holds the person, redeem the session, then answer `verdict`.
-    Redeem { verdict: Result<(), ServiceError> },
+    Redeem {
+        session: &'s Session,
+        verdict: Result<(), ServiceError>,
+    },
 }
 
 #[derive(Debug)]
-pub(super) struct Plan {
+pub(super) struct Plan<'s> {
     pub(super) facts: Facts,
-    pub(super) write: Write,
+    pub(super) write: Write<'s>,
 }
 
 /// Refusals before the certification is proven the session's write nothing and leave the
 /// session as it was; after, every verdict redeems it.
-pub(super) fn decide(
+pub(super) fn decide<'s>(
     found: &ProviderCertification,
-    session: Option<&Session>,
+    session: Option<&'s Session>,
     command: &VerifyCommand,
     policy: &Policy,
     now: DateTime<Utc>,
-) -> Result<Plan, ServiceError> {
+) -> Result<Plan<'s>, ServiceError> {
     let (identity, certified_at) = certified_parts(found, policy)?;
     check_time(policy, certified_at, now)?;
     check_belongs(policy, found, certified_at, command, session)?;
@@ -68,7 +71,7 @@ pub(super) fn decide(
     };
     let write = match (verdict, account, session) {
         (Ok(()), Some(account), _) if age.satisfied() => Write::Bind { account },
-        (verdict, _, Some(_)) => Write::Redeem { verdict },
+        (verdict, _, Some(session)) => Write::Redeem { session, verdict },
         (verdict, _, None) => {
             verdict?;
             if age.satisfied() {

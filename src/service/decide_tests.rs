@@ -81,21 +81,29 @@ fn command(merchant_uid: Option<&str>, account: Option<&str>) -> VerifyCommand {
     }
 }
 
-fn reason(result: Result<Plan, ServiceError>) -> &'static str {
+/// The decision on `session`'s own certification of a person born `born`.
+fn decide_for<'s>(
+    session: &'s Session,
+    born: (i32, u32, u32),
+    policy: &Policy,
+) -> Result<Plan<'s>, ServiceError> {
+    decide(
+        &found(session.id.as_str(), born),
+        Some(session),
+        &command(None, None),
+        policy,
+        now(),
+    )
+}
+
+fn reason(result: Result<Plan<'_>, ServiceError>) -> &'static str {
     result.expect_err("a refusal").reason()
 }
 
 #[test]
 fn a_signup_session_of_an_adult_binds_its_account() {
     let session = session(VerificationPurpose::Signup, Some("acct-1"));
-    let plan = decide(
-        &found(session.id.as_str(), ADULT),
-        Some(&session),
-        &command(None, None),
-        &policy(),
-        now(),
-    )
-    .unwrap();
+    let plan = decide_for(&session, ADULT, &policy()).unwrap();
     assert!(matches!(plan.write, Write::Bind { account } if account.as_str() == "acct-1"));
     assert!(plan.facts.age.satisfied());
     assert_eq!(plan.facts.certified_at, now() - TimeDelta::minutes(2));
@@ -164,15 +172,8 @@ fn refusals_before_the_certification_is_the_sessions_write_nothing() {
 fn a_refusal_after_it_is_the_sessions_redeems_the_session_and_binds_nothing() {
     let mut expecting = session(VerificationPurpose::Signup, Some("acct-1"));
     expecting.expected.name = Some("김철수".into());
-    let plan = decide(
-        &found(expecting.id.as_str(), ADULT),
-        Some(&expecting),
-        &command(None, None),
-        &policy(),
-        now(),
-    )
-    .unwrap();
-    let Write::Redeem { verdict } = plan.write else {
+    let plan = decide_for(&expecting, ADULT, &policy()).unwrap();
+    let Write::Redeem { verdict, .. } = plan.write else {
         panic!("{:?}", plan.write)
     };
     assert_eq!(verdict.unwrap_err().reason(), "IDENTITY_MISMATCH");
@@ -182,18 +183,12 @@ fn a_refusal_after_it_is_the_sessions_redeems_the_session_and_binds_nothing() {
         ..policy()
     };
     let child = session(VerificationPurpose::Signup, Some("acct-1"));
-    let plan = decide(
-        &found(child.id.as_str(), CHILD),
-        Some(&child),
-        &command(None, None),
-        &rejecting,
-        now(),
-    )
-    .unwrap();
+    let plan = decide_for(&child, CHILD, &rejecting).unwrap();
     assert!(matches!(
         plan.write,
         Write::Redeem {
-            verdict: Err(ServiceError::Underage(_))
+            verdict: Err(ServiceError::Underage(_)),
+            ..
         }
     ));
 }
@@ -201,15 +196,8 @@ fn a_refusal_after_it_is_the_sessions_redeems_the_session_and_binds_nothing() {
 #[test]
 fn an_underage_signup_is_reported_and_never_bound() {
     let session = session(VerificationPurpose::Signup, Some("acct-1"));
-    let plan = decide(
-        &found(session.id.as_str(), CHILD),
-        Some(&session),
-        &command(None, None),
-        &policy(),
-        now(),
-    )
-    .unwrap();
-    assert!(matches!(plan.write, Write::Redeem { verdict: Ok(()) }));
+    let plan = decide_for(&session, CHILD, &policy()).unwrap();
+    assert!(matches!(plan.write, Write::Redeem { verdict: Ok(()), .. }));
     assert!(!plan.facts.age.satisfied());
 }
 
@@ -217,16 +205,9 @@ fn an_underage_signup_is_reported_and_never_bound() {
 fn purposes_that_bind_nothing_redeem_and_reverify_needs_the_accounts_person() {
     for purpose in [VerificationPurpose::AgeCheck, VerificationPurpose::Recovery] {
         let session = session(purpose, None);
-        let plan = decide(
-            &found(session.id.as_str(), ADULT),
-            Some(&session),
-            &command(None, None),
-            &policy(),
-            now(),
-        )
-        .unwrap();
+        let plan = decide_for(&session, ADULT, &policy()).unwrap();
         assert!(
-            matches!(plan.write, Write::Redeem { verdict: Ok(()) }),
+            matches!(plan.write, Write::Redeem { verdict: Ok(()), .. }),
             "{purpose:?}"
         );
         assert!(after_holder(Ok(()), &session, None).is_ok());

@@ -126,8 +126,7 @@ impl IdentityService {
                 let holder = Box::pin(self.store.holder_by_ci(&ci_index)).await?;
                 Ok(answered(holder, false, None, false))
             }
-            Write::Redeem { verdict } => {
-                let session = session.as_ref().expect("decide redeems only a session");
+            Write::Redeem { session, verdict } => {
                 let holder = Box::pin(self.store.holder_by_ci(&ci_index)).await?;
                 let verdict = after_holder(verdict, session, holder.as_ref());
                 let claim = claim_for(&session.id, &found, self.policy.delete_after, now);

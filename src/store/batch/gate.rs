@@ -2,9 +2,9 @@
 //! they are built and held until they are answered: sea-orm builds a statement's future (most of
 //! it the pool's wait for a connection) before it waits, and with calls queued on the pool those
 //! futures were a large share of the peak heap with many calls in flight (the benchmark log: "A
-//! place at the database before a statement is built"). Waiting for a place holds a few bytes instead, for no longer than the pool
-//! would have waited. A holder runs one statement or transaction at a time, so places never
-//! exceed connections.
+//! place at the database before a statement is built"). Waiting for a place holds a few bytes
+//! instead, for no longer than the pool would have waited. A holder runs one statement or
+//! transaction at a time, so places never exceed connections.
 //!
 //! The guards make that rule a type: [`Place`] (sea-orm's pool) and [`Held`] (a connection kept
 //! between hot statements) each hold a place and are the only values that reach a connection;

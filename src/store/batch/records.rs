@@ -42,8 +42,8 @@ impl Work for Recordable {
         let mut answers = Vec::with_capacity(batch.len());
         for pending in batch {
             let record = &pending.work;
-            let answer = match found.iter().find(|row| row.ci_hash == record.ci_index.0) {
-                Some(row) => finish(connection, row, record).await,
+            let answer = match found.iter().find(|(ci_hash, _)| *ci_hash == record.ci_index.0) {
+                Some((_, row)) => finish(connection, row.clone(), record).await,
                 // Alone; or the batch failed (one record's fault is then its own); or its
                 // snapshot missed a person inserted meanwhile: a statement of its own.
                 None => record_one(connection, record, now).await,
@@ -63,19 +63,12 @@ pub(crate) async fn record_one(
     // The statement's snapshot predates a person inserted concurrently by another call,
     // which our insert then skips: no row comes back, and the next try sees that person.
     for _ in 0..3 {
-        let row: Option<OnePersonColumns> = bind_one(sqlx::query_as(RECORD_ONE), record, now)
+        let row: Option<PersonRow> = bind_one(sqlx::query_as(RECORD_ONE), record, now)
             .fetch_optional(&mut *connection)
             .await
             .map_err(sqlx_error)?;
-        if let Some((id, account_id, bound_at, unsealed)) = row {
-            let row = PersonRow {
-                ci_hash: record.ci_index.0.clone(),
-                id,
-                account_id,
-                bound_at,
-                unsealed,
-            };
-            return finish(connection, &row, record).await;
+        if let Some(row) = row {
+            return finish(connection, row, record).await;
         }
     }
     Err(StoreError::Unavailable(
@@ -83,30 +76,22 @@ pub(crate) async fn record_one(
     ))
 }
 
-/// A person's row as the statement returns it: ci_hash, id, account_id, bound_at, unsealed.
-type PersonColumns = (String, i64, Option<String>, Option<DateTime<Utc>>, bool);
-/// The same without ci_hash, as [`RECORD_ONE`] returns it.
-type OnePersonColumns = (i64, Option<String>, Option<DateTime<Utc>>, bool);
-
-struct PersonRow {
-    ci_hash: String,
-    id: i64,
-    account_id: Option<String>,
-    bound_at: Option<DateTime<Utc>>,
-    unsealed: bool,
-}
+/// A person's row as [`RECORD_ONE`] returns it: id, account_id, bound_at, unsealed.
+type PersonRow = (i64, Option<String>, Option<DateTime<Utc>>, bool);
+/// The same after its ci_hash, as [`RECORD`] returns a row for each person.
+type BatchRow = (String, i64, Option<String>, Option<DateTime<Utc>>, bool);
 
 async fn finish(
     connection: &mut PgConnection,
-    row: &PersonRow,
+    (id, account_id, bound_at, unsealed): PersonRow,
     record: &Recordable,
 ) -> Result<Recorded, StoreError> {
-    if row.unsealed {
-        seal_legacy_person(&mut On::held(connection), row.id, record).await?;
+    if unsealed {
+        seal_legacy_person(&mut On::held(connection), id, record).await?;
     }
     Ok(Recorded {
-        person_id: row.id,
-        holder: holder(row.account_id.clone(), row.bound_at),
+        person_id: id,
+        holder: holder(account_id, bound_at),
     })
 }
 
@@ -115,20 +100,14 @@ async fn run(
     connection: &mut PgConnection,
     records: &[&Recordable],
     now: DateTime<Utc>,
-) -> Result<Vec<PersonRow>, StoreError> {
-    let rows: Vec<PersonColumns> = bind_records(sqlx::query_as(RECORD), records, now)
+) -> Result<Vec<(String, PersonRow)>, StoreError> {
+    let rows: Vec<BatchRow> = bind_records(sqlx::query_as(RECORD), records, now)
         .fetch_all(connection)
         .await
         .map_err(sqlx_error)?;
     Ok(rows
         .into_iter()
-        .map(|(ci_hash, id, account_id, bound_at, unsealed)| PersonRow {
-            ci_hash,
-            id,
-            account_id,
-            bound_at,
-            unsealed,
-        })
+        .map(|(ci_hash, id, account_id, bound_at, unsealed)| (ci_hash, (id, account_id, bound_at, unsealed)))
         .collect())
 }
 
