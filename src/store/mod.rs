@@ -2,7 +2,8 @@
 //! SQLite embedded. This room holds the connection, migrations and error classification;
 //! `identities` and `sessions` the queries a call makes, `deletions` the outbox of deletions at
 //! PortOne, `housekeeping` the queries of operator tasks, `writes` the statements of their
-//! transactions, `rows` the shapes they share. The fast paths, and the gate every statement
+//! transactions, `rows` the shapes they share, `sql` each write of a certification's rows
+//! (written once, run by the batch statements and the transactions alike). The fast paths, and the gate every statement
 //! reaches its connection through, are in `batch`.
 //!
 //! Races are decided by the database: unique constraints and conditional updates inside one
@@ -31,6 +32,7 @@ mod housekeeping;
 mod identities;
 mod rows;
 mod sessions;
+mod sql;
 mod writes;
 
 use std::{path::Path, time::Duration};
@@ -45,8 +47,8 @@ pub use deletions::{DeletionOutcome, DueDeletion};
 pub use housekeeping::{Purged, SealedPerson};
 pub use rows::{Claim, Claimed, Recordable, Recorded, Redeemed, StoredSession};
 
-/// The statement that records what a Verify alone saw, on PostgreSQL (`$1`-`$9`, see
-/// `batch/records.rs`): the load benchmark runs it, paced as Verify is, for the floor under a
+/// The statement that records what a Verify alone saw, on PostgreSQL (`$1`-`$12`, see
+/// `sql.rs`): the load benchmark runs it, paced as Verify is, for the floor under a
 /// 1-caller Verify.
 pub const RECORD_STATEMENT: &str = batch::records::RECORD_ONE;
 

@@ -1,22 +1,27 @@
 //! The statements of a transaction, on either backend (see `On`): claiming a session, recording
-//! a certification on SQLite, binding a person, and enqueueing a deletion. Each decided by the
-//! database, with conditional updates and unique indexes, never a read followed by a write.
+//! a certification on SQLite, binding a person, and enqueueing a deletion, the writes among them
+//! those of `store::sql`. Each decided by the database, with conditional updates and unique
+//! indexes, never a read followed by a write.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveValue::Set,
-    ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryTrait, SqlErr, UpdateMany,
-    sea_query::{Expr, Func, OnConflict},
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryTrait, SqlErr, Statement,
+    UpdateMany,
+    sea_query::{Expr, Func, Values},
 };
 
 use super::{
     StoreError,
     batch::statement::On,
     classify,
-    entities::{certification, deletion, person, session},
+    entities::{certification, person, session},
     rows::{Claim, Claimed, Recordable, Recorded, StoredSession, holder},
+    sql::{
+        claim_sessions, enqueue_deletions, insert_persons_unless_present, one_row, seen_one,
+        upsert_certifications,
+    },
 };
 use crate::domain::{AccountId, BindConflict, BindOutcome, Holder, SessionId};
 
@@ -27,34 +32,13 @@ pub(super) async fn record_sqlite(
     record: &Recordable,
     now: DateTime<Utc>,
 ) -> Result<Recorded, StoreError> {
+    let backend = txn.get_database_backend();
+    let row = || one_row(record, None, None, now);
     // A write first: on SQLite that takes the write lock up front, so two such
     // transactions queue on the busy timeout instead of deadlocking on a lock upgrade.
-    debug_assert!(
-        record
-            .di_sealed
-            .as_ref()
-            .is_none_or(|di| di.key_id == record.ci_sealed.key_id)
-    );
-    let inserted = person::Entity::insert(person::ActiveModel {
-        ci_hash: Set(record.ci_index.0.clone()),
-        di_hash: Set(record.di_index.as_ref().map(|index| index.0.clone())),
-        account_id: Set(None),
-        bound_at: Set(None),
-        ci_sealed: Set(Some(record.ci_sealed.blob.clone())),
-        di_sealed: Set(record.di_sealed.as_ref().map(|di| di.blob.clone())),
-        sealing_key_id: Set(Some(record.ci_sealed.key_id.clone())),
-        unbound_at: Set(None),
-        created_at: Set(now),
-        updated_at: Set(now),
-        ..Default::default()
-    })
-    .on_conflict(OnConflict::column(person::Column::CiHash).do_nothing().to_owned())
-    .exec_without_returning(txn)
-    .await;
-    match inserted {
-        Ok(_) | Err(DbErr::RecordNotInserted) => {}
-        Err(error) => return Err(classify(error)),
-    }
+    txn.execute_raw(Statement::from_sql_and_values(backend, RECORD_PERSON, row()))
+        .await
+        .map_err(classify)?;
     let person = person::Entity::find()
         .filter(person::Column::CiHash.eq(record.ci_index.0.as_str()))
         .one(txn)
@@ -64,33 +48,27 @@ pub(super) async fn record_sqlite(
     if person.ci_sealed.is_none() {
         seal_legacy_person(&mut On::Sea(txn), person.id, record).await?;
     }
-    let upserted = certification::Entity::insert(certification::ActiveModel {
-        provider: Set(record.provider.as_str().to_owned()),
-        provider_id: Set(record.id.clone()),
-        person_id: Set(person.id),
-        certified_at: Set(record.certified_at),
-        first_seen_at: Set(now),
-        last_seen_at: Set(now),
-        consumed_by: Set(None),
-        consumed_at: Set(None),
-        ..Default::default()
-    })
-    .on_conflict(
-        OnConflict::columns([certification::Column::Provider, certification::Column::ProviderId])
-            .update_column(certification::Column::LastSeenAt)
-            .to_owned(),
-    )
-    .exec_without_returning(txn)
-    .await;
-    match upserted {
-        Ok(_) | Err(DbErr::RecordNotInserted) => {}
-        Err(error) => return Err(classify(error)),
-    }
+    txn.execute_raw(Statement::from_sql_and_values(
+        backend,
+        RECORD_CERTIFICATION,
+        row(),
+    ))
+    .await
+    .map_err(classify)?;
     Ok(Recorded {
         person_id: person.id,
         holder: holder(person.account_id, person.bound_at),
     })
 }
+
+/// [`record_sqlite`]'s writes, each a statement (parameters: [`one_row`]).
+const RECORD_PERSON: &str = concat!("WITH ", seen_one!(), " ", insert_persons_unless_present!("seen"));
+const RECORD_CERTIFICATION: &str = concat!(
+    "WITH ",
+    seen_one!(),
+    ", certifying AS (SELECT seen.*, persons.id AS person_id FROM seen JOIN persons USING (ci_hash)) ",
+    upsert_certifications!("certifying")
+);
 
 /// A person written before sealing existed gets sealed values once we hold them again.
 pub(super) async fn seal_legacy_person<C: ConnectionTrait>(
@@ -206,27 +184,26 @@ pub(super) async fn claim_in<C: ConnectionTrait>(
     holder_before: Option<Option<&Holder>>,
     now: DateTime<Utc>,
 ) -> Result<Claimed, StoreError> {
-    let mut update = session::Entity::update_many()
-        .col_expr(
-            session::Column::RedeemedProvider,
-            Expr::value(claim.provider.as_str()),
-        )
-        .col_expr(
-            session::Column::RedeemedId,
-            Expr::value(claim.certification_id.as_str()),
-        )
-        .col_expr(session::Column::RedeemedAt, Expr::value(now));
-    if let Some(holder) = holder_before {
-        update = answered(update, holder);
-    }
-    let update = update
-        .filter(session::Column::MerchantUid.eq(claim.session.as_str()))
-        .filter(session::Column::RedeemedId.is_null())
-        .filter(session::Column::ExpiresAt.gt(now))
-        .build(on.backend());
+    let holder = holder_before.flatten();
+    let values = Values(vec![
+        claim.session.as_str().into(),
+        claim.provider.as_str().into(),
+        claim.certification_id.as_str().into(),
+        holder.map(|holder| holder.account_id.as_str().to_owned()).into(),
+        holder.map(|holder| holder.bound_at).into(),
+        false.into(),
+        now.into(),
+    ]);
+    let update = Statement::from_sql_and_values(on.backend(), CLAIM, values);
     if on.execute(update).await.map_err(classify)? == 1 {
         if let Some(not_before) = claim.deletion_due {
-            enqueue_in(on, &claim.certification_id, now, not_before).await?;
+            let values = Values(vec![
+                claim.certification_id.as_str().into(),
+                not_before.into(),
+                now.into(),
+            ]);
+            let enqueue = Statement::from_sql_and_values(on.backend(), ENQUEUE, values);
+            on.execute(enqueue).await.map_err(classify)?;
         }
         return Ok(Claimed::First);
     }
@@ -246,6 +223,20 @@ pub(super) async fn claim_in<C: ConnectionTrait>(
         None => Ok(Claimed::Expired),
     }
 }
+
+/// [`claim_in`]'s claim: $1 session, $2 provider, $3 certification, $4 and $5 the holder
+/// before (a Verify that binds nothing), $6 bound, $7 now.
+const CLAIM: &str = concat!(
+    "WITH claiming (session, provider, provider_id, holder_account_id, holder_bound_at, bound, at) \
+     AS (VALUES ($1, $2, $3, $4, $5, $6, $7)) ",
+    claim_sessions!("claiming")
+);
+
+/// The deletion a V1 claim enqueues in its transaction: $1 imp_uid, $2 not_before, $3 now.
+const ENQUEUE: &str = concat!(
+    "WITH deleting (provider_id, not_before, at) AS (VALUES ($1, $2, $3)) ",
+    enqueue_deletions!("deleting")
+);
 
 /// The answer of the binding Verify that redeemed the session, for its retries.
 pub(super) async fn record_outcome<C: ConnectionTrait>(
@@ -276,31 +267,4 @@ fn answered(
             session::Column::HolderBoundAt,
             Expr::value(holder_before.map(|holder| holder.bound_at)),
         )
-}
-
-/// Enqueues the deletion of a redeemed V1 certification, inside the redeeming transaction. A
-/// certification already queued keeps its row (a retry does not postpone it).
-async fn enqueue_in<C: ConnectionTrait>(
-    on: &mut On<'_, C>,
-    imp_uid: &str,
-    now: DateTime<Utc>,
-    not_before: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    let insert = deletion::Entity::insert(deletion::ActiveModel {
-        imp_uid: Set(imp_uid.to_owned()),
-        enqueued_at: Set(now),
-        not_before: Set(Some(not_before)),
-        attempts: Set(0),
-        last_error: Set(None),
-        finished_at: Set(None),
-        outcome: Set(None),
-    })
-    .on_conflict(
-        OnConflict::column(deletion::Column::ImpUid)
-            .do_nothing()
-            .to_owned(),
-    )
-    .build(on.backend());
-    on.execute(insert).await.map_err(classify)?;
-    Ok(())
 }

@@ -8,10 +8,11 @@
 //! Why the race guarantees still hold, the statement being atomic on its own:
 //! - Exactly one redemption: the claim is the same conditional update as the transaction's
 //!   (`redeemed_id IS NULL`, not expired), decided on the session's row lock.
-//! - All or nothing: the person and the certification are inserted without `ON CONFLICT`, so a
-//!   concurrent insert of the same person, account or certification fails the whole statement
-//!   with a unique violation, claim included; every bind of it then takes a statement of its
-//!   own, and a bind that fails alone takes the long way.
+//! - All or nothing: the person is inserted without `ON CONFLICT`, so a concurrent insert of the
+//!   same person or account fails the whole statement with a unique violation, claim included;
+//!   every bind of it then takes a statement of its own, and a bind that fails alone takes the
+//!   long way. (A certification is one person's: a concurrent insert of it comes with its
+//!   person's, which fails first.)
 //! - Each bind decided on its own rows: binds of one statement share no person, account,
 //!   certification or session (any that does waits for a statement of its own after it).
 //! - Nothing refused here: every refusal (conflict, cooldown) needs a row that exists, and then
@@ -30,7 +31,7 @@ use sea_orm::{
 use super::{
     gate::Connection,
     lane::{Pending, Work},
-    records::bind_records,
+    records::bind_rows,
     statement::query_error,
 };
 use crate::{
@@ -38,6 +39,7 @@ use crate::{
     store::{
         StoreError,
         rows::{Claim, Recordable},
+        sql::{claim_sessions, enqueue_deletions, insert_persons, seen_arrays, upsert_certifications},
     },
 };
 
@@ -165,21 +167,11 @@ async fn run(
     debug_assert!(binds.iter().all(|bind| bind.claim.as_ref().is_none_or(|claim| {
         claim.provider == bind.recordable.provider && claim.certification_id == bind.recordable.id
     })));
-    let records: Vec<&Recordable> = binds.iter().map(|bind| &bind.recordable).collect();
-    let rows: Vec<(i64,)> = bind_records(sqlx::query_as(BIND_FRESH), &records, now)
-        .bind(binds.iter().map(|bind| bind.account.as_str()).collect::<Vec<_>>())
-        .bind(
-            binds
-                .iter()
-                .map(|bind| bind.claim.as_ref().map(|claim| claim.session.as_str()))
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            binds
-                .iter()
-                .map(|bind| bind.claim.as_ref().and_then(|claim| claim.deletion_due))
-                .collect::<Vec<_>>(),
-        )
+    let rows: Vec<(&Recordable, Option<&AccountId>, Option<&Claim>)> = binds
+        .iter()
+        .map(|bind| (&bind.recordable, Some(&bind.account), bind.claim.as_ref()))
+        .collect();
+    let rows: Vec<(i64,)> = bind_rows(sqlx::query_as(BIND_FRESH), &rows, now)
         .fetch_all(connection)
         .await?;
     Ok(rows
@@ -188,50 +180,40 @@ async fn run(
         .collect())
 }
 
-/// Arrays in the binds' order: $1 to $9 as for a record (see `records::RECORD`), $10 account,
-/// $11 session (NULL without), $12 when PortOne may delete the certification (NULL: nothing to
-/// enqueue). Returns the ordinal (from 1) of each bind bound. The binds share no row (see
-/// [`together`]), so no row's insert depends on another's.
-const BIND_FRESH: &str = "\
-WITH seen AS (
-    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $7::text[], $8::text[],
-                         $9::timestamptz[], $10::text[], $11::text[], $12::timestamptz[])
-        WITH ORDINALITY AS seen (ci_hash, di_hash, ci_sealed, di_sealed, sealing_key_id, provider, provider_id,
-                                 certified_at, account, session, not_before, n)
-), fresh AS (
+/// The binds waiting, as arrays (see `store::sql`), each with its account and, if any, its
+/// session and when PortOne may delete the certification (NULL: nothing to enqueue). Returns the
+/// ordinal (from 1) of each bind bound. The binds share no row (see [`together`]), so no row's
+/// insert depends on another's.
+const BIND_FRESH: &str = concat!(
+    "WITH ",
+    seen_arrays!(),
+    ", fresh AS (
     SELECT * FROM seen
     WHERE NOT EXISTS (SELECT 1 FROM persons WHERE persons.ci_hash = seen.ci_hash)
       AND NOT EXISTS (SELECT 1 FROM persons WHERE persons.account_id = seen.account)
       AND NOT EXISTS (SELECT 1 FROM certifications
                       WHERE certifications.provider = seen.provider AND certifications.provider_id = seen.provider_id)
-), claim AS (
-    UPDATE verification_sessions
-    SET redeemed_provider = fresh.provider, redeemed_id = fresh.provider_id, redeemed_at = $6,
-        holder_account_id = NULL, holder_bound_at = NULL, bound = TRUE
-    FROM fresh
-    WHERE verification_sessions.merchant_uid = fresh.session
-      AND verification_sessions.redeemed_id IS NULL AND verification_sessions.expires_at > $6
-    RETURNING fresh.n
-), person AS (
-    INSERT INTO persons (ci_hash, di_hash, ci_sealed, di_sealed, sealing_key_id, account_id, bound_at,
-                         created_at, updated_at)
-    SELECT ci_hash, di_hash, ci_sealed, di_sealed, sealing_key_id, account, $6, $6, $6 FROM fresh
-    WHERE fresh.session IS NULL OR fresh.n IN (SELECT n FROM claim)
-    ORDER BY n
-    RETURNING id, ci_hash
-), certification AS (
-    INSERT INTO certifications (provider, provider_id, person_id, certified_at, first_seen_at,
-                                last_seen_at, consumed_by, consumed_at)
-    SELECT fresh.provider, fresh.provider_id, person.id, fresh.certified_at, $6, $6, fresh.account, $6
-    FROM fresh JOIN person USING (ci_hash)
-    RETURNING person_id
-), deletion AS (
-    INSERT INTO portone_deletions (imp_uid, enqueued_at, not_before, attempts)
-    SELECT fresh.provider_id, $6, fresh.not_before, 0
-    FROM fresh JOIN person USING (ci_hash)
-    WHERE fresh.not_before IS NOT NULL AND fresh.n IN (SELECT n FROM claim)
-    ON CONFLICT (imp_uid) DO NOTHING
-)
+), claiming AS (
+    SELECT *, NULL::text AS holder_account_id, NULL::timestamptz AS holder_bound_at, TRUE AS bound FROM fresh
+), claim AS (",
+    claim_sessions!("claiming"),
+    " RETURNING claiming.n
+), binding AS (
+    SELECT * FROM fresh WHERE session IS NULL OR n IN (SELECT n FROM claim)
+), person AS (",
+    insert_persons!("binding"),
+    " RETURNING id, ci_hash
+), certifying AS (
+    SELECT binding.*, person.id AS person_id FROM binding JOIN person USING (ci_hash)
+), certification AS (",
+    upsert_certifications!("certifying"),
+    " RETURNING person_id
+), deleting AS (
+    SELECT * FROM binding WHERE not_before IS NOT NULL AND n IN (SELECT n FROM claim)
+), deletion AS (",
+    enqueue_deletions!("deleting"),
+    ")
 SELECT fresh.n FROM fresh
 JOIN person USING (ci_hash)
-JOIN certification ON certification.person_id = person.id";
+JOIN certification ON certification.person_id = person.id"
+);

@@ -34,7 +34,7 @@ pub(crate) struct CommitArgs {
 
 /// Each parameter of the record statement as a pgbench expression: the person and the
 /// certification are new each call (`:r`), the sizes those the service binds.
-const PARAMETERS: [&str; 9] = [
+const PARAMETERS: [&str; 12] = [
     "md5(:r::text) || md5(:r::text || 'c')",
     "md5(:r::text || 'd') || md5(:r::text || 'e')",
     "repeat('s', 96)",
@@ -44,6 +44,9 @@ const PARAMETERS: [&str; 9] = [
     "'portone_v1'",
     "'imp_' || :r::text",
     "now()",
+    "NULL::text",
+    "NULL::text",
+    "NULL::timestamptz",
 ];
 
 pub(crate) fn commit(args: CommitArgs) -> anyhow::Result<()> {
@@ -93,7 +96,7 @@ pub(crate) fn commit(args: CommitArgs) -> anyhow::Result<()> {
 }
 
 /// The record statement with its parameters written as pgbench expressions. Fails when the
-/// statement's parameters are not the nine this knows, so a changed statement is not measured
+/// statement's parameters are not the twelve this knows, so a changed statement is not measured
 /// wrongly.
 fn pgbench_script() -> anyhow::Result<String> {
     let mut statement = RECORD_STATEMENT.to_owned();
