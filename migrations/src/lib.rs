@@ -6,6 +6,7 @@ mod m20261123_000001_create_persons_and_certifications;
 mod m20261124_000001_sealed_identities_and_unlink;
 mod m20261130_000001_verification_sessions;
 mod m20261130_000002_portone_deletions;
+mod m20261207_000001_session_refusals;
 
 /// Every migration, in the order they apply.
 pub struct Migrator;
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000001_sealed_identities_and_unlink::Migration),
             Box::new(m20261130_000001_verification_sessions::Migration),
             Box::new(m20261130_000002_portone_deletions::Migration),
+            Box::new(m20261207_000001_session_refusals::Migration),
         ]
     }
 }

@@ -9,7 +9,7 @@ use rand::RngCore as _;
 use serde::{Deserialize, Serialize};
 use unicode_normalization::UnicodeNormalization as _;
 
-use super::{AccountId, FieldViolation, Holder, Identity, MinAge, Provider};
+use super::{AccountId, BindOutcome, FieldViolation, Holder, Identity, MinAge, Provider};
 
 /// What a session is for; it decides what its Verify does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -260,6 +260,8 @@ pub struct Redemption {
     pub(crate) redeemed_at: DateTime<Utc>,
     /// Who held the person before the redemption.
     pub(crate) holder_before: Option<Holder>,
+    /// The bind it refused (a signup's), which a retry answers again.
+    pub(crate) refused: Option<BindOutcome>,
 }
 
 impl Session {

@@ -125,6 +125,7 @@ fn code_of(kind: ErrorKind) -> Code {
         ErrorKind::AlreadyExists => Code::AlreadyExists,
         ErrorKind::FailedPrecondition => Code::FailedPrecondition,
         ErrorKind::Unavailable => Code::Unavailable,
+        ErrorKind::Aborted => Code::Aborted,
         ErrorKind::DeadlineExceeded => Code::DeadlineExceeded,
         ErrorKind::Internal => Code::Internal,
     }

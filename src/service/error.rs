@@ -29,6 +29,8 @@ pub(crate) enum ErrorKind {
     FailedPrecondition,
     /// Worth retrying later.
     Unavailable,
+    /// Undone for a concurrent call: worth retrying at once.
+    Aborted,
     DeadlineExceeded,
     /// A bug, or an answer we cannot use.
     Internal,
@@ -102,6 +104,7 @@ pub(crate) enum ServiceError {
 
 /// Per-call warnings about outages, at most one line a second each.
 static STORE_DOWN: LogLimit = LogLimit::per(Duration::from_secs(1));
+static STORE_CONTENDED: LogLimit = LogLimit::per(Duration::from_secs(1));
 static PROVIDER_DOWN: LogLimit = LogLimit::per(Duration::from_secs(1));
 
 impl ServiceError {
@@ -138,6 +141,7 @@ impl ServiceError {
             Self::Upstream(P::DeadlineExceeded) => DEADLINE_EXCEEDED,
             Self::Store(StoreError::Unavailable(_)) => "STORE_UNAVAILABLE",
             Self::Store(StoreError::Failure(_)) => "STORE_FAILURE",
+            Self::Store(StoreError::Contention(_)) => "STORE_CONTENTION",
         }
     }
 
@@ -166,6 +170,7 @@ impl ServiceError {
             Self::Upstream(P::Unavailable(_) | P::CircuitOpen { .. } | P::CredentialsRejected)
             | Self::Store(StoreError::Unavailable(_)) => K::Unavailable,
             Self::Upstream(P::DeadlineExceeded) => K::DeadlineExceeded,
+            Self::Store(StoreError::Contention(_)) => K::Aborted,
             Self::Upstream(P::Malformed(_)) | Self::BornInTheFuture | Self::Store(StoreError::Failure(_)) => {
                 K::Internal
             }
@@ -200,6 +205,9 @@ impl ServiceError {
             }
             Self::Store(StoreError::Unavailable(_)) => "database unavailable, retry later".into(),
             Self::Store(StoreError::Failure(_)) => "internal storage error".into(),
+            Self::Store(StoreError::Contention(_)) => {
+                "undone for a concurrent call to the same person or account; retry".into()
+            }
             _ => self.to_string(),
         }
     }
@@ -270,6 +278,11 @@ impl ServiceError {
                 }
             }
             Self::Store(StoreError::Failure(cause)) => tracing::error!(%cause, "database failure"),
+            Self::Store(StoreError::Contention(cause)) => {
+                if let Some(suppressed) = STORE_CONTENDED.admit() {
+                    tracing::warn!(%cause, suppressed, "database contention outlasted the retries");
+                }
+            }
             Self::Upstream(P::Unavailable(cause)) => {
                 if let Some(suppressed) = PROVIDER_DOWN.admit() {
                     tracing::warn!(%cause, suppressed, "portone unavailable");
@@ -360,6 +373,7 @@ mod tests {
             ProviderError::DeadlineExceeded.into(),
             StoreError::Unavailable("x".into()).into(),
             StoreError::Failure("x".into()).into(),
+            StoreError::Contention("x".into()).into(),
         ]
     }
 
@@ -370,7 +384,7 @@ mod tests {
             let kind = *kinds.entry(error.reason()).or_insert(error.kind());
             assert_eq!(kind, error.kind(), "{} has two kinds", error.reason());
         }
-        assert_eq!(kinds.len(), 29);
+        assert_eq!(kinds.len(), 30);
     }
 
     #[test]

@@ -128,14 +128,14 @@ impl IdentityService {
             }
             Write::Redeem { session, verdict } => {
                 let holder = Box::pin(self.store.holder_by_ci(&ci_index)).await?;
-                let verdict = after_holder(verdict, session, holder.as_ref());
                 let claim = claim_for(&session.id, &found, self.policy.delete_after, now);
                 let (holder_before, redeemed_at, first) =
-                    match Box::pin(self.redeem(&claim, holder.as_ref(), Some(session), now)).await? {
+                    match Box::pin(self.redeem(&claim, holder.as_ref(), None, Some(session), now)).await? {
                         None => (holder, now, true),
                         Some(earlier) => (earlier.holder_before, earlier.redeemed_at, false),
                     };
-                verdict?;
+                // Decided on the holder the first redemption saw: a retry answers as it did.
+                after_holder(verdict, session, holder_before.as_ref())?;
                 let reverified_at = (session.purpose == VerificationPurpose::Reverify).then_some(redeemed_at);
                 Ok(answered(holder_before, false, reverified_at, first))
             }
@@ -160,11 +160,16 @@ impl IdentityService {
             Redeemed::SessionUsed => Err(ServiceError::SessionUsed),
             Redeemed::SessionExpired => Err(session_expired(session)),
             Redeemed::Refused(outcome) => {
-                if let Some(session) = session {
-                    let claim = claim_for(&session.id, found, self.policy.delete_after, now);
-                    Box::pin(self.redeem(&claim, None, Some(session), now)).await?;
-                }
-                Err(refusal(outcome))
+                let Some(session) = session else {
+                    return Err(refusal(outcome));
+                };
+                // The refusal is kept with the redemption: a retry answers it again, even once
+                // the holder has left. A concurrent retry that redeemed first decided it.
+                let claim = claim_for(&session.id, found, self.policy.delete_after, now);
+                let earlier = Box::pin(self.redeem(&claim, None, Some(&outcome), Some(session), now)).await?;
+                Err(refusal(
+                    earlier.and_then(|earlier| earlier.refused).unwrap_or(outcome),
+                ))
             }
         }
     }
@@ -175,10 +180,15 @@ impl IdentityService {
         &self,
         claim: &Claim,
         holder_before: Option<&Holder>,
+        refused: Option<&BindOutcome>,
         session: Option<&Session>,
         now: DateTime<Utc>,
     ) -> Result<Option<crate::domain::Redemption>, ServiceError> {
-        match self.store.redeem_session(claim, holder_before, now).await? {
+        match self
+            .store
+            .redeem_session(claim, holder_before, refused, now)
+            .await?
+        {
             Claimed::First => Ok(None),
             Claimed::Again(earlier) => Ok(Some(earlier)),
             Claimed::UsedByAnother => Err(ServiceError::SessionUsed),

@@ -19,6 +19,7 @@ use super::{
     },
     classify,
     entities::{certification, person},
+    retrying,
     rows::{Claim, Claimed, Recordable, Recorded, Redeemed, holder},
     writes::{bind_in, claim_in, record_outcome, record_sqlite},
 };
@@ -51,17 +52,21 @@ impl Store {
         claim: Option<Claim>,
     ) -> Result<Redeemed, StoreError> {
         let Some(postgres) = &self.lanes.postgres else {
-            let db = self.gate.place().await?;
-            let txn = db.begin().await.map_err(classify)?;
-            let mut on = On::Sea(&txn);
-            let redeemed =
-                bind_in_transaction(&mut on, &recordable, account, claim.as_ref(), rejoin_cooldown).await?;
-            if matches!(redeemed, Redeemed::Bound { .. }) {
-                txn.commit().await.map_err(classify)?;
-            } else {
-                txn.rollback().await.map_err(classify)?;
-            }
-            return Ok(redeemed);
+            let (recordable, claim) = (&recordable, claim.as_ref());
+            return retrying(move || async move {
+                let db = self.gate.place().await?;
+                let txn = db.begin().await.map_err(classify)?;
+                let mut on = On::Sea(&txn);
+                let redeemed =
+                    bind_in_transaction(&mut on, recordable, account, claim, rejoin_cooldown).await?;
+                if matches!(redeemed, Redeemed::Bound { .. }) {
+                    txn.commit().await.map_err(classify)?;
+                } else {
+                    txn.rollback().await.map_err(classify)?;
+                }
+                Ok(redeemed)
+            })
+            .await;
         };
         let redeems_session = claim.is_some();
         let bind = FreshBind {
@@ -79,29 +84,42 @@ impl Store {
             }
             Fresh::Not(bind) => bind,
         };
-        let mut held = self.gate.hold().await?;
-        let mut txn = held.postgres()?.begin().await.map_err(sqlx_error)?;
-        let mut on = On::held(&mut txn);
-        let redeemed = bind_in_transaction(
-            &mut on,
-            &bind.recordable,
-            account,
-            bind.claim.as_ref(),
-            rejoin_cooldown,
-        )
-        .await?;
-        if matches!(redeemed, Redeemed::Bound { .. }) {
-            txn.commit().await.map_err(sqlx_error)?;
-        } else {
-            txn.rollback().await.map_err(sqlx_error)?;
-        }
-        held.keep();
-        Ok(redeemed)
+        let bind = &*bind;
+        retrying(move || async move {
+            let mut held = self.gate.hold().await?;
+            let mut txn = held.postgres()?.begin().await.map_err(sqlx_error)?;
+            // A lock wait past this is contention: the transaction is undone and run again.
+            sea_orm::sqlx::query(LOCK_TIMEOUT)
+                .execute(&mut *txn)
+                .await
+                .map_err(sqlx_error)?;
+            let mut on = On::held(&mut txn);
+            let redeemed = bind_in_transaction(
+                &mut on,
+                &bind.recordable,
+                account,
+                bind.claim.as_ref(),
+                rejoin_cooldown,
+            )
+            .await?;
+            if matches!(redeemed, Redeemed::Bound { .. }) {
+                txn.commit().await.map_err(sqlx_error)?;
+            } else {
+                txn.rollback().await.map_err(sqlx_error)?;
+            }
+            held.keep();
+            Ok(redeemed)
+        })
+        .await
     }
 
     /// The account no longer holds its person (회원 탈퇴). `Some(time)` when a binding existed.
     #[tracing::instrument(name = "db.unlink", skip_all, fields(otel.kind = "client", db.system = %self.system()))]
     pub(crate) async fn unlink(&self, account: &AccountId) -> Result<Option<DateTime<Utc>>, StoreError> {
+        retrying(|| self.unlink_once(account)).await
+    }
+
+    async fn unlink_once(&self, account: &AccountId) -> Result<Option<DateTime<Utc>>, StoreError> {
         let db = self.gate.place().await?;
         let now = Utc::now();
         let unlinked = person::Entity::update_many()
@@ -156,6 +174,10 @@ impl Store {
     }
 }
 
+/// The longest a signup's transaction waits for a row another holds, on PostgreSQL; past it the
+/// transaction is undone and run again ([`retrying`]), then answered as contention.
+const LOCK_TIMEOUT: &str = "SET LOCAL lock_timeout = '1s'";
+
 /// The general path of a bind, inside the caller's transaction, which it commits only for
 /// [`Redeemed::Bound`]. The claim first: it is a write (SQLite takes its write lock up front),
 /// and on PostgreSQL concurrent redemptions of one session queue on its row right here.
@@ -169,9 +191,15 @@ async fn bind_in_transaction<C: ConnectionTrait>(
     let now = Utc::now();
     let earlier = match claim {
         None => None,
-        Some(claim) => match claim_in(on, claim, None, now).await? {
+        Some(claim) => match claim_in(on, claim, None, None, now).await? {
             Claimed::First => None,
-            Claimed::Again(redemption) => Some(redemption),
+            Claimed::Again(redemption) => {
+                // A retry of a refused signup answers its refusal, whatever changed since.
+                if let Some(refused) = redemption.refused {
+                    return Ok(Redeemed::Refused(refused));
+                }
+                Some(redemption)
+            }
             Claimed::UsedByAnother => return Ok(Redeemed::SessionUsed),
             Claimed::Expired => return Ok(Redeemed::SessionExpired),
         },

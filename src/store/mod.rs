@@ -59,9 +59,36 @@ pub enum StoreError {
     /// The database cannot be reached or has no free connection: worth retrying.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// The database undid a statement for a concurrent one (a deadlock, a serialization failure,
+    /// a lock wait past its time-out) after the store's own retries: retrying the call helps.
+    #[error("database contention: {0}")]
+    Contention(String),
     /// A query failed for another reason: a bug or a schema out of step.
     #[error("database failure: {0}")]
     Failure(String),
+}
+
+/// How often a transaction undone by contention is run in all, and the pause before each rerun
+/// (a jittered fraction of it), so two transactions that deadlocked do not meet again in step.
+const CONTENTION_PAUSES: [Duration; 2] = [Duration::from_millis(10), Duration::from_millis(40)];
+
+/// Runs `attempt` again while the database undoes it for contention ([`StoreError::Contention`]):
+/// each attempt is a whole transaction (or statement), so a rerun starts clean.
+async fn retrying<T, F, Attempt>(mut attempt: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Attempt,
+    Attempt: Future<Output = Result<T, StoreError>>,
+{
+    for pause in CONTENTION_PAUSES {
+        match attempt().await {
+            Err(StoreError::Contention(_)) => {
+                let jitter = rand::random_range(0.5..1.0);
+                tokio::time::sleep(pause.mul_f64(jitter)).await;
+            }
+            done => return done,
+        }
+    }
+    attempt().await
 }
 
 /// The advisory lock key migrations take on PostgreSQL: "certmigr" in ASCII.
@@ -225,19 +252,41 @@ fn sqlite_file(url: &str) -> Option<&str> {
 /// Sorts database errors into "try again later" and "something is wrong". Messages from the
 /// driver name constraints and columns, never bound values.
 fn classify(error: DbErr) -> StoreError {
-    let unavailable = match &error {
-        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
-        DbErr::Exec(RuntimeErr::SqlxError(inner)) | DbErr::Query(RuntimeErr::SqlxError(inner)) => matches!(
-            inner.as_ref(),
-            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_)
-        ),
-        _ => false,
+    let sqlx_error = match &error {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => return StoreError::Unavailable(error.to_string()),
+        DbErr::Exec(RuntimeErr::SqlxError(inner)) | DbErr::Query(RuntimeErr::SqlxError(inner)) => {
+            inner.as_ref()
+        }
+        _ => return StoreError::Failure(error.to_string()),
     };
-    if unavailable {
-        StoreError::Unavailable(error.to_string())
-    } else {
-        StoreError::Failure(error.to_string())
+    let code = sqlx_error
+        .as_database_error()
+        .and_then(|database| database.code());
+    match (sqlx_error, code.as_deref()) {
+        (
+            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_),
+            _,
+        ) => StoreError::Unavailable(error.to_string()),
+        (_, Some(code)) if contention(code) => StoreError::Contention(error.to_string()),
+        (_, Some(code)) if server_going(code) => StoreError::Unavailable(error.to_string()),
+        _ => StoreError::Failure(error.to_string()),
     }
+}
+
+/// SQLSTATEs of a statement undone for a concurrent one: serialization failure, deadlock, lock
+/// not available (a lock wait past `lock_timeout`); and SQLite's busy and locked (its extended
+/// codes too).
+fn contention(code: &str) -> bool {
+    matches!(
+        code,
+        "40001" | "40P01" | "55P03" | "5" | "6" | "261" | "262" | "517"
+    )
+}
+
+/// SQLSTATEs of a server ending the connection (shutdown, crash, not yet accepting) and of the
+/// connection exceptions (class 08): the database is away, not wrong.
+fn server_going(code: &str) -> bool {
+    matches!(code, "57P01" | "57P02" | "57P03") || code.starts_with("08")
 }
 
 #[cfg(test)]

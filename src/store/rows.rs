@@ -6,8 +6,8 @@ use chrono::{DateTime, Utc};
 
 use super::{StoreError, entities::session};
 use crate::domain::{
-    AccountId, BindOutcome, Holder, MinAge, PersonIndex, Provider, Redemption, Sealed, SessionId,
-    VerificationPurpose,
+    AccountId, BindConflict, BindOutcome, Holder, MinAge, PersonIndex, Provider, Redemption, Sealed,
+    SessionId, VerificationPurpose,
 };
 
 /// A certified certification as the store records it: keyed hashes of CI and DI for lookups,
@@ -114,6 +114,8 @@ impl From<StoredSession> for session::ActiveModel {
             holder_account_id: Set(None),
             holder_bound_at: Set(None),
             bound: Set(false),
+            refusal: Set(None),
+            refused_until: Set(None),
         }
     }
 }
@@ -142,6 +144,8 @@ impl TryFrom<session::Model> for StoredSession {
                 certification_id,
                 redeemed_at,
                 holder_before: holder(row.holder_account_id, row.holder_bound_at),
+                refused: refusal_from_stored(row.refusal.as_deref(), row.refused_until)
+                    .map_err(|()| corrupt("refusal"))?,
             }),
             _ => None,
         };
@@ -170,3 +174,40 @@ pub(super) fn holder(account_id: Option<String>, bound_at: Option<DateTime<Utc>>
         _ => None,
     }
 }
+
+/// A refused bind as a session's row keeps it: `refusal`, and `refused_until` for a cooldown.
+pub(crate) fn refusal_stored(refused: Option<&BindOutcome>) -> (Option<&'static str>, Option<DateTime<Utc>>) {
+    match refused {
+        None | Some(BindOutcome::Bound { .. }) => (None, None),
+        Some(BindOutcome::Cooldown { until }) => (Some(COOLDOWN), Some(*until)),
+        Some(BindOutcome::Conflict(conflict)) => (
+            CONFLICTS
+                .iter()
+                .find(|(_, stored)| stored == conflict)
+                .map(|(name, _)| *name),
+            None,
+        ),
+    }
+}
+
+fn refusal_from_stored(
+    refusal: Option<&str>,
+    until: Option<DateTime<Utc>>,
+) -> Result<Option<BindOutcome>, ()> {
+    match (refusal, until) {
+        (None, _) => Ok(None),
+        (Some(COOLDOWN), Some(until)) => Ok(Some(BindOutcome::Cooldown { until })),
+        (Some(name), _) => CONFLICTS
+            .iter()
+            .find(|(stored, _)| *stored == name)
+            .map(|(_, conflict)| Some(BindOutcome::Conflict(*conflict)))
+            .ok_or(()),
+    }
+}
+
+const COOLDOWN: &str = "cooldown";
+const CONFLICTS: [(&str, BindConflict); 3] = [
+    ("already_registered", BindConflict::AlreadyRegistered),
+    ("certification_reused", BindConflict::CertificationReused),
+    ("account_has_identity", BindConflict::AccountHasIdentity),
+];

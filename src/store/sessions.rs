@@ -10,10 +10,11 @@ use super::{
     batch::{lookups::BySession, statement::On},
     classify,
     entities::session,
+    retrying,
     rows::{Claim, Claimed, StoredSession},
     writes::claim_in,
 };
-use crate::domain::{Holder, SessionId, VerificationPurpose};
+use crate::domain::{BindOutcome, Holder, SessionId, VerificationPurpose};
 
 impl Store {
     /// Stores a session just begun (no redemption yet).
@@ -43,24 +44,28 @@ impl Store {
         row.map(StoredSession::try_from).transpose()
     }
 
-    /// Redeems the session for a Verify that binds nothing, recording the answer it gave
-    /// (`holder_before`) for its retries. One statement.
+    /// Redeems the session for a Verify that binds nothing (or whose bind was `refused`),
+    /// recording the answer it gave (`holder_before`, the refusal) for its retries. One statement.
     #[tracing::instrument(name = "db.redeem_session", skip_all, fields(otel.kind = "client", db.system = %self.system()))]
     pub(crate) async fn redeem_session(
         &self,
         claim: &Claim,
         holder_before: Option<&Holder>,
+        refused: Option<&BindOutcome>,
         now: DateTime<Utc>,
     ) -> Result<Claimed, StoreError> {
-        let db = self.gate.place().await?;
-        if claim.deletion_due.is_none() {
-            return claim_in(&mut On::Sea(&*db), claim, Some(holder_before), now).await;
-        }
-        // The redemption and its deletion commit together, or neither does.
-        let txn = db.begin().await.map_err(classify)?;
-        let claimed = claim_in(&mut On::Sea(&txn), claim, Some(holder_before), now).await?;
-        txn.commit().await.map_err(classify)?;
-        Ok(claimed)
+        retrying(move || async move {
+            let db = self.gate.place().await?;
+            if claim.deletion_due.is_none() {
+                return claim_in(&mut On::Sea(&*db), claim, Some(holder_before), refused, now).await;
+            }
+            // The redemption and its deletion commit together, or neither does.
+            let txn = db.begin().await.map_err(classify)?;
+            let claimed = claim_in(&mut On::Sea(&txn), claim, Some(holder_before), refused, now).await?;
+            txn.commit().await.map_err(classify)?;
+            Ok(claimed)
+        })
+        .await
     }
 
     /// Deletes sessions that expired before `before`; how many, by purpose, were never redeemed.

@@ -84,8 +84,9 @@ macro_rules! upsert_certifications {
 }
 
 /// Claims each session of `$rows` (session, provider, provider_id, holder_account_id,
-/// holder_bound_at, bound, at) for its certification, unless it is redeemed or expired: the one
-/// conditional update that decides which certification redeems a session.
+/// holder_bound_at, bound, refusal, refused_until, at) for its certification, with the answer
+/// known so far, unless it is redeemed or expired: the one conditional update that decides which
+/// certification redeems a session.
 macro_rules! claim_sessions {
     ($rows:literal) => {
         concat!(
@@ -101,7 +102,11 @@ macro_rules! claim_sessions {
             $rows,
             ".holder_bound_at, bound = ",
             $rows,
-            ".bound FROM ",
+            ".bound, refusal = ",
+            $rows,
+            ".refusal, refused_until = ",
+            $rows,
+            ".refused_until FROM ",
             $rows,
             " WHERE verification_sessions.merchant_uid = ",
             $rows,

@@ -17,7 +17,7 @@ use super::{
     batch::statement::On,
     classify,
     entities::{certification, person, session},
-    rows::{Claim, Claimed, Recordable, Recorded, StoredSession, holder},
+    rows::{Claim, Claimed, Recordable, Recorded, StoredSession, holder, refusal_stored},
     sql::{
         claim_sessions, enqueue_deletions, insert_persons_unless_present, one_row, seen_one,
         upsert_certifications,
@@ -107,11 +107,6 @@ pub(super) async fn bind_in<C: ConnectionTrait>(
     rejoin_cooldown: Duration,
     now: DateTime<Utc>,
 ) -> Result<BindOutcome, StoreError> {
-    let cooldown = chrono::Duration::from_std(rejoin_cooldown).unwrap_or(chrono::Duration::MAX);
-    let rejoin_from = now
-        .checked_sub_signed(cooldown)
-        .unwrap_or(DateTime::<Utc>::MIN_UTC);
-
     // Consume the certification unless another account already did.
     let consume = certification::Entity::update_many()
         .col_expr(certification::Column::ConsumedBy, Expr::value(account.as_str()))
@@ -130,9 +125,31 @@ pub(super) async fn bind_in<C: ConnectionTrait>(
     if on.execute(consume).await.map_err(classify)? == 0 {
         return Ok(BindOutcome::Conflict(BindConflict::CertificationReused));
     }
+    let cooldown = chrono::Duration::from_std(rejoin_cooldown).unwrap_or(chrono::Duration::MAX);
+    let outcome = take_person(on, person_id, account, cooldown, now).await?;
+    match outcome {
+        // An Unlink that committed while this waited for the person's row ended the binding
+        // after `now`: judged on the clock read now, the cooldown may be over.
+        BindOutcome::Cooldown { until } if until <= Utc::now() => {
+            take_person(on, person_id, account, cooldown, Utc::now()).await
+        }
+        outcome => Ok(outcome),
+    }
+}
 
-    // Take the person if nobody holds them. The unique index on account_id refuses an
-    // account that already holds someone else, even against a concurrent bind.
+/// Takes the person for `account` if nobody holds them and their last binding ended at least
+/// `cooldown` before `now`. The unique index on account_id refuses an account that already
+/// holds someone else, even against a concurrent bind.
+async fn take_person<C: ConnectionTrait>(
+    on: &mut On<'_, C>,
+    person_id: i64,
+    account: &AccountId,
+    cooldown: chrono::Duration,
+    now: DateTime<Utc>,
+) -> Result<BindOutcome, StoreError> {
+    let rejoin_from = now
+        .checked_sub_signed(cooldown)
+        .unwrap_or(DateTime::<Utc>::MIN_UTC);
     let take = person::Entity::update_many()
         .col_expr(person::Column::AccountId, Expr::value(account.as_str()))
         .col_expr(person::Column::BoundAt, Expr::value(now))
@@ -176,15 +193,18 @@ pub(super) async fn bind_in<C: ConnectionTrait>(
 }
 
 /// Claims the session for a certification, unless another redeemed it first or it expired.
-/// With `holder_before` (a Verify that binds nothing) the answer is recorded in the same
-/// statement; a binding Verify records it with [`record_outcome`] once its bind succeeded.
+/// With `holder_before` (a Verify that binds nothing, or whose bind was `refused`) the answer
+/// is recorded in the same statement; a binding Verify records it with [`record_outcome`] once
+/// its bind succeeded.
 pub(super) async fn claim_in<C: ConnectionTrait>(
     on: &mut On<'_, C>,
     claim: &Claim,
     holder_before: Option<Option<&Holder>>,
+    refused: Option<&BindOutcome>,
     now: DateTime<Utc>,
 ) -> Result<Claimed, StoreError> {
     let holder = holder_before.flatten();
+    let (refusal, refused_until) = refusal_stored(refused);
     let values = Values(vec![
         claim.session.as_str().into(),
         claim.provider.as_str().into(),
@@ -192,6 +212,8 @@ pub(super) async fn claim_in<C: ConnectionTrait>(
         holder.map(|holder| holder.account_id.as_str().to_owned()).into(),
         holder.map(|holder| holder.bound_at).into(),
         false.into(),
+        refusal.map(str::to_owned).into(),
+        refused_until.into(),
         now.into(),
     ]);
     let update = Statement::from_sql_and_values(on.backend(), CLAIM, values);
@@ -225,10 +247,10 @@ pub(super) async fn claim_in<C: ConnectionTrait>(
 }
 
 /// [`claim_in`]'s claim: $1 session, $2 provider, $3 certification, $4 and $5 the holder
-/// before (a Verify that binds nothing), $6 bound, $7 now.
+/// before, $6 bound, $7 and $8 the refusal, $9 now.
 const CLAIM: &str = concat!(
-    "WITH claiming (session, provider, provider_id, holder_account_id, holder_bound_at, bound, at) \
-     AS (VALUES ($1, $2, $3, $4, $5, $6, $7)) ",
+    "WITH claiming (session, provider, provider_id, holder_account_id, holder_bound_at, bound, \
+     refusal, refused_until, at) AS (VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)) ",
     claim_sessions!("claiming")
 );
 

@@ -15,14 +15,14 @@ use crate::{
     sessions::{begin, count, redeem},
 };
 
-struct Setup {
-    app: TestApp,
-    database_url: String,
+pub struct Setup {
+    pub app: TestApp,
+    pub database_url: String,
     _database: TestDatabase,
     _server: Option<certification_testkit::PostgresServer>,
 }
 
-async fn setup(test: &str) -> Option<Setup> {
+pub async fn setup(test: &str) -> Option<Setup> {
     let (admin_url, server) = postgres_for(test)?;
     let database = TestDatabase::create(&admin_url).await;
     let database_url = database.url().to_owned();

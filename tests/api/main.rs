@@ -5,6 +5,7 @@ mod check_duplicate;
 mod checks;
 mod cli;
 mod connections;
+mod contention;
 mod deletions;
 mod deletions_signup;
 mod faults;

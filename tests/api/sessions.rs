@@ -9,7 +9,7 @@ use certification_service::{
     config::Settings,
     grpc::proto::{
         BeginVerificationRequest, BeginVerificationResponse, ExpectedPerson, Provider, Purpose,
-        VerifyRequest, VerifyResponse,
+        UnlinkRequest, VerifyRequest, VerifyResponse,
     },
 };
 use chrono::Utc;
@@ -366,4 +366,68 @@ async fn malformed_sessions_are_invalid_arguments() {
         assert_status(begin_with(&app, request).await, Code::InvalidArgument, reason);
     }
     assert_eq!(count(&app, "SELECT COUNT(*) FROM verification_sessions").await, 0);
+}
+
+/// Issue 29, finding 5: a signup refused because another account holds the person spends its
+/// session with that refusal; once the holder leaves, the same Verify retried still answers the
+/// refusal, never a bind.
+#[tokio::test]
+async fn a_refused_signup_retried_after_the_holder_left_answers_its_refusal() {
+    let app = App::new().adjust(sessions_on).spawn().await;
+    let held = begin(&app, Purpose::Signup, Some("acct-first-holder")).await;
+    let first = insert_certified(&app, &held.merchant_uid, "refused-person");
+    assert!(redeem(&app, &held.merchant_uid, &first).await.unwrap().bound);
+
+    let session = begin(&app, Purpose::Signup, Some("acct-second-try")).await;
+    let second = insert_certified(&app, &session.merchant_uid, "refused-person");
+    assert_status(
+        redeem(&app, &session.merchant_uid, &second).await,
+        Code::AlreadyExists,
+        "ALREADY_REGISTERED",
+    );
+    let unlinked = app
+        .client
+        .clone()
+        .unlink(UnlinkRequest {
+            account_id: "acct-first-holder".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(unlinked.unlinked);
+
+    assert_status(
+        redeem(&app, &session.merchant_uid, &second).await,
+        Code::AlreadyExists,
+        "ALREADY_REGISTERED",
+    );
+    assert_eq!(
+        count(&app, "SELECT COUNT(*) FROM persons WHERE account_id IS NOT NULL").await,
+        0,
+        "the retry bound nobody"
+    );
+}
+
+/// A retry of a Verify that binds nothing answers as the first call did, though the holder it
+/// was decided on has left since: the REVERIFY passed, so its retry passes.
+#[tokio::test]
+async fn a_reverify_retried_after_the_holder_left_answers_as_it_did() {
+    let app = App::new().adjust(sessions_on).spawn().await;
+    let signup = begin(&app, Purpose::Signup, Some("acct-reverified")).await;
+    let bound = insert_certified(&app, &signup.merchant_uid, "reverified-person");
+    assert!(redeem(&app, &signup.merchant_uid, &bound).await.unwrap().bound);
+
+    let session = begin(&app, Purpose::Reverify, Some("acct-reverified")).await;
+    let imp_uid = insert_certified(&app, &session.merchant_uid, "reverified-person");
+    let first = redeem(&app, &session.merchant_uid, &imp_uid).await.unwrap();
+    assert!(first.reverified_at.is_some());
+    app.client
+        .clone()
+        .unlink(UnlinkRequest {
+            account_id: "acct-reverified".into(),
+        })
+        .await
+        .unwrap();
+    let retry = redeem(&app, &session.merchant_uid, &imp_uid).await.unwrap();
+    assert_eq!(retry, first);
 }

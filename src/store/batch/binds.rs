@@ -194,7 +194,8 @@ const BIND_FRESH: &str = concat!(
       AND NOT EXISTS (SELECT 1 FROM certifications
                       WHERE certifications.provider = seen.provider AND certifications.provider_id = seen.provider_id)
 ), claiming AS (
-    SELECT *, NULL::text AS holder_account_id, NULL::timestamptz AS holder_bound_at, TRUE AS bound FROM fresh
+    SELECT *, NULL::text AS holder_account_id, NULL::timestamptz AS holder_bound_at, TRUE AS bound,
+           NULL::text AS refusal, NULL::timestamptz AS refused_until FROM fresh
 ), claim AS (",
     claim_sessions!("claiming"),
     " RETURNING claiming.n

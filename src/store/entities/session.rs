@@ -22,6 +22,8 @@ pub struct Model {
     pub holder_account_id: Option<String>,
     pub holder_bound_at: Option<DateTimeUtc>,
     pub bound: bool,
+    pub refusal: Option<String>,
+    pub refused_until: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
