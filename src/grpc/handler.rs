@@ -64,15 +64,14 @@ pub(crate) struct Call {
 impl Call {
     fn of<T>(request: &Request<T>) -> Self {
         let extensions = request.extensions();
+        let caller = extensions.get::<Caller>();
         Self {
             // Always set by the deadline layer; without it the call has no time at all.
             deadline: extensions
                 .get::<CallDeadline>()
                 .map_or_else(Instant::now, |deadline| deadline.0),
-            caller: extensions
-                .get::<Caller>()
-                .map_or_else(|| ANONYMOUS.to_owned(), |caller| caller.0.clone()),
-            authenticated: extensions.get::<Caller>().is_some(),
+            caller: caller.map_or_else(|| ANONYMOUS.to_owned(), |caller| caller.0.clone()),
+            authenticated: caller.is_some(),
         }
     }
 
