@@ -60,9 +60,13 @@ FULLNAME = "certification-service"
 RESTRICTED_UID = 65532
 # The PrometheusRule specs as rendered, kept for a look after a failure.
 RENDERED_RULES = os.path.join(TARGET, "chart-render", "rules")
-# The least the chart needs to render: caller tokens (bare defaults are refused on purpose).
-AUTH = {"auth": {"callerTokensSecret": {"name": "certification-service-secrets"}}}
+# The least the chart needs to render: caller tokens and what each caller may call (bare defaults
+# are refused on purpose).
+TOKENS = {"auth": {"callerTokensSecret": {"name": "certification-service-secrets"}}}
+AUTH = {"auth": {"callerTokensSecret": {"name": "certification-service-secrets"},
+                 "callerPermissions": "signup=BeginVerification:SIGNUP+Verify+CheckDuplicate"}}
 AUTH_REFUSAL = "caller authentication is required"
+PERMISSIONS_REFUSAL = "auth.callerPermissions is required"
 # Metrics an alert may name before the service exports them: none today.
 FUTURE_METRICS = set()
 
@@ -487,6 +491,8 @@ def check_auth(render, fail):
         fail("rendered with no caller authentication and without auth.allowUnauthenticated")
     if mtls and not data.get("TLS_CLIENT_CA_FILE"):
         fail("tls.mutual without TLS_CLIENT_CA_FILE")
+    if (secret_ref["name"] or chart_tokens or mtls) and not data.get("CALLER_PERMISSIONS"):
+        fail("authenticated callers without CALLER_PERMISSIONS: the service refuses to start")
     allowed = data.get("ALLOW_UNAUTHENTICATED")
     if values["auth"]["allowUnauthenticated"] != (allowed == "true"):
         fail("ALLOW_UNAUTHENTICATED is %r with auth.allowUnauthenticated=%s" % (allowed, values["auth"]["allowUnauthenticated"]))
@@ -565,6 +571,9 @@ REFUSED = [
      "auth.callerTokensSecret.name"),
     ({"secrets": {"callerTokens": "signup=ignored-with-an-existing-secret"}}, AUTH_REFUSAL),
     ({"auth": {"callerPermissions": "signup=Verify"}}, AUTH_REFUSAL),
+    # Default-deny: authenticated callers need their permissions said, if only as "*".
+    (TOKENS, PERMISSIONS_REFUSAL),
+    ({"tls": {"enabled": True, "existingSecret": "certification-service-tls", "mutual": True}}, PERMISSIONS_REFUSAL),
     (merge(AUTH, {"podDisruptionBudget": {"minAvailable": 2}}), "no node can be drained"),
     (merge(AUTH, {"autoscaling": {"enabled": False}, "replicaCount": 1, "podDisruptionBudget": {"minAvailable": 1}}),
      "no node can be drained"),

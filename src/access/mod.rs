@@ -1,12 +1,12 @@
-//! Who may call what: the callers' names and tokens (CALLER_TOKENS), the methods they may call
-//! (CALLER_PERMISSIONS) and the names of those methods. Configuration parses these; the
-//! transport enforces them.
+//! Who may call what: the callers' names and tokens (CALLER_TOKENS), the methods they may call and
+//! the purposes of the sessions they may begin (CALLER_PERMISSIONS), and the names of those
+//! methods. Configuration parses these; the transport enforces them.
 
 mod method;
 mod permissions;
 mod tokens;
 
-pub(crate) use method::Method;
+pub(crate) use method::{Method, Rpc};
 pub use permissions::{CallerPermissions, CallerPermissionsError};
 pub use tokens::{CallerTokens, CallerTokensError};
 

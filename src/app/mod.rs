@@ -70,6 +70,11 @@ impl Application {
             settings.server.authentication_decided(),
             "no caller authentication: set CALLER_TOKENS (or CALLER_TOKENS_FILE) or TLS_CLIENT_CA_FILE, or ALLOW_UNAUTHENTICATED=true to let anyone who reaches the port call"
         );
+        anyhow::ensure!(
+            settings.server.permissions_decided(),
+            "{}",
+            crate::config::ConfigError::PermissionsUndecided
+        );
         let local_addr = listener.local_addr().context("reading the bound address")?;
         let (health_listener, health_addr) =
             bind_optional(settings.server.health_listen_addr, "HEALTH_LISTEN_ADDR").await?;
@@ -103,7 +108,10 @@ impl Application {
             metrics_addr,
             store,
             portone,
-            grpc: CertificationGrpc::new(Arc::new(service)),
+            grpc: CertificationGrpc::new(
+                Arc::new(service),
+                settings.server.caller_permissions.clone().map(Arc::new),
+            ),
             health,
             settings,
             sandbox: None,

@@ -30,6 +30,7 @@ use super::{
     background::{spawn_deletions, spawn_purge, spawn_readiness},
 };
 use crate::{
+    access::Rpc,
     config::{ServerSettings, ShutdownSettings},
     grpc::{
         Admission, Authenticator, CallSpanLayer, CertificationGrpc, DeadlineLayer, GateLayer, Permission,
@@ -248,11 +249,10 @@ where
     L: Clone,
 {
     let authenticator = authenticator(settings);
+    let permissions = settings.caller_permissions.clone().map(Arc::new);
     let certification = ServiceBuilder::new()
         .layer(CallSpanLayer)
-        .layer(GateLayer::new(Permission::new(
-            settings.caller_permissions.clone(),
-        )))
+        .layer(GateLayer::new(Permission::new(permissions.clone())))
         .layer(GateLayer::new(Admission::new(settings.max_in_flight)))
         .layer(DeadlineLayer::new(settings.request_timeout))
         .layer(GateLayer::new(Readiness::new(ready)))
@@ -263,10 +263,13 @@ where
             "sandbox mode: serving {} on the gRPC port",
             sandbox::grpc::SERVICE
         );
-        InterceptedService::new(
-            SandboxServer::new(SandboxGrpc::new(handle)).max_decoding_message_size(MAX_REQUEST_BYTES),
-            authenticator.clone(),
-        )
+        // It mints identities: a caller needs `Sandbox/Certify` in CALLER_PERMISSIONS.
+        let guarded = ServiceBuilder::new()
+            .layer(GateLayer::new(Permission::only(permissions, Rpc::SandboxCertify)))
+            .service(
+                SandboxServer::new(SandboxGrpc::new(handle)).max_decoding_message_size(MAX_REQUEST_BYTES),
+            );
+        InterceptedService::new(guarded, authenticator.clone())
     });
     let (reflection_v1, reflection_v1alpha) = if settings.grpc_reflection {
         // The same message-size limit as the service: reflection answers anyone who reaches the

@@ -194,8 +194,8 @@ pub struct ServeArgs {
     /// Run `purge` in the background this often, e.g. 24h; unset: only the subcommand purges.
     #[arg(long, env = "PURGE_INTERVAL", value_parser = humantime::parse_duration)]
     pub(crate) purge_interval: Option<Duration>,
-    /// `name=token,…`: every CertificationService call must carry `authorization: Bearer <token>`
-    /// of one of them. `serve` refuses to start with neither this (or its file) nor
+    /// `name=token,…` (a name twice: two tokens, during a rotation): every CertificationService
+    /// call must carry `authorization: Bearer <token>` of one of them. `serve` refuses to start with neither this (or its file) nor
     /// TLS_CLIENT_CA_FILE, unless ALLOW_UNAUTHENTICATED=true.
     #[arg(long, env = "CALLER_TOKENS", hide_env_values = true, value_parser = secret)]
     pub(crate) caller_tokens: Option<Secret>,
@@ -215,8 +215,9 @@ pub struct ServeArgs {
     /// A plain-text port serving only health, for kubelet probes when the gRPC port needs mTLS.
     #[arg(long, env = "HEALTH_LISTEN_ADDR")]
     pub(crate) health_listen_addr: Option<SocketAddr>,
-    /// `name=Method+Method,…` (`*`: every method): which methods each caller may call. Unset:
-    /// every authenticated caller may call every method.
+    /// `name=Item+Item,…`, an item a method or `BeginVerification:SIGNUP|REVERIFY` (`name=*`:
+    /// every method; `*` alone: every caller, every method). Required with CALLER_TOKENS or
+    /// TLS_CLIENT_CA_FILE: nothing is granted by leaving it out.
     #[arg(long, env = "CALLER_PERMISSIONS")]
     pub(crate) caller_permissions: Option<String>,
     /// Serve without caller authentication (no CALLER_TOKENS, no TLS_CLIENT_CA_FILE): anyone who

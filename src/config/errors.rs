@@ -51,6 +51,14 @@ pub enum ConfigError {
     #[error(transparent)]
     CallerPermissions(#[from] CallerPermissionsError),
     #[error(
+        "CALLER_PERMISSIONS names the caller {0:?}, which CALLER_TOKENS does not: a misspelt name would grant nothing to the caller meant"
+    )]
+    UnknownCaller(String),
+    #[error(
+        "CALLER_PERMISSIONS missing: with callers authenticated, say what each may call (e.g. `signup=BeginVerification:SIGNUP+Verify+CheckDuplicate,deletion=Unlink`), or CALLER_PERMISSIONS=* to let every caller call every method"
+    )]
+    PermissionsUndecided,
+    #[error(
         "no caller authentication: set CALLER_TOKENS (or CALLER_TOKENS_FILE) or TLS_CLIENT_CA_FILE; ALLOW_UNAUTHENTICATED=true lets anyone who reaches the port call"
     )]
     NoAuthentication,

@@ -59,7 +59,9 @@ pub struct ServerSettings {
     pub tls: Option<TlsSettings>,
     /// None: no bearer tokens (then mTLS, or ALLOW_UNAUTHENTICATED, must be on).
     pub caller_tokens: Option<CallerTokens>,
-    /// None: every authenticated caller may call every method.
+    /// None only without caller authentication (ALLOW_UNAUTHENTICATED): every caller is then
+    /// the same anonymous one. With tokens or mTLS it must be set (`*` for every caller, every
+    /// method): default-deny.
     pub caller_permissions: Option<CallerPermissions>,
     /// Serve with neither tokens nor mTLS. Only ever set on purpose (`--sandbox`, tests).
     pub allow_unauthenticated: bool,
@@ -81,6 +83,12 @@ impl ServerSettings {
     /// Callers authenticate (tokens or mTLS), or an open port was asked for in so many words.
     pub(crate) fn authentication_decided(&self) -> bool {
         self.caller_tokens.is_some() || self.mutual_tls() || self.allow_unauthenticated
+    }
+
+    /// Authenticated callers have their permissions said, if only as `*`: nothing is granted by
+    /// leaving CALLER_PERMISSIONS out.
+    pub(crate) fn permissions_decided(&self) -> bool {
+        self.caller_permissions.is_some() || (self.caller_tokens.is_none() && !self.mutual_tls())
     }
 }
 

@@ -58,6 +58,7 @@ fn configured() -> super::ServeArgs {
         "--database-url=postgres://service:db-password-value@db/certification",
         "--redis-url=redis://:redis-password-value@redis:6379",
         "--caller-tokens=signup=caller-token-value-0123456789",
+        "--caller-permissions=signup=*",
         "--ci-index-key=c2VjcmV0LWluZGV4LWtleS1mb3ItdGhlLWNsaS10ZXN0cyE=",
         "--ci-encryption-keys=k1:c2VjcmV0LWVuY3J5cHRpb24ta2V5LW9mLTMyLWJ5dGU=",
     ])

@@ -180,6 +180,10 @@ impl ServeArgs {
             server.authentication_decided() || reported,
             ConfigError::NoAuthentication,
         );
+        problems.check(
+            server.permissions_decided() || reported,
+            ConfigError::PermissionsUndecided,
+        );
         usable.then_some(server)
     }
 
@@ -203,6 +207,14 @@ impl ServeArgs {
             .caller_permissions
             .as_ref()
             .and_then(|spec| problems.take(CallerPermissions::parse(spec)));
+        // Tokens name every caller there is: a name they lack is a typo or a caller removed.
+        if let (Some(tokens), Some(permissions)) = (&caller_tokens, &caller_permissions) {
+            let mut unknown: Vec<&str> = permissions.names().filter(|name| !tokens.knows(name)).collect();
+            unknown.sort_unstable();
+            for name in unknown {
+                problems.0.push(ConfigError::UnknownCaller(name.to_owned()));
+            }
+        }
         // Tokens that did not parse were reported already.
         let unparsed_tokens = tokens_given && caller_tokens.is_none();
         (

@@ -15,7 +15,10 @@ pub use identity::{Carrier, Ci, Di, Gender, Identity, PersonName, Phone};
 pub use index_key::{CiIndexKey, IndexKeyError, PersonIndex};
 pub use input::{AccountId, FieldViolation, IdentityVerificationId, ImpUid, MerchantUid, MinAge};
 pub use sealing::{Purpose, Sealed, SealingError, SealingKeys};
-pub(crate) use session::{ExpectedPerson, Redemption, Session, SessionId, SessionSpec, VerificationPurpose};
+pub(crate) use session::{
+    AgeDisclosure, Disclosure, ExpectedPerson, Redemption, Session, SessionId, SessionSpec,
+    VerificationPurpose,
+};
 
 use chrono::{DateTime, Utc};
 

@@ -40,6 +40,56 @@ impl VerificationPurpose {
     pub(crate) fn from_stored(raw: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|purpose| purpose.as_str() == raw)
     }
+
+    /// What its Verify answers: only what the purpose exists for (the table is in the proto's
+    /// VerifyResponse). Whatever is left out never reaches the caller.
+    pub(crate) fn disclosure(self) -> Disclosure {
+        match self {
+            Self::Signup | Self::Reverify => Disclosure::EVERYTHING,
+            // Which account holds the person: the caller's own records of that account say the
+            // rest a recovery screen shows (its masked login, say). Nothing of the person.
+            Self::Recovery => Disclosure {
+                identity: false,
+                holder: true,
+                age: AgeDisclosure::None,
+            },
+            // The decision alone: nothing that identifies the person, nor their exact age.
+            Self::AgeCheck => Disclosure {
+                identity: false,
+                holder: false,
+                age: AgeDisclosure::Decision,
+            },
+        }
+    }
+}
+
+/// What a Verify's answer carries besides the certification record and the outcome.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Disclosure {
+    /// The verified person: name, gender, birth date, phone, carrier, foreigner, CI, DI.
+    pub(crate) identity: bool,
+    /// Which account held the person before the call.
+    pub(crate) holder: bool,
+    pub(crate) age: AgeDisclosure,
+}
+
+/// How much of the age check a Verify answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AgeDisclosure {
+    None,
+    /// The minimum age and whether it is met.
+    Decision,
+    /// The decision and the person's full age.
+    Full,
+}
+
+impl Disclosure {
+    /// Signup, reverify, and a Verify without a session (REQUIRE_SESSION=false).
+    pub(crate) const EVERYTHING: Self = Self {
+        identity: true,
+        holder: true,
+        age: AgeDisclosure::Full,
+    };
 }
 
 /// The merchant_uid the service issued: `vs_` and 32 lowercase hex digits, 128 random bits.

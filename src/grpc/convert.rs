@@ -6,8 +6,9 @@ use prost_types::Timestamp;
 use super::proto;
 use crate::{
     domain::{
-        AccountId, CertificationRef, Ci, ExpectedPerson, FieldViolation, Gender, Holder,
-        IdentityVerificationId, ImpUid, MerchantUid, MinAge, Provider, SessionSpec, VerificationPurpose,
+        AccountId, AgeDisclosure, CertificationRef, Ci, Disclosure, ExpectedPerson, FieldViolation, Gender,
+        Holder, IdentityVerificationId, ImpUid, MerchantUid, MinAge, Provider, SessionSpec,
+        VerificationPurpose,
     },
     service::{Began, DuplicateKey, Verified, VerifyCommand},
 };
@@ -153,7 +154,11 @@ pub(crate) fn duplicate_key(request: proto::CheckDuplicateRequest) -> Result<Dup
     }
 }
 
+/// The answer, as much of it as the session's purpose discloses ([`VerificationPurpose::disclosure`]).
 pub(crate) fn verify_response(verified: Verified) -> proto::VerifyResponse {
+    let disclosure = verified
+        .purpose
+        .map_or(Disclosure::EVERYTHING, VerificationPurpose::disclosure);
     let identity = verified.identity;
     let gender = match identity.gender {
         Gender::Unspecified => proto::Gender::Unspecified,
@@ -162,8 +167,21 @@ pub(crate) fn verify_response(verified: Verified) -> proto::VerifyResponse {
         Gender::Other => proto::Gender::Other,
     };
     let duplicate = duplicate_status(verified.holder_before.as_ref());
+    let age_check = match disclosure.age {
+        AgeDisclosure::None => None,
+        AgeDisclosure::Decision => Some(proto::AgeCheck {
+            age: 0,
+            min_age: verified.age.min_age,
+            satisfied: verified.age.satisfied(),
+        }),
+        AgeDisclosure::Full => Some(proto::AgeCheck {
+            age: verified.age.age,
+            min_age: verified.age.min_age,
+            satisfied: verified.age.satisfied(),
+        }),
+    };
     proto::VerifyResponse {
-        identity: Some(proto::Identity {
+        identity: disclosure.identity.then(|| proto::Identity {
             name: identity.name.expose().to_owned(),
             gender: gender.into(),
             birth_date: identity.birth_date.format("%Y-%m-%d").to_string(),
@@ -185,12 +203,8 @@ pub(crate) fn verify_response(verified: Verified) -> proto::VerifyResponse {
             pg_provider: verified.certification.pg_provider,
             certified_at: Some(timestamp(verified.certified_at)),
         }),
-        age_check: Some(proto::AgeCheck {
-            age: verified.age.age,
-            min_age: verified.age.min_age,
-            satisfied: verified.age.satisfied(),
-        }),
-        duplicate: Some(proto::DuplicateStatus {
+        age_check,
+        duplicate: disclosure.holder.then_some(proto::DuplicateStatus {
             duplicate: duplicate.duplicate,
             account_id: duplicate.account_id,
             bound_at: duplicate.bound_at,

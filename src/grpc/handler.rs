@@ -14,18 +14,21 @@ use super::{
     proto::{self, certification_service_server::CertificationService},
 };
 use crate::{
-    access::Caller,
-    domain::FieldViolation,
+    access::{Caller, CallerPermissions},
+    domain::{FieldViolation, VerificationPurpose},
     service::{IdentityService, ServiceError},
 };
 
 pub(crate) struct CertificationGrpc {
     service: Arc<IdentityService>,
+    /// CALLER_PERMISSIONS, for the purposes a caller may begin (the layers checked its methods
+    /// before the request was read); None: no caller authentication.
+    permissions: Option<Arc<CallerPermissions>>,
 }
 
 impl CertificationGrpc {
-    pub(crate) fn new(service: Arc<IdentityService>) -> Self {
-        Self { service }
+    pub(crate) fn new(service: Arc<IdentityService>, permissions: Option<Arc<CallerPermissions>>) -> Self {
+        Self { service, permissions }
     }
 
     /// The one path of every RPC: `parse` the request into a command, `run` it against the
@@ -54,19 +57,36 @@ impl CertificationGrpc {
 pub(crate) struct Call {
     pub(crate) deadline: Instant,
     pub(crate) caller: String,
+    /// Whether authentication named the caller (else `caller` is `anonymous`).
+    authenticated: bool,
 }
 
 impl Call {
     fn of<T>(request: &Request<T>) -> Self {
         let extensions = request.extensions();
+        let caller = extensions.get::<Caller>();
         Self {
             // Always set by the deadline layer; without it the call has no time at all.
             deadline: extensions
                 .get::<CallDeadline>()
                 .map_or_else(Instant::now, |deadline| deadline.0),
-            caller: extensions
-                .get::<Caller>()
-                .map_or_else(|| ANONYMOUS.to_owned(), |caller| caller.0.clone()),
+            caller: caller.map_or_else(|| ANONYMOUS.to_owned(), |caller| caller.0.clone()),
+            authenticated: caller.is_some(),
+        }
+    }
+
+    /// PURPOSE_NOT_ALLOWED unless CALLER_PERMISSIONS lets this caller begin `purpose` sessions.
+    fn may_begin(
+        &self,
+        permissions: Option<&CallerPermissions>,
+        purpose: VerificationPurpose,
+    ) -> Result<(), ServiceError> {
+        let caller = self.authenticated.then_some(self.caller.as_str());
+        match permissions {
+            Some(permissions) if !permissions.may_begin(caller, purpose) => {
+                Err(ServiceError::PurposeNotAllowed { purpose })
+            }
+            _ => Ok(()),
         }
     }
 }
@@ -77,10 +97,14 @@ impl CertificationService for CertificationGrpc {
         &self,
         request: Request<proto::BeginVerificationRequest>,
     ) -> Result<Response<proto::BeginVerificationResponse>, Status> {
+        let permissions = self.permissions.clone();
         self.unary(
             request,
             convert::session_spec,
-            |service, spec, call| async move { service.begin_verification(spec, &call.caller).await },
+            |service, spec, call| async move {
+                call.may_begin(permissions.as_deref(), spec.purpose)?;
+                service.begin_verification(spec, &call.caller).await
+            },
             convert::begin_response,
         )
         .await

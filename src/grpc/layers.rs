@@ -22,7 +22,7 @@ use tonic::{Status, server::NamedService};
 use tracing::Instrument;
 
 use super::{SERVICE, deadline::deadline, status::Refusal};
-use crate::access::{Caller, CallerPermissions, Method};
+use crate::access::{Caller, CallerPermissions, Method, Rpc};
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
@@ -140,14 +140,30 @@ where
     }
 }
 
-/// CALLER_PERMISSIONS, first: a refused call costs nothing. None lets every authenticated
-/// caller call every method.
+/// CALLER_PERMISSIONS, first: a refused call costs nothing. None (no caller authentication)
+/// lets every call through.
 #[derive(Clone, Debug)]
-pub(crate) struct Permission(Option<Arc<CallerPermissions>>);
+pub(crate) struct Permission {
+    permissions: Option<Arc<CallerPermissions>>,
+    /// None: CertificationService, each call by its method; set: every call of the guarded
+    /// service is this one (the sandbox's service has one RPC).
+    only: Option<Rpc>,
+}
 
 impl Permission {
-    pub(crate) fn new(permissions: Option<CallerPermissions>) -> Self {
-        Self(permissions.map(Arc::new))
+    pub(crate) fn new(permissions: Option<Arc<CallerPermissions>>) -> Self {
+        Self {
+            permissions,
+            only: None,
+        }
+    }
+
+    /// For a service whose every call is `rpc`.
+    pub(crate) fn only(permissions: Option<Arc<CallerPermissions>>, rpc: Rpc) -> Self {
+        Self {
+            permissions,
+            only: Some(rpc),
+        }
     }
 }
 
@@ -155,17 +171,18 @@ impl Gate for Permission {
     type Pass = ();
 
     fn check<B>(&self, request: &http::Request<B>) -> Result<(), Status> {
-        let (Some(permissions), Some(method)) = (&self.0, method_of(request)) else {
+        let rpc = self.only.or_else(|| method_of(request).map(Rpc::Certification));
+        let (Some(permissions), Some(rpc)) = (&self.permissions, rpc) else {
             return Ok(());
         };
         let caller = request
             .extensions()
             .get::<Caller>()
             .map(|caller| caller.0.as_str());
-        if permissions.allows(caller, method) {
+        if permissions.allows(caller, rpc) {
             Ok(())
         } else {
-            Err(Refusal::MethodNotAllowed { method }.into())
+            Err(Refusal::MethodNotAllowed { rpc }.into())
         }
     }
 }

@@ -10,7 +10,7 @@ use tonic_types::{ErrorDetails, StatusExt};
 
 use super::ERROR_DOMAIN;
 use crate::{
-    access::Method,
+    access::Rpc,
     domain::FieldViolation,
     service::{DEADLINE_EXCEEDED, ErrorKind, ServiceError},
     telemetry::log_limit::LogLimit,
@@ -29,8 +29,8 @@ pub(crate) enum Refusal {
     #[error("the caller token does not belong to the client certificate's caller")]
     CallerMismatch,
     /// CALLER_PERMISSIONS does not let this caller call this method.
-    #[error("this caller may not call {}", .method.as_str())]
-    MethodNotAllowed { method: Method },
+    #[error("this caller may not call {}", .rpc.as_str())]
+    MethodNotAllowed { rpc: Rpc },
     /// MAX_IN_FLIGHT calls are in progress: refused at once rather than queued.
     #[error("overloaded: {limit} calls already in flight, retry shortly")]
     Overloaded { limit: usize },
@@ -61,8 +61,8 @@ impl From<Refusal> for Status {
                 }
                 reasoned(Code::Unauthenticated, "CALLER_MISMATCH", message, [])
             }
-            Refusal::MethodNotAllowed { method } => {
-                let method = method.as_str();
+            Refusal::MethodNotAllowed { rpc } => {
+                let method = rpc.as_str();
                 if let Some(suppressed) = REFUSED_PERMISSION.admit() {
                     tracing::warn!(
                         method,
@@ -123,6 +123,7 @@ fn code_of(kind: ErrorKind) -> Code {
         ErrorKind::InvalidArgument => Code::InvalidArgument,
         ErrorKind::NotFound => Code::NotFound,
         ErrorKind::AlreadyExists => Code::AlreadyExists,
+        ErrorKind::PermissionDenied => Code::PermissionDenied,
         ErrorKind::FailedPrecondition => Code::FailedPrecondition,
         ErrorKind::Unavailable => Code::Unavailable,
         ErrorKind::Aborted => Code::Aborted,

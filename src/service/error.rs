@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 
 use super::ProviderError;
 use crate::{
-    domain::{AgeCheck, BindConflict, FieldViolation},
+    domain::{AgeCheck, BindConflict, FieldViolation, VerificationPurpose},
     store::StoreError,
     telemetry::{log_limit::LogLimit, metrics},
 };
@@ -25,6 +25,8 @@ pub(crate) enum ErrorKind {
     InvalidArgument,
     NotFound,
     AlreadyExists,
+    /// The caller may not do this (CALLER_PERMISSIONS).
+    PermissionDenied,
     /// The request is well formed but the facts refuse it.
     FailedPrecondition,
     /// Worth retrying later.
@@ -100,12 +102,16 @@ pub(crate) enum ServiceError {
     /// The certified person is not the one expected; the fields, never their values.
     #[error("the certified person differs from the expected one in: {}", fields.join(","))]
     IdentityMismatch { fields: Vec<&'static str> },
+    /// CALLER_PERMISSIONS grants this caller BeginVerification for other purposes only.
+    #[error("this caller may not begin {} sessions", purpose_name(*.purpose))]
+    PurposeNotAllowed { purpose: VerificationPurpose },
 }
 
 /// Per-call warnings about outages, at most one line a second each.
 static STORE_DOWN: LogLimit = LogLimit::per(Duration::from_secs(1));
 static STORE_CONTENDED: LogLimit = LogLimit::per(Duration::from_secs(1));
 static PROVIDER_DOWN: LogLimit = LogLimit::per(Duration::from_secs(1));
+static PURPOSE_REFUSED: LogLimit = LogLimit::per(Duration::from_secs(1));
 
 impl ServiceError {
     /// The machine-readable reason callers see (`google.rpc.ErrorInfo.reason`) and metrics count.
@@ -132,6 +138,7 @@ impl ServiceError {
             Self::CiUnavailable => "CI_UNAVAILABLE",
             Self::TestChannel => "TEST_CHANNEL",
             Self::CertificationDeleted => "CERTIFICATION_DELETED",
+            Self::PurposeNotAllowed { .. } => "PURPOSE_NOT_ALLOWED",
             Self::Upstream(P::NotFound) => "CERTIFICATION_NOT_FOUND",
             Self::Upstream(P::Unavailable(_) | P::CircuitOpen { .. }) => "UPSTREAM_UNAVAILABLE",
             Self::Upstream(P::CredentialsRejected) => "UPSTREAM_AUTH_FAILED",
@@ -152,6 +159,7 @@ impl ServiceError {
             Self::InvalidArgument(_) | Self::SessionMismatch { .. } => K::InvalidArgument,
             Self::SessionNotFound | Self::Upstream(P::NotFound) => K::NotFound,
             Self::Conflict(_) => K::AlreadyExists,
+            Self::PurposeNotAllowed { .. } => K::PermissionDenied,
             Self::NotCertified
             | Self::CertificationExpired { .. }
             | Self::MerchantMismatch
@@ -235,6 +243,7 @@ impl ServiceError {
             Self::SessionExpired { expires_at } => vec![("expired_at", expires_at.to_rfc3339())],
             // The names of the fields only: their values are personal data.
             Self::IdentityMismatch { fields } => vec![("fields", fields.join(","))],
+            Self::PurposeNotAllowed { purpose } => vec![("purpose", purpose_name(*purpose))],
             Self::Upstream(ProviderError::NotConfigured(provider)) => {
                 vec![("provider", provider.as_str().to_owned())]
             }
@@ -303,10 +312,24 @@ impl ServiceError {
                 );
             }
             Self::Upstream(P::Malformed(cause)) => tracing::error!(%cause, "portone answer malformed"),
+            Self::PurposeNotAllowed { purpose } => {
+                if let Some(suppressed) = PURPOSE_REFUSED.admit() {
+                    tracing::warn!(
+                        purpose = purpose.as_str(),
+                        suppressed,
+                        "session refused: CALLER_PERMISSIONS does not allow its purpose"
+                    );
+                }
+            }
             // Logged once when the circuit opens, not per refused call.
             _ => {}
         }
     }
+}
+
+/// A purpose as the proto names it (`PURPOSE_AGE_CHECK`), for the caller.
+fn purpose_name(purpose: VerificationPurpose) -> String {
+    format!("PURPOSE_{}", purpose.as_str().to_ascii_uppercase())
 }
 
 fn conflict_text(conflict: BindConflict) -> &'static str {
@@ -354,6 +377,9 @@ mod tests {
             ServiceError::CiUnavailable,
             ServiceError::TestChannel,
             ServiceError::CertificationDeleted,
+            ServiceError::PurposeNotAllowed {
+                purpose: VerificationPurpose::AgeCheck,
+            },
             ProviderError::NotFound.into(),
             ProviderError::Unavailable("x".into()).into(),
             ProviderError::CircuitOpen {

@@ -2,7 +2,7 @@
 //! health stays open for the kubelet.
 
 use certification_service::{
-    access::CallerTokens,
+    access::{CallerPermissions, CallerTokens},
     app::SERVICE_NAME,
     config::Settings,
     grpc::proto::{CheckDuplicateRequest, UnlinkRequest, check_duplicate_request::Key},
@@ -20,6 +20,7 @@ const RECOVERY_TOKEN: &str = "recovery-token-0123456789abcdef";
 fn authenticated(settings: &mut Settings) {
     let tokens = format!("signup={SIGNUP_TOKEN},recovery={RECOVERY_TOKEN}");
     settings.server.caller_tokens = Some(CallerTokens::parse(&tokens).unwrap());
+    settings.server.caller_permissions = Some(CallerPermissions::parse("*").unwrap());
 }
 
 fn with_authorization<T>(message: T, value: Option<&str>) -> Request<T> {
@@ -108,8 +109,12 @@ async fn each_configured_token_is_accepted_and_health_needs_none() {
 #[tokio::test]
 async fn the_callers_name_is_logged_and_its_token_never() {
     let tokens = format!("signup={SIGNUP_TOKEN}");
-    let setup =
-        crate::fleet::process_beside_fleet(&[("RUST_LOG", "debug"), ("CALLER_TOKENS", &tokens)]).await;
+    let setup = crate::fleet::process_beside_fleet(&[
+        ("RUST_LOG", "debug"),
+        ("CALLER_TOKENS", &tokens),
+        ("CALLER_PERMISSIONS", "*"),
+    ])
+    .await;
     let service = &setup.service;
     service.wait_serving().await;
     let channel = tonic::transport::Channel::from_shared(format!("http://{}", service.address))

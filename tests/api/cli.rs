@@ -44,15 +44,37 @@ fn serve_without_credentials_or_sandbox_refuses_and_says_what_to_set() {
     );
 }
 
-/// Runs `serve` with these variables, expects a refusal, and returns everything it printed.
+/// Runs `serve` with these variables, expects a refusal, and returns everything it printed. A
+/// `serve` that starts instead is stopped and fails the test, rather than hanging it.
 fn refused_serve(env: &[(&str, &str)]) -> String {
     let dir = tempfile::tempdir().unwrap();
-    let output = service()
-        .args(["serve", "--grpc-listen-addr", "127.0.0.1:0"])
+    let mut child = service()
+        .args([
+            "serve",
+            "--grpc-listen-addr",
+            "127.0.0.1:0",
+            "--metrics-listen-addr",
+            "off",
+        ])
         .envs(env.iter().copied())
         .current_dir(dir.path())
-        .output()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            let output = child.wait_with_output().unwrap();
+            panic!(
+                "serve started instead of refusing:\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().unwrap();
     assert!(!output.status.success());
     format!(
         "{}{}",
@@ -110,6 +132,70 @@ fn serve_without_caller_authentication_refuses_unless_allowed_in_so_many_words()
     assert!(blank.contains("CALLER_TOKENS holds no entry"), "{blank}");
     let garbled = refused_serve(&with_keys(&[("CALLER_TOKENS", "signup")]));
     assert!(garbled.contains("CALLER_TOKENS entry 1"), "{garbled}");
+}
+
+#[test]
+fn serve_with_authenticated_callers_and_no_caller_permissions_refuses_and_names_the_choice() {
+    let tokens = ("CALLER_TOKENS", "signup=signup-token-0123456789abcdef");
+    let everything = refused_serve(&with_keys(&[tokens]));
+    assert!(
+        everything.contains("CALLER_PERMISSIONS missing") && everything.contains("CALLER_PERMISSIONS=*"),
+        "{everything}"
+    );
+    // mTLS names callers too (the CA file is read first: a missing one is its own problem).
+    let dir = tempfile::tempdir().unwrap();
+    let pem = dir.path().join("any.pem");
+    std::fs::write(&pem, "not read as PEM at start").unwrap();
+    let pem = pem.display().to_string();
+    let mutual = refused_serve(&with_keys(&[
+        ("TLS_CERT_FILE", &pem),
+        ("TLS_KEY_FILE", &pem),
+        ("TLS_CLIENT_CA_FILE", &pem),
+    ]));
+    assert!(mutual.contains("CALLER_PERMISSIONS missing"), "{mutual}");
+}
+
+#[test]
+fn serve_refuses_unknown_callers_comments_unusable_and_guessable_tokens() {
+    let token = "signup-token-0123456789abcdef";
+    let cases: [(&str, &str, &str); 5] = [
+        (
+            "signup=signup-token-0123456789abcdef",
+            "signup=BeginVerification+Verify,singup=Unlink",
+            "names the caller \"singup\", which CALLER_TOKENS does not",
+        ),
+        (
+            "signup=signup-token-0123456789abcdef,#old=old-token-0123456789abcdef",
+            "signup=*",
+            "CALLER_TOKENS entry 2 starts with `#`",
+        ),
+        (
+            "signup=signup-token-0123456789abcdéf",
+            "signup=*",
+            "CALLER_TOKENS entry 1: the token must be printable ASCII",
+        ),
+        (
+            "signup=abababababababababababababababab",
+            "signup=*",
+            "CALLER_TOKENS entry 1: the token is guessable",
+        ),
+        (
+            "signup=0000000000000000000000000000000000000001",
+            "signup=*",
+            "CALLER_TOKENS entry 1: the token is guessable",
+        ),
+    ];
+    for (tokens, permissions, expected) in cases {
+        let everything = refused_serve(&with_keys(&[
+            ("CALLER_TOKENS", tokens),
+            ("CALLER_PERMISSIONS", permissions),
+        ]));
+        assert!(
+            everything.contains(expected),
+            "{tokens}, {permissions}:\n{everything}"
+        );
+        assert!(!everything.contains(token), "a token printed:\n{everything}");
+    }
 }
 
 #[test]

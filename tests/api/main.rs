@@ -18,6 +18,7 @@ mod input;
 mod lookup;
 mod metrics;
 mod overload;
+mod permissions;
 mod portone_v2;
 mod processes;
 mod protection;

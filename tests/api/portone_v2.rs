@@ -158,7 +158,9 @@ async fn test_channels_pass_when_allowed_and_absent_fields_stay_absent() {
         })
         .spawn()
         .await;
-    let id = begin_v2(&app, Purpose::AgeCheck, None).await;
+    // A signup without an account: it answers the identity (an age check would not) and binds
+    // nothing.
+    let id = begin_v2(&app, Purpose::Signup, None).await;
     certify(
         &app,
         v2_request(&id, Person::Inicis)
@@ -177,7 +179,7 @@ async fn test_channels_pass_when_allowed_and_absent_fields_stay_absent() {
     );
 
     // Danal without the phone contract: no phone, no carrier, and nothing invented.
-    let id = begin_v2(&app, Purpose::AgeCheck, None).await;
+    let id = begin_v2(&app, Purpose::Signup, None).await;
     certify(&app, v2_request(&id, Person::NoPhone).person_key("v2-no-phone"))
         .await
         .unwrap();

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 
 use certification_service::{
-    access::CallerTokens,
+    access::{CallerPermissions, CallerTokens},
     grpc::proto::{Gender, VerifyRequest},
     sandbox::{
         grpc::proto::{CertifyRequest, Person},
@@ -284,7 +284,10 @@ async fn the_sandbox_service_needs_a_caller_token_like_certification_service() {
     let token = "signup-token-0123456789abcdef";
     let tokens = CallerTokens::parse(&format!("signup={token}")).unwrap();
     let app = App::new()
-        .adjust(|settings| settings.server.caller_tokens = Some(tokens))
+        .adjust(|settings| {
+            settings.server.caller_tokens = Some(tokens);
+            settings.server.caller_permissions = Some(CallerPermissions::parse("*").unwrap());
+        })
         .spawn()
         .await;
     let without_token = app

@@ -304,6 +304,7 @@ async fn a_flood_of_refused_calls_logs_a_few_lines_not_one_each() {
     let database_url = format!("sqlite://{}/flood.db?mode=rwc", data.path().display());
     let service = ServiceProcess::start(&[
         ("CALLER_TOKENS", &format!("signup={SIGNUP}")),
+        ("CALLER_PERMISSIONS", "*"),
         ("ALLOW_UNAUTHENTICATED", "false"),
         ("DATABASE_URL", &database_url),
         ("PORTONE_IMP_KEY", "key"),

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use certification_service::{
-    access::CallerTokens,
+    access::{CallerPermissions, CallerTokens},
     config::Settings,
     grpc::proto::{
         BeginVerificationRequest, BeginVerificationResponse, ExpectedPerson, Provider, Purpose,
@@ -147,6 +147,7 @@ async fn a_session_is_redeemable_only_by_the_caller_that_began_it() {
         .adjust(|settings| {
             sessions_on(settings);
             settings.server.caller_tokens = Some(tokens);
+            settings.server.caller_permissions = Some(CallerPermissions::parse("*").unwrap());
         })
         .spawn()
         .await;

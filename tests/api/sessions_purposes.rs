@@ -78,7 +78,7 @@ async fn reverify_confirms_the_accounts_own_person_only() {
 }
 
 #[tokio::test]
-async fn an_age_check_reports_the_age_and_binds_nothing() {
+async fn an_age_check_reports_the_age_decision_and_binds_nothing() {
     let app = App::new().adjust(sessions_on).spawn().await;
     let session = begin_with(
         &app,
@@ -93,7 +93,8 @@ async fn an_age_check_reports_the_age_and_binds_nothing() {
     let imp_uid = insert_certified(&app, &session.merchant_uid, "of-age");
     let answer = redeem(&app, &session.merchant_uid, &imp_uid).await.unwrap();
     let age = answer.age_check.unwrap();
-    assert!(age.satisfied && age.min_age == 19 && age.age >= 30);
+    // The decision; the exact age is withheld (permissions.rs).
+    assert!(age.satisfied && age.min_age == 19 && age.age == 0);
     assert!(!answer.bound);
     assert_eq!(count(&app, "SELECT COUNT(*) FROM persons").await, 0);
 }

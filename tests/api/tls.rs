@@ -75,6 +75,10 @@ fn serving_tls(pki: &Pki, mutual: bool) -> impl FnOnce(&mut Settings) {
     move |settings| {
         settings.server.tls = Some(tls);
         settings.server.health_listen_addr = Some("127.0.0.1:0".parse().unwrap());
+        if mutual {
+            settings.server.caller_permissions =
+                Some(certification_service::access::CallerPermissions::parse("*").unwrap());
+        }
     }
 }
 
@@ -194,6 +198,7 @@ async fn the_callers_name_comes_from_its_certificate() {
         ("TLS_CERT_FILE", &cert_file),
         ("TLS_KEY_FILE", &key_file),
         ("TLS_CLIENT_CA_FILE", &ca_file),
+        ("CALLER_PERMISSIONS", "*"),
     ])
     .await;
     let service = &setup.service;

@@ -112,11 +112,17 @@ seccompProfile:
 {{- end }}
 
 {{/* The service refuses to serve without caller authentication (issue 13), and so does the chart:
-caller tokens (a Secret key, or the chart's Secret), or mTLS, or the explicit development escape. */}}
+caller tokens (a Secret key, or the chart's Secret), or mTLS, or the explicit development escape;
+and with authentication, without caller permissions. */}}
 {{- define "cs.requireCallerAuth" -}}
 {{- $tokens := or .Values.auth.callerTokensSecret.name (and (not .Values.secrets.existingSecret) .Values.secrets.callerTokens) }}
 {{- $mtls := and .Values.tls.enabled .Values.tls.mutual }}
 {{- if not (or $tokens $mtls .Values.auth.allowUnauthenticated) }}
 {{- fail "caller authentication is required: set auth.callerTokensSecret.name (a Secret with the key CALLER_TOKENS), or secrets.callerTokens (chart-made Secret), or tls.enabled=true with tls.mutual=true (mTLS); auth.allowUnauthenticated=true is for trusted development clusters only" }}
+{{- end }}
+{{- /* Default-deny (issue 29): authenticated callers get what auth.callerPermissions grants, and
+the service refuses to start without it; "*" grants everything, in so many words. */}}
+{{- if and (or $tokens $mtls) (not .Values.auth.callerPermissions) }}
+{{- fail "auth.callerPermissions is required with caller authentication: say what each caller may call, e.g. signup=BeginVerification:SIGNUP+Verify+CheckDuplicate,deletion=Unlink (escape the comma in --set), or \"*\" to let every caller call every method" }}
 {{- end }}
 {{- end }}
