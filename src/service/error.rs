@@ -410,7 +410,7 @@ mod tests {
             let kind = *kinds.entry(error.reason()).or_insert(error.kind());
             assert_eq!(kind, error.kind(), "{} has two kinds", error.reason());
         }
-        assert_eq!(kinds.len(), 30);
+        assert_eq!(kinds.len(), 31);
     }
 
     #[test]
