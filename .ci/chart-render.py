@@ -506,6 +506,8 @@ def check_auth(render, fail):
         if source != (client_ca["name"], client_ca["key"]):
             fail("TLS_CLIENT_CA_FILE %r is %s, not key %s of tls.clientCaSecret %s"
                  % (data["TLS_CLIENT_CA_FILE"], source, client_ca["key"], client_ca["name"]))
+        if data.get("TLS_CALLER_SAN") != values["tls"]["callerSan"]:
+            fail("TLS_CALLER_SAN is %r, tls.callerSan %r" % (data.get("TLS_CALLER_SAN"), values["tls"]["callerSan"]))
     allowed = data.get("ALLOW_UNAUTHENTICATED")
     if values["auth"]["allowUnauthenticated"] != (allowed == "true"):
         fail("ALLOW_UNAUTHENTICATED is %r with auth.allowUnauthenticated=%s" % (allowed, values["auth"]["allowUnauthenticated"]))
