@@ -478,7 +478,19 @@ def check_auth(render, fail):
     server = render.one("Deployment")["spec"]["template"]["spec"]["containers"][0]
     tokens_env = [v for v in server.get("env", []) if v["name"] in ("CALLER_TOKENS", "CALLER_TOKENS_FILE")]
     secret_ref = values["auth"]["callerTokensSecret"]
-    if secret_ref["name"]:
+    server_secret = values["secrets"]["existingSecret"] or FULLNAME
+    if secret_ref["name"] and secret_ref["name"] != server_secret:
+        # The service supports CALLER_TOKENS_FILE: a Secret of its own is mounted, not put in the
+        # environment.
+        if [v["name"] for v in tokens_env] != ["CALLER_TOKENS_FILE"]:
+            fail("auth.callerTokensSecret %s (not the pods' Secret) is not mounted as CALLER_TOKENS_FILE alone: %s"
+                 % (secret_ref["name"], [v["name"] for v in tokens_env]))
+        else:
+            source = mounted_secret(render.one("Deployment"), server, tokens_env[0].get("value", ""))
+            if source != (secret_ref["name"], secret_ref["key"]):
+                fail("CALLER_TOKENS_FILE %r is %s, not key %s of Secret %s"
+                     % (tokens_env[0].get("value"), source, secret_ref["key"], secret_ref["name"]))
+    elif secret_ref["name"]:
         expected = {"name": secret_ref["name"], "key": secret_ref["key"]}
         refs = [((v.get("valueFrom") or {}).get("secretKeyRef") or {}) for v in tokens_env]
         if not any({k: r.get(k) for k in ("name", "key")} == expected and not r.get("optional") for r in refs):
@@ -491,6 +503,15 @@ def check_auth(render, fail):
         fail("rendered with no caller authentication and without auth.allowUnauthenticated")
     if mtls and not data.get("TLS_CLIENT_CA_FILE"):
         fail("tls.mutual without TLS_CLIENT_CA_FILE")
+    elif mtls:
+        # The callers' CA is its own value, never the server certificate's Secret by default.
+        client_ca = values["tls"]["clientCaSecret"]
+        source = mounted_secret(render.one("Deployment"), server, data["TLS_CLIENT_CA_FILE"])
+        if source != (client_ca["name"], client_ca["key"]):
+            fail("TLS_CLIENT_CA_FILE %r is %s, not key %s of tls.clientCaSecret %s"
+                 % (data["TLS_CLIENT_CA_FILE"], source, client_ca["key"], client_ca["name"]))
+        if data.get("TLS_CALLER_SAN") != values["tls"]["callerSan"]:
+            fail("TLS_CALLER_SAN is %r, tls.callerSan %r" % (data.get("TLS_CALLER_SAN"), values["tls"]["callerSan"]))
     if (secret_ref["name"] or chart_tokens or mtls) and not data.get("CALLER_PERMISSIONS"):
         fail("authenticated callers without CALLER_PERMISSIONS: the service refuses to start")
     allowed = data.get("ALLOW_UNAUTHENTICATED")
@@ -505,6 +526,101 @@ def check_auth(render, fail):
             for container in pod_spec(doc).get("initContainers", []) + pod_spec(doc)["containers"]:
                 if any(v["name"].startswith("CALLER_TOKENS") for v in container.get("env", [])):
                     fail("%s/%s container %s gets caller tokens it has no use for" % (kind, doc["metadata"]["name"], container["name"]))
+
+
+def mounted_secret(deployment, container, path):
+    """(Secret, key) a file path in a container comes from, or None."""
+    volumes = {volume["name"]: volume for volume in pod_spec(deployment).get("volumes", [])}
+    for mount in container.get("volumeMounts", []):
+        directory = mount["mountPath"].rstrip("/") + "/"
+        if not path.startswith(directory) or "subPath" in mount:
+            continue
+        secret = volumes.get(mount["name"], {}).get("secret")
+        if not secret:
+            return None
+        relative = path[len(directory):]
+        items = secret.get("items")
+        if items is None:
+            return secret["secretName"], relative
+        for item in items:
+            if item["path"] == relative:
+                return secret["secretName"], item["key"]
+    return None
+
+
+def server_config(render):
+    configs = [doc for doc in render.kinds("ConfigMap", hooks=False) if doc["metadata"]["name"] == FULLNAME]
+    return configs[0]["data"] if len(configs) == 1 else {}
+
+
+def check_replicas(render, fail):
+    """`helm install --wait` waits for the replicas the Deployment names: with the HPA on, its
+    minimum (without the field a new Deployment has one pod until the HPA acts)."""
+    values = render.values
+    expected = values["autoscaling"]["minReplicas"] if values["autoscaling"]["enabled"] else values["replicaCount"]
+    replicas = render.one("Deployment")["spec"].get("replicas")
+    if replicas != expected:
+        fail("the Deployment's replicas are %r, not %d (%s)" % (
+            replicas, expected, "autoscaling.minReplicas" if values["autoscaling"]["enabled"] else "replicaCount"))
+
+
+def check_purge(render, fail):
+    """Retention is enforced by the pods themselves unless the values turn it off."""
+    interval = render.values["config"]["purgeInterval"]
+    found = server_config(render).get("PURGE_INTERVAL")
+    if (found or "") != interval:
+        fail("PURGE_INTERVAL is %r, config.purgeInterval %r" % (found, interval))
+
+
+def check_secret_rollout(render, fail):
+    """A change of a Secret the pods read rolls them: the chart's own by checksum, the operator's
+    by the checksum value it sets."""
+    annotations = render.one("Deployment")["spec"]["template"]["metadata"].get("annotations") or {}
+    if not render.values["secrets"]["existingSecret"] and not annotations.get("checksum/secret"):
+        fail("the chart makes the Secret but the pods carry no checksum/secret annotation")
+    given = render.values["secrets"]["existingSecretsChecksum"]
+    if annotations.get("checksum/existing-secrets", "") != given:
+        fail("checksum/existing-secrets is %r, secrets.existingSecretsChecksum %r"
+             % (annotations.get("checksum/existing-secrets"), given))
+
+
+def database_url_sources(container):
+    """Where a container's DATABASE_URL comes from: a (Secret, key) of an env entry, else the
+    Secrets it takes whole."""
+    for variable in container.get("env", []):
+        if variable["name"] == "DATABASE_URL":
+            reference = (variable.get("valueFrom") or {}).get("secretKeyRef") or {}
+            return [(reference.get("name"), reference.get("key"))]
+    return [(source["secretRef"]["name"], "DATABASE_URL") for source in container.get("envFrom", []) if "secretRef" in source]
+
+
+def check_migrations_role(render, fail):
+    """With a migration role set, the migrations (hook Job or init container) connect as it and the
+    server never sees it."""
+    values = render.values
+    role = values["migrations"]["databaseUrlSecret"]
+    chart_role = values["secrets"]["migrationsDatabaseUrl"]
+    migrators = [c for doc in render.kinds("Job") for c in pod_spec(doc)["containers"]]
+    deployment = render.one("Deployment")
+    migrators += pod_spec(deployment).get("initContainers", [])
+    server = [c for c in pod_spec(deployment)["containers"] if c["name"] == "certification-service"][0]
+    if role["name"]:
+        for container in migrators:
+            if database_url_sources(container) != [(role["name"], role["key"])]:
+                fail("the %s container takes DATABASE_URL from %s, not migrations.databaseUrlSecret %s/%s"
+                     % (container["name"], database_url_sources(container), role["name"], role["key"]))
+        if not migrators:
+            fail("migrations.databaseUrlSecret is set but nothing runs the migrations")
+        if (role["name"], role["key"]) in database_url_sources(server) or any(
+                (volume.get("secret") or {}).get("secretName") == role["name"] for volume in pod_spec(deployment).get("volumes", [])):
+            fail("the server container reads the migration role's Secret %s" % role["name"])
+    if chart_role:
+        hook_secrets = [doc for doc in render.kinds("Secret", hooks=True)]
+        if len(hook_secrets) != 1 or hook_secrets[0]["stringData"].get("DATABASE_URL") != chart_role:
+            fail("secrets.migrationsDatabaseUrl is not the hook Secret's DATABASE_URL")
+        for doc in render.kinds("Secret", hooks=False):
+            if chart_role in (doc.get("stringData") or {}).values():
+                fail("the migration role's URL is in the server's Secret %s" % doc["metadata"]["name"])
 
 
 def exported_metrics():
@@ -573,7 +689,8 @@ REFUSED = [
     ({"auth": {"callerPermissions": "signup=Verify"}}, AUTH_REFUSAL),
     # Default-deny: authenticated callers need their permissions said, if only as "*".
     (TOKENS, PERMISSIONS_REFUSAL),
-    ({"tls": {"enabled": True, "existingSecret": "certification-service-tls", "mutual": True}}, PERMISSIONS_REFUSAL),
+    ({"tls": {"enabled": True, "existingSecret": "certification-service-tls", "mutual": True,
+              "clientCaSecret": {"name": "certification-service-client-ca"}}}, PERMISSIONS_REFUSAL),
     (merge(AUTH, {"podDisruptionBudget": {"minAvailable": 2}}), "no node can be drained"),
     (merge(AUTH, {"autoscaling": {"enabled": False}, "replicaCount": 1, "podDisruptionBudget": {"minAvailable": 1}}),
      "no node can be drained"),
@@ -585,10 +702,18 @@ REFUSED = [
     (merge(AUTH, {"config": {"clockSkew": "60"}}), "clockSkew"),
     (merge(AUTH, {"config": {"databaseLockTimeout": "3 s"}}), "databaseLockTimeout"),
     (merge(AUTH, {"auth": {"callerPermissions": "signup"}}), "callerPermissions"),
+    # mTLS names the callers' CA itself: the server certificate's issuer is not reused silently.
+    ({"tls": {"enabled": True, "existingSecret": "certification-service-tls", "mutual": True},
+      "auth": {"callerPermissions": "*"}},
+     "tls.clientCaSecret.name is required"),
+    (merge(AUTH, {"migrations": {"mode": "none", "databaseUrlSecret": {"name": "migrator"}}}), "migrations.mode"),
+    (merge(AUTH, {"secrets": {"migrationsDatabaseUrl": "postgres://owner@postgres/certification"}}),
+     "secrets.migrationsDatabaseUrl is used only without secrets.existingSecret"),
 ]
 
 CHECKS = [check_probes, check_security_context, check_hooks, check_selectors, check_network_policy,
-          check_disruption_budget, check_notes, check_auth]
+          check_disruption_budget, check_notes, check_auth, check_replicas, check_purge,
+          check_secret_rollout, check_migrations_role]
 
 
 # --- promtool ------------------------------------------------------------------------------------
@@ -643,6 +768,32 @@ def check_rules(rule_files):
     return failures
 
 
+def check_defaults(helm, defaults):
+    """What the defaults promise, beyond each render matching its values."""
+    failures = []
+    render = Render(helm, "defaults", AUTH, merge(defaults, AUTH), KUBE_VERSIONS[0])
+    if not server_config(render).get("PURGE_INTERVAL"):
+        failures.append("defaults: no background purge (PURGE_INTERVAL): sessions, certifications and finished "
+                        "deletions would stay forever, against SECURITY.md's retention")
+    if render.one("Deployment")["spec"].get("replicas") != defaults["autoscaling"]["minReplicas"]:
+        failures.append("defaults: the Deployment does not start at the HPA's minimum")
+    # The chart's own Secret: a change of any credential in it changes the pods' checksum.
+    chart_secret = {"secrets": {"existingSecret": "", "portoneImpKey": "key", "portoneImpSecret": "secret",
+                                "databaseUrl": "postgres://app@postgres/certification", "ciIndexKey": "index",
+                                "ciEncryptionKeys": "k1:key", "callerTokens": "signup=first-token-of-enough-length"},
+                    "auth": {"callerPermissions": "*"}}
+    rotated = merge(chart_secret, {"secrets": {"callerTokens": "signup=second-token-of-enough-length"}})
+    checksums = []
+    for values in (chart_secret, rotated):
+        pods = Render(helm, "chart secret", values, merge(defaults, values), KUBE_VERSIONS[0]).one("Deployment")
+        checksums.append(pods["spec"]["template"]["metadata"]["annotations"].get("checksum/secret"))
+    if not checksums[0] or checksums[0] == checksums[1]:
+        failures.append("a rotated token in the chart's Secret does not change checksum/secret: %s" % checksums)
+    print("defaults: purge on, replicas at the HPA minimum, a rotated chart Secret rolls the pods"
+          if not failures else "defaults: FAILED")
+    return failures
+
+
 def main():
     started = time.monotonic()
     helm = Helm()
@@ -686,6 +837,8 @@ def main():
                 failures.append("Helm refused %s for another reason than %r: %s" % (json.dumps(override), reason, error))
     print("refusals: %d values the chart must refuse are refused" % len(REFUSED) if not any(
         "must refuse" in failure or "another reason" in failure for failure in failures) else "refusals: FAILED")
+
+    failures += check_defaults(helm, defaults)
 
     # The ServiceMonitor waits for its CRD; the oldest supported Kubernetes is the floor.
     bare = Render(helm, "defaults without CRDs", AUTH, merge(defaults, AUTH), KUBE_VERSIONS[0], api_versions=[])

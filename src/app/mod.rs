@@ -4,6 +4,7 @@
 
 mod background;
 mod run;
+mod tls;
 
 use std::{
     net::SocketAddr,
@@ -53,6 +54,8 @@ pub struct Application {
     sandbox: Option<SandboxHandle>,
     /// Set by readiness once migrations are applied and the database answers; calls wait for it.
     ready: Arc<AtomicBool>,
+    /// The gRPC port's TLS when configured, and what it was loaded from (for the reloads).
+    tls: Option<(tls::ServerTls, tls::Loaded)>,
 }
 
 /// rustls needs one process-wide crypto provider; ring is the only one compiled in.
@@ -76,6 +79,14 @@ impl Application {
             crate::config::ConfigError::PermissionsUndecided
         );
         let local_addr = listener.local_addr().context("reading the bound address")?;
+        let tls = match &settings.server.tls {
+            Some(tls) => Some(
+                tls::ServerTls::load(tls)
+                    .await
+                    .context("TLS_CERT_FILE / TLS_KEY_FILE / TLS_CLIENT_CA_FILE do not load")?,
+            ),
+            None => None,
+        };
         let (health_listener, health_addr) =
             bind_optional(settings.server.health_listen_addr, "HEALTH_LISTEN_ADDR").await?;
         let (metrics_listener, metrics_addr) =
@@ -116,6 +127,7 @@ impl Application {
             settings,
             sandbox: None,
             ready: Arc::new(AtomicBool::new(false)),
+            tls,
         })
     }
 

@@ -13,7 +13,7 @@ use tokio::{
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{
     service::interceptor::InterceptedService,
-    transport::{Certificate, Identity, Server, ServerTlsConfig, server::Router},
+    transport::{Server, server::Router},
 };
 use tonic_health::{
     ServingStatus,
@@ -64,6 +64,7 @@ impl Application {
             settings,
             sandbox,
             ready,
+            tls,
             ..
         } = self;
         let stopping = Arc::new(Notify::new());
@@ -75,8 +76,27 @@ impl Application {
             Arc::clone(&stopping),
         );
         let router = add_services(server, &settings.server, health, grpc, sandbox, ready)?;
-        let served = router.serve_with_incoming_shutdown(accept_without_nagle(listener), shutdown);
-        let served = bounded(served, &stopping, settings.server.shutdown.timeout).await;
+        let timeout = settings.server.shutdown.timeout;
+        let served = match tls {
+            Some((tls, _)) => {
+                let incoming = tls.accept(listener);
+                bounded(
+                    router.serve_with_incoming_shutdown(incoming, shutdown),
+                    &stopping,
+                    timeout,
+                )
+                .await
+            }
+            None => {
+                let incoming = accept_without_nagle(listener);
+                bounded(
+                    router.serve_with_incoming_shutdown(incoming, shutdown),
+                    &stopping,
+                    timeout,
+                )
+                .await
+            }
+        };
         let _ = stop.send(true);
         for task in background.into_iter().chain(side_ports.tasks) {
             let _ = task.await;
@@ -85,24 +105,16 @@ impl Application {
         served
     }
 
-    /// The connection settings, TLS, and the metrics layer every service shares.
+    /// The connection settings and the metrics layer every service shares. TLS is not tonic's:
+    /// the listener's connections arrive handshaken (`tls`), so certificates can be reloaded.
     fn server_builder(&self) -> anyhow::Result<Server<Stack<RpcMetricsLayer, NoLayer>>> {
         let server_settings = &self.settings.server;
         let connections = &server_settings.connections;
-        let mut server = Server::builder()
+        let server = Server::builder()
             .max_connection_age(connections.max_connection_age)
             .http2_keepalive_interval(Some(connections.keepalive_interval))
             .http2_keepalive_timeout(Some(connections.keepalive_timeout))
             .max_concurrent_streams(connections.max_concurrent_streams);
-        if let Some(tls) = &server_settings.tls {
-            let mut config = ServerTlsConfig::new().identity(Identity::from_pem(&tls.cert_pem, &tls.key_pem));
-            if let Some(client_ca) = &tls.client_ca_pem {
-                config = config.client_ca_root(Certificate::from_pem(client_ca));
-            }
-            server = server
-                .tls_config(config)
-                .context("TLS_CERT_FILE / TLS_KEY_FILE / TLS_CLIENT_CA_FILE are not usable PEM")?;
-        }
         tracing::info!(
             address = %self.local_addr,
             tls = server_settings.tls.is_some(),
@@ -133,6 +145,9 @@ impl Application {
                 self.settings.policy.rejoin_cooldown,
                 stopped.clone(),
             ));
+        }
+        if let Some((tls, loaded)) = &self.tls {
+            tasks.push(tls.clone().spawn_reload(*loaded, stopped.clone()));
         }
         // PORTONE_DELETE_AFTER is set only where V1 is configured (config).
         if let (Some(_), Some(portone)) = (self.settings.policy.delete_after, &self.portone) {
@@ -300,7 +315,12 @@ where
 
 /// CALLER_TOKENS and/or mTLS, logged once at start (the names, never the tokens).
 fn authenticator(settings: &ServerSettings) -> Authenticator {
-    let mutual_tls = settings.mutual_tls();
+    let caller_san = settings
+        .tls
+        .as_ref()
+        .filter(|tls| tls.client_ca_file.is_some())
+        .map(|tls| tls.caller_san.clone());
+    let mutual_tls = caller_san.is_some();
     match &settings.caller_tokens {
         Some(tokens) => tracing::info!(
             callers = %tokens.names().collect::<Vec<_>>().join(","),
@@ -312,7 +332,7 @@ fn authenticator(settings: &ServerSettings) -> Authenticator {
             "ALLOW_UNAUTHENTICATED: any client that reaches the port may call CertificationService"
         ),
     }
-    Authenticator::new(settings.caller_tokens.clone(), mutual_tls)
+    Authenticator::new(settings.caller_tokens.clone(), caller_san)
 }
 
 /// Our services plus google.rpc's error details, so grpcurl prints an error's ErrorInfo and

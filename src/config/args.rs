@@ -5,7 +5,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{ArgAction, Args, Parser, Subcommand, builder::BoolishValueParser};
 
-use super::DEFAULT_DATABASE_URL;
+use super::{CallerSan, DEFAULT_DATABASE_URL};
 use crate::{secret::Secret, store::StoreSettings};
 
 /// Parses a flag's value into a [`Secret`], so no `Debug` of the arguments can print it.
@@ -208,10 +208,18 @@ pub struct ServeArgs {
     /// PEM private key of TLS_CERT_FILE.
     #[arg(long, env = "TLS_KEY_FILE")]
     pub(crate) tls_key_file: Option<PathBuf>,
-    /// PEM CA: require client certificates signed by it (mTLS); the caller's name is the
-    /// certificate's common name (or first DNS name).
+    /// PEM CA: require client certificates signed by it, for clientAuth (mTLS); TLS_CALLER_SAN
+    /// says which of their names is the caller's.
     #[arg(long, env = "TLS_CLIENT_CA_FILE")]
     pub(crate) tls_client_ca_file: Option<PathBuf>,
+    /// Which subject alternative name of a client certificate names its caller: `dns` (its one
+    /// DNS name) or `uri:<prefix>` (its one URI starting with the prefix, less the prefix).
+    #[arg(long, env = "TLS_CALLER_SAN", default_value = "dns", value_parser = CallerSan::parse)]
+    pub(crate) tls_caller_san: CallerSan,
+    /// How often the TLS files are read again: new connections get what changed; a broken file
+    /// keeps the certificates in use.
+    #[arg(long, env = "TLS_RELOAD_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub(crate) tls_reload_interval: Duration,
     /// A plain-text port serving only health, for kubelet probes when the gRPC port needs mTLS.
     #[arg(long, env = "HEALTH_LISTEN_ADDR")]
     pub(crate) health_listen_addr: Option<SocketAddr>,

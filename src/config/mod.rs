@@ -10,7 +10,7 @@ mod portone;
 mod tests;
 mod validate;
 
-use std::{fmt, net::SocketAddr, path::PathBuf, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 pub use args::{Cli, Command, DatabaseArgs, HealthArgs, PurgeArgs, RekeyArgs, RetentionArgs, ServeArgs};
 pub use errors::{ConfigError, ConfigErrors};
@@ -77,7 +77,7 @@ pub struct ServerSettings {
 impl ServerSettings {
     /// Clients must present a certificate from our CA, which names the caller.
     pub(crate) fn mutual_tls(&self) -> bool {
-        self.tls.as_ref().is_some_and(|tls| tls.client_ca_pem.is_some())
+        self.tls.as_ref().is_some_and(|tls| tls.client_ca_file.is_some())
     }
 
     /// Callers authenticate (tokens or mTLS), or an open port was asked for in so many words.
@@ -133,19 +133,66 @@ pub(crate) struct ConnectionSettings {
     pub(crate) max_concurrent_streams: u32,
 }
 
-/// Certificates for serving TLS, read at start so a wrong path fails before serving.
-#[derive(Clone)]
+/// Where the certificates for serving TLS are. They are read at start (a wrong path or a broken
+/// file fails before serving) and again every `reload_interval`, so that a renewed certificate or
+/// a rotated client CA is served without a restart.
+#[derive(Clone, Debug)]
 pub struct TlsSettings {
-    pub cert_pem: Vec<u8>,
-    pub key_pem: Vec<u8>,
-    /// Set: clients must present a certificate signed by this CA (mTLS).
-    pub client_ca_pem: Option<Vec<u8>>,
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    /// Set: clients must present a certificate signed by this CA, for clientAuth (mTLS).
+    pub client_ca_file: Option<PathBuf>,
+    /// Under mTLS, which name of a client certificate is its caller's.
+    pub caller_san: CallerSan,
+    pub reload_interval: Duration,
 }
 
-impl fmt::Debug for TlsSettings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TlsSettings")
-            .field("mutual", &self.client_ca_pem.is_some())
-            .finish_non_exhaustive()
+/// TLS_CALLER_SAN: the subject alternative name of a client certificate that names its caller.
+/// Never the subject's common name, which any CA-signed certificate has and which SAN-aware
+/// issuers leave free-form.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CallerSan {
+    /// `dns`: the certificate's one DNS name.
+    Dns,
+    /// `uri:<prefix>`: its one URI starting with the prefix (e.g. a SPIFFE id's
+    /// `spiffe://cluster.local/ns/apps/sa/`), less the prefix.
+    Uri { prefix: String },
+}
+
+impl CallerSan {
+    pub(crate) fn parse(spec: &str) -> Result<Self, String> {
+        match spec.trim() {
+            "dns" => Ok(Self::Dns),
+            other => other
+                .strip_prefix("uri:")
+                .map(|prefix| Self::Uri {
+                    prefix: prefix.to_owned(),
+                })
+                .ok_or_else(|| format!("{other:?} is neither `dns` nor `uri:<prefix>`")),
+        }
+    }
+
+    /// The caller a certificate with these names is, if exactly one name of the chosen kind
+    /// matches: two would leave the choice to the order an issuer wrote them in.
+    pub(crate) fn caller_name<'a>(
+        &self,
+        dns_names: impl IntoIterator<Item = &'a str>,
+        uris: impl IntoIterator<Item = &'a str>,
+    ) -> Option<String> {
+        let mut candidates: Vec<&str> = match self {
+            Self::Dns => dns_names.into_iter().collect(),
+            Self::Uri { prefix } => uris
+                .into_iter()
+                .filter_map(|uri| uri.strip_prefix(prefix.as_str()))
+                .collect(),
+        };
+        let name = candidates.pop()?;
+        let name_ok = candidates.is_empty()
+            && !name.is_empty()
+            && name.len() <= 64
+            && name
+                .bytes()
+                .all(|byte| byte.is_ascii_alphanumeric() || b"._-".contains(&byte));
+        name_ok.then(|| name.to_owned())
     }
 }

@@ -230,13 +230,16 @@ impl ServeArgs {
         match (&self.tls_cert_file, &self.tls_key_file, &self.tls_client_ca_file) {
             (None, None, None) => Some(None),
             (Some(cert), Some(key), client_ca) => {
-                let cert_pem = problems.take(read_pem(cert));
-                let key_pem = problems.take(read_pem(key));
-                let client_ca_pem = problems.take(client_ca.as_deref().map(read_pem).transpose());
+                let cert_read = problems.take(read_pem(cert));
+                let key_read = problems.take(read_pem(key));
+                let client_ca_read = problems.take(client_ca.as_deref().map(read_pem).transpose());
+                cert_read.and(key_read).and(client_ca_read)?;
                 Some(Some(TlsSettings {
-                    cert_pem: cert_pem?,
-                    key_pem: key_pem?,
-                    client_ca_pem: client_ca_pem?,
+                    cert_file: cert.clone(),
+                    key_file: key.clone(),
+                    client_ca_file: client_ca.clone(),
+                    caller_san: self.tls_caller_san.clone(),
+                    reload_interval: self.tls_reload_interval,
                 }))
             }
             _ => problems.fail(ConfigError::TlsIncomplete),
@@ -311,7 +314,7 @@ impl ServeArgs {
 
     /// Each duration flag, its value and its bounds: past them, date arithmetic overflows or a
     /// time-out means nothing.
-    fn duration_bounds(&self) -> [(&'static str, Duration, Duration, Duration); 17] {
+    fn duration_bounds(&self) -> [(&'static str, Duration, Duration, Duration); 18] {
         [
             ("PORTONE_TIMEOUT", self.portone_timeout, MILLISECOND, 5 * MINUTE),
             ("REQUEST_TIMEOUT", self.request_timeout, MILLISECOND, 10 * MINUTE),
@@ -367,6 +370,7 @@ impl ServeArgs {
                 SECOND,
                 HOUR,
             ),
+            ("TLS_RELOAD_INTERVAL", self.tls_reload_interval, MILLISECOND, DAY),
             (
                 "PURGE_INTERVAL",
                 self.purge_interval.unwrap_or(MINUTE),

@@ -6,49 +6,54 @@ use std::sync::Arc;
 use tonic::{Request, Status, service::Interceptor};
 
 use super::status::Refusal;
-use crate::access::{Caller, CallerTokens};
+use crate::{
+    access::{Caller, CallerTokens},
+    config::CallerSan,
+};
 
 /// The interceptor in front of CertificationService. Without tokens or mTLS every call passes
 /// (only with ALLOW_UNAUTHENTICATED); health is a separate service and never passes through here.
 #[derive(Clone)]
 pub(crate) struct Authenticator {
     tokens: Option<Arc<CallerTokens>>,
-    /// The TLS layer has verified a client certificate from our CA; its name is the caller's.
-    mutual_tls: bool,
+    /// Under mTLS: the TLS layer has verified a client certificate from our CA, for clientAuth;
+    /// this name of it is the caller's.
+    caller_san: Option<CallerSan>,
 }
 
 impl Authenticator {
-    pub(crate) fn new(tokens: Option<CallerTokens>, mutual_tls: bool) -> Self {
+    pub(crate) fn new(tokens: Option<CallerTokens>, caller_san: Option<CallerSan>) -> Self {
         Self {
             tokens: tokens.map(Arc::new),
-            mutual_tls,
+            caller_san,
         }
     }
 }
 
-/// The common name of the client certificate, or its first DNS name.
-fn certificate_name<T>(request: &Request<T>) -> Option<String> {
+/// The caller the client certificate names by TLS_CALLER_SAN; never its common name.
+fn certificate_name<T>(request: &Request<T>, caller_san: &CallerSan) -> Option<String> {
+    use x509_parser::extensions::GeneralName;
     let certificates = request.peer_certs()?;
     let (_, certificate) = x509_parser::parse_x509_certificate(certificates.first()?).ok()?;
-    let common_name = certificate
-        .subject()
-        .iter_common_name()
-        .find_map(|attribute| attribute.as_str().ok().map(str::to_owned));
-    common_name.or_else(|| {
-        let names = certificate.subject_alternative_name().ok()??;
-        names.value.general_names.iter().find_map(|name| match name {
-            x509_parser::extensions::GeneralName::DNSName(dns) => Some((*dns).to_owned()),
-            _ => None,
-        })
-    })
+    let names = certificate.subject_alternative_name().ok()??;
+    let general_names = &names.value.general_names;
+    let dns_names = general_names.iter().filter_map(|name| match name {
+        GeneralName::DNSName(dns) => Some(*dns),
+        _ => None,
+    });
+    let uris = general_names.iter().filter_map(|name| match name {
+        GeneralName::URI(uri) => Some(*uri),
+        _ => None,
+    });
+    caller_san.caller_name(dns_names, uris)
 }
 
 impl Interceptor for Authenticator {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        let from_certificate = if self.mutual_tls {
+        let from_certificate = if let Some(caller_san) = &self.caller_san {
             // rustls already refused connections without a certificate from our CA; a
             // certificate we cannot name is refused here.
-            let Some(name) = certificate_name(&request) else {
+            let Some(name) = certificate_name(&request, caller_san) else {
                 return Err(Refusal::Unauthenticated {
                     token_presented: false,
                 }

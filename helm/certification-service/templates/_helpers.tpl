@@ -126,3 +126,32 @@ the service refuses to start without it; "*" grants everything, in so many words
 {{- fail "auth.callerPermissions is required with caller authentication: say what each caller may call, e.g. signup=BeginVerification:SIGNUP+Verify+CheckDuplicate,deletion=Unlink (escape the comma in --set), or \"*\" to let every caller call every method" }}
 {{- end }}
 {{- end }}
+
+{{/* "true" when CALLER_TOKENS comes from a Secret other than the one the pods take whole
+(envFrom): mounted as CALLER_TOKENS_FILE, out of the environment. The same Secret already puts
+CALLER_TOKENS in the environment, and the service refuses both at once. */}}
+{{- define "cs.callerTokensAsFile" -}}
+{{- $name := .Values.auth.callerTokensSecret.name }}
+{{- if and $name (ne $name (include "cs.secretName" .)) }}true{{ end }}
+{{- end }}
+
+{{/* mTLS: the callers' CA comes from its own value, never the server certificate's Secret by
+default: the server's issuer may sign certificates for anything. */}}
+{{- define "cs.clientCaSecretName" -}}
+{{- required "tls.clientCaSecret.name is required with tls.mutual: a Secret holding the CA that signs callers' certificates (it may be tls.existingSecret, named explicitly)" .Values.tls.clientCaSecret.name }}
+{{- end }}
+
+{{/* A separate migration role only where migrations run from the chart, and from a source the
+migrations can read: the chart-made hook Secret exists only for the hook Job. */}}
+{{- define "cs.checkMigrationsRole" -}}
+{{- $mode := .Values.migrations.mode }}
+{{- if and (eq $mode "none") (or .Values.migrations.databaseUrlSecret.name .Values.secrets.migrationsDatabaseUrl) }}
+{{- fail "migrations.databaseUrlSecret and secrets.migrationsDatabaseUrl need migrations.mode hook or initContainer: with none the server migrates with its own DATABASE_URL" }}
+{{- end }}
+{{- if and (eq $mode "initContainer") .Values.secrets.migrationsDatabaseUrl (not .Values.migrations.databaseUrlSecret.name) }}
+{{- fail "secrets.migrationsDatabaseUrl is for migrations.mode=hook; with initContainer name a Secret in migrations.databaseUrlSecret" }}
+{{- end }}
+{{- if and .Values.secrets.existingSecret .Values.secrets.migrationsDatabaseUrl }}
+{{- fail "secrets.migrationsDatabaseUrl is used only without secrets.existingSecret; name a Secret in migrations.databaseUrlSecret instead" }}
+{{- end }}
+{{- end }}
