@@ -80,7 +80,7 @@ impl PortoneClient {
     pub(crate) fn new(settings: PortoneSettings, tokens: TokenCache) -> Result<Self, reqwest::Error> {
         Ok(Self {
             inner: Arc::new(Inner {
-                http: ResilientHttp::new(settings.http.clone(), "portone_v1")?,
+                http: ResilientHttp::new(settings.http.clone(), "portone_v1", &settings.base_url)?,
                 certifications: Url::parse(&format!("{}/certifications/", settings.base_url)).ok(),
                 settings,
                 tokens,
