@@ -103,6 +103,7 @@ pub(crate) enum ServiceError {
 /// Per-call warnings about outages, at most one line a second each.
 static STORE_DOWN: LogLimit = LogLimit::per(Duration::from_secs(1));
 static PROVIDER_DOWN: LogLimit = LogLimit::per(Duration::from_secs(1));
+static SHARED_TOKEN_WAIT: LogLimit = LogLimit::per(Duration::from_secs(1));
 
 impl ServiceError {
     /// The machine-readable reason callers see (`google.rpc.ErrorInfo.reason`) and metrics count.
@@ -135,7 +136,7 @@ impl ServiceError {
             Self::Upstream(P::Rejected { .. }) => "UPSTREAM_REJECTED",
             Self::Upstream(P::Malformed(_)) | Self::BornInTheFuture => "UPSTREAM_MALFORMED",
             Self::Upstream(P::NotConfigured(_)) => "PROVIDER_NOT_CONFIGURED",
-            Self::Upstream(P::DeadlineExceeded) => DEADLINE_EXCEEDED,
+            Self::Upstream(P::DeadlineExceeded | P::SharedTokenWait) => DEADLINE_EXCEEDED,
             Self::Store(StoreError::Unavailable(_)) => "STORE_UNAVAILABLE",
             Self::Store(StoreError::Failure(_)) => "STORE_FAILURE",
         }
@@ -165,7 +166,7 @@ impl ServiceError {
             | Self::Upstream(P::Rejected { .. } | P::NotConfigured(_)) => K::FailedPrecondition,
             Self::Upstream(P::Unavailable(_) | P::CircuitOpen { .. } | P::CredentialsRejected)
             | Self::Store(StoreError::Unavailable(_)) => K::Unavailable,
-            Self::Upstream(P::DeadlineExceeded) => K::DeadlineExceeded,
+            Self::Upstream(P::DeadlineExceeded | P::SharedTokenWait) => K::DeadlineExceeded,
             Self::Upstream(P::Malformed(_)) | Self::BornInTheFuture | Self::Store(StoreError::Failure(_)) => {
                 K::Internal
             }
@@ -290,6 +291,14 @@ impl ServiceError {
                 );
             }
             Self::Upstream(P::Malformed(cause)) => tracing::error!(%cause, "portone answer malformed"),
+            Self::Upstream(P::SharedTokenWait) => {
+                if let Some(suppressed) = SHARED_TOKEN_WAIT.admit() {
+                    tracing::warn!(
+                        suppressed,
+                        "deadline passed waiting for the portone token lock in redis; another replica holds it"
+                    );
+                }
+            }
             // Logged once when the circuit opens, not per refused call.
             _ => {}
         }
@@ -358,6 +367,7 @@ mod tests {
             ServiceError::BornInTheFuture,
             ProviderError::NotConfigured(Provider::PortoneV2).into(),
             ProviderError::DeadlineExceeded.into(),
+            ProviderError::SharedTokenWait.into(),
             StoreError::Unavailable("x".into()).into(),
             StoreError::Failure("x".into()).into(),
         ]

@@ -196,7 +196,8 @@ impl PortoneClient {
             }
             let wake = Instant::now() + poll;
             if wake >= deadline {
-                return Err(ProviderError::DeadlineExceeded);
+                // Waiting on a live lock in Redis, not on PortOne: the answer says so.
+                return Err(ProviderError::SharedTokenWait);
             }
             sleep_until(wake).await;
             poll = (poll * 2).min(LOCK_POLL_CAP);
