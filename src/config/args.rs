@@ -259,6 +259,10 @@ pub struct ServeArgs {
     /// Run the built-in PortOne sandbox in process and use it: development only.
     #[arg(long)]
     pub(crate) sandbox: bool,
+    /// Let `--sandbox` start beside production signals (a PostgreSQL DATABASE_URL, REDIS_URL,
+    /// PortOne URLs or secrets, non-development keys), which it otherwise refuses.
+    #[arg(long, env = "SANDBOX_ALLOW_EXTERNAL", action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", default_value = "false", value_parser = BoolishValueParser::new())]
+    pub(crate) sandbox_allow_external: bool,
 }
 
 impl DatabaseArgs {
