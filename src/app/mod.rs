@@ -24,7 +24,6 @@ use crate::{
         v1::{PortoneClient, TokenCache},
         v2::PortoneV2Client,
     },
-    sandbox::SandboxHandle,
     service::{BrowserSetup, IdentityService, Providers},
     store::Store,
 };
@@ -50,7 +49,8 @@ pub struct Application {
     health: HealthReporter,
     settings: Settings,
     /// Set in sandbox mode only: then the gRPC port also serves `certification.sandbox.v1.Sandbox`.
-    sandbox: Option<SandboxHandle>,
+    #[cfg(feature = "sandbox")]
+    sandbox: Option<crate::sandbox::SandboxHandle>,
     /// Set by readiness once migrations are applied and the database answers; calls wait for it.
     ready: Arc<AtomicBool>,
 }
@@ -106,6 +106,7 @@ impl Application {
             grpc: CertificationGrpc::new(Arc::new(service)),
             health,
             settings,
+            #[cfg(feature = "sandbox")]
             sandbox: None,
             ready: Arc::new(AtomicBool::new(false)),
         })
@@ -113,7 +114,8 @@ impl Application {
 
     /// Sandbox mode: serve `certification.sandbox.v1.Sandbox` over this sandbox, behind the same
     /// authentication as CertificationService, and list it in reflection.
-    pub fn with_sandbox(self, handle: SandboxHandle) -> Self {
+    #[cfg(feature = "sandbox")]
+    pub fn with_sandbox(self, handle: crate::sandbox::SandboxHandle) -> Self {
         Self {
             sandbox: Some(handle),
             ..self
@@ -179,13 +181,12 @@ fn providers(settings: &Settings) -> anyhow::Result<(Providers, Option<PortoneCl
 
 /// Every service and method served on the gRPC port, for bounded metric labels.
 fn known_methods() -> Vec<(&'static str, Vec<&'static str>)> {
-    vec![
+    #[cfg_attr(not(feature = "sandbox"), allow(unused_mut))]
+    let mut known = vec![
         (
             crate::grpc::SERVICE,
             Method::ALL.iter().map(|method| method.as_str()).collect(),
         ),
-        // Served only in sandbox mode; listed always, since the list is fixed at build time.
-        (crate::sandbox::grpc::SERVICE, vec!["Certify"]),
         ("grpc.health.v1.Health", vec!["Check", "Watch"]),
         (
             "grpc.reflection.v1.ServerReflection",
@@ -195,7 +196,12 @@ fn known_methods() -> Vec<(&'static str, Vec<&'static str>)> {
             "grpc.reflection.v1alpha.ServerReflection",
             vec!["ServerReflectionInfo"],
         ),
-    ]
+    ];
+    // Served only in sandbox mode; listed in every build that has it, since the list is fixed
+    // at build time.
+    #[cfg(feature = "sandbox")]
+    known.push((crate::sandbox::grpc::SERVICE, vec!["Certify"]));
+    known
 }
 
 /// Binds an optional side port (health, metrics) and reads back the address it got.
@@ -249,6 +255,7 @@ mod tests {
 
     use super::known_methods;
 
+    #[cfg(feature = "sandbox")]
     #[test]
     fn the_sandbox_service_is_known_with_every_rpc_of_its_proto() {
         let descriptors =

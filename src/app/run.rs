@@ -36,10 +36,6 @@ use crate::{
         Readiness,
         proto::{self, certification_service_server::CertificationServiceServer},
     },
-    sandbox::{
-        self, SandboxHandle,
-        grpc::{SandboxGrpc, proto::sandbox_server::SandboxServer},
-    },
     service::{CertificationEraser, Deleter},
     telemetry::metrics::{self, RpcMetricsLayer},
 };
@@ -61,6 +57,7 @@ impl Application {
             grpc,
             health,
             settings,
+            #[cfg(feature = "sandbox")]
             sandbox,
             ready,
             ..
@@ -73,7 +70,15 @@ impl Application {
             side_ports.plain_health_stop,
             Arc::clone(&stopping),
         );
-        let router = add_services(server, &settings.server, health, grpc, sandbox, ready)?;
+        let router = add_services(
+            server,
+            &settings.server,
+            health,
+            grpc,
+            #[cfg(feature = "sandbox")]
+            sandbox,
+            ready,
+        )?;
         let served = router.serve_with_incoming_shutdown(accept_without_nagle(listener), shutdown);
         let served = bounded(served, &stopping, settings.server.shutdown.timeout).await;
         let _ = stop.send(true);
@@ -241,7 +246,7 @@ fn add_services<L>(
     settings: &ServerSettings,
     health: HealthReporter,
     grpc: CertificationGrpc,
-    sandbox: Option<SandboxHandle>,
+    #[cfg(feature = "sandbox")] sandbox: Option<crate::sandbox::SandboxHandle>,
     ready: Arc<AtomicBool>,
 ) -> anyhow::Result<Router<L>>
 where
@@ -257,12 +262,14 @@ where
         .layer(DeadlineLayer::new(settings.request_timeout))
         .layer(GateLayer::new(Readiness::new(ready)))
         .service(CertificationServiceServer::new(grpc).max_decoding_message_size(MAX_REQUEST_BYTES));
+    #[cfg(feature = "sandbox")]
     let with_sandbox = sandbox.is_some();
+    #[cfg(not(feature = "sandbox"))]
+    let with_sandbox = false;
+    #[cfg(feature = "sandbox")]
     let sandbox_service = sandbox.map(|handle| {
-        tracing::warn!(
-            "sandbox mode: serving {} on the gRPC port",
-            sandbox::grpc::SERVICE
-        );
+        use crate::sandbox::grpc::{SERVICE, SandboxGrpc, proto::sandbox_server::SandboxServer};
+        tracing::warn!("sandbox mode: serving {SERVICE} on the gRPC port");
         InterceptedService::new(
             SandboxServer::new(SandboxGrpc::new(handle)).max_decoding_message_size(MAX_REQUEST_BYTES),
             authenticator.clone(),
@@ -284,15 +291,17 @@ where
     } else {
         (None, None)
     };
-    Ok(server
+    let router = server
         .add_service(
             HealthServer::new(HealthService::from_health_reporter(health))
                 .max_decoding_message_size(MAX_REQUEST_BYTES),
         )
         .add_optional_service(reflection_v1)
         .add_optional_service(reflection_v1alpha)
-        .add_service(InterceptedService::new(certification, authenticator))
-        .add_optional_service(sandbox_service))
+        .add_service(InterceptedService::new(certification, authenticator));
+    #[cfg(feature = "sandbox")]
+    let router = router.add_optional_service(sandbox_service);
+    Ok(router)
 }
 
 /// CALLER_TOKENS and/or mTLS, logged once at start (the names, never the tokens).
@@ -320,11 +329,14 @@ fn reflection_builder(with_sandbox: bool) -> tonic_reflection::server::Builder<'
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET);
+    #[cfg(feature = "sandbox")]
     if with_sandbox {
-        builder.register_encoded_file_descriptor_set(sandbox::grpc::proto::FILE_DESCRIPTOR_SET)
-    } else {
-        builder
+        return builder
+            .register_encoded_file_descriptor_set(crate::sandbox::grpc::proto::FILE_DESCRIPTOR_SET);
     }
+    #[cfg(not(feature = "sandbox"))]
+    debug_assert!(!with_sandbox, "a build without the sandbox serves none");
+    builder
 }
 
 /// tonic's own `tcp_nodelay` does not apply to `serve_with_incoming`; without it a small answer

@@ -66,6 +66,10 @@ pub enum ConfigError {
         "--sandbox refuses {0} ({1}): the sandbox is for development; set SANDBOX_ALLOW_EXTERNAL=true to run it beside external systems anyway"
     )]
     SandboxExternal(&'static str, &'static str),
+    #[error(
+        "--sandbox: this binary is built without the sandbox (the runtime image); callers' tests use the sandbox image (`--target sandbox`), development `cargo run -- serve --sandbox`"
+    )]
+    SandboxNotBuilt,
 }
 
 /// Every problem found in one configuration; at least one.

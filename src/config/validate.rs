@@ -88,6 +88,10 @@ impl ServeArgs {
         let server = self.server(&mut problems);
         self.check_counts(&mut problems);
         self.check_durations(&mut problems);
+        problems.check(
+            !self.sandbox || cfg!(feature = "sandbox"),
+            ConfigError::SandboxNotBuilt,
+        );
         if self.sandbox && !self.sandbox_allow_external {
             for (setting, signal) in self.production_signals() {
                 problems.0.push(ConfigError::SandboxExternal(setting, signal));

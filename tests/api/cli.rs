@@ -23,6 +23,7 @@ fn service() -> Command {
         "REDIS_URL",
         "RUST_LOG",
         "SANDBOX_ALLOW_EXTERNAL",
+        "SANDBOX_LISTEN_ADDR",
     ] {
         command.env_remove(variable);
     }
