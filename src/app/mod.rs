@@ -25,7 +25,6 @@ use crate::{
         v1::{PortoneClient, TokenCache},
         v2::PortoneV2Client,
     },
-    sandbox::SandboxHandle,
     service::{BrowserSetup, IdentityService, Providers},
     store::Store,
 };
@@ -51,7 +50,8 @@ pub struct Application {
     health: HealthReporter,
     settings: Settings,
     /// Set in sandbox mode only: then the gRPC port also serves `certification.sandbox.v1.Sandbox`.
-    sandbox: Option<SandboxHandle>,
+    #[cfg(feature = "sandbox")]
+    sandbox: Option<crate::sandbox::SandboxHandle>,
     /// Set by readiness once migrations are applied and the database answers; calls wait for it.
     ready: Arc<AtomicBool>,
     /// The gRPC port's TLS when configured, and what it was loaded from (for the reloads).
@@ -125,6 +125,7 @@ impl Application {
             ),
             health,
             settings,
+            #[cfg(feature = "sandbox")]
             sandbox: None,
             ready: Arc::new(AtomicBool::new(false)),
             tls,
@@ -133,7 +134,8 @@ impl Application {
 
     /// Sandbox mode: serve `certification.sandbox.v1.Sandbox` over this sandbox, behind the same
     /// authentication as CertificationService, and list it in reflection.
-    pub fn with_sandbox(self, handle: SandboxHandle) -> Self {
+    #[cfg(feature = "sandbox")]
+    pub fn with_sandbox(self, handle: crate::sandbox::SandboxHandle) -> Self {
         Self {
             sandbox: Some(handle),
             ..self
@@ -199,13 +201,12 @@ fn providers(settings: &Settings) -> anyhow::Result<(Providers, Option<PortoneCl
 
 /// Every service and method served on the gRPC port, for bounded metric labels.
 fn known_methods() -> Vec<(&'static str, Vec<&'static str>)> {
-    vec![
+    #[cfg_attr(not(feature = "sandbox"), allow(unused_mut))]
+    let mut known = vec![
         (
             crate::grpc::SERVICE,
             Method::ALL.iter().map(|method| method.as_str()).collect(),
         ),
-        // Served only in sandbox mode; listed always, since the list is fixed at build time.
-        (crate::sandbox::grpc::SERVICE, vec!["Certify"]),
         ("grpc.health.v1.Health", vec!["Check", "Watch"]),
         (
             "grpc.reflection.v1.ServerReflection",
@@ -215,7 +216,12 @@ fn known_methods() -> Vec<(&'static str, Vec<&'static str>)> {
             "grpc.reflection.v1alpha.ServerReflection",
             vec!["ServerReflectionInfo"],
         ),
-    ]
+    ];
+    // Served only in sandbox mode; listed in every build that has it, since the list is fixed
+    // at build time.
+    #[cfg(feature = "sandbox")]
+    known.push((crate::sandbox::grpc::SERVICE, vec!["Certify"]));
+    known
 }
 
 /// Binds an optional side port (health, metrics) and reads back the address it got.
@@ -269,6 +275,7 @@ mod tests {
 
     use super::known_methods;
 
+    #[cfg(feature = "sandbox")]
     #[test]
     fn the_sandbox_service_is_known_with_every_rpc_of_its_proto() {
         let descriptors =

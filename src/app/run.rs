@@ -30,16 +30,11 @@ use super::{
     background::{spawn_deletions, spawn_purge, spawn_readiness},
 };
 use crate::{
-    access::Rpc,
     config::{ServerSettings, ShutdownSettings},
     grpc::{
         Admission, Authenticator, CallSpanLayer, CertificationGrpc, DeadlineLayer, GateLayer, Permission,
         Readiness,
         proto::{self, certification_service_server::CertificationServiceServer},
-    },
-    sandbox::{
-        self, SandboxHandle,
-        grpc::{SandboxGrpc, proto::sandbox_server::SandboxServer},
     },
     service::{CertificationEraser, Deleter},
     telemetry::metrics::{self, RpcMetricsLayer},
@@ -62,6 +57,7 @@ impl Application {
             grpc,
             health,
             settings,
+            #[cfg(feature = "sandbox")]
             sandbox,
             ready,
             tls,
@@ -75,7 +71,15 @@ impl Application {
             side_ports.plain_health_stop,
             Arc::clone(&stopping),
         );
-        let router = add_services(server, &settings.server, health, grpc, sandbox, ready)?;
+        let router = add_services(
+            server,
+            &settings.server,
+            health,
+            grpc,
+            #[cfg(feature = "sandbox")]
+            sandbox,
+            ready,
+        )?;
         let timeout = settings.server.shutdown.timeout;
         let served = match tls {
             Some((tls, _)) => {
@@ -257,7 +261,7 @@ fn add_services<L>(
     settings: &ServerSettings,
     health: HealthReporter,
     grpc: CertificationGrpc,
-    sandbox: Option<SandboxHandle>,
+    #[cfg(feature = "sandbox")] sandbox: Option<crate::sandbox::SandboxHandle>,
     ready: Arc<AtomicBool>,
 ) -> anyhow::Result<Router<L>>
 where
@@ -272,12 +276,17 @@ where
         .layer(DeadlineLayer::new(settings.request_timeout))
         .layer(GateLayer::new(Readiness::new(ready)))
         .service(CertificationServiceServer::new(grpc).max_decoding_message_size(MAX_REQUEST_BYTES));
+    #[cfg(feature = "sandbox")]
     let with_sandbox = sandbox.is_some();
+    #[cfg(not(feature = "sandbox"))]
+    let with_sandbox = false;
+    #[cfg(feature = "sandbox")]
     let sandbox_service = sandbox.map(|handle| {
-        tracing::warn!(
-            "sandbox mode: serving {} on the gRPC port",
-            sandbox::grpc::SERVICE
-        );
+        use crate::{
+            access::Rpc,
+            sandbox::grpc::{SERVICE, SandboxGrpc, proto::sandbox_server::SandboxServer},
+        };
+        tracing::warn!("sandbox mode: serving {SERVICE} on the gRPC port");
         // It mints identities: a caller needs `Sandbox/Certify` in CALLER_PERMISSIONS.
         let guarded = ServiceBuilder::new()
             .layer(GateLayer::new(Permission::only(permissions, Rpc::SandboxCertify)))
@@ -302,15 +311,17 @@ where
     } else {
         (None, None)
     };
-    Ok(server
+    let router = server
         .add_service(
             HealthServer::new(HealthService::from_health_reporter(health))
                 .max_decoding_message_size(MAX_REQUEST_BYTES),
         )
         .add_optional_service(reflection_v1)
         .add_optional_service(reflection_v1alpha)
-        .add_service(InterceptedService::new(certification, authenticator))
-        .add_optional_service(sandbox_service))
+        .add_service(InterceptedService::new(certification, authenticator));
+    #[cfg(feature = "sandbox")]
+    let router = router.add_optional_service(sandbox_service);
+    Ok(router)
 }
 
 /// CALLER_TOKENS and/or mTLS, logged once at start (the names, never the tokens).
@@ -343,11 +354,14 @@ fn reflection_builder(with_sandbox: bool) -> tonic_reflection::server::Builder<'
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET);
+    #[cfg(feature = "sandbox")]
     if with_sandbox {
-        builder.register_encoded_file_descriptor_set(sandbox::grpc::proto::FILE_DESCRIPTOR_SET)
-    } else {
-        builder
+        return builder
+            .register_encoded_file_descriptor_set(crate::sandbox::grpc::proto::FILE_DESCRIPTOR_SET);
     }
+    #[cfg(not(feature = "sandbox"))]
+    debug_assert!(!with_sandbox, "a build without the sandbox serves none");
+    builder
 }
 
 /// tonic's own `tcp_nodelay` does not apply to `serve_with_incoming`; without it a small answer

@@ -68,6 +68,16 @@ pub enum ConfigError {
     OutOfRange(&'static str),
     #[error("METRICS_LISTEN_ADDR must be host:port or `off`")]
     MetricsAddr,
+    /// `--sandbox` beside a sign of production: the setting's name and what it signals, never
+    /// its value.
+    #[error(
+        "--sandbox refuses {0} ({1}): the sandbox is for development; set SANDBOX_ALLOW_EXTERNAL=true to run it beside external systems anyway"
+    )]
+    SandboxExternal(&'static str, &'static str),
+    #[error(
+        "--sandbox: this binary is built without the sandbox (the runtime image); callers' tests use the sandbox image (`--target sandbox`), development `cargo run -- serve --sandbox`"
+    )]
+    SandboxNotBuilt,
 }
 
 /// Every problem found in one configuration; at least one.

@@ -9,7 +9,6 @@ use crate::{
     portone::{
         CircuitSettings, HttpSettings, http::check_base_url, v1::PortoneSettings, v2::PortoneV2Settings,
     },
-    sandbox,
     secret::Secret,
 };
 
@@ -34,9 +33,15 @@ pub(super) fn portone_settings(
     problems: &mut Problems,
 ) -> Option<Portone> {
     let common = common(args, problems);
+    #[cfg(feature = "sandbox")]
     if let Some(url) = sandbox_base_url {
         return sandbox_apis(args, &common, checked_url(url, problems)?);
     }
+    #[cfg(not(feature = "sandbox"))]
+    debug_assert!(
+        sandbox_base_url.is_none(),
+        "a build without the sandbox runs none"
+    );
     let v1 = v1_from(args, &common, problems)?;
     let v2 = match args
         .portone_v2_api_secret
@@ -92,28 +97,29 @@ fn common(args: &ServeArgs, problems: &mut Problems) -> Common {
 }
 
 /// The sandbox answers both APIs on one address with fixed development credentials.
+#[cfg(feature = "sandbox")]
 fn sandbox_apis(args: &ServeArgs, common: &Common, url: String) -> Option<Portone> {
     let v1 = v1_settings(
         args,
         common,
         url.clone(),
-        sandbox::SANDBOX_IMP_KEY.to_owned(),
-        Secret::new(sandbox::SANDBOX_IMP_SECRET),
+        crate::sandbox::SANDBOX_IMP_KEY.to_owned(),
+        Secret::new(crate::sandbox::SANDBOX_IMP_SECRET),
     );
     let v2 = v2_settings(
         common,
         url,
         args.portone_v2_api_secret
             .clone()
-            .unwrap_or_else(|| Secret::new(sandbox::SANDBOX_V2_API_SECRET)),
+            .unwrap_or_else(|| Secret::new(crate::sandbox::SANDBOX_V2_API_SECRET)),
         common
             .store_id
             .clone()
-            .or_else(|| Some(sandbox::SANDBOX_STORE_ID.to_owned())),
+            .or_else(|| Some(crate::sandbox::SANDBOX_STORE_ID.to_owned())),
         common
             .channel_key
             .clone()
-            .or_else(|| Some(sandbox::SANDBOX_V2_CHANNEL_KEY.to_owned())),
+            .or_else(|| Some(crate::sandbox::SANDBOX_V2_CHANNEL_KEY.to_owned())),
     );
     Some(Portone {
         v1: Some(v1),

@@ -13,6 +13,25 @@ fn serve(args: &[&str]) -> super::ServeArgs {
     }
 }
 
+/// `serve --sandbox` and `args` on SQLite and without Redis whatever the environment running
+/// the tests says (the PostgreSQL run sets DATABASE_URL and REDIS_URL, which `--sandbox` refuses).
+fn sandboxed(args: &[&str]) -> super::ServeArgs {
+    let mut argv = vec!["--sandbox"];
+    for (flag, local) in [
+        (
+            "--database-url=",
+            "--database-url=sqlite://data/certification-service.db?mode=rwc",
+        ),
+        ("--redis-url=", "--redis-url="),
+    ] {
+        if !args.iter().any(|arg| arg.starts_with(flag)) {
+            argv.push(local);
+        }
+    }
+    argv.extend_from_slice(args);
+    serve(&argv)
+}
+
 #[test]
 fn every_missing_setting_is_reported_at_once_and_once() {
     // Explicit empty values, so the environment of whoever runs the test cannot fill them in.
@@ -82,7 +101,7 @@ fn no_debug_of_the_arguments_or_the_settings_shows_a_secret() {
 #[test]
 fn reflection_is_on_with_the_sandbox_and_off_otherwise_unless_set() {
     assert!(!configured().into_settings(None).unwrap().server.grpc_reflection);
-    let sandbox = serve(&["--sandbox"])
+    let sandbox = sandboxed(&[])
         .into_settings(Some("http://127.0.0.1:1".into()))
         .unwrap();
     assert!(sandbox.server.grpc_reflection);
@@ -90,8 +109,7 @@ fn reflection_is_on_with_the_sandbox_and_off_otherwise_unless_set() {
         sandbox.server.allow_unauthenticated,
         "--sandbox serves without callers' tokens"
     );
-    let off =
-        serve(&["--sandbox", "--grpc-reflection=false"]).into_settings(Some("http://127.0.0.1:1".into()));
+    let off = sandboxed(&["--grpc-reflection=false"]).into_settings(Some("http://127.0.0.1:1".into()));
     assert!(!off.unwrap().server.grpc_reflection);
 }
 
@@ -183,7 +201,7 @@ fn half_credentials_a_bad_tier_or_no_api_at_all_are_refused() {
         "--portone-v2-api-secret=",
     ]);
     assert!(none.unwrap_err().to_string().contains("PORTONE_V2_API_SECRET"));
-    let sandbox = serve(&["--sandbox"])
+    let sandbox = sandboxed(&[])
         .into_settings(Some("http://127.0.0.1:1".into()))
         .unwrap();
     assert!(
@@ -278,4 +296,64 @@ fn the_documented_defaults_are_the_flags_own() {
         checked += 1;
     }
     assert!(checked >= 45, "only {checked} variables checked");
+}
+
+/// `--sandbox` (fixed keys, no authentication, Sandbox/Certify minting identities) beside real
+/// systems or data: each sign named, never its value, unless SANDBOX_ALLOW_EXTERNAL=true.
+#[test]
+fn the_sandbox_refuses_signs_of_production_unless_allowed() {
+    let production = [
+        "--database-url=postgres://service:db-password-value@db/certification",
+        "--redis-url=redis://:redis-password-value@redis:6379",
+        "--portone-base-url=https://portone-v1.example",
+        "--portone-v2-base-url=https://portone-v2.example",
+        "--portone-imp-key=key",
+        "--portone-imp-secret=portone-secret-value",
+        "--portone-v2-api-secret=portone-v2-secret-value",
+        "--ci-index-key=c2VjcmV0LWluZGV4LWtleS1mb3ItdGhlLWNsaS10ZXN0cyE=",
+        "--ci-encryption-keys=k1:c2VjcmV0LWVuY3J5cHRpb24ta2V5LW9mLTMyLWJ5dGU=",
+    ];
+    let error = sandboxed(&production)
+        .into_settings(Some("http://127.0.0.1:1".into()))
+        .unwrap_err()
+        .to_string();
+    for setting in [
+        "DATABASE_URL",
+        "REDIS_URL",
+        "PORTONE_BASE_URL",
+        "PORTONE_V2_BASE_URL",
+        "PORTONE_IMP_KEY",
+        "PORTONE_IMP_SECRET",
+        "PORTONE_V2_API_SECRET",
+        "CI_INDEX_KEY",
+        "CI_ENCRYPTION_KEYS",
+    ] {
+        assert!(
+            error.contains(&format!("--sandbox refuses {setting} (")),
+            "{setting} not named in {error}"
+        );
+    }
+    assert!(error.starts_with("9 configuration problems:"), "{error}");
+    for secret in SECRETS {
+        assert!(!error.contains(secret), "{secret} in {error}");
+    }
+    assert!(!error.contains("example"), "{error}");
+
+    let mut allowed = production.to_vec();
+    allowed.push("--sandbox-allow-external=true");
+    assert!(
+        sandboxed(&allowed)
+            .into_settings(Some("http://127.0.0.1:1".into()))
+            .is_ok()
+    );
+    // The defaults as they ship, and the sandbox's own development keys, are no signs.
+    assert!(
+        sandboxed(&[
+            "--portone-base-url=https://api.iamport.kr",
+            "--ci-index-key=Y2VydGlmaWNhdGlvbi1zZXJ2aWNlIHNhbmRib3ggZGV2ZWxvcG1lbnQga2V5IQ==",
+            "--database-url=sqlite://data/other.db?mode=rwc",
+        ])
+        .into_settings(Some("http://127.0.0.1:1".into()))
+        .is_ok()
+    );
 }

@@ -11,6 +11,7 @@ use super::{
 use crate::{
     access::{CallerPermissions, CallerTokens},
     domain::{CiIndexKey, MinAge, SealingKeys},
+    secret::Secret,
     service::Policy,
 };
 
@@ -61,6 +62,17 @@ impl RetentionArgs {
     }
 }
 
+/// Whether `value` is the default written on `serve`'s flag `id`: a base URL left as it ships.
+fn is_flag_default(id: &str, value: &str) -> bool {
+    use clap::Args;
+    let serve = ServeArgs::augment_args(clap::Command::new("serve"));
+    serve
+        .get_arguments()
+        .find(|arg| arg.get_id() == id)
+        .and_then(|arg| arg.get_default_values().first())
+        .is_some_and(|default| default.to_str() == Some(value))
+}
+
 fn read_pem(path: &Path) -> Result<Vec<u8>, ConfigError> {
     std::fs::read(path)
         .map_err(|error| ConfigError::TlsFile(path.display().to_string(), error.kind().to_string()))
@@ -76,6 +88,15 @@ impl ServeArgs {
         let server = self.server(&mut problems);
         self.check_counts(&mut problems);
         self.check_durations(&mut problems);
+        problems.check(
+            !self.sandbox || cfg!(feature = "sandbox"),
+            ConfigError::SandboxNotBuilt,
+        );
+        if self.sandbox && !self.sandbox_allow_external {
+            for (setting, signal) in self.production_signals() {
+                problems.0.push(ConfigError::SandboxExternal(setting, signal));
+            }
+        }
         let with_v1 = portone.as_ref().is_none_or(|portone| portone.v1.is_some());
         // Silently deleting nothing would let an operator believe PortOne keeps no copies.
         problems.check(
@@ -109,6 +130,66 @@ impl ServeArgs {
                 certification_retention: self.retention.certification_retention,
             },
         })
+    }
+
+    /// What says this process runs beside real systems or real data, which `--sandbox` (fixed
+    /// keys, no authentication, `Sandbox/Certify` minting identities) must never: each setting's
+    /// name and what it signals.
+    fn production_signals(&self) -> Vec<(&'static str, &'static str)> {
+        let given = |value: Option<&str>| value.is_some_and(|value| !value.trim().is_empty());
+        let database_url = self.database.database_url.expose();
+        let postgres = database_url.starts_with("postgres://") || database_url.starts_with("postgresql://");
+        let own_key = |value: Option<&Secret>, development: &str| {
+            value
+                .map(|value| value.expose().trim())
+                .is_some_and(|key| !key.is_empty() && key != development)
+        };
+        [
+            ("DATABASE_URL", "a PostgreSQL database", postgres),
+            (
+                "REDIS_URL",
+                "a shared Redis",
+                given(self.redis_url.as_ref().map(Secret::expose)),
+            ),
+            (
+                "PORTONE_BASE_URL",
+                "a PortOne V1 address",
+                !is_flag_default("portone_base_url", &self.portone_base_url),
+            ),
+            (
+                "PORTONE_V2_BASE_URL",
+                "a PortOne V2 address",
+                !is_flag_default("portone_v2_base_url", &self.portone_v2_base_url),
+            ),
+            (
+                "PORTONE_IMP_KEY",
+                "PortOne V1 credentials",
+                given(self.portone_imp_key.as_deref()),
+            ),
+            (
+                "PORTONE_IMP_SECRET",
+                "PortOne V1 credentials",
+                given(self.portone_imp_secret.as_ref().map(Secret::expose)),
+            ),
+            (
+                "PORTONE_V2_API_SECRET",
+                "PortOne V2 credentials",
+                given(self.portone_v2_api_secret.as_ref().map(Secret::expose)),
+            ),
+            (
+                "CI_INDEX_KEY",
+                "a key other than the development one",
+                own_key(self.ci_index_key.as_ref(), SANDBOX_CI_INDEX_KEY),
+            ),
+            (
+                "CI_ENCRYPTION_KEYS",
+                "keys other than the development one",
+                own_key(self.ci_encryption_keys.as_ref(), SANDBOX_CI_ENCRYPTION_KEYS),
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(setting, signal, present)| present.then_some((setting, signal)))
+        .collect()
     }
 
     /// The CI index and sealing keys: given, or with `--sandbox` the fixed development ones.

@@ -16,8 +16,8 @@ pub use index_key::{CiIndexKey, IndexKeyError, PersonIndex};
 pub use input::{AccountId, FieldViolation, IdentityVerificationId, ImpUid, MerchantUid, MinAge};
 pub use sealing::{Purpose, Sealed, SealingError, SealingKeys};
 pub(crate) use session::{
-    AgeDisclosure, Disclosure, ExpectedPerson, Redemption, Session, SessionId, SessionSpec,
-    VerificationPurpose,
+    AgeDisclosure, Disclosure, ExpectedPerson, LoggedSessionId, Redemption, Session, SessionId,
+    SessionSpec, VerificationPurpose,
 };
 
 use chrono::{DateTime, Utc};
@@ -96,8 +96,13 @@ impl CertificationRef {
 
 impl std::fmt::Display for CertificationRef {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Certification ids are not personal data: they name a record, not a person.
-        write!(f, "{}:{}", self.provider.as_str(), self.id)
+        // Certification ids are not personal data: they name a record, not a person. A V2 id
+        // is the session's id (the service issues it) and a bearer value like V1's merchant_uid:
+        // cut the same way. A V1 imp_uid names PortOne's record only, and is shown whole.
+        match self.provider {
+            Provider::PortoneV1 => write!(f, "{}:{}", self.provider.as_str(), self.id),
+            Provider::PortoneV2 => write!(f, "{}:{}", self.provider.as_str(), LoggedSessionId(&self.id)),
+        }
     }
 }
 

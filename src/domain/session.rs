@@ -121,9 +121,20 @@ impl SessionId {
 }
 
 impl fmt::Debug for SessionId {
-    // A live session id is a bearer value for its caller: logs show its first characters only.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SessionId({}…)", self.0.get(..7).unwrap_or_default())
+        write!(f, "SessionId({})", LoggedSessionId(&self.0))
+    }
+}
+
+/// How a session id appears in logs, whichever provider it names (V1's merchant_uid, V2's
+/// identity verification id): a live session id is a bearer value for its caller, so logs show
+/// its first characters only.
+pub(crate) struct LoggedSessionId<'a>(pub(crate) &'a str);
+
+impl fmt::Display for LoggedSessionId<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Ids are ASCII (parsed), so a byte cut is a character cut; `get` keeps it total.
+        write!(f, "{}…", self.0.get(..7).unwrap_or_default())
     }
 }
 

@@ -158,7 +158,8 @@ impl Permission {
         }
     }
 
-    /// For a service whose every call is `rpc`.
+    /// For a service whose every call is `rpc` (the sandbox's).
+    #[cfg(feature = "sandbox")]
     pub(crate) fn only(permissions: Option<Arc<CallerPermissions>>, rpc: Rpc) -> Self {
         Self {
             permissions,

@@ -38,6 +38,11 @@ pub(crate) fn check_base_url(base_url: &str) -> Result<(), &'static str> {
     }
 }
 
+/// True for an `http://` base URL: one [`check_base_url`] lets through only to this machine.
+fn is_plain_http(base_url: &str) -> bool {
+    reqwest::Url::parse(base_url).is_ok_and(|url| url.scheme() == "http")
+}
+
 #[derive(Clone, Debug)]
 pub struct HttpSettings {
     /// One HTTP attempt's limit; the caller's deadline may cut it shorter.
@@ -158,14 +163,29 @@ pub(crate) struct ResilientHttp {
 }
 
 impl ResilientHttp {
-    pub(crate) fn new(settings: HttpSettings, provider: &'static str) -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder()
+    /// `base_url` is the API's, already checked by [`check_base_url`]: it decides whether a
+    /// proxy from the environment may carry the requests.
+    pub(crate) fn new(
+        settings: HttpSettings,
+        provider: &'static str,
+        base_url: &str,
+    ) -> Result<Self, reqwest::Error> {
+        let builder = reqwest::Client::builder()
             .connect_timeout(settings.connect_timeout)
             // A redirect would carry the request (getToken's body holds the secret) to a host
             // nobody configured: a 3xx is an answer, never followed.
             .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("certification-service/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+            .user_agent(concat!("certification-service/", env!("CARGO_PKG_VERSION")));
+        // Plain http:// is for this machine only, and reqwest sends it through HTTP_PROXY or
+        // ALL_PROXY all the same (it exempts no loopback address): the proxy would read
+        // getToken's body and V2's Authorization in clear. Such a base URL is reached directly;
+        // https:// through a proxy is a tunnel the proxy cannot read, and keeps the proxy.
+        let builder = if is_plain_http(base_url) {
+            builder.no_proxy()
+        } else {
+            builder
+        };
+        let client = builder.build()?;
         Ok(Self {
             provider,
             client,

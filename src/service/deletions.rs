@@ -145,7 +145,7 @@ impl Deleter {
 fn classify(error: &ProviderError) -> (&'static str, bool) {
     match error {
         ProviderError::Unavailable(_) => ("unavailable", true),
-        ProviderError::DeadlineExceeded => ("timeout", true),
+        ProviderError::DeadlineExceeded | ProviderError::SharedTokenWait => ("timeout", true),
         ProviderError::CircuitOpen { .. } => ("circuit_open", true),
         // Fixed by an operator, not by giving up on the person's data.
         ProviderError::CredentialsRejected => ("credentials_rejected", true),

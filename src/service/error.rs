@@ -112,6 +112,7 @@ static STORE_DOWN: LogLimit = LogLimit::per(Duration::from_secs(1));
 static STORE_CONTENDED: LogLimit = LogLimit::per(Duration::from_secs(1));
 static PROVIDER_DOWN: LogLimit = LogLimit::per(Duration::from_secs(1));
 static PURPOSE_REFUSED: LogLimit = LogLimit::per(Duration::from_secs(1));
+static SHARED_TOKEN_WAIT: LogLimit = LogLimit::per(Duration::from_secs(1));
 
 impl ServiceError {
     /// The machine-readable reason callers see (`google.rpc.ErrorInfo.reason`) and metrics count.
@@ -145,7 +146,7 @@ impl ServiceError {
             Self::Upstream(P::Rejected { .. }) => "UPSTREAM_REJECTED",
             Self::Upstream(P::Malformed(_)) | Self::BornInTheFuture => "UPSTREAM_MALFORMED",
             Self::Upstream(P::NotConfigured(_)) => "PROVIDER_NOT_CONFIGURED",
-            Self::Upstream(P::DeadlineExceeded) => DEADLINE_EXCEEDED,
+            Self::Upstream(P::DeadlineExceeded | P::SharedTokenWait) => DEADLINE_EXCEEDED,
             Self::Store(StoreError::Unavailable(_)) => "STORE_UNAVAILABLE",
             Self::Store(StoreError::Failure(_)) => "STORE_FAILURE",
             Self::Store(StoreError::Contention(_)) => "STORE_CONTENTION",
@@ -177,7 +178,7 @@ impl ServiceError {
             | Self::Upstream(P::Rejected { .. } | P::NotConfigured(_)) => K::FailedPrecondition,
             Self::Upstream(P::Unavailable(_) | P::CircuitOpen { .. } | P::CredentialsRejected)
             | Self::Store(StoreError::Unavailable(_)) => K::Unavailable,
-            Self::Upstream(P::DeadlineExceeded) => K::DeadlineExceeded,
+            Self::Upstream(P::DeadlineExceeded | P::SharedTokenWait) => K::DeadlineExceeded,
             Self::Store(StoreError::Contention(_)) => K::Aborted,
             Self::Upstream(P::Malformed(_)) | Self::BornInTheFuture | Self::Store(StoreError::Failure(_)) => {
                 K::Internal
@@ -321,6 +322,14 @@ impl ServiceError {
                     );
                 }
             }
+            Self::Upstream(P::SharedTokenWait) => {
+                if let Some(suppressed) = SHARED_TOKEN_WAIT.admit() {
+                    tracing::warn!(
+                        suppressed,
+                        "deadline passed waiting for the portone token lock in redis; another replica holds it"
+                    );
+                }
+            }
             // Logged once when the circuit opens, not per refused call.
             _ => {}
         }
@@ -397,6 +406,7 @@ mod tests {
             ServiceError::BornInTheFuture,
             ProviderError::NotConfigured(Provider::PortoneV2).into(),
             ProviderError::DeadlineExceeded.into(),
+            ProviderError::SharedTokenWait.into(),
             StoreError::Unavailable("x".into()).into(),
             StoreError::Failure("x".into()).into(),
             StoreError::Contention("x".into()).into(),

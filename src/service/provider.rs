@@ -64,6 +64,12 @@ pub enum ProviderError {
     Malformed(String),
     #[error("the caller's deadline passed before the identity provider answered")]
     DeadlineExceeded,
+    /// The deadline passed while another replica held the fleet-wide lock on the provider's
+    /// access token (in Redis): the wait was on Redis and that replica, not on the provider.
+    #[error(
+        "the caller's deadline passed waiting for the access token another replica is fetching (its lock in Redis)"
+    )]
+    SharedTokenWait,
     /// Recent attempts all failed: not trying again before `retry_after`.
     #[error("the identity provider is failing; not calling it for another {}ms", retry_after.as_millis())]
     CircuitOpen { retry_after: Duration },

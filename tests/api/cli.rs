@@ -22,6 +22,8 @@ fn service() -> Command {
         "DATABASE_URL",
         "REDIS_URL",
         "RUST_LOG",
+        "SANDBOX_ALLOW_EXTERNAL",
+        "SANDBOX_LISTEN_ADDR",
     ] {
         command.env_remove(variable);
     }
@@ -81,6 +83,64 @@ fn refused_serve(env: &[(&str, &str)]) -> String {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     )
+}
+
+/// `serve --sandbox` (fixed keys, no authentication, Sandbox/Certify minting identities) beside
+/// production settings: it used to start on them. It refuses, naming each setting and no value.
+#[test]
+fn serve_with_the_sandbox_refuses_production_settings_and_names_them_without_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = service()
+        .args(["serve", "--sandbox", "--grpc-listen-addr", "127.0.0.1:0"])
+        .env("METRICS_LISTEN_ADDR", "127.0.0.1:0")
+        .env(
+            "DATABASE_URL",
+            "postgres://service:db-password-value@127.0.0.1:9/certification",
+        )
+        .env("REDIS_URL", "redis://:redis-password-value@127.0.0.1:9")
+        .env("PORTONE_IMP_KEY", "production-imp-key")
+        .env("PORTONE_IMP_SECRET", "very-secret-value")
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _reaper = KillOnPanic(child.id());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "serve --sandbox is running beside production settings"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().unwrap();
+    assert!(!output.status.success());
+    let everything = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for setting in [
+        "DATABASE_URL",
+        "REDIS_URL",
+        "PORTONE_IMP_KEY",
+        "PORTONE_IMP_SECRET",
+    ] {
+        assert!(
+            everything.contains(&format!("--sandbox refuses {setting} (")),
+            "{setting}: {everything}"
+        );
+    }
+    assert!(everything.contains("SANDBOX_ALLOW_EXTERNAL=true"), "{everything}");
+    for value in [
+        "db-password-value",
+        "redis-password-value",
+        "production-imp-key",
+        "very-secret-value",
+    ] {
+        assert!(!everything.contains(value), "{value}: {everything}");
+    }
 }
 
 #[test]

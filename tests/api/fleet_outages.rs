@@ -148,3 +148,78 @@ async fn a_redis_that_is_down_from_the_start_is_no_obstacle() {
     assert_eq!(fleet.sandbox.stats().get_token_calls, 1);
     assert!(fleet.replicas[0].token_cache_degraded());
 }
+
+/// A lock key no holder of ours could have left (no expiry, or more time left than
+/// TOKEN_LOCK_TTL) stopped every V1 look-up fleet-wide until the deadline, silently. It is broken,
+/// with a warning that names neither the lock's value nor any secret, and look-ups go on.
+#[tokio::test]
+async fn a_stale_token_lock_in_redis_is_broken_with_a_warning_and_lookups_go_on() {
+    let redis = RedisServer::start();
+    let fleet = App::new().redis(&redis.url()).fleet(1).await;
+    let replica = &fleet.replicas[0];
+    let portone = replica.settings.portone_v1.as_ref().unwrap();
+    let token = token_key(&portone.imp_key);
+    let lock_key = format!("{token}:lock");
+    let mut connection = redis.connection().await;
+
+    // Without expiry, seen by a separate process whose log we read.
+    let () = connection.set(&lock_key, "left-over-holder").await.unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let service = start_service_process(&fleet, &redis.url(), &data, &[]);
+    service.wait_serving().await;
+    let mut request = tonic::Request::new(verify_request(ADULT));
+    request.set_timeout(Duration::from_secs(5));
+    service.client().verify(request).await.unwrap();
+    let logs = service.wait_for_log("broke a stale portone token lock").await;
+    assert!(logs.contains("broke a stale portone token lock"), "{logs}");
+    assert!(logs.contains("lock_left_ms=-1"), "{logs}");
+    assert!(!logs.contains("left-over-holder"), "{logs}");
+    assert!(!logs.contains(portone.imp_secret.expose()), "{logs}");
+    assert_eq!(fleet.sandbox.stats().get_token_calls, 1);
+    let left: Option<String> = connection.get(&lock_key).await.unwrap();
+    assert_eq!(left, None, "the breaker released the lock it took");
+
+    // An hour left: longer than any holder sets. A cold replica must not wait it out.
+    let () = connection
+        .set_ex(&lock_key, "left-over-holder", 3600)
+        .await
+        .unwrap();
+    let () = connection.del(&token).await.unwrap();
+    let cold = App::replica_of(replica).spawn().await;
+    let started = Instant::now();
+    cold.verify(ADULT).await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "waited {:?} on a stale lock",
+        started.elapsed()
+    );
+    assert_eq!(fleet.sandbox.stats().get_token_calls, 2);
+}
+
+/// A lock another replica holds (within TOKEN_LOCK_TTL) is honoured; a call whose deadline
+/// passes waiting on it is answered DEADLINE_EXCEEDED naming Redis, not PortOne, which was never
+/// asked.
+#[tokio::test]
+async fn a_deadline_spent_waiting_on_the_token_lock_names_redis_not_portone() {
+    let redis = RedisServer::start();
+    let fleet = App::new().redis(&redis.url()).fleet(1).await;
+    let replica = &fleet.replicas[0];
+    let portone = replica.settings.portone_v1.as_ref().unwrap();
+    let lock_key = format!("{}:lock", token_key(&portone.imp_key));
+    let mut connection = redis.connection().await;
+    let () = connection
+        .pset_ex(&lock_key, "another-replica", 2_500)
+        .await
+        .unwrap();
+
+    let mut request = tonic::Request::new(verify_request(ADULT));
+    request.set_timeout(Duration::from_millis(500));
+    let answer = replica.client.clone().verify(request).await;
+    let status = crate::helpers::assert_status(answer, tonic::Code::DeadlineExceeded, "DEADLINE_EXCEEDED");
+    assert!(status.message().contains("Redis"), "{status:?}");
+    assert!(
+        !status.message().contains("identity provider answered"),
+        "{status:?}"
+    );
+    assert_eq!(fleet.sandbox.stats().get_token_calls, 0);
+}

@@ -306,3 +306,53 @@ async fn a_v2_only_merchant_builds_no_v1_client_and_signs_up_through_v2() {
         "{stats:?}"
     );
 }
+
+/// A V2 session id is the identity verification id the browser holds: a bearer value like V1's
+/// merchant_uid, so the logs show its first characters only, as they do a V1 session's.
+#[tokio::test]
+async fn v2_session_ids_are_cut_in_the_logs_like_v1_ones() {
+    let data = tempfile::tempdir().unwrap();
+    let database_url = format!("sqlite://{}/logs.db?mode=rwc", data.path().display());
+    let service = crate::processes::ServiceProcess::start_with(
+        &["--sandbox"],
+        &[("DATABASE_URL", &database_url), ("REQUIRE_SESSION", "true")],
+    );
+    service.wait_serving().await;
+    let mut client = service.client();
+    let mut sandbox =
+        certification_service::sandbox::grpc::proto::sandbox_client::SandboxClient::new(service.channel());
+    let session = client
+        .begin_verification(BeginVerificationRequest {
+            purpose: Purpose::Signup.into(),
+            account_id: Some("acct-logged".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let id = session.identity_verification_id;
+    sandbox
+        .certify(v2_request(&id, Person::Adult).person_key("v2-logged"))
+        .await
+        .unwrap();
+    let answer = client
+        .verify(VerifyRequest {
+            identity_verification_id: id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(answer.bound);
+
+    let logs = service.wait_for_log("certification verified").await;
+    assert!(logs.contains("certification verified"), "{logs}");
+    assert!(
+        !logs.contains(&id),
+        "the whole V2 session id is in the logs:\n{logs}"
+    );
+    assert!(
+        logs.contains(&format!("portone_v2:{}…", &id[..7])),
+        "the verification is still named, cut:\n{logs}"
+    );
+}

@@ -7,6 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use certification_service::grpc::proto::certification_service_client::CertificationServiceClient;
 pub use certification_testkit::{RedisServer, free_port};
 
 use crate::helpers::{READY_POLL, READY_WITHIN};
@@ -22,6 +23,11 @@ impl ServiceProcess {
     /// Starts `serve` with exactly these environment variables (besides PATH) and waits for
     /// the address it logs on binding port 0.
     pub fn start(env: &[(&str, &str)]) -> Self {
+        Self::start_with(&[], env)
+    }
+
+    /// Starts `serve` with these flags too (`--sandbox`, say).
+    pub fn start_with(flags: &[&str], env: &[(&str, &str)]) -> Self {
         let mut command = Command::new(env!("CARGO_BIN_EXE_certification-service"));
         command
             .env_clear()
@@ -36,6 +42,7 @@ impl ServiceProcess {
             .env("REQUIRE_SESSION", "false")
             .envs(env.iter().copied())
             .arg("serve")
+            .args(flags)
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
         let mut child = command.spawn().unwrap();
@@ -75,6 +82,18 @@ impl ServiceProcess {
             address,
             logged,
         }
+    }
+
+    /// A channel to its gRPC port.
+    pub fn channel(&self) -> tonic::transport::Channel {
+        tonic::transport::Channel::from_shared(format!("http://{}", self.address))
+            .unwrap()
+            .connect_lazy()
+    }
+
+    /// A client of its CertificationService.
+    pub fn client(&self) -> CertificationServiceClient<tonic::transport::Channel> {
+        CertificationServiceClient::new(self.channel())
     }
 
     /// Waits until health reports the named service SERVING (migrations applied).

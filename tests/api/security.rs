@@ -339,3 +339,168 @@ async fn a_flood_of_refused_calls_logs_a_few_lines_not_one_each() {
         "{lines} warning lines for 300 refusals:\n{logs}"
     );
 }
+
+/// A listening "proxy" that records every byte it receives and answers each connection 502:
+/// what a proxy from the environment would learn.
+struct RecordingProxy {
+    url: String,
+    received: Arc<Mutex<Vec<u8>>>,
+    accepting: tokio::task::JoinHandle<()>,
+}
+
+impl RecordingProxy {
+    async fn start() -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let recorder = received.clone();
+        let accepting = tokio::spawn(async move {
+            while let Ok((mut connection, _)) = listener.accept().await {
+                let recorder = recorder.clone();
+                tokio::spawn(async move {
+                    let mut buffer = [0u8; 16 * 1024];
+                    // Whatever arrives until the client pauses: a request's head and body.
+                    while let Ok(Ok(read)) =
+                        tokio::time::timeout(Duration::from_millis(300), connection.read(&mut buffer)).await
+                    {
+                        if read == 0 {
+                            break;
+                        }
+                        recorder.lock().unwrap().extend_from_slice(&buffer[..read]);
+                    }
+                    let _ = connection
+                        .write_all(
+                            b"HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                        )
+                        .await;
+                });
+            }
+        });
+        Self {
+            url,
+            received,
+            accepting,
+        }
+    }
+
+    fn received(&self) -> String {
+        String::from_utf8_lossy(&self.received.lock().unwrap()).into_owned()
+    }
+}
+
+impl Drop for RecordingProxy {
+    fn drop(&mut self) {
+        self.accepting.abort();
+    }
+}
+
+/// reqwest honours HTTP_PROXY/ALL_PROXY and exempts no loopback address: with the sandbox's
+/// loopback `http://` base URL, getToken's body (imp_secret) and V2's `Authorization` went to
+/// the proxy in clear. Plain http:// is reached directly; https:// still goes through the proxy,
+/// as a CONNECT tunnel it cannot read.
+#[tokio::test]
+async fn a_proxy_from_the_environment_never_receives_the_portone_secrets() {
+    use certification_service::{
+        grpc::proto::VerifyRequest,
+        sandbox::{Sandbox, SandboxConfig},
+    };
+
+    let imp_secret = "proxy-test-imp-secret-7f3a9c";
+    let v2_secret = "proxy-test-v2-secret-2b8e41";
+    let sandbox = Sandbox::start(
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        SandboxConfig {
+            imp_secret: imp_secret.into(),
+            v2_api_secret: v2_secret.into(),
+            ..SandboxConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let proxy = RecordingProxy::start().await;
+    let data = tempfile::tempdir().unwrap();
+    let database_url = format!("sqlite://{}/proxy.db?mode=rwc", data.path().display());
+    let base_url = sandbox.base_url();
+    let env = |v2_base_url: &str| -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = [
+            "HTTP_PROXY",
+            "http_proxy",
+            "HTTPS_PROXY",
+            "https_proxy",
+            "ALL_PROXY",
+            "all_proxy",
+        ]
+        .into_iter()
+        .map(|name| (name.to_owned(), proxy.url.clone()))
+        .collect();
+        env.extend(
+            [
+                ("PORTONE_BASE_URL", base_url.as_str()),
+                ("PORTONE_IMP_KEY", certification_service::sandbox::SANDBOX_IMP_KEY),
+                ("PORTONE_IMP_SECRET", imp_secret),
+                ("PORTONE_V2_BASE_URL", v2_base_url),
+                ("PORTONE_V2_API_SECRET", v2_secret),
+                ("PORTONE_MAX_ATTEMPTS", "1"),
+                ("DATABASE_URL", database_url.as_str()),
+                ("CI_INDEX_KEY", "c2VjcmV0LWluZGV4LWtleS1mb3ItdGhlLWNsaS10ZXN0cyE="),
+                (
+                    "CI_ENCRYPTION_KEYS",
+                    "k1:c2VjcmV0LWVuY3J5cHRpb24ta2V5LW9mLTMyLWJ5dGU=",
+                ),
+            ]
+            .map(|(name, value)| (name.to_owned(), value.to_owned())),
+        );
+        env
+    };
+    let start = |env: &[(String, String)]| {
+        let env: Vec<(&str, &str)> = env
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str()))
+            .collect();
+        ServiceProcess::start(&env)
+    };
+
+    // Both APIs on the loopback sandbox: answered directly, the proxy hears nothing.
+    let service = start(&env(&base_url));
+    service.wait_serving().await;
+    let mut calls = service.client();
+    calls.verify(verify_request(ADULT)).await.unwrap();
+    calls
+        .verify(VerifyRequest {
+            identity_verification_id: "sandbox-iv-adult".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let heard = proxy.received();
+    assert!(!heard.contains(imp_secret), "the proxy read imp_secret:\n{heard}");
+    assert!(
+        !heard.contains(v2_secret),
+        "the proxy read the V2 secret:\n{heard}"
+    );
+    assert!(heard.is_empty(), "the proxy heard:\n{heard}");
+    drop(service);
+
+    // V2 over https: through the proxy still, as a tunnel; the secret is not in what it reads.
+    let service = start(&env("https://portone-v2.invalid"));
+    service.wait_serving().await;
+    let tunnelled = service
+        .client()
+        .verify(VerifyRequest {
+            identity_verification_id: "sandbox-iv-adult".into(),
+            ..Default::default()
+        })
+        .await;
+    assert!(tunnelled.is_err(), "no PortOne behind the recording proxy");
+    let heard = proxy.received();
+    assert!(
+        heard.starts_with("CONNECT portone-v2.invalid:443"),
+        "https:// keeps the proxy:\n{heard}"
+    );
+    assert!(
+        !heard.contains(v2_secret),
+        "the proxy read the V2 secret:\n{heard}"
+    );
+}

@@ -80,7 +80,7 @@ impl PortoneClient {
     pub(crate) fn new(settings: PortoneSettings, tokens: TokenCache) -> Result<Self, reqwest::Error> {
         Ok(Self {
             inner: Arc::new(Inner {
-                http: ResilientHttp::new(settings.http.clone(), "portone_v1")?,
+                http: ResilientHttp::new(settings.http.clone(), "portone_v1", &settings.base_url)?,
                 certifications: Url::parse(&format!("{}/certifications/", settings.base_url)).ok(),
                 settings,
                 tokens,
@@ -196,7 +196,8 @@ impl PortoneClient {
             }
             let wake = Instant::now() + poll;
             if wake >= deadline {
-                return Err(ProviderError::DeadlineExceeded);
+                // Waiting on a live lock in Redis, not on PortOne: the answer says so.
+                return Err(ProviderError::SharedTokenWait);
             }
             sleep_until(wake).await;
             poll = (poll * 2).min(LOCK_POLL_CAP);

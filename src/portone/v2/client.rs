@@ -42,7 +42,7 @@ impl PortoneV2Client {
     pub(crate) fn new(settings: PortoneV2Settings) -> Result<Self, reqwest::Error> {
         Ok(Self {
             inner: Arc::new(Inner {
-                http: ResilientHttp::new(settings.http.clone(), "portone_v2")?,
+                http: ResilientHttp::new(settings.http.clone(), "portone_v2", &settings.base_url)?,
                 authorization: format!("PortOne {}", settings.api_secret.expose()),
                 settings,
             }),

@@ -21,7 +21,10 @@ use redis::aio::ConnectionManager;
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
-use self::{seal::TokenSeal, shared::RedisTokens};
+use self::{
+    seal::TokenSeal,
+    shared::{LockTaken, RedisTokens},
+};
 use crate::telemetry::metrics;
 
 /// A PortOne access token. A credential: its `Debug` redacts and it is never logged.
@@ -250,15 +253,22 @@ impl TokenCache {
     }
 
     /// Asks for the fleet-wide lock on getToken, held at most `ttl` so a replica that dies
-    /// holding it stalls the others no longer than that.
+    /// holding it stalls the others no longer than that. A lock that could outlive `ttl` (no
+    /// expiry, or more time left) is stale: it is taken over, with a warning.
     pub(super) async fn try_lock(&self, ttl: Duration) -> LockAttempt {
-        let Some(redis) = &self.redis else {
-            return LockAttempt::Unavailable;
-        };
         let owner = format!("{}:{}", self.instance, uuid::Uuid::new_v4().simple());
-        match self.set_if_absent(&redis.lock_key, &owner, ttl).await {
-            Some(true) => LockAttempt::Acquired(LockOwner(owner)),
-            Some(false) => LockAttempt::HeldElsewhere,
+        match self.take_lock(&owner, ttl).await {
+            Some(LockTaken::Taken) => LockAttempt::Acquired(LockOwner(owner)),
+            Some(LockTaken::BrokeStale { left_ms }) => {
+                // Not rate-limited: the lock is ours now, with an expiry, so it happens once.
+                tracing::warn!(
+                    lock_left_ms = left_ms,
+                    lock_ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
+                    "broke a stale portone token lock in redis (no expiry, or longer than TOKEN_LOCK_TTL)"
+                );
+                LockAttempt::Acquired(LockOwner(owner))
+            }
+            Some(LockTaken::HeldElsewhere) => LockAttempt::HeldElsewhere,
             None => LockAttempt::Unavailable,
         }
     }

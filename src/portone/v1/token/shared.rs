@@ -41,7 +41,56 @@ end
 return 0
 "#;
 
+/// Takes the getToken lock, or breaks a stale one: a lock without expiry, or with more time
+/// left than any holder sets (`ARGV[2]`, TOKEN_LOCK_TTL), can only be left over (written by
+/// hand, restored from a dump, an older release) and would otherwise stall every replica's
+/// getToken for ever. Answers `{1, 0}` taken, `{0, 0}` held by a live holder, `{2, left}` taken
+/// over a stale lock that had `left` ms (-1: no expiry).
+const TAKE_LOCK: &str = r#"
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return {1, 0}
+end
+local left = redis.call('PTTL', KEYS[1])
+if left == -1 or left > tonumber(ARGV[2]) then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return {2, left}
+end
+return {0, 0}
+"#;
+
+/// How [`TokenCache::take_lock`] went.
+pub(super) enum LockTaken {
+    Taken,
+    HeldElsewhere,
+    /// Taken over a stale lock that had this many ms left (-1: no expiry).
+    BrokeStale {
+        left_ms: i64,
+    },
+}
+
 impl TokenCache {
+    /// The fleet-wide lock for `owner`, held at most `ttl`: `None` if Redis did not answer.
+    pub(super) async fn take_lock(&self, owner: &str, ttl: Duration) -> Option<LockTaken> {
+        let redis = self.redis.as_ref()?;
+        let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let mut connection = redis.connection.clone();
+        let (outcome, left_ms) = self
+            .call(async move {
+                redis::Script::new(TAKE_LOCK)
+                    .key(&redis.lock_key)
+                    .arg(owner)
+                    .arg(millis)
+                    .invoke_async::<(i64, i64)>(&mut connection)
+                    .await
+            })
+            .await?;
+        Some(match outcome {
+            1 => LockTaken::Taken,
+            2 => LockTaken::BrokeStale { left_ms },
+            _ => LockTaken::HeldElsewhere,
+        })
+    }
+
     /// `SET key value NX PX ttl`: `Some(true)` if set, `Some(false)` if the key existed, `None`
     /// if Redis did not answer.
     pub(super) async fn set_if_absent(&self, key: &str, value: &str, ttl: Duration) -> Option<bool> {
