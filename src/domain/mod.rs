@@ -16,8 +16,8 @@ pub use index_key::{CiIndexKey, IndexKeyError, PersonIndex};
 pub use input::{AccountId, FieldViolation, IdentityVerificationId, ImpUid, MerchantUid, MinAge};
 pub use sealing::{Purpose, Sealed, SealingError, SealingKeys};
 pub(crate) use session::{
-    AgeDisclosure, Disclosure, ExpectedPerson, LoggedSessionId, Redemption, Session, SessionId,
-    SessionSpec, VerificationPurpose,
+    AgeDisclosure, Disclosure, ExpectedPerson, LoggedSessionId, Redemption, Session, SessionId, SessionSpec,
+    VerificationPurpose,
 };
 
 use chrono::{DateTime, Utc};
