@@ -52,9 +52,14 @@ pub(super) fn decide<'s>(
     policy: &Policy,
     now: DateTime<Utc>,
 ) -> Result<Plan<'s>, ServiceError> {
+    // Nothing about a certification (finished or not, when, by whom) is answered before it is
+    // proven the session's: a session is no oracle on other callers' certifications.
+    check_belongs(found, command, session)?;
     let (identity, certified_at) = certified_parts(found, policy)?;
     check_time(policy, certified_at, now)?;
-    check_belongs(policy, found, certified_at, command, session)?;
+    if let Some(session) = session {
+        check_after_begin(policy, certified_at, session)?;
+    }
     let min_age = match session {
         Some(session) => session.min_age,
         None => command.min_age,
@@ -170,12 +175,9 @@ fn check_time(policy: &Policy, certified_at: DateTime<Utc>, now: DateTime<Utc>) 
     Ok(())
 }
 
-/// The certification was made for this session (or, without one, for this merchant_uid),
-/// after the session began.
+/// The certification was made for this session (or, without one, for this merchant_uid).
 fn check_belongs(
-    policy: &Policy,
     found: &ProviderCertification,
-    certified_at: DateTime<Utc>,
     command: &VerifyCommand,
     session: Option<&Session>,
 ) -> Result<(), ServiceError> {
@@ -184,14 +186,6 @@ fn check_belongs(
         Some(session) => {
             if certified_for != Some(session.id.as_str()) {
                 return Err(ServiceError::MerchantMismatch);
-            }
-            let skew = chrono::TimeDelta::from_std(policy.clock_skew).unwrap_or_default();
-            let earliest = session
-                .created_at
-                .checked_sub_signed(skew)
-                .unwrap_or(session.created_at);
-            if certified_at < earliest {
-                return Err(ServiceError::CertifiedBeforeSession);
             }
         }
         None => {
@@ -205,6 +199,24 @@ fn check_belongs(
                 return Err(ServiceError::SessionRequired);
             }
         }
+    }
+    Ok(())
+}
+
+/// Certified after the session began (less the clock skew): not a certification made earlier
+/// under a merchant_uid guessed ahead.
+fn check_after_begin(
+    policy: &Policy,
+    certified_at: DateTime<Utc>,
+    session: &Session,
+) -> Result<(), ServiceError> {
+    let skew = chrono::TimeDelta::from_std(policy.clock_skew).unwrap_or_default();
+    let earliest = session
+        .created_at
+        .checked_sub_signed(skew)
+        .unwrap_or(session.created_at);
+    if certified_at < earliest {
+        return Err(ServiceError::CertifiedBeforeSession);
     }
     Ok(())
 }

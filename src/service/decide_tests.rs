@@ -277,3 +277,31 @@ fn without_a_session_a_passing_person_is_recorded_or_bound_and_a_session_certifi
     );
     assert_eq!(reason(child), "UNDERAGE");
 }
+
+/// Issue 29, finding 4: a certification made for another merchant_uid says nothing else about
+/// itself through this session: not whether it was finished, nor when it was made.
+#[test]
+fn a_certification_of_another_session_is_refused_before_any_fact_of_it() {
+    let session = session(VerificationPurpose::AgeCheck, None);
+    let other = |mutate: fn(&mut ProviderCertification)| {
+        let mut certification = found("vs_0123456789abcdef0123456789abcdef", ADULT);
+        mutate(&mut certification);
+        reason(decide(
+            &certification,
+            Some(&session),
+            &command(None, None),
+            &policy(),
+            now(),
+        ))
+    };
+    assert_eq!(
+        other(|found| found.certified_at = Some(now() - TimeDelta::days(80))),
+        "MERCHANT_MISMATCH"
+    );
+    assert_eq!(other(|found| found.certified = false), "MERCHANT_MISMATCH");
+    assert_eq!(other(|found| found.test_channel = true), "MERCHANT_MISMATCH");
+    assert_eq!(
+        other(|found| found.certified_at = Some(now() + TimeDelta::hours(1))),
+        "MERCHANT_MISMATCH"
+    );
+}

@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use certification_service::grpc::proto::UnlinkRequest;
 use sea_orm::{ConnectionTrait, Database, TransactionTrait};
 use tonic::Code;
 
@@ -21,13 +20,7 @@ async fn on_postgres_a_bind_waiting_on_a_held_person_is_aborted_then_binds_when_
     // The person is known and unheld: a new signup takes the transaction, not the fresh path.
     let first = insert_certified(app, "merchant-contended-1", "contended-person");
     assert!(app.bind(&first, "acct-contended-1").await.unwrap().bound);
-    app.client
-        .clone()
-        .unlink(UnlinkRequest {
-            account_id: "acct-contended-1".into(),
-        })
-        .await
-        .unwrap();
+    app.unlink("acct-contended-1").await;
 
     let other = Database::connect(setup.database_url.as_str()).await.unwrap();
     let lock = other.begin().await.unwrap();
@@ -80,15 +73,7 @@ async fn on_postgres_a_bind_racing_an_unlink_with_no_cooldown_binds() {
             assert!(tries < 500, "the signup never waited on the certification's row");
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        let unlinked = app
-            .client
-            .clone()
-            .unlink(UnlinkRequest {
-                account_id: "acct-raced-1".into(),
-            })
-            .await
-            .unwrap();
-        assert!(unlinked.into_inner().unlinked);
+        assert!(app.unlink("acct-raced-1").await.unlinked);
         hold.commit().await.unwrap();
     };
     let (answer, ()) = tokio::join!(app.bind(&second, "acct-raced-2"), unlink_meanwhile);

@@ -378,6 +378,18 @@ impl TestApp {
         self.client.clone().verify(verify_request(imp_uid)).await
     }
 
+    /// Unlinks `account` (회원 탈퇴), which must succeed.
+    pub async fn unlink(&self, account: &str) -> certification_service::grpc::proto::UnlinkResponse {
+        self.client
+            .clone()
+            .unlink(certification_service::grpc::proto::UnlinkRequest {
+                account_id: account.to_owned(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
     pub async fn bind(
         &self,
         imp_uid: &str,

@@ -181,26 +181,15 @@ async fn rekey_refuses_rows_under_a_key_it_does_not_have() {
     assert!(error.to_string().contains("test-k1"), "{error}");
 }
 
-async fn unlink(app: &TestApp, account: &str) -> certification_service::grpc::proto::UnlinkResponse {
-    app.client
-        .clone()
-        .unlink(UnlinkRequest {
-            account_id: account.to_owned(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-}
-
 #[tokio::test]
 async fn after_unlink_the_person_binds_to_a_new_account_and_unlink_is_idempotent() {
     let app = spawn_app().await;
     verify_and_bind(&app, ADULT, "acct-leaving").await;
-    let first = unlink(&app, "acct-leaving").await;
+    let first = app.unlink("acct-leaving").await;
     assert!(first.unlinked && first.unlinked_at.is_some());
-    let again = unlink(&app, "acct-leaving").await;
+    let again = app.unlink("acct-leaving").await;
     assert!(!again.unlinked && again.unlinked_at.is_none());
-    assert!(!unlink(&app, "acct-never-bound").await.unlinked);
+    assert!(!app.unlink("acct-never-bound").await.unlinked);
 
     let rejoined = app
         .bind(ADULT_SECOND_CERTIFICATION, "acct-rejoined")
@@ -235,7 +224,7 @@ async fn a_rejoin_within_the_cooldown_is_refused_with_its_end_and_allowed_after(
         .spawn()
         .await;
     verify_and_bind(&app, ADULT, "acct-cooldown-1").await;
-    unlink(&app, "acct-cooldown-1").await;
+    app.unlink("acct-cooldown-1").await;
 
     let refused = assert_status(
         app.bind(ADULT_SECOND_CERTIFICATION, "acct-cooldown-2").await,
@@ -273,7 +262,7 @@ async fn purge_removes_old_certifications_and_unheld_persons_but_keeps_bindings(
     verify_and_bind(&app, ADULT, "acct-kept").await;
     app.verify(FOREIGNER).await.unwrap();
     verify_and_bind(&app, NO_PHONE, "acct-gone").await;
-    unlink(&app, "acct-gone").await;
+    app.unlink("acct-gone").await;
 
     // A long retention removes nothing.
     let none = maintenance::purge(&app.store, Duration::from_secs(3600), Duration::ZERO)

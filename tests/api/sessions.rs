@@ -9,7 +9,7 @@ use certification_service::{
     config::Settings,
     grpc::proto::{
         BeginVerificationRequest, BeginVerificationResponse, ExpectedPerson, Provider, Purpose,
-        UnlinkRequest, VerifyRequest, VerifyResponse,
+        VerifyRequest, VerifyResponse,
     },
 };
 use chrono::Utc;
@@ -386,16 +386,7 @@ async fn a_refused_signup_retried_after_the_holder_left_answers_its_refusal() {
         Code::AlreadyExists,
         "ALREADY_REGISTERED",
     );
-    let unlinked = app
-        .client
-        .clone()
-        .unlink(UnlinkRequest {
-            account_id: "acct-first-holder".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(unlinked.unlinked);
+    assert!(app.unlink("acct-first-holder").await.unlinked);
 
     assert_status(
         redeem(&app, &session.merchant_uid, &second).await,
@@ -422,13 +413,7 @@ async fn a_reverify_retried_after_the_holder_left_answers_as_it_did() {
     let imp_uid = insert_certified(&app, &session.merchant_uid, "reverified-person");
     let first = redeem(&app, &session.merchant_uid, &imp_uid).await.unwrap();
     assert!(first.reverified_at.is_some());
-    app.client
-        .clone()
-        .unlink(UnlinkRequest {
-            account_id: "acct-reverified".into(),
-        })
-        .await
-        .unwrap();
+    app.unlink("acct-reverified").await;
     let retry = redeem(&app, &session.merchant_uid, &imp_uid).await.unwrap();
     assert_eq!(retry, first);
 }
