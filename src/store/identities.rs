@@ -87,12 +87,8 @@ impl Store {
         let bind = &*bind;
         retrying(move || async move {
             let mut held = self.gate.hold().await?;
+            // A lock wait past DATABASE_LOCK_TIMEOUT is contention: undone and run again.
             let mut txn = held.postgres()?.begin().await.map_err(sqlx_error)?;
-            // A lock wait past this is contention: the transaction is undone and run again.
-            sea_orm::sqlx::query(LOCK_TIMEOUT)
-                .execute(&mut *txn)
-                .await
-                .map_err(sqlx_error)?;
             let mut on = On::held(&mut txn);
             let redeemed = bind_in_transaction(
                 &mut on,
@@ -173,10 +169,6 @@ impl Store {
         ))
     }
 }
-
-/// The longest a signup's transaction waits for a row another holds, on PostgreSQL; past it the
-/// transaction is undone and run again ([`retrying`]), then answered as contention.
-const LOCK_TIMEOUT: &str = "SET LOCAL lock_timeout = '1s'";
 
 /// The general path of a bind, inside the caller's transaction, which it commits only for
 /// [`Redeemed::Bound`]. The claim first: it is a write (SQLite takes its write lock up front),

@@ -1,5 +1,5 @@
 //! Contention on PostgreSQL: a signup's transaction that waits on a row another holds is undone
-//! past its lock time-out and run again, and answered ABORTED (retryable) when the wait outlasts
+//! past DATABASE_LOCK_TIMEOUT and run again, and answered ABORTED (retryable) when the wait outlasts
 //! the retries; never INTERNAL, and never a wait without end.
 
 use std::time::Duration;
@@ -7,12 +7,20 @@ use std::time::Duration;
 use sea_orm::{ConnectionTrait, Database, TransactionTrait};
 use tonic::Code;
 
-use crate::{certify::insert_certified, fresh_binds::setup, helpers::assert_status};
+use crate::{
+    certify::insert_certified,
+    fresh_binds::{setup, setup_adjusted},
+    helpers::assert_status,
+};
 
 #[tokio::test]
 async fn on_postgres_a_bind_waiting_on_a_held_person_is_aborted_then_binds_when_retried() {
-    let Some(setup) =
-        setup("on_postgres_a_bind_waiting_on_a_held_person_is_aborted_then_binds_when_retried").await
+    // Each of the three runs waits DATABASE_LOCK_TIMEOUT, all within the call's deadline.
+    let Some(setup) = setup_adjusted(
+        "on_postgres_a_bind_waiting_on_a_held_person_is_aborted_then_binds_when_retried",
+        |settings| settings.store.lock_timeout = Duration::from_millis(500),
+    )
+    .await
     else {
         return;
     };

@@ -23,6 +23,14 @@ pub struct Setup {
 }
 
 pub async fn setup(test: &str) -> Option<Setup> {
+    setup_adjusted(test, |_| {}).await
+}
+
+/// [`setup`], with the settings adjusted further.
+pub async fn setup_adjusted(
+    test: &str,
+    adjust: impl FnOnce(&mut certification_service::config::Settings) + 'static,
+) -> Option<Setup> {
     let (admin_url, server) = postgres_for(test)?;
     let database = TestDatabase::create(&admin_url).await;
     let database_url = database.url().to_owned();
@@ -30,6 +38,7 @@ pub async fn setup(test: &str) -> Option<Setup> {
         .adjust(|settings| {
             settings.store.database_url = Secret::new(database_url.clone());
         })
+        .adjust(adjust)
         .spawn()
         .await;
     crate::records::note_certification_writers(&app).await;
