@@ -213,6 +213,7 @@ async fn warm_database_pools(fleet: &[Replica], calls: usize) {
                 key: Some(Key::Ci(certification_service::sandbox::identities::ci_for(
                     "warm-up",
                 ))),
+                ..Default::default()
             };
             client
                 .check_duplicate(request)

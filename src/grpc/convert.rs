@@ -14,25 +14,37 @@ use crate::{
 };
 
 pub(crate) fn verify_command(request: proto::VerifyRequest) -> Result<VerifyCommand, FieldViolation> {
-    // proto3 strings: empty means "not given".
-    let mut merchant_uid = non_empty(&request.merchant_uid)
-        .map(MerchantUid::parse)
-        .transpose()?;
-    let certification = match (
+    let (certification, merchant_uid) = certification_and_session(
         non_empty(&request.imp_uid),
         non_empty(&request.identity_verification_id),
-    ) {
-        (Some(_), Some(_)) => {
-            return Err(FieldViolation::new(
-                "identity_verification_id",
-                "INVALID_IDENTITY_VERIFICATION_ID",
-                "set imp_uid (PortOne V1) or identity_verification_id (PortOne V2), not both",
-            ));
-        }
+        &request.merchant_uid,
+    )?;
+    Ok(VerifyCommand {
+        certification,
+        account: non_empty(&request.account_id).map(AccountId::parse).transpose()?,
+        merchant_uid,
+        min_age: request.min_age.map(MinAge::parse).transpose()?,
+    })
+}
+
+/// The certification a request names, and the session it names for it (its merchant_uid).
+fn certification_and_session(
+    imp_uid: Option<&str>,
+    identity_verification_id: Option<&str>,
+    merchant_uid: &str,
+) -> Result<(CertificationRef, Option<MerchantUid>), FieldViolation> {
+    // proto3 strings: empty means "not given".
+    let merchant_uid = non_empty(merchant_uid).map(MerchantUid::parse).transpose()?;
+    match (imp_uid, identity_verification_id) {
+        (Some(_), Some(_)) => Err(FieldViolation::new(
+            "identity_verification_id",
+            "INVALID_IDENTITY_VERIFICATION_ID",
+            "set imp_uid (PortOne V1) or identity_verification_id (PortOne V2), not both",
+        )),
         (None, Some(raw)) => {
             let id = IdentityVerificationId::parse_field(raw, "identity_verification_id")?;
             // V2 has no merchant_uid: the id is the merchant's own, and a session's id.
-            match &merchant_uid {
+            let session = match merchant_uid {
                 Some(given) if given.as_str() != id.as_str() => {
                     return Err(FieldViolation::new(
                         "merchant_uid",
@@ -40,20 +52,17 @@ pub(crate) fn verify_command(request: proto::VerifyRequest) -> Result<VerifyComm
                         "with identity_verification_id, leave merchant_uid empty or equal to it",
                     ));
                 }
-                Some(_) => {}
-                None => merchant_uid = Some(MerchantUid::parse(id.as_str())?),
-            }
-            CertificationRef::portone_v2(id)
+                Some(given) => given,
+                None => MerchantUid::parse(id.as_str())?,
+            };
+            Ok((CertificationRef::portone_v2(id), Some(session)))
         }
         // Neither: today's INVALID_IMP_UID ("required"), as before V2.
-        (_, None) => CertificationRef::portone_v1(ImpUid::parse(&request.imp_uid)?),
-    };
-    Ok(VerifyCommand {
-        certification,
-        account: non_empty(&request.account_id).map(AccountId::parse).transpose()?,
-        merchant_uid,
-        min_age: request.min_age.map(MinAge::parse).transpose()?,
-    })
+        (imp_uid, None) => Ok((
+            CertificationRef::portone_v1(ImpUid::parse(imp_uid.unwrap_or_default())?),
+            merchant_uid,
+        )),
+    }
 }
 
 pub(crate) fn session_spec(request: proto::BeginVerificationRequest) -> Result<SessionSpec, FieldViolation> {
@@ -136,16 +145,26 @@ pub(crate) fn unlink_response(unlinked_at: Option<DateTime<Utc>>) -> proto::Unli
 }
 
 pub(crate) fn duplicate_key(request: proto::CheckDuplicateRequest) -> Result<DuplicateKey, FieldViolation> {
-    match request.key {
-        Some(proto::check_duplicate_request::Key::ImpUid(raw)) => Ok(DuplicateKey::Certification(
-            CertificationRef::portone_v1(ImpUid::parse(&raw)?),
+    use proto::check_duplicate_request::Key;
+    let by_certification = |imp_uid, identity_verification_id| {
+        let (certification, merchant_uid) =
+            certification_and_session(imp_uid, identity_verification_id, &request.merchant_uid)?;
+        Ok(DuplicateKey::Certification(VerifyCommand {
+            certification,
+            account: None,
+            merchant_uid,
+            min_age: None,
+        }))
+    };
+    match &request.key {
+        Some(Key::ImpUid(raw)) => by_certification(Some(raw.as_str()), None),
+        Some(Key::IdentityVerificationId(raw)) => by_certification(None, Some(raw.as_str())),
+        Some(Key::Ci(_)) if !request.merchant_uid.is_empty() => Err(FieldViolation::new(
+            "merchant_uid",
+            "INVALID_MERCHANT_UID",
+            "with ci, leave merchant_uid empty: a CI names the person, not a session",
         )),
-        Some(proto::check_duplicate_request::Key::Ci(raw)) => Ok(DuplicateKey::Ci(Ci::parse(&raw)?)),
-        Some(proto::check_duplicate_request::Key::IdentityVerificationId(raw)) => {
-            Ok(DuplicateKey::Certification(CertificationRef::portone_v2(
-                IdentityVerificationId::parse_field(&raw, "identity_verification_id")?,
-            )))
-        }
+        Some(Key::Ci(raw)) => Ok(DuplicateKey::Ci(Ci::parse(raw)?)),
         None => Err(FieldViolation::new(
             "key",
             "MISSING_KEY",
@@ -361,16 +380,33 @@ mod proptests {
         }
 
         #[test]
-        fn check_duplicate_keys_are_accepted_only_in_the_documented_shapes(raw in field(), by_ci in any::<bool>()) {
+        fn check_duplicate_keys_are_accepted_only_in_the_documented_shapes(
+            raw in field(),
+            by_ci in any::<bool>(),
+            merchant_uid in prop_oneof![Just(String::new()), field()],
+        ) {
             let key = if by_ci { Key::Ci(raw.clone()) } else { Key::ImpUid(raw.clone()) };
-            match duplicate_key(CheckDuplicateRequest { key: Some(key) }) {
-                Ok(DuplicateKey::Certification(reference)) => prop_assert!(!by_ci && is_imp_uid(reference.id())),
+            let request = CheckDuplicateRequest { key: Some(key), merchant_uid: merchant_uid.clone() };
+            match duplicate_key(request) {
+                Ok(DuplicateKey::Certification(command)) => {
+                    prop_assert!(!by_ci && is_imp_uid(command.certification.id()));
+                    // The session named travels with the certification; nothing else does.
+                    prop_assert_eq!(
+                        command.merchant_uid.as_ref().map(MerchantUid::as_str),
+                        (!merchant_uid.is_empty()).then_some(merchant_uid.as_str())
+                    );
+                    prop_assert!(command.account.is_none() && command.min_age.is_none());
+                }
                 Ok(DuplicateKey::Ci(_)) => prop_assert!(
                     by_ci
+                        && merchant_uid.is_empty()
                         && (1..=256).contains(&raw.len())
                         && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b"+/=-_".contains(&b))
                 ),
-                Err(violation) => prop_assert!(violation.reason == "INVALID_CI" || violation.reason == "INVALID_IMP_UID"),
+                Err(violation) => prop_assert!(
+                    ["INVALID_CI", "INVALID_IMP_UID", "INVALID_MERCHANT_UID"].contains(&violation.reason),
+                    "{violation:?}"
+                ),
             }
         }
 

@@ -130,7 +130,7 @@ impl CertificationService for CertificationGrpc {
         self.unary(
             request,
             convert::duplicate_key,
-            |service, key, call| async move { service.check_duplicate(key, call.deadline).await },
+            |service, key, call| async move { service.check_duplicate(key, &call.caller, call.deadline).await },
             |holder| convert::duplicate_status(holder.as_ref()),
         )
         .await

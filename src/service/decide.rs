@@ -52,14 +52,7 @@ pub(super) fn decide<'s>(
     policy: &Policy,
     now: DateTime<Utc>,
 ) -> Result<Plan<'s>, ServiceError> {
-    // Nothing about a certification (finished or not, when, by whom) is answered before it is
-    // proven the session's: a session is no oracle on other callers' certifications.
-    check_belongs(found, command, session)?;
-    let (identity, certified_at) = certified_parts(found, policy)?;
-    check_time(policy, certified_at, now)?;
-    if let Some(session) = session {
-        check_after_begin(policy, certified_at, session)?;
-    }
+    let (identity, certified_at) = proven(found, session, command, policy, now)?;
     let min_age = match session {
         Some(session) => session.min_age,
         None => command.min_age,
@@ -95,6 +88,27 @@ pub(super) fn decide<'s>(
         },
         write,
     })
+}
+
+/// What every answer about a certification first proves of it, in this order: made for the
+/// session (or, without one, for no session of ours), finished, in time, and after the session
+/// began. Its identity and time. Nothing about a certification (finished or not, when, by whom)
+/// is answered before it is proven the session's: a session is no oracle on other callers'
+/// certifications.
+pub(super) fn proven(
+    found: &ProviderCertification,
+    session: Option<&Session>,
+    command: &VerifyCommand,
+    policy: &Policy,
+    now: DateTime<Utc>,
+) -> Result<(Identity, DateTime<Utc>), ServiceError> {
+    check_belongs(found, command, session)?;
+    let (identity, certified_at) = certified_parts(found, policy)?;
+    check_time(policy, certified_at, now)?;
+    if let Some(session) = session {
+        check_after_begin(policy, certified_at, session)?;
+    }
+    Ok((identity, certified_at))
 }
 
 /// A session's verdict once the holder is known: PURPOSE_REVERIFY confirms only the person its
@@ -133,7 +147,7 @@ fn verdict(
 
 /// The identity and time of a certified certification: NOT_CERTIFIED when the person did not
 /// finish, TEST_CHANNEL for a test channel (unless allowed), CI_UNAVAILABLE without a CI.
-pub(super) fn certified_parts(
+fn certified_parts(
     found: &ProviderCertification,
     policy: &Policy,
 ) -> Result<(Identity, DateTime<Utc>), ServiceError> {

@@ -105,6 +105,9 @@ pub(crate) enum ServiceError {
     /// CALLER_PERMISSIONS grants this caller BeginVerification for other purposes only.
     #[error("this caller may not begin {} sessions", purpose_name(*.purpose))]
     PurposeNotAllowed { purpose: VerificationPurpose },
+    /// CheckDuplicate through a session whose purpose does not answer who holds its person.
+    #[error("a {} session does not answer who holds its person", purpose_name(*.purpose))]
+    PurposeAnswersNoHolder { purpose: VerificationPurpose },
 }
 
 /// Per-call warnings about outages, at most one line a second each.
@@ -139,7 +142,7 @@ impl ServiceError {
             Self::CiUnavailable => "CI_UNAVAILABLE",
             Self::TestChannel => "TEST_CHANNEL",
             Self::CertificationDeleted => "CERTIFICATION_DELETED",
-            Self::PurposeNotAllowed { .. } => "PURPOSE_NOT_ALLOWED",
+            Self::PurposeNotAllowed { .. } | Self::PurposeAnswersNoHolder { .. } => "PURPOSE_NOT_ALLOWED",
             Self::Upstream(P::NotFound) => "CERTIFICATION_NOT_FOUND",
             Self::Upstream(P::Unavailable(_) | P::CircuitOpen { .. }) => "UPSTREAM_UNAVAILABLE",
             Self::Upstream(P::CredentialsRejected) => "UPSTREAM_AUTH_FAILED",
@@ -160,7 +163,7 @@ impl ServiceError {
             Self::InvalidArgument(_) | Self::SessionMismatch { .. } => K::InvalidArgument,
             Self::SessionNotFound | Self::Upstream(P::NotFound) => K::NotFound,
             Self::Conflict(_) => K::AlreadyExists,
-            Self::PurposeNotAllowed { .. } => K::PermissionDenied,
+            Self::PurposeNotAllowed { .. } | Self::PurposeAnswersNoHolder { .. } => K::PermissionDenied,
             Self::NotCertified
             | Self::CertificationExpired { .. }
             | Self::MerchantMismatch
@@ -244,7 +247,9 @@ impl ServiceError {
             Self::SessionExpired { expires_at } => vec![("expired_at", expires_at.to_rfc3339())],
             // The names of the fields only: their values are personal data.
             Self::IdentityMismatch { fields } => vec![("fields", fields.join(","))],
-            Self::PurposeNotAllowed { purpose } => vec![("purpose", purpose_name(*purpose))],
+            Self::PurposeNotAllowed { purpose } | Self::PurposeAnswersNoHolder { purpose } => {
+                vec![("purpose", purpose_name(*purpose))]
+            }
             Self::Upstream(ProviderError::NotConfigured(provider)) => {
                 vec![("provider", provider.as_str().to_owned())]
             }

@@ -26,6 +26,7 @@ pub(crate) use deletions::Deleter;
 pub(crate) use error::{DEADLINE_EXCEEDED, ErrorKind, ServiceError};
 pub use provider::{BoxFuture, CertificationEraser, Erased, IdentityProvider, ProviderError, Providers};
 pub(crate) use sessions::Began;
+use sessions::SessionUse;
 
 /// The checks every Verify applies.
 #[derive(Clone, Debug)]
@@ -63,7 +64,9 @@ pub(crate) struct VerifyCommand {
 /// Which person CheckDuplicate asks about.
 #[derive(Debug)]
 pub(crate) enum DuplicateKey {
-    Certification(CertificationRef),
+    /// A certification through the session it was made for: a Verify's certification and
+    /// session, without account or minimum age.
+    Certification(VerifyCommand),
     Ci(Ci),
 }
 
@@ -133,28 +136,54 @@ impl IdentityService {
         Ok(unlinked)
     }
 
-    /// Who holds the person, if anyone. By certification, our own record answers when we have
-    /// seen it; otherwise its provider does (and we record what it says). No freshness or
-    /// merchant check here: the question is about the person, not about this signup.
+    /// Who holds the person, if anyone. By certification, only through the caller's own
+    /// session whose purpose answers the holder, checked as a Verify checks it, and nothing is
+    /// recorded or redeemed: a question leaves no trace. Our own record answers only for the
+    /// certification that redeemed the session (and then after it expired too); otherwise the
+    /// provider does.
     #[tracing::instrument(skip_all, fields(by = key_kind(&key)))]
     pub(crate) async fn check_duplicate(
         &self,
         key: DuplicateKey,
+        caller: &str,
         deadline: Instant,
     ) -> Result<Option<Holder>, ServiceError> {
-        match key {
-            DuplicateKey::Ci(ci) => Ok(self.store.holder_by_ci(&self.index_key.ci_index(&ci)).await?),
-            DuplicateKey::Certification(reference) => {
-                if let Some(holder) = self.store.holder_by_certification(&reference).await? {
+        let command = match key {
+            DuplicateKey::Ci(ci) => {
+                return Ok(self.store.holder_by_ci(&self.index_key.ci_index(&ci)).await?);
+            }
+            DuplicateKey::Certification(command) => command,
+        };
+        let admitted = self.admitted(&command, caller, SessionUse::Ask).await?;
+        let session = match admitted {
+            Some((session, _)) if !session.purpose.disclosure().holder => {
+                return Err(ServiceError::PurposeAnswersNoHolder {
+                    purpose: session.purpose,
+                });
+            }
+            Some((session, true)) => {
+                if let Some(holder) = self.store.holder_by_certification(&command.certification).await? {
                     return Ok(holder);
                 }
-                let found = self.lookup(&reference, deadline).await?;
-                let (identity, certified_at) = decide::certified_parts(&found, &self.policy)?;
-                let ci_index = self.index_key.ci_index(&identity.ci);
-                let recordable = Recordable::new(self, &found, &identity, ci_index, certified_at);
-                Ok(self.store.record(recordable).await?.holder)
+                Some(session)
             }
+            Some((session, false)) => Some(session),
+            None => None,
+        };
+        let found = self.lookup(&command.certification, deadline).await?;
+        let now = crate::domain::stored_precision(Utc::now());
+        let (identity, _) = decide::proven(&found, session.as_ref(), &command, &self.policy, now)?;
+        if let Some(fields) = session
+            .as_ref()
+            .map(|session| session.expected.mismatches(&identity))
+            .filter(|fields| !fields.is_empty())
+        {
+            return Err(ServiceError::IdentityMismatch { fields });
         }
+        Ok(self
+            .store
+            .holder_by_ci(&self.index_key.ci_index(&identity.ci))
+            .await?)
     }
 }
 

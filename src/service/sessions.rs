@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 
 use super::{IdentityService, ProviderError, ServiceError, VerifyCommand};
 use crate::{
-    domain::{ExpectedPerson, MinAge, Provider, Purpose, Session, SessionId, SessionSpec},
+    domain::{CertificationRef, ExpectedPerson, MinAge, Provider, Purpose, Session, SessionId, SessionSpec},
     store::{StoreError, StoredSession},
 };
 
@@ -72,21 +72,26 @@ impl IdentityService {
         })
     }
 
-    /// Whether this Verify may redeem the stored session at all: alive, not redeemed by another
-    /// certification, and asking for the session's own account and minimum age.
-    fn admits(&self, stored: &StoredSession, command: &VerifyCommand) -> Result<(), ServiceError> {
-        if Utc::now() >= stored.expires_at {
+    /// Whether this request may use the stored session at all: alive (or, to ask through it,
+    /// redeemed by this very certification), not redeemed by another certification, and asking
+    /// for the session's own account and minimum age.
+    fn admits(
+        &self,
+        stored: &StoredSession,
+        command: &VerifyCommand,
+        to: SessionUse,
+    ) -> Result<(), ServiceError> {
+        let reference = &command.certification;
+        let expired = Utc::now() >= stored.expires_at;
+        if expired && !(to == SessionUse::Ask && redeemed_by(stored, reference)) {
             return Err(ServiceError::SessionExpired {
                 expires_at: stored.expires_at,
             });
         }
-        let reference = &command.certification;
         if stored.provider != reference.provider() {
             return Err(ServiceError::SessionMismatch { field: "provider" });
         }
-        if stored.redemption.as_ref().is_some_and(|redemption| {
-            redemption.provider != reference.provider() || redemption.certification_id != reference.id()
-        }) {
+        if stored.redemption.is_some() && !redeemed_by(stored, reference) {
             return Err(ServiceError::SessionUsed);
         }
         if command
@@ -110,6 +115,21 @@ impl IdentityService {
         command: &VerifyCommand,
         caller: &str,
     ) -> Result<Option<Session>, ServiceError> {
+        Ok(self
+            .admitted(command, caller, SessionUse::Redeem)
+            .await?
+            .map(|(session, _)| session))
+    }
+
+    /// The session a request names, admitted for `to`, and whether its certification already
+    /// redeemed it: `None` only when the service runs without REQUIRE_SESSION and the
+    /// merchant_uid is not one it issues.
+    pub(super) async fn admitted(
+        &self,
+        command: &VerifyCommand,
+        caller: &str,
+        to: SessionUse,
+    ) -> Result<Option<(Session, bool)>, ServiceError> {
         let Some(merchant_uid) = &command.merchant_uid else {
             return if self.policy.require_session {
                 Err(ServiceError::SessionRequired)
@@ -131,10 +151,16 @@ impl IdentityService {
             .await?
             .filter(|stored| stored.caller == caller)
             .ok_or(ServiceError::SessionNotFound)?;
-        if let Err(refusal) = self.admits(&stored, command) {
+        if let Err(refusal) = self.admits(&stored, command, to) {
             crate::telemetry::metrics::session_refused(Some(stored.purpose), refusal.reason());
             return Err(refusal);
         }
+        let redeemed = redeemed_by(&stored, &command.certification);
+        Ok(Some((self.opened(stored)?, redeemed)))
+    }
+
+    /// The stored session with its expected person unsealed.
+    fn opened(&self, stored: StoredSession) -> Result<Session, ServiceError> {
         let expected = match &stored.expected_sealed {
             None => ExpectedPerson::default(),
             Some(sealed) => {
@@ -143,12 +169,12 @@ impl IdentityService {
                 };
                 let plaintext = self
                     .sealing
-                    .open_row(Purpose::ExpectedPerson, id.as_str(), sealed)
+                    .open_row(Purpose::ExpectedPerson, stored.id.as_str(), sealed)
                     .map_err(|error| unreadable(error.to_string()))?;
                 serde_json::from_str(&plaintext).map_err(|_| unreadable("not the stored shape".into()))?
             }
         };
-        Ok(Some(Session {
+        Ok(Session {
             id: stored.id,
             purpose: stored.purpose,
             account: stored.account,
@@ -156,6 +182,22 @@ impl IdentityService {
             expected,
             created_at: stored.created_at,
             expires_at: stored.expires_at,
-        }))
+        })
     }
+}
+
+/// What a request does with a session: redeem it (Verify), or only ask through it
+/// (CheckDuplicate), which a session its certification redeemed still answers once expired: the
+/// question "did my signup complete?" comes after a Verify whose answer was lost.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum SessionUse {
+    Redeem,
+    Ask,
+}
+
+/// Whether this certification is the one that redeemed the session.
+fn redeemed_by(stored: &StoredSession, reference: &CertificationRef) -> bool {
+    stored.redemption.as_ref().is_some_and(|redemption| {
+        redemption.provider == reference.provider() && redemption.certification_id == reference.id()
+    })
 }

@@ -65,6 +65,7 @@ async fn a_wrong_or_malformed_token_is_unauthenticated_on_every_method() {
     let wrong = Some("Bearer not-a-configured-token-at-all");
     let check = CheckDuplicateRequest {
         key: Some(Key::Ci(ci_for("hong"))),
+        ..Default::default()
     };
     assert_status(
         client.check_duplicate(with_authorization(check, wrong)).await,
@@ -97,6 +98,7 @@ async fn each_configured_token_is_accepted_and_health_needs_none() {
     let lower = format!("bearer {SIGNUP_TOKEN}");
     let check = CheckDuplicateRequest {
         key: Some(Key::Ci(ci_for("hong"))),
+        ..Default::default()
     };
     client
         .check_duplicate(with_authorization(check, Some(&lower)))

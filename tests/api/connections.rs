@@ -92,7 +92,10 @@ async fn lookups(app: &TestApp, caller: usize, stop_at: Instant) -> Calls {
     let mut looked_up = Calls::default();
     while Instant::now() < stop_at {
         let key = Key::Ci(ci_for(&format!("conn-{caller}-1")));
-        let request = timed(CheckDuplicateRequest { key: Some(key) });
+        let request = timed(CheckDuplicateRequest {
+            key: Some(key),
+            ..Default::default()
+        });
         looked_up.record(app.client.clone().check_duplicate(request).await);
     }
     looked_up

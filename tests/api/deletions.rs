@@ -8,7 +8,7 @@ use certification_service::{
     config::Settings,
     domain::ImpUid,
     grpc::proto::{ExpectedPerson, Purpose, check_duplicate_request::Key},
-    sandbox::{Endpoint, Fault},
+    sandbox::{Endpoint, Fault, identities::ci_for},
     service::{CertificationEraser as _, Erased},
 };
 use sea_orm::{ConnectionTrait, Statement};
@@ -132,7 +132,10 @@ async fn the_certification_is_deleted_after_the_delay_not_before_and_a_retry_the
     );
     assert!(!status.message().contains("del-person-1"));
     // The person stays bound: our own record, not PortOne's copy, answers who holds them.
-    let holder = app.check_duplicate(Key::ImpUid(imp_uid.clone())).await.unwrap();
+    let holder = app
+        .check_duplicate(Key::Ci(ci_for("del-person-1")))
+        .await
+        .unwrap();
     assert!(holder.duplicate);
 }
 
@@ -194,14 +197,16 @@ async fn every_redemption_is_deleted_bound_or_not_accepted_or_refused_and_nothin
     assert_eq!(deletes_of(&app, &foreign_uid), 0);
 
     // Nothing of the AGE_CHECK person is stored, yet we know the certification existed.
+    let age_person = app.check_duplicate(Key::Ci(ci_for("del-age"))).await.unwrap();
+    assert!(!age_person.duplicate);
     assert_status(
-        app.check_duplicate(Key::ImpUid(age_uid)).await,
+        redeem(&app, &age.merchant_uid, &age_uid).await,
         Code::FailedPrecondition,
         "CERTIFICATION_DELETED",
     );
     // A certification we never knew stays NOT_FOUND.
     assert_status(
-        app.check_duplicate(Key::ImpUid("imp_999999999999".into())).await,
+        redeem(&app, &other.merchant_uid, "imp_999999999999").await,
         Code::NotFound,
         "CERTIFICATION_NOT_FOUND",
     );

@@ -105,7 +105,10 @@ async fn lookups_until(app: &TestApp, callers: usize, stop_at: Instant) -> (usiz
             let (mut answered, mut failures) = (0, Vec::new());
             while Instant::now() < stop_at {
                 let key = Key::Ci(ci_for(&format!("cut-{caller}-1")));
-                let mut request = tonic::Request::new(CheckDuplicateRequest { key: Some(key) });
+                let mut request = tonic::Request::new(CheckDuplicateRequest {
+                    key: Some(key),
+                    ..Default::default()
+                });
                 request.set_timeout(Duration::from_secs(3));
                 match client.clone().check_duplicate(request).await {
                     Ok(_) => answered += 1,

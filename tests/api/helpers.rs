@@ -412,7 +412,10 @@ impl TestApp {
     ) -> Result<certification_service::grpc::proto::CheckDuplicateResponse, Status> {
         self.client
             .clone()
-            .check_duplicate(CheckDuplicateRequest { key: Some(key) })
+            .check_duplicate(CheckDuplicateRequest {
+                key: Some(key),
+                ..Default::default()
+            })
             .await
             .map(tonic::Response::into_inner)
     }
@@ -468,6 +471,14 @@ pub fn verify_request(imp_uid: &str) -> VerifyRequest {
         imp_uid: imp_uid.to_owned(),
         ..VerifyRequest::default()
     }
+}
+
+/// `message` as the caller holding `token`.
+pub fn as_caller<T>(token: &str, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    let value = tonic::metadata::MetadataValue::try_from(format!("Bearer {token}")).unwrap();
+    request.metadata_mut().insert("authorization", value);
+    request
 }
 
 /// Asserts the gRPC code and the ErrorInfo reason of a failed call.

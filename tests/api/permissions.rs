@@ -15,12 +15,12 @@ use certification_service::{
     },
     sandbox::{grpc::proto::Person, identities::ci_for},
 };
-use tonic::{Code, Request, Status, metadata::MetadataValue};
+use tonic::{Code, Status};
 use tonic_types::StatusExt;
 
 use crate::{
     certify::{insert_certified, v1_request},
-    helpers::{App, TestApp, assert_status, test_settings},
+    helpers::{App, TestApp, as_caller, assert_status, test_settings},
     sessions::sessions_on,
 };
 
@@ -28,13 +28,6 @@ const AGEGATE: &str = "agegate-token-0123456789abcdef";
 const SIGNUP: &str = "signup-token-0123456789abcdef";
 const LOOKUP: &str = "lookup-token-0123456789abcdef";
 const TESTER: &str = "tester-token-0123456789abcdef";
-
-fn as_caller<T>(token: &str, message: T) -> Request<T> {
-    let mut request = Request::new(message);
-    let value = MetadataValue::try_from(format!("Bearer {token}")).unwrap();
-    request.metadata_mut().insert("authorization", value);
-    request
-}
 
 /// Sessions on, the callers of these tests, and `permissions`.
 fn callers(permissions: &str) -> impl FnOnce(&mut Settings) + '_ {
@@ -218,6 +211,7 @@ async fn authenticated_callers_without_caller_permissions_are_refused_unless_sta
     let mut client = app.client.clone();
     let by_ci = CheckDuplicateRequest {
         key: Some(Key::Ci(ci_for("everyone"))),
+        ..Default::default()
     };
     client.check_duplicate(as_caller(SIGNUP, by_ci)).await.unwrap();
     let unlink = UnlinkRequest {

@@ -115,11 +115,19 @@ async fn one_person_is_one_person_across_v1_and_v2() {
     .unwrap();
     let answer = verify_v2(&app, &recovery).await.unwrap();
     assert_eq!(answer.duplicate.unwrap().account_id, "acct-moved");
-    for key in [Key::ImpUid(imp_uid), Key::IdentityVerificationId(recovery)] {
+    // Asked again through each session: the same holder.
+    let through_sessions = [
+        (Key::ImpUid(imp_uid), v1.merchant_uid),
+        (Key::IdentityVerificationId(recovery), String::new()),
+    ];
+    for (key, merchant_uid) in through_sessions {
         let holder = app
             .client
             .clone()
-            .check_duplicate(CheckDuplicateRequest { key: Some(key) })
+            .check_duplicate(CheckDuplicateRequest {
+                key: Some(key),
+                merchant_uid,
+            })
             .await
             .unwrap()
             .into_inner();

@@ -15,11 +15,11 @@ use certification_service::{
     sandbox::identities::{ADULT, CertificationRecord, ci_for},
 };
 use redis::AsyncCommands;
-use tonic::{Code, Request, metadata::MetadataValue};
+use tonic::Code;
 
 use crate::{
     fleet::token_key,
-    helpers::{App, assert_status, spawn_app, test_settings, verify_request},
+    helpers::{App, as_caller, assert_status, spawn_app, test_settings, verify_request},
     processes::{RedisServer, ServiceProcess},
 };
 
@@ -27,15 +27,6 @@ const SIGNUP: &str = "signup-token-0123456789abcdef";
 const DELETION: &str = "deletion-token-0123456789abcdef";
 const OPS: &str = "ops-token-0123456789abcdef0123";
 const STRANGER: &str = "stranger-token-0123456789abcdef";
-
-fn bearer<T>(message: T, token: &str) -> Request<T> {
-    let mut request = Request::new(message);
-    request.metadata_mut().insert(
-        "authorization",
-        MetadataValue::try_from(format!("Bearer {token}")).unwrap(),
-    );
-    request
-}
 
 #[tokio::test]
 async fn caller_permissions_limit_each_caller_to_its_methods() {
@@ -54,34 +45,38 @@ async fn caller_permissions_limit_each_caller_to_its_methods() {
     let mut client = app.client.clone();
     let by_ci = || CheckDuplicateRequest {
         key: Some(Key::Ci(ci_for("permissions"))),
+        ..Default::default()
     };
     let unlink = || UnlinkRequest {
         account_id: "acct-permissions".into(),
     };
     client
-        .verify(bearer(verify_request(ADULT), SIGNUP))
+        .verify(as_caller(SIGNUP, verify_request(ADULT)))
         .await
         .unwrap();
-    client.check_duplicate(bearer(by_ci(), SIGNUP)).await.unwrap();
-    client.unlink(bearer(unlink(), DELETION)).await.unwrap();
-    client.unlink(bearer(unlink(), OPS)).await.unwrap();
-    client.verify(bearer(verify_request(ADULT), OPS)).await.unwrap();
+    client.check_duplicate(as_caller(SIGNUP, by_ci())).await.unwrap();
+    client.unlink(as_caller(DELETION, unlink())).await.unwrap();
+    client.unlink(as_caller(OPS, unlink())).await.unwrap();
+    client
+        .verify(as_caller(OPS, verify_request(ADULT)))
+        .await
+        .unwrap();
     let lookups = app.sandbox.stats().certification_lookups;
 
     let status = assert_status(
-        client.unlink(bearer(unlink(), SIGNUP)).await,
+        client.unlink(as_caller(SIGNUP, unlink())).await,
         Code::PermissionDenied,
         "METHOD_NOT_ALLOWED",
     );
     assert!(status.message().contains("Unlink"), "{status:?}");
     assert_status(
-        client.verify(bearer(verify_request(ADULT), DELETION)).await,
+        client.verify(as_caller(DELETION, verify_request(ADULT))).await,
         Code::PermissionDenied,
         "METHOD_NOT_ALLOWED",
     );
     // A caller the permissions do not name may call nothing.
     assert_status(
-        client.check_duplicate(bearer(by_ci(), STRANGER)).await,
+        client.check_duplicate(as_caller(STRANGER, by_ci())).await,
         Code::PermissionDenied,
         "METHOD_NOT_ALLOWED",
     );
@@ -326,7 +321,7 @@ async fn a_flood_of_refused_calls_logs_a_few_lines_not_one_each() {
         );
     let calls = (0..300).map(|_| {
         let mut client = client.clone();
-        async move { client.verify(bearer(verify_request(ADULT), STRANGER)).await }
+        async move { client.verify(as_caller(STRANGER, verify_request(ADULT))).await }
     });
     for result in futures::future::join_all(calls).await {
         assert_eq!(result.unwrap_err().code(), Code::Unauthenticated);

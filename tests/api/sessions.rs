@@ -14,12 +14,12 @@ use certification_service::{
 };
 use chrono::Utc;
 use sea_orm::{ConnectionTrait, Statement};
-use tonic::{Code, Request, Status, metadata::MetadataValue};
+use tonic::{Code, Status};
 use tonic_types::StatusExt;
 
 use crate::{
     certify::{adult_birthday, insert_certified, insert_certified_at},
-    helpers::{App, TestApp, assert_status},
+    helpers::{App, TestApp, as_caller, assert_status},
 };
 
 pub fn sessions_on(settings: &mut Settings) {
@@ -129,13 +129,6 @@ async fn without_a_session_or_with_one_never_issued_verify_is_refused_before_por
         );
     }
     assert_eq!(app.sandbox.stats().certification_lookups, 0);
-}
-
-fn as_caller<T>(token: &str, message: T) -> Request<T> {
-    let mut request = Request::new(message);
-    let value = MetadataValue::try_from(format!("Bearer {token}")).unwrap();
-    request.metadata_mut().insert("authorization", value);
-    request
 }
 
 #[tokio::test]

@@ -52,7 +52,7 @@ try {
       const sandbox = createClient(Sandbox, transport);
       const certified = await sandbox.certify({ merchantUid: pending.merchantUid, person, personKey: values["person-key"] });
       console.log(`certified: ${certified.impUid}`);
-      const holder = await holderOf(client, certified.impUid);
+      const holder = await holderOf(client, pending, certified.impUid);
       console.log(holder ? `held by ${holder.accountId} since ${holder.since.toISOString()}` : "held by nobody yet");
       console.log(JSON.stringify(await completeSignup(client, pending, certified.impUid)));
     }

@@ -168,9 +168,19 @@ export async function completeSignup(
   }
 }
 
-/** Whether the person behind `impUid` already holds an account. Binds nothing, needs no session. */
-export async function holderOf(client: CertificationClient, impUid: string): Promise<{ accountId: string; since: Date } | undefined> {
-  const res = await client.checkDuplicate({ key: { case: "impUid", value: impUid } }, { timeoutMs: 10_000 });
+/**
+ * Whether the person the browser certified (`impUid`, made for the signup's session) already holds
+ * an account. Asked through the signup's own session; binds, records and redeems nothing.
+ */
+export async function holderOf(
+  client: CertificationClient,
+  signup: Pick<PendingSignup, "merchantUid">,
+  impUid: string,
+): Promise<{ accountId: string; since: Date } | undefined> {
+  const res = await client.checkDuplicate(
+    { key: { case: "impUid", value: impUid }, merchantUid: signup.merchantUid },
+    { timeoutMs: 10_000 },
+  );
   if (!res.duplicate) return undefined;
   return { accountId: res.accountId, since: res.boundAt ? timestampDate(res.boundAt) : new Date(0) };
 }

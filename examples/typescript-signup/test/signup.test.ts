@@ -9,7 +9,7 @@ import { after, before, describe, test } from "node:test";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { BadRequestSchema, ErrorInfoSchema } from "../src/gen/google/rpc/error_details_pb.js";
 import { Person, Sandbox } from "../src/gen/certification/sandbox/v1/sandbox_pb.js";
-import { CertificationService } from "../src/gen/certification/v1/certification_pb.js";
+import { CertificationService, Provider, Purpose } from "../src/gen/certification/v1/certification_pb.js";
 import { callError, reasonOf } from "../src/errors.js";
 import {
   beginSignup,
@@ -72,14 +72,14 @@ describe("signup", () => {
       Person.ADULT,
       "happy",
     );
-    assert.equal(await holderOf(client, impUid), undefined, "nobody holds a new person yet");
+    assert.equal(await holderOf(client, pending, impUid), undefined, "nobody holds a new person yet");
 
     const outcome = await completeSignup(client, pending, impUid);
     assert.ok(outcome.kind === "registered", JSON.stringify(outcome));
     assert.equal(outcome.accountId, "user-1001");
     assert.equal(outcome.name, "홍길동");
     assert.ok(outcome.age >= 30);
-    assert.equal((await holderOf(client, impUid))?.accountId, "user-1001");
+    assert.equal((await holderOf(client, pending, impUid))?.accountId, "user-1001");
 
     // A lost response, a double click: the same imp_uid under the same session answers as the
     // first call did (bound, and `duplicate` as it was before the first call).
@@ -98,7 +98,7 @@ describe("signup", () => {
 
     // The same person (same person_key) certifies again, for another account's session.
     const { pending, impUid } = await certifiedSignup({ accountId: "user-2002" }, Person.ADULT, "twice");
-    assert.equal((await holderOf(client, impUid))?.accountId, "user-2001");
+    assert.equal((await holderOf(client, pending, impUid))?.accountId, "user-2001");
     const err = await rejection(client.verify({ impUid, merchantUid: pending.merchantUid }));
     const e = callError(err);
     assert.equal(e.code, Code.AlreadyExists);
@@ -120,7 +120,7 @@ describe("signup", () => {
     const outcome = await completeSignup(client, pending, impUid);
     assert.ok(outcome.kind === "refused", JSON.stringify(outcome));
     assert.equal(outcome.reason, "UNDERAGE");
-    assert.equal(await holderOf(client, impUid), undefined, "a minor is never bound");
+    assert.equal(await holderOf(client, pending, impUid), undefined, "a minor is never bound");
   });
 
   test("a replayed session: another person's certification under a redeemed session is SESSION_USED", async () => {
@@ -133,7 +133,9 @@ describe("signup", () => {
     assert.equal(e.errorInfo?.reason, "SESSION_USED");
     const outcome = await completeSignup(client, pending, other);
     assert.ok(outcome.kind === "refused" && outcome.reason === "SESSION_USED", JSON.stringify(outcome));
-    assert.equal(await holderOf(client, other), undefined, "the replayed person is bound to nobody");
+    // Asked through a session of its own: the replayed person is bound to nobody.
+    const asked = await certifiedSignup({ accountId: "user-4002" }, Person.ADULT, "replay-second");
+    assert.equal(await holderOf(client, asked.pending, asked.impUid), undefined, "the replayed person is bound to nobody");
   });
 
   test("a Verify without a session: FAILED_PRECONDITION, SESSION_REQUIRED; one the service never issued: SESSION_NOT_FOUND", async () => {
@@ -197,12 +199,27 @@ describe("signup", () => {
     const unlinked = await client.unlink({ accountId: "user-10001" });
     assert.equal(unlinked.unlinked, true);
     assert.equal((await client.unlink({ accountId: "user-10001" })).unlinked, false);
-    assert.equal(await holderOf(client, first.impUid), undefined);
+    assert.equal(await holderOf(client, first.pending, first.impUid), undefined);
 
     const { pending, impUid } = await certifiedSignup({ accountId: "user-10002" }, Person.ADULT, "rejoin");
     const outcome = await completeSignup(client, pending, impUid);
     assert.ok(outcome.kind === "registered", JSON.stringify(outcome));
-    assert.equal((await holderOf(client, first.impUid))?.accountId, "user-10002");
+    assert.equal((await holderOf(client, first.pending, first.impUid))?.accountId, "user-10002");
+  });
+
+  test("holderOf asks only through the caller's own session of a purpose that answers the holder", async () => {
+    const { pending, impUid } = await certifiedSignup({ accountId: "user-11001" }, Person.ADULT, "asked");
+    // No session named: the certification was made for one, so it answers through it only.
+    let e = callError(await rejection(client.checkDuplicate({ key: { case: "impUid", value: impUid } })));
+    assert.equal(e.code, Code.FailedPrecondition);
+    assert.equal(e.errorInfo?.reason, "SESSION_REQUIRED");
+    // An age gate's session never answers who holds its person.
+    const gate = await client.beginVerification({ purpose: Purpose.AGE_CHECK, provider: Provider.PORTONE_V1, minAge: 19 });
+    const gated = await certify(gate.merchantUid, Person.ADULT, "asked");
+    e = callError(await rejection(holderOf(client, gate, gated)));
+    assert.equal(e.code, Code.PermissionDenied);
+    assert.equal(e.errorInfo?.reason, "PURPOSE_NOT_ALLOWED");
+    assert.equal(await holderOf(client, pending, impUid), undefined);
   });
 
   test("reasonOf ignores errors that are not the service's own", async () => {

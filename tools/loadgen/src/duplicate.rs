@@ -79,6 +79,7 @@ pub(crate) async fn duplicate(args: DuplicateArgs) -> anyhow::Result<()> {
                 let ci = cis[(n % cis.len() as u64) as usize].clone();
                 let request = CheckDuplicateRequest {
                     key: Some(check_duplicate_request::Key::Ci(ci)),
+                    ..Default::default()
                 };
                 let answer = client
                     .check_duplicate(with_timeout(request, timeout))
