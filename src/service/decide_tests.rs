@@ -100,6 +100,19 @@ fn reason(result: Result<Plan<'_>, ServiceError>) -> &'static str {
     result.expect_err("a refusal").reason()
 }
 
+/// The refusal `session` decides for an adult certified for `merchant_uid`, changed by `mutate`.
+fn refusal_of(session: &Session, merchant_uid: &str, mutate: fn(&mut ProviderCertification)) -> &'static str {
+    let mut certification = found(merchant_uid, ADULT);
+    mutate(&mut certification);
+    reason(decide(
+        &certification,
+        Some(session),
+        &command(None, None),
+        &policy(),
+        now(),
+    ))
+}
+
 #[test]
 fn a_signup_session_of_an_adult_binds_its_account() {
     let session = session(VerificationPurpose::Signup, Some("acct-1"));
@@ -112,55 +125,31 @@ fn a_signup_session_of_an_adult_binds_its_account() {
 #[test]
 fn refusals_before_the_certification_is_the_sessions_write_nothing() {
     let session = session(VerificationPurpose::Signup, Some("acct-1"));
-    let for_session = |mutate: fn(&mut ProviderCertification)| {
-        let mut certification = found(session.id.as_str(), ADULT);
-        mutate(&mut certification);
-        decide(
-            &certification,
-            Some(&session),
-            &command(None, None),
-            &policy(),
-            now(),
-        )
-    };
+    let for_session = |mutate| refusal_of(&session, session.id.as_str(), mutate);
+    assert_eq!((for_session(|found| found.certified = false)), "NOT_CERTIFIED");
+    assert_eq!((for_session(|found| found.test_channel = true)), "TEST_CHANNEL");
     assert_eq!(
-        reason(for_session(|found| found.certified = false)),
-        "NOT_CERTIFIED"
-    );
-    assert_eq!(
-        reason(for_session(|found| found.test_channel = true)),
-        "TEST_CHANNEL"
-    );
-    assert_eq!(
-        reason(for_session(|found| found.ci_unavailable = true)),
+        (for_session(|found| found.ci_unavailable = true)),
         "CI_UNAVAILABLE"
     );
     assert_eq!(
-        reason(for_session(
-            |found| found.certified_at = Some(now() - TimeDelta::hours(1))
-        )),
+        (for_session(|found| found.certified_at = Some(now() - TimeDelta::hours(1)))),
         "CERTIFICATION_EXPIRED"
     );
     assert_eq!(
-        reason(for_session(
-            |found| found.certified_at = Some(now() + TimeDelta::minutes(5))
-        )),
+        (for_session(|found| found.certified_at = Some(now() + TimeDelta::minutes(5)))),
         "CERTIFIED_IN_FUTURE"
     );
     assert_eq!(
-        reason(for_session(
-            |found| found.certified_at = Some(now() - TimeDelta::minutes(7))
-        )),
+        (for_session(|found| found.certified_at = Some(now() - TimeDelta::minutes(7)))),
         "CERTIFIED_BEFORE_SESSION"
     );
     assert_eq!(
-        reason(for_session(
-            |found| found.facts.merchant_uid = Some("another".into())
-        )),
+        (for_session(|found| found.facts.merchant_uid = Some("another".into()))),
         "MERCHANT_MISMATCH"
     );
     assert_eq!(
-        reason(for_session(|found| {
+        (for_session(|found| {
             let identity = found.identity.as_mut().unwrap();
             identity.birth_date = NaiveDate::from_ymd_opt(2030, 1, 1).unwrap();
         })),
@@ -283,17 +272,7 @@ fn without_a_session_a_passing_person_is_recorded_or_bound_and_a_session_certifi
 #[test]
 fn a_certification_of_another_session_is_refused_before_any_fact_of_it() {
     let session = session(VerificationPurpose::AgeCheck, None);
-    let other = |mutate: fn(&mut ProviderCertification)| {
-        let mut certification = found("vs_0123456789abcdef0123456789abcdef", ADULT);
-        mutate(&mut certification);
-        reason(decide(
-            &certification,
-            Some(&session),
-            &command(None, None),
-            &policy(),
-            now(),
-        ))
-    };
+    let other = |mutate| refusal_of(&session, "vs_0123456789abcdef0123456789abcdef", mutate);
     assert_eq!(
         other(|found| found.certified_at = Some(now() - TimeDelta::days(80))),
         "MERCHANT_MISMATCH"

@@ -24,6 +24,15 @@ pub struct Recordable {
     pub certified_at: DateTime<Utc>,
 }
 
+impl Recordable {
+    /// CI and DI sealed under one key: a row stores one `sealing_key_id` for both.
+    pub(super) fn sealed_under_one_key(&self) -> bool {
+        self.di_sealed
+            .as_ref()
+            .is_none_or(|di| di.key_id == self.ci_sealed.key_id)
+    }
+}
+
 /// What `Store::record` learned: the person's row and who held them before.
 #[derive(Clone)]
 pub struct Recorded {

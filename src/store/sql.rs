@@ -150,6 +150,7 @@ pub(super) fn one_row(
     claim: Option<&Claim>,
     now: DateTime<Utc>,
 ) -> Values {
+    debug_assert!(record.sealed_under_one_key());
     Values(vec![
         record.ci_index.0.as_str().into(),
         record.di_index.as_ref().map(|index| index.0.clone()).into(),

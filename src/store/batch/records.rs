@@ -124,12 +124,7 @@ pub(super) fn bind_rows<'q, O>(
     rows: &[(&'q Recordable, Option<&'q AccountId>, Option<&'q Claim>)],
     now: DateTime<Utc>,
 ) -> QueryAs<'q, Postgres, O, PgArguments> {
-    debug_assert!(rows.iter().all(|(record, _, _)| {
-        record
-            .di_sealed
-            .as_ref()
-            .is_none_or(|di| di.key_id == record.ci_sealed.key_id)
-    }));
+    debug_assert!(rows.iter().all(|(record, _, _)| record.sealed_under_one_key()));
     let text = |value: fn(&'q Recordable) -> Option<&'q str>| -> Vec<Option<&'q str>> {
         rows.iter().map(|(record, _, _)| value(record)).collect()
     };
