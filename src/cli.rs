@@ -9,7 +9,7 @@ use crate::sandbox::{Sandbox, SandboxConfig};
 use crate::{
     app::Application,
     config::{Command, DatabaseArgs, HealthArgs, PurgeArgs, RekeyArgs, ServeArgs},
-    domain::SealingKeys,
+    domain::{CiIndexKey, SealingKeys},
     store::Store,
 };
 
@@ -89,18 +89,38 @@ async fn shutdown_signal() {
     let _ = interrupt.await;
 }
 
-/// `rekey`: re-encrypt stored CI/DI under the first CI_ENCRYPTION_KEYS key.
+/// `rekey`: re-encrypt stored CI/DI under the first CI_ENCRYPTION_KEYS key and re-index them by
+/// their canonical form; an error when rows are left for the operator.
 async fn rekey(args: RekeyArgs) -> anyhow::Result<()> {
     let keys = SealingKeys::parse(args.ci_encryption_keys.expose())?;
+    let index_key = CiIndexKey::from_base64(args.ci_index_key.expose())?;
     let store = Store::connect(&args.database.store_settings()).await?;
-    let report = crate::maintenance::rekey(&store, &keys, args.batch_size).await;
+    let report = crate::maintenance::rekey(&store, &keys, &index_key, args.batch_size).await;
     store.close().await;
     let report = report?;
     tracing::info!(
         resealed = report.resealed,
+        rehashed = report.rehashed,
         raced = report.raced,
+        collisions = report.collisions.len(),
+        undecodable = report.undecodable.len(),
         key_id = keys.primary_id(),
-        "rekey finished: every row is sealed under the first key"
+        "rekey finished"
+    );
+    let collisions: Vec<String> = report
+        .collisions
+        .iter()
+        .map(|collision| format!("{}={}", collision.person_id, collision.other_person_id))
+        .collect();
+    anyhow::ensure!(
+        report.is_complete(),
+        "rows left for the operator, see docs/security.md#identity-data-at-rest. Pairs of rows \
+         that are one person: {} (row=row already holding its canonical CI: {}). Rows whose CI \
+         or DI is not base64: {} ({:?})",
+        collisions.len(),
+        collisions.join(", "),
+        report.undecodable.len(),
+        report.undecodable,
     );
     Ok(())
 }

@@ -32,8 +32,9 @@ pub enum Command {
     Serve(ServeArgs),
     /// Apply pending database migrations and exit.
     Migrate(DatabaseArgs),
-    /// Re-encrypt stored CI/DI under the first CI_ENCRYPTION_KEYS key, in batches. Resumable and
-    /// safe while the service runs.
+    /// Re-encrypt stored CI/DI under the first CI_ENCRYPTION_KEYS key and re-index them by their
+    /// canonical form, in batches. Resumable and safe while the service runs; exits non-zero when
+    /// two rows are one person (listed for the operator, never merged).
     Rekey(RekeyArgs),
     /// Delete certification records past CERTIFICATION_RETENTION, and persons nobody holds any more.
     Purge(PurgeArgs),
@@ -59,6 +60,9 @@ pub struct RekeyArgs {
     pub(crate) database: DatabaseArgs,
     #[arg(long, env = "CI_ENCRYPTION_KEYS", hide_env_values = true, value_parser = secret)]
     pub(crate) ci_encryption_keys: Secret,
+    /// The service's CI_INDEX_KEY: rows are re-indexed by the hash of their canonical CI/DI.
+    #[arg(long, env = "CI_INDEX_KEY", hide_env_values = true, value_parser = secret)]
+    pub(crate) ci_index_key: Secret,
     /// Rows per batch; each batch is read, re-sealed and written back row by row.
     #[arg(long, default_value_t = 500)]
     pub(crate) batch_size: u64,

@@ -105,7 +105,7 @@ pub struct RedisSettings {
 /// The keys that protect CI and DI at rest.
 #[derive(Clone, Debug)]
 pub struct KeySettings {
-    pub(crate) ci_index_key: CiIndexKey,
+    pub ci_index_key: CiIndexKey,
     pub sealing_keys: SealingKeys,
 }
 

@@ -40,8 +40,15 @@ impl CiIndexKey {
         Ok(Self(bytes))
     }
 
+    /// The lookup key of a CI: the hash of its canonical text.
     pub fn ci_index(&self, ci: &Ci) -> PersonIndex {
         self.digest(b"ci:", ci.expose())
+    }
+
+    /// The hash of a CI's text as received, canonical or not: what releases before CI was
+    /// canonicalised stored, so `rekey` can tell a row it must move from a wrong CI_INDEX_KEY.
+    pub fn ci_index_as_received(&self, raw: &str) -> PersonIndex {
+        self.digest(b"ci:", raw)
     }
 
     pub(crate) fn di_index(&self, di: &Di) -> PersonIndex {

@@ -138,7 +138,7 @@ impl SealingKeys {
     }
 
     /// Seals `plaintext` for the person row whose CI lookup hash is `row`.
-    pub(crate) fn seal(&self, purpose: Purpose, row: &PersonIndex, plaintext: &str) -> Sealed {
+    pub fn seal(&self, purpose: Purpose, row: &PersonIndex, plaintext: &str) -> Sealed {
         self.seal_row(purpose, &row.0, plaintext)
     }
 

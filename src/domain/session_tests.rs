@@ -11,7 +11,7 @@ fn identity(name: &str, phone: Option<&str>) -> Identity {
         phone: phone.and_then(Phone::new),
         carrier: Some(Carrier("SKT".into())),
         foreigner: false,
-        ci: Ci::parse("Q0lDSUNJ==").unwrap(),
+        ci: Ci::parse("Q0lDSUNJ").unwrap(),
         di: None,
     }
 }

@@ -1,8 +1,9 @@
 //! What both PortOne APIs' answers need read the same way: the operator's copy of a refusal
-//! message, a JSON error reported without the input it quotes, and a phone with its carrier.
+//! message, a JSON error reported without the input it quotes, the CI, and a phone with its
+//! carrier.
 
 use crate::{
-    domain::{Carrier, Phone},
+    domain::{Carrier, Ci, Phone, Provider},
     service::ProviderError,
 };
 
@@ -48,4 +49,19 @@ pub(super) fn phone_and_carrier(
         .filter(|code| !code.is_empty())
         .map(Carrier);
     (phone, carrier)
+}
+
+/// The certified person's CI in its canonical form, or `None` when PortOne sent none (no CI
+/// contract) or sent one that does not decode as base64: a CI we cannot canonicalise would not
+/// find the person again, so both are CI_UNAVAILABLE rather than a person of their own.
+pub(super) fn provider_ci(provider: Provider, raw: Option<&str>) -> Option<Ci> {
+    let raw = raw.filter(|raw| !raw.is_empty())?;
+    let ci = Ci::parse(raw).ok();
+    if ci.is_none() {
+        tracing::warn!(
+            provider = provider.as_str(),
+            "the provider sent a ci that is not base64; answered as CI_UNAVAILABLE"
+        );
+    }
+    ci
 }

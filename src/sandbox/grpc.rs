@@ -8,7 +8,7 @@ use super::{
     SandboxHandle,
     merchants::Owner,
     people::Person,
-    v2::{ChannelType, MAX_IDENTITY_VERIFICATION_ID_CHARS},
+    v2::{ChannelType, IdentifierForm, MAX_IDENTITY_VERIFICATION_ID_CHARS},
 };
 use crate::domain::FieldViolation;
 
@@ -59,6 +59,7 @@ enum Target {
     V2 {
         id: String,
         channel: ChannelType,
+        identifier_form: IdentifierForm,
     },
 }
 
@@ -83,9 +84,20 @@ impl SandboxService for SandboxGrpc {
                     ..CertifyResponse::default()
                 }
             }
-            Target::V2 { id, channel } => {
+            Target::V2 {
+                id,
+                channel,
+                identifier_form,
+            } => {
                 self.sandbox
-                    .certify_identity_verification(command.person, &id, person_key, seconds_ago, channel)
+                    .certify_identity_verification(
+                        command.person,
+                        &id,
+                        person_key,
+                        seconds_ago,
+                        channel,
+                        identifier_form,
+                    )
                     .map_err(|_| {
                         invalid(FieldViolation::new(
                             "identity_verification_id",
@@ -118,7 +130,12 @@ fn tier_violation() -> FieldViolation {
 }
 
 fn parse(request: CertifyRequest) -> Result<CertifyCommand, FieldViolation> {
+    let identifier_form =
+        identifier_form_of(request.identifier_form).ok_or_else(identifier_form_violation)?;
     let target = if request.identity_verification_id.is_empty() {
+        if identifier_form != IdentifierForm::Standard {
+            return Err(identifier_form_violation());
+        }
         parse_v1(request.merchant_uid, request.tier)?
     } else {
         if !request.merchant_uid.is_empty() || request.tier.is_some() {
@@ -128,7 +145,7 @@ fn parse(request: CertifyRequest) -> Result<CertifyCommand, FieldViolation> {
                 "exactly one of merchant_uid (V1) and identity_verification_id (V2); tier is V1 only",
             ));
         }
-        parse_v2(request.identity_verification_id, request.channel)?
+        parse_v2(request.identity_verification_id, request.channel, identifier_form)?
     };
     let person = person_of(request.person).ok_or_else(|| {
         FieldViolation::new(
@@ -187,7 +204,7 @@ fn parse_v1(merchant_uid: String, tier: Option<String>) -> Result<Target, FieldV
     Ok(Target::V1 { merchant_uid, tier })
 }
 
-fn parse_v2(id: String, channel: i32) -> Result<Target, FieldViolation> {
+fn parse_v2(id: String, channel: i32, identifier_form: IdentifierForm) -> Result<Target, FieldViolation> {
     // A `/` could never be looked up: it would split the path.
     if id.chars().count() > MAX_IDENTITY_VERIFICATION_ID_CHARS
         || id.chars().any(|c| c.is_control() || c == '/')
@@ -209,7 +226,28 @@ fn parse_v2(id: String, channel: i32) -> Result<Target, FieldViolation> {
             ));
         }
     };
-    Ok(Target::V2 { id, channel })
+    Ok(Target::V2 {
+        id,
+        channel,
+        identifier_form,
+    })
+}
+
+/// The wire's form, or `None` for values this build does not know.
+fn identifier_form_of(wire: i32) -> Option<IdentifierForm> {
+    use proto::IdentifierForm as Wire;
+    match Wire::try_from(wire).ok()? {
+        Wire::Unspecified | Wire::Standard => Some(IdentifierForm::Standard),
+        Wire::UrlSafeUnpadded => Some(IdentifierForm::UrlSafeUnpadded),
+    }
+}
+
+fn identifier_form_violation() -> FieldViolation {
+    FieldViolation::new(
+        "identifier_form",
+        "INVALID_IDENTIFIER_FORM",
+        "one of the IdentifierForm values, V2 only: V1's unique_key is always standard base64",
+    )
 }
 
 /// The wire's person, or `None` for PERSON_UNSPECIFIED and values this build does not know.
@@ -301,6 +339,17 @@ mod tests {
         };
         assert!(parse(channel(2)).is_ok());
         assert_eq!(reason(channel(9)), "INVALID_CHANNEL");
+        let form = |request: CertifyRequest, value: i32| CertifyRequest {
+            identifier_form: value,
+            ..request
+        };
+        assert!(parse(form(v2("iv-1"), 2)).is_ok());
+        assert_eq!(reason(form(v2("iv-1"), 9)), "INVALID_IDENTIFIER_FORM");
+        assert!(parse(form(request("m-1", proto::Person::Adult), 1)).is_ok());
+        assert_eq!(
+            reason(form(request("m-1", proto::Person::Adult), 2)),
+            "INVALID_IDENTIFIER_FORM"
+        );
         let tier = |code: &str| CertifyRequest {
             tier: Some(code.to_owned()),
             ..request("m-1", proto::Person::Adult)

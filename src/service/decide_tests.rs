@@ -49,7 +49,7 @@ fn found(merchant_uid: &str, born: (i32, u32, u32)) -> ProviderCertification {
             phone: Phone::new("01012345678"),
             carrier: Some(Carrier("SKT".into())),
             foreigner: false,
-            ci: Ci::parse("Q0lDSUNJ==").unwrap(),
+            ci: Ci::parse("Q0lDSUNJ").unwrap(),
             di: None,
         }),
         ci_unavailable: false,

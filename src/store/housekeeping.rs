@@ -2,7 +2,9 @@
 //! retention.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect, sea_query::Expr};
+use sea_orm::{
+    ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr, sea_query::Expr,
+};
 
 use super::{
     Store, StoreError, classify,
@@ -10,14 +12,36 @@ use super::{
 };
 use crate::domain::{PersonIndex, Sealed};
 
-/// A person's sealed CI/DI as stored, for re-encryption under a new key.
+/// A person's lookup hashes and sealed CI/DI: as stored, for `rekey` to read, and as `rekey`
+/// writes them back.
 #[derive(Debug)]
 pub struct SealedPerson {
     pub id: i64,
     /// The row's CI lookup hash, bound into its ciphertexts.
     pub index: PersonIndex,
+    pub di_index: Option<PersonIndex>,
     pub ci: Sealed,
     pub di: Option<Sealed>,
+}
+
+/// What became of a `rekey` write.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Rewrite {
+    Written,
+    /// Another writer changed the row's ciphertext between our read and our write.
+    Raced,
+    /// Another row already holds the CI lookup hash the row was to take: one person stored twice.
+    Collides(Collision),
+}
+
+/// Two rows of one person: `person_id` could not take the lookup hash `other_person_id` holds.
+/// Row ids and whether each holds an account: nothing that names the person.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Collision {
+    pub person_id: i64,
+    pub holds_account: bool,
+    pub other_person_id: i64,
+    pub other_holds_account: bool,
 }
 
 /// What `purge` removed.
@@ -28,11 +52,11 @@ pub struct Purged {
 }
 
 impl Store {
-    /// Up to `limit` persons sealed under a key other than `primary_key_id`, or sealed before
-    /// values were bound to their row, by id after `after_id`: the next batch for `rekey`.
-    pub(crate) async fn sealed_for_rekey(
+    /// Up to `limit` persons with sealed values, by id after `after_id`: the next batch for
+    /// `rekey`. Every such row, whatever its key: only its opened CI tells whether its lookup
+    /// hash is the canonical one.
+    pub(crate) async fn sealed_persons(
         &self,
-        primary_key_id: &str,
         after_id: i64,
         limit: u64,
     ) -> Result<Vec<SealedPerson>, StoreError> {
@@ -40,11 +64,6 @@ impl Store {
         let rows = person::Entity::find()
             .filter(person::Column::Id.gt(after_id))
             .filter(person::Column::SealingKeyId.is_not_null())
-            .filter(
-                Condition::any()
-                    .add(person::Column::SealingKeyId.ne(primary_key_id))
-                    .add(person::Column::CiSealed.not_like("r1.%")),
-            )
             .order_by_asc(person::Column::Id)
             .limit(limit)
             .all(&*db)
@@ -62,6 +81,7 @@ impl Store {
                 Some(SealedPerson {
                     id: row.id,
                     index: PersonIndex(row.ci_hash),
+                    di_index: row.di_hash.map(PersonIndex),
                     ci,
                     di,
                 })
@@ -69,30 +89,66 @@ impl Store {
             .collect())
     }
 
-    /// Replaces a person's ciphertexts if its CI is still `old_ci`: a row the service re-sealed
-    /// meanwhile is left alone. True when this call changed the row.
-    pub(crate) async fn reseal(
+    /// Replaces a person's lookup hashes and ciphertexts with `new`'s if its CI is still sealed
+    /// as `old` read it: a row the service re-sealed meanwhile is left alone. The unique index on
+    /// `ci_hash` decides whether another row is already the person `new` names.
+    pub(crate) async fn rewrite_person(
         &self,
-        id: i64,
-        old_ci: &Sealed,
-        ci: &Sealed,
-        di: Option<&Sealed>,
-    ) -> Result<bool, StoreError> {
+        old: &SealedPerson,
+        new: &SealedPerson,
+    ) -> Result<Rewrite, StoreError> {
         let db = self.gate.background();
         let updated = person::Entity::update_many()
-            .col_expr(person::Column::CiSealed, Expr::value(ci.blob.as_str()))
+            .col_expr(person::Column::CiHash, Expr::value(new.index.0.as_str()))
+            .col_expr(
+                person::Column::DiHash,
+                Expr::value(new.di_index.as_ref().map(|index| index.0.clone())),
+            )
+            .col_expr(person::Column::CiSealed, Expr::value(new.ci.blob.as_str()))
             .col_expr(
                 person::Column::DiSealed,
-                Expr::value(di.map(|di| di.blob.clone())),
+                Expr::value(new.di.as_ref().map(|di| di.blob.clone())),
             )
-            .col_expr(person::Column::SealingKeyId, Expr::value(ci.key_id.as_str()))
-            .filter(person::Column::Id.eq(id))
-            .filter(person::Column::SealingKeyId.eq(old_ci.key_id.as_str()))
-            .filter(person::Column::CiSealed.eq(old_ci.blob.as_str()))
+            .col_expr(person::Column::SealingKeyId, Expr::value(new.ci.key_id.as_str()))
+            .filter(person::Column::Id.eq(old.id))
+            .filter(person::Column::SealingKeyId.eq(old.ci.key_id.as_str()))
+            .filter(person::Column::CiSealed.eq(old.ci.blob.as_str()))
             .exec(&*db)
+            .await;
+        match updated {
+            Ok(updated) if updated.rows_affected == 1 => Ok(Rewrite::Written),
+            Ok(_) => Ok(Rewrite::Raced),
+            Err(error) if matches!(error.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+                self.collision(old.id, &new.index).await
+            }
+            Err(error) => Err(classify(error)),
+        }
+    }
+
+    /// The row `id` and the row holding `index`, after `id` could not take `index`.
+    async fn collision(&self, id: i64, index: &PersonIndex) -> Result<Rewrite, StoreError> {
+        let db = self.gate.background();
+        let rows = person::Entity::find()
+            .filter(
+                Condition::any()
+                    .add(person::Column::Id.eq(id))
+                    .add(person::Column::CiHash.eq(index.0.as_str())),
+            )
+            .all(&*db)
             .await
             .map_err(classify)?;
-        Ok(updated.rows_affected == 1)
+        let row = rows.iter().find(|row| row.id == id);
+        let other = rows.iter().find(|row| row.id != id);
+        Ok(match (row, other) {
+            (Some(row), Some(other)) => Rewrite::Collides(Collision {
+                person_id: row.id,
+                holds_account: row.account_id.is_some(),
+                other_person_id: other.id,
+                other_holds_account: other.account_id.is_some(),
+            }),
+            // One of them was purged since: the next run sees how things stand.
+            _ => Rewrite::Raced,
+        })
     }
 
     /// Deletes certifications last seen before `before`, then persons that no account holds,

@@ -44,7 +44,8 @@ use sea_orm::{
 
 use batch::{Lanes, gate::Gate};
 pub use deletions::{DeletionOutcome, DueDeletion};
-pub use housekeeping::{Purged, SealedPerson};
+pub(crate) use housekeeping::Rewrite;
+pub use housekeeping::{Collision, Purged, SealedPerson};
 pub use rows::{Claim, Claimed, Recordable, Recorded, Redeemed, StoredSession};
 
 /// The statement that records what a Verify alone saw, on PostgreSQL (`$1`-`$12`, see

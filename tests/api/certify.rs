@@ -8,7 +8,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use certification_service::sandbox::{
-    grpc::proto::{CertifyRequest, ChannelType, Person},
+    grpc::proto::{CertifyRequest, ChannelType, IdentifierForm, Person},
     identities::CertificationRecord,
 };
 use chrono::{NaiveDate, Utc};
@@ -39,6 +39,8 @@ pub trait CertifyRequestExt {
     /// Another person with `person`'s traits: its own CI and DI, from `key`.
     fn person_key(self, key: &str) -> Self;
     fn on_channel(self, channel: ChannelType) -> Self;
+    /// V2: the answer writes CI and DI in `form`.
+    fn written_as(self, form: IdentifierForm) -> Self;
 }
 
 impl CertifyRequestExt for CertifyRequest {
@@ -52,6 +54,13 @@ impl CertifyRequestExt for CertifyRequest {
     fn on_channel(self, channel: ChannelType) -> Self {
         Self {
             channel: channel as i32,
+            ..self
+        }
+    }
+
+    fn written_as(self, form: IdentifierForm) -> Self {
+        Self {
+            identifier_form: form as i32,
             ..self
         }
     }

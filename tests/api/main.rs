@@ -3,6 +3,7 @@ mod binding;
 mod certify;
 mod check_duplicate;
 mod checks;
+mod ci_forms;
 mod cli;
 mod connections;
 mod contention;

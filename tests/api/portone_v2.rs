@@ -18,7 +18,7 @@ use crate::{
     sessions::{begin, redeem, sessions_on},
 };
 
-async fn begin_v2(app: &TestApp, purpose: Purpose, account: Option<&str>) -> String {
+pub async fn begin_v2(app: &TestApp, purpose: Purpose, account: Option<&str>) -> String {
     let request = BeginVerificationRequest {
         purpose: purpose.into(),
         account_id: account.map(str::to_owned),
@@ -37,7 +37,7 @@ async fn begin_v2(app: &TestApp, purpose: Purpose, account: Option<&str>) -> Str
     session.identity_verification_id
 }
 
-async fn verify_v2(app: &TestApp, id: &str) -> Result<VerifyResponse, Status> {
+pub async fn verify_v2(app: &TestApp, id: &str) -> Result<VerifyResponse, Status> {
     let request = VerifyRequest {
         identity_verification_id: id.to_owned(),
         ..Default::default()

@@ -148,7 +148,9 @@ async fn a_new_first_key_seals_new_rows_old_rows_stay_readable_and_rekey_moves_t
         "ALREADY_REGISTERED",
     );
 
-    let report = maintenance::rekey(&app.store, &rotated, 1).await.unwrap();
+    let report = maintenance::rekey(&app.store, &rotated, &app.settings.keys.ci_index_key, 1)
+        .await
+        .unwrap();
     assert_eq!(report.resealed, 1);
     let only_new = SealingKeys::parse(&second_key).unwrap();
     let rows = sealed_rows(&app).await;
@@ -164,7 +166,7 @@ async fn a_new_first_key_seals_new_rows_old_rows_stay_readable_and_rekey_moves_t
     );
     // Resumable and idempotent: a second run finds nothing left.
     assert_eq!(
-        maintenance::rekey(&app.store, &rotated, 1)
+        maintenance::rekey(&app.store, &rotated, &app.settings.keys.ci_index_key, 1)
             .await
             .unwrap()
             .resealed,
@@ -177,7 +179,9 @@ async fn rekey_refuses_rows_under_a_key_it_does_not_have() {
     let app = spawn_app().await;
     verify_and_bind(&app, ADULT, "acct-lost-key").await;
     let unrelated = SealingKeys::parse(&format!("other:{}", STANDARD.encode([11u8; 32]))).unwrap();
-    let error = maintenance::rekey(&app.store, &unrelated, 10).await.unwrap_err();
+    let error = maintenance::rekey(&app.store, &unrelated, &app.settings.keys.ci_index_key, 10)
+        .await
+        .unwrap_err();
     assert!(error.to_string().contains("test-k1"), "{error}");
 }
 

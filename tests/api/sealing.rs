@@ -49,7 +49,9 @@ async fn ciphertexts_swapped_between_rows_do_not_open() {
         STANDARD.encode([9u8; 32])
     ))
     .unwrap();
-    let error = maintenance::rekey(&app.store, &rotated, 10).await.unwrap_err();
+    let error = maintenance::rekey(&app.store, &rotated, &app.settings.keys.ci_index_key, 10)
+        .await
+        .unwrap_err();
     assert!(error.to_string().contains("does not open"), "{error}");
 }
 
@@ -86,14 +88,19 @@ async fn rekey_binds_values_sealed_before_rows_were_bound_to_their_row() {
         .await
         .unwrap();
     let keys = app.settings.keys.sealing_keys.clone();
-    let report = maintenance::rekey(&app.store, &keys, 10).await.unwrap();
+    let report = maintenance::rekey(&app.store, &keys, &app.settings.keys.ci_index_key, 10)
+        .await
+        .unwrap();
     assert_eq!(report.resealed, 1, "same key, but not yet bound to its row");
     let rows = sealed_rows(&app).await;
     let (_, index, ci, _) = &rows[0];
     assert!(ci.is_row_bound());
     assert_eq!(keys.open(Purpose::Ci, index, ci).unwrap(), identity.ci);
     assert_eq!(
-        maintenance::rekey(&app.store, &keys, 10).await.unwrap().resealed,
+        maintenance::rekey(&app.store, &keys, &app.settings.keys.ci_index_key, 10)
+            .await
+            .unwrap()
+            .resealed,
         0
     );
 }

@@ -68,6 +68,11 @@ pub async fn redeem(app: &TestApp, merchant_uid: &str, imp_uid: &str) -> Result<
 }
 
 pub async fn count(app: &TestApp, sql: &str) -> i64 {
+    scalar(app, sql).await
+}
+
+/// The first column of the one row `sql` selects.
+pub async fn scalar<T: sea_orm::TryGetable>(app: &TestApp, sql: &str) -> T {
     let row = app
         .store
         .connection()
@@ -75,7 +80,7 @@ pub async fn count(app: &TestApp, sql: &str) -> i64 {
         .await
         .unwrap()
         .unwrap();
-    row.try_get_by_index::<i64>(0).unwrap()
+    row.try_get_by_index::<T>(0).unwrap()
 }
 
 #[tokio::test]

@@ -8,7 +8,7 @@ use serde::{Deserialize, de::DeserializeOwned};
 
 use crate::{
     domain::{CertificationFacts, Ci, Di, Gender, Identity, PersonName, Provider, ProviderCertification},
-    portone::answer::{malformed_json, operator_text, phone_and_carrier},
+    portone::answer::{malformed_json, operator_text, phone_and_carrier, provider_ci},
     service::ProviderError,
 };
 
@@ -74,22 +74,20 @@ impl CertificationBody {
             ),
             _ => None,
         };
-        // No `unique_key`: certified, but without the CI contract (KG Inicis with Kakao).
-        let ci_unavailable = certified && self.unique_key.as_deref().is_none_or(str::is_empty);
         let identity = if certified {
             if certified_at.is_none() {
                 return Err(ProviderError::Malformed(
                     "certified record lacks certified_at".into(),
                 ));
             }
-            if ci_unavailable {
-                None
-            } else {
-                Some(self.identity()?)
-            }
+            // No usable `unique_key`: certified, but without the CI contract (KG Inicis with Kakao).
+            provider_ci(Provider::PortoneV1, self.unique_key.as_deref())
+                .map(|ci| self.identity(ci))
+                .transpose()?
         } else {
             None
         };
+        let ci_unavailable = certified && identity.is_none();
         Ok(ProviderCertification {
             facts: CertificationFacts {
                 provider: Provider::PortoneV1,
@@ -106,7 +104,7 @@ impl CertificationBody {
         })
     }
 
-    fn identity(&self) -> Result<Identity, ProviderError> {
+    fn identity(&self, ci: Ci) -> Result<Identity, ProviderError> {
         let missing = |field: &str| ProviderError::Malformed(format!("certified record lacks {field}"));
         let name = self
             .name
@@ -116,9 +114,6 @@ impl CertificationBody {
         let birthday = self.birthday.as_deref().ok_or_else(|| missing("birthday"))?;
         let birth_date = NaiveDate::parse_from_str(birthday, "%Y-%m-%d")
             .map_err(|_| ProviderError::Malformed("birthday is not YYYY-MM-DD".into()))?;
-        let unique_key = self.unique_key.as_deref().ok_or_else(|| missing("unique_key"))?;
-        let ci = Ci::parse(unique_key)
-            .map_err(|_| ProviderError::Malformed("unique_key is not a base64 identifier".into()))?;
         let gender = match self.gender.as_deref() {
             Some("male") => Gender::Male,
             Some("female") => Gender::Female,
@@ -190,7 +185,7 @@ mod tests {
         "merchant_uid":"signup-8f2c","pg_tid":"x","pg_provider":"danal","name":"홍길동","gender":"male",
         "birthday":"1993-07-08","birth":742057200,"foreigner":false,"foreigner_v2":null,
         "phone":"01012345678","carrier":"SKT","certified":true,"certified_at":1795459469,
-        "unique_key":"QUJD==","unique_in_site":"REVG","origin":"about:blank","added_later":{"x":1}}}"#;
+        "unique_key":"QUJD","unique_in_site":"REVG","origin":"about:blank","added_later":{"x":1}}}"#;
 
     #[test]
     fn a_danal_answer_with_unknown_fields_parses() {
@@ -209,10 +204,18 @@ mod tests {
         let json = r#"{"code":0,"message":null,"response":{"imp_uid":"imp_123456789012",
             "pg_provider":"inicis_unified","name":"강서준","gender":null,"birthday":"1995-05-05",
             "foreigner":false,"foreigner_v2":null,"certified":true,"certified_at":1795459469,
-            "unique_key":"QUJD==","unique_in_site":null}}"#;
+            "unique_key":"QUJD","unique_in_site":null}}"#;
         let identity = parse(json).unwrap().identity.unwrap();
         assert_eq!(identity.gender, Gender::Unspecified);
         assert!(identity.phone.is_none() && identity.carrier.is_none() && identity.di.is_none());
+    }
+
+    #[test]
+    fn a_unique_key_in_another_base64_form_reads_as_the_standard_form() {
+        // `QUJD+/8=` in the URL-safe alphabet without its padding.
+        let other_form = DANAL.replace(r#""unique_key":"QUJD""#, r#""unique_key":"QUJD-_8""#);
+        let identity = parse(&other_form).unwrap().identity.unwrap();
+        assert_eq!(identity.ci.expose(), "QUJD+/8=");
     }
 
     #[test]
@@ -225,10 +228,14 @@ mod tests {
     }
 
     #[test]
-    fn a_certified_record_without_unique_key_has_no_ci_to_offer() {
+    fn a_certified_record_without_a_usable_unique_key_has_no_ci_to_offer() {
         for without in [
-            DANAL.replace(r#""unique_key":"QUJD==""#, r#""unique_key":null"#),
-            DANAL.replace(r#""unique_key":"QUJD==","#, ""),
+            DANAL.replace(r#""unique_key":"QUJD""#, r#""unique_key":null"#),
+            DANAL.replace(r#""unique_key":"QUJD","#, ""),
+            DANAL.replace(r#""unique_key":"QUJD""#, r#""unique_key":"""#),
+            // Not base64, or both alphabets at once: no CI that could find the person again.
+            DANAL.replace(r#""unique_key":"QUJD""#, r#""unique_key":"not base64!""#),
+            DANAL.replace(r#""unique_key":"QUJD""#, r#""unique_key":"QU+_""#),
         ] {
             let certification = parse(&without).unwrap();
             assert!(
@@ -243,7 +250,6 @@ mod tests {
     fn broken_certified_records_are_malformed_not_panics() {
         for broken in [
             DANAL.replace(r#""birthday":"1993-07-08""#, r#""birthday":"07/08/1993""#),
-            DANAL.replace(r#""unique_key":"QUJD==""#, r#""unique_key":"not base64!""#),
             DANAL.replace(r#""name":"홍길동""#, r#""name":"  ""#),
             DANAL.replace(r#""certified_at":1795459469"#, r#""certified_at":0"#),
             DANAL.replace(r#""certified":true"#, r#""certified":"yes""#),

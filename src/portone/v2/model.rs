@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use crate::{
     domain::{CertificationFacts, Ci, Di, Gender, Identity, PersonName, Provider, ProviderCertification},
-    portone::answer::{malformed_json, operator_text, phone_and_carrier},
+    portone::answer::{malformed_json, operator_text, phone_and_carrier, provider_ci},
     service::ProviderError,
 };
 
@@ -117,15 +117,16 @@ pub(super) fn decode(
         let customer = verified.verified_customer;
         found.certified = true;
         found.certified_at = Some(verified.verified_at);
-        found.ci_unavailable = customer.ci.as_deref().is_none_or(str::is_empty);
-        if !found.ci_unavailable {
-            found.identity = Some(identity(customer)?);
+        let ci = provider_ci(Provider::PortoneV2, customer.ci.as_deref());
+        found.ci_unavailable = ci.is_none();
+        if let Some(ci) = ci {
+            found.identity = Some(identity(customer, ci)?);
         }
     }
     Ok(found)
 }
 
-fn identity(customer: VerifiedCustomer) -> Result<Identity, ProviderError> {
+fn identity(customer: VerifiedCustomer, ci: Ci) -> Result<Identity, ProviderError> {
     let name = PersonName::new(&customer.name)
         .ok_or_else(|| ProviderError::Malformed("verified customer with an empty name".into()))?;
     let birth_date = customer
@@ -136,8 +137,6 @@ fn identity(customer: VerifiedCustomer) -> Result<Identity, ProviderError> {
             NaiveDate::parse_from_str(raw, "%Y-%m-%d")
                 .map_err(|_| ProviderError::Malformed("birthDate is not yyyy-MM-dd".into()))
         })?;
-    let ci = Ci::parse(customer.ci.as_deref().unwrap_or_default())
-        .map_err(|_| ProviderError::Malformed("ci is not a base64 identifier".into()))?;
     let gender = match customer.gender.as_deref() {
         Some("MALE") => Gender::Male,
         Some("FEMALE") => Gender::Female,
@@ -246,6 +245,23 @@ mod tests {
     }
 
     #[test]
+    fn a_ci_that_is_not_base64_is_no_ci_and_another_form_reads_as_the_standard_one() {
+        for unusable in ["", "not base64!", "QU+_"] {
+            let customer = format!(r#"{{"name":"홍길동","birthDate":"1990-03-15","ci":"{unusable}"}}"#);
+            let found = decode(StatusCode::OK, verified(&customer, "LIVE").as_bytes(), "iv-1").unwrap();
+            assert!(
+                found.certified && found.ci_unavailable && found.identity.is_none(),
+                "{unusable}"
+            );
+        }
+        let url_safe_unpadded = CI.replace('+', "-").replace('/', "_").replace('=', "");
+        let customer =
+            format!(r#"{{"name":"홍길동","birthDate":"1990-03-15","ci":"{url_safe_unpadded}","di":"REVG"}}"#);
+        let found = decode(StatusCode::OK, verified(&customer, "LIVE").as_bytes(), "iv-1").unwrap();
+        assert_eq!(found.identity.unwrap().ci.expose(), CI);
+    }
+
+    #[test]
     fn ready_failed_and_unknown_statuses_are_not_verified() {
         for status in ["READY", "FAILED", "SOMETHING_NEW"] {
             let json =
@@ -300,10 +316,6 @@ mod tests {
                 "LIVE",
             ),
             verified(r#"{"name":" ","birthDate":"1990-03-15","ci":"QUJD"}"#, "LIVE"),
-            verified(
-                r#"{"name":"홍길동","birthDate":"1990-03-15","ci":"not base64!"}"#,
-                "LIVE",
-            ),
             verified(r#"{"birthDate":"1990-03-15","ci":"QUJD"}"#, "LIVE"),
             verified(
                 r#"{"name":"홍길동","birthDate":"1990-03-15","ci":"QUJD"}"#,

@@ -1,6 +1,10 @@
 //! PortOne V2's `GET /identity-verifications/{id}`: the shape of each status, optional fields
 //! absent, typed errors, inserted records, and one person on V1 and V2.
 
+use base64::{
+    Engine,
+    engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD},
+};
 use serde_json::{Value, json};
 
 use super::{Harness, read, start, start_with, v2_error};
@@ -9,9 +13,9 @@ use crate::sandbox::{
     identities::{ADULT, ci_for, di_for},
     people::Person,
     v2::{
-        ChannelType, IdentityVerificationRecord, SANDBOX_OTHER_STORE_ID, SANDBOX_V2_TEST_CHANNEL_KEY,
-        V2_ADULT, V2_FAILED, V2_INICIS, V2_LGU_MVNO_OTHER_GENDER, V2_NAME_AND_BIRTH_DATE_ONLY,
-        V2_OTHER_STORE, V2_READY, V2_TEST_CHANNEL,
+        ChannelType, IdentifierForm, IdentityVerificationRecord, SANDBOX_OTHER_STORE_ID,
+        SANDBOX_V2_TEST_CHANNEL_KEY, V2_ADULT, V2_FAILED, V2_INICIS, V2_LGU_MVNO_OTHER_GENDER,
+        V2_NAME_AND_BIRTH_DATE_ONLY, V2_OTHER_STORE, V2_READY, V2_TEST_CHANNEL,
     },
 };
 
@@ -250,6 +254,7 @@ async fn inserted_and_certified_verifications_are_served_in_their_store() {
             Some("v2-person"),
             30,
             ChannelType::Live,
+            IdentifierForm::Standard,
         )
         .unwrap();
     let body = harness.v2_ok("order-iv-1").await;
@@ -259,19 +264,61 @@ async fn inserted_and_certified_verifications_are_served_in_their_store() {
     // An id succeeds only once; a READY one may still complete.
     assert!(
         handle
-            .certify_identity_verification(Person::Adult, "order-iv-1", None, 0, ChannelType::Live)
+            .certify_identity_verification(
+                Person::Adult,
+                "order-iv-1",
+                None,
+                0,
+                ChannelType::Live,
+                IdentifierForm::Standard
+            )
             .is_err()
     );
     handle
-        .certify_identity_verification(Person::NotCertified, "order-iv-2", None, 0, ChannelType::Test)
+        .certify_identity_verification(
+            Person::NotCertified,
+            "order-iv-2",
+            None,
+            0,
+            ChannelType::Test,
+            IdentifierForm::Standard,
+        )
         .unwrap();
     assert_eq!(harness.v2_ok("order-iv-2").await["status"], "READY");
     handle
-        .certify_identity_verification(Person::NoCi, "order-iv-2", None, 0, ChannelType::Test)
+        .certify_identity_verification(
+            Person::NoCi,
+            "order-iv-2",
+            None,
+            0,
+            ChannelType::Test,
+            IdentifierForm::Standard,
+        )
         .unwrap();
     let no_ci = harness.v2_ok("order-iv-2").await;
     assert_eq!(no_ci["status"], "VERIFIED");
     assert!(no_ci["verifiedCustomer"].get("ci").is_none());
+}
+
+#[tokio::test]
+async fn a_verification_may_write_ci_and_di_in_base64url_without_padding() {
+    let harness = start().await;
+    harness
+        .handle()
+        .certify_identity_verification(
+            Person::Adult,
+            "iv-url-safe",
+            Some("url-safe"),
+            0,
+            ChannelType::Live,
+            IdentifierForm::UrlSafeUnpadded,
+        )
+        .unwrap();
+    let customer = harness.v2_ok("iv-url-safe").await["verifiedCustomer"].clone();
+    let url_safe = |standard: String| URL_SAFE_NO_PAD.encode(STANDARD.decode(standard).unwrap());
+    assert_eq!(customer["ci"], url_safe(ci_for("url-safe")));
+    assert_eq!(customer["di"], url_safe(di_for("url-safe")));
+    assert_ne!(customer["ci"], ci_for("url-safe"));
 }
 
 #[tokio::test]

@@ -3,9 +3,10 @@
 use chrono::{DateTime, TimeDelta, Utc};
 
 use super::{
-    ChannelType, Failure, IdentityVerificationRecord, RequestedCustomer, SANDBOX_OTHER_STORE_ID, V2_ADULT,
-    V2_FAILED, V2_INICIS, V2_LGU_MVNO_OTHER_GENDER, V2_MINOR, V2_NAME_AND_BIRTH_DATE_ONLY, V2_OTHER_STORE,
-    V2_READY, V2_TEST_CHANNEL, Verification, VerifiedCustomer, people::channel_for,
+    ChannelType, Failure, IdentifierForm, IdentityVerificationRecord, RequestedCustomer,
+    SANDBOX_OTHER_STORE_ID, V2_ADULT, V2_FAILED, V2_INICIS, V2_LGU_MVNO_OTHER_GENDER, V2_MINOR,
+    V2_NAME_AND_BIRTH_DATE_ONLY, V2_OTHER_STORE, V2_READY, V2_TEST_CHANNEL, Verification, VerifiedCustomer,
+    people::channel_for,
 };
 use crate::sandbox::{people::Person, state::State};
 
@@ -18,6 +19,7 @@ pub(crate) fn fixtures(now: DateTime<Utc>) -> Vec<(Option<&'static str>, Identit
             verified_at: two_minutes_ago,
             person_key: None,
             channel,
+            identifier_form: IdentifierForm::Standard,
         };
         person.verify(&verification, now)
     };

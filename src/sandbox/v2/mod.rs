@@ -41,7 +41,7 @@ pub(super) use self::server::{
     v2_status_fault_body, v2_wrong_types_body,
 };
 pub(crate) use self::{
-    people::{ChannelType, Verification},
+    people::{ChannelType, IdentifierForm, Verification},
     record::{Failure, IdentityVerificationRecord, RequestedCustomer, SelectedChannel, VerifiedCustomer},
 };
 #[cfg(doc)]
@@ -95,7 +95,8 @@ impl SandboxHandle {
     }
 
     /// What a browser finishing PortOne V2's popup does: `person` verifies under `id` (chosen by
-    /// the merchant), `seconds_ago` before the sandbox's now, in the configured store.
+    /// the merchant), `seconds_ago` before the sandbox's now, in the configured store; the answer
+    /// writes CI and DI in `identifier_form`.
     pub(crate) fn certify_identity_verification(
         &self,
         person: Person,
@@ -103,6 +104,7 @@ impl SandboxHandle {
         person_key: Option<&str>,
         seconds_ago: u32,
         channel: ChannelType,
+        identifier_form: IdentifierForm,
     ) -> Result<(), AlreadyVerified> {
         let store_id = self.shared.config.store_id.clone();
         let mut state = self.shared.state();
@@ -121,6 +123,7 @@ impl SandboxHandle {
             verified_at,
             person_key,
             channel,
+            identifier_form,
         };
         let record = person.verify(&verification, now);
         state

@@ -31,6 +31,28 @@ pub(crate) enum ChannelType {
     Test,
 }
 
+/// How a V2 answer writes the person's CI and DI. PortOne's V2 OpenAPI gives `ci` and `di` as
+/// strings of no stated form (V1's `unique_key` is 88 characters of standard base64), so the
+/// sandbox answers V1's form unless a test asks to see the same bytes written otherwise.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum IdentifierForm {
+    /// Standard base64 with padding, as V1 answers.
+    #[default]
+    Standard,
+    /// The same bytes in base64url without padding.
+    UrlSafeUnpadded,
+}
+
+impl IdentifierForm {
+    /// `standard` (standard base64 with padding) written in this form.
+    fn write(self, standard: &str) -> String {
+        match self {
+            Self::Standard => standard.to_owned(),
+            Self::UrlSafeUnpadded => standard.trim_end_matches('=').replace('+', "-").replace('/', "_"),
+        }
+    }
+}
+
 /// One verification's own facts, as opposed to the person's.
 pub(crate) struct Verification<'a> {
     pub(crate) id: &'a str,
@@ -39,6 +61,7 @@ pub(crate) struct Verification<'a> {
     /// CI, DI and phone derive from this instead of the person's own key.
     pub(crate) person_key: Option<&'a str>,
     pub(crate) channel: ChannelType,
+    pub(crate) identifier_form: IdentifierForm,
 }
 
 impl Person {
@@ -89,7 +112,7 @@ impl Person {
             id: verification.id.to_owned(),
             channel: Some(channel),
             requested_customer: None,
-            verified_customer: Some(verified_customer(&v1)),
+            verified_customer: Some(verified_customer(&v1, verification.identifier_form)),
             custom_data: None,
             requested_at,
             updated_at: at,
@@ -108,9 +131,10 @@ impl Person {
 /// Danal always sends gender, CI and DI, and phone, operator and foreigner status only under a
 /// separate contract (here: when the person's V1 record has them); KG Inicis always sends phone,
 /// gender and foreigner status, CI except through Kakao, and never operator or DI.
-fn verified_customer(v1: &CertificationRecord) -> VerifiedCustomer {
+fn verified_customer(v1: &CertificationRecord, form: IdentifierForm) -> VerifiedCustomer {
     let inicis = v1.pg_provider.starts_with("inicis");
     let gender = v1.gender.as_deref().map(str::to_ascii_uppercase);
+    let ci = v1.unique_key.as_deref().map(|ci| form.write(ci));
     if inicis {
         return VerifiedCustomer {
             id: None,
@@ -121,7 +145,7 @@ fn verified_customer(v1: &CertificationRecord) -> VerifiedCustomer {
             birth_date: v1.birthday.clone(),
             gender: Some(gender.unwrap_or_else(|| derived_gender(v1))),
             is_foreigner: Some(v1.foreigner_v2.unwrap_or(v1.foreigner)),
-            ci: v1.unique_key.clone(),
+            ci,
             di: None,
         };
     }
@@ -134,8 +158,8 @@ fn verified_customer(v1: &CertificationRecord) -> VerifiedCustomer {
         gender,
         // The main merchant has the foreigner contract; without it V1 sends null, V2 nothing.
         is_foreigner: v1.foreigner_v2,
-        ci: v1.unique_key.clone(),
-        di: v1.unique_in_site.clone(),
+        ci,
+        di: v1.unique_in_site.as_deref().map(|di| form.write(di)),
     }
 }
 
