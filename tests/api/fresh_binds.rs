@@ -5,7 +5,10 @@
 use std::time::{Duration, Instant};
 
 use certification_service::{grpc::proto::Purpose, secret::Secret};
-use sea_orm::{ConnectionTrait, Database, DatabaseTransaction, DbBackend, Statement, TransactionTrait};
+use sea_orm::{
+    ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend, Statement,
+    TransactionTrait,
+};
 use tonic::Code;
 
 use crate::{
@@ -57,8 +60,7 @@ async fn signup(app: &TestApp, account: &str, person: &str) -> (String, String) 
     (session.merchant_uid, imp_uid)
 }
 
-/// Locks `merchant_uid`'s session row until the returned transaction commits: a bind redeeming
-/// it then waits in the lane, and the binds behind it queue.
+/// Locks `merchant_uid`'s session row until the returned transaction commits.
 async fn lock_session(setup: &Setup, merchant_uid: &str) -> DatabaseTransaction {
     let other = Database::connect(setup.database_url.as_str()).await.unwrap();
     let lock = other.begin().await.unwrap();
@@ -70,8 +72,67 @@ async fn lock_session(setup: &Setup, merchant_uid: &str) -> DatabaseTransaction 
     lock
 }
 
+/// Holds the statement that inserts `account`'s person until [`Held::release`]: the lane's
+/// statement is busy, not waiting on a lock (the lane gives up lock waits at once), and the
+/// binds behind it queue. The trigger polls a table of its own; a volatile function's queries
+/// each see what committed since, and it gives up after ten seconds.
+struct Held {
+    db: DatabaseConnection,
+}
+
+impl Held {
+    async fn bind_of(setup: &Setup, account: &str) -> Self {
+        let db = Database::connect(setup.database_url.as_str()).await.unwrap();
+        db.execute_unprepared(&format!(
+            "CREATE TABLE lane_released (at timestamptz); \
+             CREATE FUNCTION hold_bind() RETURNS trigger LANGUAGE plpgsql AS $$ \
+             DECLARE polls int := 0; \
+             BEGIN \
+               IF NEW.account_id = '{account}' THEN \
+                 WHILE NOT EXISTS (SELECT 1 FROM lane_released) AND polls < 1000 LOOP \
+                   PERFORM pg_sleep(0.01); polls := polls + 1; \
+                 END LOOP; \
+               END IF; \
+               RETURN NEW; \
+             END $$; \
+             CREATE TRIGGER hold_bind BEFORE INSERT ON persons FOR EACH ROW EXECUTE FUNCTION hold_bind()"
+        ))
+        .await
+        .unwrap();
+        Self { db }
+    }
+
+    async fn release(&self) {
+        self.db
+            .execute_unprepared("INSERT INTO lane_released VALUES (now())")
+            .await
+            .unwrap();
+    }
+}
+
 /// Time for the blocker's bind to reach the lane before the others are sent.
 const BLOCKER_FIRST: Duration = Duration::from_millis(300);
+
+/// Waits (at most five seconds) until a statement of the service waits on a lock and
+/// `condition` (SQL over `pg_stat_activity`) holds for it.
+async fn until_lock_wait(db: &impl ConnectionTrait, condition: &str, what: &str) {
+    let waiting =
+        format!("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND {condition}");
+    let waiting_since = Instant::now();
+    while one(db, &waiting).await == 0 {
+        if waiting_since.elapsed() > Duration::from_secs(5) {
+            let activity = Statement::from_string(
+                DbBackend::Postgres,
+                "SELECT coalesce(wait_event_type, '') || ' ' || coalesce(state, '') || ' ' || left(query, 120) AS a \
+                 FROM pg_stat_activity WHERE datname = current_database()",
+            );
+            let rows = db.query_all_raw(activity).await.unwrap();
+            let rows: Vec<String> = rows.iter().map(|row| row.try_get_by_index(0).unwrap()).collect();
+            panic!("{what} never waited on a lock; the database's sessions: {rows:#?}");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
 
 /// One count, on a connection of the test's own.
 async fn one(db: &impl ConnectionTrait, sql: &str) -> i64 {
@@ -80,7 +141,7 @@ async fn one(db: &impl ConnectionTrait, sql: &str) -> i64 {
     row.try_get_by_index::<i64>(0).unwrap()
 }
 
-/// While one bind waits on a row lock, the signups behind it queue; the next statement binds
+/// While one bind's statement runs, the signups behind it queue; the next statement binds
 /// the fresh ones together. One sharing its person with an earlier one, and one whose person
 /// was bound before, get the refusals they would get alone, and redeem nothing.
 #[tokio::test]
@@ -99,7 +160,7 @@ async fn on_postgres_signups_waiting_together_are_bound_by_one_statement() {
     // A bind without a session (REQUIRE_SESSION=false here): the account named by the call.
     let c = crate::certify::insert_certified(app, "merchant-c", "fresh-c");
 
-    let lock = lock_session(&setup, &blocker.0).await;
+    let held = Held::bind_of(&setup, "acct-blocker").await;
     let asked = app.sandbox.stats().certification_lookups;
     let queued = async {
         tokio::time::sleep(BLOCKER_FIRST).await;
@@ -114,7 +175,7 @@ async fn on_postgres_signups_waiting_together_are_bound_by_one_statement() {
     let release = async {
         // The blocker's lookup and the five queued.
         until_looked_up(app, asked, 6).await;
-        lock.commit().await.unwrap();
+        held.release().await;
     };
     let (blocked, (a_answer, b_answer, c_answer, d_answer, e_answer), ()) =
         tokio::join!(redeem(app, &blocker.0, &blocker.1), queued, release);
@@ -151,9 +212,9 @@ async fn on_postgres_signups_waiting_together_are_bound_by_one_statement() {
     assert_eq!(together, 3, "the queued signups were not bound together");
 }
 
-/// A batch whose insert meets a row another transaction inserted meanwhile fails as a whole;
-/// each of its binds then takes its own statement, and only the one that lost the race is
-/// refused.
+/// A batch whose insert meets a row another transaction inserted meanwhile, not committed yet,
+/// gives up waiting for it and is undone as a whole; each of its binds then takes its own
+/// statement, the one that still meets the row takes the long way, and only it is refused.
 #[tokio::test]
 async fn on_postgres_a_batch_that_loses_a_race_leaves_each_signup_to_its_own_statement() {
     let Some(setup) =
@@ -167,7 +228,7 @@ async fn on_postgres_a_batch_that_loses_a_race_leaves_each_signup_to_its_own_sta
     let b = signup(app, "acct-race-b", "race-b").await;
     let c = signup(app, "acct-race-c", "race-c").await;
 
-    let lock = lock_session(&setup, &blocker.0).await;
+    let held = Held::bind_of(&setup, "acct-race-blocker").await;
     // Another writer takes acct-race-b for someone else, not yet committed: the batch cannot
     // see it, and its insert of acct-race-b waits for this transaction.
     let rival_db = Database::connect(setup.database_url.as_str()).await.unwrap();
@@ -191,18 +252,15 @@ async fn on_postgres_a_batch_that_loses_a_race_leaves_each_signup_to_its_own_sta
     let release = async {
         // The blocker's lookup and the three queued.
         until_looked_up(app, asked, 4).await;
-        lock.commit().await.unwrap();
-        // Committed once the batch statement waits on it.
-        let waiting_since = Instant::now();
-        let waiting = "SELECT count(*) FROM pg_stat_activity \
-                       WHERE wait_event_type = 'Lock' AND query LIKE '%unnest%'";
-        while one(&rival_db, waiting).await == 0 {
-            assert!(
-                waiting_since.elapsed() < Duration::from_secs(5),
-                "the batch statement never waited on the rival's insert"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        held.release().await;
+        // The batch gives up its wait on the rival's insert, and so does acct-race-b's own
+        // statement; committed once acct-race-b's transaction (the long way) waits on it.
+        until_lock_wait(
+            &rival_db,
+            "query NOT LIKE '%unnest%' AND query LIKE '%persons%'",
+            "acct-race-b's transaction",
+        )
+        .await;
         rival.commit().await.unwrap();
     };
     let (blocked, (a_answer, b_answer, c_answer), ()) =
@@ -221,4 +279,47 @@ async fn on_postgres_a_batch_that_loses_a_race_leaves_each_signup_to_its_own_sta
         b.0
     );
     assert_eq!(count(app, &spent).await, 1);
+}
+
+/// A signup whose session row another transaction holds takes the long way and waits there, on
+/// a connection of its own: an unrelated signup that queued behind it in the lane is bound
+/// while the row is still held. (The lane's statement waited for the row, up to
+/// DATABASE_LOCK_TIMEOUT, and every signup behind it waited too.)
+#[tokio::test]
+async fn on_postgres_a_signup_waiting_on_a_held_row_does_not_hold_up_the_others() {
+    let Some(setup) = setup_adjusted(
+        "on_postgres_a_signup_waiting_on_a_held_row_does_not_hold_up_the_others",
+        |settings| settings.store.lock_timeout = Duration::from_secs(30),
+    )
+    .await
+    else {
+        return;
+    };
+    let app = &setup.app;
+    let blocker = signup(app, "acct-held", "held-person").await;
+    let unrelated = signup(app, "acct-unrelated", "unrelated-person").await;
+
+    let lock = lock_session(&setup, &blocker.0).await;
+    let observer = Database::connect(setup.database_url.as_str()).await.unwrap();
+    let unrelated_while_held = async {
+        until_lock_wait(&observer, "datname = current_database()", "the held signup").await;
+        let answer = tokio::select! {
+            answer = redeem(app, &unrelated.0, &unrelated.1) => Some(answer),
+            () = tokio::time::sleep(Duration::from_secs(10)) => None,
+        };
+        lock.commit().await.unwrap();
+        answer
+    };
+    let (blocked, unrelated_answer) = tokio::join!(redeem(app, &blocker.0, &blocker.1), unrelated_while_held);
+
+    let unrelated_answer = unrelated_answer
+        .expect("the unrelated signup waited for the held session row")
+        .expect("the unrelated signup was not answered while the session row was held");
+    assert!(unrelated_answer.bound);
+    // Once the row is free, the held signup is bound too.
+    assert!(blocked.unwrap().bound);
+    assert_eq!(
+        count(app, "SELECT count(*) FROM persons WHERE account_id IS NOT NULL").await,
+        2
+    );
 }

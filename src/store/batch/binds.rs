@@ -19,6 +19,13 @@
 //!   the bind is not fresh and nothing is written for it.
 //! - A deletion only with its redemption (when the claim carries one): the outbox row is inserted by
 //!   the same statement, only when the claim redeemed and the person was bound.
+//!
+//! The statement never waits long on a lock: a bind whose rows another transaction holds is racing
+//! it, so it is not fresh, and while the lane's statement waits every signup queued behind it
+//! waits too (one held session row once held unrelated signups for seconds). Past
+//! [`LOCK_WAIT`] the statement is undone and each of its binds takes a statement of its own; the
+//! one that still waits takes the long way, whose transaction waits on its own connection for as
+//! long as `DATABASE_LOCK_TIMEOUT` allows.
 
 use std::collections::HashSet;
 
@@ -42,6 +49,10 @@ use crate::{
         sql::{claim_sessions, enqueue_deletions, insert_persons, seen_arrays, upsert_certifications},
     },
 };
+
+/// The longest the statement waits for a lock before it gives its binds up to the long way
+/// (PostgreSQL's `lock_timeout` syntax).
+const LOCK_WAIT: &str = "50ms";
 
 /// A signup's bind as it waits in the lane.
 #[derive(Clone)]
@@ -110,8 +121,9 @@ fn fresh(bound: bool, bind: &FreshBind, now: DateTime<Utc>) -> Fresh {
     }
 }
 
-/// One bind in the statement. A unique violation is a race lost to a concurrent insert: the
-/// statement, claim included, was undone, and the caller takes the long way.
+/// One bind in the statement. A unique violation is a race lost to a concurrent insert, and a
+/// lock wait past [`LOCK_WAIT`] a race still running: either way the statement, claim included,
+/// was undone, and the caller takes the long way.
 async fn bind_one(
     connection: &mut PgConnection,
     bind: &FreshBind,
@@ -121,7 +133,7 @@ async fn bind_one(
         Ok(bound) => Ok(fresh(bound.contains(&0), bind, now)),
         Err(error) => {
             let error = query_error(error);
-            if matches!(error.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) {
+            if matches!(error.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) || lock_waited(&error) {
                 Ok(fresh(false, bind, now))
             } else {
                 Err(crate::store::classify(error))
@@ -129,6 +141,18 @@ async fn bind_one(
         }
     }
 }
+
+/// The statement gave up waiting for a lock ([`LOCK_WAIT`]).
+fn lock_waited(error: &sea_orm::DbErr) -> bool {
+    matches!(
+        error,
+        sea_orm::DbErr::Query(sea_orm::RuntimeErr::SqlxError(error))
+            if error.as_database_error().and_then(|error| error.code()).as_deref() == Some(LOCK_NOT_AVAILABLE)
+    )
+}
+
+/// PostgreSQL's SQLSTATE for a lock wait past `lock_timeout`.
+const LOCK_NOT_AVAILABLE: &str = "55P03";
 
 /// Which binds may go in one statement: each that shares no person, account, certification or
 /// session with an earlier one that does.
@@ -172,6 +196,7 @@ async fn run(
         .map(|bind| (&bind.recordable, Some(&bind.account), bind.claim.as_ref()))
         .collect();
     let rows: Vec<(i64,)> = bind_rows(sqlx::query_as(BIND_FRESH), &rows, now)
+        .bind(LOCK_WAIT)
         .fetch_all(connection)
         .await?;
     Ok(rows
@@ -183,13 +208,16 @@ async fn run(
 /// The binds waiting, as arrays (see `store::sql`), each with its account and, if any, its
 /// session and when PortOne may delete the certification (NULL: nothing to enqueue). Returns the
 /// ordinal (from 1) of each bind bound. The binds share no row (see [`together`]), so no row's
-/// insert depends on another's.
+/// insert depends on another's. $13 is the statement's `lock_timeout` ([`LOCK_WAIT`]): set for
+/// this statement alone (its implicit transaction), before its first row reaches a write, since
+/// every write takes its rows from `fresh`.
 const BIND_FRESH: &str = concat!(
     "WITH ",
     seen_arrays!(),
     ", fresh AS (
     SELECT * FROM seen
-    WHERE NOT EXISTS (SELECT 1 FROM persons WHERE persons.ci_hash = seen.ci_hash)
+    WHERE (SELECT set_config('lock_timeout', $13, true)) IS NOT NULL
+      AND NOT EXISTS (SELECT 1 FROM persons WHERE persons.ci_hash = seen.ci_hash)
       AND NOT EXISTS (SELECT 1 FROM persons WHERE persons.account_id = seen.account)
       AND NOT EXISTS (SELECT 1 FROM certifications
                       WHERE certifications.provider = seen.provider AND certifications.provider_id = seen.provider_id)
