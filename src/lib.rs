@@ -6,6 +6,7 @@ pub mod domain;
 pub mod grpc;
 pub mod maintenance;
 pub mod portone;
+pub mod quota;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
 pub mod secret;

@@ -7,6 +7,7 @@ mod m20261124_000001_sealed_identities_and_unlink;
 mod m20261130_000001_verification_sessions;
 mod m20261130_000002_portone_deletions;
 mod m20261207_000001_session_refusals;
+mod m20261208_000001_open_sessions_by_caller;
 
 /// Every migration, in the order they apply.
 pub struct Migrator;
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000001_verification_sessions::Migration),
             Box::new(m20261130_000002_portone_deletions::Migration),
             Box::new(m20261207_000001_session_refusals::Migration),
+            Box::new(m20261208_000001_open_sessions_by_caller::Migration),
         ]
     }
 }

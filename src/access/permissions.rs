@@ -120,14 +120,8 @@ impl CallerPermissions {
             });
         }
         let mut by_caller = HashMap::new();
-        let entries = spec.split(',').map(str::trim).filter(|entry| !entry.is_empty());
-        for (index, entry) in entries.enumerate() {
-            let position = index + 1;
-            let (name, items) = entry
-                .split_once('=')
-                .map(|(name, items)| (name.trim(), items.trim()))
-                .filter(|(name, items)| !name.is_empty() && !items.is_empty())
-                .ok_or(CallerPermissionsError::Malformed(position))?;
+        for (position, named) in super::named_entries(spec) {
+            let (name, items) = named.ok_or(CallerPermissionsError::Malformed(position))?;
             let grant = parse_grant(position, items)?;
             if by_caller.insert(name.to_owned(), grant).is_some() {
                 return Err(CallerPermissionsError::DuplicateCaller(name.to_owned()));

@@ -25,6 +25,7 @@ use crate::{
         v1::{PortoneClient, TokenCache},
         v2::PortoneV2Client,
     },
+    quota::{Counters, Quotas},
     service::{BrowserSetup, IdentityService, Providers},
     store::Store,
 };
@@ -96,12 +97,21 @@ impl Application {
             .await
             .context("preparing the database pool")?;
         let (providers, portone, browser) = providers(&settings)?;
+        // Counted where the token is shared: in Redis for the fleet, else in this process.
+        let counters = match &settings.redis {
+            Some(redis) => Counters::redis(
+                redis_connection(redis.url.expose(), redis.ca_file.as_deref(), redis.timeout)?,
+                redis.timeout,
+            ),
+            None => Counters::in_process(),
+        };
         let service = IdentityService::new(
             providers,
             store.clone(),
             settings.keys.ci_index_key.clone(),
             settings.keys.sealing_keys.clone(),
             settings.policy.clone(),
+            Quotas::new(settings.quotas.clone(), counters),
         )
         .with_browser(browser);
         let health = HealthReporter::new();

@@ -272,7 +272,10 @@ where
     let certification = ServiceBuilder::new()
         .layer(CallSpanLayer)
         .layer(GateLayer::new(Permission::new(permissions.clone())))
-        .layer(GateLayer::new(Admission::new(settings.max_in_flight)))
+        .layer(GateLayer::new(Admission::new(
+            settings.max_in_flight,
+            settings.known_callers(),
+        )))
         .layer(DeadlineLayer::new(settings.request_timeout))
         .layer(GateLayer::new(Readiness::new(ready)))
         .service(CertificationServiceServer::new(grpc).max_decoding_message_size(MAX_REQUEST_BYTES));

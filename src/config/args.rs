@@ -168,6 +168,22 @@ pub struct ServeArgs {
     /// (reason OVERLOADED) instead of queueing behind the others.
     #[arg(long, env = "MAX_IN_FLIGHT", default_value_t = 1024)]
     pub(crate) max_in_flight: usize,
+    /// Sessions a caller may begin per minute, counted across replicas with REDIS_URL; past it
+    /// RESOURCE_EXHAUSTED (reason CALLER_QUOTA) with a retry delay.
+    #[arg(long, env = "SESSIONS_PER_MINUTE", default_value_t = 600)]
+    pub(crate) sessions_per_minute: u64,
+    /// PortOne look-ups a caller's Verify and CheckDuplicate may cause per minute, counted
+    /// across replicas with REDIS_URL; past it RESOURCE_EXHAUSTED (CALLER_QUOTA), before PortOne.
+    #[arg(long, env = "LOOKUPS_PER_MINUTE", default_value_t = 1200)]
+    pub(crate) lookups_per_minute: u64,
+    /// A caller's sessions unredeemed and unexpired; past it BeginVerification is
+    /// RESOURCE_EXHAUSTED (CALLER_QUOTA) until one is redeemed or expires.
+    #[arg(long, env = "OPEN_SESSIONS_PER_CALLER", default_value_t = 100_000)]
+    pub(crate) open_sessions_per_caller: u64,
+    /// Per-caller overrides of the three bounds: `name=sessions:N+lookups:N+open:N,…`, any of
+    /// the three keys; every name must be one of CALLER_TOKENS'.
+    #[arg(long, env = "CALLER_LIMITS")]
+    pub(crate) caller_limits: Option<String>,
     /// Base64 HMAC key (at least 32 bytes) for the CI/DI lookup hashes. Required unless --sandbox.
     #[arg(long, env = "CI_INDEX_KEY", hide_env_values = true, value_parser = secret)]
     pub(crate) ci_index_key: Option<Secret>,

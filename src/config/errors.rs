@@ -6,6 +6,7 @@ use std::fmt;
 use crate::{
     access::{CallerPermissionsError, CallerTokensError},
     domain::{IndexKeyError, SealingError},
+    quota::CallerLimitsError,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +55,12 @@ pub enum ConfigError {
         "CALLER_PERMISSIONS names the caller {0:?}, which CALLER_TOKENS does not: a misspelt name would grant nothing to the caller meant"
     )]
     UnknownCaller(String),
+    #[error(transparent)]
+    CallerLimits(#[from] CallerLimitsError),
+    #[error(
+        "CALLER_LIMITS names the caller {0:?}, which CALLER_TOKENS does not: a misspelt name would bound nothing"
+    )]
+    UnknownLimitedCaller(String),
     #[error(
         "CALLER_PERMISSIONS missing: with callers authenticated, say what each may call (e.g. `signup=BeginVerification:SIGNUP+Verify+CheckDuplicate,deletion=Unlink`), or CALLER_PERMISSIONS=* to let every caller call every method"
     )]

@@ -19,6 +19,7 @@ use crate::{
     access::{CallerPermissions, CallerTokens},
     domain::{CiIndexKey, SealingKeys},
     portone::{v1::PortoneSettings, v2::PortoneV2Settings},
+    quota::QuotaSettings,
     secret::Secret,
     service::Policy,
     store::StoreSettings,
@@ -45,6 +46,9 @@ pub struct Settings {
     pub portone_v2: Option<PortoneV2Settings>,
     pub keys: KeySettings,
     pub policy: Policy,
+    /// Bounds per caller (SESSIONS_PER_MINUTE, LOOKUPS_PER_MINUTE, OPEN_SESSIONS_PER_CALLER,
+    /// CALLER_LIMITS).
+    pub quotas: QuotaSettings,
     pub maintenance: MaintenanceSettings,
 }
 
@@ -83,6 +87,17 @@ impl ServerSettings {
     /// Callers authenticate (tokens or mTLS), or an open port was asked for in so many words.
     pub(crate) fn authentication_decided(&self) -> bool {
         self.caller_tokens.is_some() || self.mutual_tls() || self.allow_unauthenticated
+    }
+
+    /// How many callers may call, for the fair share of MAX_IN_FLIGHT: CALLER_TOKENS' names,
+    /// one without authentication (every call is the anonymous caller), None under mTLS alone
+    /// (any certificate from the client CA names a caller).
+    pub(crate) fn known_callers(&self) -> Option<usize> {
+        match &self.caller_tokens {
+            Some(tokens) => Some(tokens.names().count()),
+            None if self.mutual_tls() => None,
+            None => Some(1),
+        }
     }
 
     /// Authenticated callers have their permissions said, if only as `*`: nothing is granted by

@@ -357,3 +357,81 @@ fn the_sandbox_refuses_signs_of_production_unless_allowed() {
         .is_ok()
     );
 }
+
+/// `configured()` with its one caller `signup` and `more` flags, as `serve` would validate them.
+fn configured_with(more: &[&str]) -> Result<super::Settings, super::ConfigErrors> {
+    let mut argv = vec![
+        "--portone-imp-key=key",
+        "--portone-imp-secret=portone-secret-value",
+        "--database-url=sqlite://data/certification-service.db?mode=rwc",
+        "--redis-url=",
+        "--caller-tokens=signup=caller-token-value-0123456789",
+        "--caller-permissions=signup=*",
+        "--ci-index-key=c2VjcmV0LWluZGV4LWtleS1mb3ItdGhlLWNsaS10ZXN0cyE=",
+        "--ci-encryption-keys=k1:c2VjcmV0LWVuY3J5cHRpb24ta2V5LW9mLTMyLWJ5dGU=",
+    ];
+    argv.extend_from_slice(more);
+    serve(&argv).into_settings(None)
+}
+
+#[test]
+fn caller_quotas_default_to_the_documented_bounds_and_take_overrides() {
+    let settings = configured_with(&[]).unwrap();
+    let defaults = settings.quotas.defaults;
+    assert_eq!(
+        (defaults.sessions, defaults.lookups, defaults.open),
+        (600, 1200, 100_000)
+    );
+    assert_eq!(settings.quotas.window, std::time::Duration::from_secs(60));
+    let settings = configured_with(&[
+        "--sessions-per-minute=10",
+        "--caller-limits=signup=lookups:7+open:3",
+    ])
+    .unwrap();
+    let signup = settings
+        .quotas
+        .per_caller
+        .for_caller("signup", settings.quotas.defaults);
+    assert_eq!((signup.sessions, signup.lookups, signup.open), (10, 7, 3));
+}
+
+#[test]
+fn caller_limits_that_do_not_parse_or_name_an_unknown_caller_refuse_to_start() {
+    for (flags, expected) in [
+        (
+            vec!["--caller-limits=signup=sessions:0"],
+            "CALLER_LIMITS entry 1: sessions must be a whole number",
+        ),
+        (
+            vec!["--caller-limits=signup=lookups:many"],
+            "CALLER_LIMITS entry 1: lookups must be a whole number",
+        ),
+        (
+            vec!["--caller-limits=signup=calls:5"],
+            "CALLER_LIMITS entry 1 names \"calls\", which is not a limit",
+        ),
+        (
+            vec!["--caller-limits=signup=open:1+open:2"],
+            "CALLER_LIMITS entry 1 sets open twice",
+        ),
+        (
+            vec!["--caller-limits=signup"],
+            "CALLER_LIMITS entry 1 is not `name=sessions:N+lookups:N+open:N`",
+        ),
+        (
+            vec!["--caller-limits=sginup=open:5"],
+            "CALLER_LIMITS names the caller \"sginup\", which CALLER_TOKENS does not",
+        ),
+        (
+            vec!["--lookups-per-minute=0"],
+            "LOOKUPS_PER_MINUTE must be between 1 and 1000000000",
+        ),
+        (
+            vec!["--open-sessions-per-caller=0", "--sessions-per-minute=0"],
+            "SESSIONS_PER_MINUTE must be between 1 and 1000000000",
+        ),
+    ] {
+        let error = configured_with(&flags).unwrap_err().to_string();
+        assert!(error.contains(expected), "{flags:?}: {error}");
+    }
+}

@@ -11,6 +11,7 @@ use super::{
 use crate::{
     access::{CallerPermissions, CallerTokens},
     domain::{CiIndexKey, MinAge, SealingKeys},
+    quota::{CallerLimits, Limits, MAX_LIMIT, NAMESPACE, QuotaSettings},
     secret::Secret,
     service::Policy,
 };
@@ -86,6 +87,10 @@ impl ServeArgs {
         let portone = super::portone::portone_settings(&self, sandbox_base_url.as_deref(), &mut problems);
         let keys = self.keys(&mut problems);
         let server = self.server(&mut problems);
+        let quotas = self.quotas(
+            server.as_ref().and_then(|server| server.caller_tokens.as_ref()),
+            &mut problems,
+        );
         self.check_counts(&mut problems);
         self.check_durations(&mut problems);
         problems.check(
@@ -103,7 +108,8 @@ impl ServeArgs {
             with_v1 || self.portone_delete_after.is_none(),
             ConfigError::DeleteWithoutV1,
         );
-        let (Some(portone), Some(keys), Some(server), true) = (portone, keys, server, problems.0.is_empty())
+        let (Some(portone), Some(keys), Some(server), Some(quotas), true) =
+            (portone, keys, server, quotas, problems.0.is_empty())
         else {
             return Err(ConfigErrors(problems.0));
         };
@@ -122,6 +128,7 @@ impl ServeArgs {
                     ca_file: self.redis_ca_file.clone(),
                 }),
             policy: self.policy(),
+            quotas,
             portone_v1: portone.v1,
             portone_v2: portone.v2,
             keys,
@@ -305,6 +312,34 @@ impl ServeArgs {
         )
     }
 
+    /// The bounds per caller, CALLER_LIMITS parsed and its names checked against CALLER_TOKENS
+    /// (as CALLER_PERMISSIONS' are).
+    fn quotas(&self, tokens: Option<&CallerTokens>, problems: &mut Problems) -> Option<QuotaSettings> {
+        let per_caller = match &self.caller_limits {
+            Some(spec) => problems.take(CallerLimits::parse(spec))?,
+            None => CallerLimits::default(),
+        };
+        if let Some(tokens) = tokens {
+            let mut unknown: Vec<&str> = per_caller.names().filter(|name| !tokens.knows(name)).collect();
+            unknown.sort_unstable();
+            for name in unknown {
+                problems
+                    .0
+                    .push(ConfigError::UnknownLimitedCaller(name.to_owned()));
+            }
+        }
+        Some(QuotaSettings {
+            defaults: Limits {
+                sessions: self.sessions_per_minute,
+                lookups: self.lookups_per_minute,
+                open: self.open_sessions_per_caller,
+            },
+            per_caller,
+            window: MINUTE,
+            namespace: NAMESPACE.to_owned(),
+        })
+    }
+
     /// TLS_CERT_FILE and TLS_KEY_FILE together, TLS_CLIENT_CA_FILE only with them. `Some(None)`:
     /// plain text; None: a problem was recorded.
     fn tls(&self, problems: &mut Problems) -> Option<Option<TlsSettings>> {
@@ -345,7 +380,20 @@ impl ServeArgs {
     }
 
     fn check_counts(&self, problems: &mut Problems) {
-        let counts: [(bool, &'static str); 8] = [
+        let bounded = |value: u64| (1..=MAX_LIMIT).contains(&value);
+        let counts: [(bool, &'static str); 11] = [
+            (
+                bounded(self.sessions_per_minute),
+                "SESSIONS_PER_MINUTE must be between 1 and 1000000000",
+            ),
+            (
+                bounded(self.lookups_per_minute),
+                "LOOKUPS_PER_MINUTE must be between 1 and 1000000000",
+            ),
+            (
+                bounded(self.open_sessions_per_caller),
+                "OPEN_SESSIONS_PER_CALLER must be between 1 and 1000000000",
+            ),
             (self.min_age <= MinAge::MAX, "MIN_AGE must be between 0 and 150"),
             (
                 (1..=10).contains(&self.portone_max_attempts),

@@ -5,9 +5,10 @@
 //! who called and by when from the request's extensions.
 
 use std::{
+    collections::HashMap,
     pin::Pin,
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicBool, Ordering},
     },
     task::{Context, Poll},
@@ -22,7 +23,10 @@ use tonic::{Status, server::NamedService};
 use tracing::Instrument;
 
 use super::{SERVICE, deadline::deadline, status::Refusal};
-use crate::access::{Caller, CallerPermissions, Method, Rpc};
+use crate::{
+    access::{Caller, CallerPermissions, Method, Rpc},
+    quota::{Bound, QuotaExceeded},
+};
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
@@ -189,29 +193,77 @@ impl Gate for Permission {
 }
 
 /// MAX_IN_FLIGHT: a call that finds no place is refused, not queued, so the calls already
-/// admitted keep their latency and memory stays bounded.
+/// admitted keep their latency and memory stays bounded. And a fair share of it per caller: once
+/// more than half of the places are in use, a caller holding its equal share already is refused
+/// (CALLER_QUOTA, bound `in_flight`), so one caller's flood never fills the bound for the others.
 #[derive(Clone, Debug)]
 pub(crate) struct Admission {
     places: Arc<Semaphore>,
     limit: usize,
+    /// None when the server has one caller only (ALLOW_UNAUTHENTICATED, one name in
+    /// CALLER_TOKENS): then it may use every place.
+    fair: Option<Arc<FairShare>>,
+}
+
+/// A refused caller may try again this soon: calls in flight finish in milliseconds to seconds.
+const FAIR_SHARE_RETRY: Duration = Duration::from_millis(250);
+
+/// The calls each caller holds in flight.
+#[derive(Debug)]
+struct FairShare {
+    /// Callers with a call in flight, and how many. A std mutex: held for a map update, never
+    /// across an await.
+    holding: Mutex<HashMap<String, usize>>,
+    /// How many callers the server knows (CALLER_TOKENS' names); None under mTLS, where any
+    /// certificate from the CA names one.
+    known_callers: Option<usize>,
+}
+
+impl FairShare {
+    /// The places `caller` may hold while more than half are in use: an equal share among the
+    /// callers in flight, itself included, and one more while a known caller is not in flight
+    /// (so a newcomer finds a place). A caller alone on a server of one caller takes them all.
+    fn share(&self, holding: &HashMap<String, usize>, caller: &str, limit: usize) -> usize {
+        let callers = holding.len() + usize::from(!holding.contains_key(caller));
+        let room_for_another = self.known_callers.is_none_or(|known| known > callers);
+        (limit / (callers + usize::from(room_for_another))).max(1)
+    }
 }
 
 impl Admission {
-    pub(crate) fn new(limit: usize) -> Self {
+    /// `known_callers`: how many callers may call (None: unknown, as under mTLS).
+    pub(crate) fn new(limit: usize, known_callers: Option<usize>) -> Self {
+        let fair = (known_callers != Some(1)).then(|| {
+            Arc::new(FairShare {
+                holding: Mutex::new(HashMap::new()),
+                known_callers,
+            })
+        });
         Self {
             places: Arc::new(Semaphore::new(limit)),
             limit,
+            fair,
         }
     }
 }
 
-/// One admitted call; dropping it (answered or cancelled) frees its place.
+/// One admitted call; dropping it (answered or cancelled) frees its place and its share.
 pub(crate) struct InFlight {
     _place: OwnedSemaphorePermit,
+    share: Option<(Arc<FairShare>, String)>,
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
+        if let Some((fair, caller)) = &self.share {
+            let mut holding = fair.holding.lock().expect("no panic holds it");
+            if let Some(count) = holding.get_mut(caller) {
+                *count -= 1;
+                if *count == 0 {
+                    holding.remove(caller);
+                }
+            }
+        }
         crate::telemetry::metrics::call_finished();
     }
 }
@@ -219,12 +271,39 @@ impl Drop for InFlight {
 impl Gate for Admission {
     type Pass = InFlight;
 
-    fn check<B>(&self, _request: &http::Request<B>) -> Result<InFlight, Status> {
+    fn check<B>(&self, request: &http::Request<B>) -> Result<InFlight, Status> {
+        let Some(fair) = &self.fair else {
+            let place = Arc::clone(&self.places)
+                .try_acquire_owned()
+                .map_err(|_| Refusal::Overloaded { limit: self.limit })?;
+            crate::telemetry::metrics::call_admitted();
+            return Ok(InFlight {
+                _place: place,
+                share: None,
+            });
+        };
+        let caller = caller_of(request);
+        // Held from the check to the count, so two calls of one caller cannot both pass it.
+        let mut holding = fair.holding.lock().expect("no panic holds it");
+        let in_use = self.limit - self.places.available_permits();
+        let mine = holding.get(caller).copied().unwrap_or(0);
+        if in_use * 2 > self.limit {
+            let share = fair.share(&holding, caller, self.limit);
+            if mine >= share {
+                let exceeded = QuotaExceeded::refuse(caller, Bound::InFlight, FAIR_SHARE_RETRY);
+                return Err(Refusal::FairShare { share, exceeded }.into());
+            }
+        }
         let place = Arc::clone(&self.places)
             .try_acquire_owned()
             .map_err(|_| Refusal::Overloaded { limit: self.limit })?;
+        *holding.entry(caller.to_owned()).or_insert(0) += 1;
+        drop(holding);
         crate::telemetry::metrics::call_admitted();
-        Ok(InFlight { _place: place })
+        Ok(InFlight {
+            _place: place,
+            share: Some((Arc::clone(fair), caller.to_owned())),
+        })
     }
 }
 
@@ -385,5 +464,58 @@ fn finish(span: &tracing::Span, headers: &http::HeaderMap) {
     span.record("rpc.grpc.status_code", code as i64);
     if code != tonic::Code::Ok {
         span.record("otel.status_code", "ERROR");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request_of(caller: &str) -> http::Request<()> {
+        let mut request = http::Request::new(());
+        request.extensions_mut().insert(Caller(caller.to_owned()));
+        request
+    }
+
+    #[test]
+    fn past_half_a_caller_holding_its_share_is_refused_and_another_is_admitted() {
+        let admission = Admission::new(8, Some(2));
+        let mut alpha = Vec::new();
+        while let Ok(pass) = admission.check(&request_of("alpha")) {
+            alpha.push(pass);
+        }
+        // Half, and one more before "more than half" is in use.
+        assert_eq!(alpha.len(), 5);
+        let bravo = admission
+            .check(&request_of("bravo"))
+            .expect("room for another caller");
+        drop(alpha.pop());
+        assert!(
+            admission.check(&request_of("alpha")).is_err(),
+            "alpha holds its share"
+        );
+        drop(bravo);
+    }
+
+    #[test]
+    fn a_server_of_one_caller_lets_it_use_every_place() {
+        let admission = Admission::new(8, Some(1));
+        let held: Vec<_> = (0..8)
+            .map(|_| admission.check(&request_of(ANONYMOUS)).unwrap())
+            .collect();
+        assert!(admission.check(&request_of(ANONYMOUS)).is_err());
+        drop(held);
+        assert!(admission.check(&request_of(ANONYMOUS)).is_ok());
+    }
+
+    #[test]
+    fn places_and_shares_come_back_when_calls_end() {
+        let admission = Admission::new(4, None);
+        let held: Vec<_> = (0..3)
+            .map(|_| admission.check(&request_of("alpha")).unwrap())
+            .collect();
+        drop(held);
+        let fair = admission.fair.as_ref().unwrap();
+        assert!(fair.holding.lock().unwrap().is_empty());
     }
 }

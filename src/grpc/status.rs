@@ -12,7 +12,8 @@ use super::ERROR_DOMAIN;
 use crate::{
     access::Rpc,
     domain::FieldViolation,
-    service::{DEADLINE_EXCEEDED, ErrorKind, ServiceError},
+    quota::QuotaExceeded,
+    service::{CALLER_QUOTA, DEADLINE_EXCEEDED, ErrorKind, ServiceError, quota_metadata},
     telemetry::log_limit::LogLimit,
 };
 
@@ -34,6 +35,9 @@ pub(crate) enum Refusal {
     /// MAX_IN_FLIGHT calls are in progress: refused at once rather than queued.
     #[error("overloaded: {limit} calls already in flight, retry shortly")]
     Overloaded { limit: usize },
+    /// More than half of MAX_IN_FLIGHT is in use and this caller holds its equal share already.
+    #[error("this caller holds its share of the calls in flight ({share}), retry shortly")]
+    FairShare { share: usize, exceeded: QuotaExceeded },
     /// Before the first successful migration and database check: the schema may not exist yet.
     #[error("starting: the database is not prepared yet, retry shortly")]
     NotReady,
@@ -83,6 +87,16 @@ impl From<Refusal> for Status {
                 message,
                 [("max_in_flight", limit.to_string())],
             ),
+            Refusal::FairShare { share, exceeded } => {
+                let mut metadata: HashMap<String, String> = quota_metadata(&exceeded)
+                    .into_iter()
+                    .map(|(key, value)| (key.to_owned(), value))
+                    .collect();
+                metadata.insert("share".to_owned(), share.to_string());
+                let mut details = ErrorDetails::with_error_info(CALLER_QUOTA, ERROR_DOMAIN, metadata);
+                details.set_retry_info(Some(exceeded.retry_after));
+                Status::with_error_details(Code::ResourceExhausted, message, details)
+            }
             Refusal::NotReady => reasoned(Code::Unavailable, "NOT_READY", message, []),
             Refusal::DeadlineExceeded => reasoned(Code::DeadlineExceeded, DEADLINE_EXCEEDED, message, []),
         }
@@ -128,6 +142,7 @@ fn code_of(kind: ErrorKind) -> Code {
         ErrorKind::Unavailable => Code::Unavailable,
         ErrorKind::Aborted => Code::Aborted,
         ErrorKind::DeadlineExceeded => Code::DeadlineExceeded,
+        ErrorKind::ResourceExhausted => Code::ResourceExhausted,
         ErrorKind::Internal => Code::Internal,
     }
 }

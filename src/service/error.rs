@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use super::ProviderError;
 use crate::{
     domain::{AgeCheck, BindConflict, FieldViolation, VerificationPurpose},
+    quota::QuotaExceeded,
     store::StoreError,
     telemetry::{log_limit::LogLimit, metrics},
 };
@@ -17,6 +18,11 @@ use crate::{
 /// The reason of a call that ran out of time, wherever it did: a use case waiting on a provider
 /// here, or the transport's own deadline.
 pub(crate) const DEADLINE_EXCEEDED: &str = "DEADLINE_EXCEEDED";
+
+/// The reason of a call past one of its caller's bounds, wherever it was refused: a use case
+/// here (sessions, look-ups, open sessions), or the transport's admission (its fair share of
+/// MAX_IN_FLIGHT).
+pub(crate) const CALLER_QUOTA: &str = "CALLER_QUOTA";
 
 /// What kind of outcome an error is, in words that name no transport.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,6 +40,8 @@ pub(crate) enum ErrorKind {
     /// Undone for a concurrent call: worth retrying at once.
     Aborted,
     DeadlineExceeded,
+    /// Past a bound of this caller's: worth retrying after the delay the error carries.
+    ResourceExhausted,
     /// A bug, or an answer we cannot use.
     Internal,
 }
@@ -108,6 +116,15 @@ pub(crate) enum ServiceError {
     /// CheckDuplicate through a session whose purpose does not answer who holds its person.
     #[error("a {} session does not answer who holds its person", purpose_name(*.purpose))]
     PurposeAnswersNoHolder { purpose: VerificationPurpose },
+    /// The caller is past SESSIONS_PER_MINUTE, LOOKUPS_PER_MINUTE or OPEN_SESSIONS_PER_CALLER.
+    #[error(transparent)]
+    CallerQuota(#[from] QuotaExceeded),
+    /// The session caused `quota::SESSION_LOOKUPS` look-ups without being redeemed.
+    #[error(
+        "the verification session caused {} look-ups without being redeemed; begin a new one",
+        crate::quota::SESSION_LOOKUPS
+    )]
+    SessionSpent,
 }
 
 /// Per-call warnings about outages, at most one line a second each.
@@ -142,6 +159,8 @@ impl ServiceError {
             Self::CiUnavailable => "CI_UNAVAILABLE",
             Self::TestChannel => "TEST_CHANNEL",
             Self::CertificationDeleted => "CERTIFICATION_DELETED",
+            Self::CallerQuota(_) => CALLER_QUOTA,
+            Self::SessionSpent => "SESSION_SPENT",
             Self::PurposeNotAllowed { .. } | Self::PurposeAnswersNoHolder { .. } => "PURPOSE_NOT_ALLOWED",
             Self::Upstream(P::NotFound) => "CERTIFICATION_NOT_FOUND",
             Self::Upstream(P::Unavailable(_) | P::CircuitOpen { .. }) => "UPSTREAM_UNAVAILABLE",
@@ -173,6 +192,7 @@ impl ServiceError {
             | Self::SessionRequired
             | Self::SessionExpired { .. }
             | Self::SessionUsed
+            | Self::SessionSpent
             | Self::CertifiedBeforeSession
             | Self::CiUnavailable
             | Self::TestChannel
@@ -183,6 +203,7 @@ impl ServiceError {
             | Self::Store(StoreError::Unavailable(_)) => K::Unavailable,
             Self::Upstream(P::DeadlineExceeded | P::SharedTokenWait) => K::DeadlineExceeded,
             Self::Store(StoreError::Contention(_)) => K::Aborted,
+            Self::CallerQuota(_) => K::ResourceExhausted,
             Self::Upstream(P::Malformed(_)) | Self::BornInTheFuture | Self::Store(StoreError::Failure(_)) => {
                 K::Internal
             }
@@ -257,6 +278,7 @@ impl ServiceError {
                 ("circuit", "open".to_owned()),
                 ("retry_after_ms", retry_after.as_millis().to_string()),
             ],
+            Self::CallerQuota(exceeded) => quota_metadata(exceeded),
             _ => Vec::new(),
         }
     }
@@ -274,6 +296,7 @@ impl ServiceError {
     pub(crate) fn retry_after(&self) -> Option<Duration> {
         match self {
             Self::Upstream(ProviderError::CircuitOpen { retry_after }) => Some(*retry_after),
+            Self::CallerQuota(exceeded) => Some(exceeded.retry_after),
             _ => None,
         }
     }
@@ -341,6 +364,14 @@ impl ServiceError {
     }
 }
 
+/// Which bound, and when to retry: the transport's in-flight refusal says it the same way.
+pub(crate) fn quota_metadata(exceeded: &QuotaExceeded) -> Vec<(&'static str, String)> {
+    vec![
+        ("bound", exceeded.bound.as_str().to_owned()),
+        ("retry_after_ms", exceeded.retry_after.as_millis().to_string()),
+    ]
+}
+
 /// A purpose as the proto names it (`PURPOSE_AGE_CHECK`), for the caller.
 fn purpose_name(purpose: VerificationPurpose) -> String {
     format!("PURPOSE_{}", purpose.as_str().to_ascii_uppercase())
@@ -394,6 +425,12 @@ mod tests {
             ServiceError::PurposeNotAllowed {
                 purpose: VerificationPurpose::AgeCheck,
             },
+            ServiceError::SessionSpent,
+            QuotaExceeded {
+                bound: crate::quota::Bound::Lookups,
+                retry_after: Duration::from_secs(1),
+            }
+            .into(),
             ProviderError::NotFound.into(),
             ProviderError::Unavailable("x".into()).into(),
             ProviderError::CircuitOpen {
@@ -425,7 +462,7 @@ mod tests {
             let kind = *kinds.entry(error.reason()).or_insert(error.kind());
             assert_eq!(kind, error.kind(), "{} has two kinds", error.reason());
         }
-        assert_eq!(kinds.len(), 31);
+        assert_eq!(kinds.len(), 33);
     }
 
     #[test]

@@ -17,13 +17,15 @@ use tokio::time::Instant;
 use crate::{
     domain::{
         AccountId, AgeCheck, CertificationFacts, CertificationRef, Ci, CiIndexKey, Holder, Identity,
-        MerchantUid, MinAge, PersonIndex, ProviderCertification, Purpose, SealingKeys, VerificationPurpose,
+        MerchantUid, MinAge, PersonIndex, ProviderCertification, Purpose, SealingKeys, Session,
+        VerificationPurpose,
     },
+    quota::Quotas,
     store::{Recordable, Store},
 };
 
 pub(crate) use deletions::Deleter;
-pub(crate) use error::{DEADLINE_EXCEEDED, ErrorKind, ServiceError};
+pub(crate) use error::{CALLER_QUOTA, DEADLINE_EXCEEDED, ErrorKind, ServiceError, quota_metadata};
 pub use provider::{BoxFuture, CertificationEraser, Erased, IdentityProvider, ProviderError, Providers};
 pub(crate) use sessions::Began;
 use sessions::SessionUse;
@@ -102,6 +104,16 @@ pub(crate) struct IdentityService {
     index_key: CiIndexKey,
     sealing: SealingKeys,
     policy: Policy,
+    /// Each caller's bounds: sessions begun, look-ups caused, sessions open.
+    quotas: Quotas,
+}
+
+/// Who a look-up is for, so it is metered: the caller's LOOKUPS_PER_MINUTE, and the session's
+/// look-ups while it is unredeemed.
+pub(super) struct Metered<'a> {
+    pub(super) caller: &'a str,
+    /// The session the look-up goes through, when it is not redeemed yet.
+    pub(super) unredeemed: Option<&'a Session>,
 }
 
 impl IdentityService {
@@ -111,6 +123,7 @@ impl IdentityService {
         index_key: CiIndexKey,
         sealing: SealingKeys,
         policy: Policy,
+        quotas: Quotas,
     ) -> Self {
         Self {
             browser: BrowserSetup::default(),
@@ -119,6 +132,7 @@ impl IdentityService {
             index_key,
             sealing,
             policy,
+            quotas,
         }
     }
 
@@ -155,7 +169,7 @@ impl IdentityService {
             DuplicateKey::Certification(command) => command,
         };
         let admitted = self.admitted(&command, caller, SessionUse::Ask).await?;
-        let session = match admitted {
+        let (session, redeemed) = match admitted {
             Some((session, _)) if !session.purpose.disclosure().holder => {
                 return Err(ServiceError::PurposeAnswersNoHolder {
                     purpose: session.purpose,
@@ -165,12 +179,16 @@ impl IdentityService {
                 if let Some(holder) = self.store.holder_by_certification(&command.certification).await? {
                     return Ok(holder);
                 }
-                Some(session)
+                (Some(session), true)
             }
-            Some((session, false)) => Some(session),
-            None => None,
+            Some((session, false)) => (Some(session), false),
+            None => (None, false),
         };
-        let found = self.lookup(&command.certification, deadline).await?;
+        let metered = Metered {
+            caller,
+            unredeemed: session.as_ref().filter(|_| !redeemed),
+        };
+        let found = self.lookup(&command.certification, metered, deadline).await?;
         let now = crate::domain::stored_precision(Utc::now());
         let (identity, _) = decide::proven(&found, session.as_ref(), &command, &self.policy, now)?;
         if let Some(fields) = session
@@ -190,11 +208,28 @@ impl IdentityService {
 impl IdentityService {
     /// The certification at its provider. A V1 certification PortOne no longer has, and that we
     /// deleted there after use, is CERTIFICATION_DELETED: we know it existed.
+    ///
+    /// The one way Verify and CheckDuplicate reach a provider, so the one place look-ups are
+    /// metered, before any provider call: past the caller's LOOKUPS_PER_MINUTE it is
+    /// CALLER_QUOTA, and an unredeemed session that caused `SESSION_LOOKUPS` already is spent.
+    /// A refused flood never reaches PortOne, so it cannot open the circuit for other callers.
     async fn lookup(
         &self,
         reference: &CertificationRef,
+        metered: Metered<'_>,
         deadline: Instant,
     ) -> Result<ProviderCertification, ServiceError> {
+        // The caller's bound first: a caller refused for its own flood and retrying later does
+        // not spend its session's look-ups meanwhile.
+        self.quotas.lookup(metered.caller).await?;
+        if let Some(session) = metered.unredeemed
+            && !self
+                .quotas
+                .session_lookup(session.id.as_str(), self.policy.session_ttl)
+                .await
+        {
+            return Err(ServiceError::SessionSpent);
+        }
         match self.providers.lookup(reference, deadline).await {
             Err(ProviderError::NotFound)
                 if reference.provider() == crate::domain::Provider::PortoneV1

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use super::{IdentityService, ProviderError, ServiceError, VerifyCommand};
 use crate::{
     domain::{CertificationRef, ExpectedPerson, MinAge, Provider, Purpose, Session, SessionId, SessionSpec},
+    quota::{Bound, QuotaExceeded},
     store::{StoreError, StoredSession},
 };
 
@@ -36,6 +37,17 @@ impl IdentityService {
         let provider = spec.provider.unwrap_or(default);
         if !self.providers.has(provider) {
             return Err(ProviderError::NotConfigured(provider).into());
+        }
+        self.quotas.begin_session(caller).await?;
+        let open_bound = self.quotas.limits(caller).open;
+        let now = Utc::now();
+        let (open, soonest) = self.store.open_sessions(caller, now).await?;
+        if open >= open_bound {
+            // Room comes back when a session is redeemed or the first one expires.
+            let retry_after = soonest
+                .and_then(|expires_at| (expires_at - now).to_std().ok())
+                .unwrap_or(self.policy.session_ttl);
+            return Err(QuotaExceeded::refuse(caller, Bound::Open, retry_after).into());
         }
         let id = SessionId::generate();
         let created_at = crate::domain::stored_precision(Utc::now());
@@ -106,19 +118,6 @@ impl IdentityService {
             return Err(ServiceError::SessionMismatch { field: "min_age" });
         }
         Ok(())
-    }
-
-    /// The session this Verify redeems, checked against the request: `None` only when the
-    /// service runs without REQUIRE_SESSION and the merchant_uid is not one it issues.
-    pub(super) async fn session_of(
-        &self,
-        command: &VerifyCommand,
-        caller: &str,
-    ) -> Result<Option<Session>, ServiceError> {
-        Ok(self
-            .admitted(command, caller, SessionUse::Redeem)
-            .await?
-            .map(|(session, _)| session))
     }
 
     /// The session a request names, admitted for `to`, and whether its certification already

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 
 use super::{
-    IdentityService, Recordable, ServiceError, Verified, VerifyCommand,
+    IdentityService, Metered, Recordable, ServiceError, SessionUse, Verified, VerifyCommand,
     decide::{Plan, Write, after_holder, decide},
 };
 use crate::{
@@ -35,8 +35,8 @@ impl IdentityService {
     ) -> Result<Verified, ServiceError> {
         // The database calls are boxed: the future that waits on PortOne (most of a call's life,
         // and what 1,000 calls in flight are made of) then carries no room for their state.
-        let session = match Box::pin(self.session_of(&command, caller)).await {
-            Ok(session) => session,
+        let admitted = match Box::pin(self.admitted(&command, caller, SessionUse::Redeem)).await {
+            Ok(admitted) => admitted,
             Err(error) => {
                 // Refusals of a session that exists were counted with its purpose.
                 if matches!(
@@ -48,8 +48,10 @@ impl IdentityService {
                 return Err(error);
             }
         };
+        let (session, redeemed) =
+            admitted.map_or((None, false), |(session, redeemed)| (Some(session), redeemed));
         let purpose = session.as_ref().map(|session| session.purpose);
-        let answer = self.verify_in(command, session, deadline).await;
+        let answer = self.verify_in(command, session, redeemed, caller, deadline).await;
         match (&answer, purpose) {
             (Ok(answer), Some(purpose)) if answer.first_redemption => {
                 metrics::session_redeemed(purpose, answer.verified.bound);
@@ -69,14 +71,21 @@ impl IdentityService {
         Ok(verified)
     }
 
-    /// Looks the certification up, decides ([`decide`]), and applies the plan.
+    /// Looks the certification up, decides ([`decide`]), and applies the plan. `redeemed`: this
+    /// certification redeemed the session already (a retry), which its look-up does not spend.
     async fn verify_in(
         &self,
         command: VerifyCommand,
         session: Option<Session>,
+        redeemed: bool,
+        caller: &str,
         deadline: Instant,
     ) -> Result<Answer, ServiceError> {
-        let found = self.lookup(&command.certification, deadline).await?;
+        let metered = Metered {
+            caller,
+            unredeemed: session.as_ref().filter(|_| !redeemed),
+        };
+        let found = self.lookup(&command.certification, metered, deadline).await?;
         let now = crate::domain::stored_precision(Utc::now());
         let Plan { facts, write } = decide(&found, session.as_ref(), &command, &self.policy, now)?;
         let ci_index = self.index_key.ci_index(&facts.identity.ci);

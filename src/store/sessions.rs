@@ -28,6 +28,33 @@ impl Store {
         Ok(())
     }
 
+    /// How many of `caller`'s sessions are open (unredeemed, unexpired at `now`), and when the
+    /// first of them expires: for OPEN_SESSIONS_PER_CALLER. Counted here rather than kept as a
+    /// counter, since only the database knows when a session is redeemed or expires; the index
+    /// on (caller, expires_at, redeemed_id) serves it, and what it counts is bounded by
+    /// SESSIONS_PER_MINUTE × VERIFICATION_SESSION_TTL (9,000 by default).
+    #[tracing::instrument(name = "db.open_sessions", skip_all, fields(otel.kind = "client", db.system = %self.system()))]
+    pub(crate) async fn open_sessions(
+        &self,
+        caller: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(u64, Option<DateTime<Utc>>), StoreError> {
+        let db = self.gate.place().await?;
+        let open: Option<(i64, Option<DateTime<Utc>>)> = session::Entity::find()
+            .select_only()
+            .column_as(session::Column::MerchantUid.count(), "count")
+            .column_as(session::Column::ExpiresAt.min(), "soonest")
+            .filter(session::Column::Caller.eq(caller))
+            .filter(session::Column::ExpiresAt.gt(now))
+            .filter(session::Column::RedeemedId.is_null())
+            .into_tuple()
+            .one(&*db)
+            .await
+            .map_err(classify)?;
+        let (count, soonest) = open.unwrap_or((0, None));
+        Ok((u64::try_from(count).unwrap_or(0), soonest))
+    }
+
     #[tracing::instrument(name = "db.session", skip_all, fields(otel.kind = "client", db.system = %self.system()))]
     pub(crate) async fn session(&self, id: &SessionId) -> Result<Option<StoredSession>, StoreError> {
         let row = match &self.lanes.postgres {

@@ -35,6 +35,9 @@ pub(crate) const SESSIONS_EXPIRED: &str = "certification_sessions_expired_total"
 pub(crate) const DELETIONS_PENDING: &str = "certification_deletions_pending";
 pub(crate) const DELETIONS_DONE: &str = "certification_deletions_done_total";
 pub(crate) const DELETIONS_FAILED: &str = "certification_deletions_failed_total";
+pub(crate) const CALLER_LOOKUPS: &str = "certification_caller_lookups_total";
+pub(crate) const CALLER_QUOTA_REFUSALS: &str = "certification_caller_quota_refusals_total";
+pub(crate) const QUOTA_COUNTER_FAILURES: &str = "certification_quota_counter_failures_total";
 
 /// Seconds, from a warm in-process call to PortOne's slowest answers.
 const BUCKETS: &[f64] = &[
@@ -150,6 +153,23 @@ pub(crate) fn deletion_done(outcome: &'static str) {
 pub(crate) fn deletion_failed(reason: &'static str, retrying: bool) {
     counter!(DELETIONS_FAILED, "reason" => reason, "retrying" => if retrying { "true" } else { "false" })
         .increment(1);
+}
+
+/// A PortOne look-up a caller's Verify or CheckDuplicate asked for (refused by its quota or
+/// not). Caller names are the operator's (CALLER_TOKENS, certificate names from our CA): a
+/// bounded set, and no person's data.
+pub(crate) fn caller_lookup(caller: &str) {
+    counter!(CALLER_LOOKUPS, "caller" => caller.to_owned()).increment(1);
+}
+
+/// A call refused for a caller's bound: `sessions`, `lookups`, `open` or `in_flight`.
+pub(crate) fn caller_quota_refused(caller: &str, bound: &'static str) {
+    counter!(CALLER_QUOTA_REFUSALS, "caller" => caller.to_owned(), "bound" => bound).increment(1);
+}
+
+/// A quota counter Redis did not answer in time: the call was let through uncounted.
+pub(crate) fn quota_counter_unavailable() {
+    counter!(QUOTA_COUNTER_FAILURES).increment(1);
 }
 
 pub(crate) fn record_token_fetch() {

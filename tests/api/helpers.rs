@@ -347,6 +347,12 @@ pub async fn test_settings(adjust_sandbox: impl FnOnce(&mut SandboxConfig)) -> (
         &sandbox_config.imp_secret,
     );
     settings.redis = redis_url().as_deref().map(redis_settings);
+    // Tests share one Redis: each server (and its replicas) counts its callers' quotas apart.
+    settings.quotas.namespace = format!("test-quota:{}", uuid::Uuid::new_v4().simple());
+    // The load and race tests are one caller at rates past the per-minute defaults; the quota
+    // tests (quotas.rs) set their own bounds.
+    settings.quotas.defaults.sessions = 1_000_000_000;
+    settings.quotas.defaults.lookups = 1_000_000_000;
     (settings, sandbox, data)
 }
 

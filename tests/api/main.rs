@@ -24,6 +24,7 @@ mod portone_v2;
 mod processes;
 mod protection;
 mod proxy;
+mod quotas;
 mod records;
 mod sandbox_certify;
 mod sandbox_certify_v2;
