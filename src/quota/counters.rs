@@ -2,7 +2,11 @@
 //! token cache chooses (REDIS_URL set or not). A counter answers its new count and how long its
 //! window has left; `None` when Redis did not answer, which the quotas treat as "let it through".
 
-use std::{collections::HashMap, sync::Mutex, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{LazyLock, Mutex},
+    time::Duration,
+};
 
 use redis::aio::ConnectionManager;
 use tokio::time::Instant;
@@ -20,6 +24,10 @@ if left < 0 then
 end
 return {count, left}
 "#;
+
+/// [`COUNT`] with its SHA-1 computed once: each call sends EVALSHA, and the script only after a
+/// NOSCRIPT.
+static COUNT_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(COUNT));
 
 /// Redis failures of the quota counters, at most one warning a second.
 static REDIS_DOWN: LogLimit = LogLimit::per(Duration::from_secs(1));
@@ -61,8 +69,7 @@ impl Counters {
             Self::Redis { connection, timeout } => {
                 let millis = u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1);
                 let mut connection = connection.clone();
-                let script = redis::Script::new(COUNT);
-                let mut invocation = script.key(key);
+                let mut invocation = COUNT_SCRIPT.key(key);
                 invocation.arg(millis);
                 let call = invocation.invoke_async::<(u64, u64)>(&mut connection);
                 let failure = match tokio::time::timeout(*timeout, call).await {
