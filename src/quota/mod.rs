@@ -7,8 +7,9 @@
 //! (one replica). The open sessions bound (OPEN_SESSIONS_PER_CALLER) is counted in the database,
 //! which knows the sessions: see `Store::open_sessions`.
 //!
-//! Each counter is a fixed window: the first increment starts it (INCR, then PEXPIRE), the count
+//! Each counter is a fixed window: the first increment starts it (INCRBY, then PEXPIRE), the count
 //! past the caller's bound is refused until the window ends, and the refusal says when that is.
+//! A replica takes a caller's per-minute counts from Redis in leases (see `counters`).
 
 mod counters;
 mod limits;
@@ -118,7 +119,7 @@ impl Quotas {
         // The key names a hash: a session id is what the browser holds, not for Redis to keep.
         let hash = hex::encode(Sha256::digest(session.as_bytes()));
         let key = format!("{}:session:{}", self.settings.namespace, &hash[..32]);
-        match self.counters.count(&key, ttl).await {
+        match self.counters.count(&key, ttl, 1).await {
             Some((count, _)) => count <= SESSION_LOOKUPS,
             None => true,
         }
@@ -126,9 +127,9 @@ impl Quotas {
 
     async fn take(&self, caller: &str, bound: Bound, limit: u64) -> Result<(), QuotaExceeded> {
         let key = format!("{}:{}:{caller}", self.settings.namespace, bound.as_str());
-        match self.counters.count(&key, self.settings.window).await {
-            Some((count, left)) if count > limit => Err(QuotaExceeded::refuse(caller, bound, left)),
-            _ => Ok(()),
-        }
+        self.counters
+            .take(&key, limit, self.settings.window)
+            .await
+            .map_err(|left| QuotaExceeded::refuse(caller, bound, left))
     }
 }
