@@ -9,7 +9,7 @@
 
 use std::{
     collections::HashMap,
-    sync::{LazyLock, Mutex},
+    sync::{Arc, LazyLock, Mutex},
     time::Duration,
 };
 
@@ -51,15 +51,23 @@ pub(crate) enum Counters {
     Redis {
         connection: ConnectionManager,
         timeout: Duration,
-        leases: Mutex<HashMap<String, Lease>>,
+        leases: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Lease>>>>,
     },
 }
 
-/// What is left of a lease this replica took, until its window ends.
+/// What is left of a lease this replica took, until its window ends. Behind an async mutex per
+/// key: the calls that find it empty wait for one of them to take the next lease, rather than
+/// each taking one (fifty calls arriving at once would otherwise lease fifty times their need).
 pub(crate) struct Lease {
     ends: Instant,
     left: u64,
+    /// The fleet's count reached the bound: refused until `ends` without asking Redis again.
+    exhausted: bool,
 }
+
+/// After Redis failed to answer, a caller's calls go through uncounted for this long without
+/// asking it again, so a dead Redis is not asked once per call, one call at a time.
+const UNCOUNTED_AFTER_FAILURE: Duration = Duration::from_secs(1);
 
 #[derive(Default)]
 pub(crate) struct Local {
@@ -91,33 +99,47 @@ impl Counters {
                 _ => Ok(()),
             };
         };
+        let slot = {
+            let mut leases = lock(leases);
+            match leases.get(key) {
+                Some(slot) => Arc::clone(slot),
+                None => Arc::clone(leases.entry(key.to_owned()).or_insert_with(|| {
+                    Arc::new(tokio::sync::Mutex::new(Lease {
+                        ends: Instant::now(),
+                        left: 0,
+                        exhausted: false,
+                    }))
+                })),
+            }
+        };
+        let mut lease = slot.lock().await;
         let now = Instant::now();
-        if let Some(lease) = lock(leases).get_mut(key)
-            && lease.ends > now
-            && lease.left > 0
-        {
-            lease.left -= 1;
-            return Ok(());
+        if lease.ends > now {
+            if lease.left > 0 {
+                lease.left -= 1;
+                return Ok(());
+            }
+            if lease.exhausted {
+                return Err(lease.ends - now);
+            }
         }
         let size = (limit / LEASE_SHARE).max(1);
         let Some((count, left)) = self.count(key, window, size).await else {
+            *lease = Lease {
+                ends: Instant::now() + UNCOUNTED_AFTER_FAILURE,
+                left: u64::MAX,
+                exhausted: false,
+            };
             return Ok(());
         };
         // Of this lease, what fits under the limit: the count before it was `count - size`.
-        let granted = limit.saturating_sub(count - size).min(size);
-        if granted == 0 {
-            return Err(left);
-        }
-        if granted > 1 {
-            let ends = Instant::now() + left;
-            let mut leases = lock(leases);
-            let lease = leases.entry(key.to_owned()).or_insert(Lease { ends, left: 0 });
-            if lease.ends <= now {
-                *lease = Lease { ends, left: 0 };
-            }
-            lease.left += granted - 1;
-        }
-        Ok(())
+        let granted = limit.saturating_sub(count.saturating_sub(size)).min(size);
+        *lease = Lease {
+            ends: Instant::now() + left,
+            left: granted.saturating_sub(1),
+            exhausted: granted == 0,
+        };
+        if granted == 0 { Err(left) } else { Ok(()) }
     }
 
     /// Adds `by` to `key`'s window (of length `window` when it starts now): its count and time
@@ -235,5 +257,25 @@ mod tests {
             assert!(granted <= limit, "granted past the bound");
         }
         assert_eq!(granted, limit);
+    }
+
+    /// Fifty calls arriving at once on a replica take the leases they need between them, not
+    /// one each: with a bound of 1,200 (leases of 12), Redis counts 60.
+    #[tokio::test]
+    async fn calls_arriving_together_share_one_lease_at_a_time() {
+        let Ok(url) = std::env::var("REDIS_URL") else {
+            return;
+        };
+        let client = redis::Client::open(url.as_str()).unwrap();
+        let mut connection = client.get_connection_manager().await.unwrap();
+        let counters = Counters::redis(connection.clone(), Duration::from_secs(5));
+        let key = format!("certification-service:quota-test-together:{}", std::process::id());
+        let hour = Duration::from_secs(3600);
+        let calls = (0..50).map(|_| counters.take(&key, 1200, hour));
+        let answers = futures::future::join_all(calls).await;
+        assert!(answers.iter().all(Result::is_ok));
+        let counted: u64 = redis::AsyncCommands::get(&mut connection, &key).await.unwrap();
+        let _: () = redis::AsyncCommands::del(&mut connection, &key).await.unwrap();
+        assert_eq!(counted, 60);
     }
 }
