@@ -96,13 +96,18 @@ impl Application {
         let store = Store::connect(&settings.store)
             .await
             .context("preparing the database pool")?;
-        let (providers, portone, browser) = providers(&settings)?;
-        // Counted where the token is shared: in Redis for the fleet, else in this process.
-        let counters = match &settings.redis {
-            Some(redis) => Counters::redis(
+        // One connection (multiplexed) for the token cache and the quota counters.
+        let redis = match &settings.redis {
+            Some(redis) => Some((
                 redis_connection(redis.url.expose(), redis.ca_file.as_deref(), redis.timeout)?,
                 redis.timeout,
-            ),
+            )),
+            None => None,
+        };
+        let (providers, portone, browser) = providers(&settings, redis.clone())?;
+        // Counted where the token is shared: in Redis for the fleet, else in this process.
+        let counters = match redis {
+            Some((connection, timeout)) => Counters::redis(connection, timeout),
             None => Counters::in_process(),
         };
         let service = IdentityService::new(
@@ -178,17 +183,17 @@ impl Application {
 
 /// The identity providers configured, the PortOne V1 client among them, and what V2 hands the
 /// browser.
-fn providers(settings: &Settings) -> anyhow::Result<(Providers, Option<PortoneClient>, BrowserSetup)> {
+fn providers(
+    settings: &Settings,
+    redis: Option<(redis::aio::ConnectionManager, Duration)>,
+) -> anyhow::Result<(Providers, Option<PortoneClient>, BrowserSetup)> {
     let mut providers = Providers::default();
     let portone = match &settings.portone_v1 {
         Some(v1) => {
-            let tokens = match &settings.redis {
-                Some(redis) => TokenCache::redis(
-                    redis_connection(redis.url.expose(), redis.ca_file.as_deref(), redis.timeout)?,
-                    &v1.imp_key,
-                    v1.imp_secret.expose(),
-                    redis.timeout,
-                ),
+            let tokens = match redis {
+                Some((connection, timeout)) => {
+                    TokenCache::redis(connection, &v1.imp_key, v1.imp_secret.expose(), timeout)
+                }
                 None => TokenCache::in_process(),
             };
             let client = PortoneClient::new(v1.clone(), tokens).context("building the PortOne client")?;

@@ -40,17 +40,16 @@ impl IdentityService {
         }
         self.quotas.begin_session(caller).await?;
         let open_bound = self.quotas.limits(caller).open;
-        let now = Utc::now();
-        let (open, soonest) = self.store.open_sessions(caller, now).await?;
+        let created_at = crate::domain::stored_precision(Utc::now());
+        let (open, soonest) = self.store.open_sessions(caller, created_at).await?;
         if open >= open_bound {
             // Room comes back when a session is redeemed or the first one expires.
             let retry_after = soonest
-                .and_then(|expires_at| (expires_at - now).to_std().ok())
+                .and_then(|expires_at| (expires_at - created_at).to_std().ok())
                 .unwrap_or(self.policy.session_ttl);
             return Err(QuotaExceeded::refuse(caller, Bound::Open, retry_after).into());
         }
         let id = SessionId::generate();
-        let created_at = crate::domain::stored_precision(Utc::now());
         let expires_at = crate::domain::saturating_after(created_at, self.policy.session_ttl);
         let expected_sealed = (!spec.expected.is_empty()).then(|| {
             let plaintext =
