@@ -132,8 +132,12 @@ async fn bind_one(
     match run(connection, &[bind], now).await {
         Ok(bound) => Ok(fresh(bound.contains(&0), bind, now)),
         Err(error) => {
+            let lock_waited = error
+                .as_database_error()
+                .and_then(|error| error.code())
+                .is_some_and(|code| code == LOCK_NOT_AVAILABLE);
             let error = query_error(error);
-            if matches!(error.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) || lock_waited(&error) {
+            if lock_waited || matches!(error.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) {
                 Ok(fresh(false, bind, now))
             } else {
                 Err(crate::store::classify(error))
@@ -142,16 +146,7 @@ async fn bind_one(
     }
 }
 
-/// The statement gave up waiting for a lock ([`LOCK_WAIT`]).
-fn lock_waited(error: &sea_orm::DbErr) -> bool {
-    matches!(
-        error,
-        sea_orm::DbErr::Query(sea_orm::RuntimeErr::SqlxError(error))
-            if error.as_database_error().and_then(|error| error.code()).as_deref() == Some(LOCK_NOT_AVAILABLE)
-    )
-}
-
-/// PostgreSQL's SQLSTATE for a lock wait past `lock_timeout`.
+/// PostgreSQL's SQLSTATE for a lock wait past `lock_timeout` ([`LOCK_WAIT`] here).
 const LOCK_NOT_AVAILABLE: &str = "55P03";
 
 /// Which binds may go in one statement: each that shares no person, account, certification or
