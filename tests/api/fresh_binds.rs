@@ -164,13 +164,23 @@ async fn on_postgres_signups_waiting_together_are_bound_by_one_statement() {
     let asked = app.sandbox.stats().certification_lookups;
     let queued = async {
         tokio::time::sleep(BLOCKER_FIRST).await;
-        tokio::join!(
-            redeem(app, &a.0, &a.1),
-            redeem(app, &b.0, &b.1),
-            app.bind(&c, "acct-c"),
-            redeem(app, &same_person_as_a.0, &same_person_as_a.1),
-            redeem(app, &seen_before.0, &seen_before.1),
-        )
+        let first = async {
+            tokio::join!(
+                redeem(app, &a.0, &a.1),
+                redeem(app, &b.0, &b.1),
+                app.bind(&c, "acct-c"),
+            )
+        };
+        // Sent once a, b and c are queued: a's bind comes before the one sharing its person.
+        let then = async {
+            until_looked_up(app, asked, 4).await;
+            tokio::join!(
+                redeem(app, &same_person_as_a.0, &same_person_as_a.1),
+                redeem(app, &seen_before.0, &seen_before.1),
+            )
+        };
+        let ((a_answer, b_answer, c_answer), (d_answer, e_answer)) = tokio::join!(first, then);
+        (a_answer, b_answer, c_answer, d_answer, e_answer)
     };
     let release = async {
         // The blocker's lookup and the five queued.
