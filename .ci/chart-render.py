@@ -780,7 +780,8 @@ def check_defaults(helm, defaults):
     # The chart's own Secret: a change of any credential in it changes the pods' checksum.
     chart_secret = {"secrets": {"existingSecret": "", "portoneImpKey": "key", "portoneImpSecret": "secret",
                                 "databaseUrl": "postgres://app@postgres/certification", "ciIndexKey": "index",
-                                "ciEncryptionKeys": "k1:key", "callerTokens": "signup=first-token-of-enough-length"},
+                                "ciEncryptionKeys": "k1:key", "auditKey": "audit",
+                                "callerTokens": "signup=first-token-of-enough-length"},
                     "auth": {"callerPermissions": "*"}}
     rotated = merge(chart_secret, {"secrets": {"callerTokens": "signup=second-token-of-enough-length"}})
     checksums = []

@@ -284,6 +284,7 @@ podman run --detach --pod "$POD" --name "$NAME" "${locked_down[@]}" \
   --env PORTONE_IMP_KEY=sandbox_imp_key --env PORTONE_IMP_SECRET=sandbox_imp_secret \
   --env "CI_INDEX_KEY=$(openssl rand -base64 32)" \
   --env "CI_ENCRYPTION_KEYS=k1:$(openssl rand -base64 32)" \
+  --env "AUDIT_KEY=$(openssl rand -base64 32)" \
   --env ALLOW_UNAUTHENTICATED=true --env GRPC_REFLECTION=true \
   "$IMAGE" serve >/dev/null
 

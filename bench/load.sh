@@ -60,6 +60,7 @@ curl -sf -X POST "$sandbox_url/__sandbox/latency" -H 'content-type: application/
 
 ci_index_key=$(python3 -c 'import base64,os; print(base64.b64encode(os.urandom(32)).decode())')
 encryption_key="bench:$(python3 -c 'import base64,os; print(base64.b64encode(os.urandom(32)).decode())')"
+audit_key=$(python3 -c 'import base64,os; print(base64.b64encode(os.urandom(32)).decode())')
 
 # start_service NAME MAX_IN_FLIGHT: the service on PostgreSQL + Redis, waited for until SERVING.
 # The load is one caller at thousands of calls a second: its per-minute bounds are lifted, so the
@@ -70,7 +71,7 @@ start_service() {
   GRPC_LISTEN_ADDR="127.0.0.1:$port" METRICS_LISTEN_ADDR="127.0.0.1:$(free_port)" \
     DATABASE_URL="$db_url" REDIS_URL="$redis_url" PORTONE_BASE_URL="$sandbox_url" \
     PORTONE_IMP_KEY=sandbox_imp_key PORTONE_IMP_SECRET=sandbox_imp_secret \
-    CI_INDEX_KEY="$ci_index_key" CI_ENCRYPTION_KEYS="$encryption_key" MAX_IN_FLIGHT="$2" \
+    CI_INDEX_KEY="$ci_index_key" CI_ENCRYPTION_KEYS="$encryption_key" AUDIT_KEY="$audit_key" MAX_IN_FLIGHT="$2" \
     SESSIONS_PER_MINUTE=1000000000 LOOKUPS_PER_MINUTE=1000000000 SHUTDOWN_DRAIN_DELAY=0s ALLOW_UNAUTHENTICATED=true REQUIRE_SESSION=false "$bin/certification-service" serve >"$work/$1.log" 2>&1 &
   pids+=($!)
   service_pid=$!

@@ -1,5 +1,6 @@
 pub mod access;
 pub mod app;
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod domain;

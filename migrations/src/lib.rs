@@ -8,6 +8,7 @@ mod m20261130_000001_verification_sessions;
 mod m20261130_000002_portone_deletions;
 mod m20261207_000001_session_refusals;
 mod m20261208_000001_open_sessions_by_caller;
+mod m20261209_000001_access_records;
 
 /// Every migration, in the order they apply.
 pub struct Migrator;
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000002_portone_deletions::Migration),
             Box::new(m20261207_000001_session_refusals::Migration),
             Box::new(m20261208_000001_open_sessions_by_caller::Migration),
+            Box::new(m20261209_000001_access_records::Migration),
         ]
     }
 }

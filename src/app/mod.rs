@@ -95,7 +95,11 @@ impl Application {
         crate::telemetry::metrics::handle();
         let store = Store::connect(&settings.store)
             .await
-            .context("preparing the database pool")?;
+            .context("preparing the database pool")?
+            .with_access_records(
+                settings.keys.audit_key.clone(),
+                settings.maintenance.audit_head_interval,
+            );
         // One connection (multiplexed) for the token cache and the quota counters.
         let redis = match &settings.redis {
             Some(redis) => Some((
@@ -117,6 +121,7 @@ impl Application {
             settings.keys.sealing_keys.clone(),
             settings.policy.clone(),
             Quotas::new(settings.quotas.clone(), counters),
+            settings.keys.audit_key.clone(),
         )
         .with_browser(browser);
         let health = HealthReporter::new();

@@ -3,6 +3,7 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
+use chrono::{DateTime, Utc};
 use clap::{ArgAction, Args, Parser, Subcommand, builder::BoolishValueParser};
 
 use super::{CallerSan, DEFAULT_DATABASE_URL};
@@ -40,6 +41,41 @@ pub enum Command {
     Purge(PurgeArgs),
     /// Ask a running server's gRPC health; exit 0 when SERVING (probes, `helm test`, no shell needed).
     Health(HealthArgs),
+    /// The access records (접속기록).
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuditCommand {
+    /// Recompute the access records' chains: exits non-zero at the first record changed,
+    /// inserted or removed, or a chain cut short of the head its writer logged (--heads).
+    Verify(AuditVerifyArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct AuditVerifyArgs {
+    #[command(flatten)]
+    pub(crate) database: DatabaseArgs,
+    /// The service's AUDIT_KEY.
+    #[arg(long, env = "AUDIT_KEY", hide_env_values = true, value_parser = secret)]
+    pub(crate) audit_key: Secret,
+    /// Check the chains that have records from this time on (RFC 3339).
+    #[arg(long, value_parser = rfc3339)]
+    pub(crate) from: Option<DateTime<Utc>>,
+    /// … and before this time (RFC 3339).
+    #[arg(long, value_parser = rfc3339)]
+    pub(crate) to: Option<DateTime<Utc>>,
+    /// Logs of the service (JSON or text lines) with the heads its writers logged: a chain
+    /// stored short of a logged head was cut. Repeatable.
+    #[arg(long)]
+    pub(crate) heads: Vec<PathBuf>,
+}
+
+fn rfc3339(raw: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(raw)
+        .map(|at| at.with_timezone(&Utc))
+        .map_err(|error| format!("not an RFC 3339 time (e.g. 2026-12-01T00:00:00Z): {error}"))
 }
 
 #[derive(Args, Debug)]
@@ -84,6 +120,10 @@ pub struct RetentionArgs {
     /// After Unlink, how long the person may not bind to a new account, e.g. 30d; 0s: at once.
     #[arg(long, env = "REJOIN_COOLDOWN", default_value = "0s", value_parser = humantime::parse_duration)]
     pub(crate) rejoin_cooldown: Duration,
+    /// How long access records are kept: at least a year by law, two for a system holding
+    /// 50,000 people or more (this default).
+    #[arg(long, env = "AUDIT_RETENTION", default_value = "730d", value_parser = humantime::parse_duration)]
+    pub(crate) audit_retention: Duration,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -191,6 +231,14 @@ pub struct ServeArgs {
     /// Required unless --sandbox.
     #[arg(long, env = "CI_ENCRYPTION_KEYS", hide_env_values = true, value_parser = secret)]
     pub(crate) ci_encryption_keys: Option<Secret>,
+    /// Base64 HMAC key (at least 32 bytes) of the access records: their chains' MACs and the
+    /// person pseudonyms. Required unless --sandbox.
+    #[arg(long, env = "AUDIT_KEY", hide_env_values = true, value_parser = secret)]
+    pub(crate) audit_key: Option<Secret>,
+    /// How often each writer logs the head of its access-record chain (also at shutdown), so a
+    /// cut tail is found by `audit verify --heads`.
+    #[arg(long, env = "AUDIT_HEAD_INTERVAL", default_value = "1m", value_parser = humantime::parse_duration)]
+    pub(crate) audit_head_interval: Duration,
     #[command(flatten)]
     pub(crate) retention: RetentionArgs,
     /// After SIGTERM: health turns NOT_SERVING at once and calls are still served this long,

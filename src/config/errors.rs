@@ -5,6 +5,7 @@ use std::fmt;
 
 use crate::{
     access::{CallerPermissionsError, CallerTokensError},
+    audit::AuditKeyError,
     domain::{IndexKeyError, SealingError},
     quota::CallerLimitsError,
 };
@@ -37,6 +38,12 @@ pub enum ConfigError {
     MissingEncryptionKeys,
     #[error(transparent)]
     EncryptionKeys(#[from] SealingError),
+    #[error(
+        "AUDIT_KEY missing: set it to a base64 key of at least 32 bytes (e.g. `openssl rand -base64 32`), the key of the access records' MACs and person pseudonyms; or run `serve --sandbox` for development"
+    )]
+    MissingAuditKey,
+    #[error(transparent)]
+    AuditKey(#[from] AuditKeyError),
     #[error(transparent)]
     CallerTokens(#[from] CallerTokensError),
     #[error("reading CALLER_TOKENS_FILE {0}: {1}")]

@@ -12,11 +12,15 @@ mod validate;
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-pub use args::{Cli, Command, DatabaseArgs, HealthArgs, PurgeArgs, RekeyArgs, RetentionArgs, ServeArgs};
+pub use args::{
+    AuditCommand, AuditVerifyArgs, Cli, Command, DatabaseArgs, HealthArgs, PurgeArgs, RekeyArgs,
+    RetentionArgs, ServeArgs,
+};
 pub use errors::{ConfigError, ConfigErrors};
 
 use crate::{
     access::{CallerPermissions, CallerTokens},
+    audit::AuditKey,
     domain::{CiIndexKey, SealingKeys},
     portone::{v1::PortoneSettings, v2::PortoneV2Settings},
     quota::QuotaSettings,
@@ -122,6 +126,8 @@ pub struct RedisSettings {
 pub struct KeySettings {
     pub ci_index_key: CiIndexKey,
     pub sealing_keys: SealingKeys,
+    /// AUDIT_KEY: the access records' MACs and person pseudonyms.
+    pub audit_key: AuditKey,
 }
 
 /// What is kept, and how often the background purge runs.
@@ -130,6 +136,10 @@ pub struct MaintenanceSettings {
     /// None: only the `purge` subcommand purges.
     pub purge_interval: Option<Duration>,
     pub certification_retention: Duration,
+    /// AUDIT_RETENTION: how long access records are kept.
+    pub audit_retention: Duration,
+    /// AUDIT_HEAD_INTERVAL: how often the access-record writer logs its chain's head.
+    pub audit_head_interval: Duration,
 }
 
 /// What happens after SIGTERM.

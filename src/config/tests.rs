@@ -49,17 +49,18 @@ fn every_missing_setting_is_reported_at_once_and_once() {
         "PORTONE_IMP_KEY",
         "CI_INDEX_KEY",
         "CI_ENCRYPTION_KEYS",
+        "AUDIT_KEY",
         "MAX_IN_FLIGHT",
         "METRICS_LISTEN_ADDR",
     ] {
         assert!(error.contains(setting), "{setting} missing in {error}");
     }
     assert_eq!(error.matches("CI_INDEX_KEY missing").count(), 1, "{error}");
-    assert!(error.starts_with("6 configuration problems:"), "{error}");
+    assert!(error.starts_with("7 configuration problems:"), "{error}");
     assert!(error.contains("ALLOW_UNAUTHENTICATED"), "{error}");
 }
 
-const SECRETS: [&str; 7] = [
+const SECRETS: [&str; 8] = [
     "portone-secret-value",
     "portone-v2-secret-value",
     "db-password-value",
@@ -67,6 +68,7 @@ const SECRETS: [&str; 7] = [
     "caller-token-value-0123456789",
     "c2VjcmV0LWluZGV4LWtleS1mb3ItdGhlLWNsaS10ZXN0cyE=",
     "c2VjcmV0LWVuY3J5cHRpb24ta2V5LW9mLTMyLWJ5dGU=",
+    "c2VjcmV0LWF1ZGl0LWtleS1vZi10aGlydHktdHdvLWI=",
 ];
 
 fn configured() -> super::ServeArgs {
@@ -80,6 +82,7 @@ fn configured() -> super::ServeArgs {
         "--caller-permissions=signup=*",
         "--ci-index-key=c2VjcmV0LWluZGV4LWtleS1mb3ItdGhlLWNsaS10ZXN0cyE=",
         "--ci-encryption-keys=k1:c2VjcmV0LWVuY3J5cHRpb24ta2V5LW9mLTMyLWJ5dGU=",
+        "--audit-key=c2VjcmV0LWF1ZGl0LWtleS1vZi10aGlydHktdHdvLWI=",
     ])
 }
 
@@ -131,9 +134,10 @@ fn boolean_flags_take_an_explicit_value_or_none() {
     assert!(!serve(&["--sandbox", "--skip-migrations=no"]).skip_migrations);
 }
 
-const KEYS: [&str; 3] = [
+const KEYS: [&str; 4] = [
     "--ci-index-key=c2VjcmV0LWluZGV4LWtleS1mb3ItdGhlLWNsaS10ZXN0cyE=",
     "--ci-encryption-keys=k1:c2VjcmV0LWVuY3J5cHRpb24ta2V5LW9mLTMyLWJ5dGU=",
+    "--audit-key=c2VjcmV0LWF1ZGl0LWtleS1vZi10aGlydHktdHdvLWI=",
     "--allow-unauthenticated",
 ];
 
@@ -312,6 +316,7 @@ fn the_sandbox_refuses_signs_of_production_unless_allowed() {
         "--portone-v2-api-secret=portone-v2-secret-value",
         "--ci-index-key=c2VjcmV0LWluZGV4LWtleS1mb3ItdGhlLWNsaS10ZXN0cyE=",
         "--ci-encryption-keys=k1:c2VjcmV0LWVuY3J5cHRpb24ta2V5LW9mLTMyLWJ5dGU=",
+        "--audit-key=c2VjcmV0LWF1ZGl0LWtleS1vZi10aGlydHktdHdvLWI=",
     ];
     let error = sandboxed(&production)
         .into_settings(Some("http://127.0.0.1:1".into()))
@@ -327,13 +332,14 @@ fn the_sandbox_refuses_signs_of_production_unless_allowed() {
         "PORTONE_V2_API_SECRET",
         "CI_INDEX_KEY",
         "CI_ENCRYPTION_KEYS",
+        "AUDIT_KEY",
     ] {
         assert!(
             error.contains(&format!("--sandbox refuses {setting} (")),
             "{setting} not named in {error}"
         );
     }
-    assert!(error.starts_with("9 configuration problems:"), "{error}");
+    assert!(error.starts_with("10 configuration problems:"), "{error}");
     for secret in SECRETS {
         assert!(!error.contains(secret), "{secret} in {error}");
     }
@@ -369,6 +375,7 @@ fn configured_with(more: &[&str]) -> Result<super::Settings, super::ConfigErrors
         "--caller-permissions=signup=*",
         "--ci-index-key=c2VjcmV0LWluZGV4LWtleS1mb3ItdGhlLWNsaS10ZXN0cyE=",
         "--ci-encryption-keys=k1:c2VjcmV0LWVuY3J5cHRpb24ta2V5LW9mLTMyLWJ5dGU=",
+        "--audit-key=c2VjcmV0LWF1ZGl0LWtleS1vZi10aGlydHktdHdvLWI=",
     ];
     argv.extend_from_slice(more);
     serve(&argv).into_settings(None)
@@ -434,4 +441,33 @@ fn caller_limits_that_do_not_parse_or_name_an_unknown_caller_refuse_to_start() {
         let error = configured_with(&flags).unwrap_err().to_string();
         assert!(error.contains(expected), "{flags:?}: {error}");
     }
+}
+
+/// Access records are kept a year at least, by law: a shorter AUDIT_RETENTION never starts.
+#[test]
+fn audit_retention_below_a_year_is_refused() {
+    let with = |retention: &str| {
+        let mut args = configured();
+        args.retention.audit_retention = humantime::parse_duration(retention).unwrap();
+        args.into_settings(None)
+    };
+    let error = with("364d").unwrap_err().to_string();
+    assert!(
+        error.contains("AUDIT_RETENTION must be between 365d and 3650d"),
+        "{error}"
+    );
+    assert_eq!(
+        with("365d").unwrap().maintenance.audit_retention.as_secs(),
+        365 * 86_400
+    );
+    assert_eq!(
+        configured()
+            .into_settings(None)
+            .unwrap()
+            .maintenance
+            .audit_retention
+            .as_secs(),
+        730 * 86_400,
+        "two years unless set"
+    );
 }

@@ -10,6 +10,7 @@ use super::{
 };
 use crate::{
     access::{CallerPermissions, CallerTokens},
+    audit::AuditKey,
     domain::{CiIndexKey, MinAge, SealingKeys},
     quota::{CallerLimits, Limits, MAX_LIMIT, NAMESPACE, QuotaSettings},
     secret::Secret,
@@ -20,6 +21,8 @@ use crate::{
 const SANDBOX_CI_INDEX_KEY: &str = "Y2VydGlmaWNhdGlvbi1zZXJ2aWNlIHNhbmRib3ggZGV2ZWxvcG1lbnQga2V5IQ==";
 /// The fixed encryption key of `serve --sandbox` (32 bytes): development only.
 const SANDBOX_CI_ENCRYPTION_KEYS: &str = "sandbox-dev:c2FuZGJveCBkZXZlbG9wbWVudCBrZXksIG5vdCAgb2s=";
+/// The fixed AUDIT_KEY of `serve --sandbox` (32 bytes): development only.
+const SANDBOX_AUDIT_KEY: &str = "c2FuZGJveCBhdWRpdCBrZXksIGRldmVsb3BtZW50IDEh";
 
 const ZERO: Duration = Duration::ZERO;
 const MILLISECOND: Duration = Duration::from_millis(1);
@@ -49,6 +52,8 @@ impl RetentionArgs {
         for (name, value, min) in [
             ("CERTIFICATION_RETENTION", self.certification_retention, SECOND),
             ("REJOIN_COOLDOWN", self.rejoin_cooldown, ZERO),
+            // The law's shortest: a year.
+            ("AUDIT_RETENTION", self.audit_retention, 365 * DAY),
         ] {
             problems.check(
                 (min..=10 * 365 * DAY).contains(&value),
@@ -135,6 +140,8 @@ impl ServeArgs {
             maintenance: MaintenanceSettings {
                 purge_interval: self.purge_interval.filter(|interval| !interval.is_zero()),
                 certification_retention: self.retention.certification_retention,
+                audit_retention: self.retention.audit_retention,
+                audit_head_interval: self.audit_head_interval,
             },
         })
     }
@@ -193,40 +200,68 @@ impl ServeArgs {
                 "keys other than the development one",
                 own_key(self.ci_encryption_keys.as_ref(), SANDBOX_CI_ENCRYPTION_KEYS),
             ),
+            (
+                "AUDIT_KEY",
+                "a key other than the development one",
+                own_key(self.audit_key.as_ref(), SANDBOX_AUDIT_KEY),
+            ),
         ]
         .into_iter()
         .filter_map(|(setting, signal, present)| present.then_some((setting, signal)))
         .collect()
     }
 
-    /// The CI index and sealing keys: given, or with `--sandbox` the fixed development ones.
+    /// The CI index, sealing and audit keys: given, or with `--sandbox` the fixed development
+    /// ones.
     fn keys(&self, problems: &mut Problems) -> Option<KeySettings> {
-        let ci_index_key = match (&self.ci_index_key, self.sandbox) {
-            (Some(encoded), _) => problems.take(CiIndexKey::from_base64(encoded.expose())),
-            (None, true) => {
-                tracing::warn!(
-                    "--sandbox: using the fixed development CI_INDEX_KEY; never use it for real data"
-                );
-                problems.take(CiIndexKey::from_base64(SANDBOX_CI_INDEX_KEY))
-            }
-            (None, false) => problems.fail(ConfigError::MissingIndexKey),
-        };
-        let sealing_keys = match (&self.ci_encryption_keys, self.sandbox) {
-            (Some(spec), _) if !spec.expose().trim().is_empty() => {
-                problems.take(SealingKeys::parse(spec.expose()))
-            }
-            (_, true) => {
-                tracing::warn!(
-                    "--sandbox: using the fixed development CI_ENCRYPTION_KEYS; never use it for real data"
-                );
-                problems.take(SealingKeys::parse(SANDBOX_CI_ENCRYPTION_KEYS))
-            }
-            (_, false) => problems.fail(ConfigError::MissingEncryptionKeys),
-        };
+        let ci_index_key = self.key(
+            problems,
+            (self.ci_index_key.as_ref(), "CI_INDEX_KEY", SANDBOX_CI_INDEX_KEY),
+            CiIndexKey::from_base64,
+            ConfigError::MissingIndexKey,
+        );
+        let sealing_keys = self.key(
+            problems,
+            (
+                self.ci_encryption_keys.as_ref(),
+                "CI_ENCRYPTION_KEYS",
+                SANDBOX_CI_ENCRYPTION_KEYS,
+            ),
+            SealingKeys::parse,
+            ConfigError::MissingEncryptionKeys,
+        );
+        let audit_key = self.key(
+            problems,
+            (self.audit_key.as_ref(), "AUDIT_KEY", SANDBOX_AUDIT_KEY),
+            AuditKey::from_base64,
+            ConfigError::MissingAuditKey,
+        );
         Some(KeySettings {
             ci_index_key: ci_index_key?,
             sealing_keys: sealing_keys?,
+            audit_key: audit_key?,
         })
+    }
+
+    /// One key setting: `given` (blank counts as unset), else with `--sandbox` its development
+    /// value, else `missing`.
+    fn key<T, E: Into<ConfigError>>(
+        &self,
+        problems: &mut Problems,
+        (given, setting, development): (Option<&Secret>, &str, &str),
+        parse: impl Fn(&str) -> Result<T, E>,
+        missing: ConfigError,
+    ) -> Option<T> {
+        match given.map(Secret::expose).filter(|value| !value.trim().is_empty()) {
+            Some(value) => problems.take(parse(value)),
+            None if self.sandbox => {
+                tracing::warn!(
+                    "--sandbox: using the fixed development {setting}; never use it for real data"
+                );
+                problems.take(parse(development))
+            }
+            None => problems.fail(missing),
+        }
     }
 
     /// The gRPC port's listeners, TLS, callers and limits.

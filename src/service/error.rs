@@ -125,6 +125,9 @@ pub(crate) enum ServiceError {
         crate::quota::SESSION_LOOKUPS
     )]
     SessionSpent,
+    /// The call's access record could not be written, so the call did nothing else.
+    #[error("access records cannot be written: {0}")]
+    AccessRecordUnavailable(StoreError),
 }
 
 /// Per-call warnings about outages, at most one line a second each.
@@ -161,6 +164,7 @@ impl ServiceError {
             Self::CertificationDeleted => "CERTIFICATION_DELETED",
             Self::CallerQuota(_) => CALLER_QUOTA,
             Self::SessionSpent => "SESSION_SPENT",
+            Self::AccessRecordUnavailable(_) => "ACCESS_RECORD_UNAVAILABLE",
             Self::PurposeNotAllowed { .. } | Self::PurposeAnswersNoHolder { .. } => "PURPOSE_NOT_ALLOWED",
             Self::Upstream(P::NotFound) => "CERTIFICATION_NOT_FOUND",
             Self::Upstream(P::Unavailable(_) | P::CircuitOpen { .. }) => "UPSTREAM_UNAVAILABLE",
@@ -200,7 +204,8 @@ impl ServiceError {
             | Self::IdentityMismatch { .. }
             | Self::Upstream(P::Rejected { .. } | P::NotConfigured(_)) => K::FailedPrecondition,
             Self::Upstream(P::Unavailable(_) | P::CircuitOpen { .. } | P::CredentialsRejected)
-            | Self::Store(StoreError::Unavailable(_)) => K::Unavailable,
+            | Self::Store(StoreError::Unavailable(_))
+            | Self::AccessRecordUnavailable(_) => K::Unavailable,
             Self::Upstream(P::DeadlineExceeded | P::SharedTokenWait) => K::DeadlineExceeded,
             Self::Store(StoreError::Contention(_)) => K::Aborted,
             Self::CallerQuota(_) => K::ResourceExhausted,
@@ -215,7 +220,9 @@ impl ServiceError {
     pub(crate) fn is_refusal(&self) -> bool {
         match self {
             Self::Upstream(ProviderError::NotFound) => true,
-            Self::Upstream(_) | Self::Store(_) | Self::BornInTheFuture => false,
+            Self::Upstream(_) | Self::Store(_) | Self::BornInTheFuture | Self::AccessRecordUnavailable(_) => {
+                false
+            }
             _ => true,
         }
     }
@@ -237,6 +244,9 @@ impl ServiceError {
                 "PortOne answered with an unusable body".into()
             }
             Self::Store(StoreError::Unavailable(_)) => "database unavailable, retry later".into(),
+            Self::AccessRecordUnavailable(_) => {
+                "the access record of this call cannot be written, so nothing was done; retry later".into()
+            }
             Self::Store(StoreError::Failure(_)) => "internal storage error".into(),
             Self::Store(StoreError::Contention(_)) => {
                 "undone for a concurrent call to the same person or account; retry".into()
@@ -452,6 +462,7 @@ mod tests {
             StoreError::Unavailable("x".into()).into(),
             StoreError::Failure("x".into()).into(),
             StoreError::Contention("x".into()).into(),
+            ServiceError::AccessRecordUnavailable(StoreError::Failure("x".into())),
         ]
     }
 
@@ -462,7 +473,7 @@ mod tests {
             let kind = *kinds.entry(error.reason()).or_insert(error.kind());
             assert_eq!(kind, error.kind(), "{} has two kinds", error.reason());
         }
-        assert_eq!(kinds.len(), 33);
+        assert_eq!(kinds.len(), 34);
     }
 
     #[test]

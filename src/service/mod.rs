@@ -15,6 +15,7 @@ use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 
 use crate::{
+    audit::{AccessRecord, AuditKey, Subject},
     domain::{
         AccountId, AgeCheck, CertificationFacts, CertificationRef, Ci, CiIndexKey, Holder, Identity,
         MerchantUid, MinAge, PersonIndex, ProviderCertification, Purpose, SealingKeys, Session,
@@ -106,6 +107,8 @@ pub(crate) struct IdentityService {
     policy: Policy,
     /// Each caller's bounds: sessions begun, look-ups caused, sessions open.
     quotas: Quotas,
+    /// AUDIT_KEY, for the person pseudonyms of access records.
+    audit_key: AuditKey,
 }
 
 /// Who a look-up is for, so it is metered: the caller's LOOKUPS_PER_MINUTE, and the session's
@@ -114,6 +117,8 @@ pub(super) struct Metered<'a> {
     pub(super) caller: &'a str,
     /// The session the look-up goes through, when it is not redeemed yet.
     pub(super) unredeemed: Option<&'a Session>,
+    /// Whose data the call touches: the person found.
+    pub(super) subject: &'a Subject,
 }
 
 impl IdentityService {
@@ -124,6 +129,7 @@ impl IdentityService {
         sealing: SealingKeys,
         policy: Policy,
         quotas: Quotas,
+        audit_key: AuditKey,
     ) -> Self {
         Self {
             browser: BrowserSetup::default(),
@@ -133,7 +139,17 @@ impl IdentityService {
             sealing,
             policy,
             quotas,
+            audit_key,
         }
+    }
+
+    /// Writes a call's access record: committed when Ok; ACCESS_RECORD_UNAVAILABLE otherwise,
+    /// and the call must then answer that instead of its result.
+    pub(crate) async fn record_access(&self, record: AccessRecord) -> Result<(), ServiceError> {
+        self.store
+            .record_access(record)
+            .await
+            .map_err(ServiceError::AccessRecordUnavailable)
     }
 
     /// The providers' browser-side facts, for BeginVerification.
@@ -144,7 +160,12 @@ impl IdentityService {
 
     /// The account no longer holds its person. Idempotent: `None` when it held nobody.
     #[tracing::instrument(skip_all)]
-    pub(crate) async fn unlink(&self, account: &AccountId) -> Result<Option<DateTime<Utc>>, ServiceError> {
+    pub(crate) async fn unlink(
+        &self,
+        account: &AccountId,
+        subject: &Subject,
+    ) -> Result<Option<DateTime<Utc>>, ServiceError> {
+        subject.account(account.as_str());
         let unlinked = self.store.unlink(account).await?;
         tracing::info!(existed = unlinked.is_some(), "account unlinked");
         Ok(unlinked)
@@ -161,14 +182,16 @@ impl IdentityService {
         key: DuplicateKey,
         caller: &str,
         deadline: Instant,
+        subject: &Subject,
     ) -> Result<Option<Holder>, ServiceError> {
         let command = match key {
             DuplicateKey::Ci(ci) => {
+                subject.person(&self.audit_key, &ci);
                 return Ok(self.store.holder_by_ci(&self.index_key.ci_index(&ci)).await?);
             }
             DuplicateKey::Certification(command) => command,
         };
-        let admitted = self.admitted(&command, caller, SessionUse::Ask).await?;
+        let admitted = self.admitted(&command, caller, SessionUse::Ask, subject).await?;
         let (session, redeemed) = match admitted {
             Some((session, _)) if !session.purpose.disclosure().holder => {
                 return Err(ServiceError::PurposeAnswersNoHolder {
@@ -187,6 +210,7 @@ impl IdentityService {
         let metered = Metered {
             caller,
             unredeemed: session.as_ref().filter(|_| !redeemed),
+            subject,
         };
         let found = self.lookup(&command.certification, metered, deadline).await?;
         let now = crate::domain::stored_precision(Utc::now());
@@ -230,7 +254,11 @@ impl IdentityService {
         {
             return Err(ServiceError::SessionSpent);
         }
-        match self.providers.lookup(reference, deadline).await {
+        let found = self.providers.lookup(reference, deadline).await;
+        if let Some(identity) = found.as_ref().ok().and_then(|found| found.identity.as_ref()) {
+            metered.subject.person(&self.audit_key, &identity.ci);
+        }
+        match found {
             Err(ProviderError::NotFound)
                 if reference.provider() == crate::domain::Provider::PortoneV1
                     // Boxed like Verify's other database calls: see verify.rs.

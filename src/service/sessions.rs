@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 
 use super::{IdentityService, ProviderError, ServiceError, VerifyCommand};
 use crate::{
+    audit::Subject,
     domain::{CertificationRef, ExpectedPerson, MinAge, Provider, Purpose, Session, SessionId, SessionSpec},
     quota::{Bound, QuotaExceeded},
     store::{StoreError, StoredSession},
@@ -27,7 +28,12 @@ impl IdentityService {
         &self,
         spec: SessionSpec,
         caller: &str,
+        subject: &Subject,
     ) -> Result<Began, ServiceError> {
+        subject.purpose(spec.purpose.as_str());
+        if let Some(account) = &spec.account {
+            subject.account(account.as_str());
+        }
         // Unnamed: V2 when it is configured (PortOne's recommendation for new sessions), else V1.
         let default = if self.providers.has(Provider::PortoneV2) {
             Provider::PortoneV2
@@ -127,6 +133,7 @@ impl IdentityService {
         command: &VerifyCommand,
         caller: &str,
         to: SessionUse,
+        subject: &Subject,
     ) -> Result<Option<(Session, bool)>, ServiceError> {
         let Some(merchant_uid) = &command.merchant_uid else {
             return if self.policy.require_session {
@@ -149,6 +156,10 @@ impl IdentityService {
             .await?
             .filter(|stored| stored.caller == caller)
             .ok_or(ServiceError::SessionNotFound)?;
+        subject.purpose(stored.purpose.as_str());
+        if let Some(account) = &stored.account {
+            subject.account(account.as_str());
+        }
         if let Err(refusal) = self.admits(&stored, command, to) {
             crate::telemetry::metrics::session_refused(Some(stored.purpose), refusal.reason());
             return Err(refusal);

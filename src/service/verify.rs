@@ -10,6 +10,7 @@ use super::{
     decide::{Plan, Write, after_holder, decide},
 };
 use crate::{
+    audit::{Subject, Work},
     domain::{
         BindOutcome, Holder, Provider, ProviderCertification, Session, SessionId, VerificationPurpose,
         saturating_after,
@@ -32,10 +33,14 @@ impl IdentityService {
         command: VerifyCommand,
         caller: &str,
         deadline: Instant,
+        subject: &Subject,
     ) -> Result<Verified, ServiceError> {
+        if let Some(account) = &command.account {
+            subject.account(account.as_str());
+        }
         // The database calls are boxed: the future that waits on PortOne (most of a call's life,
         // and what 1,000 calls in flight are made of) then carries no room for their state.
-        let admitted = match Box::pin(self.admitted(&command, caller, SessionUse::Redeem)).await {
+        let admitted = match Box::pin(self.admitted(&command, caller, SessionUse::Redeem, subject)).await {
             Ok(admitted) => admitted,
             Err(error) => {
                 // Refusals of a session that exists were counted with its purpose.
@@ -51,7 +56,12 @@ impl IdentityService {
         let (session, redeemed) =
             admitted.map_or((None, false), |(session, redeemed)| (Some(session), redeemed));
         let purpose = session.as_ref().map(|session| session.purpose);
-        let answer = self.verify_in(command, session, redeemed, caller, deadline).await;
+        let metered = Metered {
+            caller,
+            unredeemed: session.as_ref().filter(|_| !redeemed),
+            subject,
+        };
+        let answer = self.verify_in(command, session.as_ref(), metered, deadline).await;
         match (&answer, purpose) {
             (Ok(answer), Some(purpose)) if answer.first_redemption => {
                 metrics::session_redeemed(purpose, answer.verified.bound);
@@ -62,6 +72,9 @@ impl IdentityService {
             _ => {}
         }
         let verified = answer?.verified;
+        if verified.bound {
+            subject.did(Work::Entry);
+        }
         tracing::info!(
             bound = verified.bound,
             age_satisfied = verified.age.satisfied(),
@@ -71,23 +84,18 @@ impl IdentityService {
         Ok(verified)
     }
 
-    /// Looks the certification up, decides ([`decide`]), and applies the plan. `redeemed`: this
-    /// certification redeemed the session already (a retry), which its look-up does not spend.
+    /// Looks the certification up, decides ([`decide`]), and applies the plan. `metered`: a
+    /// session this certification redeemed already (a retry) is not spent by its look-up.
     async fn verify_in(
         &self,
         command: VerifyCommand,
-        session: Option<Session>,
-        redeemed: bool,
-        caller: &str,
+        session: Option<&Session>,
+        metered: Metered<'_>,
         deadline: Instant,
     ) -> Result<Answer, ServiceError> {
-        let metered = Metered {
-            caller,
-            unredeemed: session.as_ref().filter(|_| !redeemed),
-        };
         let found = self.lookup(&command.certification, metered, deadline).await?;
         let now = crate::domain::stored_precision(Utc::now());
-        let Plan { facts, write } = decide(&found, session.as_ref(), &command, &self.policy, now)?;
+        let Plan { facts, write } = decide(&found, session, &command, &self.policy, now)?;
         let ci_index = self.index_key.ci_index(&facts.identity.ci);
         let record = || {
             Recordable::new(
@@ -106,7 +114,7 @@ impl IdentityService {
                 age: facts.age,
                 holder_before,
                 bound,
-                purpose: session.as_ref().map(|session| session.purpose),
+                purpose: session.map(|session| session.purpose),
                 reverified_at,
             },
             first_redemption,
@@ -124,7 +132,7 @@ impl IdentityService {
                     claim,
                 ))
                 .await?;
-                let (holder_before, first) = self.bound(redeemed, session.as_ref(), &found, now).await?;
+                let (holder_before, first) = self.bound(redeemed, session, &found, now).await?;
                 Ok(answered(holder_before, true, None, first))
             }
             Write::Record => {

@@ -23,8 +23,11 @@
 //! | `redeem_session`               | place, one statement; a transaction with its deletion | the same          |
 //! | `begin_session`, `unlink`, `deleted_at_provider` | place, one statement       | the same                   |
 //! | `holder_by_certification`      | place, two statements                        | the same                   |
+//! | `record_access`                | the access-record writer: one task, its chain, one statement for the records waiting, on a held connection | the same, through a place |
+//! | `access_chains` (`audit verify`) | background                                 | the same                   |
 //! | outbox, housekeeping, `ping`, `migrate` | background                          | the same                   |
 
+mod access;
 mod batch;
 mod deletions;
 mod entities;
@@ -101,6 +104,8 @@ pub struct Store {
     gate: Gate,
     /// The lanes the backend runs.
     lanes: Lanes,
+    /// The access-record writer, where this store writes them.
+    access: Option<batch::access::AccessWriter>,
 }
 
 #[derive(Clone, Debug)]
@@ -178,6 +183,7 @@ impl Store {
         Ok(Self {
             lanes: Lanes::start(&gate),
             gate,
+            access: None,
         })
     }
 

@@ -38,6 +38,9 @@ pub(crate) const DELETIONS_FAILED: &str = "certification_deletions_failed_total"
 pub(crate) const CALLER_LOOKUPS: &str = "certification_caller_lookups_total";
 pub(crate) const CALLER_QUOTA_REFUSALS: &str = "certification_caller_quota_refusals_total";
 pub(crate) const QUOTA_COUNTER_FAILURES: &str = "certification_quota_counter_failures_total";
+pub(crate) const ACCESS_RECORDS_WRITTEN: &str = "certification_access_records_written_total";
+pub(crate) const ACCESS_RECORDS_FAILED: &str = "certification_access_records_failed_total";
+pub(crate) const ACCESS_CHAIN_HEAD: &str = "certification_access_chain_head";
 
 /// Seconds, from a warm in-process call to PortOne's slowest answers.
 const BUCKETS: &[f64] = &[
@@ -170,6 +173,21 @@ pub(crate) fn caller_quota_refused(caller: &str, bound: &'static str) {
 /// A quota counter Redis did not answer in time: the call was let through uncounted.
 pub(crate) fn quota_counter_unavailable() {
     counter!(QUOTA_COUNTER_FAILURES).increment(1);
+}
+
+/// Access records committed.
+pub(crate) fn access_records_written(count: usize) {
+    counter!(ACCESS_RECORDS_WRITTEN).increment(count as u64);
+}
+
+/// Access records that could not be written: their calls failed ACCESS_RECORD_UNAVAILABLE.
+pub(crate) fn access_records_failed(count: usize) {
+    counter!(ACCESS_RECORDS_FAILED).increment(count as u64);
+}
+
+/// The number of the last record of this process's chain, as last logged.
+pub(crate) fn access_chain_head(seq: i64) {
+    gauge!(ACCESS_CHAIN_HEAD).set(seq as f64);
 }
 
 pub(crate) fn record_token_fetch() {

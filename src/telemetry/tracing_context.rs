@@ -34,6 +34,18 @@ pub(crate) fn continue_trace(span: &tracing::Span, headers: &http::HeaderMap) {
     }
 }
 
+/// The trace id of the current span, when it is part of a trace (a caller's, or ours under
+/// OpenTelemetry): for the access record.
+pub(crate) fn current_trace_id() -> Option<String> {
+    use opentelemetry::trace::TraceContextExt;
+    let trace_id = tracing::Span::current()
+        .context()
+        .span()
+        .span_context()
+        .trace_id();
+    (trace_id != opentelemetry::trace::TraceId::INVALID).then(|| trace_id.to_string())
+}
+
 /// `traceparent` (and `tracestate`) of the current span, for an outgoing HTTP request.
 pub(crate) fn outgoing_headers() -> HashMap<String, String> {
     struct Headers(HashMap<String, String>);

@@ -12,7 +12,7 @@ use tonic_health::pb::health_check_response::ServingStatus;
 
 pub use postgres::{PostgresServer, TestDatabase};
 pub use redis_server::{RedisServer, RedisTls};
-pub use settings::{TEST_INDEX_KEY, test_encryption_keys, test_settings};
+pub use settings::{TEST_AUDIT_KEY, TEST_INDEX_KEY, test_encryption_keys, test_settings};
 
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {

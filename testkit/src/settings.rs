@@ -9,6 +9,8 @@ use certification_service::config::{Cli, Command, Settings};
 use clap::{CommandFactory, FromArgMatches};
 
 pub const TEST_INDEX_KEY: [u8; 32] = [42; 32];
+/// AUDIT_KEY of the tests.
+pub const TEST_AUDIT_KEY: [u8; 32] = [77; 32];
 
 /// CI_ENCRYPTION_KEYS of the tests: one key, id `test-k1`.
 pub fn test_encryption_keys() -> String {
@@ -26,6 +28,7 @@ pub fn test_settings(
 ) -> Settings {
     let index_key = STANDARD.encode(TEST_INDEX_KEY);
     let encryption_keys = test_encryption_keys();
+    let audit_key = STANDARD.encode(TEST_AUDIT_KEY);
     let args = [
         ("--database-url", database_url),
         ("--grpc-listen-addr", "127.0.0.1:0"),
@@ -50,6 +53,7 @@ pub fn test_settings(
         ("--portone-timeout", "2s"),
         ("--ci-index-key", &index_key),
         ("--ci-encryption-keys", &encryption_keys),
+        ("--audit-key", &audit_key),
         // The tests' servers listen on 127.0.0.1 only; authentication tests turn it on.
         ("--allow-unauthenticated", "true"),
         ("--grpc-reflection", "true"),

@@ -166,7 +166,7 @@ fn serve_without_encryption_keys_refuses_and_never_prints_the_index_key() {
 }
 
 /// Every key set, so what is refused is what the test is about.
-const KEYS: [(&str, &str); 4] = [
+const KEYS: [(&str, &str); 5] = [
     ("PORTONE_IMP_KEY", "key"),
     ("PORTONE_IMP_SECRET", "very-secret-value"),
     ("CI_INDEX_KEY", "c2VjcmV0LWluZGV4LWtleS1mb3ItdGhlLWNsaS10ZXN0cyE="),
@@ -174,6 +174,7 @@ const KEYS: [(&str, &str); 4] = [
         "CI_ENCRYPTION_KEYS",
         "k1:c2VjcmV0LWVuY3J5cHRpb24ta2V5LW9mLTMyLWJ5dGU=",
     ),
+    ("AUDIT_KEY", "c2VjcmV0LWF1ZGl0LWtleS1vZi10aGlydHktdHdvLWI="),
 ];
 
 fn with_keys<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {

@@ -175,9 +175,13 @@ async fn postgres_cut_mid_load_is_unavailable_then_recovers_and_loses_nothing_ac
         answered > 0 && !lookup_failures.is_empty(),
         "lookups never felt the cut"
     );
+    // A call whose own statements passed before the cut may find its access record cut off.
+    let cut = |code: &Code, reason: &str| {
+        *code == Code::Unavailable && ["STORE_UNAVAILABLE", "ACCESS_RECORD_UNAVAILABLE"].contains(&reason)
+    };
     for (code, reason) in &lookup_failures {
         assert!(
-            *code == Code::Unavailable && reason == "STORE_UNAVAILABLE",
+            cut(code, reason),
             "a lookup on a cut database is UNAVAILABLE/STORE_UNAVAILABLE, got {code:?} {reason}"
         );
     }
@@ -186,7 +190,7 @@ async fn postgres_cut_mid_load_is_unavailable_then_recovers_and_loses_nothing_ac
     assert!(!failures.is_empty(), "the cut was never felt");
     for (code, reason) in &failures {
         assert!(
-            *code == Code::Unavailable && reason == "STORE_UNAVAILABLE",
+            cut(code, reason),
             "a cut database is UNAVAILABLE/STORE_UNAVAILABLE, got {code:?} {reason}"
         );
     }

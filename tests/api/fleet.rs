@@ -11,7 +11,7 @@ use certification_service::{
 use redis::AsyncCommands;
 
 use crate::{
-    helpers::{App, Fleet, TEST_INDEX_KEY, test_encryption_keys, verify_request},
+    helpers::{App, Fleet, TEST_AUDIT_KEY, TEST_INDEX_KEY, test_encryption_keys, verify_request},
     processes::{RedisServer, ServiceProcess},
 };
 
@@ -59,12 +59,14 @@ pub fn start_service_process(
     let database_url = format!("sqlite://{}/service.db?mode=rwc", data.path().display());
     let index_key = STANDARD.encode(TEST_INDEX_KEY);
     let encryption_keys = test_encryption_keys();
+    let audit_key = STANDARD.encode(TEST_AUDIT_KEY);
     let mut env = vec![
         ("PORTONE_BASE_URL", portone.base_url.as_str()),
         ("PORTONE_IMP_KEY", portone.imp_key.as_str()),
         ("PORTONE_IMP_SECRET", portone.imp_secret.expose()),
         ("CI_INDEX_KEY", index_key.as_str()),
         ("CI_ENCRYPTION_KEYS", encryption_keys.as_str()),
+        ("AUDIT_KEY", audit_key.as_str()),
         ("DATABASE_URL", database_url.as_str()),
         ("REDIS_URL", redis_url),
     ];

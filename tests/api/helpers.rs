@@ -17,7 +17,7 @@ use certification_service::{
     secret::Secret,
     store::Store,
 };
-pub use certification_testkit::{TEST_INDEX_KEY, TestDatabase, test_encryption_keys};
+pub use certification_testkit::{TEST_AUDIT_KEY, TEST_INDEX_KEY, TestDatabase, test_encryption_keys};
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use tonic::{Code, Status, transport::Channel};
 use tonic_health::pb::{

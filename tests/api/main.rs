@@ -1,3 +1,4 @@
+mod access_records;
 mod auth;
 mod binding;
 mod certify;

@@ -310,6 +310,7 @@ async fn a_flood_of_refused_calls_logs_a_few_lines_not_one_each() {
             "CI_ENCRYPTION_KEYS",
             "k1:c2VjcmV0LWVuY3J5cHRpb24ta2V5LW9mLTMyLWJ5dGU=",
         ),
+        ("AUDIT_KEY", "c2VjcmV0LWF1ZGl0LWtleS1vZi10aGlydHktdHdvLWI="),
     ]);
     service.wait_serving().await;
     let channel = tonic::transport::Channel::from_shared(format!("http://{}", service.address))
@@ -444,6 +445,7 @@ async fn a_proxy_from_the_environment_never_receives_the_portone_secrets() {
                     "CI_ENCRYPTION_KEYS",
                     "k1:c2VjcmV0LWVuY3J5cHRpb24ta2V5LW9mLTMyLWJ5dGU=",
                 ),
+                ("AUDIT_KEY", "c2VjcmV0LWF1ZGl0LWtleS1vZi10aGlydHktdHdvLWI="),
             ]
             .map(|(name, value)| (name.to_owned(), value.to_owned())),
         );

@@ -3,6 +3,7 @@
 //! the store; the [`lane`]s hold one (through the gate) and answer every call waiting with one
 //! statement: [`records`], [`binds`] and the [`lookups`].
 
+pub(crate) mod access;
 pub(crate) mod binds;
 pub(crate) mod gate;
 pub(crate) mod lane;

@@ -1,5 +1,6 @@
 //! SeaORM entities for the tables `certification-migrations` creates.
 
+pub mod access_record;
 pub mod certification;
 pub mod deletion;
 pub mod person;

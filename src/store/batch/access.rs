@@ -1,0 +1,148 @@
+//! The access-record writer: one task per store, owning one chain (see `crate::audit::chain`).
+//! Records waiting while a statement runs go into the next one, so a busy service writes many
+//! records a statement, and the chain is only ever extended by this task: its order is the
+//! order of the statements, and no other writer of this process or another replica waits on it.
+//!
+//! A statement that failed leaves the chain where it was. One whose outcome is unknown (the
+//! connection was lost on the way) may have committed: the writer starts a new chain then, so
+//! the old one ends where it did, whichever it was.
+
+use std::time::Duration;
+
+use sea_orm::{DbBackend, EntityTrait, QueryTrait};
+use tokio::{
+    sync::{mpsc, oneshot},
+    time::Instant,
+};
+
+use super::{gate::Gate, statement::On};
+use crate::{
+    audit::{
+        AccessRecord, AuditKey,
+        chain::{Chain, ChainedRecord, HEAD_LOGGED},
+    },
+    store::{StoreError, access::active_model, classify, entities::access_record},
+    telemetry::{log_limit::LogLimit, metrics},
+};
+
+/// The most records one statement writes (14 columns each: well within both databases' limits
+/// on bound parameters).
+const MOST_PER_STATEMENT: usize = 128;
+/// Records waiting for the writer; callers beyond it wait to enqueue.
+const QUEUE: usize = 4096;
+
+static NOT_WRITTEN: LogLimit = LogLimit::per(Duration::from_secs(1));
+
+pub(crate) struct Pending {
+    record: AccessRecord,
+    reply: oneshot::Sender<Result<(), StoreError>>,
+}
+
+/// The queue of the writer. The writer ends (logging its chain's head) when the last clone is
+/// dropped.
+#[derive(Clone)]
+pub(crate) struct AccessWriter {
+    queue: mpsc::Sender<Pending>,
+}
+
+impl AccessWriter {
+    /// Starts the writer on the current runtime; it logs its chain's head every `head_every`
+    /// while records are written, and when it ends.
+    pub(crate) fn start(gate: &Gate, key: AuditKey, head_every: Duration) -> Self {
+        let (queue, waiting) = mpsc::channel(QUEUE);
+        tokio::spawn(writer(waiting, gate.clone(), key, head_every));
+        Self { queue }
+    }
+
+    /// Writes `record`: Ok once it is committed.
+    pub(crate) async fn write(&self, record: AccessRecord) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let gone = || StoreError::Unavailable("the access-record writer is shutting down".into());
+        self.queue
+            .send(Pending { record, reply })
+            .await
+            .map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
+}
+
+async fn writer(mut waiting: mpsc::Receiver<Pending>, gate: Gate, key: AuditKey, head_every: Duration) {
+    let mut chain = Chain::start();
+    let mut logged = 0;
+    let mut next_log = Instant::now() + head_every;
+    let mut batch = Vec::with_capacity(MOST_PER_STATEMENT);
+    loop {
+        let received = tokio::select! {
+            received = waiting.recv_many(&mut batch, MOST_PER_STATEMENT) => received,
+            () = tokio::time::sleep_until(next_log) => {
+                log_head(&chain, &mut logged);
+                next_log = Instant::now() + head_every;
+                continue;
+            }
+        };
+        if received == 0 {
+            log_head(&chain, &mut logged);
+            return;
+        }
+        let records = batch.iter().map(|pending| pending.record.clone()).collect();
+        let extension = chain.extend(&key, records);
+        let written = insert(&gate, &extension.records).await;
+        match &written {
+            Ok(()) => {
+                metrics::access_records_written(extension.records.len());
+                chain.advance(extension);
+            }
+            Err(error) => {
+                metrics::access_records_failed(extension.records.len());
+                if let Some(suppressed) = NOT_WRITTEN.admit() {
+                    tracing::error!(
+                        %error,
+                        records = extension.records.len(),
+                        suppressed,
+                        "access records not written; their calls were refused"
+                    );
+                }
+                if matches!(error, StoreError::Unavailable(_)) {
+                    log_head(&chain, &mut logged);
+                    chain = Chain::start();
+                    logged = 0;
+                }
+            }
+        }
+        for pending in batch.drain(..) {
+            let _ = pending.reply.send(written.clone());
+        }
+    }
+}
+
+/// Logs the chain's head when it moved since last logged: a cut tail is found against it.
+fn log_head(chain: &Chain, logged: &mut i64) {
+    let Some(head) = chain.head() else {
+        return;
+    };
+    if head.seq != *logged {
+        metrics::access_chain_head(head.seq);
+        tracing::info!(chain = %head.chain, seq = head.seq, mac = %head.mac, "{HEAD_LOGGED}");
+        *logged = head.seq;
+    }
+}
+
+async fn insert(gate: &Gate, records: &[ChainedRecord]) -> Result<(), StoreError> {
+    let statement =
+        access_record::Entity::insert_many(records.iter().map(active_model)).build(gate.backend());
+    match gate.backend() {
+        DbBackend::Postgres => {
+            let mut held = gate.hold().await?;
+            On::held(held.postgres()?)
+                .execute(statement)
+                .await
+                .map_err(classify)?;
+            held.keep();
+        }
+        _ => {
+            let db = gate.place().await?;
+            On::Sea(&*db).execute(statement).await.map_err(classify)?;
+        }
+    }
+    Ok(())
+}
