@@ -143,6 +143,15 @@ impl IdentityService {
         }
     }
 
+    /// ACCESS_RECORD_UNAVAILABLE unless an access record can be written now: asked before a
+    /// call reaches PortOne or writes, so a call whose record would fail does nothing at all.
+    pub(super) async fn recordable(&self) -> Result<(), ServiceError> {
+        self.store
+            .access_writable()
+            .await
+            .map_err(ServiceError::AccessRecordUnavailable)
+    }
+
     /// Writes a call's access record: committed when Ok; ACCESS_RECORD_UNAVAILABLE otherwise,
     /// and the call must then answer that instead of its result.
     pub(crate) async fn record_access(&self, record: AccessRecord) -> Result<(), ServiceError> {
@@ -166,6 +175,7 @@ impl IdentityService {
         subject: &Subject,
     ) -> Result<Option<DateTime<Utc>>, ServiceError> {
         subject.account(account.as_str());
+        self.recordable().await?;
         let unlinked = self.store.unlink(account).await?;
         tracing::info!(existed = unlinked.is_some(), "account unlinked");
         Ok(unlinked)
@@ -243,6 +253,8 @@ impl IdentityService {
         metered: Metered<'_>,
         deadline: Instant,
     ) -> Result<ProviderCertification, ServiceError> {
+        // Nothing reaches PortOne that could not be recorded.
+        Box::pin(self.recordable()).await?;
         // The caller's bound first: a caller refused for its own flood and retrying later does
         // not spend its session's look-ups meanwhile.
         self.quotas.lookup(metered.caller).await?;

@@ -55,6 +55,10 @@ impl IdentityService {
                 .unwrap_or(self.policy.session_ttl);
             return Err(QuotaExceeded::refuse(caller, Bound::Open, retry_after).into());
         }
+        if !spec.expected.is_empty() {
+            // A session keeping an expected person is recorded: never kept unrecordable.
+            self.recordable().await?;
+        }
         let id = SessionId::generate();
         let expires_at = crate::domain::saturating_after(created_at, self.policy.session_ttl);
         let expected_sealed = (!spec.expected.is_empty()).then(|| {

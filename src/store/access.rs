@@ -33,6 +33,15 @@ impl Store {
         }
     }
 
+    /// Ok when an access record could be written now: checked before a call reaches PortOne or
+    /// writes, so a call whose record would fail does nothing at all.
+    pub(crate) async fn access_writable(&self) -> Result<(), StoreError> {
+        match &self.access {
+            Some(writer) => writer.probe().await,
+            None => Err(StoreError::Failure("this store writes no access records".into())),
+        }
+    }
+
     /// The chains with a record in `[from, to)`, each from its first such record to its last
     /// (the records between included whatever their time: a chain's order is its numbers),
     /// with the record before them as the anchor.

@@ -4,19 +4,20 @@
 //! fails ACCESS_RECORD_UNAVAILABLE; replicas writing at once keep chains that hold.
 
 use base64::{Engine, engine::general_purpose::STANDARD};
+use certification_service::secret::Secret;
 use certification_service::{
     audit::{AccessRecord, AuditKey, OUTCOME_OK, Work},
     domain::Ci,
     grpc::proto::{
         BeginVerificationRequest, ExpectedPerson, Purpose, VerifyRequest, check_duplicate_request::Key,
     },
-    sandbox::identities::{ADULT, NOT_CERTIFIED, ci_for, di_for},
+    sandbox::identities::{ADULT, FOREIGNER, NOT_CERTIFIED, ci_for, di_for},
 };
 use sea_orm::{ConnectionTrait, Statement};
 use tonic::{Code, Request};
 
 use crate::{
-    helpers::{App, TEST_AUDIT_KEY, TestApp, assert_status, spawn_app, verify_request},
+    helpers::{App, TEST_AUDIT_KEY, TestApp, assert_status, postgres_url, spawn_app, verify_request},
     sessions::count,
 };
 
@@ -205,6 +206,10 @@ fn audit_verify(app: &TestApp, heads: Option<&str>) -> (bool, String) {
     (output.status.success(), printed)
 }
 
+async fn execute_many(app: &TestApp, sql: &str) {
+    app.store.connection().execute_unprepared(sql).await.unwrap();
+}
+
 async fn execute(app: &TestApp, sql: &str) {
     app.store
         .connection()
@@ -275,18 +280,61 @@ async fn audit_verify_finds_a_changed_inserted_or_removed_record_and_a_cut_tail(
     execute(&app, "DROP TABLE access_records_kept").await;
 }
 
-#[tokio::test]
-async fn a_call_whose_record_cannot_be_written_answers_access_record_unavailable() {
-    let app = spawn_app().await;
-    app.unlink("acct-0").await;
-    execute(&app, "ALTER TABLE access_records RENAME TO access_records_away").await;
+/// What the refused calls must not have done: asked PortOne, bound, unlinked (acct-0 still
+/// holds its person), kept a session.
+async fn nothing_done(app: &TestApp, lookups_before: u64) {
+    assert_eq!(
+        app.sandbox.stats().certification_lookups,
+        lookups_before,
+        "PortOne was asked"
+    );
+    let bound = "SELECT count(*) FROM persons WHERE account_id IS NOT NULL";
+    assert_eq!(count(app, bound).await, 1, "acct-0 alone holds a person");
+    assert_eq!(count(app, "SELECT count(*) FROM verification_sessions").await, 0);
+}
+
+/// Every call on personal data while records cannot be written: each refused
+/// ACCESS_RECORD_UNAVAILABLE.
+async fn refused_calls(app: &TestApp) {
     let refused = app.bind(ADULT, "acct-1").await;
     assert_status(refused, Code::Unavailable, "ACCESS_RECORD_UNAVAILABLE");
     let refused = app.check_duplicate(Key::Ci(ci_for("hong"))).await;
     assert_status(refused, Code::Unavailable, "ACCESS_RECORD_UNAVAILABLE");
+    let unlink = app
+        .client
+        .clone()
+        .unlink(certification_service::grpc::proto::UnlinkRequest {
+            account_id: "acct-0".into(),
+        })
+        .await;
+    assert_status(unlink, Code::Unavailable, "ACCESS_RECORD_UNAVAILABLE");
+    let begun = app
+        .client
+        .clone()
+        .begin_verification(BeginVerificationRequest {
+            purpose: Purpose::Reverify.into(),
+            account_id: Some("acct-0".into()),
+            expected: Some(ExpectedPerson {
+                name: Some("홍길동".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await;
+    assert_status(begun, Code::Unavailable, "ACCESS_RECORD_UNAVAILABLE");
+}
+
+#[tokio::test]
+async fn a_call_whose_record_cannot_be_written_does_nothing_and_answers_unavailable() {
+    let app = spawn_app().await;
+    app.bind(FOREIGNER, "acct-0").await.unwrap();
+    let lookups = app.sandbox.stats().certification_lookups;
+    execute(&app, "ALTER TABLE access_records RENAME TO access_records_away").await;
+    refused_calls(&app).await;
+    nothing_done(&app, lookups).await;
     execute(&app, "ALTER TABLE access_records_away RENAME TO access_records").await;
     app.check_duplicate(Key::Ci(ci_for("hong"))).await.unwrap();
-    // The failed statements left no gap: the chain runs 1, 2.
+    // The failed statements left no gap: the chain holds.
     assert_eq!(count(&app, "SELECT count(*) FROM access_records").await, 2);
     let (held, printed) = audit_verify(&app, None);
     assert!(held && printed.contains("2 records in 1 chains"), "{printed}");
@@ -306,4 +354,99 @@ async fn replicas_writing_at_once_keep_chains_that_hold() {
     assert!(chains.iter().all(|chain| chain.rows.len() == 20));
     let (held, printed) = audit_verify(app, None);
     assert!(held && printed.contains("40 records in 2 chains"), "{printed}");
+}
+
+/// PostgreSQL: the server's role needs nothing on `access_records` but INSERT (the grants
+/// docs/access-records.md gives); with INSERT revoked, every call on personal data is refused
+/// before it does anything.
+#[tokio::test]
+async fn on_postgres_insert_alone_suffices_and_revoking_it_refuses_every_call() {
+    if postgres_url().is_none() {
+        return; // SQLite has no grants: the renamed table stands for it.
+    }
+    let app = spawn_app().await;
+    let role = format!("cs_app_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let database_url = app.settings.store.database_url.expose().to_owned();
+    let database = database_url
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .split('?')
+        .next()
+        .unwrap()
+        .to_owned();
+    execute_many(
+        &app,
+        &format!(
+            "CREATE ROLE {role} LOGIN; \
+             GRANT CONNECT ON DATABASE \"{database}\" TO {role}; \
+             GRANT USAGE ON SCHEMA public TO {role}; \
+             GRANT SELECT, INSERT, UPDATE, DELETE \
+               ON persons, certifications, verification_sessions, portone_deletions TO {role}; \
+             GRANT USAGE, SELECT ON SEQUENCE persons_id_seq, certifications_id_seq TO {role}; \
+             GRANT INSERT ON access_records TO {role}"
+        ),
+    )
+    .await;
+    let as_role = database_url.replacen("://root@", &format!("://{role}@"), 1);
+    assert_ne!(as_role, database_url, "the tests' PostgreSQL URL names root");
+    let served = App::replica_of(&app)
+        .adjust(|settings| {
+            settings.store.database_url = Secret::new(&as_role);
+            settings.store.migrate_on_start = false;
+        })
+        .spawn()
+        .await;
+    served.bind(FOREIGNER, "acct-0").await.unwrap();
+    served.check_duplicate(Key::Ci(ci_for("hong"))).await.unwrap();
+    assert_eq!(count(&app, "SELECT count(*) FROM access_records").await, 2);
+
+    execute(&app, &format!("REVOKE INSERT ON access_records FROM {role}")).await;
+    let lookups = app.sandbox.stats().certification_lookups;
+    refused_calls(&served).await;
+    nothing_done(&app, lookups).await;
+    served.stop().await;
+    execute_many(&app, &format!("DROP OWNED BY {role}; DROP ROLE {role}")).await;
+}
+
+/// PostgreSQL: `access_records` locked by someone else past DATABASE_LOCK_TIMEOUT: refused,
+/// nothing done; once the lock goes, served again.
+#[tokio::test]
+async fn on_postgres_a_locked_record_table_refuses_calls_within_the_lock_timeout() {
+    if postgres_url().is_none() {
+        return;
+    }
+    let app = App::new()
+        .adjust(|settings| settings.store.lock_timeout = std::time::Duration::from_millis(300))
+        .spawn()
+        .await;
+    app.bind(FOREIGNER, "acct-0").await.unwrap();
+    let lookups = app.sandbox.stats().certification_lookups;
+    let locker = sea_orm::Database::connect(app.settings.store.database_url.expose())
+        .await
+        .unwrap();
+    let lock = sea_orm::TransactionTrait::begin(&locker).await.unwrap();
+    lock.execute_unprepared("LOCK TABLE access_records IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    refused_calls(&app).await;
+    lock.rollback().await.unwrap();
+    nothing_done(&app, lookups).await;
+    app.check_duplicate(Key::Ci(ci_for("hong"))).await.unwrap();
+    // The refused calls' own records may land once the lock is gone: the chain holds either way.
+    let (held, printed) = audit_verify(&app, None);
+    assert!(held && printed.contains("in 1 chains"), "{printed}");
+    let outcomes: Vec<String> = records(&app)
+        .await
+        .into_iter()
+        .map(|record| record.outcome)
+        .collect();
+    assert_eq!(outcomes.first().map(String::as_str), Some(OUTCOME_OK));
+    assert_eq!(outcomes.last().map(String::as_str), Some(OUTCOME_OK));
+    assert!(
+        outcomes[1..outcomes.len() - 1]
+            .iter()
+            .all(|outcome| outcome == "ACCESS_RECORD_UNAVAILABLE"),
+        "{outcomes:?}"
+    );
 }

@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use sea_orm::{DbBackend, EntityTrait, QueryTrait};
+use sea_orm::{DbBackend, EntityTrait, QueryTrait, Statement};
 use tokio::{
     sync::{mpsc, oneshot},
     time::Instant,
@@ -33,8 +33,18 @@ const QUEUE: usize = 4096;
 
 static NOT_WRITTEN: LogLimit = LogLimit::per(Duration::from_secs(1));
 
+/// What a call asks the writer: to write its record, or whether records can be written now
+/// (before a call reaches PortOne or writes, so a call whose record would fail does nothing).
+// A probe is the rarer job and lives in the queue a moment: boxing records would cost every
+// call an allocation to save queue slots.
+#[allow(clippy::large_enum_variant)]
+enum Job {
+    Record(AccessRecord),
+    Probe,
+}
+
 pub(crate) struct Pending {
-    record: AccessRecord,
+    job: Job,
     reply: oneshot::Sender<Result<(), StoreError>>,
 }
 
@@ -56,10 +66,20 @@ impl AccessWriter {
 
     /// Writes `record`: Ok once it is committed.
     pub(crate) async fn write(&self, record: AccessRecord) -> Result<(), StoreError> {
+        self.ask(Job::Record(record)).await
+    }
+
+    /// Ok when a record could be written now: the next statement of the writer, begun after
+    /// this was asked, wrote records or, alone, probed the table as an insert would.
+    pub(crate) async fn probe(&self) -> Result<(), StoreError> {
+        self.ask(Job::Probe).await
+    }
+
+    async fn ask(&self, job: Job) -> Result<(), StoreError> {
         let (reply, answer) = oneshot::channel();
         let gone = || StoreError::Unavailable("the access-record writer is shutting down".into());
         self.queue
-            .send(Pending { record, reply })
+            .send(Pending { job, reply })
             .await
             .map_err(|_| gone())?;
         answer.await.map_err(|_| gone())?
@@ -84,31 +104,43 @@ async fn writer(mut waiting: mpsc::Receiver<Pending>, gate: Gate, key: AuditKey,
             log_head(&chain, &mut logged);
             return;
         }
-        let records = batch.iter().map(|pending| pending.record.clone()).collect();
-        let extension = chain.extend(&key, records);
-        let written = insert(&gate, &extension.records).await;
-        match &written {
-            Ok(()) => {
-                metrics::access_records_written(extension.records.len());
-                chain.advance(extension);
-            }
-            Err(error) => {
-                metrics::access_records_failed(extension.records.len());
-                if let Some(suppressed) = NOT_WRITTEN.admit() {
-                    tracing::error!(
-                        %error,
-                        records = extension.records.len(),
-                        suppressed,
-                        "access records not written; their calls were refused"
-                    );
+        let records: Vec<AccessRecord> = batch
+            .iter()
+            .filter_map(|pending| match &pending.job {
+                Job::Record(record) => Some(record.clone()),
+                Job::Probe => None,
+            })
+            .collect();
+        let written = if records.is_empty() {
+            probe(&gate).await
+        } else {
+            let count = records.len();
+            let extension = chain.extend(&key, records);
+            let written = insert(&gate, &extension.records).await;
+            match &written {
+                Ok(()) => {
+                    metrics::access_records_written(count);
+                    chain.advance(extension);
                 }
-                if matches!(error, StoreError::Unavailable(_)) {
-                    log_head(&chain, &mut logged);
-                    chain = Chain::start();
-                    logged = 0;
+                Err(error) => {
+                    metrics::access_records_failed(count);
+                    if let Some(suppressed) = NOT_WRITTEN.admit() {
+                        tracing::error!(
+                            %error,
+                            records = count,
+                            suppressed,
+                            "access records not written; their calls were refused"
+                        );
+                    }
+                    if matches!(error, StoreError::Unavailable(_)) {
+                        log_head(&chain, &mut logged);
+                        chain = Chain::start();
+                        logged = 0;
+                    }
                 }
             }
-        }
+            written
+        };
         for pending in batch.drain(..) {
             let _ = pending.reply.send(written.clone());
         }
@@ -127,9 +159,21 @@ fn log_head(chain: &Chain, logged: &mut i64) {
     }
 }
 
+/// An insert of no row: it needs what an insert needs (the INSERT grant, the table's lock
+/// within the lock timeout, the table itself) and writes nothing; no SELECT grant either.
+const PROBE: &str = "INSERT INTO access_records (chain) SELECT NULL WHERE 1 = 0";
+
+async fn probe(gate: &Gate) -> Result<(), StoreError> {
+    run(gate, Statement::from_string(gate.backend(), PROBE)).await
+}
+
 async fn insert(gate: &Gate, records: &[ChainedRecord]) -> Result<(), StoreError> {
     let statement =
         access_record::Entity::insert_many(records.iter().map(active_model)).build(gate.backend());
+    run(gate, statement).await
+}
+
+async fn run(gate: &Gate, statement: Statement) -> Result<(), StoreError> {
     match gate.backend() {
         DbBackend::Postgres => {
             let mut held = gate.hold().await?;
