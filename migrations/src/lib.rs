@@ -9,6 +9,7 @@ mod m20261130_000002_portone_deletions;
 mod m20261207_000001_session_refusals;
 mod m20261208_000001_open_sessions_by_caller;
 mod m20261209_000001_access_records;
+mod m20261209_000002_access_record_anchors;
 
 /// Every migration, in the order they apply.
 pub struct Migrator;
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000001_session_refusals::Migration),
             Box::new(m20261208_000001_open_sessions_by_caller::Migration),
             Box::new(m20261209_000001_access_records::Migration),
+            Box::new(m20261209_000002_access_record_anchors::Migration),
         ]
     }
 }

@@ -13,7 +13,7 @@ use tokio::{sync::watch, task::JoinHandle};
 use tonic_health::{ServingStatus, server::HealthReporter};
 
 use super::SERVICE_NAME;
-use crate::{service::Deleter, store::Store};
+use crate::{audit::AuditKey, config::MaintenanceSettings, service::Deleter, store::Store};
 
 /// How often a replica looks for deletions that came due. One indexed query; a full batch
 /// is followed by the next one at once.
@@ -26,10 +26,11 @@ const PENDING_EVERY: u32 = 10;
 pub(super) fn spawn_purge(
     store: Store,
     interval: Duration,
-    retention: Duration,
-    rejoin_cooldown: Duration,
+    settings: (&MaintenanceSettings, Duration, AuditKey),
     mut stopped: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
+    let (maintenance, rejoin_cooldown, audit_key) = settings;
+    let (retention, audit_retention) = (maintenance.certification_retention, maintenance.audit_retention);
     tokio::spawn(async move {
         loop {
             tokio::select! {
@@ -39,9 +40,21 @@ pub(super) fn spawn_purge(
             if let Err(error) = crate::maintenance::purge(&store, retention, rejoin_cooldown).await {
                 tracing::warn!(%error, "background purge failed; retrying at the next interval");
             }
+            let records = crate::maintenance::purge_access_records(
+                &store,
+                &audit_key,
+                audit_retention,
+                BACKGROUND_PURGE,
+            );
+            if let Err(error) = records.await {
+                tracing::warn!(%error, "background purge of access records failed; retrying at the next interval");
+            }
         }
     })
 }
+
+/// The method the background purge's access record names.
+const BACKGROUND_PURGE: &str = "background purge";
 
 /// Deletions at PortOne: passes over the deletion outbox once the database is ready. Every
 /// replica runs it; the store hands each due row to one of them. Stopping mid-pass loses

@@ -145,8 +145,11 @@ impl Application {
             tasks.push(spawn_purge(
                 store.clone(),
                 interval,
-                self.settings.maintenance.certification_retention,
-                self.settings.policy.rejoin_cooldown,
+                (
+                    &self.settings.maintenance,
+                    self.settings.policy.rejoin_cooldown,
+                    self.settings.keys.audit_key.clone(),
+                ),
                 stopped.clone(),
             ));
         }

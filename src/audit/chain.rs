@@ -205,6 +205,8 @@ pub enum Problem {
     Truncated { chain: String, found: i64, logged: i64 },
     #[error("chain {chain}: record {seq} differs from the head its writer logged")]
     HeadMismatch { chain: String, seq: i64 },
+    #[error("chain {chain}: the purge anchor at record {seq} is not one the purge made")]
+    ForgedAnchor { chain: String, seq: i64 },
 }
 
 /// What [`check`] read: chains and records, and the span of time they cover.
@@ -220,10 +222,66 @@ pub struct Checked {
 #[derive(Clone, Debug)]
 pub struct ChainRows {
     pub chain: String,
-    /// The record before `rows[0]` (its seq and MAC), when the check starts past the chain's
-    /// beginning. None with `rows[0].seq > 1`: that record is gone.
-    pub anchor: Option<(i64, String)>,
+    /// What `rows[0]` follows when it is not the chain's first. None with `rows[0].seq > 1`:
+    /// the record before it is gone.
+    pub anchor: Option<Anchor>,
     pub rows: Vec<ChainedRecord>,
+}
+
+/// What the first record read of a chain follows.
+#[derive(Clone, Debug)]
+pub enum Anchor {
+    /// The record before it, stored (a check over a range starting inside the chain).
+    Record { seq: i64, mac: String },
+    /// Where the retention purge left the chain.
+    Purged(PurgeAnchor),
+}
+
+/// The last record of a chain the retention purge removed: its seq and MAC, with a MAC of its
+/// own, so no anchor can be made up to hide records removed otherwise.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PurgeAnchor {
+    pub chain: String,
+    pub seq: i64,
+    pub mac: String,
+    /// The purge removed the chain's records before this time (and those between them).
+    pub purged_before: DateTime<Utc>,
+    pub anchor_mac: String,
+}
+
+impl PurgeAnchor {
+    pub(crate) fn new(
+        key: &AuditKey,
+        chain: String,
+        seq: i64,
+        mac: String,
+        purged_before: DateTime<Utc>,
+    ) -> Self {
+        let mut anchor = Self {
+            chain,
+            seq,
+            mac,
+            purged_before,
+            anchor_mac: String::new(),
+        };
+        anchor.anchor_mac = anchor.expected_mac(key);
+        anchor
+    }
+
+    fn expected_mac(&self, key: &AuditKey) -> String {
+        let mut content = b"purge anchor\0".to_vec();
+        for part in [self.chain.as_bytes(), self.mac.as_bytes()] {
+            content.extend_from_slice(&u32::try_from(part.len()).unwrap_or(u32::MAX).to_be_bytes());
+            content.extend_from_slice(part);
+        }
+        content.extend_from_slice(&self.seq.to_be_bytes());
+        content.extend_from_slice(&self.purged_before.timestamp_micros().to_be_bytes());
+        hex::encode(key.chain_mac(&content, &GENESIS))
+    }
+
+    fn holds(&self, key: &AuditKey) -> bool {
+        self.anchor_mac == self.expected_mac(key)
+    }
 }
 
 /// Recomputes each chain's MACs, and holds the logged `heads` against what is stored: the
@@ -277,7 +335,16 @@ fn check_chain(key: &AuditKey, chain: &ChainRows) -> Result<Option<i64>, Problem
     };
     let (mut seq, mut previous) = match (&chain.anchor, first.seq) {
         (_, 1) => (0, GENESIS),
-        (Some((seq, mac)), _) => (*seq, decode_mac(mac).unwrap_or(GENESIS)),
+        (Some(Anchor::Record { seq, mac }), _) => (*seq, decode_mac(mac).unwrap_or(GENESIS)),
+        (Some(Anchor::Purged(anchor)), _) if anchor.holds(key) => {
+            (anchor.seq, decode_mac(&anchor.mac).unwrap_or(GENESIS))
+        }
+        (Some(Anchor::Purged(anchor)), _) => {
+            return Err(Problem::ForgedAnchor {
+                chain: name(),
+                seq: anchor.seq,
+            });
+        }
         (None, seq) => {
             return Err(Problem::Removed {
                 chain: name(),
@@ -507,13 +574,42 @@ mod tests {
     #[test]
     fn a_check_may_start_inside_a_chain_from_its_anchor() {
         let (rows, head) = written(6);
-        let anchor = (rows.rows[2].seq, rows.rows[2].mac.clone());
+        let anchor = Anchor::Record {
+            seq: rows.rows[2].seq,
+            mac: rows.rows[2].mac.clone(),
+        };
         let later = ChainRows {
             chain: rows.chain.clone(),
             anchor: Some(anchor),
             rows: rows.rows[3..].to_vec(),
         };
         assert_eq!(check(&key(), [later], &[head]).unwrap().records, 3);
+    }
+
+    #[test]
+    fn a_purged_start_holds_with_its_anchor_and_not_with_a_made_up_one() {
+        let (rows, head) = written(6);
+        let chain = rows.chain.clone();
+        let purged = |anchor: PurgeAnchor| ChainRows {
+            chain: chain.clone(),
+            anchor: Some(Anchor::Purged(anchor)),
+            rows: rows.rows[2..].to_vec(),
+        };
+        let made = PurgeAnchor::new(&key(), chain.clone(), 2, rows.rows[1].mac.clone(), Utc::now());
+        assert_eq!(check(&key(), [purged(made.clone())], &[head]).unwrap().records, 4);
+        let mut made_up = made.clone();
+        made_up.anchor_mac = "00".repeat(32);
+        assert_eq!(
+            check(&key(), [purged(made_up)], &[]),
+            Err(Problem::ForgedAnchor {
+                chain: chain.clone(),
+                seq: 2
+            })
+        );
+        // An anchor for one place does not vouch for another.
+        let mut moved = made;
+        moved.seq = 1;
+        assert!(check(&key(), [purged(moved)], &[]).is_err());
     }
 
     #[test]

@@ -4,17 +4,22 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+};
 
 use super::{
     Store, StoreError,
     batch::access::AccessWriter,
     classify,
-    entities::access_record::{self, Column},
+    entities::{
+        access_record::{self, Column},
+        access_record_anchor,
+    },
 };
 use crate::audit::{
     AccessRecord, AuditKey, Work,
-    chain::{ChainRows, ChainedRecord},
+    chain::{Anchor, ChainRows, ChainedRecord, PurgeAnchor},
 };
 
 impl Store {
@@ -26,7 +31,7 @@ impl Store {
     }
 
     /// Writes `record`, committed when this returns Ok.
-    pub(crate) async fn record_access(&self, record: AccessRecord) -> Result<(), StoreError> {
+    pub async fn record_access(&self, record: AccessRecord) -> Result<(), StoreError> {
         match &self.access {
             Some(writer) => writer.write(record).await,
             None => Err(StoreError::Failure("this store writes no access records".into())),
@@ -80,13 +85,92 @@ impl Store {
             let anchor = match rows.first() {
                 Some(row) if row.seq == first - 1 => {
                     let row = rows.remove(0);
-                    Some((row.seq, row.mac))
+                    Some(Anchor::Record {
+                        seq: row.seq,
+                        mac: row.mac,
+                    })
                 }
+                // The records before were purged, or removed otherwise: the purge's anchor, if
+                // any, says which.
+                _ if first > 1 => access_record_anchor::Entity::find_by_id((chain.clone(), first - 1))
+                    .one(&*db)
+                    .await
+                    .map_err(classify)?
+                    .map(|anchor| {
+                        Anchor::Purged(PurgeAnchor {
+                            chain: anchor.chain,
+                            seq: anchor.seq,
+                            mac: anchor.mac,
+                            purged_before: anchor.purged_before,
+                            anchor_mac: anchor.anchor_mac,
+                        })
+                    }),
                 _ => None,
             };
             chains.push(ChainRows { chain, anchor, rows });
         }
         Ok(chains)
+    }
+}
+
+impl Store {
+    /// Removes every chain's records up to its last one before `before`, each chain in one
+    /// transaction with the anchor where it now starts (older anchors of the chain go). The
+    /// records removed. Replicas purging at once only repeat work.
+    pub(crate) async fn purge_access_records(
+        &self,
+        key: &AuditKey,
+        before: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let db = self.gate.background();
+        let spans: Vec<(String, i64)> = access_record::Entity::find()
+            .select_only()
+            .column(Column::Chain)
+            .column_as(Column::Seq.max(), "last")
+            .filter(Column::At.lt(before))
+            .group_by(Column::Chain)
+            .into_tuple()
+            .all(&*db)
+            .await
+            .map_err(classify)?;
+        let mut removed = 0;
+        for (chain, last) in spans {
+            let txn = db.begin().await.map_err(classify)?;
+            let Some(row) = access_record::Entity::find_by_id((chain.clone(), last))
+                .one(&txn)
+                .await
+                .map_err(classify)?
+            else {
+                continue; // Another replica purged it meanwhile.
+            };
+            let anchor = PurgeAnchor::new(key, chain.clone(), last, row.mac, before);
+            access_record_anchor::Entity::delete_many()
+                .filter(access_record_anchor::Column::Chain.eq(chain.as_str()))
+                .filter(access_record_anchor::Column::Seq.lt(last))
+                .exec(&txn)
+                .await
+                .map_err(classify)?;
+            access_record_anchor::Entity::insert(access_record_anchor::ActiveModel {
+                chain: Set(anchor.chain),
+                seq: Set(anchor.seq),
+                mac: Set(anchor.mac),
+                purged_before: Set(anchor.purged_before),
+                anchor_mac: Set(anchor.anchor_mac),
+            })
+            .on_conflict_do_nothing()
+            .exec_without_returning(&txn)
+            .await
+            .map_err(classify)?;
+            removed += access_record::Entity::delete_many()
+                .filter(Column::Chain.eq(chain.as_str()))
+                .filter(Column::Seq.lte(last))
+                .exec(&txn)
+                .await
+                .map_err(classify)?
+                .rows_affected;
+            txn.commit().await.map_err(classify)?;
+        }
+        Ok(removed)
     }
 }
 

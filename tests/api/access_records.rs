@@ -450,3 +450,92 @@ async fn on_postgres_a_locked_record_table_refuses_calls_within_the_lock_timeout
         "{outcomes:?}"
     );
 }
+
+/// A record of `days` ago, as a Verify would leave it.
+fn record_of_days_ago(days: i64, account: &str) -> AccessRecord {
+    AccessRecord {
+        at: chrono::Utc::now() - chrono::Duration::days(days),
+        caller: "signup".into(),
+        actor: None,
+        peer: Some("10.0.0.7".into()),
+        method: "Verify".into(),
+        purpose: Some("signup".into()),
+        work: Work::Entry,
+        account: Some(account.into()),
+        person: Some(pseudonym("hong")),
+        outcome: OUTCOME_OK.into(),
+        trace_id: None,
+    }
+}
+
+#[tokio::test]
+async fn the_retention_purge_removes_whole_days_past_it_and_the_chains_still_verify() {
+    let app = spawn_app().await;
+    for (days, account) in [
+        (800, "old-1"),
+        (800, "old-2"),
+        (740, "old-3"),
+        (729, "kept-1"),
+        (100, "kept-2"),
+    ] {
+        app.store
+            .record_access(record_of_days_ago(days, account))
+            .await
+            .unwrap();
+    }
+    app.unlink("kept-3").await;
+    let key = AuditKey::from_base64(&STANDARD.encode(TEST_AUDIT_KEY)).unwrap();
+    let two_years = std::time::Duration::from_secs(730 * 86_400);
+    let removed =
+        certification_service::maintenance::purge_access_records(&app.store, &key, two_years, "purge")
+            .await
+            .unwrap();
+    assert_eq!(removed, 3);
+    let kept: Vec<(Option<String>, String)> = records(&app)
+        .await
+        .into_iter()
+        .map(|record| (record.account, record.method))
+        .collect();
+    assert_eq!(
+        kept,
+        [
+            (Some("kept-1".into()), "Verify".into()),
+            (Some("kept-2".into()), "Verify".into()),
+            (Some("kept-3".into()), "Unlink".into()),
+            (None, "purge".into()),
+        ],
+        "what is within retention stays, and the purge left its own record"
+    );
+    let (held, printed) = audit_verify(&app, None);
+    assert!(held && printed.contains("4 records in 1 chains"), "{printed}");
+    // Nothing more is past retention: a second purge removes nothing and records nothing.
+    let again =
+        certification_service::maintenance::purge_access_records(&app.store, &key, two_years, "purge");
+    assert_eq!(again.await.unwrap(), 0);
+    assert_eq!(count(&app, "SELECT count(*) FROM access_records").await, 4);
+
+    // Without its anchor the chain's start looks removed; with a made-up anchor, forged.
+    execute(
+        &app,
+        "CREATE TABLE anchors_kept AS SELECT * FROM access_record_anchors",
+    )
+    .await;
+    execute(&app, "DELETE FROM access_record_anchors").await;
+    let (held, printed) = audit_verify(&app, None);
+    assert!(
+        !held && printed.contains("records 1 to 3 were removed"),
+        "{printed}"
+    );
+    execute(
+        &app,
+        "INSERT INTO access_record_anchors SELECT * FROM anchors_kept",
+    )
+    .await;
+    execute(&app, "UPDATE access_record_anchors SET anchor_mac = mac").await;
+    let (held, printed) = audit_verify(&app, None);
+    assert!(
+        !held && printed.contains("is not one the purge made"),
+        "{printed}"
+    );
+    execute(&app, "DROP TABLE anchors_kept").await;
+}
