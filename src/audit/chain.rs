@@ -50,10 +50,10 @@ pub struct ChainedRecord {
 
 /// A chain's last record as a writer logged it: the evidence against a cut tail.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Head {
-    pub chain: String,
-    pub seq: i64,
-    pub mac: String,
+pub(crate) struct Head {
+    pub(crate) chain: String,
+    pub(crate) seq: i64,
+    pub(crate) mac: String,
 }
 
 /// The message the writers log their heads with: `audit verify --heads` finds them by it.
@@ -62,7 +62,7 @@ pub(crate) const HEAD_LOGGED: &str = "access record chain head";
 impl Head {
     /// The heads logged in `log` (JSON lines, or text lines with `chain=… seq=… mac=…`), the
     /// last of each chain.
-    pub fn in_log(log: &str) -> Vec<Head> {
+    pub(crate) fn in_log(log: &str) -> Vec<Head> {
         let mut last: BTreeMap<String, Head> = BTreeMap::new();
         for head in log
             .lines()
@@ -192,7 +192,7 @@ fn encode(chain: &str, seq: i64, record: &AccessRecord) -> Vec<u8> {
 
 /// What [`check`] found wrong first, in a chain's order.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum Problem {
+pub(crate) enum Problem {
     #[error("chain {chain}: record {seq} was changed (its MAC does not match its content)")]
     Changed { chain: String, seq: i64 },
     #[error("chain {chain}: record {seq} was inserted (the chain runs on past it)")]
@@ -211,11 +211,11 @@ pub enum Problem {
 
 /// What [`check`] read: chains and records, and the span of time they cover.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Checked {
-    pub chains: usize,
-    pub records: u64,
-    pub first: Option<DateTime<Utc>>,
-    pub last: Option<DateTime<Utc>>,
+pub(crate) struct Checked {
+    pub(crate) chains: usize,
+    pub(crate) records: u64,
+    pub(crate) first: Option<DateTime<Utc>>,
+    pub(crate) last: Option<DateTime<Utc>>,
 }
 
 /// One chain's records in order, as read for a check.
@@ -287,7 +287,7 @@ impl PurgeAnchor {
 /// Recomputes each chain's MACs, and holds the logged `heads` against what is stored: the
 /// first problem found, or what was checked. A head of a chain with no record read (outside
 /// the range checked) says nothing.
-pub fn check(
+pub(crate) fn check(
     key: &AuditKey,
     chains: impl IntoIterator<Item = ChainRows>,
     heads: &[Head],
