@@ -5,7 +5,7 @@
 
 use base64::{Engine, engine::general_purpose::STANDARD};
 use certification_service::{
-    audit::{AccessRecord, AuditKey, OUTCOME_OK, Work},
+    audit::{AccessRecord, AuditKey, OUTCOME_OK, Work, chain::ChainedRecord},
     domain::Ci,
     grpc::proto::{
         BeginVerificationRequest, ExpectedPerson, Purpose, VerifyRequest, check_duplicate_request::Key,
@@ -20,17 +20,18 @@ use crate::{
     sessions::count,
 };
 
-/// Every record stored, in chain order.
-async fn records(app: &TestApp) -> Vec<AccessRecord> {
+/// Every row stored, in chain order.
+pub async fn rows(app: &TestApp) -> Vec<ChainedRecord> {
     let chains = app.store.access_chains(None, None).await.unwrap();
-    chains
-        .into_iter()
-        .flat_map(|chain| chain.rows)
-        .map(|row| row.record)
-        .collect()
+    chains.into_iter().flat_map(|chain| chain.rows).collect()
 }
 
-fn pseudonym(person: &str) -> String {
+/// Every record stored, in chain order.
+pub async fn records(app: &TestApp) -> Vec<AccessRecord> {
+    rows(app).await.into_iter().map(|row| row.record).collect()
+}
+
+pub fn pseudonym(person: &str) -> String {
     let key = AuditKey::from_base64(&STANDARD.encode(TEST_AUDIT_KEY)).unwrap();
     key.person(&Ci::parse(&ci_for(person)).unwrap())
 }
@@ -183,14 +184,22 @@ async fn no_record_holds_personal_data_in_the_clear() {
     );
 }
 
-/// `audit verify` over the app's database, with `heads` as a log file: (success, output).
-fn audit_verify(app: &TestApp, heads: Option<&str>) -> (bool, String) {
-    let dir = tempfile::tempdir().unwrap();
+/// The service binary as an operator runs it on the app's database: with its AUDIT_KEY, and
+/// logging at `info` whatever the run's RUST_LOG.
+pub fn operator_command(app: &TestApp) -> std::process::Command {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_certification-service"));
     command
-        .args(["audit", "verify"])
         .env("DATABASE_URL", app.settings.store.database_url.expose())
-        .env("AUDIT_KEY", STANDARD.encode(TEST_AUDIT_KEY));
+        .env("AUDIT_KEY", STANDARD.encode(TEST_AUDIT_KEY))
+        .env("RUST_LOG", "info");
+    command
+}
+
+/// `audit verify` over the app's database, with `heads` as a log file: (success, output).
+pub fn audit_verify(app: &TestApp, heads: Option<&str>) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = operator_command(app);
+    command.args(["audit", "verify"]);
     if let Some(heads) = heads {
         let path = dir.path().join("service.log");
         std::fs::write(&path, heads).unwrap();
@@ -205,7 +214,7 @@ fn audit_verify(app: &TestApp, heads: Option<&str>) -> (bool, String) {
     (output.status.success(), printed)
 }
 
-async fn execute(app: &TestApp, sql: &str) {
+pub async fn execute(app: &TestApp, sql: &str) {
     app.store
         .connection()
         .execute_raw(Statement::from_string(app.store.backend(), sql))
