@@ -27,7 +27,7 @@ async fn run() -> ExitCode {
     let cli = Cli::parse();
     // Once, before anything that may open a TLS connection (the OTLP exporter included).
     install_crypto_provider();
-    let _telemetry = telemetry::init();
+    let _telemetry = telemetry::init(cli::logs_to(&cli.command));
     match cli::run(cli.command).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

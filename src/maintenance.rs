@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::{
-    audit::{AccessRecord, Accessor, AuditKey, OUTCOME_OK, Subject, Work},
+    audit::AuditKey,
     domain::{Ci, CiIndexKey, Di, Purpose, SealingError, SealingKeys},
     store::{Collision, Purged, Rewrite, SealedPerson, Store, StoreError},
 };
@@ -243,18 +243,13 @@ pub async fn purge(
     Ok(purged)
 }
 
-/// The caller named in the access record of what the service does on its own (the background
-/// retention purge).
-const SERVICE_CALLER: &str = "certification-service";
-
 /// Access records past `retention`, in whole days (UTC): every chain up to its last record
-/// before the first day kept, leaving an anchor so the rest still verifies, and a record of its
-/// own saying so (when it removed any). The records removed.
+/// before the first day kept, leaving an anchor so the rest still verifies. The records removed;
+/// whoever purged records that it did.
 pub async fn purge_access_records(
     store: &Store,
     key: &AuditKey,
     retention: Duration,
-    method: &'static str,
 ) -> Result<u64, StoreError> {
     let now = Utc::now();
     let first_kept = chrono::Duration::from_std(retention)
@@ -265,15 +260,6 @@ pub async fn purge_access_records(
         });
     let removed = store.purge_access_records(key, first_kept).await?;
     if removed > 0 {
-        let accessor = Accessor {
-            caller: SERVICE_CALLER.to_owned(),
-            actor: None,
-            peer: None,
-            method,
-            trace_id: None,
-        };
-        let record = AccessRecord::of(&accessor, Work::Deletion, &Subject::default(), OUTCOME_OK);
-        store.record_access(record).await?;
         tracing::info!(removed, before = %first_kept, "purged access records past AUDIT_RETENTION");
     }
     Ok(removed)

@@ -13,7 +13,12 @@ use tokio::{sync::watch, task::JoinHandle};
 use tonic_health::{ServingStatus, server::HealthReporter};
 
 use super::SERVICE_NAME;
-use crate::{audit::AuditKey, config::MaintenanceSettings, service::Deleter, store::Store};
+use crate::{
+    audit::{AccessRecord, Accessor, AuditKey, OUTCOME_OK, Subject, Work},
+    config::MaintenanceSettings,
+    service::Deleter,
+    store::{Store, StoreError},
+};
 
 /// How often a replica looks for deletions that came due. One indexed query; a full batch
 /// is followed by the next one at once.
@@ -40,17 +45,21 @@ pub(super) fn spawn_purge(
             if let Err(error) = crate::maintenance::purge(&store, retention, rejoin_cooldown).await {
                 tracing::warn!(%error, "background purge failed; retrying at the next interval");
             }
-            let records = crate::maintenance::purge_access_records(
-                &store,
-                &audit_key,
-                audit_retention,
-                BACKGROUND_PURGE,
-            );
-            if let Err(error) = records.await {
+            if let Err(error) = purge_access_records(&store, &audit_key, audit_retention).await {
                 tracing::warn!(%error, "background purge of access records failed; retrying at the next interval");
             }
         }
     })
+}
+
+/// The access records past retention, and the record of having removed some.
+async fn purge_access_records(store: &Store, key: &AuditKey, retention: Duration) -> Result<(), StoreError> {
+    if crate::maintenance::purge_access_records(store, key, retention).await? > 0 {
+        let accessor = Accessor::service(BACKGROUND_PURGE);
+        let record = AccessRecord::of(&accessor, Work::Deletion, &Subject::default(), OUTCOME_OK);
+        store.record_access(record).await?;
+    }
+    Ok(())
 }
 
 /// The method the background purge's access record names.

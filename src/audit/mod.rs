@@ -8,8 +8,12 @@
 //!
 //! Records are written in chains ([`chain`]): each carries a MAC over its content and its
 //! predecessor's MAC, so a changed, inserted or removed record is found by recomputing them.
+//! They are read back for the monthly review: the records an [`export`] selects, as JSON
+//! lines, and the [`report`] of a month against the months before.
 
-pub(crate) mod chain;
+pub mod chain;
+pub mod export;
+pub(crate) mod report;
 
 use std::{fmt, sync::OnceLock};
 
@@ -61,6 +65,8 @@ impl Work {
 
 /// The outcome of an answered call.
 pub const OUTCOME_OK: &str = "OK";
+/// The outcome of an operator command that failed (what it did before is in its log).
+pub(crate) const OUTCOME_FAILED: &str = "FAILED";
 
 /// AUDIT_KEY: the key of the person pseudonyms and of the chains' MACs, one subkey each, so a
 /// pseudonym is never a MAC of something else.
@@ -153,8 +159,8 @@ impl Actor {
 /// Who made a call and from where: what the transport (or an operator command) knows of it.
 #[derive(Clone, Debug)]
 pub(crate) struct Accessor {
-    /// The caller's configured name (`anonymous` without authentication; `operator` for a
-    /// command run on the host).
+    /// The caller's configured name (`anonymous` without authentication; [`Accessor::OPERATOR`]
+    /// for a command run on the host).
     pub(crate) caller: String,
     pub(crate) actor: Option<Actor>,
     /// The IP address of the connection's peer.
@@ -162,6 +168,33 @@ pub(crate) struct Accessor {
     /// The RPC or command.
     pub(crate) method: &'static str,
     pub(crate) trace_id: Option<String>,
+}
+
+impl Accessor {
+    /// The caller of every operator command: no token or certificate names it.
+    pub(crate) const OPERATOR: &str = "operator";
+    /// The caller of what the service does on its own.
+    const SERVICE: &str = "certification-service";
+
+    /// An operator command (`method`) run on the host, by `actor` where the operator named
+    /// themselves: no connection, so no peer, and no trace.
+    pub(crate) fn operator(method: &'static str, actor: Option<Actor>) -> Self {
+        Self {
+            caller: Self::OPERATOR.to_owned(),
+            actor,
+            peer: None,
+            method,
+            trace_id: None,
+        }
+    }
+
+    /// The service itself, doing `method` on its own (the background retention purge).
+    pub(crate) fn service(method: &'static str) -> Self {
+        Self {
+            caller: Self::SERVICE.to_owned(),
+            ..Self::operator(method, None)
+        }
+    }
 }
 
 /// Whose data a call touched and for what, as its use case learns it: the session's purpose,

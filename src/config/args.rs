@@ -7,7 +7,11 @@ use chrono::{DateTime, Utc};
 use clap::{ArgAction, Args, Parser, Subcommand, builder::BoolishValueParser};
 
 use super::{CallerSan, DEFAULT_DATABASE_URL};
-use crate::{secret::Secret, store::StoreSettings};
+use crate::{
+    audit::{Actor, AuditKey, AuditKeyError, report::Month},
+    secret::Secret,
+    store::StoreSettings,
+};
 
 /// Parses a flag's value into a [`Secret`], so no `Debug` of the arguments can print it.
 fn secret(raw: &str) -> Result<Secret, std::convert::Infallible> {
@@ -35,9 +39,11 @@ pub enum Command {
     Migrate(DatabaseArgs),
     /// Re-encrypt stored CI/DI under the first CI_ENCRYPTION_KEYS key and re-index them by their
     /// canonical form, in batches. Resumable and safe while the service runs; exits non-zero when
-    /// two rows are one person (listed for the operator, never merged).
+    /// two rows are one person (listed for the operator, never merged). Leaves an access record
+    /// (work `change`).
     Rekey(RekeyArgs),
     /// Delete certification records past CERTIFICATION_RETENTION, and persons nobody holds any more.
+    /// Leaves an access record (work `deletion`).
     Purge(PurgeArgs),
     /// Ask a running server's gRPC health; exit 0 when SERVING (probes, `helm test`, no shell needed).
     Health(HealthArgs),
@@ -51,15 +57,50 @@ pub enum AuditCommand {
     /// Recompute the access records' chains: exits non-zero at the first record changed,
     /// inserted or removed, or a chain cut short of the head its writer logged (--heads).
     Verify(AuditVerifyArgs),
+    /// Write the access records of a span as JSON lines on stdout, ordered by time. The export
+    /// first leaves its own record (work `download`, naming --actor): if that cannot be
+    /// written, nothing is printed and the command fails.
+    Export(AuditExportArgs),
+    /// Print the monthly review of a month (UTC): records per caller and kind of work,
+    /// refusals by reason, callers and actors departing from their usual, the exports made.
+    Report(AuditReportArgs),
+}
+
+/// AUDIT_KEY, for the commands that chain records or name a person by their pseudonym.
+#[derive(Args, Debug)]
+pub struct AuditKeyArgs {
+    /// The service's AUDIT_KEY.
+    #[arg(long, env = "AUDIT_KEY", hide_env_values = true, value_parser = secret)]
+    pub(crate) audit_key: Secret,
+}
+
+impl AuditKeyArgs {
+    pub(crate) fn key(&self) -> Result<AuditKey, AuditKeyError> {
+        AuditKey::from_base64(self.audit_key.expose())
+    }
+}
+
+/// What an operator command's own access record needs.
+#[derive(Args, Debug)]
+pub struct OperatorArgs {
+    #[command(flatten)]
+    pub(crate) audit: AuditKeyArgs,
+    /// Who runs the command (an operator's id: 1 to 64 characters of A-Z a-z 0-9 . _ @ -),
+    /// the actor of its access record.
+    #[arg(long, value_parser = actor)]
+    pub(crate) actor: Option<Actor>,
+}
+
+fn actor(raw: &str) -> Result<Actor, String> {
+    Actor::parse(raw).map_err(|violation| violation.description)
 }
 
 #[derive(Args, Debug)]
 pub struct AuditVerifyArgs {
     #[command(flatten)]
     pub(crate) database: DatabaseArgs,
-    /// The service's AUDIT_KEY.
-    #[arg(long, env = "AUDIT_KEY", hide_env_values = true, value_parser = secret)]
-    pub(crate) audit_key: Secret,
+    #[command(flatten)]
+    pub(crate) audit: AuditKeyArgs,
     /// Check the chains that have records from this time on (RFC 3339).
     #[arg(long, value_parser = rfc3339)]
     pub(crate) from: Option<DateTime<Utc>>,
@@ -70,6 +111,43 @@ pub struct AuditVerifyArgs {
     /// stored short of a logged head was cut. Repeatable.
     #[arg(long)]
     pub(crate) heads: Vec<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct AuditExportArgs {
+    #[command(flatten)]
+    pub(crate) database: DatabaseArgs,
+    #[command(flatten)]
+    pub(crate) audit: AuditKeyArgs,
+    /// Who takes the records out (an operator's id: 1 to 64 characters of A-Z a-z 0-9 . _ @ -),
+    /// the actor of the export's own `download` record.
+    #[arg(long, value_parser = actor)]
+    pub(crate) actor: Actor,
+    /// Records from this time on (RFC 3339).
+    #[arg(long, value_parser = rfc3339)]
+    pub(crate) from: DateTime<Utc>,
+    /// … and before this time (RFC 3339).
+    #[arg(long, value_parser = rfc3339)]
+    pub(crate) to: DateTime<Utc>,
+    /// Only the records of this caller (its configured name; `operator` for operator commands).
+    #[arg(long)]
+    pub(crate) caller: Option<String>,
+    /// Only the records of this account.
+    #[arg(long)]
+    pub(crate) account: Option<String>,
+    /// Only the records of the person with this CI (any base64 form), found by its pseudonym
+    /// under AUDIT_KEY. The CI itself is neither printed nor recorded.
+    #[arg(long, value_parser = secret)]
+    pub(crate) person_ci: Option<Secret>,
+}
+
+#[derive(Args, Debug)]
+pub struct AuditReportArgs {
+    #[command(flatten)]
+    pub(crate) database: DatabaseArgs,
+    /// The month to review, YYYY-MM (UTC).
+    #[arg(long, value_parser = Month::parse)]
+    pub(crate) month: Month,
 }
 
 fn rfc3339(raw: &str) -> Result<DateTime<Utc>, String> {
@@ -102,6 +180,8 @@ pub struct RekeyArgs {
     /// Rows per batch; each batch is read, re-sealed and written back row by row.
     #[arg(long, default_value_t = 500)]
     pub(crate) batch_size: u64,
+    #[command(flatten)]
+    pub(crate) operator: OperatorArgs,
 }
 
 #[derive(Args, Debug)]
@@ -110,6 +190,8 @@ pub struct PurgeArgs {
     pub(crate) database: DatabaseArgs,
     #[command(flatten)]
     pub(crate) retention: RetentionArgs,
+    #[command(flatten)]
+    pub(crate) operator: OperatorArgs,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -13,8 +13,8 @@ mod validate;
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 pub use args::{
-    AuditCommand, AuditVerifyArgs, Cli, Command, DatabaseArgs, HealthArgs, PurgeArgs, RekeyArgs,
-    RetentionArgs, ServeArgs,
+    AuditCommand, AuditExportArgs, AuditKeyArgs, AuditReportArgs, AuditVerifyArgs, Cli, Command,
+    DatabaseArgs, HealthArgs, OperatorArgs, PurgeArgs, RekeyArgs, RetentionArgs, ServeArgs,
 };
 pub use errors::{ConfigError, ConfigErrors};
 

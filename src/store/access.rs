@@ -1,11 +1,13 @@
 //! Access records: written by the store's writer (`batch::access`), read back in chains for
-//! `audit verify`. Rows and [`ChainedRecord`]s convert here, both ways.
+//! `audit verify`, by time for `audit export`, and counted for `audit report`. Rows and
+//! [`ChainedRecord`]s convert here, both ways.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    TransactionTrait,
 };
 
 use super::{
@@ -20,6 +22,8 @@ use super::{
 use crate::audit::{
     AccessRecord, AuditKey, Work,
     chain::{Anchor, ChainRows, ChainedRecord, PurgeAnchor},
+    export::Selection,
+    report::Tally,
 };
 
 impl Store {
@@ -45,6 +49,99 @@ impl Store {
             Some(writer) => writer.probe().await,
             None => Err(StoreError::Failure("this store writes no access records".into())),
         }
+    }
+
+    /// Hands `each` the records `selection` picks, ordered by time, then chain and number,
+    /// reading `page` at a time (each page starts after the last one handed): a year of
+    /// records never sits in memory at once. Stops at the first error `each` returns.
+    pub async fn each_access_record<E: From<StoreError>>(
+        &self,
+        selection: &Selection,
+        page: u64,
+        mut each: impl FnMut(ChainedRecord) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let page = page.max(1);
+        let equal = |column: Column, value: &Option<String>| value.as_deref().map(|value| column.eq(value));
+        let selected = Condition::all()
+            .add(Column::At.gte(selection.from))
+            .add(Column::At.lt(selection.to))
+            .add_option(equal(Column::Caller, &selection.caller))
+            .add_option(equal(Column::AccountId, &selection.account))
+            .add_option(equal(Column::Person, &selection.person))
+            .add_option(equal(Column::Method, &selection.method));
+        let db = self.gate.background();
+        let mut after: Option<(DateTime<Utc>, String, i64)> = None;
+        loop {
+            let mut query = access_record::Entity::find().filter(selected.clone());
+            if let Some((at, chain, seq)) = after.take() {
+                let same_at = || Condition::all().add(Column::At.eq(at));
+                query = query.filter(
+                    Condition::any()
+                        .add(Column::At.gt(at))
+                        .add(same_at().add(Column::Chain.gt(chain.as_str())))
+                        .add(
+                            same_at()
+                                .add(Column::Chain.eq(chain.as_str()))
+                                .add(Column::Seq.gt(seq)),
+                        ),
+                );
+            }
+            let rows = query
+                .order_by_asc(Column::At)
+                .order_by_asc(Column::Chain)
+                .order_by_asc(Column::Seq)
+                .limit(page)
+                .all(&*db)
+                .await
+                .map_err(classify)?;
+            let full = rows.len() as u64 == page;
+            for row in rows {
+                let record = chained(row)?;
+                after = Some((record.record.at, record.chain.clone(), record.seq));
+                each(record)?;
+            }
+            if !full {
+                return Ok(());
+            }
+        }
+    }
+
+    /// How many records each caller, actor, kind of work and outcome have in `[from, to)`.
+    pub(crate) async fn access_tallies(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<Tally>, StoreError> {
+        let db = self.gate.background();
+        let counted: Vec<(String, Option<String>, String, String, i64)> = access_record::Entity::find()
+            .select_only()
+            .column(Column::Caller)
+            .column(Column::Actor)
+            .column(Column::Work)
+            .column(Column::Outcome)
+            .column_as(Column::Seq.count(), "records")
+            .filter(Column::At.gte(from))
+            .filter(Column::At.lt(to))
+            .group_by(Column::Caller)
+            .group_by(Column::Actor)
+            .group_by(Column::Work)
+            .group_by(Column::Outcome)
+            .into_tuple()
+            .all(&*db)
+            .await
+            .map_err(classify)?;
+        counted
+            .into_iter()
+            .map(|(caller, actor, work, outcome, records)| {
+                Ok(Tally {
+                    work: known_work(&work, || format!("an access record of {caller}"))?,
+                    caller,
+                    actor,
+                    outcome,
+                    records: u64::try_from(records).unwrap_or_default(),
+                })
+            })
+            .collect()
     }
 
     /// The chains with a record in `[from, to)`, each from its first such record to its last
@@ -174,14 +271,14 @@ impl Store {
     }
 }
 
+/// A stored `work`: one this service writes, or a failure naming `whose` records hold it.
+fn known_work(work: &str, whose: impl FnOnce() -> String) -> Result<Work, StoreError> {
+    Work::parse(work).ok_or_else(|| StoreError::Failure(format!("{} names no known work", whose())))
+}
+
 /// A row back into its record: its `work` must be one this service writes.
 fn chained(row: access_record::Model) -> Result<ChainedRecord, StoreError> {
-    let work = Work::parse(&row.work).ok_or_else(|| {
-        StoreError::Failure(format!(
-            "access record {}/{} names no known work",
-            row.chain, row.seq
-        ))
-    })?;
+    let work = known_work(&row.work, || format!("access record {}/{}", row.chain, row.seq))?;
     Ok(ChainedRecord {
         chain: row.chain,
         seq: row.seq,

@@ -24,7 +24,7 @@
 //! | `begin_session`, `unlink`, `deleted_at_provider` | place, one statement       | the same                   |
 //! | `holder_by_certification`      | place, two statements                        | the same                   |
 //! | `record_access`                | the access-record writer: one task, its chain, one statement for the records waiting, on a held connection | the same, through a place |
-//! | `access_chains` (`audit verify`) | background                                 | the same                   |
+//! | `access_chains` (`audit verify`), `each_access_record` (`audit export`, pages by time), `access_tallies` (`audit report`) | background | the same |
 //! | outbox, housekeeping, `ping`, `migrate` | background                          | the same                   |
 
 mod access;
@@ -237,6 +237,9 @@ impl Store {
     }
 
     pub async fn close(self) {
+        if let Some(access) = self.access {
+            access.finish().await;
+        }
         self.gate.close().await;
     }
 

@@ -10,7 +10,7 @@ use std::io::IsTerminal;
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::{Resource, trace::SdkTracerProvider};
-use tracing_subscriber::{EnvFilter, fmt, prelude::*};
+use tracing_subscriber::{EnvFilter, fmt, fmt::writer::BoxMakeWriter, prelude::*};
 
 /// Appended after RUST_LOG: later directives for the same target win.
 const CAPS: &[&str] = &[
@@ -40,10 +40,36 @@ impl Drop for TelemetryGuard {
     }
 }
 
-/// Installs the global subscriber: human-readable lines, or JSON with `LOG_FORMAT=json`; and, when
-/// OTEL_EXPORTER_OTLP_ENDPOINT (or its _TRACES_ variant) is set, spans exported over OTLP/gRPC.
-/// Must run inside the tokio runtime (the exporter's channel lives there).
-pub fn init() -> TelemetryGuard {
+/// Where log lines go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogTo {
+    /// The service's own output: its container's log.
+    Stdout,
+    /// For a command whose stdout is its answer (`audit export`'s JSON lines, say).
+    Stderr,
+}
+
+impl LogTo {
+    fn writer(self) -> BoxMakeWriter {
+        match self {
+            Self::Stdout => BoxMakeWriter::new(std::io::stdout),
+            Self::Stderr => BoxMakeWriter::new(std::io::stderr),
+        }
+    }
+
+    fn is_terminal(self) -> bool {
+        match self {
+            Self::Stdout => std::io::stdout().is_terminal(),
+            Self::Stderr => std::io::stderr().is_terminal(),
+        }
+    }
+}
+
+/// Installs the global subscriber, writing `to`: human-readable lines, or JSON with
+/// `LOG_FORMAT=json`; and, when OTEL_EXPORTER_OTLP_ENDPOINT (or its _TRACES_ variant) is set,
+/// spans exported over OTLP/gRPC. Must run inside the tokio runtime (the exporter's channel
+/// lives there).
+pub fn init(to: LogTo) -> TelemetryGuard {
     let requested = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned());
     let directives = std::iter::once(requested.as_str())
         .chain(CAPS.iter().copied())
@@ -61,12 +87,20 @@ pub fn init() -> TelemetryGuard {
     let registry = tracing_subscriber::registry().with(filter).with(traces);
     let installed = if json {
         registry
-            .with(fmt::layer().json().with_current_span(true).with_span_list(true))
+            .with(
+                fmt::layer()
+                    .json()
+                    .with_current_span(true)
+                    .with_span_list(true)
+                    .with_writer(to.writer()),
+            )
             .try_init()
     } else {
         // Colour codes only for a person at a terminal: piped logs are read by programs.
-        let ansi = std::io::stdout().is_terminal();
-        registry.with(fmt::layer().with_ansi(ansi)).try_init()
+        let ansi = to.is_terminal();
+        registry
+            .with(fmt::layer().with_ansi(ansi).with_writer(to.writer()))
+            .try_init()
     };
     // A second init (tests) keeps the first subscriber.
     drop(installed);

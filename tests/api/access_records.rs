@@ -6,7 +6,7 @@
 use base64::{Engine, engine::general_purpose::STANDARD};
 use certification_service::secret::Secret;
 use certification_service::{
-    audit::{AccessRecord, AuditKey, OUTCOME_OK, Work},
+    audit::{AccessRecord, AuditKey, OUTCOME_OK, Work, chain::ChainedRecord},
     domain::Ci,
     grpc::proto::{
         BeginVerificationRequest, ExpectedPerson, Purpose, VerifyRequest, check_duplicate_request::Key,
@@ -21,17 +21,18 @@ use crate::{
     sessions::count,
 };
 
-/// Every record stored, in chain order.
-async fn records(app: &TestApp) -> Vec<AccessRecord> {
+/// Every row stored, in chain order.
+pub async fn rows(app: &TestApp) -> Vec<ChainedRecord> {
     let chains = app.store.access_chains(None, None).await.unwrap();
-    chains
-        .into_iter()
-        .flat_map(|chain| chain.rows)
-        .map(|row| row.record)
-        .collect()
+    chains.into_iter().flat_map(|chain| chain.rows).collect()
 }
 
-fn pseudonym(person: &str) -> String {
+/// Every record stored, in chain order.
+pub async fn records(app: &TestApp) -> Vec<AccessRecord> {
+    rows(app).await.into_iter().map(|row| row.record).collect()
+}
+
+pub fn pseudonym(person: &str) -> String {
     let key = AuditKey::from_base64(&STANDARD.encode(TEST_AUDIT_KEY)).unwrap();
     key.person(&Ci::parse(&ci_for(person)).unwrap())
 }
@@ -184,14 +185,22 @@ async fn no_record_holds_personal_data_in_the_clear() {
     );
 }
 
-/// `audit verify` over the app's database, with `heads` as a log file: (success, output).
-fn audit_verify(app: &TestApp, heads: Option<&str>) -> (bool, String) {
-    let dir = tempfile::tempdir().unwrap();
+/// The service binary as an operator runs it on the app's database: with its AUDIT_KEY, and
+/// logging at `info` whatever the run's RUST_LOG.
+pub fn operator_command(app: &TestApp) -> std::process::Command {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_certification-service"));
     command
-        .args(["audit", "verify"])
         .env("DATABASE_URL", app.settings.store.database_url.expose())
-        .env("AUDIT_KEY", STANDARD.encode(TEST_AUDIT_KEY));
+        .env("AUDIT_KEY", STANDARD.encode(TEST_AUDIT_KEY))
+        .env("RUST_LOG", "info");
+    command
+}
+
+/// `audit verify` over the app's database, with `heads` as a log file: (success, output).
+pub fn audit_verify(app: &TestApp, heads: Option<&str>) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = operator_command(app);
+    command.args(["audit", "verify"]);
     if let Some(heads) = heads {
         let path = dir.path().join("service.log");
         std::fs::write(&path, heads).unwrap();
@@ -210,7 +219,7 @@ async fn execute_many(app: &TestApp, sql: &str) {
     app.store.connection().execute_unprepared(sql).await.unwrap();
 }
 
-async fn execute(app: &TestApp, sql: &str) {
+pub async fn execute(app: &TestApp, sql: &str) {
     app.store
         .connection()
         .execute_raw(Statement::from_string(app.store.backend(), sql))
@@ -470,7 +479,10 @@ fn record_of_days_ago(days: i64, account: &str) -> AccessRecord {
 
 #[tokio::test]
 async fn the_retention_purge_removes_whole_days_past_it_and_the_chains_still_verify() {
-    let app = spawn_app().await;
+    let app = App::new()
+        .adjust(|settings| settings.maintenance.purge_interval = Some(std::time::Duration::from_secs(2)))
+        .spawn()
+        .await;
     for (days, account) in [
         (800, "old-1"),
         (800, "old-2"),
@@ -484,34 +496,39 @@ async fn the_retention_purge_removes_whole_days_past_it_and_the_chains_still_ver
             .unwrap();
     }
     app.unlink("kept-3").await;
-    let key = AuditKey::from_base64(&STANDARD.encode(TEST_AUDIT_KEY)).unwrap();
-    let two_years = std::time::Duration::from_secs(730 * 86_400);
-    let removed =
-        certification_service::maintenance::purge_access_records(&app.store, &key, two_years, "purge")
-            .await
-            .unwrap();
-    assert_eq!(removed, 3);
-    let kept: Vec<(Option<String>, String)> = records(&app)
+    // The background purge (PURGE_INTERVAL) runs, removes, and records that it did.
+    let purged = "SELECT count(*) FROM access_records WHERE method = 'background purge'";
+    let waited = std::time::Instant::now();
+    while count(&app, purged).await == 0 {
+        assert!(
+            waited.elapsed().as_secs() < 15,
+            "no background purge of access records"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let kept: Vec<(Option<String>, String, String)> = records(&app)
         .await
         .into_iter()
-        .map(|record| (record.account, record.method))
+        .map(|record| (record.account, record.method, record.caller))
         .collect();
     assert_eq!(
         kept,
         [
-            (Some("kept-1".into()), "Verify".into()),
-            (Some("kept-2".into()), "Verify".into()),
-            (Some("kept-3".into()), "Unlink".into()),
-            (None, "purge".into()),
+            (Some("kept-1".into()), "Verify".into(), "signup".into()),
+            (Some("kept-2".into()), "Verify".into(), "signup".into()),
+            (Some("kept-3".into()), "Unlink".into(), "anonymous".into()),
+            (None, "background purge".into(), "certification-service".into()),
         ],
         "what is within retention stays, and the purge left its own record"
     );
     let (held, printed) = audit_verify(&app, None);
     assert!(held && printed.contains("4 records in 1 chains"), "{printed}");
-    // Nothing more is past retention: a second purge removes nothing and records nothing.
-    let again =
-        certification_service::maintenance::purge_access_records(&app.store, &key, two_years, "purge");
+    // Nothing more is past retention: the next purges remove nothing and record nothing.
+    let key = AuditKey::from_base64(&STANDARD.encode(TEST_AUDIT_KEY)).unwrap();
+    let two_years = std::time::Duration::from_secs(730 * 86_400);
+    let again = certification_service::maintenance::purge_access_records(&app.store, &key, two_years);
     assert_eq!(again.await.unwrap(), 0);
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
     assert_eq!(count(&app, "SELECT count(*) FROM access_records").await, 4);
 
     // Without its anchor the chain's start looks removed; with a made-up anchor, forged.

@@ -24,7 +24,7 @@ use tonic::Code;
 
 use crate::{
     certify::{CertifyRequestExt, certify, insert_certified, v2_request},
-    helpers::{App, TEST_INDEX_KEY, TestApp, assert_status, spawn_app, test_encryption_keys},
+    helpers::{App, TEST_AUDIT_KEY, TEST_INDEX_KEY, TestApp, assert_status, spawn_app, test_encryption_keys},
     portone_v2::{begin_v2, verify_v2},
     protection::sealed_rows,
     sessions::{begin, redeem, scalar, sessions_on},
@@ -288,6 +288,7 @@ async fn rekey_lists_two_rows_of_one_person_merges_nothing_and_the_command_fails
         .env("DATABASE_URL", app.settings.store.database_url.expose())
         .env("CI_ENCRYPTION_KEYS", &rotated_spec)
         .env("CI_INDEX_KEY", STANDARD.encode(TEST_INDEX_KEY))
+        .env("AUDIT_KEY", STANDARD.encode(TEST_AUDIT_KEY))
         .env("RUST_LOG", "info")
         .output()
         .unwrap();
@@ -342,6 +343,7 @@ fn rekey_without_the_index_key_refuses_to_start() {
         .env_remove("CI_INDEX_KEY")
         .env("DATABASE_URL", "sqlite://rekey.db?mode=rwc")
         .env("CI_ENCRYPTION_KEYS", test_encryption_keys())
+        .env("AUDIT_KEY", STANDARD.encode(TEST_AUDIT_KEY))
         .current_dir(dir.path())
         .output()
         .unwrap();

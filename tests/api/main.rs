@@ -1,4 +1,5 @@
 mod access_records;
+mod audit_review;
 mod auth;
 mod binding;
 mod certify;

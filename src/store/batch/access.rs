@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use sea_orm::{DbBackend, EntityTrait, QueryTrait, Statement};
 use tokio::{
-    sync::{mpsc, oneshot},
+    sync::{mpsc, oneshot, watch},
     time::Instant,
 };
 
@@ -53,6 +53,8 @@ pub(crate) struct Pending {
 #[derive(Clone)]
 pub(crate) struct AccessWriter {
     queue: mpsc::Sender<Pending>,
+    /// Closed when the writer has ended: [`AccessWriter::finish`] waits for it.
+    ended: watch::Receiver<()>,
 }
 
 impl AccessWriter {
@@ -60,8 +62,25 @@ impl AccessWriter {
     /// while records are written, and when it ends.
     pub(crate) fn start(gate: &Gate, key: AuditKey, head_every: Duration) -> Self {
         let (queue, waiting) = mpsc::channel(QUEUE);
-        tokio::spawn(writer(waiting, gate.clone(), key, head_every));
-        Self { queue }
+        let (end, ended) = watch::channel(());
+        let gate = gate.clone();
+        tokio::spawn(async move {
+            writer(waiting, gate, key, head_every).await;
+            drop(end);
+        });
+        Self { queue, ended }
+    }
+
+    /// Lets go of the writer; the last handle waits for it to end, its head logged, so a
+    /// command that exits next does not cut the log short of its chain.
+    pub(crate) async fn finish(self) {
+        let Self { queue, mut ended } = self;
+        let last = queue.strong_count() == 1;
+        drop(queue);
+        if last {
+            // Err once the writer's task has dropped its end.
+            while ended.changed().await.is_ok() {}
+        }
     }
 
     /// Writes `record`: Ok once it is committed.
