@@ -219,13 +219,7 @@ pub async fn purge(
     rejoin_cooldown: Duration,
 ) -> Result<Purged, StoreError> {
     let now = Utc::now();
-    // Checked: a period longer than the calendar reaches back means "from the beginning".
-    let ago = |period: Duration| {
-        chrono::Duration::from_std(period)
-            .ok()
-            .and_then(|period| now.checked_sub_signed(period))
-            .unwrap_or(DateTime::<Utc>::MIN_UTC)
-    };
+    let ago = |period: Duration| back_from(now, period);
     let (before, rejoin_from) = (ago(retention), ago(rejoin_cooldown));
     let purged = store.purge(before, rejoin_from).await?;
     let (sessions, unredeemed) = store.purge_sessions(ago(EXPIRED_SESSION_GRACE)).await?;
@@ -251,16 +245,22 @@ pub async fn purge_access_records(
     key: &AuditKey,
     retention: Duration,
 ) -> Result<u64, StoreError> {
-    let now = Utc::now();
-    let first_kept = chrono::Duration::from_std(retention)
-        .ok()
-        .and_then(|retention| now.checked_sub_signed(retention))
-        .map_or(DateTime::<Utc>::MIN_UTC, |at| {
-            at.date_naive().and_time(chrono::NaiveTime::MIN).and_utc()
-        });
+    let first_kept = back_from(Utc::now(), retention)
+        .date_naive()
+        .and_time(chrono::NaiveTime::MIN)
+        .and_utc();
     let removed = store.purge_access_records(key, first_kept).await?;
     if removed > 0 {
         tracing::info!(removed, before = %first_kept, "purged access records past AUDIT_RETENTION");
     }
     Ok(removed)
+}
+
+/// `period` before `now`. Checked: a period longer than the calendar reaches back means "from
+/// the beginning".
+fn back_from(now: DateTime<Utc>, period: Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(period)
+        .ok()
+        .and_then(|period| now.checked_sub_signed(period))
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
