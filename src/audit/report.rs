@@ -274,7 +274,16 @@ impl fmt::Display for Review {
             to.format("%Y-%m-%d"),
             self.history_months
         )?;
+        self.write_per_caller(f)?;
+        self.write_refusals(f)?;
+        self.write_departures(f)?;
+        self.write_exports(f)
+    }
+}
 
+impl Review {
+    /// Records per caller and kind of work, with totals.
+    fn write_per_caller(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "\nRecords per caller and kind of work")?;
         if self.per_caller.is_empty() {
             writeln!(f, "  none")?;
@@ -302,7 +311,11 @@ impl fmt::Display for Review {
             }
             row(f, "total", &totals)?;
         }
+        Ok(())
+    }
 
+    /// Refusals by reason.
+    fn write_refusals(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "\nRefusals by reason")?;
         if self.refusals.is_empty() {
             writeln!(f, "  none")?;
@@ -310,7 +323,11 @@ impl fmt::Display for Review {
         for (reason, count) in &self.refusals {
             writeln!(f, "  {reason:<32} {count:>9}")?;
         }
+        Ok(())
+    }
 
+    /// The callers and actors departing from their usual, and why.
+    fn write_departures(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
             "\nDepartures from the usual (the mean of the {} months before)\n  \
@@ -344,7 +361,11 @@ impl fmt::Display for Review {
                 .collect();
             writeln!(f, " {}", flags.join(", "))?;
         }
+        Ok(())
+    }
 
+    /// The exports made, for their reasons to be checked.
+    fn write_exports(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "\nExports (check each one's reason)")?;
         if self.exports.is_empty() {
             writeln!(f, "  none")?;
