@@ -15,12 +15,16 @@ pub mod chain;
 pub mod export;
 pub(crate) mod report;
 
-use std::{fmt, sync::OnceLock};
+use std::{
+    fmt,
+    sync::{Arc, OnceLock},
+};
 
 use base64::{Engine, engine::general_purpose::STANDARD};
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use tokio::sync::watch;
 
 use crate::domain::{Ci, FieldViolation};
 
@@ -200,6 +204,9 @@ impl Accessor {
 /// Whose data a call touched and for what, as its use case learns it: the session's purpose,
 /// the account, the person, and the kind of work where it is not the method's usual one. Each
 /// is set once (the first fact stands); shared, as the transport reads it after the call.
+///
+/// A call that keeps a record ([`Subject::keeps`]) may have it written by the statement of its
+/// own writes ([`Subject::ride`]): its [`Fate`] then tells the transport not to write another.
 #[derive(Debug, Default)]
 pub(crate) struct Subject {
     purpose: OnceLock<&'static str>,
@@ -207,9 +214,95 @@ pub(crate) struct Subject {
     /// The person's pseudonym ([`AuditKey::person`]).
     person: OnceLock<String>,
     work: OnceLock<Work>,
+    /// Who calls, and the method's usual work: set where the call keeps a record.
+    call: OnceLock<(Accessor, Work)>,
+    fate: Arc<watch::Sender<Fate>>,
+}
+
+/// Where a call's record is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Fate {
+    /// Not written: the transport writes it when the call ends.
+    #[default]
+    Open,
+    /// In a statement of the call's writes, whose outcome is not known yet.
+    Riding,
+    /// Committed with the call's writes, its outcome OK.
+    Written,
+}
+
+/// A record riding a statement: settle it with what the statement did. Dropped unsettled (its
+/// task ended early), the record is the transport's again.
+pub(crate) struct Rider {
+    fate: Option<Arc<watch::Sender<Fate>>>,
+}
+
+impl Rider {
+    /// `written`: the statement committed the record.
+    pub(crate) fn settle(mut self, written: bool) {
+        if let Some(fate) = self.fate.take() {
+            fate.send_replace(if written { Fate::Written } else { Fate::Open });
+        }
+    }
+}
+
+impl Drop for Rider {
+    fn drop(&mut self) {
+        if let Some(fate) = self.fate.take() {
+            fate.send_replace(Fate::Open);
+        }
+    }
 }
 
 impl Subject {
+    /// The call by `accessor` keeps a record; `work` is its method's usual kind.
+    pub(crate) fn keeps(&self, accessor: Accessor, work: Work) {
+        let _ = self.call.set((accessor, work));
+    }
+
+    /// The call's record, ended with `outcome`, now; `None` when it keeps none.
+    pub(crate) fn record(&self, outcome: &str) -> Option<AccessRecord> {
+        let (accessor, work) = self.call.get()?;
+        Some(AccessRecord::of(accessor, *work, self, outcome))
+    }
+
+    /// The call's record with the outcome OK (and `work`, where given), for a statement that
+    /// commits it with the call's writes, after which the call answers OK: `None` when the call
+    /// keeps none, or its record is already taken.
+    pub(crate) fn ride(&self, work: Option<Work>) -> Option<(AccessRecord, Rider)> {
+        let mut record = self.record(OUTCOME_OK)?;
+        if let Some(work) = work {
+            record.work = work;
+        }
+        let taken = self.fate.send_if_modified(|fate| {
+            let open = *fate == Fate::Open;
+            if open {
+                *fate = Fate::Riding;
+            }
+            open
+        });
+        taken.then(|| {
+            (
+                record,
+                Rider {
+                    fate: Some(Arc::clone(&self.fate)),
+                },
+            )
+        })
+    }
+
+    pub(crate) fn fate(&self) -> Fate {
+        *self.fate.borrow()
+    }
+
+    /// The fate of the record once no statement carries it any more.
+    pub(crate) async fn settled(&self) -> Fate {
+        let mut fate = self.fate.subscribe();
+        fate.wait_for(|fate| *fate != Fate::Riding)
+            .await
+            .map_or(Fate::Open, |fate| *fate)
+    }
+
     pub(crate) fn purpose(&self, purpose: &'static str) {
         let _ = self.purpose.set(purpose);
     }

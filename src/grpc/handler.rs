@@ -15,7 +15,7 @@ use super::{
 };
 use crate::{
     access::{Caller, CallerPermissions, Method},
-    audit::{AccessRecord, Accessor, Actor, OUTCOME_OK, Subject, Work},
+    audit::{Accessor, Actor, Fate, OUTCOME_OK, Subject, Work},
     domain::{FieldViolation, VerificationPurpose},
     service::{DEADLINE_EXCEEDED, IdentityService, ServiceError},
 };
@@ -49,10 +49,12 @@ impl CertificationGrpc {
     {
         let call = Call::of(&request);
         let (accessor, actor) = accessor_of(&request, &call, method);
-        let recording = work.map(|work| Recording {
-            armed: Some((Arc::clone(&self.service), accessor, Arc::clone(&call.subject))),
-            work,
-            deadline: call.deadline,
+        let recording = work.map(|work| {
+            call.subject.keeps(accessor, work);
+            Recording {
+                armed: Some((Arc::clone(&self.service), Arc::clone(&call.subject))),
+                deadline: call.deadline,
+            }
         });
         let outcome = async {
             actor?;
@@ -72,25 +74,25 @@ impl CertificationGrpc {
 /// A call's access record, from the call's start to its answer. An answer that discloses or
 /// changes something (OK, or a refusal about the person or the request) waits for its record;
 /// an outage or a time-out, which discloses nothing, does not (its record is written all the
-/// same). A call dropped before its end (its deadline passed, its caller went) is recorded as
-/// such when it is dropped.
+/// same). A record the call's own statement wrote ([`Fate::Written`]) is not written again. A
+/// call dropped before its end (its deadline passed, its caller went) is recorded as such when
+/// it is dropped, unless a statement of its writes, left to finish, wrote its record.
 struct Recording {
-    armed: Option<(Arc<IdentityService>, Accessor, Arc<Subject>)>,
-    work: Work,
+    armed: Option<(Arc<IdentityService>, Arc<Subject>)>,
     deadline: Instant,
 }
 
 impl Recording {
     async fn finish(mut self, error: Option<&ServiceError>) -> Result<(), ServiceError> {
-        let Some((service, accessor, subject)) = self.armed.take() else {
+        let Some((service, subject)) = self.armed.take() else {
             return Ok(());
         };
-        let record = AccessRecord::of(
-            &accessor,
-            self.work,
-            &subject,
-            error.map_or(OUTCOME_OK, ServiceError::reason),
-        );
+        if subject.fate() == Fate::Written {
+            return Ok(());
+        }
+        let Some(record) = subject.record(error.map_or(OUTCOME_OK, ServiceError::reason)) else {
+            return Ok(());
+        };
         match error {
             Some(error) if !error.is_refusal() => {
                 tokio::spawn(async move { service.record_access(record).await });
@@ -103,14 +105,19 @@ impl Recording {
 
 impl Drop for Recording {
     fn drop(&mut self) {
-        if let Some((service, accessor, subject)) = self.armed.take() {
+        if let Some((service, subject)) = self.armed.take() {
             let outcome = if Instant::now() >= self.deadline {
                 DEADLINE_EXCEEDED
             } else {
                 CANCELLED
             };
-            let record = AccessRecord::of(&accessor, self.work, &subject, outcome);
-            tokio::spawn(async move { service.record_access(record).await });
+            tokio::spawn(async move {
+                if subject.settled().await == Fate::Open
+                    && let Some(record) = subject.record(outcome)
+                {
+                    let _ = service.record_access(record).await;
+                }
+            });
         }
     }
 }

@@ -13,16 +13,17 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::{
-    audit::{AccessRecord, AuditKey, Subject},
+    audit::{AccessRecord, AuditKey, Subject, Work},
     domain::{
         AccountId, AgeCheck, CertificationFacts, CertificationRef, Ci, CiIndexKey, Holder, Identity,
         MerchantUid, MinAge, PersonIndex, ProviderCertification, Purpose, SealingKeys, Session,
         VerificationPurpose,
     },
     quota::Quotas,
-    store::{Recordable, Store},
+    store::{Recordable, Store, StoreError},
 };
 
 pub(crate) use deletions::Deleter;
@@ -152,6 +153,47 @@ impl IdentityService {
             .map_err(ServiceError::AccessRecordUnavailable)
     }
 
+    /// Runs a store call that commits the call's access record (outcome OK, `work` where not
+    /// the method's usual) with its own writes, where `wrote` says it did so, after which the
+    /// call answers OK. Spawned: a call dropped meanwhile cannot cut the statement short and
+    /// leave its record's fate unknown (the transport then records the drop only if the
+    /// statement did not write the record). A statement that failed while records cannot be
+    /// written failed for its record: ACCESS_RECORD_UNAVAILABLE.
+    pub(super) async fn riding<T, F>(
+        &self,
+        subject: &Subject,
+        work: Option<Work>,
+        write: impl FnOnce(Option<AccessRecord>) -> F,
+        wrote: fn(&T) -> bool,
+    ) -> Result<T, ServiceError>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T, StoreError>> + Send + 'static,
+    {
+        let (record, rider) = subject.ride(work).unzip();
+        let riding = rider.is_some();
+        let written = write(record);
+        let written = tokio::spawn(
+            async move {
+                let written = written.await;
+                if let Some(rider) = rider {
+                    rider.settle(written.as_ref().is_ok_and(wrote));
+                }
+                written
+            }
+            .in_current_span(),
+        )
+        .await
+        .unwrap_or_else(|_| Err(StoreError::Failure("a store call's task ended early".into())));
+        match written {
+            Err(failed) if riding => {
+                self.recordable().await?;
+                Err(failed.into())
+            }
+            written => Ok(written?),
+        }
+    }
+
     /// Writes a call's access record: committed when Ok; ACCESS_RECORD_UNAVAILABLE otherwise,
     /// and the call must then answer that instead of its result.
     pub(crate) async fn record_access(&self, record: AccessRecord) -> Result<(), ServiceError> {
@@ -197,7 +239,7 @@ impl IdentityService {
         let command = match key {
             DuplicateKey::Ci(ci) => {
                 subject.person(&self.audit_key, &ci);
-                return Ok(self.store.holder_by_ci(&self.index_key.ci_index(&ci)).await?);
+                return self.holder_answered(&self.index_key.ci_index(&ci), subject).await;
             }
             DuplicateKey::Certification(command) => command,
         };
@@ -232,10 +274,24 @@ impl IdentityService {
         {
             return Err(ServiceError::IdentityMismatch { fields });
         }
-        Ok(self
-            .store
-            .holder_by_ci(&self.index_key.ci_index(&identity.ci))
-            .await?)
+        self.holder_answered(&self.index_key.ci_index(&identity.ci), subject)
+            .await
+    }
+
+    /// CheckDuplicate's answer: who holds the person, its access record committed with it.
+    async fn holder_answered(
+        &self,
+        ci_index: &PersonIndex,
+        subject: &Subject,
+    ) -> Result<Option<Holder>, ServiceError> {
+        let (store, ci_index) = (self.store.clone(), ci_index.clone());
+        let holder = self.riding(
+            subject,
+            None,
+            move |record| async move { store.holder_by_ci(&ci_index, record).await },
+            |_| true,
+        );
+        Box::pin(holder).await
     }
 }
 

@@ -93,6 +93,7 @@ impl IdentityService {
         metered: Metered<'_>,
         deadline: Instant,
     ) -> Result<Answer, ServiceError> {
+        let metered_subject = metered.subject;
         let found = self.lookup(&command.certification, metered, deadline).await?;
         let now = crate::domain::stored_precision(Utc::now());
         let Plan { facts, write } = decide(&found, session, &command, &self.policy, now)?;
@@ -125,26 +126,39 @@ impl IdentityService {
                 let claim = session
                     .as_ref()
                     .map(|session| claim_for(&session.id, &found, self.policy.delete_after, now));
-                let redeemed = Box::pin(self.store.record_and_bind(
-                    record(),
-                    &account,
-                    self.policy.rejoin_cooldown,
-                    claim,
+                let (store, recordable, cooldown) =
+                    (self.store.clone(), record(), self.policy.rejoin_cooldown);
+                let redeemed = Box::pin(self.riding(
+                    metered_subject,
+                    Some(Work::Entry),
+                    move |access| async move {
+                        store
+                            .record_and_bind(recordable, &account, cooldown, claim, access)
+                            .await
+                    },
+                    |redeemed| matches!(redeemed, Redeemed::Bound { .. }),
                 ))
                 .await?;
                 let (holder_before, first) = self.bound(redeemed, session, &found, now).await?;
                 Ok(answered(holder_before, true, None, first))
             }
             Write::Record => {
-                let holder = Box::pin(self.store.record(record())).await?.holder;
-                Ok(answered(holder, false, None, false))
+                let (store, recordable) = (self.store.clone(), record());
+                let recorded = Box::pin(self.riding(
+                    metered_subject,
+                    None,
+                    move |access| async move { store.record(recordable, access).await },
+                    |_| true,
+                ))
+                .await?;
+                Ok(answered(recorded.holder, false, None, false))
             }
             Write::Read => {
-                let holder = Box::pin(self.store.holder_by_ci(&ci_index)).await?;
+                let holder = Box::pin(self.store.holder_by_ci(&ci_index, None)).await?;
                 Ok(answered(holder, false, None, false))
             }
             Write::Redeem { session, verdict } => {
-                let holder = Box::pin(self.store.holder_by_ci(&ci_index)).await?;
+                let holder = Box::pin(self.store.holder_by_ci(&ci_index, None)).await?;
                 let claim = claim_for(&session.id, &found, self.policy.delete_after, now);
                 let (holder_before, redeemed_at, first) =
                     match Box::pin(self.redeem(&claim, holder.as_ref(), None, Some(session), now)).await? {

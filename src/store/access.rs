@@ -2,17 +2,21 @@
 //! `audit verify`, by time for `audit export`, and counted for `audit report`. Rows and
 //! [`ChainedRecord`]s convert here, both ways.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    TransactionTrait,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, TransactionTrait,
 };
 
 use super::{
-    Store, StoreError,
-    batch::access::AccessWriter,
+    Redeemed, Store, StoreError,
+    batch::{
+        Lanes,
+        access::{AccessWriter, Chains, Logged, insert_statement},
+        statement::On,
+    },
     classify,
     entities::{
         access_record::{self, Column},
@@ -30,8 +34,16 @@ impl Store {
     /// This store writes access records, chained under `key`, logging its chain's head every
     /// `head_every`.
     pub(crate) fn with_access_records(mut self, key: AuditKey, head_every: Duration) -> Self {
-        self.access = Some(AccessWriter::start(&self.gate, key, head_every));
+        let writer = AccessWriter::start(&self.gate, key, head_every);
+        // The lanes write the records of the calls they answer, on chains of their own.
+        self.lanes = Lanes::start(&self.gate, Some(writer.chains()));
+        self.access = Some(writer);
         self
+    }
+
+    /// The chains of this store's records, where it writes them.
+    pub(super) fn chains(&self) -> Option<&Arc<Chains>> {
+        self.access.as_ref().map(AccessWriter::chains)
     }
 
     /// Writes `record`, committed when this returns Ok.
@@ -297,6 +309,79 @@ fn chained(row: access_record::Model) -> Result<ChainedRecord, StoreError> {
         },
         mac: row.mac,
     })
+}
+
+/// `records` as [`log_records!`](super::sql::log_records) takes them: a JSON array of
+/// `access_records` rows, `at` to the microsecond.
+pub(super) fn records_json(records: &[ChainedRecord]) -> String {
+    let rows: Vec<serde_json::Value> = records
+        .iter()
+        .map(|chained| {
+            let record = &chained.record;
+            serde_json::json!({
+                "chain": chained.chain,
+                "seq": chained.seq,
+                "at": record.at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                "caller": record.caller,
+                "actor": record.actor,
+                "peer": record.peer,
+                "method": record.method,
+                "purpose": record.purpose,
+                "work": record.work.as_str(),
+                "account_id": record.account,
+                "person": record.person,
+                "outcome": record.outcome,
+                "trace_id": record.trace_id,
+                "mac": chained.mac,
+            })
+        })
+        .collect();
+    serde_json::Value::Array(rows).to_string()
+}
+
+/// Seals `records` (a call's, to be written with its own writes) on a chain of this store's:
+/// `None` without records; a failure when this store writes none, so none is dropped.
+pub(super) fn log(
+    chains: Option<&Arc<Chains>>,
+    records: impl IntoIterator<Item = AccessRecord>,
+) -> Result<Option<Logged>, StoreError> {
+    let records: Vec<AccessRecord> = records.into_iter().collect();
+    match chains {
+        Some(chains) => Ok(chains.log(records)),
+        None if records.is_empty() => Ok(None),
+        None => Err(StoreError::Failure("this store writes no access records".into())),
+    }
+}
+
+/// Writes `logged`'s records in the transaction `on` runs, before it commits.
+pub(super) async fn write_logged<C: ConnectionTrait>(
+    on: &mut On<'_, C>,
+    logged: Option<&Logged>,
+) -> Result<(), StoreError> {
+    if let Some(logged) = logged {
+        let insert = insert_statement(on.backend(), logged.records());
+        on.execute(insert).await.map_err(classify)?;
+    }
+    Ok(())
+}
+
+/// `logged` settled by its transaction's result.
+pub(super) fn settle<T>(logged: Option<Logged>, result: &Result<T, StoreError>) {
+    if let Some(logged) = logged {
+        logged.settle(result);
+    }
+}
+
+/// `logged` settled by a bind's transaction, which wrote it only with a bind.
+pub(super) fn settle_bind(logged: Option<Logged>, redeemed: &Result<Redeemed, StoreError>) {
+    match redeemed {
+        Ok(Redeemed::Bound { .. }) | Err(_) => settle(logged, redeemed),
+        Ok(_) => {
+            if let Some(logged) = logged {
+                logged.unwritten();
+            }
+        }
+    }
 }
 
 /// A chained record into its row.

@@ -11,10 +11,11 @@ use sea_orm::{
 
 use super::{
     Store, StoreError,
+    access::{log, settle, settle_bind, write_logged},
     batch::{
         binds::{Fresh, FreshBind},
         lookups::ByCi,
-        records::record_one,
+        records::{Record, record_one},
         statement::{On, sqlx_error},
     },
     classify,
@@ -23,26 +24,41 @@ use super::{
     rows::{Claim, Claimed, Recordable, Recorded, Redeemed, holder},
     writes::{bind_in, claim_in, record_outcome, record_sqlite},
 };
-use crate::domain::{AccountId, BindOutcome, CertificationRef, Holder, PersonIndex};
+use crate::{
+    audit::AccessRecord,
+    domain::{AccountId, BindOutcome, CertificationRef, Holder, PersonIndex},
+};
 
 impl Store {
     /// Records a certified certification and its person (created on first sight), and returns
     /// who held the person before this call.
     #[tracing::instrument(name = "db.record", skip_all, fields(otel.kind = "client", db.system = %self.system()))]
-    pub(crate) async fn record(&self, recordable: Recordable) -> Result<Recorded, StoreError> {
+    pub(crate) async fn record(
+        &self,
+        recordable: Recordable,
+        access: Option<AccessRecord>,
+    ) -> Result<Recorded, StoreError> {
         if let Some(postgres) = &self.lanes.postgres {
-            return postgres.records.ask(recordable).await;
+            return postgres.records.ask(Record { recordable, access }).await;
         }
-        let now = Utc::now();
-        let db = self.gate.place().await?;
-        let txn = db.begin().await.map_err(classify)?;
-        let recorded = record_sqlite(&txn, &recordable, now).await?;
-        txn.commit().await.map_err(classify)?;
-        Ok(recorded)
+        let logged = log(self.chains(), access)?;
+        let recorded = async {
+            let now = Utc::now();
+            let db = self.gate.place().await?;
+            let txn = db.begin().await.map_err(classify)?;
+            let recorded = record_sqlite(&txn, &recordable, now).await?;
+            write_logged(&mut On::Sea(&txn), logged.as_ref()).await?;
+            txn.commit().await.map_err(classify)?;
+            Ok(recorded)
+        }
+        .await;
+        settle(logged, &recorded);
+        recorded
     }
 
     /// Redeems the session (when there is one), records the certification and binds its person
-    /// to `account`, in one transaction: either all of it happens or, refused, none of it.
+    /// to `account`, in one transaction: either all of it happens or, refused, none of it. The
+    /// call's `access` record (its outcome OK) is written with a bind, and only with one.
     #[tracing::instrument(name = "db.record_and_bind", skip_all, fields(otel.kind = "client", db.system = %self.system()))]
     pub(crate) async fn record_and_bind(
         &self,
@@ -50,21 +66,29 @@ impl Store {
         account: &AccountId,
         rejoin_cooldown: Duration,
         claim: Option<Claim>,
+        access: Option<AccessRecord>,
     ) -> Result<Redeemed, StoreError> {
         let Some(postgres) = &self.lanes.postgres else {
-            let (recordable, claim) = (&recordable, claim.as_ref());
+            let (recordable, claim, access) = (&recordable, claim.as_ref(), access.as_ref());
             return retrying(move || async move {
-                let db = self.gate.place().await?;
-                let txn = db.begin().await.map_err(classify)?;
-                let mut on = On::Sea(&txn);
-                let redeemed =
-                    bind_in_transaction(&mut on, recordable, account, claim, rejoin_cooldown).await?;
-                if matches!(redeemed, Redeemed::Bound { .. }) {
-                    txn.commit().await.map_err(classify)?;
-                } else {
-                    txn.rollback().await.map_err(classify)?;
+                let logged = log(self.chains(), access.cloned())?;
+                let redeemed = async {
+                    let db = self.gate.place().await?;
+                    let txn = db.begin().await.map_err(classify)?;
+                    let mut on = On::Sea(&txn);
+                    let redeemed =
+                        bind_in_transaction(&mut on, recordable, account, claim, rejoin_cooldown).await?;
+                    if matches!(redeemed, Redeemed::Bound { .. }) {
+                        write_logged(&mut on, logged.as_ref()).await?;
+                        txn.commit().await.map_err(classify)?;
+                    } else {
+                        txn.rollback().await.map_err(classify)?;
+                    }
+                    Ok(redeemed)
                 }
-                Ok(redeemed)
+                .await;
+                settle_bind(logged, &redeemed);
+                redeemed
             })
             .await;
         };
@@ -73,6 +97,7 @@ impl Store {
             recordable,
             account: account.clone(),
             claim,
+            access,
         };
         let bind = match postgres.binds.ask(bind).await? {
             Fresh::Bound(bound_at) => {
@@ -86,25 +111,32 @@ impl Store {
         };
         let bind = &*bind;
         retrying(move || async move {
-            let mut held = self.gate.hold().await?;
-            // A lock wait past DATABASE_LOCK_TIMEOUT is contention: undone and run again.
-            let mut txn = held.postgres()?.begin().await.map_err(sqlx_error)?;
-            let mut on = On::held(&mut txn);
-            let redeemed = bind_in_transaction(
-                &mut on,
-                &bind.recordable,
-                account,
-                bind.claim.as_ref(),
-                rejoin_cooldown,
-            )
-            .await?;
-            if matches!(redeemed, Redeemed::Bound { .. }) {
-                txn.commit().await.map_err(sqlx_error)?;
-            } else {
-                txn.rollback().await.map_err(sqlx_error)?;
+            let logged = log(self.chains(), bind.access.clone())?;
+            let redeemed = async {
+                let mut held = self.gate.hold().await?;
+                // A lock wait past DATABASE_LOCK_TIMEOUT is contention: undone and run again.
+                let mut txn = held.postgres()?.begin().await.map_err(sqlx_error)?;
+                let mut on = On::held(&mut txn);
+                let redeemed = bind_in_transaction(
+                    &mut on,
+                    &bind.recordable,
+                    account,
+                    bind.claim.as_ref(),
+                    rejoin_cooldown,
+                )
+                .await?;
+                if matches!(redeemed, Redeemed::Bound { .. }) {
+                    write_logged(&mut on, logged.as_ref()).await?;
+                    txn.commit().await.map_err(sqlx_error)?;
+                } else {
+                    txn.rollback().await.map_err(sqlx_error)?;
+                }
+                held.keep();
+                Ok(redeemed)
             }
-            held.keep();
-            Ok(redeemed)
+            .await;
+            settle_bind(logged, &redeemed);
+            redeemed
         })
         .await
     }
@@ -134,10 +166,42 @@ impl Store {
     }
 
     /// Who holds the person with this CI index, if anyone: asked together with whoever else is
-    /// asking (see `batch::lookups`).
+    /// asking (see `batch::lookups`). The call's `access` record, if any, is committed with the
+    /// answer: in the lane's statement on PostgreSQL, in a transaction of its own on SQLite.
     #[tracing::instrument(name = "db.holder_by_ci", skip_all, fields(otel.kind = "client", db.system = %self.system()))]
-    pub(crate) async fn holder_by_ci(&self, ci_index: &PersonIndex) -> Result<Option<Holder>, StoreError> {
-        self.lanes.lookups.ask(ByCi(ci_index.0.clone())).await
+    pub(crate) async fn holder_by_ci(
+        &self,
+        ci_index: &PersonIndex,
+        access: Option<AccessRecord>,
+    ) -> Result<Option<Holder>, StoreError> {
+        if access.is_none() || self.lanes.postgres.is_some() {
+            return self
+                .lanes
+                .lookups
+                .ask(ByCi {
+                    ci_hash: ci_index.0.clone(),
+                    access,
+                })
+                .await;
+        }
+        let logged = log(self.chains(), access)?;
+        let holder = async {
+            let db = self.gate.place().await?;
+            let txn = db.begin().await.map_err(classify)?;
+            // The write first: it takes SQLite's write lock up front, so two such
+            // transactions queue on the busy timeout instead of deadlocking on an upgrade.
+            write_logged(&mut On::Sea(&txn), logged.as_ref()).await?;
+            let person = person::Entity::find()
+                .filter(person::Column::CiHash.eq(ci_index.0.as_str()))
+                .one(&txn)
+                .await
+                .map_err(classify)?;
+            txn.commit().await.map_err(classify)?;
+            Ok(person.and_then(|person| holder(person.account_id, person.bound_at)))
+        }
+        .await;
+        settle(logged, &holder);
+        holder
     }
 
     /// `None` when we have never seen this certification; otherwise who holds its person.
@@ -197,7 +261,7 @@ async fn bind_in_transaction<C: ConnectionTrait>(
         },
     };
     let recorded = match on {
-        On::Held(connection) => record_one(connection, recordable, now).await?,
+        On::Held(connection) => record_one(connection, recordable, None, now).await?,
         On::Sea(txn) => record_sqlite(*txn, recordable, now).await?,
     };
     let outcome = bind_in(on, recordable, recorded.person_id, account, rejoin_cooldown, now).await?;

@@ -181,7 +181,7 @@ impl Store {
         })?;
         let gate = Gate::new(db, settings.max_connections, settings.acquire_timeout);
         Ok(Self {
-            lanes: Lanes::start(&gate),
+            lanes: Lanes::start(&gate, None),
             gate,
             access: None,
         })

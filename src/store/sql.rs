@@ -131,6 +131,39 @@ macro_rules! enqueue_deletions {
     };
 }
 
+/// Inserts the access records of `$json` (PostgreSQL; a JSON array of `access_records` rows,
+/// see `access::records_json`) in the statement of the writes they record. With a condition:
+/// all of them when `$rows` has `$count` rows, otherwise none, and then when `$all` the whole
+/// statement fails (a division by zero), its writes undone with them. A call's writes never
+/// commit without its record, and a chain, whose records one statement writes, keeps no gap.
+macro_rules! log_records {
+    (@insert $json:literal) => {
+        concat!(
+            "logged AS (INSERT INTO access_records SELECT * FROM \
+             json_populate_recordset(NULL::access_records, ",
+            $json,
+            "::json)"
+        )
+    };
+    ($json:literal) => {
+        concat!(log_records!(@insert $json), ")")
+    };
+    ($json:literal, $rows:literal, $count:literal, $all:literal) => {
+        concat!(
+            log_records!(@insert $json),
+            " WHERE CASE WHEN (SELECT count(*) FROM ",
+            $rows,
+            ") = ",
+            $count,
+            "::bigint THEN TRUE WHEN ",
+            $all,
+            "::boolean THEN (SELECT count(*) FROM ",
+            $rows,
+            ") / 0 > 0 ELSE FALSE END)"
+        )
+    };
+}
+
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Values;
 
@@ -138,8 +171,8 @@ use super::rows::{Claim, Recordable};
 use crate::domain::AccountId;
 
 pub(super) use {
-    claim_sessions, enqueue_deletions, insert_persons, insert_persons_unless_present, seen_arrays, seen_one,
-    upsert_certifications,
+    claim_sessions, enqueue_deletions, insert_persons, insert_persons_unless_present, log_records,
+    seen_arrays, seen_one, upsert_certifications,
 };
 
 /// The parameters of [`seen_one!`] for one certification: its record, the account it binds (if

@@ -1,13 +1,21 @@
-//! The access-record writer: one task per store, owning one chain (see `crate::audit::chain`).
-//! Records waiting while a statement runs go into the next one, so a busy service writes many
-//! records a statement, and the chain is only ever extended by this task: its order is the
-//! order of the statements, and no other writer of this process or another replica waits on it.
+//! The access-record chains of this process and their writer. A chain is extended by one
+//! writer at a time: [`Chains::log`] takes one (a new one, named at random, when every chain is
+//! in use) for a statement or transaction, and the [`Logged`] records it sealed give it back
+//! when their statement's fate is known. So the lanes and transactions that write a call's
+//! record with the call's own writes, and the writer task below, never wait on one another's
+//! chain, and no replica waits on another's.
 //!
-//! A statement that failed leaves the chain where it was. One whose outcome is unknown (the
-//! connection was lost on the way) may have committed: the writer starts a new chain then, so
-//! the old one ends where it did, whichever it was.
+//! The writer task writes the records no statement of the call carried (refusals, outages,
+//! operator commands), many a statement, and answers the probe before a call reaches PortOne.
+//!
+//! A statement that failed leaves its chain where it was. One whose outcome is unknown (the
+//! connection was lost on the way, or its caller let go of it) may have committed: its chain
+//! is given up then, ending where it did, whichever that was.
 
-use std::time::Duration;
+use std::{
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
 
 use sea_orm::{DbBackend, EntityTrait, QueryTrait, Statement};
 use tokio::{
@@ -19,14 +27,154 @@ use super::{gate::Gate, statement::On};
 use crate::{
     audit::{
         AccessRecord, AuditKey,
-        chain::{Chain, ChainedRecord, HEAD_LOGGED},
+        chain::{Chain, ChainedRecord, Extension, HEAD_LOGGED},
     },
     store::{StoreError, access::active_model, classify, entities::access_record},
     telemetry::{log_limit::LogLimit, metrics},
 };
 
-/// The most records one statement writes (14 columns each: well within both databases' limits
-/// on bound parameters).
+/// The chains of this process: those not in use, and the key that seals their records.
+pub(crate) struct Chains {
+    key: AuditKey,
+    idle: Mutex<Idle>,
+}
+
+#[derive(Default)]
+struct Idle {
+    chains: Vec<Kept>,
+    /// The process is ending: a chain given back logs its head at once.
+    ended: bool,
+}
+
+/// A chain, and the number of its record last logged.
+struct Kept {
+    chain: Chain,
+    logged: i64,
+}
+
+/// Records sealed on a chain taken for them, not yet known to be written. Settle them with
+/// their statement's result; dropped unsettled, their statement's fate is unknown and the
+/// chain is given up.
+pub(crate) struct Logged {
+    chains: Arc<Chains>,
+    /// Taken back when settled.
+    sealed: Option<(Kept, Extension)>,
+}
+
+impl Chains {
+    pub(crate) fn new(key: AuditKey) -> Arc<Self> {
+        Arc::new(Self {
+            key,
+            idle: Mutex::new(Idle::default()),
+        })
+    }
+
+    /// `records` sealed on a chain of their own until settled; `None` without records.
+    pub(crate) fn log(self: &Arc<Self>, records: Vec<AccessRecord>) -> Option<Logged> {
+        if records.is_empty() {
+            return None;
+        }
+        let kept = self.idle().chains.pop().unwrap_or_else(|| Kept {
+            chain: Chain::start(),
+            logged: 0,
+        });
+        let extension = kept.chain.extend(&self.key, records);
+        Some(Logged {
+            chains: Arc::clone(self),
+            sealed: Some((kept, extension)),
+        })
+    }
+
+    /// Logs the head of each chain not in use that moved since it was last logged.
+    pub(crate) fn log_heads(&self) {
+        for kept in &mut self.idle().chains {
+            kept.log_head();
+        }
+    }
+
+    /// The process is ending: every head logged now, and any chain given back later at once.
+    pub(crate) fn end(&self) {
+        let mut idle = self.idle();
+        idle.ended = true;
+        for kept in &mut idle.chains {
+            kept.log_head();
+        }
+    }
+
+    fn idle(&self) -> std::sync::MutexGuard<'_, Idle> {
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn give_back(&self, mut kept: Kept) {
+        let mut idle = self.idle();
+        if idle.ended {
+            kept.log_head();
+        }
+        idle.chains.push(kept);
+    }
+}
+
+impl Kept {
+    /// Logs the chain's head when it moved since last logged: a cut tail is found against it.
+    fn log_head(&mut self) {
+        let Some(head) = self.chain.head() else {
+            return;
+        };
+        if head.seq != self.logged {
+            metrics::access_chain_head(head.seq);
+            tracing::info!(chain = %head.chain, seq = head.seq, mac = %head.mac, "{HEAD_LOGGED}");
+            self.logged = head.seq;
+        }
+    }
+}
+
+impl Logged {
+    /// The rows to insert.
+    pub(crate) fn records(&self) -> &[ChainedRecord] {
+        self.sealed
+            .as_ref()
+            .map_or(&[], |(_, extension)| &extension.records)
+    }
+
+    /// Their statement committed them: the chain moves past them.
+    pub(crate) fn written(mut self) {
+        if let Some((mut kept, extension)) = self.sealed.take() {
+            metrics::access_records_written(extension.records.len());
+            kept.chain.advance(extension);
+            self.chains.give_back(kept);
+        }
+    }
+
+    /// Their statement was undone, or never ran: the chain stays where it was.
+    pub(crate) fn unwritten(mut self) {
+        if let Some((kept, _)) = self.sealed.take() {
+            self.chains.give_back(kept);
+        }
+    }
+
+    /// Settled by their statement's result: written when Ok; given up when its outcome is
+    /// unknown (the database went away during it); unwritten otherwise.
+    pub(crate) fn settle<T>(self, result: &Result<T, StoreError>) {
+        match result {
+            Ok(_) => self.written(),
+            Err(StoreError::Unavailable(_)) => drop(self),
+            Err(_) => self.unwritten(),
+        }
+    }
+}
+
+impl Drop for Logged {
+    fn drop(&mut self) {
+        // Unsettled: the statement may have committed. The chain ends here; its head as far
+        // as known is logged, so a later check starts from it.
+        if let Some((mut kept, _)) = self.sealed.take() {
+            kept.log_head();
+        }
+    }
+}
+
+/// The most records one statement of the writer writes (14 columns each: well within both
+/// databases' limits on bound parameters).
 const MOST_PER_STATEMENT: usize = 128;
 /// Records waiting for the writer; callers beyond it wait to enqueue.
 const QUEUE: usize = 4096;
@@ -48,33 +196,42 @@ pub(crate) struct Pending {
     reply: oneshot::Sender<Result<(), StoreError>>,
 }
 
-/// The queue of the writer. The writer ends (logging its chain's head) when the last clone is
-/// dropped.
+/// The queue of the writer, and the chains of this process. The writer ends (the heads of
+/// every chain logged) when the last clone is dropped.
 #[derive(Clone)]
 pub(crate) struct AccessWriter {
     queue: mpsc::Sender<Pending>,
+    chains: Arc<Chains>,
     /// Closed when the writer has ended: [`AccessWriter::finish`] waits for it.
     ended: watch::Receiver<()>,
 }
 
 impl AccessWriter {
-    /// Starts the writer on the current runtime; it logs its chain's head every `head_every`
-    /// while records are written, and when it ends.
+    /// Starts the writer on the current runtime; it logs the heads of the chains every
+    /// `head_every`, and when it ends.
     pub(crate) fn start(gate: &Gate, key: AuditKey, head_every: Duration) -> Self {
         let (queue, waiting) = mpsc::channel(QUEUE);
         let (end, ended) = watch::channel(());
+        let chains = Chains::new(key);
         let gate = gate.clone();
+        let writing = Arc::clone(&chains);
         tokio::spawn(async move {
-            writer(waiting, gate, key, head_every).await;
+            writer(waiting, gate, &writing, head_every).await;
+            writing.end();
             drop(end);
         });
-        Self { queue, ended }
+        Self { queue, chains, ended }
     }
 
-    /// Lets go of the writer; the last handle waits for it to end, its head logged, so a
-    /// command that exits next does not cut the log short of its chain.
+    /// The chains, for the statements that write a call's record with its own writes.
+    pub(crate) fn chains(&self) -> &Arc<Chains> {
+        &self.chains
+    }
+
+    /// Lets go of the writer; the last handle waits for it to end, the heads logged, so a
+    /// command that exits next does not cut the log short of its chains.
     pub(crate) async fn finish(self) {
-        let Self { queue, mut ended } = self;
+        let Self { queue, mut ended, .. } = self;
         let last = queue.strong_count() == 1;
         drop(queue);
         if last {
@@ -105,22 +262,24 @@ impl AccessWriter {
     }
 }
 
-async fn writer(mut waiting: mpsc::Receiver<Pending>, gate: Gate, key: AuditKey, head_every: Duration) {
-    let mut chain = Chain::start();
-    let mut logged = 0;
+async fn writer(
+    mut waiting: mpsc::Receiver<Pending>,
+    gate: Gate,
+    chains: &Arc<Chains>,
+    head_every: Duration,
+) {
     let mut next_log = Instant::now() + head_every;
     let mut batch = Vec::with_capacity(MOST_PER_STATEMENT);
     loop {
         let received = tokio::select! {
             received = waiting.recv_many(&mut batch, MOST_PER_STATEMENT) => received,
             () = tokio::time::sleep_until(next_log) => {
-                log_head(&chain, &mut logged);
+                chains.log_heads();
                 next_log = Instant::now() + head_every;
                 continue;
             }
         };
         if received == 0 {
-            log_head(&chain, &mut logged);
             return;
         }
         let records: Vec<AccessRecord> = batch
@@ -130,18 +289,13 @@ async fn writer(mut waiting: mpsc::Receiver<Pending>, gate: Gate, key: AuditKey,
                 Job::Probe => None,
             })
             .collect();
-        let written = if records.is_empty() {
-            probe(&gate).await
-        } else {
-            let count = records.len();
-            let extension = chain.extend(&key, records);
-            let written = insert(&gate, &extension.records).await;
-            match &written {
-                Ok(()) => {
-                    metrics::access_records_written(count);
-                    chain.advance(extension);
-                }
-                Err(error) => {
+        let written = match chains.log(records) {
+            None => probe(&gate).await,
+            Some(logged) => {
+                let count = logged.records().len();
+                let written = insert(&gate, logged.records()).await;
+                logged.settle(&written);
+                if let Err(error) = &written {
                     metrics::access_records_failed(count);
                     if let Some(suppressed) = NOT_WRITTEN.admit() {
                         tracing::error!(
@@ -151,30 +305,13 @@ async fn writer(mut waiting: mpsc::Receiver<Pending>, gate: Gate, key: AuditKey,
                             "access records not written; their calls were refused"
                         );
                     }
-                    if matches!(error, StoreError::Unavailable(_)) {
-                        log_head(&chain, &mut logged);
-                        chain = Chain::start();
-                        logged = 0;
-                    }
                 }
+                written
             }
-            written
         };
         for pending in batch.drain(..) {
             let _ = pending.reply.send(written.clone());
         }
-    }
-}
-
-/// Logs the chain's head when it moved since last logged: a cut tail is found against it.
-fn log_head(chain: &Chain, logged: &mut i64) {
-    let Some(head) = chain.head() else {
-        return;
-    };
-    if head.seq != *logged {
-        metrics::access_chain_head(head.seq);
-        tracing::info!(chain = %head.chain, seq = head.seq, mac = %head.mac, "{HEAD_LOGGED}");
-        *logged = head.seq;
     }
 }
 
@@ -186,10 +323,14 @@ async fn probe(gate: &Gate) -> Result<(), StoreError> {
     run(gate, Statement::from_string(gate.backend(), PROBE)).await
 }
 
+/// The insert of `records`, on either backend: run in a call's transaction (through [`On`]) or
+/// by the writer.
+pub(crate) fn insert_statement(backend: DbBackend, records: &[ChainedRecord]) -> Statement {
+    access_record::Entity::insert_many(records.iter().map(active_model)).build(backend)
+}
+
 async fn insert(gate: &Gate, records: &[ChainedRecord]) -> Result<(), StoreError> {
-    let statement =
-        access_record::Entity::insert_many(records.iter().map(active_model)).build(gate.backend());
-    run(gate, statement).await
+    run(gate, insert_statement(gate.backend(), records)).await
 }
 
 async fn run(gate: &Gate, statement: Statement) -> Result<(), StoreError> {

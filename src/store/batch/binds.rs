@@ -27,26 +27,33 @@
 //! one that still waits takes the long way, whose transaction waits on its own connection for as
 //! long as `DATABASE_LOCK_TIMEOUT` allows.
 
-use std::collections::HashSet;
+use std::{collections::HashSet, sync::Arc};
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    SqlErr,
-    sqlx::{self, PgConnection},
+    DbErr, RuntimeErr, SqlErr,
+    sqlx::{self, Connection as _, PgConnection},
 };
 
 use super::{
+    access::{Chains, Logged},
     gate::Connection,
     lane::{Pending, Work},
     records::bind_rows,
-    statement::query_error,
+    statement::{On, query_error, sqlx_error},
 };
 use crate::{
+    audit::AccessRecord,
     domain::AccountId,
     store::{
         StoreError,
+        access::{log, records_json, write_logged},
+        classify,
         rows::{Claim, Recordable},
-        sql::{claim_sessions, enqueue_deletions, insert_persons, seen_arrays, upsert_certifications},
+        sql::{
+            claim_sessions, enqueue_deletions, insert_persons, log_records, seen_arrays,
+            upsert_certifications,
+        },
     },
 };
 
@@ -61,6 +68,8 @@ pub(crate) struct FreshBind {
     pub(crate) account: AccountId,
     /// The claim of the record's certification on its session, if any.
     pub(crate) claim: Option<Claim>,
+    /// The call's access record (its outcome OK), written with the bind and only with it.
+    pub(crate) access: Option<AccessRecord>,
 }
 
 /// What the statement did with one bind.
@@ -78,7 +87,11 @@ impl Work for FreshBind {
     /// Sixteen binds fit one TLS record, as for records (BENCHMARKS.md, "The cap of 16").
     const MOST_PER_STATEMENT: usize = 16;
 
-    async fn serve(connection: &mut Connection, batch: &[Pending<Self>]) -> Vec<Result<Fresh, StoreError>> {
+    async fn serve(
+        connection: &mut Connection,
+        batch: &[Pending<Self>],
+        chains: Option<&Arc<Chains>>,
+    ) -> Vec<Result<Fresh, StoreError>> {
         let connection = match connection.postgres() {
             Ok(connection) => connection,
             Err(wrong) => return vec![Err(wrong); batch.len()],
@@ -93,7 +106,7 @@ impl Work for FreshBind {
             .collect();
         let bound = match binds.len() {
             0 | 1 => None,
-            _ => run(connection, &binds, now).await.ok(),
+            _ => all(connection, &binds, chains, now).await,
         };
         let mut answers = Vec::with_capacity(batch.len());
         let mut position = 0;
@@ -105,7 +118,7 @@ impl Work for FreshBind {
                 }
                 // Alone; or sharing a row with an earlier bind of the batch; or the batch
                 // failed: a statement of its own.
-                _ => bind_one(connection, &pending.work, now).await,
+                _ => bind_one(connection, &pending.work, chains, now).await,
             };
             answers.push(answer);
         }
@@ -121,26 +134,68 @@ fn fresh(bound: bool, bind: &FreshBind, now: DateTime<Utc>) -> Fresh {
     }
 }
 
-/// One bind in the statement. A unique violation is a race lost to a concurrent insert, and a
-/// lock wait past [`LOCK_WAIT`] a race still running: either way the statement, claim included,
-/// was undone, and the caller takes the long way.
+/// The binds in one statement; with access records, in a transaction that writes the records
+/// of those bound after it (a statement cannot: which are bound is known only once it ran).
+/// `None`: the statement failed, and each takes a statement of its own.
+async fn all(
+    connection: &mut PgConnection,
+    binds: &[&FreshBind],
+    chains: Option<&Arc<Chains>>,
+    now: DateTime<Utc>,
+) -> Option<HashSet<usize>> {
+    if binds.iter().all(|bind| bind.access.is_none()) {
+        return run(connection, binds, None, now).await.ok();
+    }
+    let mut txn = connection.begin().await.ok()?;
+    let bound = run(&mut txn, binds, None, now).await.ok()?;
+    let records = binds
+        .iter()
+        .enumerate()
+        .filter(|(position, _)| bound.contains(position))
+        .filter_map(|(_, bind)| bind.access.clone());
+    let logged = log(chains, records).ok()?;
+    let committed = async {
+        write_logged(&mut On::held(&mut txn), logged.as_ref()).await?;
+        txn.commit().await.map_err(sqlx_error)
+    }
+    .await;
+    if let Some(logged) = logged {
+        logged.settle(&committed);
+    }
+    committed.ok().map(|()| bound)
+}
+
+/// One bind in the statement, with its access record where it is bound. A unique violation is
+/// a race lost to a concurrent insert, and a lock wait past [`LOCK_WAIT`] a race still running:
+/// either way the statement, claim included, was undone, and the caller takes the long way.
 async fn bind_one(
     connection: &mut PgConnection,
     bind: &FreshBind,
+    chains: Option<&Arc<Chains>>,
     now: DateTime<Utc>,
 ) -> Result<Fresh, StoreError> {
-    match run(connection, &[bind], now).await {
+    let logged = log(chains, bind.access.clone())?;
+    let bound = run(connection, &[bind], logged.as_ref(), now).await;
+    match (&bound, logged) {
+        (Ok(bound), Some(logged)) if bound.contains(&0) => logged.written(),
+        (Ok(_), Some(logged)) => logged.unwritten(),
+        (Err(error), Some(logged)) => logged.settle::<()>(&Err(classify(error.clone()))),
+        (_, None) => {}
+    }
+    match bound {
         Ok(bound) => Ok(fresh(bound.contains(&0), bind, now)),
         Err(error) => {
-            let lock_waited = error
-                .as_database_error()
-                .and_then(|error| error.code())
-                .is_some_and(|code| code == LOCK_NOT_AVAILABLE);
-            let error = query_error(error);
+            let lock_waited = match &error {
+                DbErr::Query(RuntimeErr::SqlxError(inner)) => inner
+                    .as_database_error()
+                    .and_then(|error| error.code())
+                    .is_some_and(|code| code == LOCK_NOT_AVAILABLE),
+                _ => false,
+            };
             if lock_waited || matches!(error.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) {
                 Ok(fresh(false, bind, now))
             } else {
-                Err(crate::store::classify(error))
+                Err(classify(error))
             }
         }
     }
@@ -177,12 +232,14 @@ fn together(batch: &[Pending<FreshBind>]) -> Vec<bool> {
         .collect()
 }
 
-/// The binds in one statement: the positions (in `binds`) of those bound.
+/// The binds in one statement: the positions (in `binds`) of those bound. With `logged` (one
+/// bind's), its access record too, written only with its bind.
 async fn run(
     connection: &mut PgConnection,
     binds: &[&FreshBind],
+    logged: Option<&Logged>,
     now: DateTime<Utc>,
-) -> Result<HashSet<usize>, sqlx::Error> {
+) -> Result<HashSet<usize>, DbErr> {
     debug_assert!(binds.iter().all(|bind| bind.claim.as_ref().is_none_or(|claim| {
         claim.provider == bind.recordable.provider && claim.certification_id == bind.recordable.id
     })));
@@ -190,10 +247,21 @@ async fn run(
         .iter()
         .map(|bind| (&bind.recordable, Some(&bind.account), bind.claim.as_ref()))
         .collect();
-    let rows: Vec<(i64,)> = bind_rows(sqlx::query_as(BIND_FRESH), &rows, now)
-        .bind(LOCK_WAIT)
-        .fetch_all(connection)
-        .await?;
+    let rows: Vec<(i64,)> = match logged {
+        None => bind_rows(sqlx::query_as(BIND_FRESH), &rows, now)
+            .bind(LOCK_WAIT)
+            .fetch_all(connection)
+            .await
+            .map_err(query_error)?,
+        Some(logged) => bind_rows(sqlx::query_as(BIND_FRESH_LOGGED), &rows, now)
+            .bind(LOCK_WAIT)
+            .bind(records_json(logged.records()))
+            .bind(1_i64)
+            .bind(false)
+            .fetch_all(connection)
+            .await
+            .map_err(query_error)?,
+    };
     Ok(rows
         .into_iter()
         .filter_map(|(n,)| usize::try_from(n - 1).ok())
@@ -206,10 +274,12 @@ async fn run(
 /// insert depends on another's. $13 is the statement's `lock_timeout` ([`LOCK_WAIT`]): set for
 /// this statement alone (its implicit transaction), before its first row reaches a write, since
 /// every write takes its rows from `fresh`.
-const BIND_FRESH: &str = concat!(
-    "WITH ",
-    seen_arrays!(),
-    ", fresh AS (
+macro_rules! bind_fresh {
+    ($logged:expr) => {
+        concat!(
+            "WITH ",
+            seen_arrays!(),
+            ", fresh AS (
     SELECT * FROM seen
     WHERE (SELECT set_config('lock_timeout', $13, true)) IS NOT NULL
       AND NOT EXISTS (SELECT 1 FROM persons WHERE persons.ci_hash = seen.ci_hash)
@@ -220,24 +290,36 @@ const BIND_FRESH: &str = concat!(
     SELECT *, NULL::text AS holder_account_id, NULL::timestamptz AS holder_bound_at, TRUE AS bound,
            NULL::text AS refusal, NULL::timestamptz AS refused_until FROM fresh
 ), claim AS (",
-    claim_sessions!("claiming"),
-    " RETURNING claiming.n
+            claim_sessions!("claiming"),
+            " RETURNING claiming.n
 ), binding AS (
     SELECT * FROM fresh WHERE session IS NULL OR n IN (SELECT n FROM claim)
 ), person AS (",
-    insert_persons!("binding"),
-    " RETURNING id, ci_hash
+            insert_persons!("binding"),
+            " RETURNING id, ci_hash
 ), certifying AS (
     SELECT binding.*, person.id AS person_id FROM binding JOIN person USING (ci_hash)
 ), certification AS (",
-    upsert_certifications!("certifying"),
-    " RETURNING person_id
+            upsert_certifications!("certifying"),
+            " RETURNING person_id
 ), deleting AS (
     SELECT * FROM binding WHERE not_before IS NOT NULL AND n IN (SELECT n FROM claim)
 ), deletion AS (",
-    enqueue_deletions!("deleting"),
-    ")
-SELECT fresh.n FROM fresh
-JOIN person USING (ci_hash)
-JOIN certification ON certification.person_id = person.id"
-);
+            enqueue_deletions!("deleting"),
+            "), bound AS (
+    SELECT fresh.n FROM fresh
+    JOIN person USING (ci_hash)
+    JOIN certification ON certification.person_id = person.id
+)",
+            $logged,
+            "
+SELECT n FROM bound"
+        )
+    };
+}
+
+const BIND_FRESH: &str = bind_fresh!("");
+
+/// [`BIND_FRESH`] for one bind with its access record ($14), written only when it is bound
+/// ($15 = 1, $16 false).
+const BIND_FRESH_LOGGED: &str = bind_fresh!(concat!(", ", log_records!("$14", "bound", "$15", "$16")));

@@ -10,12 +10,16 @@
 
 use std::{
     future::Future,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::gate::{Connection, Gate};
+use super::{
+    access::Chains,
+    gate::{Connection, Gate},
+};
 use crate::store::StoreError;
 
 /// The longest the lane keeps one connection, however busy it is.
@@ -30,11 +34,13 @@ pub(crate) trait Work: Send + Sized + 'static {
     /// The most calls one statement answers.
     const MOST_PER_STATEMENT: usize;
 
-    /// An answer for each call of `batch`, in its order. Any error sends the connection back to
-    /// the pool, whose ping on release closes it if it is broken.
+    /// An answer for each call of `batch`, in its order, the calls' access records written on
+    /// `chains` with them. Any error sends the connection back to the pool, whose ping on
+    /// release closes it if it is broken.
     fn serve(
         connection: &mut Connection,
         batch: &[Pending<Self>],
+        chains: Option<&Arc<Chains>>,
     ) -> impl Future<Output = Vec<Result<Self::Answer, StoreError>>> + Send;
 }
 
@@ -60,9 +66,9 @@ impl<W: Work> Lane<W> {
     /// Starts the lane on the current runtime. It reaches its connection through the gate, so
     /// it holds a place at the database while it holds a connection, as a call's own statement
     /// would.
-    pub(crate) fn start(gate: &Gate) -> Self {
+    pub(crate) fn start(gate: &Gate, chains: Option<&Arc<Chains>>) -> Self {
         let (queue, waiting) = mpsc::channel(QUEUE);
-        tokio::spawn(lane(waiting, gate.clone()));
+        tokio::spawn(lane(waiting, gate.clone(), chains.cloned()));
         Self { queue }
     }
 
@@ -81,7 +87,7 @@ impl<W: Work> Lane<W> {
 /// Takes whatever calls are waiting (at least one), answers them with one statement, and
 /// repeats on the same connection while more are waiting, so a busy lane pays nothing
 /// between statements.
-async fn lane<W: Work>(mut waiting: mpsc::Receiver<Pending<W>>, gate: Gate) {
+async fn lane<W: Work>(mut waiting: mpsc::Receiver<Pending<W>>, gate: Gate, chains: Option<Arc<Chains>>) {
     let mut batch = Vec::with_capacity(W::MOST_PER_STATEMENT);
     loop {
         if waiting.recv_many(&mut batch, W::MOST_PER_STATEMENT).await == 0 {
@@ -98,7 +104,7 @@ async fn lane<W: Work>(mut waiting: mpsc::Receiver<Pending<W>>, gate: Gate) {
         loop {
             // A caller that gave up (its deadline passed) needs no answer.
             batch.retain(|pending| !pending.reply.is_closed());
-            if !batch.is_empty() && !answer(&mut batch, held.connection()).await {
+            if !batch.is_empty() && !answer(&mut batch, held.connection(), chains.as_ref()).await {
                 // Dropped: back to the pool, whose ping on release closes it if broken.
                 break;
             }
@@ -123,8 +129,12 @@ async fn lane<W: Work>(mut waiting: mpsc::Receiver<Pending<W>>, gate: Gate) {
 
 /// Serves the batch and tells each caller its answer, emptying the batch: `false` when the
 /// connection is not fit for the next statement.
-async fn answer<W: Work>(batch: &mut Vec<Pending<W>>, connection: &mut Connection) -> bool {
-    let answers = W::serve(connection, batch).await;
+async fn answer<W: Work>(
+    batch: &mut Vec<Pending<W>>,
+    connection: &mut Connection,
+    chains: Option<&Arc<Chains>>,
+) -> bool {
+    let answers = W::serve(connection, batch, chains).await;
     let sound = answers.len() == batch.len() && answers.iter().all(Result::is_ok);
     let mut answers = answers.into_iter();
     for pending in batch.drain(..) {

@@ -4,23 +4,36 @@
 //! for. Lookups waiting together are answered by one statement (`ci_hash = ANY($1)`). The read
 //! of a session, which every Verify under a session makes first, is answered the same way.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Arc};
 
 use chrono::{DateTime, Utc};
 use sea_orm::{FromQueryResult, QueryResult, sqlx};
 
 use super::{
+    access::{Chains, Logged},
     gate::Connection,
     lane::{Pending, Work},
     statement::sqlx_error,
 };
 use crate::{
+    audit::AccessRecord,
     domain::Holder,
-    store::{StoreError, classify, entities::session, rows::holder},
+    store::{
+        StoreError,
+        access::{log, records_json, settle},
+        classify,
+        entities::session,
+        rows::holder,
+        sql::log_records,
+    },
 };
 
-/// One lookup: the person's CI hash.
-pub(crate) struct ByCi(pub(crate) String);
+/// One lookup: the person's CI hash, and the access record of the call that asks, if it
+/// keeps one (PostgreSQL: SQLite writes it in a transaction of its own, off the lane).
+pub(crate) struct ByCi {
+    pub(crate) ci_hash: String,
+    pub(crate) access: Option<AccessRecord>,
+}
 
 impl Work for ByCi {
     type Answer = Option<Holder>;
@@ -29,30 +42,71 @@ impl Work for ByCi {
     async fn serve(
         connection: &mut Connection,
         batch: &[Pending<Self>],
+        chains: Option<&Arc<Chains>>,
     ) -> Vec<Result<Option<Holder>, StoreError>> {
-        match holders(connection, batch).await {
+        let holders = match log(
+            chains,
+            batch.iter().filter_map(|pending| pending.work.access.clone()),
+        ) {
+            Ok(logged) => {
+                let holders = holders(connection, batch, logged.as_ref()).await;
+                settle(logged, &holders);
+                holders
+            }
+            Err(error) => Err(error),
+        };
+        match holders {
             Ok(holders) => batch
                 .iter()
-                .map(|pending| Ok(holders.get(&pending.work.0).cloned().flatten()))
+                .map(|pending| Ok(holders.get(&pending.work.ci_hash).cloned().flatten()))
                 .collect(),
             Err(error) => vec![Err(error); batch.len()],
         }
     }
 }
 
-/// The holder of each person found (absent: never seen), by CI hash, in one statement.
+/// The lookup by CI hashes ($1).
+macro_rules! holders {
+    () => {
+        "SELECT ci_hash, account_id, bound_at FROM persons WHERE ci_hash = ANY($1)"
+    };
+}
+const HOLDERS: &str = holders!();
+/// [`HOLDERS`] committing the askers' access records ($2) with the answer.
+const HOLDERS_LOGGED: &str = concat!("WITH ", log_records!("$2"), " ", holders!());
+
+/// The holder of each person found (absent: never seen), by CI hash, in one statement, which
+/// writes `logged` too.
 async fn holders(
     connection: &mut Connection,
     batch: &[Pending<ByCi>],
+    logged: Option<&Logged>,
 ) -> Result<HashMap<String, Option<Holder>>, StoreError> {
-    let keys: Vec<&str> = batch.iter().map(|pending| pending.work.0.as_str()).collect();
+    let keys: Vec<&str> = batch
+        .iter()
+        .map(|pending| pending.work.ci_hash.as_str())
+        .collect();
     // Only the columns the answer needs: not the sealed blobs.
     let rows: Vec<(String, Option<String>, Option<DateTime<Utc>>)> = match connection {
-        Connection::Postgres(connection) => {
-            sqlx::query_as("SELECT ci_hash, account_id, bound_at FROM persons WHERE ci_hash = ANY($1)")
-                .bind(&keys)
-                .fetch_all(&mut **connection)
-                .await
+        Connection::Postgres(connection) => match logged {
+            None => {
+                sqlx::query_as(HOLDERS)
+                    .bind(&keys)
+                    .fetch_all(&mut **connection)
+                    .await
+            }
+            Some(logged) => {
+                sqlx::query_as(HOLDERS_LOGGED)
+                    .bind(&keys)
+                    .bind(records_json(logged.records()))
+                    .fetch_all(&mut **connection)
+                    .await
+            }
+        },
+        Connection::Sqlite(_) if logged.is_some() => {
+            return Err(StoreError::Failure(
+                "SQLite writes a lookup's access record off the lane".into(),
+            ));
         }
         Connection::Sqlite(connection) => {
             // One statement for any number of keys: the keys as one JSON array.
@@ -84,6 +138,7 @@ impl Work for BySession {
     async fn serve(
         connection: &mut Connection,
         batch: &[Pending<Self>],
+        _: Option<&Arc<Chains>>,
     ) -> Vec<Result<Option<session::Model>, StoreError>> {
         match sessions(connection, batch).await {
             Ok(sessions) => batch

@@ -11,13 +11,15 @@ pub(crate) mod lookups;
 pub(crate) mod records;
 pub(crate) mod statement;
 
+use std::sync::Arc;
+
+use access::Chains;
 use binds::FreshBind;
 use gate::Gate;
 use lane::Lane;
 use lookups::{ByCi, BySession};
+use records::Record;
 use sea_orm::DbBackend;
-
-use crate::store::rows::Recordable;
 
 /// The lanes that run on the gate's backend, started with the store.
 #[derive(Clone)]
@@ -31,7 +33,7 @@ pub(crate) struct Lanes {
 #[derive(Clone)]
 pub(crate) struct PostgresLanes {
     /// Verify's records.
-    pub(crate) records: Lane<Recordable>,
+    pub(crate) records: Lane<Record>,
     /// Reads of sessions, which every Verify under a session makes first.
     pub(crate) sessions: Lane<BySession>,
     /// Signups' binds of a fresh person.
@@ -39,15 +41,16 @@ pub(crate) struct PostgresLanes {
 }
 
 impl Lanes {
-    /// Starts them on the current runtime.
-    pub(crate) fn start(gate: &Gate) -> Self {
+    /// Starts them on the current runtime, writing the access records of their calls on
+    /// `chains` (none: their calls carry none).
+    pub(crate) fn start(gate: &Gate, chains: Option<&Arc<Chains>>) -> Self {
         let postgres = (gate.backend() == DbBackend::Postgres).then(|| PostgresLanes {
-            records: Lane::start(gate),
-            sessions: Lane::start(gate),
-            binds: Lane::start(gate),
+            records: Lane::start(gate, chains),
+            sessions: Lane::start(gate, chains),
+            binds: Lane::start(gate, chains),
         });
         Self {
-            lookups: Lane::start(gate),
+            lookups: Lane::start(gate, chains),
             postgres,
         }
     }

@@ -4,26 +4,40 @@
 //! record inside its transaction, take its single-row form, [`RECORD_ONE`]. Both run the writes
 //! of `store::sql`.
 
+use std::{collections::HashSet, sync::Arc};
+
 use chrono::{DateTime, Utc};
 use sea_orm::sqlx::{self, PgConnection, Postgres, postgres::PgArguments, query::QueryAs};
 use sea_query_sqlx::SqlxValues;
 
 use super::{
+    access::{Chains, Logged},
     gate::Connection,
     lane::{Pending, Work},
     statement::{On, sqlx_error},
 };
 use crate::{
+    audit::AccessRecord,
     domain::AccountId,
     store::{
         StoreError,
+        access::{log, records_json},
         rows::{Claim, Recordable, Recorded, holder},
-        sql::{insert_persons_unless_present, one_row, seen_arrays, seen_one, upsert_certifications},
+        sql::{
+            insert_persons_unless_present, log_records, one_row, seen_arrays, seen_one, upsert_certifications,
+        },
         writes::seal_legacy_person,
     },
 };
 
-impl Work for Recordable {
+/// A Verify's record as it waits in the lane, with the call's access record (if it keeps one),
+/// written by the same statement.
+pub(crate) struct Record {
+    pub(crate) recordable: Recordable,
+    pub(crate) access: Option<AccessRecord>,
+}
+
+impl Work for Record {
     type Answer = Recorded;
     /// Sixteen records fit one TLS record; a statement of two waited for the server's delayed
     /// ACK, as sqlx leaves Nagle's algorithm on (BENCHMARKS.md, "The cap of 16").
@@ -32,6 +46,7 @@ impl Work for Recordable {
     async fn serve(
         connection: &mut Connection,
         batch: &[Pending<Self>],
+        chains: Option<&Arc<Chains>>,
     ) -> Vec<Result<Recorded, StoreError>> {
         let connection = match connection.postgres() {
             Ok(connection) => connection,
@@ -40,19 +55,19 @@ impl Work for Recordable {
         let now = Utc::now();
         let found = match batch {
             [_] => Vec::new(),
-            _ => {
-                let records: Vec<&Recordable> = batch.iter().map(|pending| &pending.work).collect();
-                run(connection, &records, now).await.unwrap_or_default()
-            }
+            _ => together(connection, batch, chains, now).await.unwrap_or_default(),
         };
         let mut answers = Vec::with_capacity(batch.len());
         for pending in batch {
-            let record = &pending.work;
-            let answer = match found.iter().find(|row| row.0 == record.ci_index.0) {
-                Some(row) => finish(connection, row.clone(), record).await,
+            let Record { recordable, access } = &pending.work;
+            let answer = match found.iter().find(|row| row.0 == recordable.ci_index.0) {
+                Some(row) => finish(connection, row.clone(), recordable).await,
                 // Alone; or the batch failed (one record's fault is then its own); or its
                 // snapshot missed a person inserted meanwhile: a statement of its own.
-                None => record_one(connection, record, now).await,
+                None => match log(chains, access.clone()) {
+                    Ok(logged) => record_one(connection, recordable, logged, now).await,
+                    Err(error) => Err(error),
+                },
             };
             answers.push(answer);
         }
@@ -60,25 +75,74 @@ impl Work for Recordable {
     }
 }
 
-/// One record in the statement, inside the caller's transaction or on its own.
+/// The batch in one statement with its access records: every person's row, or (when one was
+/// out of its snapshot, and the records with it) nothing written.
+async fn together(
+    connection: &mut PgConnection,
+    batch: &[Pending<Record>],
+    chains: Option<&Arc<Chains>>,
+    now: DateTime<Utc>,
+) -> Result<Vec<PersonRow>, StoreError> {
+    let logged = log(
+        chains,
+        batch.iter().filter_map(|pending| pending.work.access.clone()),
+    )?;
+    let records: Vec<&Recordable> = batch.iter().map(|pending| &pending.work.recordable).collect();
+    let found = run(connection, &records, logged.as_ref(), now).await;
+    if let Some(logged) = logged {
+        logged.settle(&found);
+    }
+    found
+}
+
+/// One record in the statement, inside the caller's transaction (its access record then
+/// written by the transaction) or on its own, with `logged`.
 pub(crate) async fn record_one(
     connection: &mut PgConnection,
     record: &Recordable,
+    logged: Option<Logged>,
     now: DateTime<Utc>,
 ) -> Result<Recorded, StoreError> {
     // The statement's snapshot predates a person inserted concurrently by another call,
-    // which our insert then skips: no row comes back, and the next try sees that person.
+    // which our insert then skips: no row comes back (nor is its access record written), and
+    // the next try sees that person.
+    let json = logged.as_ref().map(|logged| records_json(logged.records()));
     for _ in 0..3 {
-        let row: Option<PersonRow> = sqlx::query_as_with(
-            sqlx::AssertSqlSafe(RECORD_ONE),
-            SqlxValues(one_row(record, None, None, now)),
+        let mut values = one_row(record, None, None, now);
+        if let Some(json) = &json {
+            values
+                .0
+                .extend([json.as_str().into(), 1_i64.into(), false.into()]);
+        }
+        let row: Result<Option<PersonRow>, StoreError> = sqlx::query_as_with(
+            sqlx::AssertSqlSafe(if json.is_some() {
+                RECORD_ONE_LOGGED
+            } else {
+                RECORD_ONE
+            }),
+            SqlxValues(values),
         )
         .fetch_optional(&mut *connection)
         .await
-        .map_err(sqlx_error)?;
-        if let Some(row) = row {
-            return finish(connection, row, record).await;
+        .map_err(sqlx_error);
+        match row {
+            Ok(None) => {}
+            Ok(Some(row)) => {
+                if let Some(logged) = logged {
+                    logged.written();
+                }
+                return finish(connection, row, record).await;
+            }
+            Err(error) => {
+                if let Some(logged) = logged {
+                    logged.settle::<()>(&Err(error.clone()));
+                }
+                return Err(error);
+            }
         }
+    }
+    if let Some(logged) = logged {
+        logged.unwritten();
     }
     Err(StoreError::Unavailable(
         "the person's row stayed out of sight for three tries".into(),
@@ -103,15 +167,31 @@ async fn finish(
     })
 }
 
-/// The records in one statement: a row for each distinct person it could see.
+/// The records in one statement: a row for each distinct person it could see. With `logged`,
+/// their access records too, and then a row for each or nothing written at all.
 async fn run(
     connection: &mut PgConnection,
     records: &[&Recordable],
+    logged: Option<&Logged>,
     now: DateTime<Utc>,
 ) -> Result<Vec<PersonRow>, StoreError> {
     let rows: Vec<(&Recordable, Option<&AccountId>, Option<&Claim>)> =
         records.iter().map(|record| (*record, None, None)).collect();
-    bind_rows(sqlx::query_as(RECORD), &rows, now)
+    let Some(logged) = logged else {
+        return bind_rows(sqlx::query_as(RECORD), &rows, now)
+            .fetch_all(connection)
+            .await
+            .map_err(sqlx_error);
+    };
+    let persons = records
+        .iter()
+        .map(|record| &record.ci_index)
+        .collect::<HashSet<_>>()
+        .len();
+    bind_rows(sqlx::query_as(RECORD_LOGGED), &rows, now)
+        .bind(records_json(logged.records()))
+        .bind(i64::try_from(persons).unwrap_or(i64::MAX))
+        .bind(true)
         .fetch_all(connection)
         .await
         .map_err(sqlx_error)
@@ -170,6 +250,9 @@ pub(super) fn bind_rows<'q, O>(
 /// general `IN (SELECT ci_hash FROM seen)` cost a lone record a fifth more server time).
 macro_rules! record_from_seen {
     ($known:literal) => {
+        record_from_seen!($known, "")
+    };
+    ($known:literal, $logged:expr) => {
         concat!(
             ", inserted AS (",
             insert_persons_unless_present!("seen"),
@@ -184,7 +267,9 @@ macro_rules! record_from_seen {
     SELECT seen.*, person.id AS person_id FROM seen JOIN person USING (ci_hash)
 ), certification AS (",
             upsert_certifications!("certifying"),
-            ")
+            ")",
+            $logged,
+            "
 SELECT ci_hash, id, account_id, bound_at, unsealed FROM person"
         )
     };
@@ -197,6 +282,17 @@ const RECORD: &str = concat!(
     record_from_seen!("ci_hash = ANY($1) AND ci_hash NOT IN (SELECT ci_hash FROM inserted)")
 );
 
+/// [`RECORD`] with the calls' access records ($13, a JSON array), written only with a row for
+/// each of its $14 persons: otherwise the statement fails ($15, true), undoing it all.
+const RECORD_LOGGED: &str = concat!(
+    "WITH ",
+    seen_arrays!(),
+    record_from_seen!(
+        "ci_hash = ANY($1) AND ci_hash NOT IN (SELECT ci_hash FROM inserted)",
+        concat!(", ", log_records!("$13", "person", "$14", "$15"))
+    )
+);
+
 /// A record alone (at 1 caller, most of them), a record the batch's snapshot missed, and a
 /// signup's record inside its transaction: the same writes from scalar parameters, as arrays
 /// of one cost the Verify rate at 50 callers (BENCHMARKS.md, "A record alone").
@@ -204,4 +300,15 @@ pub(crate) const RECORD_ONE: &str = concat!(
     "WITH ",
     seen_one!(),
     record_from_seen!("ci_hash = $1 AND NOT EXISTS (SELECT 1 FROM inserted)")
+);
+
+/// [`RECORD_ONE`] with the call's access record ($13), written with the person's row ($14 = 1,
+/// $15 false): a statement that skipped the person writes neither.
+const RECORD_ONE_LOGGED: &str = concat!(
+    "WITH ",
+    seen_one!(),
+    record_from_seen!(
+        "ci_hash = $1 AND NOT EXISTS (SELECT 1 FROM inserted)",
+        concat!(", ", log_records!("$13", "person", "$14", "$15"))
+    )
 );
