@@ -1,6 +1,6 @@
-//! Chains of access records. A chain is written by one writer at a time (the store's record
-//! writer owns it), so replicas and writers never serialise on one row: each has its own chain,
-//! named at random when it starts. Its records are numbered from 1, and each carries
+//! Chains of access records. A chain is extended by one statement at a time (the store takes
+//! one from its pool for each statement that writes records), so replicas and writers never
+//! serialise on one row: each has chains of its own, named at random. Its records are numbered from 1, and each carries
 //! `mac = HMAC(AUDIT_KEY, content ‖ previous mac)` (32 zero bytes before the first).
 //!
 //! A writer [`Chain::extend`]s its chain with records not yet written, and [`Chain::advance`]s

@@ -266,11 +266,11 @@ impl Subject {
         Some(AccessRecord::of(accessor, *work, self, outcome))
     }
 
-    /// The call's record with the outcome OK (and `work`, where given), for a statement that
-    /// commits it with the call's writes, after which the call answers OK: `None` when the call
-    /// keeps none, or its record is already taken.
-    pub(crate) fn ride(&self, work: Option<Work>) -> Option<(AccessRecord, Rider)> {
-        let mut record = self.record(OUTCOME_OK)?;
+    /// The call's record with `outcome` (and `work`, where given), for a statement that
+    /// commits it with the call's writes, after which the call answers that outcome: `None`
+    /// when the call keeps none, or its record is already taken.
+    pub(crate) fn ride(&self, work: Option<Work>, outcome: &str) -> Option<(AccessRecord, Rider)> {
+        let mut record = self.record(outcome)?;
         if let Some(work) = work {
             record.work = work;
         }

@@ -138,7 +138,7 @@ pub struct MaintenanceSettings {
     pub certification_retention: Duration,
     /// AUDIT_RETENTION: how long access records are kept.
     pub audit_retention: Duration,
-    /// AUDIT_HEAD_INTERVAL: how often the access-record writer logs its chain's head.
+    /// AUDIT_HEAD_INTERVAL: how often the service logs the heads of its access-record chains.
     pub audit_head_interval: Duration,
 }
 

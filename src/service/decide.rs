@@ -119,6 +119,24 @@ pub(super) fn after_holder(
     holder: Option<&Holder>,
 ) -> Result<(), ServiceError> {
     verdict?;
+    holder_confirmed(session, holder)
+}
+
+/// The reason (or OK) [`after_holder`] answers, for the record of the call, the verdict kept.
+pub(super) fn after_holder_reason(
+    verdict: &Result<(), ServiceError>,
+    session: &Session,
+    holder: Option<&Holder>,
+) -> &'static str {
+    match verdict {
+        Err(refused) => refused.reason(),
+        Ok(()) => holder_confirmed(session, holder)
+            .err()
+            .map_or(crate::audit::OUTCOME_OK, |refused| refused.reason()),
+    }
+}
+
+fn holder_confirmed(session: &Session, holder: Option<&Holder>) -> Result<(), ServiceError> {
     let holds = holder.map(|holder| &holder.account_id) == session.account.as_ref();
     if session.purpose == VerificationPurpose::Reverify && !holds {
         return Err(ServiceError::IdentityMismatch { fields: vec!["ci"] });

@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::{
-    audit::{AccessRecord, AuditKey, Subject, Work},
+    audit::{AccessRecord, AuditKey, OUTCOME_OK, Subject, Work},
     domain::{
         AccountId, AgeCheck, CertificationFacts, CertificationRef, Ci, CiIndexKey, Holder, Identity,
         MerchantUid, MinAge, PersonIndex, ProviderCertification, Purpose, SealingKeys, Session,
@@ -153,16 +153,17 @@ impl IdentityService {
             .map_err(ServiceError::AccessRecordUnavailable)
     }
 
-    /// Runs a store call that commits the call's access record (outcome OK, `work` where not
-    /// the method's usual) with its own writes, where `wrote` says it did so, after which the
-    /// call answers OK. Spawned: a call dropped meanwhile cannot cut the statement short and
-    /// leave its record's fate unknown (the transport then records the drop only if the
-    /// statement did not write the record). A statement that failed while records cannot be
+    /// Runs a store call that commits the call's access record (`outcome`, and `work` where
+    /// not the method's usual) with its own writes, where `wrote` says it did so, after which
+    /// the call answers that outcome. Spawned: a call dropped meanwhile cannot cut the
+    /// statement short and leave its record's fate unknown (the transport then records the drop
+    /// only if the statement did not write the record). A statement that failed while records cannot be
     /// written failed for its record: ACCESS_RECORD_UNAVAILABLE.
     pub(super) async fn riding<T, F>(
         &self,
         subject: &Subject,
         work: Option<Work>,
+        outcome: &str,
         write: impl FnOnce(Option<AccessRecord>) -> F,
         wrote: fn(&T) -> bool,
     ) -> Result<T, ServiceError>
@@ -170,7 +171,7 @@ impl IdentityService {
         T: Send + 'static,
         F: Future<Output = Result<T, StoreError>> + Send + 'static,
     {
-        let (record, rider) = subject.ride(work).unzip();
+        let (record, rider) = subject.ride(work, outcome).unzip();
         let riding = rider.is_some();
         let written = write(record);
         let written = tokio::spawn(
@@ -218,7 +219,16 @@ impl IdentityService {
     ) -> Result<Option<DateTime<Utc>>, ServiceError> {
         subject.account(account.as_str());
         self.recordable().await?;
-        let unlinked = self.store.unlink(account).await?;
+        let (store, account) = (self.store.clone(), account.clone());
+        let unlinked = self
+            .riding(
+                subject,
+                None,
+                OUTCOME_OK,
+                move |access| async move { store.unlink(&account, access).await },
+                Option::is_some,
+            )
+            .await?;
         tracing::info!(existed = unlinked.is_some(), "account unlinked");
         Ok(unlinked)
     }
@@ -288,6 +298,7 @@ impl IdentityService {
         let holder = self.riding(
             subject,
             None,
+            OUTCOME_OK,
             move |record| async move { store.holder_by_ci(&ci_index, record).await },
             |_| true,
         );

@@ -67,8 +67,9 @@ impl IdentityService {
             self.sealing
                 .seal_row(Purpose::ExpectedPerson, id.as_str(), &plaintext)
         });
-        self.store
-            .begin_session(StoredSession {
+        let (store, stored) = (
+            self.store.clone(),
+            StoredSession {
                 id: id.clone(),
                 caller: caller.to_owned(),
                 purpose: spec.purpose,
@@ -79,8 +80,16 @@ impl IdentityService {
                 created_at,
                 expires_at,
                 redemption: None,
-            })
-            .await?;
+            },
+        );
+        self.riding(
+            subject,
+            None,
+            crate::audit::OUTCOME_OK,
+            move |access| async move { store.begin_session(stored, access).await },
+            |()| true,
+        )
+        .await?;
         crate::telemetry::metrics::session_begun(spec.purpose);
         tracing::info!("verification session begun");
         let v2 = provider == Provider::PortoneV2;

@@ -7,10 +7,10 @@ use tokio::time::Instant;
 
 use super::{
     IdentityService, Metered, Recordable, ServiceError, SessionUse, Verified, VerifyCommand,
-    decide::{Plan, Write, after_holder, decide},
+    decide::{Plan, Write, after_holder, after_holder_reason, decide},
 };
 use crate::{
-    audit::{Subject, Work},
+    audit::{OUTCOME_OK, Subject, Work},
     domain::{
         BindOutcome, Holder, Provider, ProviderCertification, Session, SessionId, VerificationPurpose,
         saturating_after,
@@ -131,6 +131,7 @@ impl IdentityService {
                 let redeemed = Box::pin(self.riding(
                     metered_subject,
                     Some(Work::Entry),
+                    OUTCOME_OK,
                     move |access| async move {
                         store
                             .record_and_bind(recordable, &account, cooldown, claim, access)
@@ -139,7 +140,9 @@ impl IdentityService {
                     |redeemed| matches!(redeemed, Redeemed::Bound { .. }),
                 ))
                 .await?;
-                let (holder_before, first) = self.bound(redeemed, session, &found, now).await?;
+                let (holder_before, first) = self
+                    .bound(redeemed, session, &found, now, metered_subject)
+                    .await?;
                 Ok(answered(holder_before, true, None, first))
             }
             Write::Record => {
@@ -147,6 +150,7 @@ impl IdentityService {
                 let recorded = Box::pin(self.riding(
                     metered_subject,
                     None,
+                    OUTCOME_OK,
                     move |access| async move { store.record(recordable, access).await },
                     |_| true,
                 ))
@@ -160,11 +164,23 @@ impl IdentityService {
             Write::Redeem { session, verdict } => {
                 let holder = Box::pin(self.store.holder_by_ci(&ci_index, None)).await?;
                 let claim = claim_for(&session.id, &found, self.policy.delete_after, now);
-                let (holder_before, redeemed_at, first) =
-                    match Box::pin(self.redeem(&claim, holder.as_ref(), None, Some(session), now)).await? {
-                        None => (holder, now, true),
-                        Some(earlier) => (earlier.holder_before, earlier.redeemed_at, false),
-                    };
+                // A first redemption answers on the holder seen now: its record, with that
+                // answer, commits with it.
+                let answer = after_holder_reason(&verdict, session, holder.as_ref());
+                let first_answer = (metered_subject, answer);
+                let (holder_before, redeemed_at, first) = match Box::pin(self.redeem(
+                    &claim,
+                    holder.as_ref(),
+                    None,
+                    Some(session),
+                    now,
+                    first_answer,
+                ))
+                .await?
+                {
+                    None => (holder, now, true),
+                    Some(earlier) => (earlier.holder_before, earlier.redeemed_at, false),
+                };
                 // Decided on the holder the first redemption saw: a retry answers as it did.
                 after_holder(verdict, session, holder_before.as_ref())?;
                 let reverified_at = (session.purpose == VerificationPurpose::Reverify).then_some(redeemed_at);
@@ -181,6 +197,7 @@ impl IdentityService {
         session: Option<&Session>,
         found: &ProviderCertification,
         now: DateTime<Utc>,
+        subject: &Subject,
     ) -> Result<(Option<Holder>, bool), ServiceError> {
         match redeemed {
             Redeemed::Bound {
@@ -197,7 +214,9 @@ impl IdentityService {
                 // The refusal is kept with the redemption: a retry answers it again, even once
                 // the holder has left. A concurrent retry that redeemed first decided it.
                 let claim = claim_for(&session.id, found, self.policy.delete_after, now);
-                let earlier = Box::pin(self.redeem(&claim, None, Some(&outcome), Some(session), now)).await?;
+                let answer = (subject, refusal(outcome.clone()).reason());
+                let earlier =
+                    Box::pin(self.redeem(&claim, None, Some(&outcome), Some(session), now, answer)).await?;
                 Err(refusal(
                     earlier.and_then(|earlier| earlier.refused).unwrap_or(outcome),
                 ))
@@ -206,7 +225,8 @@ impl IdentityService {
     }
 
     /// Redeems the session for a Verify that binds nothing: `None` for the first redemption,
-    /// the earlier one for a retry; SESSION_USED or SESSION_EXPIRED when it was lost.
+    /// the earlier one for a retry; SESSION_USED or SESSION_EXPIRED when it was lost. The first
+    /// redemption commits the call's record, with the outcome `answer` says it answers.
     async fn redeem(
         &self,
         claim: &Claim,
@@ -214,12 +234,24 @@ impl IdentityService {
         refused: Option<&BindOutcome>,
         session: Option<&Session>,
         now: DateTime<Utc>,
+        (subject, answer): (&Subject, &str),
     ) -> Result<Option<crate::domain::Redemption>, ServiceError> {
-        match self
-            .store
-            .redeem_session(claim, holder_before, refused, now)
-            .await?
-        {
+        let store = self.store.clone();
+        let (claim, holder_before, refused) = (claim.clone(), holder_before.cloned(), refused.cloned());
+        let claimed = self
+            .riding(
+                subject,
+                None,
+                answer,
+                move |access| async move {
+                    store
+                        .redeem_session(&claim, holder_before.as_ref(), refused.as_ref(), now, access)
+                        .await
+                },
+                |claimed| matches!(claimed, Claimed::First),
+            )
+            .await?;
+        match claimed {
             Claimed::First => Ok(None),
             Claimed::Again(earlier) => Ok(Some(earlier)),
             Claimed::UsedByAnother => Err(ServiceError::SessionUsed),

@@ -12,6 +12,7 @@ use sea_orm::{
 use super::{
     Store, StoreError,
     access::{log, settle, settle_bind, write_logged},
+    batch::access::Logged,
     batch::{
         binds::{Fresh, FreshBind},
         lookups::ByCi,
@@ -141,14 +142,33 @@ impl Store {
         .await
     }
 
-    /// The account no longer holds its person (회원 탈퇴). `Some(time)` when a binding existed.
+    /// The account no longer holds its person (회원 탈퇴). `Some(time)` when a binding existed;
+    /// the call's `access` record is written with the unlink, and only with one.
     #[tracing::instrument(name = "db.unlink", skip_all, fields(otel.kind = "client", db.system = %self.system()))]
-    pub(crate) async fn unlink(&self, account: &AccountId) -> Result<Option<DateTime<Utc>>, StoreError> {
-        retrying(|| self.unlink_once(account)).await
+    pub(crate) async fn unlink(
+        &self,
+        account: &AccountId,
+        access: Option<AccessRecord>,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        retrying(|| async {
+            let logged = log(self.chains(), access.clone())?;
+            let unlinked = self.unlink_once(account, logged.as_ref()).await;
+            match (&unlinked, logged) {
+                (Ok(None), Some(logged)) => logged.unwritten(),
+                (_, logged) => settle(logged, &unlinked),
+            }
+            unlinked
+        })
+        .await
     }
 
-    async fn unlink_once(&self, account: &AccountId) -> Result<Option<DateTime<Utc>>, StoreError> {
+    async fn unlink_once(
+        &self,
+        account: &AccountId,
+        logged: Option<&Logged>,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
         let db = self.gate.place().await?;
+        let txn = db.begin().await.map_err(classify)?;
         let now = Utc::now();
         let unlinked = person::Entity::update_many()
             .col_expr(person::Column::AccountId, Expr::value(Option::<String>::None))
@@ -159,10 +179,16 @@ impl Store {
             .col_expr(person::Column::UnboundAt, Expr::value(now))
             .col_expr(person::Column::UpdatedAt, Expr::value(now))
             .filter(person::Column::AccountId.eq(account.as_str()))
-            .exec(&*db)
+            .exec(&txn)
             .await
             .map_err(classify)?;
-        Ok((unlinked.rows_affected > 0).then_some(now))
+        if unlinked.rows_affected == 0 {
+            txn.rollback().await.map_err(classify)?;
+            return Ok(None);
+        }
+        write_logged(&mut On::Sea(&txn), logged).await?;
+        txn.commit().await.map_err(classify)?;
+        Ok(Some(now))
     }
 
     /// Who holds the person with this CI index, if anyone: asked together with whoever else is

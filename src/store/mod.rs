@@ -16,14 +16,17 @@
 //! | operation                      | PostgreSQL                                   | SQLite                     |
 //! |--------------------------------|----------------------------------------------|----------------------------|
 //! | `record`                       | lane `records`                               | place, transaction         |
-//! | `record_and_bind`, fresh       | lane `binds`                                 | place, transaction         |
+//! | `record_and_bind`, fresh       | lane `binds` (several with records: a transaction) | place, transaction   |
 //! | `record_and_bind`, otherwise   | held, transaction (record: the lane's statement) | place, transaction     |
-//! | `holder_by_ci`                 | lane `lookups`                               | lane `lookups`             |
+//! | `holder_by_ci`                 | lane `lookups`                               | lane `lookups`; with a record, place, transaction |
 //! | `session`                      | lane `sessions`                              | place, one statement       |
 //! | `redeem_session`               | place, one statement; a transaction with its deletion | the same          |
 //! | `begin_session`, `unlink`, `deleted_at_provider` | place, one statement       | the same                   |
 //! | `holder_by_certification`      | place, two statements                        | the same                   |
-//! | `record_access`                | the access-record writer: one task, its chain, one statement for the records waiting, on a held connection | the same, through a place |
+//! | `record_access`                | the access-record writer: one task, one statement for the records waiting, on a held connection | the same, through a place |
+//!
+//! A call's access record rides the first four with the call's writes (`batch::access`: a chain
+//! taken from the process's pool for each statement that writes records).
 //! | `access_chains` (`audit verify`), `each_access_record` (`audit export`, pages by time), `access_tallies` (`audit report`) | background | the same |
 //! | outbox, housekeeping, `ping`, `migrate` | background                          | the same                   |
 

@@ -7,6 +7,7 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect, TransactionTra
 
 use super::{
     Store, StoreError,
+    access::{log, settle, write_logged},
     batch::{lookups::BySession, statement::On},
     classify,
     entities::session,
@@ -14,18 +15,36 @@ use super::{
     rows::{Claim, Claimed, StoredSession},
     writes::claim_in,
 };
-use crate::domain::{BindOutcome, Holder, SessionId, VerificationPurpose};
+use crate::{
+    audit::AccessRecord,
+    domain::{BindOutcome, Holder, SessionId, VerificationPurpose},
+};
 
 impl Store {
     /// Stores a session just begun (no redemption yet).
     #[tracing::instrument(name = "db.begin_session", skip_all, fields(otel.kind = "client", db.system = %self.system()))]
-    pub(crate) async fn begin_session(&self, begun: StoredSession) -> Result<(), StoreError> {
-        let db = self.gate.place().await?;
-        session::Entity::insert(session::ActiveModel::from(begun))
-            .exec_without_returning(&*db)
-            .await
-            .map_err(classify)?;
-        Ok(())
+    /// The call's `access` record (a session keeping an expected person) is written with it.
+    pub(crate) async fn begin_session(
+        &self,
+        begun: StoredSession,
+        access: Option<AccessRecord>,
+    ) -> Result<(), StoreError> {
+        let insert = session::Entity::insert(session::ActiveModel::from(begun));
+        let Some(logged) = log(self.chains(), access)? else {
+            let db = self.gate.place().await?;
+            insert.exec_without_returning(&*db).await.map_err(classify)?;
+            return Ok(());
+        };
+        let begun = async {
+            let db = self.gate.place().await?;
+            let txn = db.begin().await.map_err(classify)?;
+            insert.exec_without_returning(&txn).await.map_err(classify)?;
+            write_logged(&mut On::Sea(&txn), Some(&logged)).await?;
+            txn.commit().await.map_err(classify)
+        }
+        .await;
+        logged.settle(&begun);
+        begun
     }
 
     /// How many of `caller`'s sessions are open (unredeemed, unexpired at `now`), and when the
@@ -72,7 +91,9 @@ impl Store {
     }
 
     /// Redeems the session for a Verify that binds nothing (or whose bind was `refused`),
-    /// recording the answer it gave (`holder_before`, the refusal) for its retries. One statement.
+    /// recording the answer it gave (`holder_before`, the refusal) for its retries, and the
+    /// call's `access` record with a first redemption (only). One statement, or a transaction
+    /// with its deletion or its access record.
     #[tracing::instrument(name = "db.redeem_session", skip_all, fields(otel.kind = "client", db.system = %self.system()))]
     pub(crate) async fn redeem_session(
         &self,
@@ -80,17 +101,33 @@ impl Store {
         holder_before: Option<&Holder>,
         refused: Option<&BindOutcome>,
         now: DateTime<Utc>,
+        access: Option<AccessRecord>,
     ) -> Result<Claimed, StoreError> {
+        let access = access.as_ref();
         retrying(move || async move {
             let db = self.gate.place().await?;
-            if claim.deletion_due.is_none() {
+            if claim.deletion_due.is_none() && access.is_none() {
                 return claim_in(&mut On::Sea(&*db), claim, Some(holder_before), refused, now).await;
             }
-            // The redemption and its deletion commit together, or neither does.
-            let txn = db.begin().await.map_err(classify)?;
-            let claimed = claim_in(&mut On::Sea(&txn), claim, Some(holder_before), refused, now).await?;
-            txn.commit().await.map_err(classify)?;
-            Ok(claimed)
+            // The redemption, its deletion and its record commit together, or none does.
+            let logged = log(self.chains(), access.cloned())?;
+            let claimed = async {
+                let txn = db.begin().await.map_err(classify)?;
+                let mut on = On::Sea(&txn);
+                let claimed = claim_in(&mut on, claim, Some(holder_before), refused, now).await?;
+                if matches!(claimed, Claimed::First) {
+                    write_logged(&mut on, logged.as_ref()).await?;
+                }
+                txn.commit().await.map_err(classify)?;
+                Ok(claimed)
+            }
+            .await;
+            match (&claimed, logged) {
+                (Ok(Claimed::First) | Err(_), logged) => settle(logged, &claimed),
+                (Ok(_), Some(logged)) => logged.unwritten(),
+                (Ok(_), None) => {}
+            }
+            claimed
         })
         .await
     }

@@ -37,6 +37,19 @@ pub fn pseudonym(person: &str) -> String {
     key.person(&Ci::parse(&ci_for(person)).unwrap())
 }
 
+/// A reverification session for `account` that keeps an expected person.
+fn keeping_a_person(account: &str) -> BeginVerificationRequest {
+    BeginVerificationRequest {
+        purpose: Purpose::Reverify.into(),
+        account_id: Some(account.into()),
+        expected: Some(ExpectedPerson {
+            name: Some("홍길동".into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
 fn with_actor<T>(actor: &str, message: T) -> Request<T> {
     let mut request = Request::new(message);
     request.metadata_mut().insert("x-actor", actor.parse().unwrap());
@@ -69,15 +82,7 @@ async fn each_call_on_personal_data_leaves_one_record_with_its_fields() {
         .await
         .unwrap();
     client
-        .begin_verification(BeginVerificationRequest {
-            purpose: Purpose::Reverify.into(),
-            account_id: Some("acct-3".into()),
-            expected: Some(ExpectedPerson {
-                name: Some("홍길동".into()),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
+        .begin_verification(keeping_a_person("acct-3"))
         .await
         .unwrap();
     let refused = client
@@ -235,7 +240,7 @@ async fn audit_verify_finds_a_changed_inserted_or_removed_record_and_a_cut_tail(
     }
     let (held, printed) = audit_verify(&app, None);
     assert!(held, "{printed}");
-    assert!(printed.contains("5 records in 1 chains"), "{printed}");
+    assert!(printed.contains("5 records in "), "{printed}");
 
     // Changed: the third record says another account.
     execute(&app, "UPDATE access_records SET account_id = 'a-9' WHERE seq = 3").await;
@@ -320,15 +325,7 @@ async fn refused_calls(app: &TestApp) {
     let begun = app
         .client
         .clone()
-        .begin_verification(BeginVerificationRequest {
-            purpose: Purpose::Reverify.into(),
-            account_id: Some("acct-0".into()),
-            expected: Some(ExpectedPerson {
-                name: Some("홍길동".into()),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
+        .begin_verification(keeping_a_person("acct-0"))
         .await;
     assert_status(begun, Code::Unavailable, "ACCESS_RECORD_UNAVAILABLE");
 }
@@ -343,10 +340,10 @@ async fn a_call_whose_record_cannot_be_written_does_nothing_and_answers_unavaila
     nothing_done(&app, lookups).await;
     execute(&app, "ALTER TABLE access_records_away RENAME TO access_records").await;
     app.check_duplicate(Key::Ci(ci_for("hong"))).await.unwrap();
-    // The failed statements left no gap: the chain holds.
+    // The failed statements left no gap: the chains hold.
     assert_eq!(count(&app, "SELECT count(*) FROM access_records").await, 2);
     let (held, printed) = audit_verify(&app, None);
-    assert!(held && printed.contains("2 records in 1 chains"), "{printed}");
+    assert!(held && printed.contains("2 records in "), "{printed}");
 }
 
 #[tokio::test]
@@ -386,31 +383,65 @@ async fn refuse_ok_records(app: &TestApp) {
 #[tokio::test]
 async fn a_record_that_fails_undoes_the_writes_of_its_call() {
     let app = spawn_app().await;
+    app.bind(FOREIGNER, "acct-0").await.unwrap();
+    let bound_before = "SELECT count(*) FROM persons WHERE account_id = 'acct-0'";
+    let recovery = crate::sessions::begin(&app, Purpose::Recovery, None).await;
+    let recovered = crate::certify::insert_certified(&app, &recovery.merchant_uid, "recovering");
     refuse_ok_records(&app).await;
     assert!(app.bind(ADULT, "acct-1").await.is_err(), "a bind answered");
-    assert!(app.verify(FOREIGNER).await.is_err(), "a Verify answered");
+    assert!(app.verify(ADULT).await.is_err(), "a Verify answered");
     let checked = app.check_duplicate(Key::Ci(ci_for("hong"))).await;
     assert!(checked.is_err(), "a CheckDuplicate answered");
-    assert_eq!(count(&app, "SELECT count(*) FROM persons").await, 0);
-    assert_eq!(count(&app, "SELECT count(*) FROM certifications").await, 0);
+    let unlink = certification_service::grpc::proto::UnlinkRequest {
+        account_id: "acct-0".into(),
+    };
+    assert!(
+        app.client.clone().unlink(unlink).await.is_err(),
+        "an Unlink answered"
+    );
+    let begun = app
+        .client
+        .clone()
+        .begin_verification(keeping_a_person("acct-0"))
+        .await;
+    assert!(begun.is_err(), "a session keeping a person was begun");
+    let redeemed = crate::sessions::redeem(&app, &recovery.merchant_uid, &recovered).await;
+    assert!(redeemed.is_err(), "a session was redeemed");
+    // Nothing of theirs is left: the one person bound before, still bound; one session, not
+    // redeemed.
+    assert_eq!(count(&app, "SELECT count(*) FROM persons").await, 1);
+    assert_eq!(count(&app, bound_before).await, 1);
+    assert_eq!(count(&app, "SELECT count(*) FROM certifications").await, 1);
+    assert_eq!(count(&app, "SELECT count(*) FROM verification_sessions").await, 1);
+    let redeemed = "SELECT count(*) FROM verification_sessions WHERE redeemed_id IS NOT NULL";
+    assert_eq!(count(&app, redeemed).await, 0);
     // An outage's record does not hold its answer back: wait for them.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while count(&app, "SELECT count(*) FROM access_records").await < 3 {
+    while count(&app, "SELECT count(*) FROM access_records").await < 7 {
         assert!(
             std::time::Instant::now() < deadline,
             "the failures were not recorded"
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    let outcomes: Vec<(String, String)> = records(&app)
+    let mut outcomes: Vec<(String, String)> = records(&app)
         .await
         .into_iter()
         .map(|record| (record.method, record.outcome))
+        .filter(|(_, outcome)| outcome != OUTCOME_OK)
         .collect();
-    assert_eq!(outcomes.len(), 3, "{outcomes:?}");
-    assert!(
-        outcomes.iter().all(|(_, outcome)| outcome == "STORE_FAILURE"),
-        "{outcomes:?}"
+    outcomes.sort();
+    let failed = |method: &str| (method.to_owned(), "STORE_FAILURE".to_owned());
+    assert_eq!(
+        outcomes,
+        [
+            failed("BeginVerification"),
+            failed("CheckDuplicate"),
+            failed("Unlink"),
+            failed("Verify"),
+            failed("Verify"),
+            failed("Verify")
+        ]
     );
 
     let drop = if postgres_url().is_some() {
@@ -421,7 +452,7 @@ async fn a_record_that_fails_undoes_the_writes_of_its_call() {
     execute(&app, drop).await;
     app.bind(ADULT, "acct-1").await.unwrap();
     let bound = records(&app).await;
-    assert_eq!(bound.len(), 4);
+    assert_eq!(bound.len(), 8);
     assert!(
         bound
             .iter()
@@ -512,11 +543,9 @@ async fn on_postgres_a_locked_record_table_refuses_calls_within_the_lock_timeout
     // writer took them: every chain holds either way.
     let (held, printed) = audit_verify(&app, None);
     assert!(held && printed.contains("access records hold"), "{printed}");
-    let outcomes: Vec<String> = records(&app)
-        .await
-        .into_iter()
-        .map(|record| record.outcome)
-        .collect();
+    let mut in_time = records(&app).await;
+    in_time.sort_by_key(|record| record.at);
+    let outcomes: Vec<String> = in_time.into_iter().map(|record| record.outcome).collect();
     assert_eq!(outcomes.first().map(String::as_str), Some(OUTCOME_OK));
     assert_eq!(outcomes.last().map(String::as_str), Some(OUTCOME_OK));
     assert!(
@@ -589,7 +618,7 @@ async fn the_retention_purge_removes_whole_days_past_it_and_the_chains_still_ver
         "what is within retention stays, and the purge left its own record"
     );
     let (held, printed) = audit_verify(&app, None);
-    assert!(held && printed.contains("4 records in 1 chains"), "{printed}");
+    assert!(held && printed.contains("4 records in "), "{printed}");
     // Nothing more is past retention: the next purges remove nothing and record nothing.
     let key = AuditKey::from_base64(&STANDARD.encode(TEST_AUDIT_KEY)).unwrap();
     let two_years = std::time::Duration::from_secs(730 * 86_400);
