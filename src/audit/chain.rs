@@ -1,7 +1,8 @@
 //! Chains of access records. A chain is extended by one statement at a time (the store takes
 //! one from its pool for each statement that writes records), so replicas and writers never
-//! serialise on one row: each has chains of its own, named at random. Its records are numbered from 1, and each carries
-//! `mac = HMAC(AUDIT_KEY, content ‖ previous mac)` (32 zero bytes before the first).
+//! serialise on one row: each has chains of its own, named at random. Its records are numbered
+//! from 1, and each carries `mac = HMAC(AUDIT_KEY, content ‖ previous mac)` (32 zero bytes
+//! before the first).
 //!
 //! A writer [`Chain::extend`]s its chain with records not yet written, and [`Chain::advance`]s
 //! only once they are committed: a statement that failed leaves the chain where it was, so the

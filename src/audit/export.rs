@@ -58,24 +58,35 @@ struct Line<'a> {
 
 /// `chained` as one JSON object, without its line break.
 pub(crate) fn json_line(chained: &ChainedRecord) -> String {
-    let record = &chained.record;
-    let line = Line {
-        chain: &chained.chain,
-        seq: chained.seq,
-        at: record.at.to_rfc3339_opts(SecondsFormat::Micros, true),
-        caller: &record.caller,
-        actor: record.actor.as_deref(),
-        peer: record.peer.as_deref(),
-        method: &record.method,
-        purpose: record.purpose.as_deref(),
-        work: record.work.as_str(),
-        account_id: record.account.as_deref(),
-        person: record.person.as_deref(),
-        outcome: &record.outcome,
-        trace_id: record.trace_id.as_deref(),
-        mac: &chained.mac,
-    };
-    serde_json::to_string(&line).expect("a line of strings and numbers always serialises")
+    serde_json::to_string(&Line::of(chained)).expect("a line of strings and numbers always serialises")
+}
+
+/// `records` as one JSON array of their rows (what the store's statements insert from).
+pub(crate) fn json_rows(records: &[ChainedRecord]) -> String {
+    let rows: Vec<Line<'_>> = records.iter().map(Line::of).collect();
+    serde_json::to_string(&rows).expect("rows of strings and numbers always serialise")
+}
+
+impl<'a> Line<'a> {
+    fn of(chained: &'a ChainedRecord) -> Self {
+        let record = &chained.record;
+        Line {
+            chain: &chained.chain,
+            seq: chained.seq,
+            at: record.at.to_rfc3339_opts(SecondsFormat::Micros, true),
+            caller: &record.caller,
+            actor: record.actor.as_deref(),
+            peer: record.peer.as_deref(),
+            method: &record.method,
+            purpose: record.purpose.as_deref(),
+            work: record.work.as_str(),
+            account_id: record.account.as_deref(),
+            person: record.person.as_deref(),
+            outcome: &record.outcome,
+            trace_id: record.trace_id.as_deref(),
+            mac: &chained.mac,
+        }
+    }
 }
 
 #[cfg(test)]

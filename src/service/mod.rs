@@ -157,8 +157,8 @@ impl IdentityService {
     /// not the method's usual) with its own writes, where `wrote` says it did so, after which
     /// the call answers that outcome. Spawned: a call dropped meanwhile cannot cut the
     /// statement short and leave its record's fate unknown (the transport then records the drop
-    /// only if the statement did not write the record). A statement that failed while records cannot be
-    /// written failed for its record: ACCESS_RECORD_UNAVAILABLE.
+    /// only if the statement did not write the record). A statement that failed while records
+    /// cannot be written failed for its record: ACCESS_RECORD_UNAVAILABLE.
     pub(super) async fn riding<T, F>(
         &self,
         subject: &Subject,

@@ -11,7 +11,7 @@ use sea_orm::{
 };
 
 use super::{
-    Redeemed, Store, StoreError,
+    Store, StoreError,
     batch::{
         Lanes,
         access::{AccessWriter, Chains, Logged, insert_statement},
@@ -312,31 +312,9 @@ fn chained(row: access_record::Model) -> Result<ChainedRecord, StoreError> {
 }
 
 /// `records` as [`log_records!`](super::sql::log_records) takes them: a JSON array of
-/// `access_records` rows, `at` to the microsecond.
+/// `access_records` rows, the export's lines.
 pub(super) fn records_json(records: &[ChainedRecord]) -> String {
-    let rows: Vec<serde_json::Value> = records
-        .iter()
-        .map(|chained| {
-            let record = &chained.record;
-            serde_json::json!({
-                "chain": chained.chain,
-                "seq": chained.seq,
-                "at": record.at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-                "caller": record.caller,
-                "actor": record.actor,
-                "peer": record.peer,
-                "method": record.method,
-                "purpose": record.purpose,
-                "work": record.work.as_str(),
-                "account_id": record.account,
-                "person": record.person,
-                "outcome": record.outcome,
-                "trace_id": record.trace_id,
-                "mac": chained.mac,
-            })
-        })
-        .collect();
-    serde_json::Value::Array(rows).to_string()
+    crate::audit::export::json_rows(records)
 }
 
 /// Seals `records` (a call's, to be written with its own writes) on a chain of this store's:
@@ -365,23 +343,24 @@ pub(super) async fn write_logged<C: ConnectionTrait>(
     Ok(())
 }
 
-/// `logged` settled by its transaction's result.
-pub(super) fn settle<T>(logged: Option<Logged>, result: &Result<T, StoreError>) {
-    if let Some(logged) = logged {
-        logged.settle(result);
+/// `logged` settled by its statement's result: written when Ok and `wrote` says the
+/// statement wrote it (one that writes a call's record only with the call's write); see
+/// [`Logged::settle`] otherwise.
+pub(super) fn settle_where<T>(
+    logged: Option<Logged>,
+    result: &Result<T, StoreError>,
+    wrote: impl FnOnce(&T) -> bool,
+) {
+    match (logged, result) {
+        (Some(logged), Ok(value)) if !wrote(value) => logged.unwritten(),
+        (Some(logged), result) => logged.settle(result),
+        (None, _) => {}
     }
 }
 
-/// `logged` settled by a bind's transaction, which wrote it only with a bind.
-pub(super) fn settle_bind(logged: Option<Logged>, redeemed: &Result<Redeemed, StoreError>) {
-    match redeemed {
-        Ok(Redeemed::Bound { .. }) | Err(_) => settle(logged, redeemed),
-        Ok(_) => {
-            if let Some(logged) = logged {
-                logged.unwritten();
-            }
-        }
-    }
+/// `logged` settled by the result of a statement that wrote it whenever it committed.
+pub(super) fn settle<T>(logged: Option<Logged>, result: &Result<T, StoreError>) {
+    settle_where(logged, result, |_| true);
 }
 
 /// A chained record into its row.

@@ -11,9 +11,9 @@ use sea_orm::{
 
 use super::{
     Store, StoreError,
-    access::{log, settle, settle_bind, write_logged},
-    batch::access::Logged,
+    access::{log, settle, settle_where, write_logged},
     batch::{
+        access::Logged,
         binds::{Fresh, FreshBind},
         lookups::ByCi,
         records::{Record, record_one},
@@ -88,7 +88,9 @@ impl Store {
                     Ok(redeemed)
                 }
                 .await;
-                settle_bind(logged, &redeemed);
+                settle_where(logged, &redeemed, |redeemed| {
+                    matches!(redeemed, Redeemed::Bound { .. })
+                });
                 redeemed
             })
             .await;
@@ -136,7 +138,9 @@ impl Store {
                 Ok(redeemed)
             }
             .await;
-            settle_bind(logged, &redeemed);
+            settle_where(logged, &redeemed, |redeemed| {
+                matches!(redeemed, Redeemed::Bound { .. })
+            });
             redeemed
         })
         .await
@@ -153,10 +157,7 @@ impl Store {
         retrying(|| async {
             let logged = log(self.chains(), access.clone())?;
             let unlinked = self.unlink_once(account, logged.as_ref()).await;
-            match (&unlinked, logged) {
-                (Ok(None), Some(logged)) => logged.unwritten(),
-                (_, logged) => settle(logged, &unlinked),
-            }
+            settle_where(logged, &unlinked, Option::is_some);
             unlinked
         })
         .await

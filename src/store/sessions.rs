@@ -7,7 +7,7 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect, TransactionTra
 
 use super::{
     Store, StoreError,
-    access::{log, settle, write_logged},
+    access::{log, settle_where, write_logged},
     batch::{lookups::BySession, statement::On},
     classify,
     entities::session,
@@ -122,11 +122,7 @@ impl Store {
                 Ok(claimed)
             }
             .await;
-            match (&claimed, logged) {
-                (Ok(Claimed::First) | Err(_), logged) => settle(logged, &claimed),
-                (Ok(_), Some(logged)) => logged.unwritten(),
-                (Ok(_), None) => {}
-            }
+            settle_where(logged, &claimed, |claimed| matches!(claimed, Claimed::First));
             claimed
         })
         .await

@@ -47,7 +47,7 @@ use crate::{
     domain::AccountId,
     store::{
         StoreError,
-        access::{log, records_json, write_logged},
+        access::{log, records_json, settle_where, write_logged},
         classify,
         rows::{Claim, Recordable},
         sql::{
@@ -176,12 +176,8 @@ async fn bind_one(
 ) -> Result<Fresh, StoreError> {
     let logged = log(chains, bind.access.clone())?;
     let bound = run(connection, &[bind], logged.as_ref(), now).await;
-    match (&bound, logged) {
-        (Ok(bound), Some(logged)) if bound.contains(&0) => logged.written(),
-        (Ok(_), Some(logged)) => logged.unwritten(),
-        (Err(error), Some(logged)) => logged.settle::<()>(&Err(classify(error.clone()))),
-        (_, None) => {}
-    }
+    let settled = bound.as_ref().map_err(|error| classify(error.clone()));
+    settle_where(logged, &settled, |bound| bound.contains(&0));
     match bound {
         Ok(bound) => Ok(fresh(bound.contains(&0), bind, now)),
         Err(error) => {

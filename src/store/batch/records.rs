@@ -282,6 +282,14 @@ const RECORD: &str = concat!(
     record_from_seen!("ci_hash = ANY($1) AND ci_hash NOT IN (SELECT ci_hash FROM inserted)")
 );
 
+/// The access records of a record statement ($13), written with a row for each of its $14
+/// persons; otherwise none, and when $15 the statement fails.
+macro_rules! with_persons {
+    () => {
+        concat!(", ", log_records!("$13", "person", "$14", "$15"))
+    };
+}
+
 /// [`RECORD`] with the calls' access records ($13, a JSON array), written only with a row for
 /// each of its $14 persons: otherwise the statement fails ($15, true), undoing it all.
 const RECORD_LOGGED: &str = concat!(
@@ -289,7 +297,7 @@ const RECORD_LOGGED: &str = concat!(
     seen_arrays!(),
     record_from_seen!(
         "ci_hash = ANY($1) AND ci_hash NOT IN (SELECT ci_hash FROM inserted)",
-        concat!(", ", log_records!("$13", "person", "$14", "$15"))
+        with_persons!()
     )
 );
 
@@ -309,6 +317,6 @@ const RECORD_ONE_LOGGED: &str = concat!(
     seen_one!(),
     record_from_seen!(
         "ci_hash = $1 AND NOT EXISTS (SELECT 1 FROM inserted)",
-        concat!(", ", log_records!("$13", "person", "$14", "$15"))
+        with_persons!()
     )
 );
