@@ -93,13 +93,13 @@ impl Application {
         let (metrics_listener, metrics_addr) =
             bind_optional(settings.server.metrics_listen_addr, "METRICS_LISTEN_ADDR").await?;
         crate::telemetry::metrics::handle();
-        let store = Store::connect(&settings.store)
-            .await
-            .context("preparing the database pool")?
-            .with_access_records(
-                settings.keys.audit_key.clone(),
-                settings.maintenance.audit_head_interval,
-            );
+        let store = Store::recording(
+            &settings.store,
+            settings.keys.audit_key.clone(),
+            settings.maintenance.audit_head_interval,
+        )
+        .await
+        .context("preparing the database pool")?;
         // One connection (multiplexed) for the token cache and the quota counters.
         let redis = match &settings.redis {
             Some(redis) => Some((

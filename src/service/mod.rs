@@ -23,7 +23,7 @@ use crate::{
         VerificationPurpose,
     },
     quota::Quotas,
-    store::{Recordable, Store, StoreError},
+    store::{RecordWritten, Recordable, Store, StoreError},
 };
 
 pub(crate) use deletions::Deleter;
@@ -154,8 +154,8 @@ impl IdentityService {
     }
 
     /// Runs a store call that commits the call's access record (`outcome`, and `work` where
-    /// not the method's usual) with its own writes, where `wrote` says it did so, after which
-    /// the call answers that outcome. Spawned: a call dropped meanwhile cannot cut the
+    /// not the method's usual) with its own writes, where its result says it did so
+    /// ([`RecordWritten`]), after which the call answers that outcome. Spawned: a call dropped meanwhile cannot cut the
     /// statement short and leave its record's fate unknown (the transport then records the drop
     /// only if the statement did not write the record). A statement that failed while records
     /// cannot be written failed for its record: ACCESS_RECORD_UNAVAILABLE.
@@ -165,10 +165,9 @@ impl IdentityService {
         work: Option<Work>,
         outcome: &str,
         write: impl FnOnce(Option<AccessRecord>) -> F,
-        wrote: fn(&T) -> bool,
     ) -> Result<T, ServiceError>
     where
-        T: Send + 'static,
+        T: RecordWritten + Send + 'static,
         F: Future<Output = Result<T, StoreError>> + Send + 'static,
     {
         let (record, rider) = subject.ride(work, outcome).unzip();
@@ -178,7 +177,7 @@ impl IdentityService {
             async move {
                 let written = written.await;
                 if let Some(rider) = rider {
-                    rider.settle(written.as_ref().is_ok_and(wrote));
+                    rider.settle(written.as_ref().is_ok_and(RecordWritten::record_written));
                 }
                 written
             }
@@ -221,13 +220,9 @@ impl IdentityService {
         self.recordable().await?;
         let (store, account) = (self.store.clone(), account.clone());
         let unlinked = self
-            .riding(
-                subject,
-                None,
-                OUTCOME_OK,
-                move |access| async move { store.unlink(&account, access).await },
-                Option::is_some,
-            )
+            .riding(subject, None, OUTCOME_OK, move |access| async move {
+                store.unlink(&account, access).await
+            })
             .await?;
         tracing::info!(existed = unlinked.is_some(), "account unlinked");
         Ok(unlinked)
@@ -295,13 +290,9 @@ impl IdentityService {
         subject: &Subject,
     ) -> Result<Option<Holder>, ServiceError> {
         let (store, ci_index) = (self.store.clone(), ci_index.clone());
-        let holder = self.riding(
-            subject,
-            None,
-            OUTCOME_OK,
-            move |record| async move { store.holder_by_ci(&ci_index, record).await },
-            |_| true,
-        );
+        let holder = self.riding(subject, None, OUTCOME_OK, move |record| async move {
+            store.holder_by_ci(&ci_index, record).await
+        });
         Box::pin(holder).await
     }
 }

@@ -87,7 +87,6 @@ impl IdentityService {
             None,
             crate::audit::OUTCOME_OK,
             move |access| async move { store.begin_session(stored, access).await },
-            |()| true,
         )
         .await?;
         crate::telemetry::metrics::session_begun(spec.purpose);

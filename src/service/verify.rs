@@ -7,13 +7,13 @@ use tokio::time::Instant;
 
 use super::{
     IdentityService, Metered, Recordable, ServiceError, SessionUse, Verified, VerifyCommand,
-    decide::{Plan, Write, after_holder, after_holder_reason, decide},
+    decide::{Facts, Plan, Write, after_holder, after_holder_reason, decide},
 };
 use crate::{
     audit::{OUTCOME_OK, Subject, Work},
     domain::{
-        BindOutcome, Holder, Provider, ProviderCertification, Session, SessionId, VerificationPurpose,
-        saturating_after,
+        AccountId, BindOutcome, Holder, PersonIndex, Provider, ProviderCertification, Session, SessionId,
+        VerificationPurpose, saturating_after,
     },
     store::{Claim, Claimed, Redeemed, StoreError},
     telemetry::metrics,
@@ -24,6 +24,51 @@ use crate::{
 struct Answer {
     verified: Verified,
     first_redemption: bool,
+}
+
+/// A certification that passed every check, on its way to its write.
+struct Checked<'s> {
+    found: ProviderCertification,
+    facts: Facts,
+    ci_index: PersonIndex,
+    session: Option<&'s Session>,
+    now: DateTime<Utc>,
+}
+
+impl Checked<'_> {
+    fn recordable(&self, service: &IdentityService) -> Recordable {
+        let facts = &self.facts;
+        Recordable::new(
+            service,
+            &self.found,
+            &facts.identity,
+            self.ci_index.clone(),
+            facts.certified_at,
+        )
+    }
+
+    fn answer(
+        &self,
+        holder_before: Option<Holder>,
+        bound: bool,
+        reverified_at: Option<DateTime<Utc>>,
+        first_redemption: bool,
+    ) -> Answer {
+        let facts = &self.facts;
+        Answer {
+            verified: Verified {
+                identity: facts.identity.clone(),
+                certification: facts.certification.clone(),
+                certified_at: facts.certified_at,
+                age: facts.age,
+                holder_before,
+                bound,
+                purpose: self.session.map(|session| session.purpose),
+                reverified_at,
+            },
+            first_redemption,
+        }
+    }
 }
 
 impl IdentityService {
@@ -93,100 +138,96 @@ impl IdentityService {
         metered: Metered<'_>,
         deadline: Instant,
     ) -> Result<Answer, ServiceError> {
-        let metered_subject = metered.subject;
+        let subject = metered.subject;
         let found = self.lookup(&command.certification, metered, deadline).await?;
         let now = crate::domain::stored_precision(Utc::now());
         let Plan { facts, write } = decide(&found, session, &command, &self.policy, now)?;
-        let ci_index = self.index_key.ci_index(&facts.identity.ci);
-        let record = || {
-            Recordable::new(
-                self,
-                &found,
-                &facts.identity,
-                ci_index.clone(),
-                facts.certified_at,
-            )
-        };
-        let answered = |holder_before, bound, reverified_at, first_redemption| Answer {
-            verified: Verified {
-                identity: facts.identity.clone(),
-                certification: facts.certification.clone(),
-                certified_at: facts.certified_at,
-                age: facts.age,
-                holder_before,
-                bound,
-                purpose: session.map(|session| session.purpose),
-                reverified_at,
-            },
-            first_redemption,
+        let checked = Checked {
+            ci_index: self.index_key.ci_index(&facts.identity.ci),
+            found,
+            facts,
+            session,
+            now,
         };
         // The database calls are boxed: see `verify`.
         match write {
-            Write::Bind { account } => {
-                let claim = session
-                    .as_ref()
-                    .map(|session| claim_for(&session.id, &found, self.policy.delete_after, now));
-                let (store, recordable, cooldown) =
-                    (self.store.clone(), record(), self.policy.rejoin_cooldown);
-                let redeemed = Box::pin(self.riding(
-                    metered_subject,
-                    Some(Work::Entry),
-                    OUTCOME_OK,
-                    move |access| async move {
-                        store
-                            .record_and_bind(recordable, &account, cooldown, claim, access)
-                            .await
-                    },
-                    |redeemed| matches!(redeemed, Redeemed::Bound { .. }),
-                ))
-                .await?;
-                let (holder_before, first) = self
-                    .bound(redeemed, session, &found, now, metered_subject)
-                    .await?;
-                Ok(answered(holder_before, true, None, first))
-            }
-            Write::Record => {
-                let (store, recordable) = (self.store.clone(), record());
-                let recorded = Box::pin(self.riding(
-                    metered_subject,
-                    None,
-                    OUTCOME_OK,
-                    move |access| async move { store.record(recordable, access).await },
-                    |_| true,
-                ))
-                .await?;
-                Ok(answered(recorded.holder, false, None, false))
-            }
+            Write::Bind { account } => Box::pin(self.bind_checked(&checked, account, subject)).await,
+            Write::Record => Box::pin(self.record_checked(&checked, subject)).await,
             Write::Read => {
-                let holder = Box::pin(self.store.holder_by_ci(&ci_index, None)).await?;
-                Ok(answered(holder, false, None, false))
+                let holder = Box::pin(self.store.holder_by_ci(&checked.ci_index, None)).await?;
+                Ok(checked.answer(holder, false, None, false))
             }
             Write::Redeem { session, verdict } => {
-                let holder = Box::pin(self.store.holder_by_ci(&ci_index, None)).await?;
-                let claim = claim_for(&session.id, &found, self.policy.delete_after, now);
-                // A first redemption answers on the holder seen now: its record, with that
-                // answer, commits with it.
-                let answer = after_holder_reason(&verdict, session, holder.as_ref());
-                let first_answer = (metered_subject, answer);
-                let (holder_before, redeemed_at, first) = match Box::pin(self.redeem(
-                    &claim,
-                    holder.as_ref(),
-                    None,
-                    Some(session),
-                    now,
-                    first_answer,
-                ))
-                .await?
-                {
-                    None => (holder, now, true),
-                    Some(earlier) => (earlier.holder_before, earlier.redeemed_at, false),
-                };
-                // Decided on the holder the first redemption saw: a retry answers as it did.
-                after_holder(verdict, session, holder_before.as_ref())?;
-                let reverified_at = (session.purpose == VerificationPurpose::Reverify).then_some(redeemed_at);
-                Ok(answered(holder_before, false, reverified_at, first))
+                Box::pin(self.redeem_checked(&checked, session, verdict, subject)).await
             }
         }
+    }
+
+    /// Records the certification and binds its person to `account`, redeeming the session
+    /// where there is one.
+    async fn bind_checked(
+        &self,
+        checked: &Checked<'_>,
+        account: AccountId,
+        subject: &Subject,
+    ) -> Result<Answer, ServiceError> {
+        let Checked {
+            found, session, now, ..
+        } = checked;
+        let claim = session.map(|session| claim_for(&session.id, found, self.policy.delete_after, *now));
+        let (store, recordable, cooldown) = (
+            self.store.clone(),
+            checked.recordable(self),
+            self.policy.rejoin_cooldown,
+        );
+        let redeemed = self
+            .riding(subject, Some(Work::Entry), OUTCOME_OK, move |access| async move {
+                store
+                    .record_and_bind(recordable, &account, cooldown, claim, access)
+                    .await
+            })
+            .await?;
+        let (holder_before, first) = self.bound(redeemed, *session, found, *now, subject).await?;
+        Ok(checked.answer(holder_before, true, None, first))
+    }
+
+    /// Records the certification (no session): the record says who holds the person.
+    async fn record_checked(&self, checked: &Checked<'_>, subject: &Subject) -> Result<Answer, ServiceError> {
+        let (store, recordable) = (self.store.clone(), checked.recordable(self));
+        let recorded = self
+            .riding(subject, None, OUTCOME_OK, move |access| async move {
+                store.record(recordable, access).await
+            })
+            .await?;
+        Ok(checked.answer(recorded.holder, false, None, false))
+    }
+
+    /// Redeems a session that binds nothing, then answers `verdict`, decided on the holder the
+    /// first redemption saw: a retry answers as it did.
+    async fn redeem_checked(
+        &self,
+        checked: &Checked<'_>,
+        session: &Session,
+        verdict: Result<(), ServiceError>,
+        subject: &Subject,
+    ) -> Result<Answer, ServiceError> {
+        let now = checked.now;
+        let holder = self.store.holder_by_ci(&checked.ci_index, None).await?;
+        let claim = claim_for(&session.id, &checked.found, self.policy.delete_after, now);
+        // A first redemption answers on the holder seen now: its record, with that answer,
+        // commits with it.
+        let answer = after_holder_reason(&verdict, session, holder.as_ref());
+        let first_answer = (subject, answer);
+        let (holder_before, redeemed_at, first) = match self
+            .redeem(&claim, holder.as_ref(), None, Some(session), now, first_answer)
+            .await?
+        {
+            None => (holder, now, true),
+            Some(earlier) => (earlier.holder_before, earlier.redeemed_at, false),
+        };
+        after_holder(verdict, session, holder_before.as_ref())?;
+        let reverified_at = (session.purpose == VerificationPurpose::Reverify).then_some(redeemed_at);
+        Ok(checked.answer(holder_before, false, reverified_at, first))
     }
 
     /// A bind's outcome: who held the person before, and whether this call redeemed the session
@@ -239,17 +280,11 @@ impl IdentityService {
         let store = self.store.clone();
         let (claim, holder_before, refused) = (claim.clone(), holder_before.cloned(), refused.cloned());
         let claimed = self
-            .riding(
-                subject,
-                None,
-                answer,
-                move |access| async move {
-                    store
-                        .redeem_session(&claim, holder_before.as_ref(), refused.as_ref(), now, access)
-                        .await
-                },
-                |claimed| matches!(claimed, Claimed::First),
-            )
+            .riding(subject, None, answer, move |access| async move {
+                store
+                    .redeem_session(&claim, holder_before.as_ref(), refused.as_ref(), now, access)
+                    .await
+            })
             .await?;
         match claimed {
             Claimed::First => Ok(None),

@@ -2,21 +2,17 @@
 //! `audit verify`, by time for `audit export`, and counted for `audit report`. Rows and
 //! [`ChainedRecord`]s convert here, both ways.
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    TransactionTrait,
 };
 
 use super::{
     Store, StoreError,
-    batch::{
-        Lanes,
-        access::{AccessWriter, Chains, Logged, insert_statement},
-        statement::On,
-    },
+    batch::access::{AccessWriter, Chains},
     classify,
     entities::{
         access_record::{self, Column},
@@ -31,16 +27,6 @@ use crate::audit::{
 };
 
 impl Store {
-    /// This store writes access records, chained under `key`, logging its chain's head every
-    /// `head_every`.
-    pub(crate) fn with_access_records(mut self, key: AuditKey, head_every: Duration) -> Self {
-        let writer = AccessWriter::start(&self.gate, key, head_every);
-        // The lanes write the records of the calls they answer, on chains of their own.
-        self.lanes = Lanes::start(&self.gate, Some(writer.chains()));
-        self.access = Some(writer);
-        self
-    }
-
     /// The chains of this store's records, where it writes them.
     pub(super) fn chains(&self) -> Option<&Arc<Chains>> {
         self.access.as_ref().map(AccessWriter::chains)
@@ -309,77 +295,4 @@ fn chained(row: access_record::Model) -> Result<ChainedRecord, StoreError> {
         },
         mac: row.mac,
     })
-}
-
-/// `records` as [`log_records!`](super::sql::log_records) takes them: a JSON array of
-/// `access_records` rows, the export's lines.
-pub(super) fn records_json(records: &[ChainedRecord]) -> String {
-    crate::audit::export::json_rows(records)
-}
-
-/// Seals `records` (a call's, to be written with its own writes) on a chain of this store's:
-/// `None` without records; a failure when this store writes none, so none is dropped.
-pub(super) fn log(
-    chains: Option<&Arc<Chains>>,
-    records: impl IntoIterator<Item = AccessRecord>,
-) -> Result<Option<Logged>, StoreError> {
-    let records: Vec<AccessRecord> = records.into_iter().collect();
-    match chains {
-        Some(chains) => Ok(chains.log(records)),
-        None if records.is_empty() => Ok(None),
-        None => Err(StoreError::Failure("this store writes no access records".into())),
-    }
-}
-
-/// Writes `logged`'s records in the transaction `on` runs, before it commits.
-pub(super) async fn write_logged<C: ConnectionTrait>(
-    on: &mut On<'_, C>,
-    logged: Option<&Logged>,
-) -> Result<(), StoreError> {
-    if let Some(logged) = logged {
-        let insert = insert_statement(on.backend(), logged.records());
-        on.execute(insert).await.map_err(classify)?;
-    }
-    Ok(())
-}
-
-/// `logged` settled by its statement's result: written when Ok and `wrote` says the
-/// statement wrote it (one that writes a call's record only with the call's write); see
-/// [`Logged::settle`] otherwise.
-pub(super) fn settle_where<T>(
-    logged: Option<Logged>,
-    result: &Result<T, StoreError>,
-    wrote: impl FnOnce(&T) -> bool,
-) {
-    match (logged, result) {
-        (Some(logged), Ok(value)) if !wrote(value) => logged.unwritten(),
-        (Some(logged), result) => logged.settle(result),
-        (None, _) => {}
-    }
-}
-
-/// `logged` settled by the result of a statement that wrote it whenever it committed.
-pub(super) fn settle<T>(logged: Option<Logged>, result: &Result<T, StoreError>) {
-    settle_where(logged, result, |_| true);
-}
-
-/// A chained record into its row.
-pub(super) fn active_model(chained: &ChainedRecord) -> access_record::ActiveModel {
-    let record = &chained.record;
-    access_record::ActiveModel {
-        chain: Set(chained.chain.clone()),
-        seq: Set(chained.seq),
-        at: Set(record.at),
-        caller: Set(record.caller.clone()),
-        actor: Set(record.actor.clone()),
-        peer: Set(record.peer.clone()),
-        method: Set(record.method.clone()),
-        purpose: Set(record.purpose.clone()),
-        work: Set(record.work.as_str().to_owned()),
-        account_id: Set(record.account.clone()),
-        person: Set(record.person.clone()),
-        outcome: Set(record.outcome.clone()),
-        trace_id: Set(record.trace_id.clone()),
-        mac: Set(chained.mac.clone()),
-    }
 }

@@ -11,9 +11,8 @@ use sea_orm::{
 
 use super::{
     Store, StoreError,
-    access::{log, settle, settle_where, write_logged},
     batch::{
-        access::Logged,
+        access::{Logged, log, settle_call, write_logged},
         binds::{Fresh, FreshBind},
         lookups::ByCi,
         records::{Record, record_one},
@@ -22,7 +21,7 @@ use super::{
     classify,
     entities::{certification, person},
     retrying,
-    rows::{Claim, Claimed, Recordable, Recorded, Redeemed, holder},
+    rows::{Claim, Claimed, RecordWritten as _, Recordable, Recorded, Redeemed, holder},
     writes::{bind_in, claim_in, record_outcome, record_sqlite},
 };
 use crate::{
@@ -53,7 +52,7 @@ impl Store {
             Ok(recorded)
         }
         .await;
-        settle(logged, &recorded);
+        settle_call(logged, &recorded);
         recorded
     }
 
@@ -69,32 +68,6 @@ impl Store {
         claim: Option<Claim>,
         access: Option<AccessRecord>,
     ) -> Result<Redeemed, StoreError> {
-        let Some(postgres) = &self.lanes.postgres else {
-            let (recordable, claim, access) = (&recordable, claim.as_ref(), access.as_ref());
-            return retrying(move || async move {
-                let logged = log(self.chains(), access.cloned())?;
-                let redeemed = async {
-                    let db = self.gate.place().await?;
-                    let txn = db.begin().await.map_err(classify)?;
-                    let mut on = On::Sea(&txn);
-                    let redeemed =
-                        bind_in_transaction(&mut on, recordable, account, claim, rejoin_cooldown).await?;
-                    if matches!(redeemed, Redeemed::Bound { .. }) {
-                        write_logged(&mut on, logged.as_ref()).await?;
-                        txn.commit().await.map_err(classify)?;
-                    } else {
-                        txn.rollback().await.map_err(classify)?;
-                    }
-                    Ok(redeemed)
-                }
-                .await;
-                settle_where(logged, &redeemed, |redeemed| {
-                    matches!(redeemed, Redeemed::Bound { .. })
-                });
-                redeemed
-            })
-            .await;
-        };
         let redeems_session = claim.is_some();
         let bind = FreshBind {
             recordable,
@@ -102,48 +75,70 @@ impl Store {
             claim,
             access,
         };
-        let bind = match postgres.binds.ask(bind).await? {
-            Fresh::Bound(bound_at) => {
-                return Ok(Redeemed::Bound {
-                    holder_before: None,
-                    bound_at,
-                    redeemed_session: redeems_session,
-                });
-            }
-            Fresh::Not(bind) => bind,
+        let bind = match &self.lanes.postgres {
+            Some(postgres) => match postgres.binds.ask(bind).await? {
+                Fresh::Bound(bound_at) => {
+                    return Ok(Redeemed::Bound {
+                        holder_before: None,
+                        bound_at,
+                        redeemed_session: redeems_session,
+                    });
+                }
+                Fresh::Not(bind) => bind,
+            },
+            None => Box::new(bind),
         };
         let bind = &*bind;
         retrying(move || async move {
             let logged = log(self.chains(), bind.access.clone())?;
-            let redeemed = async {
-                let mut held = self.gate.hold().await?;
-                // A lock wait past DATABASE_LOCK_TIMEOUT is contention: undone and run again.
-                let mut txn = held.postgres()?.begin().await.map_err(sqlx_error)?;
-                let mut on = On::held(&mut txn);
-                let redeemed = bind_in_transaction(
-                    &mut on,
-                    &bind.recordable,
-                    account,
-                    bind.claim.as_ref(),
-                    rejoin_cooldown,
-                )
-                .await?;
-                if matches!(redeemed, Redeemed::Bound { .. }) {
-                    write_logged(&mut on, logged.as_ref()).await?;
-                    txn.commit().await.map_err(sqlx_error)?;
-                } else {
-                    txn.rollback().await.map_err(sqlx_error)?;
-                }
-                held.keep();
-                Ok(redeemed)
-            }
-            .await;
-            settle_where(logged, &redeemed, |redeemed| {
-                matches!(redeemed, Redeemed::Bound { .. })
-            });
+            let redeemed = if self.lanes.postgres.is_some() {
+                self.bind_held(bind, rejoin_cooldown, logged.as_ref()).await
+            } else {
+                self.bind_placed(bind, rejoin_cooldown, logged.as_ref()).await
+            };
+            settle_call(logged, &redeemed);
             redeemed
         })
         .await
+    }
+
+    /// One bind in a transaction of its own on a held PostgreSQL connection, `logged` written
+    /// when it binds. A lock wait past DATABASE_LOCK_TIMEOUT is contention: undone, and run
+    /// again by the caller.
+    async fn bind_held(
+        &self,
+        bind: &FreshBind,
+        rejoin_cooldown: Duration,
+        logged: Option<&Logged>,
+    ) -> Result<Redeemed, StoreError> {
+        let mut held = self.gate.hold().await?;
+        let mut txn = held.postgres()?.begin().await.map_err(sqlx_error)?;
+        let redeemed = bind_in_transaction(&mut On::held(&mut txn), bind, rejoin_cooldown, logged).await?;
+        if redeemed.record_written() {
+            txn.commit().await.map_err(sqlx_error)?;
+        } else {
+            txn.rollback().await.map_err(sqlx_error)?;
+        }
+        held.keep();
+        Ok(redeemed)
+    }
+
+    /// [`Store::bind_held`] through SeaORM (SQLite).
+    async fn bind_placed(
+        &self,
+        bind: &FreshBind,
+        rejoin_cooldown: Duration,
+        logged: Option<&Logged>,
+    ) -> Result<Redeemed, StoreError> {
+        let db = self.gate.place().await?;
+        let txn = db.begin().await.map_err(classify)?;
+        let redeemed = bind_in_transaction(&mut On::Sea(&txn), bind, rejoin_cooldown, logged).await?;
+        if redeemed.record_written() {
+            txn.commit().await.map_err(classify)?;
+        } else {
+            txn.rollback().await.map_err(classify)?;
+        }
+        Ok(redeemed)
     }
 
     /// The account no longer holds its person (회원 탈퇴). `Some(time)` when a binding existed;
@@ -157,7 +152,7 @@ impl Store {
         retrying(|| async {
             let logged = log(self.chains(), access.clone())?;
             let unlinked = self.unlink_once(account, logged.as_ref()).await;
-            settle_where(logged, &unlinked, Option::is_some);
+            settle_call(logged, &unlinked);
             unlinked
         })
         .await
@@ -227,7 +222,7 @@ impl Store {
             Ok(person.and_then(|person| holder(person.account_id, person.bound_at)))
         }
         .await;
-        settle(logged, &holder);
+        settle_call(logged, &holder);
         holder
     }
 
@@ -262,15 +257,21 @@ impl Store {
 }
 
 /// The general path of a bind, inside the caller's transaction, which it commits only for
-/// [`Redeemed::Bound`]. The claim first: it is a write (SQLite takes its write lock up front),
+/// [`Redeemed::Bound`]: `logged`, the call's record, is written only then. The claim first: it is a write (SQLite takes its write lock up front),
 /// and on PostgreSQL concurrent redemptions of one session queue on its row right here.
 async fn bind_in_transaction<C: ConnectionTrait>(
     on: &mut On<'_, C>,
-    recordable: &Recordable,
-    account: &AccountId,
-    claim: Option<&Claim>,
+    bind: &FreshBind,
     rejoin_cooldown: Duration,
+    logged: Option<&Logged>,
 ) -> Result<Redeemed, StoreError> {
+    let FreshBind {
+        recordable,
+        account,
+        claim,
+        ..
+    } = bind;
+    let claim = claim.as_ref();
     let now = Utc::now();
     let earlier = match claim {
         None => None,
@@ -304,6 +305,7 @@ async fn bind_in_transaction<C: ConnectionTrait>(
         }
         (None, None) => recorded.holder,
     };
+    write_logged(on, logged).await?;
     Ok(Redeemed::Bound {
         holder_before,
         bound_at,

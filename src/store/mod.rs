@@ -48,18 +48,18 @@ use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DbBackend, DbErr, RuntimeErr, TransactionTrait, sqlx,
 };
 
-use batch::{Lanes, gate::Gate};
+use batch::{Lanes, access::AccessWriter, gate::Gate};
 pub use deletions::{DeletionOutcome, DueDeletion};
 pub(crate) use housekeeping::Rewrite;
 pub use housekeeping::{Collision, Purged, SealedPerson};
-pub use rows::{Claim, Claimed, Recordable, Recorded, Redeemed, StoredSession};
+pub use rows::{Claim, Claimed, RecordWritten, Recordable, Recorded, Redeemed, StoredSession};
 
 /// The statement that records what a Verify alone saw, on PostgreSQL (`$1`-`$12`, see
 /// `sql.rs`): the load benchmark runs it, paced as Verify is, for the floor under a
 /// 1-caller Verify.
 pub const RECORD_STATEMENT: &str = batch::records::RECORD_ONE;
 
-use crate::secret::Secret;
+use crate::{audit::AuditKey, secret::Secret};
 
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum StoreError {
@@ -108,7 +108,7 @@ pub struct Store {
     /// The lanes the backend runs.
     lanes: Lanes,
     /// The access-record writer, where this store writes them.
-    access: Option<batch::access::AccessWriter>,
+    access: Option<AccessWriter>,
 }
 
 #[derive(Clone, Debug)]
@@ -132,8 +132,25 @@ const PING_IF_IDLE_FOR: Duration = Duration::from_millis(250);
 
 impl Store {
     /// Prepares the pool without touching the database, so the server can start and report
-    /// NOT_SERVING until the database answers.
+    /// NOT_SERVING until the database answers. This store writes no access records.
     pub async fn connect(settings: &StoreSettings) -> Result<Self, StoreError> {
+        Self::open(settings, None).await
+    }
+
+    /// As [`Store::connect`], writing access records chained under `key`, and logging the head
+    /// of each chain every `head_every`.
+    pub(crate) async fn recording(
+        settings: &StoreSettings,
+        key: AuditKey,
+        head_every: Duration,
+    ) -> Result<Self, StoreError> {
+        Self::open(settings, Some((key, head_every))).await
+    }
+
+    async fn open(
+        settings: &StoreSettings,
+        recording: Option<(AuditKey, Duration)>,
+    ) -> Result<Self, StoreError> {
         let url = settings.database_url.expose();
         if let Some(path) = sqlite_file(url)
             && let Some(parent) = Path::new(path).parent().filter(|dir| !dir.as_os_str().is_empty())
@@ -183,10 +200,12 @@ impl Store {
             )
         })?;
         let gate = Gate::new(db, settings.max_connections, settings.acquire_timeout);
+        let access = recording.map(|(key, head_every)| AccessWriter::start(&gate, key, head_every));
+        // The lanes write the records of the calls they answer, on chains of their own.
         Ok(Self {
-            lanes: Lanes::start(&gate, None),
+            lanes: Lanes::start(&gate, access.as_ref().map(AccessWriter::chains)),
             gate,
-            access: None,
+            access,
         })
     }
 

@@ -33,6 +33,51 @@ impl Recordable {
     }
 }
 
+/// Whether a store call that was given a call's access record wrote it, as its result says:
+/// some calls' records are written only with the call's own write.
+pub trait RecordWritten {
+    fn record_written(&self) -> bool;
+}
+
+impl RecordWritten for Recorded {
+    fn record_written(&self) -> bool {
+        true
+    }
+}
+
+impl RecordWritten for Redeemed {
+    fn record_written(&self) -> bool {
+        matches!(self, Self::Bound { .. })
+    }
+}
+
+impl RecordWritten for Claimed {
+    fn record_written(&self) -> bool {
+        matches!(self, Self::First)
+    }
+}
+
+/// A look-up by CI: it records whatever it found.
+impl RecordWritten for Option<Holder> {
+    fn record_written(&self) -> bool {
+        true
+    }
+}
+
+/// An unlink: written with the binding it ended, when there was one.
+impl RecordWritten for Option<DateTime<Utc>> {
+    fn record_written(&self) -> bool {
+        self.is_some()
+    }
+}
+
+/// A session begun.
+impl RecordWritten for () {
+    fn record_written(&self) -> bool {
+        true
+    }
+}
+
 /// What `Store::record` learned: the person's row and who held them before.
 #[derive(Clone)]
 pub struct Recorded {

@@ -7,12 +7,15 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect, TransactionTra
 
 use super::{
     Store, StoreError,
-    access::{log, settle_where, write_logged},
-    batch::{lookups::BySession, statement::On},
+    batch::{
+        access::{log, settle_call, write_logged},
+        lookups::BySession,
+        statement::On,
+    },
     classify,
     entities::session,
     retrying,
-    rows::{Claim, Claimed, StoredSession},
+    rows::{Claim, Claimed, RecordWritten as _, StoredSession},
     writes::claim_in,
 };
 use crate::{
@@ -43,7 +46,7 @@ impl Store {
             txn.commit().await.map_err(classify)
         }
         .await;
-        logged.settle(&begun);
+        settle_call(Some(logged), &begun);
         begun
     }
 
@@ -115,14 +118,14 @@ impl Store {
                 let txn = db.begin().await.map_err(classify)?;
                 let mut on = On::Sea(&txn);
                 let claimed = claim_in(&mut on, claim, Some(holder_before), refused, now).await?;
-                if matches!(claimed, Claimed::First) {
+                if claimed.record_written() {
                     write_logged(&mut on, logged.as_ref()).await?;
                 }
                 txn.commit().await.map_err(classify)?;
                 Ok(claimed)
             }
             .await;
-            settle_where(logged, &claimed, |claimed| matches!(claimed, Claimed::First));
+            settle_call(logged, &claimed);
             claimed
         })
         .await

@@ -17,7 +17,7 @@ use std::{
     time::Duration,
 };
 
-use sea_orm::{DbBackend, EntityTrait, QueryTrait, Statement};
+use sea_orm::{ActiveValue::Set, ConnectionTrait, DbBackend, EntityTrait, QueryTrait, Statement};
 use tokio::{
     sync::{mpsc, oneshot, watch},
     time::Instant,
@@ -29,7 +29,7 @@ use crate::{
         AccessRecord, AuditKey,
         chain::{Chain, ChainedRecord, Extension, HEAD_LOGGED},
     },
-    store::{StoreError, access::active_model, classify, entities::access_record},
+    store::{RecordWritten, StoreError, classify, entities::access_record},
     telemetry::{log_limit::LogLimit, metrics},
 };
 
@@ -349,4 +349,85 @@ async fn run(gate: &Gate, statement: Statement) -> Result<(), StoreError> {
         }
     }
     Ok(())
+}
+
+/// `records` as [`log_records!`](crate::store::sql::log_records) takes them: a JSON array of
+/// `access_records` rows, the export's lines.
+pub(in crate::store) fn records_json(records: &[ChainedRecord]) -> String {
+    crate::audit::export::json_rows(records)
+}
+
+/// Seals `records` (a call's, to be written with its own writes) on a chain of this store's:
+/// `None` without records; a failure when this store writes none, so none is dropped.
+pub(in crate::store) fn log(
+    chains: Option<&Arc<Chains>>,
+    records: impl IntoIterator<Item = AccessRecord>,
+) -> Result<Option<Logged>, StoreError> {
+    let records: Vec<AccessRecord> = records.into_iter().collect();
+    match chains {
+        Some(chains) => Ok(chains.log(records)),
+        None if records.is_empty() => Ok(None),
+        None => Err(StoreError::Failure("this store writes no access records".into())),
+    }
+}
+
+/// Writes `logged`'s records in the transaction `on` runs, before it commits.
+pub(in crate::store) async fn write_logged<C: ConnectionTrait>(
+    on: &mut On<'_, C>,
+    logged: Option<&Logged>,
+) -> Result<(), StoreError> {
+    if let Some(logged) = logged {
+        let insert = insert_statement(on.backend(), logged.records());
+        on.execute(insert).await.map_err(classify)?;
+    }
+    Ok(())
+}
+
+/// `logged` settled by its statement's result: written when Ok and `wrote` says the
+/// statement wrote it (one that writes a call's record only with the call's write); see
+/// [`Logged::settle`] otherwise.
+pub(in crate::store) fn settle_where<T>(
+    logged: Option<Logged>,
+    result: &Result<T, StoreError>,
+    wrote: impl FnOnce(&T) -> bool,
+) {
+    match (logged, result) {
+        (Some(logged), Ok(value)) if !wrote(value) => logged.unwritten(),
+        (Some(logged), result) => logged.settle(result),
+        (None, _) => {}
+    }
+}
+
+/// `logged` settled by the result of a statement that wrote it whenever it committed.
+pub(in crate::store) fn settle<T>(logged: Option<Logged>, result: &Result<T, StoreError>) {
+    settle_where(logged, result, |_| true);
+}
+
+/// `logged`, a call's record, settled by the result of the store call it rode.
+pub(in crate::store) fn settle_call<T: RecordWritten>(
+    logged: Option<Logged>,
+    result: &Result<T, StoreError>,
+) {
+    settle_where(logged, result, T::record_written);
+}
+
+/// A chained record into its row.
+fn active_model(chained: &ChainedRecord) -> access_record::ActiveModel {
+    let record = &chained.record;
+    access_record::ActiveModel {
+        chain: Set(chained.chain.clone()),
+        seq: Set(chained.seq),
+        at: Set(record.at),
+        caller: Set(record.caller.clone()),
+        actor: Set(record.actor.clone()),
+        peer: Set(record.peer.clone()),
+        method: Set(record.method.clone()),
+        purpose: Set(record.purpose.clone()),
+        work: Set(record.work.as_str().to_owned()),
+        account_id: Set(record.account.clone()),
+        person: Set(record.person.clone()),
+        outcome: Set(record.outcome.clone()),
+        trace_id: Set(record.trace_id.clone()),
+        mac: Set(chained.mac.clone()),
+    }
 }

@@ -36,7 +36,7 @@ use sea_orm::{
 };
 
 use super::{
-    access::{Chains, Logged},
+    access::{Chains, Logged, log, records_json, settle_where, write_logged},
     gate::Connection,
     lane::{Pending, Work},
     records::bind_rows,
@@ -46,9 +46,7 @@ use crate::{
     audit::AccessRecord,
     domain::AccountId,
     store::{
-        StoreError,
-        access::{log, records_json, settle_where, write_logged},
-        classify,
+        StoreError, classify,
         rows::{Claim, Recordable},
         sql::{
             claim_sessions, enqueue_deletions, insert_persons, log_records, seen_arrays,

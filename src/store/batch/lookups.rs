@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::{FromQueryResult, QueryResult, sqlx};
 
 use super::{
-    access::{Chains, Logged},
+    access::{Chains, Logged, log, records_json, settle},
     gate::Connection,
     lane::{Pending, Work},
     statement::sqlx_error,
@@ -18,14 +18,7 @@ use super::{
 use crate::{
     audit::AccessRecord,
     domain::Holder,
-    store::{
-        StoreError,
-        access::{log, records_json, settle},
-        classify,
-        entities::session,
-        rows::holder,
-        sql::log_records,
-    },
+    store::{StoreError, classify, entities::session, rows::holder, sql::log_records},
 };
 
 /// One lookup: the person's CI hash, and the access record of the call that asks, if it

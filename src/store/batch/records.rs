@@ -11,7 +11,7 @@ use sea_orm::sqlx::{self, PgConnection, Postgres, postgres::PgArguments, query::
 use sea_query_sqlx::SqlxValues;
 
 use super::{
-    access::{Chains, Logged},
+    access::{Chains, Logged, log, records_json},
     gate::Connection,
     lane::{Pending, Work},
     statement::{On, sqlx_error},
@@ -21,7 +21,6 @@ use crate::{
     domain::AccountId,
     store::{
         StoreError,
-        access::{log, records_json},
         rows::{Claim, Recordable, Recorded, holder},
         sql::{
             insert_persons_unless_present, log_records, one_row, seen_arrays, seen_one, upsert_certifications,
