@@ -125,8 +125,7 @@ async fn shutdown_signal() {
 
 /// The store of an operator command, writing access records chained under `key`.
 async fn recording_store(database: &DatabaseArgs, key: AuditKey) -> anyhow::Result<Store> {
-    let store = Store::connect(&database.store_settings()).await?;
-    Ok(store.with_access_records(key, COMMAND_HEAD_EVERY))
+    Ok(Store::recording(&database.store_settings(), key, COMMAND_HEAD_EVERY).await?)
 }
 
 /// Ends an operator command that came to `result`: leaves its access record (outcome OK or
@@ -278,6 +277,7 @@ async fn audit_export(args: AuditExportArgs) -> anyhow::Result<()> {
     let record = AccessRecord {
         account: selection.account.clone(),
         person: selection.person.clone(),
+        purpose: Some(args.reason.as_str().to_owned()),
         ..AccessRecord::of(&accessor, Work::Download, &Subject::default(), OUTCOME_OK)
     };
     let store = recording_store(&args.database, key).await?;

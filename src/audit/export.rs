@@ -10,6 +10,42 @@ use super::chain::ChainedRecord;
 /// The method of an export's own record (work `download`): the monthly report lists them.
 pub(crate) const EXPORT_METHOD: &str = "audit export";
 
+/// Why records are taken out (`--reason`), kept as the export's own record's `purpose`: the
+/// monthly review checks each download's reason.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ExportReason {
+    /// The monthly review of the records.
+    MonthlyReview,
+    /// A data subject asked who accessed their data.
+    SubjectRequest,
+    /// An incident or a complaint is being investigated.
+    Investigation,
+    /// An auditor (ISMS-P, the regulator) asked for them.
+    Audit,
+}
+
+impl ExportReason {
+    pub(crate) const ALL: [Self; 4] = [
+        Self::MonthlyReview,
+        Self::SubjectRequest,
+        Self::Investigation,
+        Self::Audit,
+    ];
+
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::MonthlyReview => "monthly-review",
+            Self::SubjectRequest => "subject-request",
+            Self::Investigation => "investigation",
+            Self::Audit => "audit",
+        }
+    }
+
+    pub(crate) fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|reason| reason.as_str() == raw)
+    }
+}
+
 /// Which records an export (or the report's list of exports) reads: those in `[from, to)`
 /// matching every filter given.
 #[derive(Clone, Debug)]

@@ -385,9 +385,10 @@ impl Review {
             };
             writeln!(
                 f,
-                "  {} by {}: records of {filters}; {}",
+                "  {} by {} for {}: records of {filters}; {}",
                 export.at.to_rfc3339_opts(SecondsFormat::Secs, true),
                 export.actor.as_deref().unwrap_or("(no actor)"),
+                export.purpose.as_deref().unwrap_or("(no reason)"),
                 export.outcome,
             )?;
         }
@@ -538,7 +539,7 @@ mod tests {
             actor: Some("auditor.lee".into()),
             peer: None,
             method: super::super::export::EXPORT_METHOD.into(),
-            purpose: None,
+            purpose: Some("subject-request".into()),
             work: Work::Download,
             account: Some("acct-of-someone".into()),
             person: Some("ab".repeat(32)),
@@ -553,7 +554,7 @@ mod tests {
             "  support         3         0         0         0         0         3",
             "  total           5         7         0         0         0        12",
             "  NOT_CERTIFIED                            2",
-            "  2026-11-03T01:02:03Z by auditor.lee: records of an account and a person; OK",
+            "  2026-11-03T01:02:03Z by auditor.lee for subject-request: records of an account and a person; OK",
         ] {
             assert!(printed.contains(expected), "{expected:?} in\n{printed}");
         }

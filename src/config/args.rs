@@ -8,7 +8,7 @@ use clap::{ArgAction, Args, Parser, Subcommand, builder::BoolishValueParser};
 
 use super::{CallerSan, DEFAULT_DATABASE_URL};
 use crate::{
-    audit::{Actor, AuditKey, AuditKeyError, report::Month},
+    audit::{Actor, AuditKey, AuditKeyError, export::ExportReason, report::Month},
     secret::Secret,
     store::StoreSettings,
 };
@@ -91,6 +91,13 @@ pub struct OperatorArgs {
     pub(crate) actor: Option<Actor>,
 }
 
+fn export_reason(raw: &str) -> Result<ExportReason, String> {
+    ExportReason::parse(raw).ok_or_else(|| {
+        let known: Vec<&str> = ExportReason::ALL.iter().map(|reason| reason.as_str()).collect();
+        format!("not a reason: one of {}", known.join(", "))
+    })
+}
+
 fn actor(raw: &str) -> Result<Actor, String> {
     Actor::parse(raw).map_err(|violation| violation.description)
 }
@@ -123,6 +130,10 @@ pub struct AuditExportArgs {
     /// the actor of the export's own `download` record.
     #[arg(long, value_parser = actor)]
     pub(crate) actor: Actor,
+    /// Why: monthly-review, subject-request, investigation or audit. Kept as the `purpose` of
+    /// the export's own record, for the monthly review to check.
+    #[arg(long, value_parser = export_reason)]
+    pub(crate) reason: ExportReason,
     /// Records from this time on (RFC 3339).
     #[arg(long, value_parser = rfc3339)]
     pub(crate) from: DateTime<Utc>,
@@ -136,8 +147,9 @@ pub struct AuditExportArgs {
     #[arg(long)]
     pub(crate) account: Option<String>,
     /// Only the records of the person with this CI (any base64 form), found by its pseudonym
-    /// under AUDIT_KEY. The CI itself is neither printed nor recorded.
-    #[arg(long, value_parser = secret)]
+    /// under AUDIT_KEY. The CI itself is neither printed nor recorded; pass it in the
+    /// environment, where other users' `ps` does not show it.
+    #[arg(long, env = "AUDIT_PERSON_CI", hide_env_values = true, value_parser = secret)]
     pub(crate) person_ci: Option<Secret>,
 }
 

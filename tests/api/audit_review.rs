@@ -27,7 +27,16 @@ struct Ran {
 }
 
 fn run(app: &TestApp, args: &[&str]) -> Ran {
-    let output = operator_command(app).args(args).output().unwrap();
+    run_with(app, args, &[])
+}
+
+/// An operator command with `env` in its environment.
+fn run_with(app: &TestApp, args: &[&str], env: &[(&str, &str)]) -> Ran {
+    let output = operator_command(app)
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
     Ran {
         success: output.status.success(),
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -39,21 +48,30 @@ fn rfc3339(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
-/// `audit export` of `[from, to)` by `auditor.lee` with `filters`: each line parsed as JSON.
-fn export(app: &TestApp, from: DateTime<Utc>, to: DateTime<Utc>, filters: &[&str]) -> Vec<serde_json::Value> {
+/// `audit export` of `[from, to)` by `auditor.lee` for the monthly review, with `filters`
+/// (and `env` in its environment): each line parsed as JSON.
+fn export(
+    app: &TestApp,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    filters: &[&str],
+    env: &[(&str, &str)],
+) -> Vec<serde_json::Value> {
     let (from, to) = (rfc3339(from), rfc3339(to));
     let mut args = vec![
         "audit",
         "export",
         "--actor",
         "auditor.lee",
+        "--reason",
+        "monthly-review",
         "--from",
         &from,
         "--to",
         &to,
     ];
     args.extend(filters);
-    let ran = run(app, &args);
+    let ran = run_with(app, &args, env);
     assert!(ran.success, "{}", ran.stderr);
     // Its logs on stderr, its chain's head among them before it exits.
     assert!(
@@ -143,13 +161,13 @@ async fn audit_export_hands_over_exactly_the_records_asked_for_and_leaves_a_down
     let before = stored(&app, |_| true).await;
     assert_eq!(before.len(), 5);
 
-    let by_caller = export(&app, from, to, &["--caller", "support"]);
+    let by_caller = export(&app, from, to, &["--caller", "support"], &[]);
     assert_eq!(
         places(&by_caller),
         stored(&app, |record| record.caller == "support").await
     );
     assert_eq!(by_caller.len(), 2);
-    let by_account = export(&app, from, to, &["--account", "acct-1"]);
+    let by_account = export(&app, from, to, &["--account", "acct-1"], &[]);
     assert_eq!(
         places(&by_account),
         stored(&app, |record| record.account.as_deref() == Some("acct-1")
@@ -159,7 +177,8 @@ async fn audit_export_hands_over_exactly_the_records_asked_for_and_leaves_a_down
     assert_eq!(by_account.len(), 2);
     let hong = pseudonym("hong");
     let ci = ci_for("hong");
-    let by_person = export(&app, from, to, &["--person-ci", &ci]);
+    // The CI from the environment, where `ps` does not show it.
+    let by_person = export(&app, from, to, &[], &[("AUDIT_PERSON_CI", ci.as_str())]);
     assert_eq!(
         places(&by_person),
         stored(&app, |record| record.person.as_deref() == Some(hong.as_str())
@@ -173,7 +192,7 @@ async fn audit_export_hands_over_exactly_the_records_asked_for_and_leaves_a_down
             .collect::<Vec<_>>(),
         ["Verify", "CheckDuplicate"]
     );
-    let everything = export(&app, from, to, &[]);
+    let everything = export(&app, from, to, &[], &[]);
     assert_eq!(
         places(&everything),
         before,
@@ -227,6 +246,7 @@ async fn audit_export_hands_over_exactly_the_records_asked_for_and_leaves_a_down
             ),
             ("operator", Some("auditor.lee"), Work::Download, OUTCOME_OK, None)
         );
+        assert_eq!(download.purpose.as_deref(), Some("monthly-review"), "the reason");
     }
     // Chained like any other: a chain per export.
     let (held, printed) = audit_verify(&app, None);
@@ -237,13 +257,16 @@ async fn audit_export_hands_over_exactly_the_records_asked_for_and_leaves_a_down
     let ran = run(&app, &["audit", "report", "--month", &month]);
     assert!(ran.success, "{}", ran.stderr);
     assert_eq!(
-        ran.stdout.matches("by auditor.lee: records of ").count(),
+        ran.stdout
+            .matches("by auditor.lee for monthly-review: records of ")
+            .count(),
         4,
         "{}",
         ran.stdout
     );
     assert!(
-        ran.stdout.contains("by auditor.lee: records of a person; OK"),
+        ran.stdout
+            .contains("by auditor.lee for monthly-review: records of a person; OK"),
         "{}",
         ran.stdout
     );
@@ -278,6 +301,8 @@ async fn an_export_whose_record_cannot_be_written_prints_nothing_and_fails() {
             "export",
             "--actor",
             "auditor.lee",
+            "--reason",
+            "investigation",
             "--from",
             from,
             "--to",
@@ -292,13 +317,19 @@ async fn an_export_whose_record_cannot_be_written_prints_nothing_and_fails() {
         ran.stderr
     );
 
-    // Without a usable actor, nothing starts.
-    for actor in [&["--actor", "kim lee"][..], &[]] {
+    // Without a usable actor or reason, nothing starts.
+    let (actor, reason) = (["--actor", "auditor.lee"], ["--reason", "audit"]);
+    for (refused, given) in [
+        ("--actor", [&["--actor", "kim lee"][..], &reason].concat()),
+        ("--actor", reason.to_vec()),
+        ("--reason", [&actor[..], &["--reason", "curiosity"]].concat()),
+        ("--reason", actor.to_vec()),
+    ] {
         let mut args = vec!["audit", "export", "--from", from, "--to", to];
-        args.extend(actor);
+        args.extend(given);
         let ran = run(&app, &args);
         assert!(!ran.success && ran.stdout.is_empty());
-        assert!(ran.stderr.contains("--actor"), "{}", ran.stderr);
+        assert!(ran.stderr.contains(refused), "{refused}: {}", ran.stderr);
     }
     assert_eq!(records(&app).await.len(), 1, "no download record");
 }
